@@ -1,0 +1,141 @@
+//! Error types of the log crate.
+
+use std::path::PathBuf;
+
+use crate::Lsn;
+
+/// Why a byte buffer is not a valid encoded record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// The buffer ends before the record does; `needed` is the minimum total length required.
+    #[error("record incomplete: need at least {needed} bytes")]
+    Incomplete {
+        /// Minimum number of bytes (from the start of the record) needed to go further.
+        needed: usize,
+    },
+    /// The record does not start with the record magic.
+    #[error("bad record magic")]
+    BadMagic,
+    /// The record was written by a newer hadr with an unknown record format.
+    #[error("record format version {0} is not supported (this hadr supports up to {max})", max = crate::record::RECORD_VERSION)]
+    UnsupportedVersion(u8),
+    /// The CRC32C stored in the record does not match its contents.
+    #[error("record CRC mismatch: stored {stored:#010x}, computed {computed:#010x}")]
+    Crc {
+        /// CRC stored at the end of the record.
+        stored: u32,
+        /// CRC computed over the record bytes.
+        computed: u32,
+    },
+    /// The record is intact but belongs at a different LSN.
+    #[error("record LSN mismatch: record says {stored}, expected {expected}")]
+    LsnMismatch {
+        /// LSN stored inside the record.
+        stored: Lsn,
+        /// LSN the record was read at.
+        expected: Lsn,
+    },
+    /// A field holds an impossible value.
+    #[error("malformed record: {0}")]
+    Malformed(String),
+}
+
+/// Every error the log can return.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// An operating-system I/O call failed.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// File or directory the call was about.
+        path: PathBuf,
+        /// Underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The on-disk log is damaged; `offset` is the byte offset inside the segment file.
+    #[error("log corrupt: segment {segment} at byte offset {offset}: {reason}")]
+    Corrupt {
+        /// Path of the damaged segment file (or the log directory for chain problems).
+        segment: PathBuf,
+        /// Byte offset within that file.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A segment was written by a newer hadr.
+    #[error("log segment {segment} has format version {version}; this hadr supports up to {supported}; upgrade hadr")]
+    UnsupportedSegmentVersion {
+        /// Path of the segment file.
+        segment: PathBuf,
+        /// Version found in its header.
+        version: u32,
+        /// Highest version this build understands.
+        supported: u32,
+    },
+    /// `Log::create` found existing segments.
+    #[error("log directory {0} already holds log segments")]
+    AlreadyExists(PathBuf),
+    /// `Log::open` found no segments.
+    #[error("log directory {0} holds no log segments (create the log first)")]
+    NotFound(PathBuf),
+    /// A record handed to `append` cannot be encoded validly.
+    #[error("invalid record: {0}")]
+    InvalidRecord(String),
+    /// Encoded bytes handed to `append_encoded` failed validation.
+    #[error("rejected encoded record at LSN {lsn}: {source}")]
+    BadEncoded {
+        /// LSN at which the bad record would have been placed.
+        lsn: Lsn,
+        /// Why decoding failed.
+        #[source]
+        source: RecordError,
+    },
+    /// An LSN argument is out of range or not usable for this call.
+    #[error("LSN {lsn}: {reason}")]
+    BadLsn {
+        /// The offending LSN.
+        lsn: Lsn,
+        /// Why it cannot be used.
+        reason: String,
+    },
+    /// `wait_flushed` gave up.
+    #[error("timed out waiting for LSN {lsn} to be flushed (flushed up to {flushed})")]
+    FlushTimeout {
+        /// LSN waited for.
+        lsn: Lsn,
+        /// Flushed LSN when the wait ended.
+        flushed: Lsn,
+    },
+    /// An earlier fsync (or a write that could not be undone) failed; the log is read-only from now on.
+    #[error("log failed earlier and refuses further writes: {0}")]
+    Failed(String),
+    /// The log was closed.
+    #[error("log is closed")]
+    Closed,
+    /// A configuration value could not be parsed or is out of range.
+    #[error("invalid log configuration: {0}")]
+    Config(String),
+}
+
+impl LogError {
+    /// Wrap an I/O error together with the path it concerns.
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        LogError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Build a corruption error.
+    pub(crate) fn corrupt(
+        segment: impl Into<PathBuf>,
+        offset: u64,
+        reason: impl Into<String>,
+    ) -> Self {
+        LogError::Corrupt {
+            segment: segment.into(),
+            offset,
+            reason: reason.into(),
+        }
+    }
+}

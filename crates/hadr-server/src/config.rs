@@ -1,0 +1,295 @@
+//! Node configuration: one TOML file, every key also a command-line flag.
+//!
+//! Sizes accept `64MiB`, `1GiB`, `512KiB`, `4096` (bytes); durations accept
+//! `60s`, `500ms`, `2m`, `1h`. Unknown keys are errors: a typo must not
+//! silently leave a default in force.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// A configuration problem, reported before the node starts.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has a bad key or value.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("invalid setting {key}: {message}")]
+    Invalid {
+        /// The key.
+        key: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// A byte size written with an optional binary unit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct ByteSize(pub u64);
+
+impl FromStr for ByteSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("{s:?} is not a size (examples: 4096, 512KiB, 64MiB, 1GiB)"))?;
+        let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kb" | "kib" => 1 << 10,
+            "m" | "mb" | "mib" => 1 << 20,
+            "g" | "gb" | "gib" => 1 << 30,
+            "t" | "tb" | "tib" => 1 << 40,
+            other => return Err(format!("unknown size unit {other:?} in {s:?} (use KiB, MiB, GiB)")),
+        };
+        n.checked_mul(mult)
+            .map(ByteSize)
+            .ok_or_else(|| format!("{s:?} is too large"))
+    }
+}
+
+/// A duration written with a unit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Dur(#[serde(with = "dur_ms")] pub Duration);
+
+mod dur_ms {
+    use serde::Serializer;
+    use std::time::Duration;
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}ms", d.as_millis()))
+    }
+}
+
+impl FromStr for Dur {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let n: f64 = num
+            .parse()
+            .map_err(|_| format!("{s:?} is not a duration (examples: 500ms, 3s, 2m)"))?;
+        let secs = match unit.trim().to_ascii_lowercase().as_str() {
+            "ms" => n / 1000.0,
+            "" | "s" | "sec" | "secs" => n,
+            "m" | "min" => n * 60.0,
+            "h" => n * 3600.0,
+            other => return Err(format!("unknown duration unit {other:?} in {s:?} (use ms, s, m, h)")),
+        };
+        if !secs.is_finite() || secs < 0.0 {
+            return Err(format!("{s:?} is not a valid duration"));
+        }
+        Ok(Dur(Duration::from_secs_f64(secs)))
+    }
+}
+
+fn de_from_str_or_int<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr<Err = String>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Int(u64),
+        Str(String),
+    }
+    let s = match Raw::deserialize(d)? {
+        Raw::Int(i) => i.to_string(),
+        Raw::Str(s) => s,
+    };
+    T::from_str(&s).map_err(serde::de::Error::custom)
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        de_from_str_or_int(d)
+    }
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        de_from_str_or_int(d)
+    }
+}
+
+/// How log appends are made durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlushMode {
+    /// fsync before a commit is acknowledged (the default; durable).
+    Fsync,
+    /// Never fsync: a crash of the machine can lose acknowledged commits. For tests only.
+    Off,
+}
+
+impl FromStr for FlushMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "fsync" => Ok(FlushMode::Fsync),
+            "off" => Ok(FlushMode::Off),
+            _ => Err(format!("{s:?} is not a flush mode (fsync or off)")),
+        }
+    }
+}
+
+/// Everything a node needs to run. Field names are the TOML keys and the flag names.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Data directory (created by `hadr init`).
+    pub data: PathBuf,
+    /// PostgreSQL protocol listen address.
+    pub listen: SocketAddr,
+    /// Admin HTTP listen address (/status, /primary, /standby, /metrics).
+    pub admin: SocketAddr,
+    /// Size at which the log switches to a new segment file.
+    pub log_segment_size: ByteSize,
+    /// Log kept on disk beyond what recovery needs.
+    pub log_retention: ByteSize,
+    /// `fsync` (default) or `off`.
+    pub log_flush_mode: FlushMode,
+    /// WAL size after which hadr checkpoints.
+    pub checkpoint_wal_size: ByteSize,
+    /// A session idle inside a transaction longer than this is closed (0 = never).
+    pub idle_in_transaction_timeout: Dur,
+    /// Longest wait for the write lock before a statement fails with 55P03.
+    pub write_wait_timeout: Dur,
+    /// Longest wait for a commit to become durable before the client gets an error.
+    pub commit_timeout: Dur,
+    /// Most client connections served at once; more get 53300.
+    pub max_connections: usize,
+    /// Largest protocol message accepted from a client; larger ones close that connection.
+    pub max_message_size: ByteSize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data: PathBuf::from("hadr-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 5433)),
+            admin: SocketAddr::from(([127, 0, 0, 1], 8433)),
+            log_segment_size: ByteSize(64 << 20),
+            log_retention: ByteSize(1 << 30),
+            log_flush_mode: FlushMode::Fsync,
+            checkpoint_wal_size: ByteSize(16 << 20),
+            idle_in_transaction_timeout: Dur(Duration::from_secs(60)),
+            write_wait_timeout: Dur(Duration::from_secs(120)),
+            commit_timeout: Dur(Duration::from_secs(60)),
+            max_connections: 500,
+            max_message_size: ByteSize(256 << 20),
+        }
+    }
+}
+
+impl Config {
+    /// Read a TOML file; keys it does not set keep their defaults.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+        Self::from_toml(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    /// Parse TOML text.
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Check ranges that the types cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.log_segment_size.0 < 64 << 10 {
+            return Err(ConfigError::Invalid {
+                key: "log_segment_size",
+                message: "must be at least 64KiB".into(),
+            });
+        }
+        if self.max_connections == 0 {
+            return Err(ConfigError::Invalid {
+                key: "max_connections",
+                message: "must be at least 1".into(),
+            });
+        }
+        if self.max_message_size.0 < 1 << 16 || self.max_message_size.0 > (1 << 30) - 1 {
+            return Err(ConfigError::Invalid {
+                key: "max_message_size",
+                message: "must be between 64KiB and 1GiB".into(),
+            });
+        }
+        if self.listen == self.admin {
+            return Err(ConfigError::Invalid {
+                key: "admin",
+                message: "must differ from listen".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The log settings for the engine.
+    pub fn log_config(&self) -> hadr_log::LogConfig {
+        hadr_log::LogConfig {
+            dir: self.data.join(hadr_engine::LOG_DIR),
+            segment_size: self.log_segment_size.0,
+            retention_bytes: self.log_retention.0,
+            flush_mode: match self.log_flush_mode {
+                FlushMode::Fsync => hadr_log::FlushMode::Fsync,
+                FlushMode::Off => hadr_log::FlushMode::Off,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_units_and_defaults() {
+        let c = Config::from_toml("log_retention = \"2GiB\"\nidle_in_transaction_timeout = \"500ms\"\nlog_segment_size = 1048576").unwrap();
+        assert_eq!(c.log_retention, ByteSize(2 << 30));
+        assert_eq!(c.idle_in_transaction_timeout, Dur(Duration::from_millis(500)));
+        assert_eq!(c.log_segment_size, ByteSize(1 << 20));
+        assert_eq!(c.listen, Config::default().listen);
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert!(Config::from_toml("listen = 5").is_err());
+        assert!(Config::from_toml("no_such_key = 1").unwrap_err().contains("no_such_key"));
+        assert!(Config::from_toml("log_retention = \"12 parsecs\"").is_err());
+        assert!(Config::from_toml("\u{0}\u{1}garbage[[[").is_err());
+        assert!(Config::from_toml("log_flush_mode = \"sometimes\"").is_err());
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!("64MiB".parse::<ByteSize>().unwrap().0, 64 << 20);
+        assert!("64XB".parse::<ByteSize>().is_err());
+        assert_eq!("2m".parse::<Dur>().unwrap().0, Duration::from_secs(120));
+        assert!("-1s".parse::<Dur>().is_err());
+    }
+}

@@ -1,0 +1,298 @@
+//! Statement preparation and execution on a session's SQLite connection.
+//!
+//! Everything here blocks and runs on tokio's blocking pool, never on a
+//! worker thread: a blocking SQLite call on a worker stalls every session
+//! scheduled there.
+
+use std::sync::{Arc, Mutex};
+
+use hadr_engine::Engine;
+use hadr_log::Lsn;
+use hadr_sql::{Command, ParamHint, PgType};
+use rusqlite::types::Value;
+use rusqlite::Connection;
+
+use crate::errors::{from_sqlite, sqlstate, PgError};
+
+/// A session's SQLite connection and the engine it captures into.
+pub struct SessionDb {
+    /// The connection.
+    pub conn: Connection,
+    /// The engine.
+    pub engine: Arc<Engine>,
+}
+
+/// A result column: its name and, when known before execution, its type.
+#[derive(Clone, Debug)]
+pub struct Column {
+    /// Column name.
+    pub name: String,
+    /// Type from the declared column type or the expression; None = decide from the data.
+    pub ty: Option<PgType>,
+}
+
+/// What the session knows about a prepared statement (the SQLite handle itself
+/// lives in the connection's statement cache, keyed by `sql`).
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    /// The client's text.
+    pub original: String,
+    /// Text handed to SQLite.
+    pub sql: String,
+    /// What kind of statement it is.
+    pub command: Command,
+    /// Types of `$1..$n`.
+    pub param_types: Vec<PgType>,
+    /// Result columns (empty if the statement returns no rows).
+    pub columns: Vec<Column>,
+    /// Whether SQLite says the statement does not write.
+    pub readonly: bool,
+}
+
+/// The result of executing a statement.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Column names and final types.
+    pub columns: Vec<(String, PgType)>,
+    /// Rows.
+    pub rows: Vec<Vec<Value>>,
+    /// Rows changed, for DML tags.
+    pub changes: u64,
+    /// Log end after capturing this statement's commit, if it committed a write.
+    pub commit_lsn: Option<Lsn>,
+    /// Whether the connection is outside a transaction afterwards.
+    pub autocommit_after: bool,
+}
+
+/// Why execution did not produce an outcome.
+#[derive(Debug)]
+pub enum ExecError {
+    /// The statement writes and the session does not hold the write permit.
+    NeedPermit,
+    /// A PostgreSQL error for the client. `autocommit_after` says whether the
+    /// connection is outside a transaction afterwards.
+    Pg(PgError, bool),
+    /// Capture failed after a commit: the node must stop writing.
+    Capture(PgError),
+}
+
+/// Guess a type for an expression column from its text (SQLite names an
+/// unaliased expression column after its source text).
+fn expr_type_guess(name: &str) -> Option<PgType> {
+    let n = name.trim().to_ascii_lowercase();
+    const INTS: [&str; 10] = [
+        "count(", "length(", "instr(", "unicode(", "changes(", "total_changes(", "last_insert_rowid(", "random(", "octet_length(", "sign(",
+    ];
+    if INTS.iter().any(|p| n.starts_with(p)) {
+        return Some(PgType::Int8);
+    }
+    if n.starts_with("avg(") || n.starts_with("total(") {
+        return Some(PgType::Float8);
+    }
+    if ["typeof(", "upper(", "lower(", "sqlite_version(", "hex(", "quote(", "printf(", "format(", "date(", "datetime(", "time("]
+        .iter()
+        .any(|p| n.starts_with(p))
+    {
+        return Some(PgType::Text);
+    }
+    None
+}
+
+fn resolve_hint(conn: &Connection, hint: &ParamHint) -> PgType {
+    match hint {
+        ParamHint::Unknown => PgType::Text,
+        ParamHint::Type(t) => *t,
+        ParamHint::Column { table, column } => column_type(conn, table.as_deref(), column).unwrap_or(PgType::Text),
+    }
+}
+
+/// Declared type of `table.column` (or of the first table with such a column);
+/// `#N` names the N-th column of `table`.
+fn column_type(conn: &Connection, table: Option<&str>, column: &str) -> Option<PgType> {
+    let tables: Vec<String> = match table {
+        Some(t) => vec![t.to_string()],
+        None => {
+            let mut st = conn
+                .prepare_cached("SELECT name FROM sqlite_schema WHERE type IN ('table','view') ORDER BY name")
+                .ok()?;
+            let rows = st.query_map([], |r| r.get::<_, String>(0)).ok()?;
+            rows.filter_map(Result::ok).collect()
+        }
+    };
+    let position: Option<usize> = column.strip_prefix('#').and_then(|n| n.parse().ok());
+    for t in tables {
+        let mut st = conn.prepare("SELECT name, type, pk FROM pragma_table_info(?1)").ok()?;
+        let cols: Vec<(String, String, i64)> = st
+            .query_map([&t], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .ok()?
+            .filter_map(Result::ok)
+            .collect();
+        let found = match position {
+            Some(i) => cols.get(i),
+            None => cols.iter().find(|(n, _, _)| n.eq_ignore_ascii_case(column)),
+        };
+        if let Some((_, decl, _)) = found {
+            return Some(PgType::from_sqlite_decltype(decl).unwrap_or(PgType::Text));
+        }
+    }
+    None
+}
+
+/// Prepare `original` on the connection and describe it.
+///
+/// Parameter types are looked up on `meta`, a connection of its own: a lookup
+/// on the session's connection inside a transaction block would start the
+/// block's read snapshot early, and a later write would then fail with 40001.
+pub fn prepare(db: &SessionDb, meta: &Mutex<Connection>, original: &str, client_oids: &[u32]) -> Result<Prepared, PgError> {
+    let tr = hadr_sql::translate(original).map_err(|e| match e {
+        hadr_sql::SqlError::UnsupportedType(t) => PgError::new(sqlstate::UNDEFINED_OBJECT, format!("type \"{t}\" does not exist")),
+        other => PgError::new(sqlstate::SYNTAX_ERROR, other.to_string()),
+    })?;
+    let command = hadr_sql::classify(original);
+    let stmt = db.conn.prepare_cached(&tr.sql).map_err(|e| from_sqlite(&e))?;
+    let n_params = stmt.parameter_count().max(tr.param_count);
+    let mut param_types = Vec::with_capacity(n_params);
+    for i in 0..n_params {
+        let given = client_oids.get(i).copied().unwrap_or(0);
+        let t = if given != 0 {
+            PgType::from_oid(given).unwrap_or(PgType::Text)
+        } else {
+            match tr.param_hints.get(i) {
+                Some(ParamHint::Unknown) | None => PgType::Text,
+                Some(ParamHint::Type(t)) => *t,
+                Some(h) => resolve_hint(&meta.lock().unwrap_or_else(|p| p.into_inner()), h),
+            }
+        };
+        param_types.push(t);
+    }
+    let columns = stmt
+        .columns()
+        .iter()
+        .map(|c| Column {
+            name: c.name().to_string(),
+            ty: c
+                .decl_type()
+                .and_then(PgType::from_sqlite_decltype)
+                .or_else(|| expr_type_guess(c.name())),
+        })
+        .collect();
+    let readonly = stmt.readonly();
+    Ok(Prepared {
+        original: original.to_string(),
+        sql: tr.sql,
+        command,
+        param_types,
+        columns,
+        readonly,
+    })
+}
+
+/// Execute a prepared statement with bound values.
+///
+/// `fixed` holds column types already announced to the client (a Describe);
+/// otherwise types the statement could not tell are decided from the first
+/// non-NULL value. If `have_permit`, a commit is captured into the log here,
+/// before the permit is released, so records stay in commit order.
+pub fn execute(db: &mut SessionDb, p: &Prepared, params: &[Value], have_permit: bool, fixed: Option<&[PgType]>) -> Result<Outcome, ExecError> {
+    let pg = |db: &SessionDb, e: rusqlite::Error| ExecError::Pg(from_sqlite(&e), db.conn.is_autocommit());
+    let mut outcome = Outcome::default();
+    {
+        let mut stmt = match db.conn.prepare_cached(&p.sql) {
+            Ok(s) => s,
+            Err(e) => return Err(ExecError::Pg(from_sqlite(&e), db.conn.is_autocommit())),
+        };
+        if !stmt.readonly() && !have_permit {
+            return Err(ExecError::NeedPermit);
+        }
+        let expected = stmt.parameter_count();
+        if params.len() != expected {
+            return Err(ExecError::Pg(
+                PgError::new(
+                    sqlstate::PROTOCOL_VIOLATION,
+                    format!("bind message supplies {} parameters, but prepared statement requires {expected}", params.len()),
+                ),
+                db.conn.is_autocommit(),
+            ));
+        }
+        for (i, v) in params.iter().enumerate() {
+            if let Err(e) = stmt.raw_bind_parameter(i + 1, v) {
+                drop(stmt);
+                return Err(pg(db, e));
+            }
+        }
+        let ncols = stmt.column_count();
+        let names: Vec<String> = stmt.column_names().iter().map(|s| s.to_string()).collect();
+        let mut rows_out = Vec::new();
+        let result = {
+            let mut rows = stmt.raw_query();
+            loop {
+                match rows.next() {
+                    Ok(Some(row)) => {
+                        let mut vals = Vec::with_capacity(ncols);
+                        for i in 0..ncols {
+                            // Reading as Value cannot fail for a valid index.
+                            vals.push(row.get::<_, Value>(i).unwrap_or(Value::Null));
+                        }
+                        rows_out.push(vals);
+                    }
+                    Ok(None) => break Ok(()),
+                    Err(e) => break Err(e),
+                }
+            }
+        };
+        drop(stmt);
+        if let Err(e) = result {
+            return Err(pg(db, e));
+        }
+        let mut types = Vec::with_capacity(ncols);
+        for i in 0..ncols {
+            let t = match fixed.and_then(|f| f.get(i)) {
+                Some(t) => *t,
+                None => p.columns.get(i).and_then(|c| c.ty).unwrap_or_else(|| {
+                    rows_out
+                        .iter()
+                        .map(|r| &r[i])
+                        .find(|v| !matches!(v, Value::Null))
+                        .map(crate::values::type_of_value)
+                        .unwrap_or(PgType::Text)
+                }),
+            };
+            types.push(t);
+        }
+        outcome.columns = names.into_iter().zip(types).collect();
+        outcome.rows = rows_out;
+    }
+    if matches!(p.command, Command::Insert | Command::Update | Command::Delete) {
+        outcome.changes = db.conn.changes();
+    }
+    outcome.autocommit_after = db.conn.is_autocommit();
+    if have_permit && outcome.autocommit_after {
+        outcome.commit_lsn = capture(db)?;
+    }
+    Ok(outcome)
+}
+
+/// Capture whatever the connection just committed.
+pub fn capture(db: &SessionDb) -> Result<Option<Lsn>, ExecError> {
+    db.engine.capture_commits().map_err(|e| {
+        ExecError::Capture(PgError::fatal(
+            sqlstate::IO_ERROR,
+            format!("could not write the transaction log: {e}; the server stops accepting writes"),
+        ))
+    })
+}
+
+/// Run a transaction-control or other simple statement that returns nothing.
+pub fn exec_plain(db: &mut SessionDb, sql: &str, have_permit: bool) -> Result<Outcome, ExecError> {
+    if let Err(e) = db.conn.execute_batch(sql) {
+        return Err(ExecError::Pg(from_sqlite(&e), db.conn.is_autocommit()));
+    }
+    let mut outcome = Outcome {
+        autocommit_after: db.conn.is_autocommit(),
+        ..Default::default()
+    };
+    if have_permit && outcome.autocommit_after {
+        outcome.commit_lsn = capture(db)?;
+    }
+    Ok(outcome)
+}

@@ -1,0 +1,13 @@
+//! A hadr node: the PostgreSQL wire front end, the admin HTTP endpoint and
+//! the configuration, wired around the engine.
+
+pub mod admin;
+pub mod config;
+pub mod errors;
+pub mod exec;
+pub mod node;
+pub mod session;
+pub mod values;
+
+pub use config::Config;
+pub use node::{run, Bound, Node, NodeError};

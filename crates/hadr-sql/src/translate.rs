@@ -1,0 +1,1529 @@
+//! Translating one statement from PostgreSQL dialect to SQLite, and inferring
+//! what each `$N` parameter probably is.
+
+use crate::lexer::{ident_value, string_value, tokenize, Kind, Token};
+use crate::types::PgType;
+use crate::SqlError;
+
+/// PostgreSQL accepts at most this many parameters per statement.
+const MAX_PARAM: usize = 65535;
+
+/// A statement translated from PostgreSQL dialect to SQLite.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Translated {
+    /// Text for SQLite: `$N` → `?N`, `x::type` → `CAST(x AS type)`.
+    pub sql: String,
+    /// The highest `N` of any `$N` in the statement.
+    pub param_count: usize,
+    /// What each parameter probably is; index 0 is `$1`.
+    pub param_hints: Vec<ParamHint>,
+}
+
+/// What the statement's text says about one parameter's type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ParamHint {
+    /// Nothing useful.
+    Unknown,
+    /// An explicit type: `$1::int`, `CAST($1 AS bigint)`, `LIMIT $1`.
+    Type(PgType),
+    /// The parameter is compared with, assigned to or inserted into this
+    /// column; `column` is `"#N"` for position N of an `INSERT` without a
+    /// column list. `table` is the real table name (aliases resolved), or
+    /// `None` for an unqualified column when the statement names several tables.
+    Column {
+        /// Table the column belongs to, if known.
+        table: Option<String>,
+        /// Column name (unquoted), or `"#N"` for an insert position.
+        column: String,
+    },
+}
+
+/// Keywords that can never be a column name, table alias or function name in
+/// the positions this module looks at.
+const RESERVED: &[&str] = &[
+    "ALL",
+    "AND",
+    "ANY",
+    "ARRAY",
+    "AS",
+    "ASC",
+    "BETWEEN",
+    "BY",
+    "CASE",
+    "CAST",
+    "CHECK",
+    "COLLATE",
+    "CROSS",
+    "CURRENT_DATE",
+    "CURRENT_TIME",
+    "CURRENT_TIMESTAMP",
+    "DEFAULT",
+    "DELETE",
+    "DESC",
+    "DISTINCT",
+    "DO",
+    "ELSE",
+    "END",
+    "ESCAPE",
+    "EXCEPT",
+    "EXISTS",
+    "FALSE",
+    "FETCH",
+    "FOR",
+    "FROM",
+    "FULL",
+    "GLOB",
+    "GROUP",
+    "HAVING",
+    "ILIKE",
+    "IN",
+    "INDEXED",
+    "INNER",
+    "INSERT",
+    "INTERSECT",
+    "INTO",
+    "IS",
+    "ISNULL",
+    "JOIN",
+    "LATERAL",
+    "LEFT",
+    "LIKE",
+    "LIMIT",
+    "LOCALTIME",
+    "LOCALTIMESTAMP",
+    "MATCH",
+    "NATURAL",
+    "NOT",
+    "NOTNULL",
+    "NULL",
+    "OFFSET",
+    "ON",
+    "OR",
+    "ORDER",
+    "OUTER",
+    "OVER",
+    "REGEXP",
+    "RETURNING",
+    "RIGHT",
+    "SELECT",
+    "SET",
+    "SOME",
+    "TABLE",
+    "THEN",
+    "TRUE",
+    "UNION",
+    "UPDATE",
+    "USING",
+    "VALUES",
+    "WHEN",
+    "WHERE",
+    "WINDOW",
+    "WITH",
+];
+
+/// Reserved words that still act as a function name before `(`.
+const FUNCTION_KEYWORDS: &[&str] = &["ANY", "ARRAY", "CAST", "EXISTS", "LEFT", "RIGHT", "SOME"];
+
+/// Reserved words that are complete operands on their own.
+const VALUE_KEYWORDS: &[&str] = &[
+    "CURRENT_DATE",
+    "CURRENT_TIME",
+    "CURRENT_TIMESTAMP",
+    "FALSE",
+    "LOCALTIME",
+    "LOCALTIMESTAMP",
+    "NULL",
+    "TRUE",
+];
+
+const COMPARISONS: &[&str] = &["=", "==", "<>", "!=", "<", "<=", ">", ">="];
+const LIKE_KEYWORDS: &[&str] = &["LIKE", "ILIKE", "GLOB", "REGEXP", "MATCH"];
+const ARITHMETIC: &[&str] = &["+", "-", "*", "/", "%", "||"];
+
+fn is_reserved(word: &str) -> bool {
+    RESERVED.iter().any(|r| r.eq_ignore_ascii_case(word))
+}
+
+fn in_list(word: &str, list: &[&str]) -> bool {
+    list.iter().any(|r| r.eq_ignore_ascii_case(word))
+}
+
+/// A token that can be (part of) a table or column name.
+fn is_name_part(t: &Token<'_>) -> bool {
+    matches!(t.kind, Kind::Word | Kind::QuotedIdent)
+}
+
+/// A token that can be a column name or alias on its own.
+fn is_name(t: &Token<'_>) -> bool {
+    t.kind == Kind::QuotedIdent
+        || (t.kind == Kind::Word && !is_reserved(t.text) && !t.text.starts_with('$'))
+}
+
+fn param_number(t: &Token<'_>) -> Result<usize, SqlError> {
+    match t.text.get(1..).and_then(|d| d.parse::<usize>().ok()) {
+        Some(n) if (1..=MAX_PARAM).contains(&n) => Ok(n),
+        _ => Err(SqlError::BadParameter(t.text.to_string())),
+    }
+}
+
+/// The type a `::` cast or `CAST(.. AS ..)` names: the announced PostgreSQL
+/// types plus a few catalog types that have an obvious SQLite meaning.
+fn cast_type(name: &str) -> Result<PgType, SqlError> {
+    if let Some(t) = PgType::from_name(name) {
+        return Ok(t);
+    }
+    match name.to_ascii_lowercase().as_str() {
+        "oid" | "xid" | "pg_catalog.oid" => Ok(PgType::Int8),
+        "name" | "citext" | "pg_catalog.name" => Ok(PgType::Text),
+        _ => Err(SqlError::UnsupportedType(name.to_string())),
+    }
+}
+
+fn next_sig(toks: &[Token<'_>], mut k: usize) -> Option<usize> {
+    while k < toks.len() && toks[k].is_trivia() {
+        k += 1;
+    }
+    (k < toks.len()).then_some(k)
+}
+
+/// Index just past the `)` matching the `(` at `open`, if balanced.
+fn skip_group(toks: &[Token<'_>], open: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    for (k, t) in toks.iter().enumerate().skip(open) {
+        if t.is_punct("(") {
+            depth += 1;
+        } else if t.is_punct(")") {
+            depth = depth.checked_sub(1)?;
+            if depth == 0 {
+                return Some(k + 1);
+            }
+        }
+    }
+    None
+}
+
+/// Parse a type name starting at or after `start` (trivia skipped): optional
+/// schema, multi-word names, modifiers and array brackets. Returns the name
+/// normalised to single spaces and the index just past it.
+fn parse_type_name(toks: &[Token<'_>], start: usize) -> Option<(String, usize)> {
+    let mut k = next_sig(toks, start)?;
+    if !is_name_part(&toks[k]) {
+        return None;
+    }
+    let mut text = String::new();
+    while let Some(dot) = next_sig(toks, k + 1).filter(|&d| toks[d].is_punct(".")) {
+        match next_sig(toks, dot + 1).filter(|&n| is_name_part(&toks[n])) {
+            Some(n) => {
+                text.push_str(&ident_value(&toks[k]));
+                text.push('.');
+                k = n;
+            }
+            None => break,
+        }
+    }
+    let base = ident_value(&toks[k]).to_ascii_lowercase();
+    text.push_str(&base);
+    let mut end = k + 1;
+
+    // Consume `words` if they come next, in order.
+    let follow = |end: &mut usize, text: &mut String, words: &[&str]| -> bool {
+        let mut k = *end;
+        for w in words {
+            match next_sig(toks, k) {
+                Some(n) if toks[n].is_kw(w) => k = n + 1,
+                _ => return false,
+            }
+        }
+        for w in words {
+            text.push(' ');
+            text.push_str(&w.to_ascii_lowercase());
+        }
+        *end = k;
+        true
+    };
+    match base.as_str() {
+        "double" => {
+            follow(&mut end, &mut text, &["PRECISION"]);
+        }
+        "character" | "char" | "bit" => {
+            follow(&mut end, &mut text, &["VARYING"]);
+        }
+        "interval" => {
+            const FIELDS: &[&str] = &["YEAR", "MONTH", "DAY", "HOUR", "MINUTE", "SECOND", "TO"];
+            while let Some(n) = next_sig(toks, end).filter(|&n| in_list(toks[n].text, FIELDS)) {
+                text.push(' ');
+                text.push_str(&toks[n].text.to_ascii_lowercase());
+                end = n + 1;
+            }
+        }
+        _ => {}
+    }
+    // Type modifiers are integers; anything else in parentheses is not part
+    // of the type (and must not be swallowed, strings least of all).
+    if let Some(open) = next_sig(toks, end).filter(|&n| toks[n].is_punct("(")) {
+        if let Some(close) = skip_group(toks, open) {
+            let inner = &toks[open + 1..close - 1];
+            if inner
+                .iter()
+                .all(|t| t.is_trivia() || t.kind == Kind::Number || t.is_punct(","))
+            {
+                for t in &toks[open..close] {
+                    if !t.is_trivia() {
+                        text.push_str(t.text);
+                    }
+                }
+                end = close;
+            }
+        }
+    }
+    if base == "time" || base == "timestamp" {
+        let _ = follow(&mut end, &mut text, &["WITH", "TIME", "ZONE"])
+            || follow(&mut end, &mut text, &["WITHOUT", "TIME", "ZONE"]);
+    }
+    while let Some(open) = next_sig(toks, end).filter(|&n| toks[n].is_punct("[")) {
+        let close = next_sig(toks, open + 1)?;
+        let close = if toks[close].is_punct("]") {
+            close
+        } else {
+            next_sig(toks, close + 1).filter(|&c| toks[c].is_punct("]"))?
+        };
+        text.push_str("[]");
+        end = close + 1;
+    }
+    Some((text, end))
+}
+
+/// Translate one statement from PostgreSQL dialect to SQLite: `$N` → `?N`,
+/// `expr::type` → `CAST(expr AS type)`, plus parameter type hints.
+pub fn translate(stmt: &str) -> Result<Translated, SqlError> {
+    let toks = tokenize(stmt);
+    if let Some(t) = toks.iter().find(|t| !t.terminated) {
+        let what = match t.kind {
+            Kind::Str => "string literal",
+            Kind::DollarStr => "dollar-quoted string",
+            Kind::QuotedIdent => "quoted identifier",
+            _ => "block comment",
+        };
+        return Err(SqlError::Unterminated { what, at: t.start });
+    }
+    let (sql, param_count) = rewrite(&toks)?;
+    let sig: Vec<Token<'_>> = toks.iter().copied().filter(|t| !t.is_trivia()).collect();
+    let param_hints = Hints::new(&sig).all(param_count);
+    Ok(Translated {
+        sql,
+        param_count,
+        param_hints,
+    })
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PieceKind {
+    Trivia,
+    Word,
+    Ident,
+    Str,
+    Num,
+    Param,
+    /// A whole parenthesised group, already rewritten.
+    Group,
+    /// The output of a rewritten cast: an operand in its own right.
+    Cast,
+    Dot,
+    Other,
+}
+
+/// A unit of rewritten output at one parenthesis level.
+struct Piece {
+    kind: PieceKind,
+    text: String,
+}
+
+impl Piece {
+    fn new(kind: PieceKind, text: impl Into<String>) -> Self {
+        Piece {
+            kind,
+            text: text.into(),
+        }
+    }
+
+    fn is_kw(&self, kw: &str) -> bool {
+        self.kind == PieceKind::Word && self.text.eq_ignore_ascii_case(kw)
+    }
+}
+
+fn concat(pieces: &[Piece]) -> String {
+    pieces.iter().map(|p| p.text.as_str()).collect()
+}
+
+/// Rewrite parameters and casts. Parenthesised groups are collapsed into one
+/// piece as they close, so "the operand before `::`" is always a short run of
+/// pieces at the end of the current level.
+fn rewrite(toks: &[Token<'_>]) -> Result<(String, usize), SqlError> {
+    let mut frames: Vec<Vec<Piece>> = vec![Vec::new()];
+    let mut max_param = 0usize;
+    let mut k = 0;
+    while k < toks.len() {
+        let t = &toks[k];
+        let kind = match t.kind {
+            Kind::Space | Kind::LineComment | Kind::BlockComment => PieceKind::Trivia,
+            Kind::Word => PieceKind::Word,
+            Kind::QuotedIdent => PieceKind::Ident,
+            Kind::Str | Kind::DollarStr => PieceKind::Str,
+            Kind::Number => PieceKind::Num,
+            Kind::Param => PieceKind::Param,
+            Kind::Punct if t.text == "." => PieceKind::Dot,
+            _ => PieceKind::Other,
+        };
+        match kind {
+            PieceKind::Param => {
+                let n = param_number(t)?;
+                max_param = max_param.max(n);
+                push(&mut frames, Piece::new(PieceKind::Param, format!("?{n}")));
+            }
+            _ if t.is_punct("::") => {
+                let (name, next) = parse_type_name(toks, k + 1).ok_or_else(|| {
+                    SqlError::Syntax(format!(
+                        "expected a type name after '::' at byte {}",
+                        t.start
+                    ))
+                })?;
+                let ty = cast_type(&name)?;
+                let frame = top(&mut frames);
+                apply_cast(frame, ty).ok_or_else(|| {
+                    SqlError::Syntax(format!(
+                        "'::' at byte {} does not follow an operand",
+                        t.start
+                    ))
+                })?;
+                k = next;
+                continue;
+            }
+            _ if t.is_punct("(") => frames.push(vec![Piece::new(PieceKind::Other, "(")]),
+            _ if t.is_punct(")") && frames.len() > 1 => {
+                let mut inner = frames.pop().unwrap_or_default();
+                let parent = top(&mut frames);
+                let after_cast = parent
+                    .iter()
+                    .rev()
+                    .find(|p| p.kind != PieceKind::Trivia)
+                    .is_some_and(|p| p.is_kw("CAST"));
+                if after_cast {
+                    rewrite_cast_as(&mut inner);
+                }
+                inner.push(Piece::new(PieceKind::Other, ")"));
+                parent.push(Piece::new(PieceKind::Group, concat(&inner)));
+            }
+            _ => push(&mut frames, Piece::new(kind, t.text)),
+        }
+        k += 1;
+    }
+    let out = frames.iter().map(|f| concat(f)).collect();
+    Ok((out, max_param))
+}
+
+fn top(frames: &mut Vec<Vec<Piece>>) -> &mut Vec<Piece> {
+    if frames.is_empty() {
+        frames.push(Vec::new());
+    }
+    let last = frames.len() - 1;
+    &mut frames[last]
+}
+
+fn push(frames: &mut Vec<Vec<Piece>>, p: Piece) {
+    let frame = top(frames);
+    // `?1` or a folded literal must not fuse with what follows (`$1E''` would
+    // otherwise become `?1E''`, a number and a plain string).
+    let after_rewrite = frame
+        .last()
+        .is_some_and(|l| matches!(l.kind, PieceKind::Param | PieceKind::Cast));
+    let fuses = p
+        .text
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphanumeric() || b >= 0x80 || b"_$.'\"`".contains(&b));
+    if after_rewrite && fuses {
+        frame.push(Piece::new(PieceKind::Trivia, " "));
+    }
+    frame.push(p);
+}
+
+/// Index of the first piece of the operand ending at the last piece.
+fn operand_start(frame: &[Piece]) -> Option<usize> {
+    let last = frame.len().checked_sub(1)?;
+    let p = &frame[last];
+    let qualified = |mut j: usize| {
+        while j >= 2
+            && frame[j - 1].kind == PieceKind::Dot
+            && matches!(frame[j - 2].kind, PieceKind::Word | PieceKind::Ident)
+        {
+            j -= 2;
+        }
+        j
+    };
+    match p.kind {
+        PieceKind::Str | PieceKind::Num | PieceKind::Cast | PieceKind::Param => Some(last),
+        PieceKind::Word if p.is_kw("END") => {
+            // `CASE ... END::type` casts the whole CASE expression.
+            let mut depth = 0usize;
+            for j in (0..=last).rev() {
+                if frame[j].is_kw("END") {
+                    depth += 1;
+                } else if frame[j].is_kw("CASE") {
+                    depth -= 1;
+                    if depth == 0 {
+                        return Some(j);
+                    }
+                }
+            }
+            None
+        }
+        PieceKind::Word if is_reserved(&p.text) && !in_list(&p.text, VALUE_KEYWORDS) => None,
+        PieceKind::Word | PieceKind::Ident => Some(qualified(last)),
+        PieceKind::Group => {
+            let prev_sig =
+                |end: usize| (0..end).rev().find(|&j| frame[j].kind != PieceKind::Trivia);
+            let mut group = last;
+            loop {
+                match prev_sig(group) {
+                    // `f(x) FILTER (...) OVER (...)::type` casts the whole call.
+                    Some(j) if frame[j].is_kw("FILTER") || frame[j].is_kw("OVER") => {
+                        match prev_sig(j) {
+                            Some(g) if frame[g].kind == PieceKind::Group => group = g,
+                            _ => return Some(last),
+                        }
+                    }
+                    Some(j)
+                        if frame[j].kind == PieceKind::Ident
+                            || (frame[j].kind == PieceKind::Word
+                                && (!is_reserved(&frame[j].text)
+                                    || in_list(&frame[j].text, FUNCTION_KEYWORDS))) =>
+                    {
+                        return Some(qualified(j));
+                    }
+                    _ => return Some(group),
+                }
+            }
+        }
+        _ => None,
+    }
+}
+
+/// The value of a plain `'...'` literal (no prefix), if `text` is one.
+fn plain_string(text: &str) -> Option<String> {
+    if text.len() >= 2 && text.starts_with('\'') && text.ends_with('\'') {
+        let t = tokenize(text);
+        if t.len() == 1 && t[0].kind == Kind::Str {
+            return Some(string_value(&t[0]));
+        }
+    }
+    None
+}
+
+/// Replace the operand at the end of `frame` with its cast to `ty`. A cast of
+/// a parameter is dropped (the type becomes the parameter's hint instead).
+/// `None` when there is no operand.
+fn apply_cast(frame: &mut Vec<Piece>, ty: PgType) -> Option<()> {
+    let mut trailing = Vec::new();
+    while frame.last().is_some_and(|p| p.kind == PieceKind::Trivia) {
+        trailing.extend(frame.pop());
+    }
+    let start = operand_start(frame)?;
+    if frame[start].kind != PieceKind::Param || start + 1 != frame.len() {
+        let operand = concat(&frame[start..]);
+        frame.truncate(start);
+        let folded = plain_string(&operand).and_then(|v| fold_literal(&v, ty));
+        let text =
+            folded.unwrap_or_else(|| format!("CAST({operand} AS {})", ty.sqlite_cast_type()));
+        frame.push(Piece::new(PieceKind::Cast, text));
+    }
+    // Whitespace between the operand and `::` goes; comments stay.
+    if trailing
+        .iter()
+        .any(|p| p.text.starts_with("--") || p.text.starts_with("/*"))
+    {
+        frame.extend(trailing.into_iter().rev());
+    }
+    Some(())
+}
+
+/// Evaluate casts of literals whose SQLite CAST would give the wrong value:
+/// PostgreSQL boolean spellings, and `'\x..'` hex bytea input.
+fn fold_literal(value: &str, ty: PgType) -> Option<String> {
+    match ty {
+        PgType::Bool => match value.trim().to_ascii_lowercase().as_str() {
+            "t" | "true" | "y" | "yes" | "on" | "1" => Some("1".into()),
+            "f" | "false" | "n" | "no" | "off" | "0" => Some("0".into()),
+            _ => None,
+        },
+        PgType::Bytea => {
+            let hex = value.strip_prefix("\\x")?;
+            (hex.len() % 2 == 0 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+                .then(|| format!("X'{hex}'"))
+        }
+        _ => None,
+    }
+}
+
+/// In the pieces of a `CAST( ... )` group, replace a PostgreSQL type name
+/// after the last `AS` with the SQLite one; SQLite would otherwise derive an
+/// affinity from the name (`timestamp` would become NUMERIC).
+fn rewrite_cast_as(inner: &mut Vec<Piece>) {
+    let Some(as_at) = inner.iter().rposition(|p| p.is_kw("AS")) else {
+        return;
+    };
+    let mut name = String::new();
+    let mut space = false;
+    let type_pieces = &inner[as_at + 1..];
+    // Only a plain type name (with integer modifiers) is replaced, so no
+    // literal or comment can be lost.
+    let plain = type_pieces.iter().all(|p| match p.kind {
+        PieceKind::Trivia => p.text.trim().is_empty(),
+        PieceKind::Word | PieceKind::Ident | PieceKind::Dot => true,
+        PieceKind::Group => p
+            .text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b" ,()".contains(&b)),
+        _ => p.text == "[" || p.text == "]",
+    });
+    if !plain {
+        return;
+    }
+    for p in type_pieces {
+        match p.kind {
+            PieceKind::Trivia => space = true,
+            PieceKind::Word | PieceKind::Ident => {
+                if space && !name.is_empty() && !name.ends_with('.') {
+                    name.push(' ');
+                }
+                name.push_str(&p.text);
+                space = false;
+            }
+            _ => {
+                name.push_str(&p.text);
+                space = false;
+            }
+        }
+    }
+    if let Some(sqlite) = PgType::from_name(&name).map(PgType::sqlite_cast_type) {
+        inner.truncate(as_at + 1);
+        inner.push(Piece::new(PieceKind::Trivia, " "));
+        inner.push(Piece::new(PieceKind::Word, sqlite));
+    }
+}
+
+/// The `INSERT ... VALUES` shape of a statement, for positional hints.
+struct InsertShape {
+    table: String,
+    columns: Option<Vec<String>>,
+    /// Indices of the `(` of each VALUES row.
+    rows: Vec<usize>,
+}
+
+/// Parameter hint inference over the significant tokens of a statement.
+struct Hints<'s, 'a> {
+    sig: &'s [Token<'a>],
+    /// For each token, the index of the innermost `(` enclosing it.
+    enclosing: Vec<Option<usize>>,
+    /// For each `(`, the index of its `)`.
+    close: Vec<Option<usize>>,
+    /// (lowercased alias or table name, real table if it is one).
+    aliases: Vec<(String, Option<String>)>,
+    /// Distinct real tables the statement names.
+    tables: Vec<String>,
+    insert: Option<InsertShape>,
+}
+
+impl<'s, 'a> Hints<'s, 'a> {
+    fn new(sig: &'s [Token<'a>]) -> Self {
+        let mut enclosing = vec![None; sig.len()];
+        let mut close = vec![None; sig.len()];
+        let mut stack: Vec<usize> = Vec::new();
+        for (i, t) in sig.iter().enumerate() {
+            enclosing[i] = stack.last().copied();
+            if t.is_punct("(") {
+                stack.push(i);
+            } else if t.is_punct(")") {
+                if let Some(o) = stack.pop() {
+                    close[o] = Some(i);
+                }
+            }
+        }
+        let mut h = Hints {
+            sig,
+            enclosing,
+            close,
+            aliases: Vec::new(),
+            tables: Vec::new(),
+            insert: None,
+        };
+        h.collect_tables();
+        h.insert = h.insert_shape();
+        h
+    }
+
+    fn at(&self, i: isize) -> Option<&Token<'a>> {
+        usize::try_from(i).ok().and_then(|i| self.sig.get(i))
+    }
+
+    fn kw(&self, i: isize, kw: &str) -> bool {
+        self.at(i).is_some_and(|t| t.is_kw(kw))
+    }
+
+    fn punct(&self, i: isize, p: &str) -> bool {
+        self.at(i).is_some_and(|t| t.is_punct(p))
+    }
+
+    fn op_in(&self, i: isize, ops: &[&str]) -> bool {
+        self.at(i)
+            .is_some_and(|t| t.kind == Kind::Op && ops.contains(&t.text))
+    }
+
+    fn after_group(&self, open: usize) -> Option<usize> {
+        self.close.get(open).copied().flatten().map(|c| c + 1)
+    }
+
+    /// Qualified name starting at `k`: (parts, index after).
+    fn qualified_name(&self, k: usize) -> Option<(Vec<String>, usize)> {
+        let first = self.sig.get(k)?;
+        if !is_name_part(first) {
+            return None;
+        }
+        let mut parts = vec![ident_value(first)];
+        let mut k = k + 1;
+        while self.punct(k as isize, ".") && self.sig.get(k + 1).is_some_and(is_name_part) {
+            parts.push(ident_value(&self.sig[k + 1]));
+            k += 2;
+        }
+        Some((parts, k))
+    }
+
+    /// One `FROM`/`JOIN`/`UPDATE`/`INTO` item: (real table, alias, index after).
+    /// `allow_fn` is false after INTO, where `name(` starts a column list.
+    fn table_ref(
+        &self,
+        mut k: usize,
+        allow_fn: bool,
+    ) -> Option<(Option<String>, Option<String>, usize)> {
+        if self.kw(k as isize, "ONLY") || self.kw(k as isize, "LATERAL") {
+            k += 1;
+        }
+        let real;
+        if self.punct(k as isize, "(") {
+            real = None;
+            k = self.after_group(k)?;
+        } else {
+            let t = self.sig.get(k)?;
+            if !(t.kind == Kind::QuotedIdent || (t.kind == Kind::Word && !is_reserved(t.text))) {
+                return None;
+            }
+            let (parts, next) = self.qualified_name(k)?;
+            k = next;
+            if allow_fn && self.punct(k as isize, "(") {
+                // A set-returning function, not a table.
+                real = None;
+                k = self.after_group(k)?;
+            } else {
+                real = parts.last().cloned();
+            }
+        }
+        let mut alias = None;
+        if self.kw(k as isize, "AS") {
+            k += 1;
+        }
+        if let Some(t) = self.sig.get(k).filter(|t| is_name(t)) {
+            alias = Some(ident_value(t));
+            k += 1;
+            if self.punct(k as isize, "(") {
+                k = self.after_group(k)?;
+            }
+        }
+        Some((real, alias, k))
+    }
+
+    fn collect_tables(&mut self) {
+        let n = self.sig.len();
+        for i in 0..n {
+            let ii = i as isize;
+            let t = &self.sig[i];
+            let mut into = false;
+            let (start, list) = if t.is_kw("FROM") {
+                if self.kw(ii - 1, "DISTINCT") {
+                    continue;
+                }
+                // FROM inside EXTRACT(.. FROM ..), substring(.. FROM ..) etc. is no table.
+                if let Some(o) = self.enclosing[i] {
+                    if !(self.kw(o as isize + 1, "SELECT") || self.kw(o as isize + 1, "DELETE")) {
+                        continue;
+                    }
+                }
+                (i + 1, true)
+            } else if t.is_kw("JOIN") {
+                (i + 1, false)
+            } else if t.is_kw("INTO") {
+                into = true;
+                (i + 1, false)
+            } else if t.is_kw("USING") && !self.punct(ii + 1, "(") {
+                (i + 1, true)
+            } else if t.is_kw("UPDATE") {
+                if self.kw(ii - 1, "FOR") || self.kw(ii + 1, "SET") {
+                    continue;
+                }
+                if self.kw(ii + 1, "OR") {
+                    (i + 3, false)
+                } else {
+                    (i + 1, false)
+                }
+            } else {
+                continue;
+            };
+            let mut k = start;
+            while let Some((real, alias, next)) = self.table_ref(k, !into) {
+                if let Some(r) = &real {
+                    if !self.tables.iter().any(|x| x.eq_ignore_ascii_case(r)) {
+                        self.tables.push(r.clone());
+                    }
+                    self.aliases.push((r.to_lowercase(), Some(r.clone())));
+                }
+                if let Some(a) = alias {
+                    self.aliases.push((a.to_lowercase(), real));
+                }
+                if list && self.punct(next as isize, ",") {
+                    k = next + 1;
+                } else {
+                    break;
+                }
+            }
+        }
+    }
+
+    fn insert_shape(&self) -> Option<InsertShape> {
+        let n = self.sig.len();
+        let verb = (0..n).find(|&i| {
+            self.enclosing[i].is_none()
+                && (self.sig[i].is_kw("INSERT")
+                    || (self.sig[i].is_kw("REPLACE") && self.kw(i as isize + 1, "INTO")))
+        })?;
+        let into = (verb + 1..n.min(verb + 4)).find(|&i| self.sig[i].is_kw("INTO"))?;
+        let (parts, mut k) = self.qualified_name(into + 1)?;
+        let table = parts.last()?.clone();
+        if self.kw(k as isize, "AS") {
+            k += 2;
+        }
+        let mut columns = None;
+        if self.punct(k as isize, "(") {
+            let close = self.close.get(k).copied().flatten()?;
+            let mut cols = Vec::new();
+            let mut j = k + 1;
+            while j < close {
+                let t = &self.sig[j];
+                if !is_name(t) {
+                    return None;
+                }
+                cols.push(ident_value(t));
+                j += 1;
+                if j < close {
+                    if !self.punct(j as isize, ",") {
+                        return None;
+                    }
+                    j += 1;
+                }
+            }
+            columns = Some(cols);
+            k = close + 1;
+        }
+        if !self.kw(k as isize, "VALUES") {
+            return None;
+        }
+        k += 1;
+        let mut rows = Vec::new();
+        while self.punct(k as isize, "(") {
+            rows.push(k);
+            k = self.after_group(k)?;
+            if !self.punct(k as isize, ",") {
+                break;
+            }
+            k += 1;
+        }
+        Some(InsertShape {
+            table,
+            columns,
+            rows,
+        })
+    }
+
+    /// The real table a qualifier (or, without one, the statement) refers to.
+    fn resolve(&self, qualifier: Option<String>) -> Option<String> {
+        match qualifier {
+            Some(q) => {
+                let lower = q.to_lowercase();
+                match self.aliases.iter().find(|(a, _)| *a == lower) {
+                    Some((_, Some(real))) => Some(real.clone()),
+                    _ => Some(q),
+                }
+            }
+            None if self.tables.len() == 1 => self.tables.first().cloned(),
+            None => None,
+        }
+    }
+
+    fn column(&self, name: Option<(Option<String>, String)>) -> Option<ParamHint> {
+        let (q, column) = name?;
+        Some(ParamHint::Column {
+            table: self.resolve(q),
+            column,
+        })
+    }
+
+    /// Column reference ending at `end` (not a function call's result).
+    fn name_before(&self, end: isize) -> Option<(Option<String>, String)> {
+        let t = self.at(end)?;
+        if !is_name(t) {
+            return None;
+        }
+        let column = ident_value(t);
+        let mut qualifier = None;
+        let mut j = end;
+        while self.punct(j - 1, ".") && self.at(j - 2).is_some_and(is_name_part) {
+            if qualifier.is_none() {
+                qualifier = self.at(j - 2).map(ident_value);
+            }
+            j -= 2;
+        }
+        if self.punct(j - 1, ".") {
+            return None;
+        }
+        Some((qualifier, column))
+    }
+
+    /// Column reference starting at `start`.
+    fn name_after(&self, start: isize) -> Option<(Option<String>, String)> {
+        let (parts, next) = self.qualified_name(usize::try_from(start).ok()?)?;
+        let last = self.at(next as isize - 1)?;
+        if !is_name(last) || self.punct(next as isize, "(") || self.punct(next as isize, ".") {
+            return None;
+        }
+        let column = parts.last()?.clone();
+        let qualifier = parts
+            .len()
+            .checked_sub(2)
+            .and_then(|q| parts.get(q))
+            .cloned();
+        Some((qualifier, column))
+    }
+
+    /// Whether token `i` is a whole element of the group opened at `open`.
+    fn direct_element(&self, i: isize) -> bool {
+        (self.punct(i - 1, "(") || self.punct(i - 1, ","))
+            && (self.punct(i + 1, ",") || self.punct(i + 1, ")"))
+    }
+
+    /// Position of element `i` in the group opened at `open` (top-level commas before it).
+    fn position(&self, open: usize, i: usize) -> usize {
+        let mut pos = 0;
+        let mut j = open + 1;
+        while j < i {
+            if self.sig[j].is_punct("(") {
+                j = self.after_group(j).unwrap_or(i);
+                continue;
+            }
+            if self.sig[j].is_punct(",") {
+                pos += 1;
+            }
+            j += 1;
+        }
+        pos
+    }
+
+    /// Skip a `NOT` before index `j`, e.g. `col NOT LIKE $1`.
+    fn skip_not(&self, j: isize) -> isize {
+        if self.kw(j, "NOT") {
+            j - 1
+        } else {
+            j
+        }
+    }
+
+    fn hint(&self, i: usize) -> ParamHint {
+        let ii = i as isize;
+        let explicit = |name: Option<(String, usize)>| name.and_then(|(n, _)| cast_type(&n).ok());
+        if self.punct(ii + 1, "::") {
+            if let Some(t) = explicit(parse_type_name(self.sig, i + 2)) {
+                return ParamHint::Type(t);
+            }
+        }
+        if self.punct(ii - 1, "(") && self.kw(ii - 2, "CAST") && self.kw(ii + 1, "AS") {
+            let name = parse_type_name(self.sig, i + 2);
+            let t = explicit(name.clone())
+                .or_else(|| name.and_then(|(n, _)| PgType::from_sqlite_decltype(&n)));
+            if let Some(t) = t {
+                return ParamHint::Type(t);
+            }
+        }
+        if self.kw(ii - 1, "LIMIT")
+            || self.kw(ii - 1, "OFFSET")
+            || (self.kw(ii - 2, "FETCH") && (self.kw(ii - 1, "FIRST") || self.kw(ii - 1, "NEXT")))
+        {
+            return ParamHint::Type(PgType::Int8);
+        }
+        if let (Some(open), Some(shape)) = (self.enclosing[i], &self.insert) {
+            if shape.rows.contains(&open) && self.direct_element(ii) {
+                let pos = self.position(open, i);
+                let column = match &shape.columns {
+                    Some(cols) => match cols.get(pos) {
+                        Some(c) => c.clone(),
+                        None => return ParamHint::Unknown,
+                    },
+                    None => format!("#{pos}"),
+                };
+                return ParamHint::Column {
+                    table: Some(shape.table.clone()),
+                    column,
+                };
+            }
+        }
+        if let Some(open) = self.enclosing[i] {
+            let o = open as isize;
+            if self.direct_element(ii) && self.kw(o - 1, "IN") {
+                if let Some(h) = self.column(self.name_before(self.skip_not(o - 2))) {
+                    return h;
+                }
+            }
+        }
+        let before = if self.op_in(ii - 1, COMPARISONS) {
+            self.name_before(ii - 2)
+        } else if self
+            .at(ii - 1)
+            .is_some_and(|t| t.kind == Kind::Word && in_list(t.text, LIKE_KEYWORDS))
+        {
+            self.name_before(self.skip_not(ii - 2))
+        } else if self.op_in(ii - 1, &["+", "-"]) && self.op_in(ii - 2, COMPARISONS) {
+            self.name_before(ii - 3)
+        } else if self.kw(ii - 1, "BETWEEN") {
+            self.name_before(self.skip_not(ii - 2))
+        } else if self.kw(ii - 1, "SYMMETRIC") && self.kw(ii - 2, "BETWEEN") {
+            self.name_before(self.skip_not(ii - 3))
+        } else if self.kw(ii - 1, "AND") && self.kw(ii - 3, "BETWEEN") {
+            self.name_before(self.skip_not(ii - 4))
+        } else if self.kw(ii - 1, "AND")
+            && self.kw(ii - 3, "SYMMETRIC")
+            && self.kw(ii - 4, "BETWEEN")
+        {
+            self.name_before(self.skip_not(ii - 5))
+        } else {
+            None
+        };
+        if let Some(h) = self.column(before) {
+            return h;
+        }
+        if self.op_in(ii + 1, COMPARISONS) {
+            if let Some(h) = self.column(self.name_after(ii + 2)) {
+                return h;
+            }
+        }
+        if self.op_in(ii - 1, ARITHMETIC) {
+            if let Some(h) = self.column(self.name_before(ii - 2)) {
+                return h;
+            }
+        }
+        if self.op_in(ii + 1, ARITHMETIC) {
+            if let Some(h) = self.column(self.name_after(ii + 2)) {
+                return h;
+            }
+        }
+        ParamHint::Unknown
+    }
+
+    /// Hints for `$1..=$count`; the first informative occurrence of each wins.
+    fn all(&self, count: usize) -> Vec<ParamHint> {
+        let mut hints = vec![ParamHint::Unknown; count];
+        for (i, t) in self.sig.iter().enumerate() {
+            if t.kind != Kind::Param {
+                continue;
+            }
+            let Ok(n) = param_number(t) else { continue };
+            if let Some(slot) = hints.get_mut(n - 1) {
+                if *slot == ParamHint::Unknown {
+                    *slot = self.hint(i);
+                }
+            }
+        }
+        hints
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sql(s: &str) -> String {
+        match translate(s) {
+            Ok(t) => t.sql,
+            Err(e) => panic!("{s}: {e}"),
+        }
+    }
+
+    fn hints(s: &str) -> Vec<ParamHint> {
+        match translate(s) {
+            Ok(t) => t.param_hints,
+            Err(e) => panic!("{s}: {e}"),
+        }
+    }
+
+    fn col(table: Option<&str>, column: &str) -> ParamHint {
+        ParamHint::Column {
+            table: table.map(str::to_string),
+            column: column.to_string(),
+        }
+    }
+
+    #[test]
+    fn params() {
+        let t = translate("select $1, $3, $1").unwrap();
+        assert_eq!(t.sql, "select ?1, ?3, ?1");
+        assert_eq!(t.param_count, 3);
+        assert_eq!(t.param_hints.len(), 3);
+        assert_eq!(translate("select 1").unwrap().param_count, 0);
+        // Inside strings, identifiers, comments and dollar quotes nothing changes.
+        let s = "select '$1::int', \"$2\", $$ $3 $$, E'\\'$4' -- $5::int\n /* $6 */";
+        assert_eq!(sql(s), s);
+    }
+
+    #[test]
+    fn bad_params() {
+        assert!(matches!(
+            translate("select $0"),
+            Err(SqlError::BadParameter(_))
+        ));
+        assert!(matches!(
+            translate("select $65536"),
+            Err(SqlError::BadParameter(_))
+        ));
+        assert!(matches!(
+            translate("select $99999999999999999999999"),
+            Err(SqlError::BadParameter(_))
+        ));
+        assert_eq!(translate("select $65535").unwrap().param_count, 65535);
+    }
+
+    #[test]
+    fn unterminated() {
+        for s in [
+            "select 'abc",
+            "select \"abc",
+            "select $$abc",
+            "select /* abc",
+            "select E'abc\\'",
+            "select [abc",
+        ] {
+            let r = translate(s);
+            if s.contains('[') {
+                // An unclosed '[' is just punctuation.
+                assert!(r.is_ok(), "{s}");
+            } else {
+                assert!(
+                    matches!(r, Err(SqlError::Unterminated { .. })),
+                    "{s}: {r:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn casts() {
+        assert_eq!(sql("select x::int"), "select CAST(x AS INTEGER)");
+        assert_eq!(
+            sql("select x::bigint from t"),
+            "select CAST(x AS INTEGER) from t"
+        );
+        assert_eq!(sql("select '5'::numeric"), "select CAST('5' AS NUMERIC)");
+        assert_eq!(sql("select t.x::text"), "select CAST(t.x AS TEXT)");
+        assert_eq!(
+            sql("select \"T\".\"x\"::text"),
+            "select CAST(\"T\".\"x\" AS TEXT)"
+        );
+        assert_eq!(sql("select (a+b)::float8"), "select CAST((a+b) AS REAL)");
+        assert_eq!(sql("select now()::date"), "select CAST(now() AS TEXT)");
+        assert_eq!(
+            sql("select '{\"a\":1}'::json"),
+            "select CAST('{\"a\":1}' AS TEXT)"
+        );
+        assert_eq!(sql("select x::bytea"), "select CAST(x AS BLOB)");
+        assert_eq!(
+            sql("select 1.5::double precision"),
+            "select CAST(1.5 AS REAL)"
+        );
+        assert_eq!(
+            sql("select x::character varying(10)"),
+            "select CAST(x AS TEXT)"
+        );
+        assert_eq!(
+            sql("select x::numeric(10, 2) + 1"),
+            "select CAST(x AS NUMERIC) + 1"
+        );
+        assert_eq!(
+            sql("select x::timestamp with time zone"),
+            "select CAST(x AS TEXT)"
+        );
+        assert_eq!(sql("select x :: int"), "select CAST(x AS INTEGER)");
+        assert_eq!(
+            sql("select x::pg_catalog.int4"),
+            "select CAST(x AS INTEGER)"
+        );
+        assert_eq!(sql("select x::unknown"), "select CAST(x AS TEXT)");
+        // A parenthesised string after a type is not a modifier.
+        assert_eq!(sql("select x::varchar('a')"), "select CAST(x AS TEXT)('a')");
+        assert_eq!(
+            sql("select CAST(x AS varchar('a'))"),
+            "select CAST(x AS varchar('a'))"
+        );
+    }
+
+    #[test]
+    fn cast_operands() {
+        assert_eq!(sql("select -1::int"), "select -CAST(1 AS INTEGER)");
+        assert_eq!(sql("select a + b::int"), "select a + CAST(b AS INTEGER)");
+        assert_eq!(
+            sql("select x::text::int"),
+            "select CAST(CAST(x AS TEXT) AS INTEGER)"
+        );
+        assert_eq!(
+            sql("select s.f(a, b)::int"),
+            "select CAST(s.f(a, b) AS INTEGER)"
+        );
+        assert_eq!(
+            sql("select count(*)::int4 from t"),
+            "select CAST(count(*) AS INTEGER) from t"
+        );
+        assert_eq!(sql("select f((a)::int)"), "select f(CAST((a) AS INTEGER))");
+        assert_eq!(
+            sql("select case when a then 1 else 2 end::text"),
+            "select CAST(case when a then 1 else 2 end AS TEXT)"
+        );
+        assert_eq!(sql("select null::int"), "select CAST(null AS INTEGER)");
+        assert_eq!(
+            sql("where x in (1)::int"),
+            "where x in CAST((1) AS INTEGER)"
+        );
+        assert_eq!(
+            sql("select x::int /* c */ , y"),
+            "select CAST(x AS INTEGER) /* c */ , y"
+        );
+    }
+
+    #[test]
+    fn cast_of_window_call() {
+        assert_eq!(
+            sql("select count(*) filter (where a) over (partition by b)::int from t"),
+            "select CAST(count(*) filter (where a) over (partition by b) AS INTEGER) from t"
+        );
+    }
+
+    #[test]
+    fn cast_literal_folding() {
+        assert_eq!(
+            sql("select 'true'::bool, 'f'::boolean, x::bool"),
+            "select 1, 0, CAST(x AS INTEGER)"
+        );
+        assert_eq!(
+            sql("select 'maybe'::bool"),
+            "select CAST('maybe' AS INTEGER)"
+        );
+        assert_eq!(sql("select '\\x0aFF'::bytea"), "select X'0aFF'");
+    }
+
+    #[test]
+    fn cast_errors() {
+        assert_eq!(
+            translate("select x::regclass"),
+            Err(SqlError::UnsupportedType("regclass".into()))
+        );
+        assert_eq!(
+            translate("select x::int[]"),
+            Err(SqlError::UnsupportedType("int[]".into()))
+        );
+        assert_eq!(
+            translate("select x::interval"),
+            Err(SqlError::UnsupportedType("interval".into()))
+        );
+        assert!(matches!(translate("select x::"), Err(SqlError::Syntax(_))));
+        assert!(matches!(translate("::int"), Err(SqlError::Syntax(_))));
+        assert!(matches!(
+            translate("select ::int"),
+            Err(SqlError::Syntax(_))
+        ));
+        assert!(matches!(
+            translate("select x::'a'"),
+            Err(SqlError::Syntax(_))
+        ));
+    }
+
+    #[test]
+    fn cast_keyword_form() {
+        assert_eq!(sql("select cast(x as timestamp)"), "select cast(x as TEXT)");
+        assert_eq!(
+            sql("select CAST(x AS double precision)"),
+            "select CAST(x AS REAL)"
+        );
+        assert_eq!(
+            sql("select CAST(x AS numeric(10,2))"),
+            "select CAST(x AS NUMERIC)"
+        );
+        // SQLite names pass through.
+        assert_eq!(sql("select CAST(x AS BLOB)"), "select CAST(x AS BLOB)");
+        assert_eq!(
+            sql("select CAST(x AS INTEGER)"),
+            "select CAST(x AS INTEGER)"
+        );
+        assert_eq!(
+            sql("select CAST($1 AS bigint)"),
+            "select CAST(?1 AS INTEGER)"
+        );
+    }
+
+    #[test]
+    fn param_casts() {
+        let t = translate("select $1::int, $2::text, $3 :: timestamptz").unwrap();
+        assert_eq!(t.sql, "select ?1, ?2, ?3");
+        assert_eq!(
+            t.param_hints,
+            vec![
+                ParamHint::Type(PgType::Int4),
+                ParamHint::Type(PgType::Text),
+                ParamHint::Type(PgType::Timestamptz)
+            ]
+        );
+        assert_eq!(
+            hints("select CAST($1 AS bigint)"),
+            vec![ParamHint::Type(PgType::Int8)]
+        );
+        assert_eq!(
+            hints("select CAST($1 AS BLOB)"),
+            vec![ParamHint::Type(PgType::Bytea)]
+        );
+        assert!(matches!(
+            translate("select $1::regclass"),
+            Err(SqlError::UnsupportedType(_))
+        ));
+    }
+
+    #[test]
+    fn limit_offset() {
+        assert_eq!(
+            hints("select * from t limit $1 offset $2"),
+            vec![ParamHint::Type(PgType::Int8), ParamHint::Type(PgType::Int8)]
+        );
+        assert_eq!(
+            hints("select * from t fetch first $1 rows only"),
+            vec![ParamHint::Type(PgType::Int8)]
+        );
+    }
+
+    #[test]
+    fn pgbench() {
+        assert_eq!(
+            hints("UPDATE accounts SET abalance = abalance + $1 WHERE aid = $2"),
+            vec![
+                col(Some("accounts"), "abalance"),
+                col(Some("accounts"), "aid")
+            ]
+        );
+        assert_eq!(
+            hints("SELECT abalance FROM accounts WHERE aid = $1"),
+            vec![col(Some("accounts"), "aid")]
+        );
+        let t =
+            translate("INSERT INTO history(aid, delta, mtime) VALUES ($1, $2, CURRENT_TIMESTAMP)")
+                .unwrap();
+        assert_eq!(
+            t.sql,
+            "INSERT INTO history(aid, delta, mtime) VALUES (?1, ?2, CURRENT_TIMESTAMP)"
+        );
+        assert_eq!(
+            t.param_hints,
+            vec![col(Some("history"), "aid"), col(Some("history"), "delta")]
+        );
+        assert_eq!(
+            hints("UPDATE pgbench_tellers SET tbalance = tbalance + $1 WHERE tid = $2"),
+            vec![
+                col(Some("pgbench_tellers"), "tbalance"),
+                col(Some("pgbench_tellers"), "tid")
+            ]
+        );
+    }
+
+    #[test]
+    fn comparisons() {
+        assert_eq!(
+            hints("select * from t where a < $1"),
+            vec![col(Some("t"), "a")]
+        );
+        assert_eq!(
+            hints("select * from t x where $1 < x.col"),
+            vec![col(Some("t"), "col")]
+        );
+        assert_eq!(
+            hints("select * from t where $1 >= b and c <> $2"),
+            vec![col(Some("t"), "b"), col(Some("t"), "c")]
+        );
+        assert_eq!(
+            hints("select * from t where a != $1"),
+            vec![col(Some("t"), "a")]
+        );
+        assert_eq!(
+            hints("select * from t where a = -$1"),
+            vec![col(Some("t"), "a")]
+        );
+        assert_eq!(
+            hints("select * from t where name not like $1"),
+            vec![col(Some("t"), "name")]
+        );
+        assert_eq!(
+            hints("select * from t where a between $1 and $2"),
+            vec![col(Some("t"), "a"), col(Some("t"), "a")]
+        );
+        assert_eq!(
+            hints("select * from t where \"Mixed\" = $1"),
+            vec![col(Some("t"), "Mixed")]
+        );
+        assert_eq!(
+            hints("select * from t where f(a) = $1"),
+            vec![ParamHint::Unknown]
+        );
+        assert_eq!(
+            hints("select * from t where $1 = f(a)"),
+            vec![ParamHint::Unknown]
+        );
+        assert_eq!(
+            hints("select * from t where null = $1"),
+            vec![ParamHint::Unknown]
+        );
+        assert_eq!(hints("select $1"), vec![ParamHint::Unknown]);
+    }
+
+    #[test]
+    fn joins_and_aliases() {
+        let s = "select * from accounts a join branches b on a.bid = b.bid where a.aid = $1 and b.bbalance > $2 and x = $3";
+        assert_eq!(
+            hints(s),
+            vec![
+                col(Some("accounts"), "aid"),
+                col(Some("branches"), "bbalance"),
+                col(None, "x")
+            ]
+        );
+        assert_eq!(
+            hints("select * from main.t as q where q.a = $1"),
+            vec![col(Some("t"), "a")]
+        );
+        assert_eq!(
+            hints("select * from a, b where b.x = $1"),
+            vec![col(Some("b"), "x")]
+        );
+        // A qualifier that is not a known alias is passed through.
+        assert_eq!(
+            hints("select * from t where other.x = $1"),
+            vec![col(Some("other"), "x")]
+        );
+        // EXTRACT(.. FROM ..) names no table.
+        assert_eq!(
+            hints("select extract(year from ts) from t where id = $1"),
+            vec![col(Some("t"), "id")]
+        );
+    }
+
+    #[test]
+    fn in_lists() {
+        assert_eq!(
+            hints("delete from t where id in ($1, $2)"),
+            vec![col(Some("t"), "id"), col(Some("t"), "id")]
+        );
+        assert_eq!(
+            hints("select * from t where t.id not in ($1)"),
+            vec![col(Some("t"), "id")]
+        );
+        assert_eq!(
+            hints("select * from t where f(id) in ($1)"),
+            vec![ParamHint::Unknown]
+        );
+    }
+
+    #[test]
+    fn update_set() {
+        assert_eq!(
+            hints("update t set a = $1, b = $2 where c = $3"),
+            vec![
+                col(Some("t"), "a"),
+                col(Some("t"), "b"),
+                col(Some("t"), "c")
+            ]
+        );
+        assert_eq!(
+            hints("UPDATE OR REPLACE t SET a = $1"),
+            vec![col(Some("t"), "a")]
+        );
+    }
+
+    #[test]
+    fn insert_values() {
+        assert_eq!(
+            hints("insert into t (a, b) values ($1, $2), ($3, $4)"),
+            vec![
+                col(Some("t"), "a"),
+                col(Some("t"), "b"),
+                col(Some("t"), "a"),
+                col(Some("t"), "b")
+            ]
+        );
+        assert_eq!(
+            hints("insert into t values ($1, 5, $2)"),
+            vec![col(Some("t"), "#0"), col(Some("t"), "#2")]
+        );
+        assert_eq!(
+            hints("INSERT OR REPLACE INTO \"T\" (\"A\", b) VALUES ($1, f(1, 2), $2)"),
+            vec![col(Some("T"), "A"), ParamHint::Unknown]
+        );
+        assert_eq!(
+            hints("insert into t (a) values ($1, $2)"),
+            vec![col(Some("t"), "a"), ParamHint::Unknown]
+        );
+        assert_eq!(
+            hints("insert into t (a) values ($1::int8)"),
+            vec![ParamHint::Type(PgType::Int8)]
+        );
+        assert_eq!(
+            hints("insert into t (a, b) values ($1, $2) on conflict (a) do update set b = $3"),
+            vec![
+                col(Some("t"), "a"),
+                col(Some("t"), "b"),
+                col(Some("t"), "b")
+            ]
+        );
+        assert_eq!(
+            hints("with x as (select 1) insert into t (a) values ($1)"),
+            vec![col(Some("t"), "a")]
+        );
+    }
+
+    #[test]
+    fn arithmetic() {
+        assert_eq!(hints("select a + $1 from t"), vec![col(Some("t"), "a")]);
+        assert_eq!(hints("select $1 * t.b from t"), vec![col(Some("t"), "b")]);
+        assert_eq!(
+            hints("select name || $1 from t"),
+            vec![col(Some("t"), "name")]
+        );
+        assert_eq!(hints("select 1 + $1"), vec![ParamHint::Unknown]);
+    }
+
+    #[test]
+    fn first_informative_hint_wins() {
+        assert_eq!(
+            hints("select $1 from t where a = $1"),
+            vec![col(Some("t"), "a")]
+        );
+        assert_eq!(
+            hints("select * from t where a = $1 or b = $1"),
+            vec![col(Some("t"), "a")]
+        );
+    }
+}

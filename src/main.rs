@@ -1,0 +1,231 @@
+//! `hadr`: the command-line entry point.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use hadr_server::config::{ByteSize, Config, Dur, FlushMode};
+use tracing_subscriber::EnvFilter;
+
+mod demo;
+mod http;
+
+/// A highly available SQL database in one binary: SQLite behind the PostgreSQL
+/// wire protocol, with its own transaction log.
+#[derive(Parser)]
+#[command(name = "hadr", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create a new, empty database directory.
+    Init {
+        /// Directory to create the database in (must not hold one).
+        #[arg(long, default_value = "hadr-data")]
+        data: PathBuf,
+    },
+    /// Serve a database over the PostgreSQL protocol.
+    Server(ServerArgs),
+    /// Check a stopped node's log chain and database offline; print the LSN and page hash.
+    Verify {
+        /// Data directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a running node's status (from its admin endpoint).
+    Status {
+        /// Admin address of the node.
+        #[arg(long, default_value = "127.0.0.1:8433")]
+        node: String,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start a local node with a workload, and keep serving until Ctrl-C.
+    Demo {
+        /// PostgreSQL port for the demo node.
+        #[arg(long, default_value_t = 5433)]
+        port: u16,
+        /// Seconds of demo workload.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Exit after the workload instead of serving until Ctrl-C.
+        #[arg(long)]
+        no_wait: bool,
+    },
+}
+
+/// Flags of `hadr server`; each one overrides the same key of the config file.
+#[derive(Args, Default)]
+struct ServerArgs {
+    /// TOML configuration file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data directory [default: hadr-data].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// PostgreSQL protocol listen address [default: 127.0.0.1:5433].
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// Admin HTTP listen address [default: 127.0.0.1:8433].
+    #[arg(long)]
+    admin: Option<std::net::SocketAddr>,
+    /// Log segment size, e.g. 64MiB [default: 64MiB].
+    #[arg(long)]
+    log_segment_size: Option<ByteSize>,
+    /// Log kept beyond what recovery needs, e.g. 1GiB [default: 1GiB].
+    #[arg(long)]
+    log_retention: Option<ByteSize>,
+    /// fsync (durable) or off (tests only) [default: fsync].
+    #[arg(long)]
+    log_flush_mode: Option<FlushMode>,
+    /// WAL size that triggers a checkpoint [default: 16MiB].
+    #[arg(long)]
+    checkpoint_wal_size: Option<ByteSize>,
+    /// Close sessions idle inside a transaction this long, e.g. 60s; 0 = never [default: 60s].
+    #[arg(long)]
+    idle_in_transaction_timeout: Option<Dur>,
+    /// Longest wait for the write lock [default: 120s].
+    #[arg(long)]
+    write_wait_timeout: Option<Dur>,
+    /// Longest wait for a commit to become durable [default: 60s].
+    #[arg(long)]
+    commit_timeout: Option<Dur>,
+    /// Most client connections at once [default: 500].
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// Largest client message accepted, e.g. 256MiB [default: 256MiB].
+    #[arg(long)]
+    max_message_size: Option<ByteSize>,
+}
+
+impl ServerArgs {
+    fn into_config(self) -> Result<Config> {
+        let mut c = match &self.config {
+            Some(p) => Config::from_file(p)?,
+            None => Config::default(),
+        };
+        macro_rules! over {
+            ($($f:ident),*) => { $( if let Some(v) = self.$f { c.$f = v; } )* };
+        }
+        over!(data, listen, admin, log_segment_size, log_retention, log_flush_mode, checkpoint_wal_size,
+              idle_in_transaction_timeout, write_wait_timeout, commit_timeout, max_connections, max_message_size);
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+fn init_tracing() {
+    let filter = EnvFilter::try_from_env("HADR_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_tracing();
+    match cli.command {
+        Cmd::Init { data } => {
+            let c = Config { data: data.clone(), ..Config::default() };
+            let control = hadr_engine::Engine::init(&data, &c.log_config())
+                .with_context(|| format!("cannot create a database in {}", data.display()))?;
+            println!("created database {} in {}", control.database_id, data.display());
+            println!("start it with: hadr server --data {}", data.display());
+            Ok(())
+        }
+        Cmd::Server(args) => {
+            let config = args.into_config()?;
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(hadr_server::run(config, shutdown_signal(), |_| {}))?;
+            Ok(())
+        }
+        Cmd::Verify { data, json } => verify(data, json),
+        Cmd::Status { node, json } => {
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(status(&node, json))
+        }
+        Cmd::Demo { port, seconds, no_wait } => {
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(demo::run(port, Duration::from_secs(seconds), no_wait))
+        }
+    }
+}
+
+fn verify(data: PathBuf, json: bool) -> Result<()> {
+    let log_dir = data.join(hadr_engine::LOG_DIR);
+    let chain = hadr_log::verify_dir(&log_dir).with_context(|| format!("log chain in {} is damaged", log_dir.display()))?;
+    let cfg = Config { data: data.clone(), ..Config::default() };
+    let (engine, recovery) = hadr_engine::Engine::open(&data, &cfg.log_config())
+        .with_context(|| format!("cannot open {}", data.display()))?;
+    let conn = engine.connect()?;
+    let integrity: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+    let hash = hadr_engine::page_hash(&conn)?;
+    drop(conn);
+    let lsn = engine.log().end_lsn();
+    engine.close()?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"lsn": lsn, "pages": hash.pages, "hash": hash.hash, "integrity": integrity,
+                "log": {"start_lsn": chain.start_lsn, "end_lsn": chain.end_lsn, "segments": chain.segments, "records": chain.records},
+                "recovery": recovery})
+        );
+    } else {
+        println!("log:       {} records in {} segments, LSN {}..{}", chain.records, chain.segments, chain.start_lsn, chain.end_lsn);
+        println!("database:  {} pages, integrity_check: {integrity}", hash.pages);
+        println!("lsn:       {lsn}");
+        println!("page hash: {}", hash.hash);
+    }
+    if integrity != "ok" {
+        bail!("integrity_check failed: {integrity}");
+    }
+    Ok(())
+}
+
+async fn status(node: &str, json: bool) -> Result<()> {
+    let body = http::get(node, "/status", Duration::from_secs(5)).await?;
+    let v: serde_json::Value = serde_json::from_str(&body).context("status is not JSON")?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    let g = |p: &str| v.pointer(p).map(|x| x.to_string().trim_matches('"').to_string()).unwrap_or_else(|| "-".into());
+    println!("role            {}", g("/role"));
+    println!("epoch           {}", g("/epoch"));
+    println!("database id     {}", g("/database_id"));
+    println!("writable        {}", g("/writable"));
+    println!("log end LSN     {}", g("/log/end_lsn"));
+    println!("log flushed LSN {}", g("/log/flushed_lsn"));
+    println!("log start LSN   {}", g("/log/start_lsn"));
+    println!("checkpoint LSN  {}", g("/checkpoint_lsn"));
+    println!("sessions open   {}", g("/sessions_open"));
+    println!("commits         {}", g("/commits"));
+    println!("page hash       {} at LSN {}", g("/page_hash/hash"), g("/page_hash/lsn"));
+    Ok(())
+}
