@@ -52,16 +52,28 @@ pub async fn run(port: u16, seconds: Duration, no_wait: bool) -> Result<()> {
             bail!("the demo node did not start: {r:?}");
         }
     };
-    println!("== node serving PostgreSQL on {} and admin HTTP on {}", bound.pg, bound.admin);
-    let conninfo = format!("host=127.0.0.1 port={} user=demo dbname=demo", bound.pg.port());
+    println!(
+        "== node serving PostgreSQL on {} and admin HTTP on {}",
+        bound.pg, bound.admin
+    );
+    let conninfo = format!(
+        "host=127.0.0.1 port={} user=demo dbname=demo",
+        bound.pg.port()
+    );
     let workload = workload(&conninfo, seconds).await;
     if let Err(e) = &workload {
         println!("== workload failed: {e:#}");
     }
     println!();
     println!("connect:  psql \"{conninfo}\"");
-    println!("pgbench:  pgbench -h 127.0.0.1 -p {} -n -f bench/pgbench.sql -c 8 -T 10 demo", bound.pg.port());
-    println!("status:   cargo run --release -- status --node {}", bound.admin);
+    println!(
+        "pgbench:  pgbench -h 127.0.0.1 -p {} -n -f bench/pgbench.sql -c 8 -T 10 demo",
+        bound.pg.port()
+    );
+    println!(
+        "status:   cargo run --release -- status --node {}",
+        bound.admin
+    );
     if !no_wait && workload.is_ok() {
         println!("serving until Ctrl-C ...");
         let _ = tokio::signal::ctrl_c().await;
@@ -92,7 +104,10 @@ async fn workload(conninfo: &str, seconds: Duration) -> Result<()> {
          INSERT INTO accounts SELECT i, 1000 FROM s",
     )
     .await?;
-    println!("== 1000 accounts with 1000 each; 4 clients move money for {}s", seconds.as_secs());
+    println!(
+        "== 1000 accounts with 1000 each; 4 clients move money for {}s",
+        seconds.as_secs()
+    );
     let done = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -111,9 +126,21 @@ async fn workload(conninfo: &str, seconds: Duration) -> Result<()> {
                 let dst = ((x >> 20) % 1000 + 1) as i64;
                 let amount = ((x >> 40) % 50) as i64;
                 let t = c.transaction().await?;
-                t.execute("UPDATE accounts SET balance = balance - $1 WHERE aid = $2", &[&amount, &src]).await?;
-                t.execute("UPDATE accounts SET balance = balance + $1 WHERE aid = $2", &[&amount, &dst]).await?;
-                t.execute("INSERT INTO transfers(src, dst, amount) VALUES ($1, $2, $3)", &[&src, &dst, &amount]).await?;
+                t.execute(
+                    "UPDATE accounts SET balance = balance - $1 WHERE aid = $2",
+                    &[&amount, &src],
+                )
+                .await?;
+                t.execute(
+                    "UPDATE accounts SET balance = balance + $1 WHERE aid = $2",
+                    &[&amount, &dst],
+                )
+                .await?;
+                t.execute(
+                    "INSERT INTO transfers(src, dst, amount) VALUES ($1, $2, $3)",
+                    &[&src, &dst, &amount],
+                )
+                .await?;
                 t.commit().await?;
                 done.fetch_add(1, Ordering::Relaxed);
             }
@@ -125,9 +152,18 @@ async fn workload(conninfo: &str, seconds: Duration) -> Result<()> {
     }
     let n = done.load(Ordering::Relaxed);
     let secs = start.elapsed().as_secs_f64();
-    let total: i64 = c.query_one("SELECT sum(balance) FROM accounts", &[]).await?.get(0);
-    let transfers: i64 = c.query_one("SELECT count(*) FROM transfers", &[]).await?.get(0);
-    println!("== {n} transfers committed durably in {secs:.1}s ({:.0} tps)", n as f64 / secs);
+    let total: i64 = c
+        .query_one("SELECT sum(balance) FROM accounts", &[])
+        .await?
+        .get(0);
+    let transfers: i64 = c
+        .query_one("SELECT count(*) FROM transfers", &[])
+        .await?
+        .get(0);
+    println!(
+        "== {n} transfers committed durably in {secs:.1}s ({:.0} tps)",
+        n as f64 / secs
+    );
     println!("== money in the bank: {total} (expected 1000000); transfers logged: {transfers}");
     if total != 1_000_000 || transfers as u64 != n {
         bail!("consistency check failed");

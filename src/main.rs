@@ -115,8 +115,20 @@ impl ServerArgs {
         macro_rules! over {
             ($($f:ident),*) => { $( if let Some(v) = self.$f { c.$f = v; } )* };
         }
-        over!(data, listen, admin, log_segment_size, log_retention, log_flush_mode, checkpoint_wal_size,
-              idle_in_transaction_timeout, write_wait_timeout, commit_timeout, max_connections, max_message_size);
+        over!(
+            data,
+            listen,
+            admin,
+            log_segment_size,
+            log_retention,
+            log_flush_mode,
+            checkpoint_wal_size,
+            idle_in_transaction_timeout,
+            write_wait_timeout,
+            commit_timeout,
+            max_connections,
+            max_message_size
+        );
         c.validate()?;
         Ok(c)
     }
@@ -124,20 +136,25 @@ impl ServerArgs {
 
 fn init_tracing() {
     let filter = EnvFilter::try_from_env("HADR_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},
@@ -152,10 +169,17 @@ fn main() -> Result<()> {
     init_tracing();
     match cli.command {
         Cmd::Init { data } => {
-            let c = Config { data: data.clone(), ..Config::default() };
+            let c = Config {
+                data: data.clone(),
+                ..Config::default()
+            };
             let control = hadr_engine::Engine::init(&data, &c.log_config())
                 .with_context(|| format!("cannot create a database in {}", data.display()))?;
-            println!("created database {} in {}", control.database_id, data.display());
+            println!(
+                "created database {} in {}",
+                control.database_id,
+                data.display()
+            );
             println!("start it with: hadr server --data {}", data.display());
             Ok(())
         }
@@ -170,7 +194,11 @@ fn main() -> Result<()> {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(status(&node, json))
         }
-        Cmd::Demo { port, seconds, no_wait } => {
+        Cmd::Demo {
+            port,
+            seconds,
+            no_wait,
+        } => {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(demo::run(port, Duration::from_secs(seconds), no_wait))
         }
@@ -179,8 +207,12 @@ fn main() -> Result<()> {
 
 fn verify(data: PathBuf, json: bool) -> Result<()> {
     let log_dir = data.join(hadr_engine::LOG_DIR);
-    let chain = hadr_log::verify_dir(&log_dir).with_context(|| format!("log chain in {} is damaged", log_dir.display()))?;
-    let cfg = Config { data: data.clone(), ..Config::default() };
+    let chain = hadr_log::verify_dir(&log_dir)
+        .with_context(|| format!("log chain in {} is damaged", log_dir.display()))?;
+    let cfg = Config {
+        data: data.clone(),
+        ..Config::default()
+    };
     let (engine, recovery) = hadr_engine::Engine::open(&data, &cfg.log_config())
         .with_context(|| format!("cannot open {}", data.display()))?;
     let conn = engine.connect()?;
@@ -197,8 +229,14 @@ fn verify(data: PathBuf, json: bool) -> Result<()> {
                 "recovery": recovery})
         );
     } else {
-        println!("log:       {} records in {} segments, LSN {}..{}", chain.records, chain.segments, chain.start_lsn, chain.end_lsn);
-        println!("database:  {} pages, integrity_check: {integrity}", hash.pages);
+        println!(
+            "log:       {} records in {} segments, LSN {}..{}",
+            chain.records, chain.segments, chain.start_lsn, chain.end_lsn
+        );
+        println!(
+            "database:  {} pages, integrity_check: {integrity}",
+            hash.pages
+        );
         println!("lsn:       {lsn}");
         println!("page hash: {}", hash.hash);
     }
@@ -215,7 +253,11 @@ async fn status(node: &str, json: bool) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    let g = |p: &str| v.pointer(p).map(|x| x.to_string().trim_matches('"').to_string()).unwrap_or_else(|| "-".into());
+    let g = |p: &str| {
+        v.pointer(p)
+            .map(|x| x.to_string().trim_matches('"').to_string())
+            .unwrap_or_else(|| "-".into())
+    };
     println!("role            {}", g("/role"));
     println!("epoch           {}", g("/epoch"));
     println!("database id     {}", g("/database_id"));
@@ -226,6 +268,10 @@ async fn status(node: &str, json: bool) -> Result<()> {
     println!("checkpoint LSN  {}", g("/checkpoint_lsn"));
     println!("sessions open   {}", g("/sessions_open"));
     println!("commits         {}", g("/commits"));
-    println!("page hash       {} at LSN {}", g("/page_hash/hash"), g("/page_hash/lsn"));
+    println!(
+        "page hash       {} at LSN {}",
+        g("/page_hash/hash"),
+        g("/page_hash/lsn")
+    );
     Ok(())
 }

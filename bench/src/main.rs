@@ -98,6 +98,13 @@ impl WorkDir {
 
 impl Drop for WorkDir {
     fn drop(&mut self) {
+        if targets::stop_failed() {
+            eprintln!(
+                "warning: a server could not be stopped; keeping {} (stop it by hand)",
+                self.0.display()
+            );
+            return;
+        }
         if let Err(e) = std::fs::remove_dir_all(&self.0) {
             eprintln!("warning: could not remove {}: {e}", self.0.display());
         }
@@ -143,7 +150,17 @@ fn machine() -> Machine {
         cpu,
         kernel: kernel.unwrap_or_else(|_| "unknown".into()),
         memory,
+        load_before: String::new(),
+        load_after: String::new(),
     }
+}
+
+/// The 1-minute load average.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// UTC date and time, "YYYY-MM-DD HH:MM UTC".
@@ -237,11 +254,14 @@ fn run() -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| root.join("docs/benchmarks.md"));
-    let command = std::iter::once("cargo run --release -p hadr-bench --".to_string())
-        .chain(std::env::args().skip(1).map(|a| shell_quote(&a)))
-        .collect::<Vec<_>>()
-        .join(" ");
+    let args: Vec<String> = std::env::args().skip(1).map(|a| shell_quote(&a)).collect();
+    let command = if args.is_empty() {
+        "cargo run --release -p hadr-bench".to_string()
+    } else {
+        format!("cargo run --release -p hadr-bench -- {}", args.join(" "))
+    };
 
+    let load_before = load_average();
     let psql_version = client_version("psql")?;
     let pgbench_version = client_version("pgbench")?;
     if kinds.contains(&TargetKind::Postgres) {
@@ -261,16 +281,14 @@ fn run() -> Result<()> {
     }
 
     let mut versions = Vec::new();
-    for t in targets.iter_mut() {
+    for t in &targets {
         let v = t
             .version()
             .with_context(|| format!("asking {} for its version", t.name()))?;
         versions.push((t.name().to_string(), v));
-        eprintln!(
-            "== starting {} ({})",
-            t.name(),
-            versions.last().map(|v| v.1.as_str()).unwrap_or("")
-        );
+    }
+    for (t, (_, version)) in targets.iter_mut().zip(&versions) {
+        eprintln!("== starting {} ({version})", t.name());
         t.start()
             .with_context(|| format!("starting {}", t.name()))?;
         eprintln!(
@@ -367,6 +385,29 @@ fn run() -> Result<()> {
     }
 
     for t in targets.iter_mut() {
+        let troubled = runs.iter().any(|r| {
+            r.target == t.name()
+                && (r.m.error.is_some() || !matches!(r.consistency, Consistency::Ok { .. }))
+        });
+        if troubled {
+            let keep = std::env::temp_dir().join(format!(
+                "hadr-bench-{}-server-{}.log",
+                t.name(),
+                std::process::id()
+            ));
+            if std::fs::copy(t.server_log(), &keep).is_ok() {
+                notes.push(format!(
+                    "{} server log kept in {}",
+                    t.name(),
+                    keep.display()
+                ));
+                eprintln!(
+                    "{} had errors; its server log is kept in {}",
+                    t.name(),
+                    keep.display()
+                );
+            }
+        }
         for line in t.log_findings() {
             notes.push(format!("{} log: {line}", t.name()));
         }
@@ -379,7 +420,11 @@ fn run() -> Result<()> {
 
     let report = Report {
         date: now_utc(),
-        machine: machine(),
+        machine: Machine {
+            load_before,
+            load_after: load_average(),
+            ..machine()
+        },
         versions,
         command,
         seconds,

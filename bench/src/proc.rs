@@ -118,9 +118,14 @@ pub fn spawn(cmd: &mut Command) -> Result<Child> {
     })
 }
 
-/// Waits for `child` at most `timeout`; kills it when the time is up or the
-/// user interrupts.
-pub fn wait_timeout(child: &mut Child, timeout: Duration, what: &str) -> Result<ExitStatus> {
+/// Waits for `child` at most `timeout`; kills it when the time is up or (if
+/// `interruptible`) the user interrupts.
+fn wait_timeout(
+    child: &mut Child,
+    timeout: Duration,
+    what: &str,
+    interruptible: bool,
+) -> Result<ExitStatus> {
     let start = Instant::now();
     loop {
         if let Some(st) = child
@@ -129,10 +134,11 @@ pub fn wait_timeout(child: &mut Child, timeout: Duration, what: &str) -> Result<
         {
             return Ok(st);
         }
-        if interrupted() || start.elapsed() > timeout {
+        let stop_now = interruptible && interrupted();
+        if stop_now || start.elapsed() > timeout {
             let _ = child.kill();
             let _ = child.wait();
-            if interrupted() {
+            if stop_now {
                 bail!("interrupted while waiting for {what}");
             }
             bail!(
@@ -148,6 +154,24 @@ pub fn wait_timeout(child: &mut Child, timeout: Duration, what: &str) -> Result<
 /// files, so that a daemon that keeps a pipe open cannot hang us). A non-zero
 /// exit is not an error here: callers look at `status`.
 pub fn run(cmd: &mut Command, timeout: Duration, what: &str) -> Result<Output> {
+    run_inner(cmd, timeout, what, true)
+}
+
+/// Like [`run_ok`], but not cut short by Ctrl-C: for stopping servers.
+pub fn run_cleanup(cmd: &mut Command, timeout: Duration, what: &str) -> Result<Output> {
+    let out = run_inner(cmd, timeout, what, false)?;
+    if !out.status.success() {
+        bail!("{what} failed ({}):\n{}", out.status, out.message());
+    }
+    Ok(out)
+}
+
+fn run_inner(
+    cmd: &mut Command,
+    timeout: Duration,
+    what: &str,
+    interruptible: bool,
+) -> Result<Output> {
     let out_path = scratch_file("out");
     let err_path = scratch_file("err");
     let result = (|| {
@@ -157,7 +181,7 @@ pub fn run(cmd: &mut Command, timeout: Duration, what: &str) -> Result<Output> {
             File::create(&err_path).with_context(|| format!("creating {}", err_path.display()))?;
         cmd.stdin(Stdio::null()).stdout(out).stderr(err);
         let mut child = spawn(cmd)?;
-        let status = wait_timeout(&mut child, timeout, what)?;
+        let status = wait_timeout(&mut child, timeout, what, interruptible)?;
         Ok(Output {
             status,
             stdout: read_lossy(&out_path),

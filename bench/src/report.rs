@@ -53,6 +53,10 @@ pub struct Machine {
     pub cpu: String,
     pub kernel: String,
     pub memory: String,
+    /// /proc/loadavg's 1-minute figure at the start and at the end: other work
+    /// on the machine skews every number.
+    pub load_before: String,
+    pub load_after: String,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -237,6 +241,16 @@ impl Report {
             .iter()
             .filter(|r| !matches!(r.consistency, Consistency::Ok { .. }))
             .collect();
+        // The load at the end includes this benchmark's own; the start does not.
+        let busy = self.machine.load_before.parse::<f64>().unwrap_or(0.0);
+        if busy > 0.5 * self.machine.nproc.max(1) as f64 {
+            let _ = writeln!(
+                s,
+                "- **Caution:** the machine was not idle before the benchmark started (1-minute load average \
+                 {busy:.2} on {} CPUs); other work skews these numbers, so compare them with care.",
+                self.machine.nproc
+            );
+        }
         if failed == 0 && aborted == 0 && errors == 0 {
             s.push_str("- No transaction failed and every pgbench run exited cleanly.\n");
         } else {
@@ -277,8 +291,8 @@ impl Report {
         let m = &self.machine;
         let _ = writeln!(
             s,
-            "- Machine: {} CPUs ({}), {} RAM, Linux {}",
-            m.nproc, m.cpu, m.memory, m.kernel
+            "- Machine: {} CPUs ({}), {} RAM, Linux {}; 1-minute load average {} at the start, {} at the end",
+            m.nproc, m.cpu, m.memory, m.kernel, m.load_before, m.load_after
         );
         for (prog, v) in &self.versions {
             let _ = writeln!(s, "- {prog}: `{v}`");
@@ -408,7 +422,9 @@ impl Report {
             .iter()
             .filter_map(|r| r.m.tps)
             .fold(0.0f64, f64::max);
-        let top = nice_ceiling(max.max(1.0));
+        let step = nice_ceiling(max.max(1.0) / 5.0);
+        let ticks = (max / step).ceil().max(1.0) as usize;
+        let top = step * ticks as f64;
 
         let (w, h) = (820.0, 440.0);
         let (left, right, top_m, bottom) = (80.0, 210.0, 50.0, 60.0);
@@ -429,8 +445,8 @@ impl Report {
             self.seconds
         );
         // Grid and y ticks.
-        for i in 0..=5 {
-            let v = top * i as f64 / 5.0;
+        for i in 0..=ticks {
+            let v = step * i as f64;
             let yy = y(v);
             let _ = writeln!(
                 s,
@@ -547,5 +563,6 @@ mod tests {
         assert_eq!(nice_ceiling(2100.0), 2500.0);
         assert_eq!(nice_ceiling(4000.0), 5000.0);
         assert_eq!(nice_ceiling(5000.0), 5000.0);
+        assert_eq!(nice_ceiling(5618.0 / 5.0), 2000.0);
     }
 }

@@ -9,6 +9,7 @@ use std::fmt;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -72,6 +73,8 @@ pub trait Target {
     fn alive(&mut self) -> Option<bool>;
     /// Anything odd in the server's own log, for the report.
     fn log_findings(&self) -> Vec<String>;
+    /// The server's own log file.
+    fn server_log(&self) -> PathBuf;
     /// Stops the server and removes its data. Idempotent.
     fn stop(&mut self) -> Result<()>;
 }
@@ -82,6 +85,13 @@ pub trait Target {
 pub enum TargetKind {
     Postgres,
     Hadr,
+}
+
+static STOP_FAILED: AtomicBool = AtomicBool::new(false);
+
+/// Whether some target could not be stopped (its directory is then kept).
+pub fn stop_failed() -> bool {
+    STOP_FAILED.load(Ordering::SeqCst)
 }
 
 /// A TCP port nobody listens on right now (never 5432).
@@ -149,6 +159,24 @@ fn wait_ready(
         "server at {addr} not ready within {} s; last error: {last_err}",
         timeout.as_secs()
     )
+}
+
+/// Removes terminal colour codes (ESC [ ... letter) from a log.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn am_root() -> bool {
@@ -239,7 +267,7 @@ impl Postgres {
         c.arg("-D")
             .arg(self.data())
             .args(["-m", mode, "-w", "-t", "60", "stop"]);
-        proc::run_ok(
+        proc::run_cleanup(
             &mut c,
             Duration::from_secs(90),
             &format!("pg_ctl stop -m {mode}"),
@@ -367,6 +395,10 @@ impl Target for Postgres {
             .collect()
     }
 
+    fn server_log(&self) -> PathBuf {
+        self.log()
+    }
+
     fn stop(&mut self) -> Result<()> {
         if !self.running {
             let _ = std::fs::remove_dir_all(&self.home);
@@ -379,6 +411,8 @@ impl Target for Postgres {
         if res.is_ok() {
             self.running = false;
             let _ = std::fs::remove_dir_all(&self.home);
+        } else {
+            STOP_FAILED.store(true, Ordering::SeqCst);
         }
         res
     }
@@ -471,6 +505,7 @@ impl Target for Hadr {
             .arg(format!("127.0.0.1:{}", self.port))
             .arg("--admin")
             .arg(format!("127.0.0.1:{}", self.admin_port))
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
@@ -525,12 +560,20 @@ impl Target for Hadr {
     }
 
     fn log_findings(&self) -> Vec<String> {
-        let text = std::fs::read_to_string(self.log()).unwrap_or_default();
-        text.lines()
+        let text = strip_ansi(&std::fs::read_to_string(self.log()).unwrap_or_default());
+        let odd: Vec<&str> = text
+            .lines()
             .filter(|l| l.contains("panicked") || l.contains("ERROR") || l.contains(" WARN "))
-            .take(10)
-            .map(str::to_string)
-            .collect()
+            .collect();
+        let mut out: Vec<String> = odd.iter().take(10).map(|l| l.to_string()).collect();
+        if odd.len() > 10 {
+            out.push(format!("... and {} more such lines", odd.len() - 10));
+        }
+        out
+    }
+
+    fn server_log(&self) -> PathBuf {
+        self.log()
     }
 
     fn stop(&mut self) -> Result<()> {

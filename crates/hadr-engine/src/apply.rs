@@ -93,7 +93,8 @@ impl PageBatch {
         };
         let tx = conn.transaction()?;
         {
-            let others: Vec<(&u32, &Vec<u8>)> = self.pages.iter().filter(|(p, _)| **p != 1).collect();
+            let others: Vec<(&u32, &Vec<u8>)> =
+                self.pages.iter().filter(|(p, _)| **p != 1).collect();
             for chunk in others.chunks(PAGES_PER_STATEMENT) {
                 let mut sql = String::from("INSERT INTO sqlite_dbpage(pgno, data) VALUES ");
                 for i in 0..chunk.len() {

@@ -116,9 +116,8 @@ impl Control {
                 supported: CONTROL_FORMAT_VERSION,
             });
         }
-        let control: Control = serde_json::from_value(probe).map_err(|e| {
-            EngineError::BadControl(format!("{}: {e}", path.display()))
-        })?;
+        let control: Control = serde_json::from_value(probe)
+            .map_err(|e| EngineError::BadControl(format!("{}: {e}", path.display())))?;
         if control.epoch_history.is_empty() {
             return Err(EngineError::BadControl(format!(
                 "{}: empty epoch history",

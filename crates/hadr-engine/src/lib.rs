@@ -56,7 +56,9 @@ pub enum EngineError {
     #[error("bad control file: {0}")]
     BadControl(String),
     /// The data directory was written by a newer hadr.
-    #[error("{path} has format version {found}; this hadr supports up to {supported}: upgrade hadr")]
+    #[error(
+        "{path} has format version {found}; this hadr supports up to {supported}: upgrade hadr"
+    )]
     NewerFormat {
         /// The file.
         path: PathBuf,
@@ -96,7 +98,10 @@ impl DirLock {
             .create(true)
             .truncate(false)
             .open(&path)
-            .map_err(|e| EngineError::Io { what: format!("opening {}", path.display()), source: e })?;
+            .map_err(|e| EngineError::Io {
+                what: format!("opening {}", path.display()),
+                source: e,
+            })?;
         // SAFETY: flock on a file descriptor we own; no memory is shared.
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
         if rc != 0 {
@@ -105,7 +110,11 @@ impl DirLock {
             let holder = holder.trim();
             return Err(EngineError::InUse(
                 dir.to_path_buf(),
-                if holder.is_empty() { "unknown pid".into() } else { format!("pid {holder}") },
+                if holder.is_empty() {
+                    "unknown pid".into()
+                } else {
+                    format!("pid {holder}")
+                },
             ));
         }
         let _ = file.set_len(0);
@@ -246,7 +255,11 @@ impl Engine {
         // 3. Checkpoint everything, so the WAL restarts empty and the applied
         //    frames are never mistaken for new transactions.
         let (busy, _, _) = admin.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
         })?;
         if busy != 0 {
             return Err(EngineError::Apply(
@@ -346,7 +359,11 @@ impl Engine {
             "PRAGMA wal_checkpoint(PASSIVE)"
         };
         let (busy, log_frames, done) = admin.query_row(sql, [], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
         })?;
         drop(admin);
         if busy != 0 || log_frames != done {

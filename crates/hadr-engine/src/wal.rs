@@ -46,6 +46,9 @@ struct Header {
 /// Reads committed transactions from a WAL file, remembering how far it got.
 pub struct WalCapture {
     path: PathBuf,
+    /// Kept open between captures: SQLite truncates and rewrites the WAL in
+    /// place but never replaces the file while a connection has it open.
+    file: Option<File>,
     /// Position after the last captured commit frame: salts, frame count, running checksum.
     cursor: Option<CaptureMark>,
     /// Frames read (committed or not) beyond the cursor in the last pass; a
@@ -81,6 +84,7 @@ impl WalCapture {
     pub fn new(wal_path: PathBuf, mark: Option<CaptureMark>) -> Self {
         WalCapture {
             path: wal_path,
+            file: None,
             cursor: mark.filter(|m| *m != CaptureMark::default()),
             last_scan_frames: 0,
         }
@@ -89,6 +93,7 @@ impl WalCapture {
     /// Forget the position: the WAL was truncated, so the next generation is all new.
     pub fn reset(&mut self) {
         self.cursor = None;
+        self.file = None;
     }
 
     /// The current position.
@@ -136,12 +141,17 @@ impl WalCapture {
             what: format!("reading {}", self.path.display()),
             source: e,
         };
-        let file = match File::open(&self.path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io(e)),
+        if self.file.is_none() {
+            match File::open(&self.path) {
+                Ok(f) => self.file = Some(f),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(e) => return Err(io(e)),
+            }
+        }
+        let Some(file) = self.file.as_ref() else {
+            return Ok(Vec::new());
         };
-        let Some(hdr) = Self::read_header(&file).map_err(io)? else {
+        let Some(hdr) = Self::read_header(file).map_err(io)? else {
             return Ok(Vec::new());
         };
         let (mut frame, mut sum) = match self.cursor {
@@ -222,6 +232,9 @@ mod tests {
         let data = [1, 0, 0, 0, 2, 0, 0, 0];
         // s0 = 0 + 1 + 0 = 1; s1 = 0 + 2 + 1 = 3
         assert_eq!(wal_checksum(false, &data, (0, 0)), (1, 3));
-        assert_eq!(wal_checksum(true, &data, (0, 0)), (0x0100_0000, 0x0300_0000));
+        assert_eq!(
+            wal_checksum(true, &data, (0, 0)),
+            (0x0100_0000, 0x0300_0000)
+        );
     }
 }

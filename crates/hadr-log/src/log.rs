@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use crate::error::{LogError, RecordError};
 use crate::record::{check_frame, seal, Record};
 use crate::segment::{
-    create_segment_file, find_last_record, list_segments, read_frame_at, read_record, scan,
-    seg_index, sync_dir, walk_headers, ReadError, SegMeta,
+    activate_spare, create_segment_file, create_spare, discard_spare_tmp, find_last_record,
+    list_segments, open_spare, prealloc_len, publish_spare, read_frame_at, read_record, scan,
+    seg_index, sync_dir, walk_headers, write_zeros, ReadError, SegMeta,
 };
 use crate::Lsn;
 
@@ -48,7 +49,9 @@ impl FromStr for FlushMode {
 pub struct LogConfig {
     /// Directory holding the segment files.
     pub dir: PathBuf,
-    /// A segment is closed once it reaches this many bytes.
+    /// Size in bytes (header included) each segment file is preallocated to with zeros; a
+    /// record that does not fit in the space left starts a new segment. A record larger than
+    /// this gets a segment of its own, grown to fit.
     pub segment_size: u64,
     /// `apply_retention` deletes old segments only while the log is larger than this.
     pub retention_bytes: u64,
@@ -70,9 +73,11 @@ impl Default for LogConfig {
 /// What `Log::open` found and repaired.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OpenReport {
-    /// Bytes cut from the end of the last segment (a torn or garbage tail).
+    /// Bytes of torn or garbage data zeroed out at the end of the last segment, counted up to
+    /// its last non-zero byte (the zeros of the preallocated space after the records are the
+    /// normal end of the log and never count).
     pub truncated_tail_bytes: u64,
-    /// LSN where the cut was made, if any.
+    /// LSN where the torn tail started (the new end of the log), if there was one.
     pub truncated_at: Option<Lsn>,
     /// Records decoded and verified from `scan_from` to the end.
     pub records_scanned: u64,
@@ -128,9 +133,28 @@ struct FlushState {
     failure: Option<String>,
 }
 
+/// State of the spare segment, guarded by its own lock (taken after the state lock, if both).
+///
+/// The name SPARE_NAME is shared by every spare, so it changes hands only under this lock: the
+/// spare thread renames a finished spare to it only while `ready` is None, and a switch takes
+/// `ready` and renames it away in one critical section. Otherwise a new spare could be renamed
+/// over one a switch is about to rename into place, putting the wrong file there.
+#[derive(Default)]
+struct SpareState {
+    /// A preallocated, fsynced, header-less segment file named SPARE_NAME, ready for a switch.
+    ready: Option<File>,
+    /// A switch used up (or did without) the spare; the spare thread should prepare one while
+    /// none is ready. Several requests before it gets to it make one spare.
+    requested: bool,
+    /// `close()` asked the spare thread to stop (abandoning a half-written spare).
+    shutdown: bool,
+}
+
 struct Inner {
     dir: PathBuf,
     segment_size: u64,
+    /// Length new segment files are preallocated to.
+    prealloc: u64,
     retention_bytes: u64,
     sync: bool,
     state: Mutex<State>,
@@ -143,6 +167,8 @@ struct Inner {
     flushed: AtomicU64,
     failed: AtomicBool,
     callbacks: Mutex<Vec<FlushCallback>>,
+    spare: Mutex<SpareState>,
+    spare_cv: Condvar,
     appends: AtomicU64,
     flushes: AtomicU64,
     bytes: AtomicU64,
@@ -158,6 +184,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct Log {
     inner: Arc<Inner>,
     flusher: Mutex<Option<JoinHandle<()>>>,
+    /// Prepares the spare segment; None if the thread could not be started (switches then
+    /// create segments themselves).
+    spare_thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Log {
@@ -168,7 +197,7 @@ impl Log {
         if !list_segments(&cfg.dir, true)?.is_empty() {
             return Err(LogError::AlreadyExists(cfg.dir.clone()));
         }
-        create_segment_file(&cfg.dir, 0, sync)?;
+        create_segment_file(&cfg.dir, 0, prealloc_len(cfg.segment_size), sync)?;
         if sync {
             sync_dir(&cfg.dir)?;
             // The log directory itself may be new; make its entry durable too.
@@ -179,11 +208,21 @@ impl Log {
         Ok(())
     }
 
-    /// Open, recovering the tail: scans records from `scan_from` (a record boundary, e.g. the last checkpoint LSN; 0 = all) to the end. A torn or CRC-failing record that is the LAST thing in the last segment is truncated away (tracing::warn!, reported in OpenReport). Any bad record that has valid data after it, or a bad record in a non-last segment, or a gap between segments → Err(LogError::Corrupt{segment, offset, reason}) — never a silent skip. Starts the flusher thread.
+    /// Open, recovering the tail: scans records from `scan_from` (a record boundary, e.g. the last checkpoint LSN; 0 = all) to the end.
+    ///
+    /// The end of the log is where the records of the last segment stop and its zero-filled
+    /// preallocated space begins; that is normal and not reported. A torn or CRC-failing record
+    /// with nothing but garbage or zeros after it at the end of the last segment is a torn tail:
+    /// it is zeroed out (tracing::warn!, reported in OpenReport), so a second open finds a clean
+    /// end. Any bad record that has a valid record after it, a bad record in a non-last segment,
+    /// or a gap between segments → Err(LogError::Corrupt{segment, offset, reason}) — never a
+    /// silent skip. Starts the flusher thread and the thread keeping a spare segment ready.
     pub fn open(cfg: LogConfig, scan_from: Lsn) -> Result<(Log, OpenReport), LogError> {
         let sync = cfg.flush_mode == FlushMode::Fsync;
+        let prealloc = prealloc_len(cfg.segment_size);
         let mut segs = list_segments(&cfg.dir, true)?;
-        let (start, end) = match (segs.first(), segs.last()) {
+        // The last segment's end is its physical end until the scan below finds its records' end.
+        let (start, phys_end) = match (segs.first(), segs.last()) {
             (Some(f), Some(l)) => (f.start, l.end),
             _ => return Err(LogError::NotFound(cfg.dir.clone())),
         };
@@ -194,29 +233,33 @@ impl Log {
                 "scan start precedes the oldest retained log record; scanning from the oldest"
             );
             start
-        } else if scan_from > end {
+        } else if scan_from > phys_end {
             return Err(LogError::BadLsn {
                 lsn: scan_from,
-                reason: format!("scan start is past the end of the log ({end})"),
+                reason: format!("scan start is past the end of the log ({phys_end})"),
             });
         } else {
             scan_from
         };
         // A scan start inside a record could make a good last record look torn and get it
-        // truncated, so prove it is a boundary first (cheap: headers only).
-        let first = &segs[seg_index(&segs, from)];
-        if from > first.start && from < first.end {
-            walk_headers(first, from)?;
+        // truncated, and one in the zeros after the records would put the end of the log
+        // there, so prove it is a boundary first (cheap: headers only).
+        let idx = seg_index(&segs, from);
+        let is_last = idx + 1 == segs.len();
+        let first = &segs[idx];
+        if from > first.start && (from < first.end || is_last) {
+            walk_headers(first, from, is_last)?;
         }
         let outcome = scan(&segs, from)?;
         let mut report = OpenReport {
             records_scanned: outcome.records,
             ..OpenReport::default()
         };
+        let Some(seg) = segs.last_mut() else {
+            return Err(LogError::NotFound(cfg.dir.clone()));
+        };
+        seg.end = outcome.end;
         if let Some(torn) = &outcome.torn {
-            let Some(seg) = segs.last_mut() else {
-                return Err(LogError::NotFound(cfg.dir.clone()));
-            };
             let offset = seg.file_offset(torn.at);
             tracing::warn!(
                 segment = %seg.path.display(),
@@ -224,17 +267,19 @@ impl Log {
                 lsn = torn.at,
                 bytes = torn.bytes,
                 reason = %torn.reason,
-                "truncating torn tail of the log"
+                "zeroing torn tail of the log"
             );
+            // Zeroed rather than cut off, so the segment keeps its preallocated blocks. A crash
+            // part-way leaves a shorter run of garbage without a valid record in it, which the
+            // next open treats the same way.
             let f = OpenOptions::new()
                 .write(true)
                 .open(&seg.path)
                 .map_err(|e| LogError::io(&seg.path, e))?;
-            f.set_len(offset).map_err(|e| LogError::io(&seg.path, e))?;
+            write_zeros(&f, offset, offset + torn.bytes).map_err(|e| LogError::io(&seg.path, e))?;
             if sync {
-                f.sync_all().map_err(|e| LogError::io(&seg.path, e))?;
+                f.sync_data().map_err(|e| LogError::io(&seg.path, e))?;
             }
-            seg.end = torn.at;
             report.truncated_tail_bytes = torn.bytes;
             report.truncated_at = Some(torn.at);
         }
@@ -259,9 +304,13 @@ impl Log {
             sync_dir(&cfg.dir)?;
         }
         let end = cur.end;
+        // A spare prepared by an earlier run is as good as a new one.
+        let spare = open_spare(&cfg.dir, prealloc)?;
+        let requested = spare.is_none();
         let inner = Arc::new(Inner {
             dir: cfg.dir.clone(),
             segment_size: cfg.segment_size,
+            prealloc,
             retention_bytes: cfg.retention_bytes,
             sync,
             state: Mutex::new(State {
@@ -278,6 +327,12 @@ impl Log {
             flushed: AtomicU64::new(end),
             failed: AtomicBool::new(false),
             callbacks: Mutex::new(Vec::new()),
+            spare: Mutex::new(SpareState {
+                ready: spare,
+                requested,
+                shutdown: false,
+            }),
+            spare_cv: Condvar::new(),
             appends: AtomicU64::new(0),
             flushes: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
@@ -287,16 +342,29 @@ impl Log {
             .name("hadr-log-flusher".into())
             .spawn(move || flusher_main(thread_inner))
             .map_err(|e| LogError::io(&cfg.dir, e))?;
+        let spare_inner = Arc::clone(&inner);
+        let spare_thread = match std::thread::Builder::new()
+            .name("hadr-log-spare".into())
+            .spawn(move || spare_main(spare_inner))
+        {
+            Ok(h) => Some(h),
+            Err(e) => {
+                // Not fatal: every segment switch then creates its segment itself.
+                tracing::warn!(error = %e, "could not start the log spare-segment thread");
+                None
+            }
+        };
         Ok((
             Log {
                 inner,
                 flusher: Mutex::new(Some(handle)),
+                spare_thread: Mutex::new(spare_thread),
             },
             report,
         ))
     }
 
-    /// Append a record at the current end; returns (lsn of the record, end lsn after it). Written with write() but NOT fsynced; the flusher makes it durable. Thread-safe; appends are totally ordered.
+    /// Append a record at the current end; returns (lsn of the record, end lsn after it). Written with pwrite() over the segment's preallocated zeros but NOT fsynced; the flusher makes it durable. Thread-safe; appends are totally ordered.
     pub fn append(&self, rec: &Record) -> Result<(Lsn, Lsn), LogError> {
         rec.validate().map_err(LogError::InvalidRecord)?;
         // Compression happens here, outside the lock; only the LSN and CRC are filled in under it.
@@ -478,7 +546,7 @@ impl Log {
     pub fn apply_retention(&self, keep_from: Lsn) -> Result<u64, LogError> {
         let victims: Vec<SegMeta> = {
             let mut st = lock(&self.inner.state);
-            let mut total: u64 = st.segs.iter().map(SegMeta::file_len).sum();
+            let mut total: u64 = st.segs.iter().map(|s| s.file_len).sum();
             let mut n = 0;
             while n + 1 < st.segs.len() {
                 let seg = &st.segs[n];
@@ -486,7 +554,7 @@ impl Log {
                 if total <= self.inner.retention_bytes || seg.end > keep_from || holds_last {
                     break;
                 }
-                total -= seg.file_len();
+                total -= seg.file_len;
                 n += 1;
             }
             // Dropped from the list first so no new reader picks them; unlinked outside the lock.
@@ -497,7 +565,7 @@ impl Log {
         for seg in &victims {
             std::fs::remove_file(&seg.path).map_err(|e| LogError::io(&seg.path, e))?;
             tracing::debug!(segment = %seg.path.display(), "log retention removed segment");
-            removed += seg.file_len();
+            removed += seg.file_len;
         }
         if removed > 0 && self.inner.sync {
             sync_dir(&self.inner.dir)?;
@@ -550,8 +618,10 @@ impl Log {
             .write(true)
             .open(&seg.path)
             .map_err(|e| LogError::io(&seg.path, e))?;
-        f.set_len(seg.file_offset(lsn))
-            .map_err(|e| LogError::io(&seg.path, e))?;
+        // Cut with set_len, not by writing zeros over the suffix: zeros that reached the disk
+        // only in part would leave valid records after a zeroed one, which reads as corruption.
+        let cut = seg.file_offset(lsn);
+        f.set_len(cut).map_err(|e| LogError::io(&seg.path, e))?;
         seg.end = lsn;
         if inner.sync {
             if let Err(e) = f.sync_all() {
@@ -560,6 +630,19 @@ impl Log {
             if let Err(e) = sync_dir(&inner.dir) {
                 return Err(inner.fail(e.to_string()));
             }
+        }
+        // Then zero-fill back to the old length so appends keep overwriting in place. Only
+        // zeros go past the cut, so a crash in here leaves a clean end either way.
+        let refill = write_zeros(&f, cut, seg.file_len).and_then(|()| {
+            if inner.sync {
+                f.sync_all()
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = refill {
+            tracing::warn!(segment = %seg.path.display(), error = %e, "could not re-preallocate the truncated log segment; appends will grow it");
+            seg.file_len = f.metadata().map_or(cut, |m| m.len());
         }
         st.current = Arc::new(f);
         st.last_lsn = find_last_record(&st.segs)?;
@@ -572,13 +655,21 @@ impl Log {
         Ok(())
     }
 
-    /// Total bytes of segment files.
+    /// Total bytes of segment files, including their preallocated space not yet written to
+    /// (so right after a switch it is about `segment_size` more than the records need). The one
+    /// spare segment prepared ahead is not counted. Retention works on the same numbers.
     pub fn size_bytes(&self) -> u64 {
         lock(&self.inner.state)
             .segs
             .iter()
-            .map(SegMeta::file_len)
+            .map(|s| s.file_len)
             .sum()
+    }
+
+    /// Whether a preallocated spare segment is ready, so the next segment switch does not have
+    /// to write one (for tests, benchmarks and metrics).
+    pub fn spare_ready(&self) -> bool {
+        lock(&self.inner.spare).ready.is_some()
     }
 
     /// Counters: records appended, flush cycles, bytes appended.
@@ -605,6 +696,17 @@ impl Log {
             }
             if h.join().is_err() {
                 return Err(LogError::Failed("log flusher thread panicked".into()));
+            }
+        }
+        let spare = lock(&self.spare_thread).take();
+        if let Some(h) = spare {
+            {
+                let mut sp = lock(&self.inner.spare);
+                sp.shutdown = true;
+                self.inner.spare_cv.notify_all();
+            }
+            if h.join().is_err() {
+                return Err(LogError::Failed("log spare-segment thread panicked".into()));
             }
         }
         let fl = lock(&self.inner.fl);
@@ -656,17 +758,28 @@ impl Inner {
         LogError::Failed(msg)
     }
 
-    /// Write one sealed record at `lsn` (== current end), switching segments first if the current one is full.
+    /// Write one sealed record at `lsn` (== current end), switching segments first if it does not fit in the current one.
     fn write_locked(&self, st: &mut State, lsn: Lsn, bytes: &[u8]) -> Result<Lsn, LogError> {
+        let len = bytes.len() as u64;
         let seg = st.current_seg()?;
-        if seg.end > seg.start && seg.file_len() >= self.segment_size {
+        // Records never span segments. One that does not fit in the preallocated space left
+        // starts a new segment; only a record too big for any segment grows one (its own, as
+        // it is then the first record there).
+        if seg.end > seg.start && seg.file_offset(lsn) + len > self.segment_size {
             self.switch_segment(st)?;
         }
         let seg = st.current_seg()?;
         let off = seg.file_offset(lsn);
         if let Err(e) = st.current.write_all_at(bytes, off) {
-            // Cut off any partial write, or the next record would land after garbage.
-            if let Err(e2) = st.current.set_len(off) {
+            // Put back the zeros (and the length) of the tail, or a shorter next record would
+            // leave part of this one behind it, to be reported as a torn tail on reopen.
+            let undo = (|| {
+                if off + len > seg.file_len {
+                    st.current.set_len(seg.file_len)?;
+                }
+                write_zeros(&st.current, off, (off + len).min(seg.file_len))
+            })();
+            if let Err(e2) = undo {
                 return Err(self.fail(format!(
                     "write to {} at offset {off} failed ({e}) and could not be undone ({e2})",
                     seg.path.display()
@@ -674,9 +787,10 @@ impl Inner {
             }
             return Err(LogError::io(&seg.path, e));
         }
-        let end = lsn + bytes.len() as u64;
+        let end = lsn + len;
         if let Some(seg) = st.segs.last_mut() {
             seg.end = end;
+            seg.file_len = seg.file_len.max(off + len);
         }
         st.last_lsn = Some(lsn);
         self.end.store(end, Ordering::Release);
@@ -696,7 +810,29 @@ impl Inner {
                 return Err(self.fail(format!("fdatasync of {path} failed: {e}")));
             }
         }
-        let (file, path) = create_segment_file(&self.dir, start, self.sync)?;
+        let activated = {
+            let mut sp = lock(&self.spare);
+            let activated = sp
+                .ready
+                .take()
+                .map(|f| activate_spare(&self.dir, f, start, self.sync));
+            sp.requested = true;
+            self.spare_cv.notify_all();
+            activated
+        };
+        let created = match activated {
+            Some(Ok(created)) => Ok(created),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "could not use the spare log segment; creating one");
+                create_segment_file(&self.dir, start, self.prealloc, self.sync)
+            }
+            None => {
+                // Correctness first: appends wait while the segment is written here.
+                tracing::debug!(start, "no spare log segment ready; creating one in line");
+                create_segment_file(&self.dir, start, self.prealloc, self.sync)
+            }
+        };
+        let (file, path) = created?;
         if self.sync {
             if let Err(e) = sync_dir(&self.dir) {
                 return Err(self.fail(e.to_string()));
@@ -707,6 +843,7 @@ impl Inner {
             start,
             end: start,
             path,
+            file_len: self.prealloc,
         });
         st.current = Arc::new(file);
         Ok(())
@@ -835,6 +972,47 @@ fn flusher_main(inner: Arc<Inner>) {
     }
 }
 
+/// Keeps one spare segment ready: waits for a request, writes the spare, hands it over.
+fn spare_main(inner: Arc<Inner>) {
+    loop {
+        {
+            let mut sp = lock(&inner.spare);
+            while !(sp.shutdown || (sp.requested && sp.ready.is_none())) {
+                sp = inner
+                    .spare_cv
+                    .wait(sp)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+            if sp.shutdown {
+                return;
+            }
+            sp.requested = false;
+        }
+        let cancelled = || lock(&inner.spare).shutdown;
+        let published = match create_spare(&inner.dir, inner.prealloc, inner.sync, &cancelled) {
+            Ok(Some(f)) => {
+                let mut sp = lock(&inner.spare);
+                if sp.shutdown || sp.ready.is_some() {
+                    discard_spare_tmp(&inner.dir);
+                    Ok(())
+                } else {
+                    publish_spare(&inner.dir).map(|()| {
+                        sp.ready = Some(f);
+                        sp.requested = false;
+                        tracing::debug!(dir = %inner.dir.display(), "spare log segment ready");
+                    })
+                }
+            }
+            Ok(None) => return,
+            Err(e) => Err(e),
+        };
+        // The next switch creates its segment itself and asks again, which retries this.
+        if let Err(e) = published {
+            tracing::warn!(error = %e, "preparing a spare log segment failed");
+        }
+    }
+}
+
 /// Iterator over records from a start LSN to the end LSN at creation time.
 pub struct LogReader {
     segs: Vec<SegMeta>,
@@ -932,21 +1110,22 @@ pub struct VerifyReport {
     pub records: u64,
     /// Epoch of the newest record.
     pub last_epoch: Option<u64>,
-    /// Bytes of torn tail at the end of the last segment that `Log::open` would truncate.
+    /// Bytes of torn tail at the end of the last segment that `Log::open` would zero out (up to
+    /// the last non-zero byte; the preallocated zeros after the records do not count).
     pub torn_tail_bytes: u64,
 }
 
-/// Offline check of a whole log directory (for `hadr verify`): every segment and record, the chain of LSNs. Read-only.
+/// Offline check of a whole log directory (for `hadr verify`): every segment and record, the chain of LSNs, and that only zeros follow the records of each segment. Read-only.
 pub fn verify_dir(dir: &Path) -> Result<VerifyReport, LogError> {
     let segs = list_segments(dir, false)?;
-    let (start, end) = match (segs.first(), segs.last()) {
-        (Some(f), Some(l)) => (f.start, l.end),
-        _ => return Err(LogError::NotFound(dir.to_path_buf())),
+    let start = match segs.first() {
+        Some(f) => f.start,
+        None => return Err(LogError::NotFound(dir.to_path_buf())),
     };
     let out = scan(&segs, start)?;
     Ok(VerifyReport {
         start_lsn: start,
-        end_lsn: out.torn.as_ref().map_or(end, |t| t.at),
+        end_lsn: out.end,
         segments: segs.len(),
         records: out.records,
         last_epoch: out.last.map(|(_, e)| e),

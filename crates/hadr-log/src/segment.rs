@@ -1,4 +1,12 @@
-//! Segment files: naming, headers, listing, and the sequential record scan shared by open and verify.
+//! Segment files: naming, headers, preallocation, listing, and the sequential record scan shared
+//! by open and verify.
+//!
+//! A segment file is created at its full preallocated size with real zero bytes written and
+//! fsynced before it gets its real name, so appends overwrite blocks that already exist and the
+//! commit fdatasync never has to journal a size or extent change. The logical end of a segment is
+//! therefore where its records stop, not the file length: for every segment but the last it is
+//! the start LSN of the next segment, and for the last one it is found by scanning (records,
+//! then nothing but zeros).
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
@@ -16,28 +24,58 @@ const SEG_MAGIC: [u8; 8] = *b"HADRLOG\0";
 pub(crate) const SEG_VERSION: u32 = 1;
 const SEG_EXT: &str = "hlog";
 const TMP_SUFFIX: &str = ".hlog.tmp";
+/// A preallocated, fsynced, all-zero segment file waiting to become the next segment.
+pub(crate) const SPARE_NAME: &str = "spare.hlog.spare";
+/// The spare while it is being written; ends in TMP_SUFFIX so an open after a crash removes it.
+const SPARE_TMP: &str = "spare.hlog.tmp";
+/// Zeros are written in chunks of this size, so the buffer stays small and a cancelled spare
+/// preparation stops quickly.
+const ZERO_CHUNK: usize = 1 << 20;
 
 /// A segment file and the LSN range it holds.
 #[derive(Clone, Debug)]
 pub(crate) struct SegMeta {
     /// LSN of the first byte after the header.
     pub start: Lsn,
-    /// LSN just past the last byte in the file.
+    /// LSN just past the last record (the logical end; zeros may follow in the file).
+    ///
+    /// Straight from `list_segments`, the last segment's `end` is still its physical end
+    /// (`phys_end`) until a scan has found where its records stop.
     pub end: Lsn,
     /// Path of the file.
     pub path: PathBuf,
+    /// Size of the file in bytes, preallocated space included.
+    pub file_len: u64,
 }
 
 impl SegMeta {
-    /// Size of the file in bytes.
-    pub fn file_len(&self) -> u64 {
-        SEG_HEADER_LEN + (self.end - self.start)
-    }
-
     /// File offset of `lsn`, which must lie in `start..=end`.
     pub fn file_offset(&self, lsn: Lsn) -> u64 {
         SEG_HEADER_LEN + (lsn - self.start)
     }
+
+    /// LSN the last byte of the file would have: the most the segment can hold without growing.
+    pub fn phys_end(&self) -> Lsn {
+        self.start + self.file_len.saturating_sub(SEG_HEADER_LEN)
+    }
+}
+
+/// Length a new segment file is preallocated to for a configured `segment_size`.
+pub(crate) fn prealloc_len(segment_size: u64) -> u64 {
+    segment_size.max(SEG_HEADER_LEN)
+}
+
+/// Overwrite `from..to` of `f` with zeros (positioned writes; the file grows if `to` is past its end).
+pub(crate) fn write_zeros(f: &File, from: u64, to: u64) -> std::io::Result<()> {
+    let zeros =
+        vec![0u8; ZERO_CHUNK.min(usize::try_from(to.saturating_sub(from)).unwrap_or(ZERO_CHUNK))];
+    let mut off = from;
+    while off < to {
+        let n = (to - off).min(zeros.len() as u64) as usize;
+        f.write_all_at(&zeros[..n], off)?;
+        off += n as u64;
+    }
+    Ok(())
 }
 
 /// File name of the segment starting at `start`.
@@ -111,13 +149,16 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), LogError> {
         .map_err(|e| LogError::io(dir, e))
 }
 
-/// Create the segment starting at `start`, header included, and return it open for reading and writing.
+/// Create the segment starting at `start`, header included and zero-filled to `len` bytes, and
+/// return it open for reading and writing.
 ///
-/// The header is written to a temporary name and renamed into place so a segment file with the
-/// real name always has a complete header. The caller fsyncs the directory.
+/// The file is written under a temporary name, fsynced (when `sync`), and renamed into place, so
+/// a segment file with the real name always has a complete header and its full preallocated,
+/// durable size. The caller fsyncs the directory.
 pub(crate) fn create_segment_file(
     dir: &Path,
     start: Lsn,
+    len: u64,
     sync: bool,
 ) -> Result<(File, PathBuf), LogError> {
     let path = dir.join(segment_name(start));
@@ -130,8 +171,10 @@ pub(crate) fn create_segment_file(
             .truncate(true)
             .open(&tmp)?;
         f.write_all(&encode_header(start))?;
+        write_zeros(&f, SEG_HEADER_LEN, len)?;
         if sync {
-            f.sync_data()?;
+            // sync_all: the size and extents are new, and must be durable before the rename.
+            f.sync_all()?;
         }
         std::fs::rename(&tmp, &path)?;
         Ok(f)
@@ -143,6 +186,114 @@ pub(crate) fn create_segment_file(
             let _ = std::fs::remove_file(&tmp);
             Err(LogError::io(&path, e))
         }
+    }
+}
+
+/// Write a spare segment under a temporary name: `len` zero bytes, fsynced when `sync`.
+///
+/// `cancelled` is polled between chunks; returns Ok(None) if it said stop. The spare has no
+/// header yet because its start LSN is only known when it is put to use (`activate_spare`).
+/// `publish_spare` gives it the name a switch looks for.
+pub(crate) fn create_spare(
+    dir: &Path,
+    len: u64,
+    sync: bool,
+    cancelled: &dyn Fn() -> bool,
+) -> Result<Option<File>, LogError> {
+    let tmp = dir.join(SPARE_TMP);
+    let result = (|| {
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        let mut off = 0;
+        while off < len {
+            if cancelled() {
+                return Ok(None);
+            }
+            let next = (off + ZERO_CHUNK as u64).min(len);
+            write_zeros(&f, off, next)?;
+            off = next;
+        }
+        if sync {
+            f.sync_all()?;
+        }
+        Ok(Some(f))
+    })();
+    match result {
+        Ok(Some(f)) => Ok(Some(f)),
+        Ok(None) => {
+            discard_spare_tmp(dir);
+            Ok(None)
+        }
+        Err(e) => {
+            discard_spare_tmp(dir);
+            Err(LogError::io(&tmp, e))
+        }
+    }
+}
+
+/// Rename the finished spare from `create_spare` to SPARE_NAME.
+///
+/// Only a complete, durable spare may carry the name a switch trusts. The caller must make sure
+/// no other spare holds that name (it would be replaced).
+pub(crate) fn publish_spare(dir: &Path) -> Result<(), LogError> {
+    let tmp = dir.join(SPARE_TMP);
+    std::fs::rename(&tmp, dir.join(SPARE_NAME)).map_err(|e| {
+        discard_spare_tmp(dir);
+        LogError::io(&tmp, e)
+    })
+}
+
+/// Remove an unfinished or unwanted spare. Best effort: the next open removes it anyway.
+pub(crate) fn discard_spare_tmp(dir: &Path) {
+    let _ = std::fs::remove_file(dir.join(SPARE_TMP));
+}
+
+/// Open the spare left by an earlier run, if there is one of the right length; a spare of any
+/// other length (the segment size was changed) is removed.
+pub(crate) fn open_spare(dir: &Path, len: u64) -> Result<Option<File>, LogError> {
+    let path = dir.join(SPARE_NAME);
+    let f = match OpenOptions::new().read(true).write(true).open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(LogError::io(&path, e)),
+    };
+    let have = f.metadata().map_err(|e| LogError::io(&path, e))?.len();
+    if have == len {
+        return Ok(Some(f));
+    }
+    drop(f);
+    tracing::debug!(path = %path.display(), have, len, "removing spare log segment of another size");
+    std::fs::remove_file(&path).map_err(|e| LogError::io(&path, e))?;
+    Ok(None)
+}
+
+/// Turn the spare into the segment starting at `start`: write its header, make that durable
+/// (when `sync`), and rename it into place. The caller fsyncs the directory.
+///
+/// The header is synced before the rename so a crash can never leave a segment file whose
+/// header is still zeros.
+pub(crate) fn activate_spare(
+    dir: &Path,
+    spare: File,
+    start: Lsn,
+    sync: bool,
+) -> Result<(File, PathBuf), LogError> {
+    let path = dir.join(segment_name(start));
+    let result = (|| {
+        spare.write_all_at(&encode_header(start), 0)?;
+        if sync {
+            // Overwrites preallocated bytes only, so fdatasync has no metadata to journal.
+            spare.sync_data()?;
+        }
+        std::fs::rename(dir.join(SPARE_NAME), &path)
+    })();
+    match result {
+        Ok(()) => Ok((spare, path)),
+        Err(e) => Err(LogError::io(&path, e)),
     }
 }
 
@@ -163,6 +314,8 @@ pub(crate) fn list_segments(dir: &Path, remove_tmp: bool) -> Result<Vec<SegMeta>
         }
     }
     found.sort_by_key(|(s, _)| *s);
+    // Every segment but the last ends where the next one starts (records never span segments);
+    // the last one gets its physical end here and its logical end from a scan.
     let mut segs: Vec<SegMeta> = Vec::with_capacity(found.len());
     for (name_start, path) in found {
         let f = File::open(&path).map_err(|e| LogError::io(&path, e))?;
@@ -180,25 +333,31 @@ pub(crate) fn list_segments(dir: &Path, remove_tmp: bool) -> Result<Vec<SegMeta>
                 ),
             ));
         }
-        if let Some(prev) = segs.last() {
-            if prev.end != start {
-                let what = if start > prev.end { "gap" } else { "overlap" };
+        if let Some(prev) = segs.last_mut() {
+            // A segment is only left when the next record does not fit in it, so a missing
+            // segment always shows as a start beyond what the previous file can hold. Records
+            // that stop short of the next start, or data past it, are found by the scan.
+            if start > prev.phys_end() {
                 return Err(LogError::corrupt(
                     &path,
                     0,
                     format!(
-                        "{what} in the log: segment starts at LSN {start} but the previous segment {} ends at LSN {}",
+                        "gap in the log: segment starts at LSN {start} but the previous segment {} can hold records only up to LSN {}",
                         prev.path.display(),
-                        prev.end
+                        prev.phys_end()
                     ),
                 ));
             }
+            prev.end = start;
         }
-        segs.push(SegMeta {
+        let mut seg = SegMeta {
             start,
-            end: start + (len - SEG_HEADER_LEN),
+            end: start,
             path,
-        });
+            file_len: len,
+        };
+        seg.end = seg.phys_end();
+        segs.push(seg);
     }
     Ok(segs)
 }
@@ -272,7 +431,13 @@ pub(crate) fn read_frame_at(
 /// Step from the start of `seg` through record headers until `stop` (or the segment end).
 ///
 /// Returns the start LSN of the last record passed. Fails if `stop` is not a record boundary.
-pub(crate) fn walk_headers(seg: &SegMeta, stop: Lsn) -> Result<Option<Lsn>, LogError> {
+/// With `zeros_end_log` (for the last segment, before its logical end is known), reaching a
+/// zero header before `stop` means `stop` lies past the end of the log, reported as BadLsn.
+pub(crate) fn walk_headers(
+    seg: &SegMeta,
+    stop: Lsn,
+    zeros_end_log: bool,
+) -> Result<Option<Lsn>, LogError> {
     let file = File::open(&seg.path).map_err(|e| LogError::io(&seg.path, e))?;
     let mut pos = seg.start;
     let mut last = None;
@@ -288,6 +453,15 @@ pub(crate) fn walk_headers(seg: &SegMeta, stop: Lsn) -> Result<Option<Lsn>, LogE
         let mut pre = [0u8; PREFIX_LEN];
         file.read_exact_at(&mut pre, off)
             .map_err(|e| LogError::io(&seg.path, e))?;
+        if zeros_end_log && pre.iter().all(|&b| b == 0) {
+            return Err(LogError::BadLsn {
+                lsn: stop,
+                reason: format!(
+                    "past the end of the log (the records of segment {} stop at LSN {pos})",
+                    seg.path.display()
+                ),
+            });
+        }
         let total = frame_len(&pre).map_err(|e| corrupt(format!("record at LSN {pos}: {e}")))?;
         if total as u64 > remaining {
             return Err(corrupt(format!(
@@ -309,22 +483,24 @@ pub(crate) fn walk_headers(seg: &SegMeta, stop: Lsn) -> Result<Option<Lsn>, LogE
     Ok(last)
 }
 
-/// Start LSN of the newest record in `segs`, found by walking headers of the newest non-empty segment.
+/// Start LSN of the newest record in `segs`, found by walking headers of the newest non-empty
+/// segment. Every `end` must already be a logical end.
 pub(crate) fn find_last_record(segs: &[SegMeta]) -> Result<Option<Lsn>, LogError> {
     for seg in segs.iter().rev() {
         if seg.end > seg.start {
-            return walk_headers(seg, seg.end);
+            return walk_headers(seg, seg.end, false);
         }
     }
     Ok(None)
 }
 
-/// A bad region at the very end of the last segment, safe to cut off.
+/// A bad region at the very end of the last segment, safe to zero out.
 #[derive(Debug)]
 pub(crate) struct TornTail {
     /// LSN where the bad region starts.
     pub at: Lsn,
-    /// Bytes from there to the end of the file.
+    /// Bytes from there to the last non-zero byte of the file (the zeros after it are the
+    /// normal preallocated tail).
     pub bytes: u64,
     /// What was wrong with the first bad record.
     pub reason: String,
@@ -339,83 +515,185 @@ pub(crate) struct ScanOutcome {
     pub last: Option<(Lsn, u64)>,
     /// Torn tail found at the end of the last segment.
     pub torn: Option<TornTail>,
+    /// Logical end of the log: where the valid records of the last segment stop.
+    pub end: Lsn,
 }
 
-/// Decode every record from `from` (a record boundary) to the end, applying the torn-tail rule.
+/// Decode every record from `from` (a record boundary) to the end, applying the end-of-log and
+/// torn-tail rules. The last segment's `end` may be its physical end; `ScanOutcome::end` says
+/// where its records really stop.
 pub(crate) fn scan(segs: &[SegMeta], from: Lsn) -> Result<ScanOutcome, LogError> {
     let mut out = ScanOutcome::default();
-    if segs.is_empty() {
+    let Some(last_seg) = segs.last() else {
         return Ok(out);
-    }
+    };
+    // Unless a record is found to be bad, the records fill the last segment to its end.
+    out.end = last_seg.end;
     let first = seg_index(segs, from);
     let mut buf = Vec::new();
     for (i, seg) in segs.iter().enumerate().skip(first) {
         let is_last = i + 1 == segs.len();
         let mut pos = if i == first { from } else { seg.start };
-        if pos >= seg.end {
-            continue;
-        }
-        let f = File::open(&seg.path).map_err(|e| LogError::io(&seg.path, e))?;
-        let mut r = BufReader::with_capacity(1 << 20, f);
-        r.seek(SeekFrom::Start(seg.file_offset(pos)))
-            .map_err(|e| LogError::io(&seg.path, e))?;
-        while pos < seg.end {
-            match read_record(&mut r, &mut buf, pos, seg.end - pos) {
-                Ok((rec, len)) => {
-                    out.records += 1;
-                    out.last = Some((pos, rec.epoch));
-                    pos += len as u64;
-                }
-                Err(ReadError::Io(e)) => return Err(LogError::io(&seg.path, e)),
-                Err(ReadError::Record(e)) => {
-                    let offset = seg.file_offset(pos);
-                    if !is_last {
-                        return Err(LogError::corrupt(
-                            &seg.path,
-                            offset,
-                            format!(
-                                "bad record at LSN {pos} in a segment that is not the last: {e}"
-                            ),
-                        ));
+        if pos < seg.end {
+            let f = File::open(&seg.path).map_err(|e| LogError::io(&seg.path, e))?;
+            let mut r = BufReader::with_capacity(1 << 20, f);
+            r.seek(SeekFrom::Start(seg.file_offset(pos)))
+                .map_err(|e| LogError::io(&seg.path, e))?;
+            while pos < seg.end {
+                match read_record(&mut r, &mut buf, pos, seg.end - pos) {
+                    Ok((rec, len)) => {
+                        out.records += 1;
+                        out.last = Some((pos, rec.epoch));
+                        pos += len as u64;
                     }
-                    if let Some(good) = valid_record_after(seg, pos)? {
-                        return Err(LogError::corrupt(
-                            &seg.path,
-                            offset,
-                            format!("bad record at LSN {pos} ({e}) with a valid record after it at LSN {good}"),
-                        ));
+                    Err(ReadError::Io(e)) => return Err(LogError::io(&seg.path, e)),
+                    Err(ReadError::Record(e)) => {
+                        return bad_record(seg, is_last, pos, &e).map(|torn| {
+                            out.end = pos;
+                            out.torn = torn;
+                            out
+                        });
                     }
-                    out.torn = Some(TornTail {
-                        at: pos,
-                        bytes: seg.end - pos,
-                        reason: e.to_string(),
-                    });
-                    return Ok(out);
                 }
             }
+        }
+        // The rest of a non-last segment is preallocated space the log moved on from; anything
+        // but zeros there means two segments claim the same LSNs.
+        if !is_last && !matches!(classify_tail(seg, seg.end)?, Tail::Zeros) {
+            return Err(LogError::corrupt(
+                &seg.path,
+                seg.file_offset(seg.end),
+                format!(
+                    "data after LSN {}, where the next segment starts (overlapping segments)",
+                    seg.end
+                ),
+            ));
         }
     }
     Ok(out)
 }
 
-/// Search the rest of `seg` after a bad record at `bad` for any intact record at its true LSN.
-fn valid_record_after(seg: &SegMeta, bad: Lsn) -> Result<Option<Lsn>, LogError> {
-    let mut f = File::open(&seg.path).map_err(|e| LogError::io(&seg.path, e))?;
-    let base = bad + 1;
-    f.seek(SeekFrom::Start(seg.file_offset(base)))
-        .map_err(|e| LogError::io(&seg.path, e))?;
-    let mut rest = Vec::new();
-    f.take(seg.end - base)
-        .read_to_end(&mut rest)
-        .map_err(|e| LogError::io(&seg.path, e))?;
+/// Decide what a bad record at `pos` of `seg` means: the normal end of the log (Ok(None)), a
+/// torn tail (Ok(Some)), or corruption (Err).
+fn bad_record(
+    seg: &SegMeta,
+    is_last: bool,
+    pos: Lsn,
+    e: &RecordError,
+) -> Result<Option<TornTail>, LogError> {
+    let offset = seg.file_offset(pos);
+    let tail = classify_tail(seg, pos)?;
+    if !is_last {
+        let hint = match tail {
+            Tail::Zeros => format!(
+                "; only zeros follow, but the next segment starts at LSN {}: a gap in the log",
+                seg.end
+            ),
+            _ => String::new(),
+        };
+        return Err(LogError::corrupt(
+            &seg.path,
+            offset,
+            format!("bad record at LSN {pos} in a segment that is not the last: {e}{hint}"),
+        ));
+    }
+    match tail {
+        Tail::Zeros => Ok(None),
+        Tail::Valid(good) => Err(LogError::corrupt(
+            &seg.path,
+            offset,
+            format!("bad record at LSN {pos} ({e}) with a valid record after it at LSN {good}"),
+        )),
+        Tail::Garbage { nonzero_end } => Ok(Some(TornTail {
+            at: pos,
+            bytes: nonzero_end - pos,
+            reason: e.to_string(),
+        })),
+    }
+}
+
+/// What the file holds from some LSN to its physical end.
+enum Tail {
+    /// Nothing but zeros: the unused preallocated space of a segment.
+    Zeros,
+    /// Non-zero bytes up to (not including) LSN `nonzero_end`, but no intact record.
+    Garbage {
+        /// LSN just past the last non-zero byte.
+        nonzero_end: Lsn,
+    },
+    /// An intact record at its own LSN.
+    Valid(Lsn),
+}
+
+/// Classify the file contents of `seg` from `at` to the end of the file, looking for any intact
+/// record after `at` itself (which is known to be bad or absent).
+fn classify_tail(seg: &SegMeta, at: Lsn) -> Result<Tail, LogError> {
+    let io = |e| LogError::io(&seg.path, e);
+    let file = File::open(&seg.path).map_err(io)?;
+    // The real length, not the listed one: it is what a later open would read.
+    let file_len = file.metadata().map_err(io)?.len();
+    let from = seg.file_offset(at);
     let magic = RECORD_MAGIC.to_le_bytes();
-    for i in 0..rest.len().saturating_sub(3) {
-        if rest[i..i + 4] == magic {
-            let lsn = base + i as u64;
-            if check_frame(&rest[i..], lsn).is_ok() {
-                return Ok(Some(lsn));
+    let mut buf = vec![0u8; ZERO_CHUNK];
+    let mut nonzero_end = None;
+    let mut off = from;
+    while off < file_len {
+        let n = (file_len - off).min(ZERO_CHUNK as u64) as usize;
+        let chunk = &mut buf[..n];
+        file.read_exact_at(chunk, off).map_err(io)?;
+        // Preallocated tails are long runs of zeros; skip them without a byte-wise search.
+        let Some(last) = chunk.iter().rposition(|&b| b != 0) else {
+            off += n as u64;
+            continue;
+        };
+        nonzero_end = Some(off + last as u64 + 1);
+        let first = chunk.iter().position(|&b| b != 0).unwrap_or(last);
+        for i in first..=last {
+            let cand = off + i as u64;
+            if chunk[i] != magic[0] || cand == from {
+                continue;
+            }
+            // A magic split across two chunks is checked by intact_record_at itself.
+            if i + magic.len() <= n && chunk[i..i + magic.len()] != magic {
+                continue;
+            }
+            if let Some(lsn) = intact_record_at(&file, seg, cand, file_len)? {
+                return Ok(Tail::Valid(lsn));
             }
         }
+        off += n as u64;
     }
-    Ok(None)
+    Ok(match nonzero_end {
+        None => Tail::Zeros,
+        Some(end) => Tail::Garbage {
+            nonzero_end: seg.start + (end - SEG_HEADER_LEN),
+        },
+    })
+}
+
+/// The LSN of the intact record at file offset `off` of `seg`, if there is one.
+fn intact_record_at(
+    file: &File,
+    seg: &SegMeta,
+    off: u64,
+    file_len: u64,
+) -> Result<Option<Lsn>, LogError> {
+    let remaining = file_len - off;
+    if remaining < PREFIX_LEN as u64 {
+        return Ok(None);
+    }
+    let mut pre = [0u8; PREFIX_LEN];
+    file.read_exact_at(&mut pre, off)
+        .map_err(|e| LogError::io(&seg.path, e))?;
+    let Ok(total) = frame_len(&pre) else {
+        return Ok(None);
+    };
+    if total as u64 > remaining {
+        return Ok(None);
+    }
+    let mut frame = vec![0u8; total];
+    file.read_exact_at(&mut frame, off)
+        .map_err(|e| LogError::io(&seg.path, e))?;
+    let lsn = seg.start + (off - SEG_HEADER_LEN);
+    Ok(check_frame(&frame, lsn).is_ok().then_some(lsn))
 }

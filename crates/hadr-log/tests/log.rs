@@ -1,8 +1,7 @@
 //! Behaviour tests of the on-disk log: reopen, segments, group commit, recovery, retention, shipping.
 
 use std::fs::OpenOptions;
-use std::io::Write;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -179,17 +178,24 @@ fn tiny_segments_switch_and_read_across() {
     let written = append_n(&log, 0..60);
     let segs = segment_files(dir.path());
     assert!(segs.len() >= 15, "only {} segments", segs.len());
-    // Segments chain: each file's name is the previous file's end LSN.
-    let mut expect = 0;
-    for p in &segs {
-        assert_eq!(seg_start(p), expect);
-        expect += std::fs::metadata(p).expect("meta").len() - SEG_HEADER;
+    // Segments chain: each file's name is the LSN where the previous one's records stop, and
+    // every file is preallocated to the segment size (no record here is bigger than that).
+    assert_eq!(seg_start(&segs[0]), 0);
+    let mut total = 0;
+    for (k, p) in segs.iter().enumerate() {
+        let len = std::fs::metadata(p).expect("meta").len();
+        assert_eq!(len, 1500, "{}", p.display());
+        total += len;
+        let start = seg_start(p);
+        let stop = segs.get(k + 1).map_or(log.end_lsn(), |q| seg_start(q));
+        assert!(stop > start && stop - start <= 1500 - SEG_HEADER);
+        if k + 1 < segs.len() {
+            // The segment was left because the next record did not fit in what remained.
+            let (_, r) = written.iter().find(|(l, _)| *l == stop).expect("boundary");
+            assert!(stop - start + r.encode(stop).len() as u64 > 1500 - SEG_HEADER);
+        }
     }
-    assert_eq!(expect, log.end_lsn());
-    assert_eq!(
-        log.size_bytes(),
-        log.end_lsn() + SEG_HEADER * segs.len() as u64
-    );
+    assert_eq!(log.size_bytes(), total);
     assert_eq!(read_all(&log, 0), written);
     for k in [1, 17, 33, 59] {
         assert_eq!(read_all(&log, written[k].0), written[k..].to_vec());
@@ -348,26 +354,71 @@ fn torn_tail_is_truncated_on_open() {
     assert_eq!(read_all(&log, 0).len(), 10);
 }
 
+/// Length of `b` up to and including its last non-zero byte.
+fn nonzero_len(b: &[u8]) -> u64 {
+    b.iter().rposition(|&x| x != 0).map_or(0, |i| i as u64 + 1)
+}
+
+fn assert_zeros(path: &Path, from: u64, to: u64) {
+    let f = std::fs::File::open(path).expect("open");
+    let mut b = vec![0u8; (to - from) as usize];
+    f.read_exact_at(&mut b, from).expect("read");
+    assert!(b.iter().all(|&x| x == 0), "non-zero bytes in {from}..{to}");
+}
+
 #[test]
-fn garbage_and_zero_tails_are_truncated() {
-    for garbage in [noise(7, 300), vec![0u8; 4096], b"HREC".to_vec()] {
+fn garbage_tails_are_zeroed_and_zero_tails_are_the_normal_end() {
+    const SEG: u64 = 64 << 20;
+    // (bytes, written right after the records instead of at the end of the file)
+    let cases: [(Vec<u8>, bool); 5] = [
+        (noise(7, 300), true),
+        (b"HREC".to_vec(), true),
+        (vec![0u8; 4096], true),
+        (noise(8, 300), false),
+        (b"HREC".to_vec(), false),
+    ];
+    for (garbage, at_end_of_records) in cases {
         let dir = tempfile::tempdir().expect("tempdir");
-        let log = new_log(dir.path(), 64 << 20, FlushMode::Off);
+        let log = new_log(dir.path(), SEG, FlushMode::Off);
         let written = append_n(&log, 0..5);
         let end = log.end_lsn();
         drop(log);
         let seg = segment_files(dir.path()).pop().expect("segment");
-        let mut f = OpenOptions::new().append(true).open(&seg).expect("open");
-        f.write_all(&garbage).expect("write");
-        drop(f);
-        let (log, report) = Log::open(cfg(dir.path(), 64 << 20, FlushMode::Off), 0).expect("open");
-        assert_eq!(report.truncated_tail_bytes, garbage.len() as u64);
-        assert_eq!(report.truncated_at, Some(end));
-        assert_eq!(read_all(&log, 0), written);
-        assert_eq!(
-            std::fs::metadata(&seg).expect("meta").len(),
+        let f = OpenOptions::new().write(true).open(&seg).expect("open");
+        // After the records (overwriting preallocated zeros), or past the preallocated space.
+        let at = if at_end_of_records {
             SEG_HEADER + end
+        } else {
+            SEG
+        };
+        f.write_all_at(&garbage, at).expect("write");
+        drop(f);
+        let file_len = std::fs::metadata(&seg).expect("meta").len();
+        let expect_bytes = match nonzero_len(&garbage) {
+            0 => 0,
+            n => at + n - (SEG_HEADER + end),
+        };
+        let v = verify_dir(dir.path()).expect("verify");
+        assert_eq!((v.end_lsn, v.torn_tail_bytes), (end, expect_bytes));
+        let (log, report) = Log::open(cfg(dir.path(), SEG, FlushMode::Off), 0).expect("open");
+        assert_eq!(report.truncated_tail_bytes, expect_bytes);
+        assert_eq!(
+            report.truncated_at,
+            (expect_bytes > 0).then_some(end),
+            "{garbage:?}"
         );
+        assert_eq!(log.end_lsn(), end);
+        assert_eq!(read_all(&log, 0), written);
+        drop(log);
+        // Zeroed in place, not cut off: the file keeps its length and only zeros follow.
+        assert_eq!(std::fs::metadata(&seg).expect("meta").len(), file_len);
+        assert_zeros(&seg, SEG_HEADER + end, file_len);
+        let (log, report) = Log::open(cfg(dir.path(), SEG, FlushMode::Off), 0).expect("reopen");
+        assert_eq!(
+            (report.truncated_tail_bytes, report.truncated_at),
+            (0, None)
+        );
+        assert_eq!(log.end_lsn(), end);
     }
 }
 
@@ -726,4 +777,389 @@ fn read_raw_and_append_encoded_round_trip() {
         standby.last_record().expect("last").map(|(_, r)| r),
         Some(rec(77))
     );
+}
+
+#[test]
+fn reopen_of_a_preallocated_log_is_stable() {
+    const SEG: u64 = 1 << 20;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = cfg(dir.path(), SEG, FlushMode::Fsync);
+    Log::create(&c).expect("create");
+    let seg = segment_files(dir.path()).pop().expect("segment");
+    // Created at full size, zero-filled.
+    assert_eq!(std::fs::metadata(&seg).expect("meta").len(), SEG);
+    assert_zeros(&seg, SEG_HEADER, SEG);
+    let (log, report) = Log::open(c.clone(), 0).expect("open");
+    assert_eq!(
+        (log.end_lsn(), report.truncated_at, report.records_scanned),
+        (0, None, 0)
+    );
+    let written = append_n(&log, 0..10);
+    let end = log.end_lsn();
+    log.flush().expect("flush");
+    drop(log);
+    assert_eq!(std::fs::metadata(&seg).expect("meta").len(), SEG);
+    for _ in 0..2 {
+        let (log, report) = Log::open(c.clone(), 0).expect("reopen");
+        assert_eq!(report.truncated_tail_bytes, 0);
+        assert_eq!(report.truncated_at, None);
+        assert_eq!(report.records_scanned, 10);
+        assert_eq!((log.end_lsn(), log.flushed_lsn()), (end, end));
+        assert_eq!(log.last_record().expect("last"), written.last().cloned());
+        assert_eq!(read_all(&log, 0), written);
+        drop(log);
+        assert_eq!(std::fs::metadata(&seg).expect("meta").len(), SEG);
+        let v = verify_dir(dir.path()).expect("verify");
+        assert_eq!((v.end_lsn, v.records, v.torn_tail_bytes), (end, 10, 0));
+    }
+    // The zeros after the records are not log: a scan start in there is past the end.
+    for bad in [end + 1, end + 100, SEG - SEG_HEADER] {
+        assert!(
+            matches!(Log::open(c.clone(), bad), Err(LogError::BadLsn { .. })),
+            "{bad}"
+        );
+    }
+    let (log, report) = Log::open(c, end).expect("open at end");
+    assert_eq!((report.records_scanned, log.end_lsn()), (0, end));
+}
+
+#[test]
+fn appends_after_reopen_overwrite_zeros() {
+    const SEG: u64 = 1 << 20;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = cfg(dir.path(), SEG, FlushMode::Fsync);
+    Log::create(&c).expect("create");
+    let (log, _) = Log::open(c.clone(), 0).expect("open");
+    let mut written = append_n(&log, 0..5);
+    drop(log);
+    let seg = segment_files(dir.path()).pop().expect("segment");
+    let ino = std::fs::metadata(&seg).expect("meta").ino();
+    let (log, _) = Log::open(c.clone(), 0).expect("reopen");
+    let more = append_n(&log, 5..12);
+    assert_eq!(
+        more[0].0,
+        written[4].0 + written[4].1.encode(written[4].0).len() as u64
+    );
+    written.extend(more);
+    let end = log.end_lsn();
+    log.flush().expect("flush");
+    drop(log);
+    // Same file, same length: the records went over the preallocated zeros.
+    let meta = std::fs::metadata(&seg).expect("meta");
+    assert_eq!((meta.ino(), meta.len()), (ino, SEG));
+    assert_eq!(segment_files(dir.path()), vec![seg.clone()]);
+    assert_zeros(&seg, SEG_HEADER + end, SEG);
+    let (log, report) = Log::open(c, 0).expect("reopen");
+    assert_eq!((report.records_scanned, report.truncated_at), (12, None));
+    assert_eq!(read_all(&log, 0), written);
+}
+
+/// A record of one incompressible page of `page_size` bytes.
+fn big_rec(i: u64, page_size: u32) -> Record {
+    Record {
+        page_size,
+        pages: vec![Page {
+            pgno: 1,
+            data: noise(i, page_size as usize),
+        }],
+        ..rec(i)
+    }
+}
+
+#[test]
+fn a_record_that_does_not_fit_moves_to_a_new_segment() {
+    const SEG: u64 = 4096;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = cfg(dir.path(), SEG, FlushMode::Fsync);
+    Log::create(&c).expect("create");
+    let (log, _) = Log::open(c.clone(), 0).expect("open");
+    // 1024-byte pages: records of 1105 bytes, so three fit in 4064 bytes and the fourth does not.
+    let mut written = Vec::new();
+    for i in 0..4 {
+        let r = big_rec(i, 1024);
+        let (lsn, _) = log.append(&r).expect("append");
+        written.push((lsn, r));
+    }
+    let len = written[0].1.encode(0).len() as u64;
+    assert_eq!(len, 1105);
+    let segs = segment_files(dir.path());
+    assert_eq!(segs.len(), 2);
+    assert_eq!(seg_start(&segs[1]), 3 * len);
+    for p in &segs {
+        assert_eq!(std::fs::metadata(p).expect("meta").len(), SEG);
+    }
+    // The first segment's unused space stays zero.
+    assert_zeros(&segs[0], SEG_HEADER + 3 * len, SEG);
+    // A record bigger than a whole segment gets a new segment of its own, grown to fit, and
+    // the record after it starts another one.
+    let huge = big_rec(4, 8192);
+    let (lsn, _) = log.append(&huge).expect("append huge");
+    written.push((lsn, huge.clone()));
+    let huge_len = huge.encode(lsn).len() as u64;
+    assert!(huge_len > SEG);
+    let r = big_rec(5, 1024);
+    let (lsn5, _) = log.append(&r).expect("append");
+    written.push((lsn5, r));
+    let segs = segment_files(dir.path());
+    assert_eq!(segs.len(), 4);
+    assert_eq!(seg_start(&segs[2]), lsn);
+    assert_eq!(
+        std::fs::metadata(&segs[2]).expect("meta").len(),
+        SEG_HEADER + huge_len
+    );
+    assert_eq!(seg_start(&segs[3]), lsn5);
+    assert_eq!(read_all(&log, 0), written);
+    assert_eq!(read_all(&log, written[3].0), written[3..].to_vec());
+    let (raw, next) = log.read_raw(0, log.end_lsn(), usize::MAX).expect("raw");
+    assert_eq!((raw.len() as u64, next), (log.end_lsn(), log.end_lsn()));
+    let end = log.end_lsn();
+    log.flush().expect("flush");
+    drop(log);
+    let v = verify_dir(dir.path()).expect("verify");
+    assert_eq!((v.records, v.segments, v.end_lsn), (6, 4, end));
+    let (log, report) = Log::open(c.clone(), 0).expect("reopen");
+    assert_eq!((report.records_scanned, report.truncated_at), (6, None));
+    assert_eq!(read_all(&log, 0), written);
+    // A scan start at a segment boundary preceded by a zero tail works too.
+    drop(log);
+    let (log, report) = Log::open(c, written[3].0).expect("open at boundary");
+    assert_eq!(report.records_scanned, 3);
+    assert_eq!(log.last_record().expect("last"), written.last().cloned());
+}
+
+#[test]
+fn torn_record_followed_by_zeros_is_zeroed_and_reported() {
+    const SEG: u64 = 1 << 20;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = cfg(dir.path(), SEG, FlushMode::Fsync);
+    Log::create(&c).expect("create");
+    let (log, _) = Log::open(c.clone(), 0).expect("open");
+    let written = append_n(&log, 0..10);
+    let end = log.end_lsn();
+    drop(log);
+    let seg = segment_files(dir.path()).pop().expect("segment");
+    // The last record reached the disk only in part: its last bytes are still zeros.
+    let f = OpenOptions::new().write(true).open(&seg).expect("open");
+    f.write_all_at(&[0u8; 7], SEG_HEADER + end - 7)
+        .expect("zero");
+    drop(f);
+    let at = written[9].0;
+    let mut rest = vec![0u8; (end - at) as usize];
+    std::fs::File::open(&seg)
+        .expect("open")
+        .read_exact_at(&mut rest, SEG_HEADER + at)
+        .expect("read");
+    let torn = nonzero_len(&rest);
+    assert!(torn > 0 && torn <= end - 7 - at);
+    let v = verify_dir(dir.path()).expect("verify");
+    assert_eq!((v.end_lsn, v.torn_tail_bytes, v.records), (at, torn, 9));
+
+    let (log, report) = Log::open(c.clone(), 0).expect("open");
+    assert_eq!(report.truncated_at, Some(at));
+    assert_eq!(report.truncated_tail_bytes, torn);
+    assert_eq!(report.records_scanned, 9);
+    assert_eq!(log.end_lsn(), at);
+    assert_eq!(read_all(&log, 0), written[..9].to_vec());
+    drop(log);
+    assert_eq!(std::fs::metadata(&seg).expect("meta").len(), SEG);
+    assert_zeros(&seg, SEG_HEADER + at, SEG);
+    // Repaired once; later opens find a clean end.
+    for _ in 0..2 {
+        let (log, report) = Log::open(c.clone(), 0).expect("reopen");
+        assert_eq!(
+            (report.truncated_at, report.truncated_tail_bytes),
+            (None, 0)
+        );
+        assert_eq!(log.end_lsn(), at);
+    }
+    let (log, _) = Log::open(c.clone(), 0).expect("reopen");
+    let (lsn, _) = log.append(&rec(42)).expect("append");
+    assert_eq!(lsn, at);
+    drop(log);
+    let (log, report) = Log::open(c, 0).expect("reopen");
+    assert_eq!((report.records_scanned, report.truncated_at), (10, None));
+    assert_eq!(log.last_record().expect("last"), Some((at, rec(42))));
+}
+
+#[test]
+fn torn_record_whose_start_is_still_zeros_is_a_torn_tail() {
+    // Pages of an unsynced record can reach the disk in any order: here its first 100 bytes
+    // are still zeros but the rest was written. No valid record follows, so it is a torn tail.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = cfg(dir.path(), 1 << 20, FlushMode::Off);
+    Log::create(&c).expect("create");
+    let (log, _) = Log::open(c.clone(), 0).expect("open");
+    let written = append_n(&log, 0..6);
+    let end = log.end_lsn();
+    drop(log);
+    let seg = segment_files(dir.path()).pop().expect("segment");
+    let at = written[5].0;
+    let f = OpenOptions::new().write(true).open(&seg).expect("open");
+    f.write_all_at(&[0u8; 100], SEG_HEADER + at).expect("zero");
+    drop(f);
+    let (log, report) = Log::open(c, 0).expect("open");
+    assert_eq!(report.truncated_at, Some(at));
+    assert!(report.truncated_tail_bytes > 0 && report.truncated_tail_bytes <= end - at);
+    assert_eq!(read_all(&log, 0), written[..5].to_vec());
+}
+
+#[test]
+fn zeros_before_a_valid_record_are_corruption() {
+    // A lost write in the middle of the last segment: zeros, then intact records.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = cfg(dir.path(), 1 << 20, FlushMode::Off);
+    Log::create(&c).expect("create");
+    let (log, _) = Log::open(c.clone(), 0).expect("open");
+    let written = append_n(&log, 0..6);
+    drop(log);
+    let seg = segment_files(dir.path()).pop().expect("segment");
+    let at = written[2].0;
+    let len = written[3].0 - at;
+    let f = OpenOptions::new().write(true).open(&seg).expect("open");
+    f.write_all_at(&vec![0u8; len as usize], SEG_HEADER + at)
+        .expect("zero");
+    drop(f);
+    for err in [
+        Log::open(c.clone(), 0).expect_err("open must fail"),
+        verify_dir(dir.path()).expect_err("verify must fail"),
+    ] {
+        match err {
+            LogError::Corrupt {
+                segment, offset, ..
+            } => assert_eq!((segment, offset), (seg.clone(), SEG_HEADER + at)),
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn data_after_the_records_of_a_middle_segment_is_corruption() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = cfg(dir.path(), 4096, FlushMode::Off);
+    Log::create(&c).expect("create");
+    let (log, _) = Log::open(c.clone(), 0).expect("open");
+    append_n(&log, 0..20);
+    drop(log);
+    let segs = segment_files(dir.path());
+    assert!(segs.len() >= 3);
+    // Something other than zeros after where the next segment starts: two segments claim it.
+    let used = seg_start(&segs[2]) - seg_start(&segs[1]);
+    let at = SEG_HEADER + used + 3;
+    assert!(at < 4096);
+    let f = OpenOptions::new().write(true).open(&segs[1]).expect("open");
+    f.write_all_at(b"junk", at).expect("write");
+    drop(f);
+    for err in [
+        Log::open(c.clone(), 0).expect_err("open must fail"),
+        verify_dir(dir.path()).expect_err("verify must fail"),
+    ] {
+        match err {
+            LogError::Corrupt {
+                segment, offset, ..
+            } => assert_eq!((segment, offset), (segs[1].clone(), SEG_HEADER + used)),
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn size_bytes_counts_preallocated_files_and_retention_still_works() {
+    const SEG: u64 = 4096;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = cfg(dir.path(), SEG, FlushMode::Off);
+    c.retention_bytes = 3 * SEG;
+    Log::create(&c).expect("create");
+    let (log, _) = Log::open(c.clone(), 0).expect("open");
+    // Right after create: one preallocated, still empty segment.
+    assert_eq!(log.size_bytes(), SEG);
+    let written = append_n(&log, 0..40);
+    let file_sizes = |dir: &Path| -> u64 {
+        segment_files(dir)
+            .iter()
+            .map(|p| std::fs::metadata(p).expect("meta").len())
+            .sum()
+    };
+    let segs = segment_files(dir.path()).len() as u64;
+    assert!(segs > 5);
+    assert_eq!(log.size_bytes(), file_sizes(dir.path()));
+    assert_eq!(log.size_bytes(), segs * SEG);
+    assert!(log.size_bytes() > log.end_lsn());
+    let keep_from = written[30].0;
+    let removed = log.apply_retention(keep_from).expect("retention");
+    assert!(removed > 0 && removed % SEG == 0);
+    assert_eq!(log.size_bytes(), file_sizes(dir.path()));
+    assert_eq!(log.size_bytes(), segs * SEG - removed);
+    assert!(log.start_lsn() <= keep_from);
+    assert_eq!(read_all(&log, keep_from), written[30..].to_vec());
+    // Everything up to the end may go now, down to the budget, but never the current segment.
+    log.apply_retention(log.end_lsn()).expect("retention");
+    assert!(log.size_bytes() <= 3 * SEG);
+    assert_eq!(log.size_bytes(), file_sizes(dir.path()));
+    assert_eq!(log.last_record().expect("last"), written.last().cloned());
+    drop(log);
+    let (log, report) = Log::open(c, 0).expect("reopen");
+    assert_eq!(report.truncated_at, None);
+    assert_eq!(log.last_record().expect("last"), written.last().cloned());
+}
+
+#[test]
+fn truncate_after_keeps_the_segment_preallocated() {
+    const SEG: u64 = 1 << 20;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = cfg(dir.path(), SEG, FlushMode::Fsync);
+    Log::create(&c).expect("create");
+    let (log, _) = Log::open(c.clone(), 0).expect("open");
+    let written = append_n(&log, 0..10);
+    let cut = written[4].0;
+    log.truncate_after(cut).expect("truncate");
+    let seg = segment_files(dir.path()).pop().expect("segment");
+    assert_eq!(std::fs::metadata(&seg).expect("meta").len(), SEG);
+    assert_zeros(&seg, SEG_HEADER + cut, SEG);
+    assert_eq!(log.size_bytes(), SEG);
+    drop(log);
+    let (log, report) = Log::open(c, 0).expect("reopen");
+    assert_eq!((report.truncated_at, log.end_lsn()), (None, cut));
+    assert_eq!(read_all(&log, 0), written[..4].to_vec());
+}
+
+#[test]
+fn the_spare_segment_becomes_the_next_segment() {
+    const SEG: u64 = 8192;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let c = cfg(dir.path(), SEG, FlushMode::Fsync);
+    Log::create(&c).expect("create");
+    let (log, _) = Log::open(c.clone(), 0).expect("open");
+    let spare = dir.path().join("spare.hlog.spare");
+    let wait_spare = |log: &Log| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !log.spare_ready() {
+            assert!(std::time::Instant::now() < deadline, "no spare segment");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    wait_spare(&log);
+    let meta = std::fs::metadata(&spare).expect("spare");
+    assert_eq!(meta.len(), SEG);
+    let ino = meta.ino();
+    let mut n = 0;
+    while segment_files(dir.path()).len() < 2 {
+        log.append(&rec(n)).expect("append");
+        n += 1;
+    }
+    // The switch renamed the prepared spare into place rather than writing a new file.
+    let second = segment_files(dir.path()).pop().expect("segment");
+    assert_eq!(std::fs::metadata(&second).expect("meta").ino(), ino);
+    // A new spare follows, and it is neither listed as a segment nor counted in the size.
+    wait_spare(&log);
+    assert_ne!(std::fs::metadata(&spare).expect("spare").ino(), ino);
+    assert_eq!(log.size_bytes(), 2 * SEG);
+    let written = read_all(&log, 0);
+    assert_eq!(written.len() as u64, n);
+    drop(log);
+    let v = verify_dir(dir.path()).expect("verify");
+    assert_eq!((v.segments, v.records), (2, n));
+    // A spare left by an earlier run is used, not rewritten.
+    let (log, _) = Log::open(c, 0).expect("reopen");
+    assert!(log.spare_ready());
+    assert_eq!(read_all(&log, 0), written);
 }

@@ -35,11 +35,19 @@ fn writable(node: &Node) -> bool {
 }
 
 async fn primary(State(node): State<Arc<Node>>) -> StatusCode {
-    if writable(&node) { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }
+    if writable(&node) {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
 }
 
 async fn standby(State(node): State<Arc<Node>>) -> StatusCode {
-    if node.engine.control().role == Role::Standby { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }
+    if node.engine.control().role == Role::Standby {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
 }
 
 /// Page hash at the current log end, computed under the write permit so the
@@ -54,8 +62,7 @@ async fn page_hash(node: &Arc<Node>) -> Option<(u64, hadr_engine::PageHash)> {
             }
         }
     }
-    let never = tokio::sync::Notify::new();
-    let permit = node.acquire_write(&never).await.ok()?;
+    let permit = node.acquire_write_async().await.ok()?;
     let engine = node.engine.clone();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let task = tokio::task::spawn_blocking(move || -> Option<(u64, hadr_engine::PageHash)> {
@@ -63,7 +70,8 @@ async fn page_hash(node: &Arc<Node>) -> Option<(u64, hadr_engine::PageHash)> {
         conn.execute_batch("BEGIN").ok()?;
         // The first read pins the snapshot; with the permit held no commit can
         // slip in between it and reading the LSN.
-        conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(())).ok()?;
+        conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
+            .ok()?;
         let lsn = engine.log().end_lsn();
         let _ = tx.send(());
         let h = hadr_engine::page_hash(&conn).ok()?;
@@ -111,17 +119,64 @@ async fn metrics(State(node): State<Arc<Node>>) -> String {
     let c = node.engine.control();
     let mut s = String::new();
     let mut m = |name: &str, help: &str, kind: &str, v: u64| {
-        s.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"));
+        s.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
+        ));
     };
-    m("hadr_log_end_lsn", "End of the written log.", "gauge", log.end_lsn());
-    m("hadr_log_flushed_lsn", "End of the durable log.", "gauge", log.flushed_lsn());
-    m("hadr_log_size_bytes", "Bytes of log segments on disk.", "gauge", log.size_bytes());
-    m("hadr_checkpoint_lsn", "LSN up to which the database file is checkpointed.", "gauge", c.checkpoint_lsn);
+    m(
+        "hadr_log_end_lsn",
+        "End of the written log.",
+        "gauge",
+        log.end_lsn(),
+    );
+    m(
+        "hadr_log_flushed_lsn",
+        "End of the durable log.",
+        "gauge",
+        log.flushed_lsn(),
+    );
+    m(
+        "hadr_log_size_bytes",
+        "Bytes of log segments on disk.",
+        "gauge",
+        log.size_bytes(),
+    );
+    m(
+        "hadr_checkpoint_lsn",
+        "LSN up to which the database file is checkpointed.",
+        "gauge",
+        c.checkpoint_lsn,
+    );
     m("hadr_epoch", "Current epoch.", "gauge", c.epoch);
-    m("hadr_sessions_open", "Client sessions open.", "gauge", node.open_sessions.load(Ordering::SeqCst) as u64);
-    m("hadr_commits_total", "Commits acknowledged.", "counter", node.stats.commits.load(Ordering::Relaxed));
-    m("hadr_statements_total", "Statements executed.", "counter", node.stats.statements.load(Ordering::Relaxed));
-    m("hadr_checkpoints_total", "Checkpoints completed.", "counter", node.stats.checkpoints.load(Ordering::Relaxed));
-    m("hadr_connections_total", "Connections accepted.", "counter", node.stats.connections.load(Ordering::Relaxed));
+    m(
+        "hadr_sessions_open",
+        "Client sessions open.",
+        "gauge",
+        node.open_sessions.load(Ordering::SeqCst) as u64,
+    );
+    m(
+        "hadr_commits_total",
+        "Commits acknowledged.",
+        "counter",
+        node.stats.commits.load(Ordering::Relaxed),
+    );
+    m(
+        "hadr_statements_total",
+        "Statements executed.",
+        "counter",
+        node.stats.statements.load(Ordering::Relaxed),
+    );
+    m(
+        "hadr_checkpoints_total",
+        "Checkpoints completed.",
+        "counter",
+        node.stats.checkpoints.load(Ordering::Relaxed),
+    );
+    m(
+        "hadr_connections_total",
+        "Connections accepted.",
+        "counter",
+        node.stats.connections.load(Ordering::Relaxed),
+    );
     s
 }

@@ -59,7 +59,11 @@ impl FromStr for ByteSize {
             "m" | "mb" | "mib" => 1 << 20,
             "g" | "gb" | "gib" => 1 << 30,
             "t" | "tb" | "tib" => 1 << 40,
-            other => return Err(format!("unknown size unit {other:?} in {s:?} (use KiB, MiB, GiB)")),
+            other => {
+                return Err(format!(
+                    "unknown size unit {other:?} in {s:?} (use KiB, MiB, GiB)"
+                ))
+            }
         };
         n.checked_mul(mult)
             .map(ByteSize)
@@ -83,7 +87,9 @@ impl FromStr for Dur {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let t = s.trim();
-        let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+        let split = t
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(t.len());
         let (num, unit) = t.split_at(split);
         let n: f64 = num
             .parse()
@@ -93,7 +99,11 @@ impl FromStr for Dur {
             "" | "s" | "sec" | "secs" => n,
             "m" | "min" => n * 60.0,
             "h" => n * 3600.0,
-            other => return Err(format!("unknown duration unit {other:?} in {s:?} (use ms, s, m, h)")),
+            other => {
+                return Err(format!(
+                    "unknown duration unit {other:?} in {s:?} (use ms, s, m, h)"
+                ))
+            }
         };
         if !secs.is_finite() || secs < 0.0 {
             return Err(format!("{s:?} is not a valid duration"));
@@ -271,7 +281,10 @@ mod tests {
     fn parses_units_and_defaults() {
         let c = Config::from_toml("log_retention = \"2GiB\"\nidle_in_transaction_timeout = \"500ms\"\nlog_segment_size = 1048576").unwrap();
         assert_eq!(c.log_retention, ByteSize(2 << 30));
-        assert_eq!(c.idle_in_transaction_timeout, Dur(Duration::from_millis(500)));
+        assert_eq!(
+            c.idle_in_transaction_timeout,
+            Dur(Duration::from_millis(500))
+        );
         assert_eq!(c.log_segment_size, ByteSize(1 << 20));
         assert_eq!(c.listen, Config::default().listen);
     }
@@ -279,7 +292,9 @@ mod tests {
     #[test]
     fn rejects_garbage() {
         assert!(Config::from_toml("listen = 5").is_err());
-        assert!(Config::from_toml("no_such_key = 1").unwrap_err().contains("no_such_key"));
+        assert!(Config::from_toml("no_such_key = 1")
+            .unwrap_err()
+            .contains("no_such_key"));
         assert!(Config::from_toml("log_retention = \"12 parsecs\"").is_err());
         assert!(Config::from_toml("\u{0}\u{1}garbage[[[").is_err());
         assert!(Config::from_toml("log_flush_mode = \"sometimes\"").is_err());

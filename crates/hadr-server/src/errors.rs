@@ -198,10 +198,14 @@ pub fn from_sqlite(e: &rusqlite::Error) -> PgError {
             };
             PgError::new(code, text)
         }
-        rusqlite::Error::SqlInputError { msg, .. } => PgError::new(classify_message(msg), msg.clone()),
+        rusqlite::Error::SqlInputError { msg, .. } => {
+            PgError::new(classify_message(msg), msg.clone())
+        }
         rusqlite::Error::InvalidParameterCount(got, want) => PgError::new(
             PROTOCOL_PARAM_COUNT,
-            format!("bind message supplies {got} parameters, but prepared statement requires {want}"),
+            format!(
+                "bind message supplies {got} parameters, but prepared statement requires {want}"
+            ),
         ),
         other => PgError::new(INTERNAL_ERROR, other.to_string()),
     }
@@ -209,7 +213,10 @@ pub fn from_sqlite(e: &rusqlite::Error) -> PgError {
 
 fn classify_message(m: &str) -> &'static str {
     let m = m.to_ascii_lowercase();
-    if m.contains("syntax error") || m.contains("incomplete input") || m.contains("unrecognized token") {
+    if m.contains("syntax error")
+        || m.contains("incomplete input")
+        || m.contains("unrecognized token")
+    {
         SYNTAX_ERROR
     } else if m.starts_with("no such table") || m.starts_with("no such view") {
         UNDEFINED_TABLE
@@ -217,7 +224,10 @@ fn classify_message(m: &str) -> &'static str {
         UNDEFINED_COLUMN
     } else if m.starts_with("no such function") || m.contains("wrong number of arguments") {
         UNDEFINED_FUNCTION
-    } else if m.starts_with("no such index") || m.starts_with("no such trigger") || m.starts_with("no such collation") {
+    } else if m.starts_with("no such index")
+        || m.starts_with("no such trigger")
+        || m.starts_with("no such collation")
+    {
         UNDEFINED_OBJECT
     } else if m.starts_with("no such savepoint") {
         INVALID_SAVEPOINT
@@ -243,10 +253,16 @@ mod tests {
     #[test]
     fn classifies_common_sqlite_messages() {
         assert_eq!(classify_message("no such table: foo"), UNDEFINED_TABLE);
-        assert_eq!(classify_message("near \"SELEC\": syntax error"), SYNTAX_ERROR);
+        assert_eq!(
+            classify_message("near \"SELEC\": syntax error"),
+            SYNTAX_ERROR
+        );
         assert_eq!(classify_message("table t already exists"), DUPLICATE_TABLE);
         assert_eq!(classify_message("index i already exists"), DUPLICATE_OBJECT);
         assert_eq!(classify_message("no such column: x"), UNDEFINED_COLUMN);
-        assert_eq!(classify_message("table t has no column named x"), UNDEFINED_COLUMN);
+        assert_eq!(
+            classify_message("table t has no column named x"),
+            UNDEFINED_COLUMN
+        );
     }
 }

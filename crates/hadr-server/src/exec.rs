@@ -81,7 +81,16 @@ pub enum ExecError {
 fn expr_type_guess(name: &str) -> Option<PgType> {
     let n = name.trim().to_ascii_lowercase();
     const INTS: [&str; 10] = [
-        "count(", "length(", "instr(", "unicode(", "changes(", "total_changes(", "last_insert_rowid(", "random(", "octet_length(", "sign(",
+        "count(",
+        "length(",
+        "instr(",
+        "unicode(",
+        "changes(",
+        "total_changes(",
+        "last_insert_rowid(",
+        "random(",
+        "octet_length(",
+        "sign(",
     ];
     if INTS.iter().any(|p| n.starts_with(p)) {
         return Some(PgType::Int8);
@@ -89,9 +98,21 @@ fn expr_type_guess(name: &str) -> Option<PgType> {
     if n.starts_with("avg(") || n.starts_with("total(") {
         return Some(PgType::Float8);
     }
-    if ["typeof(", "upper(", "lower(", "sqlite_version(", "hex(", "quote(", "printf(", "format(", "date(", "datetime(", "time("]
-        .iter()
-        .any(|p| n.starts_with(p))
+    if [
+        "typeof(",
+        "upper(",
+        "lower(",
+        "sqlite_version(",
+        "hex(",
+        "quote(",
+        "printf(",
+        "format(",
+        "date(",
+        "datetime(",
+        "time(",
+    ]
+    .iter()
+    .any(|p| n.starts_with(p))
     {
         return Some(PgType::Text);
     }
@@ -102,7 +123,9 @@ fn resolve_hint(conn: &Connection, hint: &ParamHint) -> PgType {
     match hint {
         ParamHint::Unknown => PgType::Text,
         ParamHint::Type(t) => *t,
-        ParamHint::Column { table, column } => column_type(conn, table.as_deref(), column).unwrap_or(PgType::Text),
+        ParamHint::Column { table, column } => {
+            column_type(conn, table.as_deref(), column).unwrap_or(PgType::Text)
+        }
     }
 }
 
@@ -113,7 +136,9 @@ fn column_type(conn: &Connection, table: Option<&str>, column: &str) -> Option<P
         Some(t) => vec![t.to_string()],
         None => {
             let mut st = conn
-                .prepare_cached("SELECT name FROM sqlite_schema WHERE type IN ('table','view') ORDER BY name")
+                .prepare_cached(
+                    "SELECT name FROM sqlite_schema WHERE type IN ('table','view') ORDER BY name",
+                )
                 .ok()?;
             let rows = st.query_map([], |r| r.get::<_, String>(0)).ok()?;
             rows.filter_map(Result::ok).collect()
@@ -121,7 +146,9 @@ fn column_type(conn: &Connection, table: Option<&str>, column: &str) -> Option<P
     };
     let position: Option<usize> = column.strip_prefix('#').and_then(|n| n.parse().ok());
     for t in tables {
-        let mut st = conn.prepare("SELECT name, type, pk FROM pragma_table_info(?1)").ok()?;
+        let mut st = conn
+            .prepare("SELECT name, type, pk FROM pragma_table_info(?1)")
+            .ok()?;
         let cols: Vec<(String, String, i64)> = st
             .query_map([&t], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .ok()?
@@ -143,13 +170,24 @@ fn column_type(conn: &Connection, table: Option<&str>, column: &str) -> Option<P
 /// Parameter types are looked up on `meta`, a connection of its own: a lookup
 /// on the session's connection inside a transaction block would start the
 /// block's read snapshot early, and a later write would then fail with 40001.
-pub fn prepare(db: &SessionDb, meta: &Mutex<Connection>, original: &str, client_oids: &[u32]) -> Result<Prepared, PgError> {
+pub fn prepare(
+    db: &SessionDb,
+    meta: &Mutex<Connection>,
+    original: &str,
+    client_oids: &[u32],
+) -> Result<Prepared, PgError> {
     let tr = hadr_sql::translate(original).map_err(|e| match e {
-        hadr_sql::SqlError::UnsupportedType(t) => PgError::new(sqlstate::UNDEFINED_OBJECT, format!("type \"{t}\" does not exist")),
+        hadr_sql::SqlError::UnsupportedType(t) => PgError::new(
+            sqlstate::UNDEFINED_OBJECT,
+            format!("type \"{t}\" does not exist"),
+        ),
         other => PgError::new(sqlstate::SYNTAX_ERROR, other.to_string()),
     })?;
     let command = hadr_sql::classify(original);
-    let stmt = db.conn.prepare_cached(&tr.sql).map_err(|e| from_sqlite(&e))?;
+    let stmt = db
+        .conn
+        .prepare_cached(&tr.sql)
+        .map_err(|e| from_sqlite(&e))?;
     let n_params = stmt.parameter_count().max(tr.param_count);
     let mut param_types = Vec::with_capacity(n_params);
     for i in 0..n_params {
@@ -193,8 +231,16 @@ pub fn prepare(db: &SessionDb, meta: &Mutex<Connection>, original: &str, client_
 /// otherwise types the statement could not tell are decided from the first
 /// non-NULL value. If `have_permit`, a commit is captured into the log here,
 /// before the permit is released, so records stay in commit order.
-pub fn execute(db: &mut SessionDb, p: &Prepared, params: &[Value], have_permit: bool, fixed: Option<&[PgType]>) -> Result<Outcome, ExecError> {
-    let pg = |db: &SessionDb, e: rusqlite::Error| ExecError::Pg(from_sqlite(&e), db.conn.is_autocommit());
+pub fn execute(
+    db: &mut SessionDb,
+    p: &Prepared,
+    params: &[Value],
+    have_permit: bool,
+    fixed: Option<&[PgType]>,
+) -> Result<Outcome, ExecError> {
+    let pg = |db: &SessionDb, e: rusqlite::Error| {
+        ExecError::Pg(from_sqlite(&e), db.conn.is_autocommit())
+    };
     let mut outcome = Outcome::default();
     {
         let mut stmt = match db.conn.prepare_cached(&p.sql) {
@@ -262,7 +308,10 @@ pub fn execute(db: &mut SessionDb, p: &Prepared, params: &[Value], have_permit: 
         outcome.columns = names.into_iter().zip(types).collect();
         outcome.rows = rows_out;
     }
-    if matches!(p.command, Command::Insert | Command::Update | Command::Delete) {
+    if matches!(
+        p.command,
+        Command::Insert | Command::Update | Command::Delete
+    ) {
         outcome.changes = db.conn.changes();
     }
     outcome.autocommit_after = db.conn.is_autocommit();

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod config;
 pub mod errors;
 pub mod exec;
+pub mod gate;
 pub mod node;
 pub mod session;
 pub mod values;

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,9 @@ use hadr_engine::{Checkpoint, Engine, RecoveryReport};
 use hadr_log::Lsn;
 use rusqlite::InterruptHandle;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::watch;
+
+use crate::gate::{GateError, WriteGate, WritePermit};
 use tracing::{error, info, warn};
 
 use crate::config::Config;
@@ -47,8 +49,10 @@ pub struct SessionHandle {
     pub secret: i32,
     /// Interrupts the session's running SQLite statement.
     pub interrupt: Arc<InterruptHandle>,
-    /// Wakes the session out of waits (write permit, durability).
-    pub cancel: Arc<Notify>,
+    /// Makes the session give up waits (write permit).
+    pub cancel: Arc<AtomicBool>,
+    /// The session's socket, to end a blocked read at shutdown.
+    pub socket: Option<std::net::TcpStream>,
 }
 
 /// Counters shown in /status and /metrics.
@@ -70,11 +74,9 @@ pub struct Node {
     pub config: Config,
     /// The database and log.
     pub engine: Arc<Engine>,
-    /// SQLite has one writer; this permit serialises writers fairly (FIFO) without
+    /// SQLite has one writer; this gate serialises writers fairly (FIFO) without
     /// busy-polling, and keeps capture in commit order.
-    pub write_permit: Arc<Semaphore>,
-    /// The log's flushed LSN, updated by the flusher thread.
-    pub flushed: watch::Receiver<Lsn>,
+    pub write_gate: Arc<WriteGate>,
     /// Live sessions by backend pid.
     pub sessions: Mutex<HashMap<i32, SessionHandle>>,
     /// Sessions open right now.
@@ -101,18 +103,13 @@ impl Node {
         config.validate()?;
         let (engine, recovery) = Engine::open(&config.data, &config.log_config())?;
         let engine = Arc::new(engine);
-        let (flushed_tx, flushed) = watch::channel(engine.log().flushed_lsn());
-        engine.log().on_flush(Box::new(move |lsn| {
-            flushed_tx.send_replace(lsn);
-        }));
         let (shutdown_tx, shutdown) = watch::channel(false);
         let meta = Arc::new(Mutex::new(engine.connect()?));
         Ok(Arc::new(Node {
             meta,
             config,
             engine,
-            write_permit: Arc::new(Semaphore::new(1)),
-            flushed,
+            write_gate: Arc::new(WriteGate::default()),
             sessions: Mutex::new(HashMap::new()),
             open_sessions: AtomicUsize::new(0),
             next_pid: AtomicI32::new(1000),
@@ -135,38 +132,54 @@ impl Node {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Acquire the write permit, waiting at most `write_wait_timeout` and
-    /// giving up early if `cancel` fires.
-    pub async fn acquire_write(&self, cancel: &Notify) -> Result<OwnedSemaphorePermit, PgError> {
+    /// Acquire the write gate (blocking), waiting at most `write_wait_timeout`
+    /// and giving up early if `cancel` is set.
+    pub fn acquire_write(&self, cancel: &AtomicBool) -> Result<WritePermit, PgError> {
         let wait = self.config.write_wait_timeout.0;
-        tokio::select! {
-            r = tokio::time::timeout(wait, self.write_permit.clone().acquire_owned()) => match r {
-                Ok(Ok(p)) => Ok(p),
-                Ok(Err(_)) => Err(PgError::fatal(sqlstate::ADMIN_SHUTDOWN, "terminating connection because the server is shutting down")),
-                Err(_) => Err(PgError::new(sqlstate::LOCK_NOT_AVAILABLE, format!(
-                    "could not obtain the write lock within {} ms (write_wait_timeout)", wait.as_millis()
-                )).with_hint("another session holds a write transaction open; see idle_in_transaction_timeout")),
-            },
-            _ = cancel.notified() => Err(PgError::new(sqlstate::QUERY_CANCELED, "canceling statement due to user request")),
-        }
+        self.write_gate.acquire(wait, cancel).map_err(|e| match e {
+            GateError::Cancelled if self.is_shutting_down() => PgError::fatal(
+                sqlstate::ADMIN_SHUTDOWN,
+                "terminating connection due to administrator command",
+            ),
+            GateError::Cancelled => PgError::new(
+                sqlstate::QUERY_CANCELED,
+                "canceling statement due to user request",
+            ),
+            GateError::Timeout => PgError::new(
+                sqlstate::LOCK_NOT_AVAILABLE,
+                format!(
+                    "could not obtain the write lock within {} ms (write_wait_timeout)",
+                    wait.as_millis()
+                ),
+            )
+            .with_hint(
+                "another session holds a write transaction open; see idle_in_transaction_timeout",
+            ),
+        })
     }
 
-    /// Wait until the log is durable up to `lsn`.
-    pub async fn wait_durable(&self, lsn: Lsn) -> Result<(), PgError> {
-        let mut rx = self.flushed.clone();
+    /// Acquire the write gate from async code (admin tasks).
+    pub async fn acquire_write_async(self: &Arc<Self>) -> Result<WritePermit, PgError> {
+        let node = self.clone();
+        tokio::task::spawn_blocking(move || node.acquire_write(&AtomicBool::new(false)))
+            .await
+            .map_err(|e| PgError::new(sqlstate::INTERNAL_ERROR, e.to_string()))?
+    }
+
+    /// Wait (blocking) until the log is durable up to `lsn`.
+    pub fn wait_durable(&self, lsn: Lsn) -> Result<(), PgError> {
         let timeout = self.config.commit_timeout.0;
-        let waited = tokio::time::timeout(timeout, async {
-            rx.wait_for(|f| *f >= lsn).await.map(|_| ())
-        })
-        .await;
-        match waited {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(PgError::fatal(sqlstate::IO_ERROR, "the transaction log stopped; commit state unknown")),
-            Err(_) => Err(PgError::new(
+        match self.engine.log().wait_flushed(lsn, timeout) {
+            Ok(_) => Ok(()),
+            Err(hadr_log::LogError::FlushTimeout { .. }) => Err(PgError::new(
                 sqlstate::IO_ERROR,
                 format!("commit was not made durable within {} ms; its outcome is unknown", timeout.as_millis()),
             )
             .with_hint("check the server log for log write or fsync errors")),
+            Err(e) => Err(PgError::fatal(
+                sqlstate::IO_ERROR,
+                format!("the transaction log failed ({e}); this commit's outcome is unknown and the server stops accepting writes"),
+            )),
         }
     }
 
@@ -204,17 +217,33 @@ pub struct Bound {
 }
 
 /// Run a node until `stop` completes, then shut down cleanly.
-pub async fn run(config: Config, stop: impl Future<Output = ()>, on_bound: impl FnOnce(Bound)) -> Result<(), NodeError> {
+pub async fn run(
+    config: Config,
+    stop: impl Future<Output = ()>,
+    on_bound: impl FnOnce(Bound),
+) -> Result<(), NodeError> {
     let node = Node::open(config)?;
     let pg = TcpListener::bind(node.config.listen)
         .await
-        .map_err(|e| NodeError::Bind { addr: node.config.listen, source: e })?;
+        .map_err(|e| NodeError::Bind {
+            addr: node.config.listen,
+            source: e,
+        })?;
     let admin = TcpListener::bind(node.config.admin)
         .await
-        .map_err(|e| NodeError::Bind { addr: node.config.admin, source: e })?;
+        .map_err(|e| NodeError::Bind {
+            addr: node.config.admin,
+            source: e,
+        })?;
     let bound = Bound {
-        pg: pg.local_addr().map_err(|e| NodeError::Bind { addr: node.config.listen, source: e })?,
-        admin: admin.local_addr().map_err(|e| NodeError::Bind { addr: node.config.admin, source: e })?,
+        pg: pg.local_addr().map_err(|e| NodeError::Bind {
+            addr: node.config.listen,
+            source: e,
+        })?,
+        admin: admin.local_addr().map_err(|e| NodeError::Bind {
+            addr: node.config.admin,
+            source: e,
+        })?,
     };
     let control = node.engine.control();
     info!(
@@ -234,10 +263,14 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>, on_bound: impl 
     accept.abort();
     admin_task.abort();
     ckpt.abort();
-    // Interrupt running statements so sessions notice the shutdown promptly.
+    // Interrupt running statements and blocked reads so sessions notice the
+    // shutdown promptly; each then sends its client FATAL 57P01.
     for h in node.registry().values() {
+        h.cancel.store(true, Ordering::SeqCst);
         h.interrupt.interrupt();
-        h.cancel.notify_waiters();
+        if let Some(s) = &h.socket {
+            let _ = s.shutdown(std::net::Shutdown::Read);
+        }
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     while node.open_sessions.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
@@ -245,9 +278,12 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>, on_bound: impl 
     }
     let left = node.open_sessions.load(Ordering::SeqCst);
     if left > 0 {
-        warn!(sessions = left, "sessions still open at shutdown; their transactions roll back");
+        warn!(
+            sessions = left,
+            "sessions still open at shutdown; their transactions roll back"
+        );
     }
-    let permit = tokio::time::timeout(Duration::from_secs(10), node.write_permit.clone().acquire_owned()).await;
+    let permit = node.acquire_write_async().await;
     let engine = node.engine.clone();
     let closed = tokio::task::spawn_blocking(move || engine.close())
         .await
@@ -255,7 +291,9 @@ pub async fn run(config: Config, stop: impl Future<Output = ()>, on_bound: impl 
     drop(permit);
     match closed {
         Ok(()) => info!("clean shutdown complete"),
-        Err(e) => error!(error = %e, "shutdown could not checkpoint; recovery will finish it at next start"),
+        Err(e) => {
+            error!(error = %e, "shutdown could not checkpoint; recovery will finish it at next start")
+        }
     }
     Ok(())
 }
@@ -267,10 +305,23 @@ async fn accept_loop(node: Arc<Node>, listener: TcpListener) {
                 let _ = stream.set_nodelay(true);
                 set_keepalive(&stream);
                 node.stats.connections.fetch_add(1, Ordering::Relaxed);
+                let std_stream = match stream
+                    .into_std()
+                    .and_then(|s| s.set_nonblocking(false).map(|_| s))
+                {
+                    Ok(s) => s,
+                    Err(e) => {
+                        warn!(error = %e, "cannot hand a connection to a session thread");
+                        continue;
+                    }
+                };
                 let node = node.clone();
-                tokio::spawn(async move {
-                    crate::session::serve(node, stream, peer).await;
-                });
+                let spawned = std::thread::Builder::new()
+                    .name("hadr-session".into())
+                    .spawn(move || crate::session::serve(node, std_stream, peer));
+                if let Err(e) = spawned {
+                    warn!(error = %e, "cannot start a session thread");
+                }
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
@@ -298,13 +349,14 @@ fn set_keepalive(stream: &tokio::net::TcpStream) {
 async fn checkpointer(node: Arc<Node>) {
     let page = u64::from(hadr_engine::PAGE_SIZE);
     let threshold_frames = (node.config.checkpoint_wal_size.0 / page).max(16);
-    let never_cancel = Notify::new();
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
         if node.engine.frames_since_checkpoint() < threshold_frames {
             continue;
         }
-        let Ok(permit) = node.acquire_write(&never_cancel).await else { continue };
+        let Ok(permit) = node.acquire_write_async().await else {
+            continue;
+        };
         let engine = node.engine.clone();
         let r = tokio::task::spawn_blocking(move || engine.checkpoint(false)).await;
         drop(permit);
@@ -312,7 +364,8 @@ async fn checkpointer(node: Arc<Node>) {
             Ok(Ok(Checkpoint::Complete(lsn))) => {
                 node.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
                 let engine = node.engine.clone();
-                let removed = tokio::task::spawn_blocking(move || engine.log().apply_retention(lsn)).await;
+                let removed =
+                    tokio::task::spawn_blocking(move || engine.log().apply_retention(lsn)).await;
                 if let Ok(Err(e)) = removed {
                     warn!(error = %e, "log retention failed");
                 }

@@ -7,30 +7,44 @@
 //! state, holding a write permit across statements, waiting for durability
 //! before CommandComplete, cancel through `sqlite3_interrupt`, and FATAL
 //! refusals with a chosen SQLSTATE.
+//!
+//! Each session runs on its own OS thread, as a PostgreSQL backend runs in its
+//! own process: socket reads, SQLite calls and the wait for durability happen
+//! on one thread with no hand-offs between a runtime and a blocking pool,
+//! which on a 2-core machine cost more than the statements themselves.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use hadr_sql::{Command, PgType};
-use pgwire::messages::data::{DataRow, FieldDescription, NoData, ParameterDescription, RowDescription};
-use pgwire::messages::extendedquery::{BindComplete, CloseComplete, ParseComplete, PortalSuspended};
-use pgwire::messages::response::{
-    CommandComplete, EmptyQueryResponse, ErrorResponse, NoticeResponse, ReadyForQuery, TransactionStatus,
+use pgwire::messages::data::{
+    DataRow, FieldDescription, NoData, ParameterDescription, RowDescription,
 };
-use pgwire::messages::startup::{Authentication, BackendKeyData, NegotiateProtocolVersion, ParameterStatus, SecretKey};
-use pgwire::messages::{DecodeContext, PgWireBackendMessage, PgWireFrontendMessage, ProtocolVersion, SslNegotiationMetaMessage};
+use pgwire::messages::extendedquery::{
+    BindComplete, CloseComplete, ParseComplete, PortalSuspended,
+};
+use pgwire::messages::response::{
+    CommandComplete, EmptyQueryResponse, ErrorResponse, NoticeResponse, ReadyForQuery,
+    TransactionStatus,
+};
+use pgwire::messages::startup::{
+    Authentication, BackendKeyData, NegotiateProtocolVersion, ParameterStatus, SecretKey,
+};
+use pgwire::messages::{
+    DecodeContext, PgWireBackendMessage, PgWireFrontendMessage, ProtocolVersion,
+    SslNegotiationMetaMessage,
+};
 use rusqlite::types::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::sync::{Notify, OwnedSemaphorePermit};
 use tracing::{debug, info, warn};
 
 use crate::errors::{sqlstate, PgError};
 use crate::exec::{self, ExecError, Outcome, Prepared, SessionDb};
+use crate::gate::WritePermit;
 use crate::node::{Node, SessionHandle};
 use crate::values;
 
@@ -76,39 +90,56 @@ impl Wire {
         }
     }
 
-    async fn flush(&mut self) -> std::io::Result<()> {
+    fn flush(&mut self) -> std::io::Result<()> {
         if !self.wbuf.is_empty() {
-            self.stream.write_all(&self.wbuf).await?;
+            self.stream.write_all(&self.wbuf)?;
             self.wbuf.clear();
         }
         Ok(())
     }
 
     fn error(&mut self, e: &PgError) {
-        self.send(PgWireBackendMessage::ErrorResponse(ErrorResponse::new(e.fields())));
+        self.send(PgWireBackendMessage::ErrorResponse(ErrorResponse::new(
+            e.fields(),
+        )));
     }
 
     fn notice(&mut self, code: &str, msg: &str) {
-        self.send(PgWireBackendMessage::NoticeResponse(NoticeResponse::new(vec![
-            (b'S', "WARNING".into()),
-            (b'V', "WARNING".into()),
-            (b'C', code.into()),
-            (b'M', msg.into()),
-        ])));
+        self.send(PgWireBackendMessage::NoticeResponse(NoticeResponse::new(
+            vec![
+                (b'S', "WARNING".into()),
+                (b'V', "WARNING".into()),
+                (b'C', code.into()),
+                (b'M', msg.into()),
+            ],
+        )));
     }
 
     /// Read one frontend message. Ok(None) = the client closed the connection.
-    async fn read(&mut self, timeout: Option<Duration>) -> Result<Option<PgWireFrontendMessage>, PgError> {
+    fn read(
+        &mut self,
+        timeout: Option<Duration>,
+    ) -> Result<Option<PgWireFrontendMessage>, PgError> {
         loop {
-            if !self.ctx.awaiting_frontend_startup && !self.ctx.awaiting_frontend_ssl && self.rbuf.len() >= 5 {
-                let len = i32::from_be_bytes([self.rbuf[1], self.rbuf[2], self.rbuf[3], self.rbuf[4]]);
+            if !self.ctx.awaiting_frontend_startup
+                && !self.ctx.awaiting_frontend_ssl
+                && self.rbuf.len() >= 5
+            {
+                let len =
+                    i32::from_be_bytes([self.rbuf[1], self.rbuf[2], self.rbuf[3], self.rbuf[4]]);
                 if len < 4 {
-                    return Err(PgError::fatal(sqlstate::PROTOCOL_VIOLATION, format!("invalid message length {len}")));
+                    return Err(PgError::fatal(
+                        sqlstate::PROTOCOL_VIOLATION,
+                        format!("invalid message length {len}"),
+                    ));
                 }
                 if len as usize > self.max_message {
                     return Err(PgError::fatal(
                         sqlstate::PROGRAM_LIMIT_EXCEEDED,
-                        format!("message of {len} bytes exceeds max_message_size ({} bytes)", self.max_message),
+                        format!(
+                            "message of {len} bytes exceeds max_message_size ({} bytes)",
+                            self.max_message
+                        ),
                     ));
                 }
                 self.rbuf.reserve(len as usize + 1);
@@ -116,24 +147,32 @@ impl Wire {
             match PgWireFrontendMessage::decode(&mut self.rbuf, &self.ctx) {
                 Ok(Some(m)) => return Ok(Some(m)),
                 Ok(None) => {}
-                Err(e) => return Err(PgError::fatal(sqlstate::PROTOCOL_VIOLATION, format!("invalid frontend message: {e}"))),
+                Err(e) => {
+                    return Err(PgError::fatal(
+                        sqlstate::PROTOCOL_VIOLATION,
+                        format!("invalid frontend message: {e}"),
+                    ))
+                }
             }
-            let read = self.stream.read_buf(&mut self.rbuf);
-            let n = match timeout {
-                Some(t) => match tokio::time::timeout(t, read).await {
-                    Ok(r) => r,
-                    Err(_) => {
-                        return Err(PgError::fatal(
-                            sqlstate::IDLE_IN_TRANSACTION_TIMEOUT,
-                            "terminating connection due to idle-in-transaction timeout",
-                        ))
-                    }
-                },
-                None => read.await,
-            };
-            match n {
+            if self.stream.set_read_timeout(timeout).is_err() {
+                return Ok(None);
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            match self.stream.read(&mut chunk) {
                 Ok(0) => return Ok(None),
-                Ok(_) => {}
+                Ok(n) => self.rbuf.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(PgError::fatal(
+                        sqlstate::IDLE_IN_TRANSACTION_TIMEOUT,
+                        "terminating connection due to idle-in-transaction timeout",
+                    ))
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     debug!(error = %e, "read failed");
                     return Ok(None);
@@ -143,8 +182,8 @@ impl Wire {
     }
 }
 
-/// Serve one TCP connection until it closes.
-pub async fn serve(node: Arc<Node>, stream: TcpStream, peer: SocketAddr) {
+/// Serve one TCP connection until it closes (blocking; run on its own thread).
+pub fn serve(node: Arc<Node>, stream: TcpStream, peer: SocketAddr) {
     let mut wire = Wire {
         stream,
         rbuf: BytesMut::with_capacity(8192),
@@ -152,30 +191,30 @@ pub async fn serve(node: Arc<Node>, stream: TcpStream, peer: SocketAddr) {
         ctx: DecodeContext::new(ProtocolVersion::PROTOCOL3_0),
         max_message: node.config.max_message_size.0 as usize,
     };
-    let startup = match startup(&node, &mut wire).await {
+    let startup = match startup(&node, &mut wire) {
         Ok(Some(s)) => s,
         Ok(None) => return,
         Err(e) => {
             wire.error(&e);
-            let _ = wire.flush().await;
+            let _ = wire.flush();
             return;
         }
     };
     node.open_sessions.fetch_add(1, Ordering::SeqCst);
-    let mut s = match Session::new(node.clone(), startup, peer) {
+    let mut s = match Session::new(node.clone(), startup, peer, &wire.stream) {
         Ok(s) => s,
         Err(e) => {
             node.open_sessions.fetch_sub(1, Ordering::SeqCst);
             wire.error(&e);
-            let _ = wire.flush().await;
+            let _ = wire.flush();
             return;
         }
     };
     s.greet(&mut wire);
-    if wire.flush().await.is_ok() {
-        s.run(&mut wire).await;
+    if wire.flush().is_ok() {
+        s.run(&mut wire);
     }
-    s.finish().await;
+    s.finish();
     node.open_sessions.fetch_sub(1, Ordering::SeqCst);
 }
 
@@ -183,17 +222,29 @@ struct StartupInfo {
     params: std::collections::BTreeMap<String, String>,
 }
 
-async fn startup(node: &Arc<Node>, wire: &mut Wire) -> Result<Option<StartupInfo>, PgError> {
+fn startup(node: &Arc<Node>, wire: &mut Wire) -> Result<Option<StartupInfo>, PgError> {
     let t = Duration::from_secs(30);
     loop {
-        let Some(msg) = wire.read(Some(t)).await.map_err(|_| PgError::fatal(sqlstate::PROTOCOL_VIOLATION, "startup timed out"))? else {
+        let msg = wire.read(Some(t)).map_err(|e| {
+            if e.code == sqlstate::IDLE_IN_TRANSACTION_TIMEOUT {
+                PgError::fatal(
+                    sqlstate::PROTOCOL_VIOLATION,
+                    "no startup message within 30 s",
+                )
+            } else {
+                e
+            }
+        })?;
+        let Some(msg) = msg else {
             return Ok(None);
         };
         match msg {
             PgWireFrontendMessage::SslNegotiation(SslNegotiationMetaMessage::PostgresSsl(_))
             | PgWireFrontendMessage::SslNegotiation(SslNegotiationMetaMessage::PostgresGss(_)) => {
                 // No TLS yet: 'N' makes libpq fall back to plain (or fail if sslmode=require).
-                wire.stream.write_all(b"N").await.map_err(|_| PgError::fatal(sqlstate::PROTOCOL_VIOLATION, "write failed"))?;
+                wire.stream
+                    .write_all(b"N")
+                    .map_err(|_| PgError::fatal(sqlstate::PROTOCOL_VIOLATION, "write failed"))?;
             }
             PgWireFrontendMessage::SslNegotiation(SslNegotiationMetaMessage::None) => {
                 wire.ctx.awaiting_frontend_ssl = false;
@@ -208,22 +259,45 @@ async fn startup(node: &Arc<Node>, wire: &mut Wire) -> Result<Option<StartupInfo
                 if st.protocol_number_major != 3 {
                     return Err(PgError::fatal(
                         sqlstate::FEATURE_NOT_SUPPORTED,
-                        format!("unsupported frontend protocol {}.{}: server supports 3.0", st.protocol_number_major, st.protocol_number_minor),
+                        format!(
+                            "unsupported frontend protocol {}.{}: server supports 3.0",
+                            st.protocol_number_major, st.protocol_number_minor
+                        ),
                     ));
                 }
                 if st.protocol_number_minor > 0 {
-                    let unsupported: Vec<String> = st.parameters.keys().filter(|k| k.starts_with("_pq_.")).cloned().collect();
-                    wire.send(PgWireBackendMessage::NegotiateProtocolVersion(NegotiateProtocolVersion::new(0, unsupported)));
+                    let unsupported: Vec<String> = st
+                        .parameters
+                        .keys()
+                        .filter(|k| k.starts_with("_pq_."))
+                        .cloned()
+                        .collect();
+                    wire.send(PgWireBackendMessage::NegotiateProtocolVersion(
+                        NegotiateProtocolVersion::new(0, unsupported),
+                    ));
                 }
                 if node.is_shutting_down() {
-                    return Err(PgError::fatal(sqlstate::CANNOT_CONNECT_NOW, "the database system is shutting down"));
+                    return Err(PgError::fatal(
+                        sqlstate::CANNOT_CONNECT_NOW,
+                        "the database system is shutting down",
+                    ));
                 }
                 if node.open_sessions.load(Ordering::SeqCst) >= node.config.max_connections {
-                    return Err(PgError::fatal(sqlstate::TOO_MANY_CONNECTIONS, "sorry, too many clients already"));
+                    return Err(PgError::fatal(
+                        sqlstate::TOO_MANY_CONNECTIONS,
+                        "sorry, too many clients already",
+                    ));
                 }
-                return Ok(Some(StartupInfo { params: st.parameters }));
+                return Ok(Some(StartupInfo {
+                    params: st.parameters,
+                }));
             }
-            _ => return Err(PgError::fatal(sqlstate::PROTOCOL_VIOLATION, "expected a startup message")),
+            _ => {
+                return Err(PgError::fatal(
+                    sqlstate::PROTOCOL_VIOLATION,
+                    "expected a startup message",
+                ))
+            }
         }
     }
 }
@@ -233,8 +307,8 @@ fn cancel(node: &Node, pid: i32, key: &SecretKey) {
     if let Some(h) = reg.get(&pid) {
         if key.eq_value(&SecretKey::I32(h.secret)) {
             info!(pid, "cancel request");
+            h.cancel.store(true, Ordering::SeqCst);
             h.interrupt.interrupt();
-            h.cancel.notify_waiters();
             return;
         }
     }
@@ -243,15 +317,16 @@ fn cancel(node: &Node, pid: i32, key: &SecretKey) {
 
 struct Session {
     node: Arc<Node>,
-    db: Arc<Mutex<SessionDb>>,
+    db: SessionDb,
     pid: i32,
     secret: i32,
-    cancel: Arc<Notify>,
+    /// Set by a CancelRequest; checked by waits and cleared before each statement.
+    cancel: Arc<AtomicBool>,
     tx: Tx,
     /// The block was opened by hadr for a multi-statement query string.
     implicit: bool,
     read_only_tx: bool,
-    permit: Option<OwnedSemaphorePermit>,
+    permit: Option<WritePermit>,
     statements: HashMap<String, Arc<Prepared>>,
     portals: HashMap<String, Portal>,
     settings: HashMap<String, String>,
@@ -260,27 +335,51 @@ struct Session {
     peer: SocketAddr,
 }
 
-fn lock_db(db: &Mutex<SessionDb>) -> std::sync::MutexGuard<'_, SessionDb> {
-    db.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl Session {
-    fn new(node: Arc<Node>, st: StartupInfo, peer: SocketAddr) -> Result<Session, PgError> {
-        let conn = node
-            .engine
-            .connect()
-            .map_err(|e| PgError::fatal(sqlstate::IO_ERROR, format!("cannot open the database: {e}")))?;
+    fn new(
+        node: Arc<Node>,
+        st: StartupInfo,
+        peer: SocketAddr,
+        stream: &TcpStream,
+    ) -> Result<Session, PgError> {
+        let conn = node.engine.connect().map_err(|e| {
+            PgError::fatal(sqlstate::IO_ERROR, format!("cannot open the database: {e}"))
+        })?;
         let interrupt = Arc::new(conn.get_interrupt_handle());
         let pid = node.next_pid();
         let secret: i32 = rand_secret();
-        let cancel = Arc::new(Notify::new());
-        node.registry().insert(pid, SessionHandle { secret, interrupt, cancel: cancel.clone() });
+        let cancel = Arc::new(AtomicBool::new(false));
+        let socket = stream.try_clone().ok();
+        node.registry().insert(
+            pid,
+            SessionHandle {
+                secret,
+                interrupt,
+                cancel: cancel.clone(),
+                socket,
+            },
+        );
         let mut settings = HashMap::new();
-        settings.insert("application_name".to_string(), st.params.get("application_name").cloned().unwrap_or_default());
-        settings.insert("user".to_string(), st.params.get("user").cloned().unwrap_or_else(|| "hadr".into()));
+        settings.insert(
+            "application_name".to_string(),
+            st.params
+                .get("application_name")
+                .cloned()
+                .unwrap_or_default(),
+        );
+        settings.insert(
+            "user".to_string(),
+            st.params
+                .get("user")
+                .cloned()
+                .unwrap_or_else(|| "hadr".into()),
+        );
         debug!(pid, %peer, "session start");
         Ok(Session {
-            db: Arc::new(Mutex::new(SessionDb { conn, engine: node.engine.clone() })),
+            db: SessionDb {
+                conn,
+                engine: node.engine.clone(),
+            },
             node,
             pid,
             secret,
@@ -308,8 +407,17 @@ impl Session {
             ("integer_datetimes", "on".into()),
             ("standard_conforming_strings", "on".into()),
             ("is_superuser", "on".into()),
-            ("session_authorization", self.settings.get("user").cloned().unwrap_or_default()),
-            ("application_name", self.settings.get("application_name").cloned().unwrap_or_default()),
+            (
+                "session_authorization",
+                self.settings.get("user").cloned().unwrap_or_default(),
+            ),
+            (
+                "application_name",
+                self.settings
+                    .get("application_name")
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
             ("in_hot_standby", "off".into()),
             ("default_transaction_read_only", "off".into()),
         ]
@@ -318,9 +426,15 @@ impl Session {
     fn greet(&mut self, wire: &mut Wire) {
         wire.send(PgWireBackendMessage::Authentication(Authentication::Ok));
         for (k, v) in self.parameter_statuses() {
-            wire.send(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(k.to_string(), v)));
+            wire.send(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
+                k.to_string(),
+                v,
+            )));
         }
-        wire.send(PgWireBackendMessage::BackendKeyData(BackendKeyData::new(self.pid, SecretKey::I32(self.secret))));
+        wire.send(PgWireBackendMessage::BackendKeyData(BackendKeyData::new(
+            self.pid,
+            SecretKey::I32(self.secret),
+        )));
         self.ready(wire);
     }
 
@@ -333,22 +447,25 @@ impl Session {
     }
 
     fn ready(&mut self, wire: &mut Wire) {
-        wire.send(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(self.status())));
+        wire.send(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(
+            self.status(),
+        )));
     }
 
-    async fn run(&mut self, wire: &mut Wire) {
-        let node = self.node.clone();
+    fn run(&mut self, wire: &mut Wire) {
         loop {
             let idle = self.node.config.idle_in_transaction_timeout.0;
             let timeout = (self.tx != Tx::Idle && !idle.is_zero()).then_some(idle);
-            let msg = tokio::select! {
-                m = wire.read(timeout) => m,
-                _ = node.until_shutdown() => {
-                    wire.error(&PgError::fatal(sqlstate::ADMIN_SHUTDOWN, "terminating connection due to administrator command"));
-                    let _ = wire.flush().await;
-                    return;
-                }
-            };
+            let msg = wire.read(timeout);
+            // Shutdown closes our socket's read side, which ends the read above.
+            if self.node.is_shutting_down() {
+                wire.error(&PgError::fatal(
+                    sqlstate::ADMIN_SHUTDOWN,
+                    "terminating connection due to administrator command",
+                ));
+                let _ = wire.flush();
+                return;
+            }
             let msg = match msg {
                 Ok(Some(m)) => m,
                 Ok(None) => return,
@@ -359,39 +476,40 @@ impl Session {
                         warn!(pid = self.pid, peer = %self.peer, error = %e, "closing session after a protocol error");
                     }
                     wire.error(&e);
-                    let _ = wire.flush().await;
+                    let _ = wire.flush();
                     return;
                 }
             };
-            let flow = self.dispatch(wire, msg).await;
+            self.cancel.store(false, Ordering::SeqCst);
+            let flow = self.dispatch(wire, msg);
             if matches!(flow, Flow::Close) {
-                let _ = wire.flush().await;
+                let _ = wire.flush();
                 return;
             }
-            if wire.wbuf.len() > 1 << 20 && wire.flush().await.is_err() {
+            if wire.wbuf.len() > 1 << 20 && wire.flush().is_err() {
                 return;
             }
         }
     }
 
-    async fn dispatch(&mut self, wire: &mut Wire, msg: PgWireFrontendMessage) -> Flow {
+    fn dispatch(&mut self, wire: &mut Wire, msg: PgWireFrontendMessage) -> Flow {
         use PgWireFrontendMessage as M;
         if msg.is_extended_query() && self.skip_to_sync && !matches!(msg, M::Sync(_)) {
             return Flow::Continue;
         }
         let r = match msg {
             M::Query(q) => {
-                self.simple_query(wire, &q.query).await;
+                self.simple_query(wire, &q.query);
                 self.ready(wire);
-                if wire.flush().await.is_err() {
+                if wire.flush().is_err() {
                     return Flow::Close;
                 }
                 Ok(())
             }
-            M::Parse(p) => self.parse(wire, p.name.unwrap_or_default(), p.query, p.type_oids).await,
+            M::Parse(p) => self.parse(wire, p.name.unwrap_or_default(), p.query, p.type_oids),
             M::Bind(b) => self.bind(wire, b),
-            M::Describe(d) => self.describe(wire, d.target_type, d.name.unwrap_or_default()).await,
-            M::Execute(e) => self.execute_portal(wire, e.name.unwrap_or_default(), e.max_rows).await,
+            M::Describe(d) => self.describe(wire, d.target_type, d.name.unwrap_or_default()),
+            M::Execute(e) => self.execute_portal(wire, e.name.unwrap_or_default(), e.max_rows),
             M::Close(c) => {
                 let name = c.name.unwrap_or_default();
                 if c.target_type == b'S' {
@@ -406,21 +524,27 @@ impl Session {
                 self.skip_to_sync = false;
                 self.portals.remove("");
                 self.ready(wire);
-                if wire.flush().await.is_err() {
+                if wire.flush().is_err() {
                     return Flow::Close;
                 }
                 Ok(())
             }
             M::Flush(_) => {
-                if wire.flush().await.is_err() {
+                if wire.flush().is_err() {
                     return Flow::Close;
                 }
                 Ok(())
             }
             M::Terminate(_) => return Flow::Close,
-            M::CopyData(_) | M::CopyDone(_) | M::CopyFail(_) => Err(PgError::new(sqlstate::FEATURE_NOT_SUPPORTED, "COPY is not supported")),
+            M::CopyData(_) | M::CopyDone(_) | M::CopyFail(_) => Err(PgError::new(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                "COPY is not supported",
+            )),
             _ => {
-                wire.error(&PgError::fatal(sqlstate::PROTOCOL_VIOLATION, "unexpected message"));
+                wire.error(&PgError::fatal(
+                    sqlstate::PROTOCOL_VIOLATION,
+                    "unexpected message",
+                ));
                 return Flow::Close;
             }
         };
@@ -437,10 +561,12 @@ impl Session {
 
     // ---- simple query -------------------------------------------------------
 
-    async fn simple_query(&mut self, wire: &mut Wire, text: &str) {
+    fn simple_query(&mut self, wire: &mut Wire, text: &str) {
         let stmts = hadr_sql::split(text);
         if stmts.is_empty() {
-            wire.send(PgWireBackendMessage::EmptyQueryResponse(EmptyQueryResponse::new()));
+            wire.send(PgWireBackendMessage::EmptyQueryResponse(
+                EmptyQueryResponse::new(),
+            ));
             return;
         }
         // Several statements outside a block run as one implicit transaction, as in PostgreSQL.
@@ -453,7 +579,7 @@ impl Session {
         if implicit {
             let writes = stmts.iter().any(|s| predicts_write(&hadr_sql::classify(s)));
             if writes {
-                match self.node.acquire_write(&self.cancel).await {
+                match self.node.acquire_write(&self.cancel) {
                     Ok(p) => self.permit = Some(p),
                     Err(e) => {
                         wire.error(&e);
@@ -461,7 +587,7 @@ impl Session {
                     }
                 }
             }
-            if let Err(e) = self.run_plain("BEGIN").await {
+            if let Err(e) = self.run_plain("BEGIN") {
                 self.permit = None;
                 wire.error(&e);
                 return;
@@ -470,28 +596,28 @@ impl Session {
             self.implicit = true;
         }
         for sql in &stmts {
-            let r = match self.prepare_simple(sql).await {
-                Ok(p) => self.run_statement(wire, p, Vec::new(), None, Vec::new(), true).await,
+            let r = match self.prepare_simple(sql) {
+                Ok(p) => self.run_statement(wire, p, Vec::new(), None, Vec::new(), true),
                 Err(e) => Err(e),
             };
             if let Err(e) = r {
-                self.fail(wire, &e).await;
+                self.fail(wire, &e);
                 break;
             }
         }
         if self.implicit {
             self.implicit = false;
             if self.tx == Tx::Block {
-                if let Err(e) = self.commit().await {
+                if let Err(e) = self.commit() {
                     wire.error(&e);
                 }
             } else {
-                self.rollback().await;
+                self.rollback();
             }
         }
     }
 
-    async fn prepare_simple(&mut self, sql: &str) -> Result<Arc<Prepared>, PgError> {
+    fn prepare_simple(&mut self, sql: &str) -> Result<Arc<Prepared>, PgError> {
         let cmd = hadr_sql::classify(sql);
         if is_session_command(&cmd) {
             return Ok(Arc::new(Prepared {
@@ -503,10 +629,10 @@ impl Session {
                 readonly: true,
             }));
         }
-        self.prepare_blocking(sql.to_string(), Vec::new()).await
+        self.prepare_blocking(sql.to_string(), Vec::new())
     }
 
-    async fn prepare_blocking(&mut self, sql: String, oids: Vec<u32>) -> Result<Arc<Prepared>, PgError> {
+    fn prepare_blocking(&mut self, sql: String, oids: Vec<u32>) -> Result<Arc<Prepared>, PgError> {
         let cmd = hadr_sql::classify(&sql);
         check_allowed(&cmd, &sql)?;
         // Never wait for the write permit here: clients such as pgbench prepare
@@ -514,16 +640,12 @@ impl Session {
         // Preparing does not start the block's snapshot (SQLite closes the read
         // transaction it opens to load the schema); schema look-ups for parameter
         // types run on the node's meta connection for the same reason.
-        let db = self.db.clone();
-        let meta = self.node.meta.clone();
-        let p = tokio::task::spawn_blocking(move || exec::prepare(&lock_db(&db), &meta, &sql, &oids))
-            .await
-            .map_err(|e| PgError::new(sqlstate::INTERNAL_ERROR, e.to_string()))??;
+        let p = exec::prepare(&self.db, &self.node.meta, &sql, &oids)?;
         Ok(Arc::new(p))
     }
 
     /// Record an error: inside a block the block is aborted.
-    async fn fail(&mut self, wire: &mut Wire, e: &PgError) {
+    fn fail(&mut self, wire: &mut Wire, e: &PgError) {
         wire.error(e);
         if self.tx == Tx::Block {
             self.tx = Tx::Failed;
@@ -533,7 +655,7 @@ impl Session {
     // ---- statement execution (both protocols) -------------------------------
 
     /// Run one statement and send its rows (if `send_rows`) and CommandComplete.
-    async fn run_statement(
+    fn run_statement(
         &mut self,
         wire: &mut Wire,
         p: Arc<Prepared>,
@@ -544,7 +666,12 @@ impl Session {
     ) -> Result<(), PgError> {
         self.node.stats.statements.fetch_add(1, Ordering::Relaxed);
         let cmd = p.command.clone();
-        if self.tx == Tx::Failed && !matches!(cmd, Command::Rollback | Command::Commit | Command::RollbackTo(_)) {
+        if self.tx == Tx::Failed
+            && !matches!(
+                cmd,
+                Command::Rollback | Command::Commit | Command::RollbackTo(_)
+            )
+        {
             return Err(PgError::new(
                 sqlstate::IN_FAILED_TRANSACTION,
                 "current transaction is aborted, commands ignored until end of transaction block",
@@ -553,9 +680,12 @@ impl Session {
         match &cmd {
             Command::Begin { read_only } => {
                 if self.tx != Tx::Idle {
-                    wire.notice(sqlstate::ACTIVE_TRANSACTION, "there is already a transaction in progress");
+                    wire.notice(
+                        sqlstate::ACTIVE_TRANSACTION,
+                        "there is already a transaction in progress",
+                    );
                 } else {
-                    self.run_plain("BEGIN").await?;
+                    self.run_plain("BEGIN")?;
                     self.tx = Tx::Block;
                     self.read_only_tx = *read_only;
                 }
@@ -564,15 +694,18 @@ impl Session {
             Command::Commit => {
                 let tag = match self.tx {
                     Tx::Idle => {
-                        wire.notice(sqlstate::NO_ACTIVE_TRANSACTION, "there is no transaction in progress");
+                        wire.notice(
+                            sqlstate::NO_ACTIVE_TRANSACTION,
+                            "there is no transaction in progress",
+                        );
                         "COMMIT"
                     }
                     Tx::Failed => {
-                        self.rollback().await;
+                        self.rollback();
                         "ROLLBACK"
                     }
                     Tx::Block => {
-                        self.commit().await?;
+                        self.commit()?;
                         "COMMIT"
                     }
                 };
@@ -580,21 +713,25 @@ impl Session {
             }
             Command::Rollback => {
                 if self.tx == Tx::Idle {
-                    wire.notice(sqlstate::NO_ACTIVE_TRANSACTION, "there is no transaction in progress");
+                    wire.notice(
+                        sqlstate::NO_ACTIVE_TRANSACTION,
+                        "there is no transaction in progress",
+                    );
                 }
-                self.rollback().await;
+                self.rollback();
                 return self.complete(wire, "ROLLBACK");
             }
             Command::Savepoint(_) | Command::Release(_) | Command::RollbackTo(_) => {
                 if self.tx == Tx::Idle {
                     return Err(PgError::new(
                         sqlstate::NO_ACTIVE_TRANSACTION,
-                        format!("{} can only be used in transaction blocks", hadr_sql::command_tag(&cmd, 0)),
+                        format!(
+                            "{} can only be used in transaction blocks",
+                            hadr_sql::command_tag(&cmd, 0)
+                        ),
                     ));
                 }
-                let db = self.db.clone();
-                let sql = p.original.clone();
-                let r = blocking(move || exec::exec_plain(&mut lock_db(&db), &sql, false)).await;
+                let r = exec::exec_plain(&mut self.db, &p.original, false);
                 match r {
                     Ok(_) => {
                         if matches!(cmd, Command::RollbackTo(_)) {
@@ -612,7 +749,8 @@ impl Session {
             }
             Command::Reset(name) => {
                 if name == "all" {
-                    self.settings.retain(|k, _| k == "user" || k == "application_name");
+                    self.settings
+                        .retain(|k, _| k == "user" || k == "application_name");
                 } else {
                     self.settings.remove(name);
                 }
@@ -621,7 +759,9 @@ impl Session {
             Command::Show(name) => {
                 let v = self.show(name)?;
                 if send_row_description {
-                    wire.send(PgWireBackendMessage::RowDescription(RowDescription::new(vec![field(name, PgType::Text, false)])));
+                    wire.send(PgWireBackendMessage::RowDescription(RowDescription::new(
+                        vec![field(name, PgType::Text, false)],
+                    )));
                 }
                 let mut data = BytesMut::new();
                 values::put_field(&mut data, Some(v.as_bytes()));
@@ -632,17 +772,29 @@ impl Session {
                 return self.complete(wire, &hadr_sql::command_tag(&cmd, 0));
             }
             Command::Empty => {
-                wire.send(PgWireBackendMessage::EmptyQueryResponse(EmptyQueryResponse::new()));
+                wire.send(PgWireBackendMessage::EmptyQueryResponse(
+                    EmptyQueryResponse::new(),
+                ));
                 return Ok(());
             }
             _ => {}
         }
         if self.read_only_tx && predicts_write(&cmd) {
-            return Err(PgError::new(sqlstate::READ_ONLY_TRANSACTION, format!("cannot execute {} in a read-only transaction", hadr_sql::command_tag(&cmd, 0).split(' ').next().unwrap_or("statement"))));
+            return Err(PgError::new(
+                sqlstate::READ_ONLY_TRANSACTION,
+                format!(
+                    "cannot execute {} in a read-only transaction",
+                    hadr_sql::command_tag(&cmd, 0)
+                        .split(' ')
+                        .next()
+                        .unwrap_or("statement")
+                ),
+            ));
         }
-        let outcome = self.execute_with_permit(p.clone(), params, described.clone(), predicts_write(&cmd)).await?;
+        let outcome =
+            self.execute_with_permit(p.clone(), params, described.clone(), predicts_write(&cmd))?;
         if let Some(lsn) = outcome.commit_lsn {
-            self.node.wait_durable(lsn).await?;
+            self.node.wait_durable(lsn)?;
             self.node.stats.commits.fetch_add(1, Ordering::Relaxed);
         }
         let returns_rows = !outcome.columns.is_empty();
@@ -654,11 +806,15 @@ impl Session {
                     .enumerate()
                     .map(|(i, (n, t))| field(n, *t, fmt_binary(&result_binary, i)))
                     .collect();
-                wire.send(PgWireBackendMessage::RowDescription(RowDescription::new(fields)));
+                wire.send(PgWireBackendMessage::RowDescription(RowDescription::new(
+                    fields,
+                )));
             }
             send_rows(wire, &outcome, 0, outcome.rows.len(), &result_binary)?;
         }
-        let n = if returns_rows && !matches!(cmd, Command::Insert | Command::Update | Command::Delete) {
+        let n = if returns_rows
+            && !matches!(cmd, Command::Insert | Command::Update | Command::Delete)
+        {
             outcome.rows.len() as u64
         } else {
             outcome.changes
@@ -667,16 +823,20 @@ impl Session {
     }
 
     /// Execute, taking the write permit first when the statement writes.
-    async fn execute_with_permit(&mut self, p: Arc<Prepared>, params: Vec<Value>, described: Option<Vec<PgType>>, predicted_write: bool) -> Result<Outcome, PgError> {
+    fn execute_with_permit(
+        &mut self,
+        p: Arc<Prepared>,
+        params: Vec<Value>,
+        described: Option<Vec<PgType>>,
+        predicted_write: bool,
+    ) -> Result<Outcome, PgError> {
         let mut want_permit = predicted_write || !p.readonly;
         loop {
             if want_permit && self.permit.is_none() {
-                self.permit = Some(self.node.acquire_write(&self.cancel).await?);
+                self.permit = Some(self.node.acquire_write(&self.cancel)?);
             }
             let have = self.permit.is_some();
-            let db = self.db.clone();
-            let (p2, params2, described2) = (p.clone(), params.clone(), described.clone());
-            let r = blocking(move || exec::execute(&mut lock_db(&db), &p2, &params2, have, described2.as_deref())).await;
+            let r = exec::execute(&mut self.db, &p, &params, have, described.as_deref());
             match r {
                 Ok(o) => {
                     if o.autocommit_after && self.tx == Tx::Idle {
@@ -701,28 +861,30 @@ impl Session {
         }
     }
 
-    async fn run_plain(&mut self, sql: &'static str) -> Result<Outcome, PgError> {
-        let db = self.db.clone();
+    fn run_plain(&mut self, sql: &'static str) -> Result<Outcome, PgError> {
         let have = self.permit.is_some();
-        match blocking(move || exec::exec_plain(&mut lock_db(&db), sql, have)).await {
+        match exec::exec_plain(&mut self.db, sql, have) {
             Ok(o) => Ok(o),
             Err(ExecError::Pg(e, _)) | Err(ExecError::Capture(e)) => Err(e),
-            Err(ExecError::NeedPermit) => Err(PgError::new(sqlstate::INTERNAL_ERROR, "unexpected permit request")),
+            Err(ExecError::NeedPermit) => Err(PgError::new(
+                sqlstate::INTERNAL_ERROR,
+                "unexpected permit request",
+            )),
         }
     }
 
     /// COMMIT a block: SQLite commit and capture under the permit, then wait
     /// for durability after releasing it, so the next writer need not wait
     /// for our fsync.
-    async fn commit(&mut self) -> Result<(), PgError> {
-        let r = self.run_plain("COMMIT").await;
+    fn commit(&mut self) -> Result<(), PgError> {
+        let r = self.run_plain("COMMIT");
         self.tx = Tx::Idle;
         self.read_only_tx = false;
         match r {
             Ok(o) => {
                 self.permit = None;
                 if let Some(lsn) = o.commit_lsn {
-                    self.node.wait_durable(lsn).await?;
+                    self.node.wait_durable(lsn)?;
                     self.node.stats.commits.fetch_add(1, Ordering::Relaxed);
                 }
                 Ok(())
@@ -730,41 +892,45 @@ impl Session {
             Err(e) => {
                 // A failed COMMIT (e.g. a deferred foreign key) leaves the
                 // transaction open in SQLite; roll it back as PostgreSQL does.
-                self.rollback().await;
+                self.rollback();
                 Err(e)
             }
         }
     }
 
-    async fn rollback(&mut self) {
-        let db = self.db.clone();
-        let _ = blocking(move || {
-            let g = lock_db(&db);
-            if !g.conn.is_autocommit() {
-                let _ = g.conn.execute_batch("ROLLBACK");
-            }
-            Ok::<(), ExecError>(())
-        })
-        .await;
+    fn rollback(&mut self) {
+        if !self.db.conn.is_autocommit() {
+            let _ = self.db.conn.execute_batch("ROLLBACK");
+        }
         self.tx = Tx::Idle;
         self.read_only_tx = false;
         self.permit = None;
     }
 
     fn complete(&mut self, wire: &mut Wire, tag: &str) -> Result<(), PgError> {
-        wire.send(PgWireBackendMessage::CommandComplete(CommandComplete::new(tag.to_string())));
+        wire.send(PgWireBackendMessage::CommandComplete(CommandComplete::new(
+            tag.to_string(),
+        )));
         Ok(())
     }
 
     fn set(&mut self, name: &str, value: &str) -> Result<(), PgError> {
         let v = value.trim().trim_matches('\'').to_string();
         match name {
-            "client_encoding" if !v.eq_ignore_ascii_case("utf8") && !v.eq_ignore_ascii_case("unicode") && !v.eq_ignore_ascii_case("default") => {
-                return Err(PgError::new(sqlstate::FEATURE_NOT_SUPPORTED, format!("client_encoding {v} is not supported; hadr speaks UTF8 only")));
+            "client_encoding"
+                if !v.eq_ignore_ascii_case("utf8")
+                    && !v.eq_ignore_ascii_case("unicode")
+                    && !v.eq_ignore_ascii_case("default") =>
+            {
+                return Err(PgError::new(
+                    sqlstate::FEATURE_NOT_SUPPORTED,
+                    format!("client_encoding {v} is not supported; hadr speaks UTF8 only"),
+                ));
             }
             "transaction_read_only" | "default_transaction_read_only" => {
                 if name == "transaction_read_only" && self.tx == Tx::Block {
-                    self.read_only_tx = matches!(v.to_ascii_lowercase().as_str(), "on" | "true" | "1");
+                    self.read_only_tx =
+                        matches!(v.to_ascii_lowercase().as_str(), "on" | "true" | "1");
                 }
             }
             _ => {}
@@ -791,35 +957,67 @@ impl Session {
             return Ok(self.node.config.max_connections.to_string());
         }
         if name == "idle_in_transaction_session_timeout" {
-            return Ok(format!("{}ms", self.node.config.idle_in_transaction_timeout.0.as_millis()));
+            return Ok(format!(
+                "{}ms",
+                self.node.config.idle_in_transaction_timeout.0.as_millis()
+            ));
         }
         for (k, v) in self.parameter_statuses() {
             if k.eq_ignore_ascii_case(name) {
                 return Ok(v);
             }
         }
-        Err(PgError::new(sqlstate::UNDEFINED_OBJECT, format!("unrecognized configuration parameter \"{name}\"")))
+        Err(PgError::new(
+            sqlstate::UNDEFINED_OBJECT,
+            format!("unrecognized configuration parameter \"{name}\""),
+        ))
     }
 
     // ---- extended protocol --------------------------------------------------
 
-    async fn parse(&mut self, wire: &mut Wire, name: String, query: String, oids: Vec<u32>) -> Result<(), PgError> {
+    fn parse(
+        &mut self,
+        wire: &mut Wire,
+        name: String,
+        query: String,
+        oids: Vec<u32>,
+    ) -> Result<(), PgError> {
         if !name.is_empty() && self.statements.contains_key(&name) {
-            return Err(PgError::new(sqlstate::DUPLICATE_PREPARED_STATEMENT, format!("prepared statement \"{name}\" already exists")));
+            return Err(PgError::new(
+                sqlstate::DUPLICATE_PREPARED_STATEMENT,
+                format!("prepared statement \"{name}\" already exists"),
+            ));
         }
         let stmts = hadr_sql::split(&query);
         if stmts.len() > 1 {
-            return Err(PgError::new(sqlstate::SYNTAX_ERROR, "cannot insert multiple commands into a prepared statement"));
+            return Err(PgError::new(
+                sqlstate::SYNTAX_ERROR,
+                "cannot insert multiple commands into a prepared statement",
+            ));
         }
         let text = stmts.into_iter().next().unwrap_or_default();
         let p = if text.is_empty() {
-            Arc::new(Prepared { original: String::new(), sql: String::new(), command: Command::Empty, param_types: vec![], columns: vec![], readonly: true })
+            Arc::new(Prepared {
+                original: String::new(),
+                sql: String::new(),
+                command: Command::Empty,
+                param_types: vec![],
+                columns: vec![],
+                readonly: true,
+            })
         } else {
             let cmd = hadr_sql::classify(&text);
             if is_session_command(&cmd) {
-                Arc::new(Prepared { original: text, sql: String::new(), command: cmd, param_types: vec![], columns: vec![], readonly: true })
+                Arc::new(Prepared {
+                    original: text,
+                    sql: String::new(),
+                    command: cmd,
+                    param_types: vec![],
+                    columns: vec![],
+                    readonly: true,
+                })
             } else {
-                self.prepare_blocking(text, oids).await?
+                self.prepare_blocking(text, oids)?
             }
         };
         self.statements.insert(name, p);
@@ -827,14 +1025,19 @@ impl Session {
         Ok(())
     }
 
-    fn bind(&mut self, wire: &mut Wire, b: pgwire::messages::extendedquery::Bind) -> Result<(), PgError> {
+    fn bind(
+        &mut self,
+        wire: &mut Wire,
+        b: pgwire::messages::extendedquery::Bind,
+    ) -> Result<(), PgError> {
         let sname = b.statement_name.unwrap_or_default();
         let pname = b.portal_name.unwrap_or_default();
-        let stmt = self
-            .statements
-            .get(&sname)
-            .cloned()
-            .ok_or_else(|| PgError::new(sqlstate::INVALID_SQL_STATEMENT_NAME, format!("prepared statement \"{sname}\" does not exist")))?;
+        let stmt = self.statements.get(&sname).cloned().ok_or_else(|| {
+            PgError::new(
+                sqlstate::INVALID_SQL_STATEMENT_NAME,
+                format!("prepared statement \"{sname}\" does not exist"),
+            )
+        })?;
         if b.parameters.len() != stmt.param_types.len() {
             return Err(PgError::new(
                 sqlstate::PROTOCOL_VIOLATION,
@@ -850,34 +1053,58 @@ impl Session {
         };
         let mut params = Vec::with_capacity(b.parameters.len());
         for (i, raw) in b.parameters.iter().enumerate() {
-            let v = values::decode_param(raw.as_deref(), stmt.param_types[i], fmt(&b.parameter_format_codes, i))?;
+            let v = values::decode_param(
+                raw.as_deref(),
+                stmt.param_types[i],
+                fmt(&b.parameter_format_codes, i),
+            )?;
             params.push(v);
         }
         let ncols = stmt.columns.len().max(1);
-        let result_binary = (0..ncols).map(|i| fmt(&b.result_column_format_codes, i)).collect();
-        self.portals.insert(pname, Portal { stmt, params, result_binary, described: None, pending: None });
+        let result_binary = (0..ncols)
+            .map(|i| fmt(&b.result_column_format_codes, i))
+            .collect();
+        self.portals.insert(
+            pname,
+            Portal {
+                stmt,
+                params,
+                result_binary,
+                described: None,
+                pending: None,
+            },
+        );
         wire.send(PgWireBackendMessage::BindComplete(BindComplete::new()));
         Ok(())
     }
 
-    async fn describe(&mut self, wire: &mut Wire, target: u8, name: String) -> Result<(), PgError> {
+    fn describe(&mut self, wire: &mut Wire, target: u8, name: String) -> Result<(), PgError> {
         if target == b'S' {
-            let stmt = self
-                .statements
-                .get(&name)
-                .cloned()
-                .ok_or_else(|| PgError::new(sqlstate::INVALID_SQL_STATEMENT_NAME, format!("prepared statement \"{name}\" does not exist")))?;
-            wire.send(PgWireBackendMessage::ParameterDescription(ParameterDescription::new(stmt.param_types.iter().map(|t| t.oid()).collect())));
+            let stmt = self.statements.get(&name).cloned().ok_or_else(|| {
+                PgError::new(
+                    sqlstate::INVALID_SQL_STATEMENT_NAME,
+                    format!("prepared statement \"{name}\" does not exist"),
+                )
+            })?;
+            wire.send(PgWireBackendMessage::ParameterDescription(
+                ParameterDescription::new(stmt.param_types.iter().map(|t| t.oid()).collect()),
+            ));
             self.describe_columns(wire, &stmt, None);
             return Ok(());
         }
-        let portal = self
-            .portals
-            .get_mut(&name)
-            .ok_or_else(|| PgError::new(sqlstate::INVALID_CURSOR_NAME, format!("portal \"{name}\" does not exist")))?;
+        let portal = self.portals.get_mut(&name).ok_or_else(|| {
+            PgError::new(
+                sqlstate::INVALID_CURSOR_NAME,
+                format!("portal \"{name}\" does not exist"),
+            )
+        })?;
         let stmt = portal.stmt.clone();
         let binary = portal.result_binary.clone();
-        let types: Vec<PgType> = stmt.columns.iter().map(|c| c.ty.unwrap_or(PgType::Text)).collect();
+        let types: Vec<PgType> = stmt
+            .columns
+            .iter()
+            .map(|c| c.ty.unwrap_or(PgType::Text))
+            .collect();
         portal.described = Some(types);
         self.describe_columns(wire, &stmt, Some(&binary));
         Ok(())
@@ -885,7 +1112,9 @@ impl Session {
 
     fn describe_columns(&self, wire: &mut Wire, stmt: &Prepared, binary: Option<&[bool]>) {
         if matches!(stmt.command, Command::Show(_)) {
-            wire.send(PgWireBackendMessage::RowDescription(RowDescription::new(vec![field("setting", PgType::Text, false)])));
+            wire.send(PgWireBackendMessage::RowDescription(RowDescription::new(
+                vec![field("setting", PgType::Text, false)],
+            )));
         } else if stmt.columns.is_empty() {
             wire.send(PgWireBackendMessage::NoData(NoData::new()));
         } else {
@@ -893,17 +1122,32 @@ impl Session {
                 .columns
                 .iter()
                 .enumerate()
-                .map(|(i, c)| field(&c.name, c.ty.unwrap_or(PgType::Text), binary.map(|b| fmt_binary(b, i)).unwrap_or(false)))
+                .map(|(i, c)| {
+                    field(
+                        &c.name,
+                        c.ty.unwrap_or(PgType::Text),
+                        binary.map(|b| fmt_binary(b, i)).unwrap_or(false),
+                    )
+                })
                 .collect();
-            wire.send(PgWireBackendMessage::RowDescription(RowDescription::new(fields)));
+            wire.send(PgWireBackendMessage::RowDescription(RowDescription::new(
+                fields,
+            )));
         }
     }
 
-    async fn execute_portal(&mut self, wire: &mut Wire, name: String, max_rows: i32) -> Result<(), PgError> {
-        let portal = self
-            .portals
-            .get_mut(&name)
-            .ok_or_else(|| PgError::new(sqlstate::INVALID_CURSOR_NAME, format!("portal \"{name}\" does not exist")))?;
+    fn execute_portal(
+        &mut self,
+        wire: &mut Wire,
+        name: String,
+        max_rows: i32,
+    ) -> Result<(), PgError> {
+        let portal = self.portals.get_mut(&name).ok_or_else(|| {
+            PgError::new(
+                sqlstate::INVALID_CURSOR_NAME,
+                format!("portal \"{name}\" does not exist"),
+            )
+        })?;
         // A suspended portal continues where it stopped.
         if let Some((outcome, sent)) = portal.pending.take() {
             let binary = portal.result_binary.clone();
@@ -915,7 +1159,7 @@ impl Session {
         let described = portal.described.clone();
         let limited = max_rows > 0 && !stmt.columns.is_empty();
         if !limited {
-            let r = self.run_statement(wire, stmt, params, described, binary, false).await;
+            let r = self.run_statement(wire, stmt, params, described, binary, false);
             if let Err(e) = r {
                 if self.tx == Tx::Block {
                     self.tx = Tx::Failed;
@@ -925,10 +1169,14 @@ impl Session {
             return Ok(());
         }
         if self.tx == Tx::Failed {
-            return Err(PgError::new(sqlstate::IN_FAILED_TRANSACTION, "current transaction is aborted, commands ignored until end of transaction block"));
+            return Err(PgError::new(
+                sqlstate::IN_FAILED_TRANSACTION,
+                "current transaction is aborted, commands ignored until end of transaction block",
+            ));
         }
         let cmd = stmt.command.clone();
-        let outcome = match self.execute_with_permit(stmt, params, described, predicts_write(&cmd)).await {
+        let outcome = match self.execute_with_permit(stmt, params, described, predicts_write(&cmd))
+        {
             Ok(o) => o,
             Err(e) => {
                 if self.tx == Tx::Block {
@@ -938,13 +1186,25 @@ impl Session {
             }
         };
         if let Some(lsn) = outcome.commit_lsn {
-            self.node.wait_durable(lsn).await?;
+            self.node.wait_durable(lsn)?;
         }
         self.send_batch(wire, &name, outcome, 0, max_rows, &binary)
     }
 
-    fn send_batch(&mut self, wire: &mut Wire, portal: &str, outcome: Outcome, from: usize, max_rows: i32, binary: &[bool]) -> Result<(), PgError> {
-        let end = if max_rows > 0 { (from + max_rows as usize).min(outcome.rows.len()) } else { outcome.rows.len() };
+    fn send_batch(
+        &mut self,
+        wire: &mut Wire,
+        portal: &str,
+        outcome: Outcome,
+        from: usize,
+        max_rows: i32,
+        binary: &[bool],
+    ) -> Result<(), PgError> {
+        let end = if max_rows > 0 {
+            (from + max_rows as usize).min(outcome.rows.len())
+        } else {
+            outcome.rows.len()
+        };
         send_rows(wire, &outcome, from, end, binary)?;
         if end < outcome.rows.len() {
             wire.send(PgWireBackendMessage::PortalSuspended(PortalSuspended::new()));
@@ -953,15 +1213,23 @@ impl Session {
             }
             return Ok(());
         }
-        let cmd = self.portals.get(portal).map(|p| p.stmt.command.clone()).unwrap_or(Command::Select);
-        let n = if matches!(cmd, Command::Insert | Command::Update | Command::Delete) { outcome.changes } else { outcome.rows.len() as u64 };
+        let cmd = self
+            .portals
+            .get(portal)
+            .map(|p| p.stmt.command.clone())
+            .unwrap_or(Command::Select);
+        let n = if matches!(cmd, Command::Insert | Command::Update | Command::Delete) {
+            outcome.changes
+        } else {
+            outcome.rows.len() as u64
+        };
         self.complete(wire, &hadr_sql::command_tag(&cmd, n))
     }
 
     /// End of session: roll back, release the permit, leave the registry.
-    async fn finish(&mut self) {
+    fn finish(&mut self) {
         if self.tx != Tx::Idle || self.permit.is_some() {
-            self.rollback().await;
+            self.rollback();
         }
         self.node.registry().remove(&self.pid);
         debug!(pid = self.pid, "session end");
@@ -977,10 +1245,24 @@ fn fmt_binary(codes: &[bool], i: usize) -> bool {
 }
 
 fn field(name: &str, t: PgType, binary: bool) -> FieldDescription {
-    FieldDescription::new(name.to_string(), 0, 0, t.oid(), values::type_size(t), -1, i16::from(binary))
+    FieldDescription::new(
+        name.to_string(),
+        0,
+        0,
+        t.oid(),
+        values::type_size(t),
+        -1,
+        i16::from(binary),
+    )
 }
 
-fn send_rows(wire: &mut Wire, o: &Outcome, from: usize, to: usize, binary: &[bool]) -> Result<(), PgError> {
+fn send_rows(
+    wire: &mut Wire,
+    o: &Outcome,
+    from: usize,
+    to: usize,
+    binary: &[bool],
+) -> Result<(), PgError> {
     for row in &o.rows[from..to] {
         let mut data = BytesMut::with_capacity(16 * row.len());
         for (i, v) in row.iter().enumerate() {
@@ -992,7 +1274,10 @@ fn send_rows(wire: &mut Wire, o: &Outcome, from: usize, to: usize, binary: &[boo
                 values::put_field(&mut data, Some(&bytes));
             }
         }
-        wire.send(PgWireBackendMessage::DataRow(DataRow::new(data, row.len() as i16)));
+        wire.send(PgWireBackendMessage::DataRow(DataRow::new(
+            data,
+            row.len() as i16,
+        )));
     }
     Ok(())
 }
@@ -1023,7 +1308,15 @@ fn is_session_command(c: &Command) -> bool {
 fn predicts_write(c: &Command) -> bool {
     matches!(
         c,
-        Command::Insert | Command::Update | Command::Delete | Command::Create(_) | Command::Drop(_) | Command::Alter(_) | Command::Vacuum | Command::Reindex | Command::Analyze
+        Command::Insert
+            | Command::Update
+            | Command::Delete
+            | Command::Create(_)
+            | Command::Drop(_)
+            | Command::Alter(_)
+            | Command::Vacuum
+            | Command::Reindex
+            | Command::Analyze
     )
 }
 
@@ -1048,13 +1341,6 @@ fn check_allowed(c: &Command, sql: &str) -> Result<(), PgError> {
             Ok(())
         }
         _ => Ok(()),
-    }
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ExecError> + Send + 'static) -> Result<T, ExecError> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(r) => r,
-        Err(e) => Err(ExecError::Pg(PgError::new(sqlstate::INTERNAL_ERROR, format!("statement task failed: {e}")), true)),
     }
 }
 

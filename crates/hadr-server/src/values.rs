@@ -38,7 +38,11 @@ pub fn type_size(t: PgType) -> i16 {
 fn bad(t: PgType, v: &Value) -> PgError {
     PgError::new(
         sqlstate::INVALID_TEXT_REPRESENTATION,
-        format!("invalid input syntax for type {}: {}", t.name(), value_text(v)),
+        format!(
+            "invalid input syntax for type {}: {}",
+            t.name(),
+            value_text(v)
+        ),
     )
 }
 
@@ -66,7 +70,11 @@ pub fn format_float(f: f64) -> String {
     if f.is_nan() {
         "NaN".into()
     } else if f.is_infinite() {
-        if f > 0.0 { "Infinity".into() } else { "-Infinity".into() }
+        if f > 0.0 {
+            "Infinity".into()
+        } else {
+            "-Infinity".into()
+        }
     } else {
         let s = format!("{f}");
         s
@@ -81,13 +89,24 @@ fn as_i64(t: PgType, v: &Value) -> Result<i64, PgError> {
             if r.is_finite() && r >= i64::MIN as f64 && r <= i64::MAX as f64 {
                 Ok(r as i64)
             } else {
-                Err(PgError::new(sqlstate::NUMERIC_OUT_OF_RANGE, format!("{} out of range", t.name())))
+                Err(PgError::new(
+                    sqlstate::NUMERIC_OUT_OF_RANGE,
+                    format!("{} out of range", t.name()),
+                ))
             }
         }
         Value::Text(s) => {
             let s = s.trim();
             s.parse::<i64>()
-                .or_else(|_| s.parse::<f64>().map_err(|_| ()).and_then(|f| if f.fract() == 0.0 && f.is_finite() { Ok(f as i64) } else { Err(()) }))
+                .or_else(|_| {
+                    s.parse::<f64>().map_err(|_| ()).and_then(|f| {
+                        if f.fract() == 0.0 && f.is_finite() {
+                            Ok(f as i64)
+                        } else {
+                            Err(())
+                        }
+                    })
+                })
                 .map_err(|_| bad(t, v))
         }
         _ => Err(bad(t, v)),
@@ -143,7 +162,13 @@ fn as_bytes(v: &Value) -> Vec<u8> {
 pub fn encode(v: &Value, t: PgType, binary: bool) -> Result<Vec<u8>, PgError> {
     if !binary {
         return Ok(match t {
-            PgType::Bool => if as_bool(t, v)? { b"t".to_vec() } else { b"f".to_vec() },
+            PgType::Bool => {
+                if as_bool(t, v)? {
+                    b"t".to_vec()
+                } else {
+                    b"f".to_vec()
+                }
+            }
             PgType::Int2 | PgType::Int4 | PgType::Int8 => as_i64(t, v)?.to_string().into_bytes(),
             PgType::Float4 | PgType::Float8 => format_float(as_f64(t, v)?).into_bytes(),
             PgType::Numeric => match v {
@@ -191,11 +216,15 @@ pub fn encode(v: &Value, t: PgType, binary: bool) -> Result<Vec<u8>, PgError> {
         PgType::Uuid => parse_uuid(&as_text(v)).ok_or_else(|| bad(t, v))?.to_vec(),
         PgType::Date => {
             let days = parse_date(&as_text(v)).ok_or_else(|| bad(t, v))?;
-            ((days - PG_EPOCH_UNIX_SECS / 86_400) as i32).to_be_bytes().to_vec()
+            ((days - PG_EPOCH_UNIX_SECS / 86_400) as i32)
+                .to_be_bytes()
+                .to_vec()
         }
         PgType::Timestamp | PgType::Timestamptz => {
             let micros = parse_timestamp(&as_text(v)).ok_or_else(|| bad(t, v))?;
-            (micros - PG_EPOCH_UNIX_SECS * 1_000_000).to_be_bytes().to_vec()
+            (micros - PG_EPOCH_UNIX_SECS * 1_000_000)
+                .to_be_bytes()
+                .to_vec()
         }
         PgType::Time => {
             let micros = parse_time(&as_text(v)).ok_or_else(|| bad(t, v))?;
@@ -218,16 +247,25 @@ pub fn put_field(buf: &mut BytesMut, field: Option<&[u8]>) {
 
 /// Decode a bound parameter of type `t` into an SQLite value.
 pub fn decode_param(bytes: Option<&[u8]>, t: PgType, binary: bool) -> Result<Value, PgError> {
-    let Some(b) = bytes else { return Ok(Value::Null) };
+    let Some(b) = bytes else {
+        return Ok(Value::Null);
+    };
     let bad_bin = |what: &str| {
         PgError::new(
             sqlstate::INVALID_BINARY_REPRESENTATION,
-            format!("incorrect binary data format in bind parameter of type {}: {what}", t.name()),
+            format!(
+                "incorrect binary data format in bind parameter of type {}: {what}",
+                t.name()
+            ),
         )
     };
     if binary {
         let fixed = |n: usize| -> Result<&[u8], PgError> {
-            if b.len() == n { Ok(b) } else { Err(bad_bin(&format!("expected {n} bytes, got {}", b.len()))) }
+            if b.len() == n {
+                Ok(b)
+            } else {
+                Err(bad_bin(&format!("expected {n} bytes, got {}", b.len())))
+            }
         };
         return Ok(match t {
             PgType::Bool => Value::Integer(i64::from(fixed(1)?[0] != 0)),
@@ -268,27 +306,44 @@ pub fn decode_param(bytes: Option<&[u8]>, t: PgType, binary: bool) -> Result<Val
                 let x = fixed(8)?;
                 let mut a = [0u8; 8];
                 a.copy_from_slice(x);
-                Value::Text(format_timestamp(i64::from_be_bytes(a) + PG_EPOCH_UNIX_SECS * 1_000_000))
+                Value::Text(format_timestamp(
+                    i64::from_be_bytes(a) + PG_EPOCH_UNIX_SECS * 1_000_000,
+                ))
             }
             PgType::Date => {
                 let x = fixed(4)?;
-                let days = i64::from(i32::from_be_bytes([x[0], x[1], x[2], x[3]])) + PG_EPOCH_UNIX_SECS / 86_400;
+                let days = i64::from(i32::from_be_bytes([x[0], x[1], x[2], x[3]]))
+                    + PG_EPOCH_UNIX_SECS / 86_400;
                 Value::Text(format_date(days))
             }
             PgType::Jsonb => {
                 let s = b.get(1..).ok_or_else(|| bad_bin("empty jsonb"))?;
-                Value::Text(String::from_utf8(s.to_vec()).map_err(|_| bad_bin("jsonb is not UTF-8"))?)
+                Value::Text(
+                    String::from_utf8(s.to_vec()).map_err(|_| bad_bin("jsonb is not UTF-8"))?,
+                )
             }
-            _ => Value::Text(String::from_utf8(b.to_vec()).map_err(|_| bad_bin("text is not UTF-8"))?),
+            _ => Value::Text(
+                String::from_utf8(b.to_vec()).map_err(|_| bad_bin("text is not UTF-8"))?,
+            ),
         });
     }
     let s = std::str::from_utf8(b).map_err(|_| {
-        PgError::new(sqlstate::INVALID_TEXT_REPRESENTATION, "invalid byte sequence for encoding \"UTF8\"")
+        PgError::new(
+            sqlstate::INVALID_TEXT_REPRESENTATION,
+            "invalid byte sequence for encoding \"UTF8\"",
+        )
     })?;
-    let text_err = || PgError::new(sqlstate::INVALID_TEXT_REPRESENTATION, format!("invalid input syntax for type {}: \"{s}\"", t.name()));
+    let text_err = || {
+        PgError::new(
+            sqlstate::INVALID_TEXT_REPRESENTATION,
+            format!("invalid input syntax for type {}: \"{s}\"", t.name()),
+        )
+    };
     Ok(match t {
         PgType::Bool => Value::Integer(i64::from(as_bool(t, &Value::Text(s.to_string()))?)),
-        PgType::Int2 | PgType::Int4 | PgType::Int8 => Value::Integer(s.trim().parse().map_err(|_| text_err())?),
+        PgType::Int2 | PgType::Int4 | PgType::Int8 => {
+            Value::Integer(s.trim().parse().map_err(|_| text_err())?)
+        }
         PgType::Float4 | PgType::Float8 => Value::Real(as_f64(t, &Value::Text(s.to_string()))?),
         PgType::Numeric => text_number(s).ok_or_else(text_err)?,
         PgType::Bytea => Value::Blob(parse_bytea_text(s).ok_or_else(text_err)?),
@@ -338,7 +393,10 @@ fn parse_bytea_text(s: &str) -> Option<Vec<u8>> {
 }
 
 fn parse_uuid(s: &str) -> Option<[u8; 16]> {
-    let hex: String = s.chars().filter(|c| *c != '-' && *c != '{' && *c != '}').collect();
+    let hex: String = s
+        .chars()
+        .filter(|c| *c != '-' && *c != '{' && *c != '}')
+        .collect();
     if hex.len() != 32 {
         return None;
     }
@@ -351,7 +409,14 @@ fn parse_uuid(s: &str) -> Option<[u8; 16]> {
 
 fn format_uuid(b: &[u8]) -> String {
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 /// Days since the Unix epoch for a proleptic Gregorian date (Howard Hinnant's algorithm).
@@ -400,8 +465,16 @@ fn parse_time(s: &str) -> Option<i64> {
     let h: i64 = it.next()?.parse().ok()?;
     let m: i64 = it.next()?.parse().ok()?;
     let sec: i64 = it.next().unwrap_or("0").parse().ok()?;
-    let frac_digits: String = frac.chars().take_while(|c| c.is_ascii_digit()).take(6).collect();
-    let micros: i64 = if frac_digits.is_empty() { 0 } else { format!("{frac_digits:0<6}").parse().ok()? };
+    let frac_digits: String = frac
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .take(6)
+        .collect();
+    let micros: i64 = if frac_digits.is_empty() {
+        0
+    } else {
+        format!("{frac_digits:0<6}").parse().ok()?
+    };
     Some(((h * 60 + m) * 60 + sec) * 1_000_000 + micros)
 }
 
@@ -442,8 +515,18 @@ fn format_timestamp(unix_micros: i64) -> String {
     let rem = unix_micros.rem_euclid(86_400_000_000);
     let secs = rem / 1_000_000;
     let micros = rem % 1_000_000;
-    let base = format!("{} {:02}:{:02}:{:02}", format_date(days), secs / 3600, secs / 60 % 60, secs % 60);
-    if micros == 0 { base } else { format!("{base}.{micros:06}") }
+    let base = format!(
+        "{} {:02}:{:02}:{:02}",
+        format_date(days),
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    );
+    if micros == 0 {
+        base
+    } else {
+        format!("{base}.{micros:06}")
+    }
 }
 
 /// PostgreSQL binary NUMERIC from decimal text.
@@ -460,7 +543,10 @@ fn encode_numeric_binary(s: &str) -> Option<Vec<u8>> {
     let owned;
     let s = if s.contains(['e', 'E']) {
         let f: f64 = s.parse().ok()?;
-        owned = format!("{f:.17}").trim_end_matches('0').trim_end_matches('.').to_string();
+        owned = format!("{f:.17}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string();
         owned.as_str()
     } else {
         s
@@ -473,7 +559,9 @@ fn encode_numeric_binary(s: &str) -> Option<Vec<u8>> {
     if int_part.is_empty() && frac_part.is_empty() {
         return None;
     }
-    if !int_part.chars().all(|c| c.is_ascii_digit()) || !frac_part.chars().all(|c| c.is_ascii_digit()) {
+    if !int_part.chars().all(|c| c.is_ascii_digit())
+        || !frac_part.chars().all(|c| c.is_ascii_digit())
+    {
         return None;
     }
     let dscale = frac_part.len() as i16;
@@ -505,7 +593,14 @@ fn encode_numeric_binary(s: &str) -> Option<Vec<u8>> {
     }
     out.extend_from_slice(&(groups.len() as i16).to_be_bytes());
     out.extend_from_slice(&weight.to_be_bytes());
-    out.extend_from_slice(&(if neg && !groups.is_empty() { 0x4000u16 } else { 0 }).to_be_bytes());
+    out.extend_from_slice(
+        &(if neg && !groups.is_empty() {
+            0x4000u16
+        } else {
+            0
+        })
+        .to_be_bytes(),
+    );
     out.extend_from_slice(&dscale.to_be_bytes());
     for g in groups {
         out.extend_from_slice(&g.to_be_bytes());
@@ -530,7 +625,11 @@ fn decode_numeric_binary(b: &[u8]) -> Option<String> {
     for w in 0..=weight.max(-1) {
         let idx = w as usize;
         let d = digits.get(idx).copied().unwrap_or(0);
-        if int_s.is_empty() { int_s.push_str(&d.to_string()) } else { int_s.push_str(&format!("{d:04}")) }
+        if int_s.is_empty() {
+            int_s.push_str(&d.to_string())
+        } else {
+            int_s.push_str(&format!("{d:04}"))
+        }
     }
     if int_s.is_empty() {
         int_s.push('0');
@@ -538,7 +637,11 @@ fn decode_numeric_binary(b: &[u8]) -> Option<String> {
     let mut frac_s = String::new();
     let mut pos = weight + 1;
     while frac_s.len() < dscale {
-        let d = if pos < 0 { 0 } else { digits.get(pos as usize).copied().unwrap_or(0) };
+        let d = if pos < 0 {
+            0
+        } else {
+            digits.get(pos as usize).copied().unwrap_or(0)
+        };
         frac_s.push_str(&format!("{d:04}"));
         pos += 1;
     }
@@ -561,10 +664,23 @@ mod tests {
 
     #[test]
     fn numeric_binary_round_trips() {
-        for s in ["0", "1", "-1", "12345.678", "0.0001", "100000000", "-0.5", "3.14159265"] {
+        for s in [
+            "0",
+            "1",
+            "-1",
+            "12345.678",
+            "0.0001",
+            "100000000",
+            "-0.5",
+            "3.14159265",
+        ] {
             let b = encode_numeric_binary(s).unwrap();
             let back = decode_numeric_binary(&b).unwrap();
-            assert_eq!(back.parse::<f64>().unwrap(), s.parse::<f64>().unwrap(), "{s} -> {back}");
+            assert_eq!(
+                back.parse::<f64>().unwrap(),
+                s.parse::<f64>().unwrap(),
+                "{s} -> {back}"
+            );
         }
     }
 
@@ -578,19 +694,43 @@ mod tests {
 
     #[test]
     fn coercion_never_mislabels() {
-        assert_eq!(encode(&Value::Real(2.0), PgType::Int8, true).unwrap(), 2i64.to_be_bytes());
+        assert_eq!(
+            encode(&Value::Real(2.0), PgType::Int8, true).unwrap(),
+            2i64.to_be_bytes()
+        );
         assert!(encode(&Value::Text("abc".into()), PgType::Int8, false).is_err());
-        assert_eq!(encode(&Value::Integer(7), PgType::Text, false).unwrap(), b"7");
-        assert_eq!(encode(&Value::Integer(1), PgType::Bool, false).unwrap(), b"t");
-        assert_eq!(encode(&Value::Blob(vec![0xde, 0xad]), PgType::Bytea, false).unwrap(), b"\\xdead");
+        assert_eq!(
+            encode(&Value::Integer(7), PgType::Text, false).unwrap(),
+            b"7"
+        );
+        assert_eq!(
+            encode(&Value::Integer(1), PgType::Bool, false).unwrap(),
+            b"t"
+        );
+        assert_eq!(
+            encode(&Value::Blob(vec![0xde, 0xad]), PgType::Bytea, false).unwrap(),
+            b"\\xdead"
+        );
     }
 
     #[test]
     fn params_decode() {
-        assert_eq!(decode_param(Some(b"42"), PgType::Int8, false).unwrap(), Value::Integer(42));
-        assert_eq!(decode_param(Some(&5i64.to_be_bytes()), PgType::Int8, true).unwrap(), Value::Integer(5));
+        assert_eq!(
+            decode_param(Some(b"42"), PgType::Int8, false).unwrap(),
+            Value::Integer(42)
+        );
+        assert_eq!(
+            decode_param(Some(&5i64.to_be_bytes()), PgType::Int8, true).unwrap(),
+            Value::Integer(5)
+        );
         assert!(decode_param(Some(&[1, 2, 3]), PgType::Int8, true).is_err());
-        assert_eq!(decode_param(Some(b"\\x0102"), PgType::Bytea, false).unwrap(), Value::Blob(vec![1, 2]));
-        assert_eq!(decode_param(None, PgType::Text, false).unwrap(), Value::Null);
+        assert_eq!(
+            decode_param(Some(b"\\x0102"), PgType::Bytea, false).unwrap(),
+            Value::Blob(vec![1, 2])
+        );
+        assert_eq!(
+            decode_param(None, PgType::Text, false).unwrap(),
+            Value::Null
+        );
     }
 }

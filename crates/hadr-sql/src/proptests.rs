@@ -199,3 +199,25 @@ proptest! {
         }
     }
 }
+
+/// Shrunk failures the properties once found, pinned as plain tests.
+#[test]
+fn regressions() {
+    // `?1` must not fuse with a following E'' string.
+    assert_eq!(translate("$1E''").map(|t| t.sql), Ok("?1 E''".to_string()));
+    // A subscript after `$1` stays a subscript after `?1`.
+    assert_eq!(
+        literals(&translate("$1[E']E'").map(|t| t.sql).unwrap_or_default()),
+        literals("$1[E']E'")
+    );
+    // Unterminated quoted identifier ending in a multi-byte character.
+    assert_eq!(
+        classify("set,`é"),
+        Command::Set {
+            name: String::new(),
+            value: "é".into(),
+            local: false
+        }
+    );
+    assert_eq!(split("\" "), vec!["\" ".to_string()]);
+}

@@ -125,7 +125,7 @@ const RESERVED: &[&str] = &[
 const FUNCTION_KEYWORDS: &[&str] = &["ANY", "ARRAY", "CAST", "EXISTS", "LEFT", "RIGHT", "SOME"];
 
 /// Reserved words that are complete operands on their own.
-const VALUE_KEYWORDS: &[&str] = &[
+pub(crate) const VALUE_KEYWORDS: &[&str] = &[
     "CURRENT_DATE",
     "CURRENT_TIME",
     "CURRENT_TIMESTAMP",
@@ -136,15 +136,25 @@ const VALUE_KEYWORDS: &[&str] = &[
     "TRUE",
 ];
 
-const COMPARISONS: &[&str] = &["=", "==", "<>", "!=", "<", "<=", ">", ">="];
+/// Reserved words above that PostgreSQL still accepts as column names; they
+/// are one when they stand where an operand is expected (`SET by = $1`).
+const SOFT_KEYWORDS: &[&str] = &[
+    "BETWEEN", "BY", "DELETE", "ESCAPE", "EXISTS", "GLOB", "INDEXED", "INSERT", "MATCH", "OVER",
+    "REGEXP", "SET", "UPDATE", "VALUES",
+];
+
+/// Soft keywords that are operators after `NOT` (`a NOT BETWEEN -$1 AND 2`).
+const NOT_OPERATORS: &[&str] = &["BETWEEN", "EXISTS", "GLOB", "MATCH", "REGEXP"];
+
+pub(crate) const COMPARISONS: &[&str] = &["=", "==", "<>", "!=", "<", "<=", ">", ">="];
 const LIKE_KEYWORDS: &[&str] = &["LIKE", "ILIKE", "GLOB", "REGEXP", "MATCH"];
 const ARITHMETIC: &[&str] = &["+", "-", "*", "/", "%", "||"];
 
-fn is_reserved(word: &str) -> bool {
+pub(crate) fn is_reserved(word: &str) -> bool {
     RESERVED.iter().any(|r| r.eq_ignore_ascii_case(word))
 }
 
-fn in_list(word: &str, list: &[&str]) -> bool {
+pub(crate) fn in_list(word: &str, list: &[&str]) -> bool {
     list.iter().any(|r| r.eq_ignore_ascii_case(word))
 }
 
@@ -205,7 +215,7 @@ fn skip_group(toks: &[Token<'_>], open: usize) -> Option<usize> {
 /// Parse a type name starting at or after `start` (trivia skipped): optional
 /// schema, multi-word names, modifiers and array brackets. Returns the name
 /// normalised to single spaces and the index just past it.
-fn parse_type_name(toks: &[Token<'_>], start: usize) -> Option<(String, usize)> {
+pub(crate) fn parse_type_name(toks: &[Token<'_>], start: usize) -> Option<(String, usize)> {
     let mut k = next_sig(toks, start)?;
     if !is_name_part(&toks[k]) {
         return None;
@@ -816,7 +826,8 @@ impl<'s, 'a> Hints<'s, 'a> {
             let mut j = k + 1;
             while j < close {
                 let t = &self.sig[j];
-                if !is_name(t) {
+                // Any identifier can be listed here, keywords included.
+                if !is_name_part(t) || t.text.starts_with('$') {
                     return None;
                 }
                 cols.push(ident_value(t));
@@ -874,10 +885,56 @@ impl<'s, 'a> Hints<'s, 'a> {
         })
     }
 
+    /// Whether token `j` names a column where it stands: an identifier or
+    /// non-reserved word, any word after `qualifier.`, or a soft keyword
+    /// (`by`, `set`, `values`, ...) in a place that expects an operand.
+    fn column_word(&self, j: usize) -> bool {
+        let Some(t) = self.sig.get(j) else {
+            return false;
+        };
+        if is_name(t) {
+            return true;
+        }
+        if t.kind != Kind::Word || t.text.starts_with('$') {
+            return false;
+        }
+        let jj = j as isize;
+        if self.punct(jj - 1, ".") && self.at(jj - 2).is_some_and(is_name_part) {
+            return true;
+        }
+        if !in_list(t.text, SOFT_KEYWORDS) {
+            return false;
+        }
+        let Some(p) = self.at(jj - 1) else {
+            return false;
+        };
+        match p.kind {
+            Kind::Op => true,
+            Kind::Punct => p.text == "(" || p.text == ",",
+            Kind::Word => {
+                if t.is_kw("BY") && ["ORDER", "GROUP", "PARTITION"].iter().any(|k| p.is_kw(k)) {
+                    return false;
+                }
+                if p.is_kw("NOT") && in_list(t.text, NOT_OPERATORS) {
+                    return false;
+                }
+                // After a keyword that expects an operand (WHERE, AND, SET, ...);
+                // a keyword that ends one (NULL, END) or a name makes `t` an operator.
+                p.is_kw("SET")
+                    || p.is_kw("BY")
+                    || (is_reserved(p.text)
+                        && !in_list(p.text, VALUE_KEYWORDS)
+                        && !in_list(p.text, SOFT_KEYWORDS)
+                        && !p.is_kw("END"))
+            }
+            _ => false,
+        }
+    }
+
     /// Column reference ending at `end` (not a function call's result).
     fn name_before(&self, end: isize) -> Option<(Option<String>, String)> {
         let t = self.at(end)?;
-        if !is_name(t) {
+        if !self.column_word(usize::try_from(end).ok()?) {
             return None;
         }
         let column = ident_value(t);
@@ -898,8 +955,10 @@ impl<'s, 'a> Hints<'s, 'a> {
     /// Column reference starting at `start`.
     fn name_after(&self, start: isize) -> Option<(Option<String>, String)> {
         let (parts, next) = self.qualified_name(usize::try_from(start).ok()?)?;
-        let last = self.at(next as isize - 1)?;
-        if !is_name(last) || self.punct(next as isize, "(") || self.punct(next as isize, ".") {
+        if !self.column_word(next.checked_sub(1)?)
+            || self.punct(next as isize, "(")
+            || self.punct(next as isize, ".")
+        {
             return None;
         }
         let column = parts.last()?.clone();
@@ -1524,6 +1583,72 @@ mod tests {
         assert_eq!(
             hints("select * from t where a = $1 or b = $1"),
             vec![col(Some("t"), "a")]
+        );
+    }
+
+    #[test]
+    fn insert_keyword_columns() {
+        // Regression: `by` (a keyword) in the column list made the whole
+        // shape unrecognised, so every hint was Unknown.
+        let cols = ["id", "i", "b", "f", "d", "t", "vc", "bl", "by", "ok"];
+        assert_eq!(
+            hints("INSERT INTO v(id, i, b, f, d, t, vc, bl, by, ok) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"),
+            cols.iter().map(|c| col(Some("v"), c)).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            hints("insert into t (\"select\", [from], `order`, set, values, by) values ($1, $2, $3, $4, $5, $6)"),
+            ["select", "from", "order", "set", "values", "by"]
+                .iter()
+                .map(|c| col(Some("t"), c))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(
+            hints("insert into t(by) values ($1)"),
+            vec![col(Some("t"), "by")]
+        );
+    }
+
+    #[test]
+    fn keyword_columns_in_update_and_where() {
+        assert_eq!(
+            hints("update v set by = $1, ok = $2, set = $3 where by = $4 and values <> $5"),
+            vec![
+                col(Some("v"), "by"),
+                col(Some("v"), "ok"),
+                col(Some("v"), "set"),
+                col(Some("v"), "by"),
+                col(Some("v"), "values")
+            ]
+        );
+        assert_eq!(
+            hints("select * from v where $1 = by or v.order = $2 or (by < $3)"),
+            vec![
+                col(Some("v"), "by"),
+                col(Some("v"), "order"),
+                col(Some("v"), "by")
+            ]
+        );
+        assert_eq!(
+            hints("select * from v where by in ($1) and by between $2 and $3 and by like $4"),
+            vec![
+                col(Some("v"), "by"),
+                col(Some("v"), "by"),
+                col(Some("v"), "by"),
+                col(Some("v"), "by")
+            ]
+        );
+        // As keywords they still are none.
+        assert_eq!(
+            hints("select * from v order by -$1"),
+            vec![ParamHint::Unknown]
+        );
+        assert_eq!(
+            hints("select * from v where a not between -$1 and 2"),
+            vec![ParamHint::Unknown]
+        );
+        assert_eq!(
+            hints("select * from v where null = $1 or case when a then 1 end = $2"),
+            vec![ParamHint::Unknown, ParamHint::Unknown]
         );
     }
 }

@@ -1,0 +1,603 @@
+//! hadr's replication protocol: the messages a primary and a standby exchange
+//! over the replication port, and their framing. Pure: no I/O.
+//!
+//! A frame is `[len u32][type u8][body][crc32c u32]`, big-endian, where `len`
+//! counts type, body and CRC. The first message on a connection is a
+//! [`Hello`] carrying [`PROTOCOL_VERSION`]; a peer speaking another version is
+//! refused with a [`Refuse`] naming both versions, never misread.
+
+/// Version of this protocol. Bump on any incompatible change.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Largest frame accepted (records are batched below this).
+pub const MAX_FRAME: usize = 64 << 20;
+
+/// Errors decoding frames.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ProtocolError {
+    /// More bytes are needed.
+    #[error("incomplete frame: need {0} more bytes")]
+    Incomplete(usize),
+    /// The length field is out of range.
+    #[error("frame length {0} out of range")]
+    BadLength(usize),
+    /// The checksum does not match.
+    #[error("frame checksum mismatch (stored {stored:#010x}, computed {computed:#010x})")]
+    Crc {
+        /// Stored CRC.
+        stored: u32,
+        /// Computed CRC.
+        computed: u32,
+    },
+    /// Unknown message type.
+    #[error("unknown message type {0}")]
+    UnknownType(u8),
+    /// The body does not parse.
+    #[error("malformed {0} message")]
+    Malformed(&'static str),
+}
+
+/// Which side a node speaks as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerRole {
+    /// The primary.
+    Primary,
+    /// A standby.
+    Standby,
+    /// A node making a copy of the primary (`hadr clone`).
+    Cloner,
+}
+
+/// One entry of an epoch history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EpochEntry {
+    /// Epoch number.
+    pub epoch: u64,
+    /// First LSN of that epoch.
+    pub start_lsn: u64,
+}
+
+/// First message of each side.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hello {
+    /// [`PROTOCOL_VERSION`] of the sender.
+    pub version: u16,
+    /// Sender's role.
+    pub role: PeerRole,
+    /// Database id ("" for a cloner that has none yet).
+    pub database_id: String,
+    /// Sender's current epoch.
+    pub epoch: u64,
+    /// Sender's epoch history.
+    pub epoch_history: Vec<EpochEntry>,
+    /// Standby: the LSN it wants records from (its log end). Primary: its log end.
+    pub lsn: u64,
+    /// Sender's replication address as configured (matches hadr_target_list entries).
+    pub address: String,
+}
+
+/// A refusal, sent before closing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refuse {
+    /// Why, for both sides' logs.
+    pub reason: String,
+}
+
+/// Every message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    /// Handshake.
+    Hello(Hello),
+    /// Handshake refused.
+    Refuse(Refuse),
+    /// Whole encoded log records starting at `start_lsn` (hadr-log's format).
+    Records {
+        /// LSN of the first record.
+        start_lsn: u64,
+        /// Encoded records, back to back.
+        bytes: Vec<u8>,
+    },
+    /// Standby → primary positions.
+    Ack {
+        /// Received (in memory / written).
+        received: u64,
+        /// Durable on the standby's disk.
+        flushed: u64,
+        /// Replayed into the standby's database.
+        replayed: u64,
+    },
+    /// Liveness and peer-window promise (primary's clock, µs since Unix epoch; 0 = none).
+    Heartbeat {
+        /// Sender's clock.
+        now_micros: u64,
+        /// Primary's log end.
+        end_lsn: u64,
+        /// Peer window end.
+        peer_window_end_micros: u64,
+    },
+    /// Cloner → primary: send a snapshot.
+    CloneRequest,
+    /// Primary → cloner: the snapshot's shape.
+    CloneStart {
+        /// Database id.
+        database_id: String,
+        /// Epoch history.
+        epoch_history: Vec<EpochEntry>,
+        /// Epoch.
+        epoch: u64,
+        /// The snapshot is the state after every record below this LSN.
+        lsn: u64,
+        /// Page size.
+        page_size: u32,
+        /// Pages in the snapshot.
+        pages: u32,
+    },
+    /// Primary → cloner: consecutive pages starting at `first_pgno`.
+    ClonePages {
+        /// First page number.
+        first_pgno: u32,
+        /// Page images, each page_size bytes, back to back.
+        data: Vec<u8>,
+    },
+    /// Primary → cloner: snapshot complete.
+    CloneEnd,
+}
+
+const T_HELLO: u8 = 1;
+const T_REFUSE: u8 = 2;
+const T_RECORDS: u8 = 3;
+const T_ACK: u8 = 4;
+const T_HEARTBEAT: u8 = 5;
+const T_CLONE_REQUEST: u8 = 6;
+const T_CLONE_START: u8 = 7;
+const T_CLONE_PAGES: u8 = 8;
+const T_CLONE_END: u8 = 9;
+
+struct W(Vec<u8>);
+impl W {
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    fn u16(&mut self, v: u16) {
+        self.0.extend_from_slice(&v.to_be_bytes());
+    }
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_be_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_be_bytes());
+    }
+    fn bytes(&mut self, b: &[u8]) {
+        self.u32(b.len() as u32);
+        self.0.extend_from_slice(b);
+    }
+    fn str(&mut self, s: &str) {
+        self.bytes(s.as_bytes());
+    }
+    fn history(&mut self, h: &[EpochEntry]) {
+        self.u32(h.len() as u32);
+        for e in h {
+            self.u64(e.epoch);
+            self.u64(e.start_lsn);
+        }
+    }
+}
+
+struct R<'a> {
+    b: &'a [u8],
+    what: &'static str,
+}
+impl<'a> R<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], ProtocolError> {
+        if self.b.len() < n {
+            return Err(ProtocolError::Malformed(self.what));
+        }
+        let (a, rest) = self.b.split_at(n);
+        self.b = rest;
+        Ok(a)
+    }
+    fn u8(&mut self) -> Result<u8, ProtocolError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, ProtocolError> {
+        let b = self.take(2)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
+    }
+    fn u32(&mut self) -> Result<u32, ProtocolError> {
+        let b = self.take(4)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn u64(&mut self) -> Result<u64, ProtocolError> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_be_bytes(a))
+    }
+    fn bytes(&mut self) -> Result<Vec<u8>, ProtocolError> {
+        let n = self.u32()? as usize;
+        Ok(self.take(n)?.to_vec())
+    }
+    fn str(&mut self) -> Result<String, ProtocolError> {
+        String::from_utf8(self.bytes()?).map_err(|_| ProtocolError::Malformed(self.what))
+    }
+    fn history(&mut self) -> Result<Vec<EpochEntry>, ProtocolError> {
+        let n = self.u32()? as usize;
+        // Each entry is 16 bytes: refuse counts the body cannot hold before allocating.
+        if n > self.b.len() / 16 {
+            return Err(ProtocolError::Malformed(self.what));
+        }
+        (0..n)
+            .map(|_| {
+                Ok(EpochEntry {
+                    epoch: self.u64()?,
+                    start_lsn: self.u64()?,
+                })
+            })
+            .collect()
+    }
+    fn end(&self) -> Result<(), ProtocolError> {
+        if self.b.is_empty() {
+            Ok(())
+        } else {
+            Err(ProtocolError::Malformed(self.what))
+        }
+    }
+}
+
+fn role_code(r: PeerRole) -> u8 {
+    match r {
+        PeerRole::Primary => 1,
+        PeerRole::Standby => 2,
+        PeerRole::Cloner => 3,
+    }
+}
+
+impl Message {
+    /// Encode as one frame.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = W(Vec::with_capacity(64));
+        w.u32(0); // length, patched below
+        match self {
+            Message::Hello(h) => {
+                w.u8(T_HELLO);
+                w.u16(h.version);
+                w.u8(role_code(h.role));
+                w.str(&h.database_id);
+                w.u64(h.epoch);
+                w.history(&h.epoch_history);
+                w.u64(h.lsn);
+                w.str(&h.address);
+            }
+            Message::Refuse(r) => {
+                w.u8(T_REFUSE);
+                w.str(&r.reason);
+            }
+            Message::Records { start_lsn, bytes } => {
+                w.u8(T_RECORDS);
+                w.u64(*start_lsn);
+                w.bytes(bytes);
+            }
+            Message::Ack {
+                received,
+                flushed,
+                replayed,
+            } => {
+                w.u8(T_ACK);
+                w.u64(*received);
+                w.u64(*flushed);
+                w.u64(*replayed);
+            }
+            Message::Heartbeat {
+                now_micros,
+                end_lsn,
+                peer_window_end_micros,
+            } => {
+                w.u8(T_HEARTBEAT);
+                w.u64(*now_micros);
+                w.u64(*end_lsn);
+                w.u64(*peer_window_end_micros);
+            }
+            Message::CloneRequest => w.u8(T_CLONE_REQUEST),
+            Message::CloneStart {
+                database_id,
+                epoch_history,
+                epoch,
+                lsn,
+                page_size,
+                pages,
+            } => {
+                w.u8(T_CLONE_START);
+                w.str(database_id);
+                w.history(epoch_history);
+                w.u64(*epoch);
+                w.u64(*lsn);
+                w.u32(*page_size);
+                w.u32(*pages);
+            }
+            Message::ClonePages { first_pgno, data } => {
+                w.u8(T_CLONE_PAGES);
+                w.u32(*first_pgno);
+                w.bytes(data);
+            }
+            Message::CloneEnd => w.u8(T_CLONE_END),
+        }
+        let crc = crc32c::crc32c(&w.0[4..]);
+        w.u32(crc);
+        let len = (w.0.len() - 4) as u32;
+        w.0[0..4].copy_from_slice(&len.to_be_bytes());
+        w.0
+    }
+
+    /// Decode one frame from the front of `buf`; returns the message and the bytes used.
+    pub fn decode(buf: &[u8]) -> Result<(Message, usize), ProtocolError> {
+        if buf.len() < 4 {
+            return Err(ProtocolError::Incomplete(4 - buf.len()));
+        }
+        let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+        if !(5..=MAX_FRAME).contains(&len) {
+            return Err(ProtocolError::BadLength(len));
+        }
+        if buf.len() < 4 + len {
+            return Err(ProtocolError::Incomplete(4 + len - buf.len()));
+        }
+        let frame = &buf[4..4 + len];
+        let (content, crc) = frame.split_at(len - 4);
+        let stored = u32::from_be_bytes([crc[0], crc[1], crc[2], crc[3]]);
+        let computed = crc32c::crc32c(content);
+        if stored != computed {
+            return Err(ProtocolError::Crc { stored, computed });
+        }
+        let (ty, body) = content
+            .split_first()
+            .ok_or(ProtocolError::Malformed("empty"))?;
+        let msg = match *ty {
+            T_HELLO => {
+                let mut r = R {
+                    b: body,
+                    what: "Hello",
+                };
+                let version = r.u16()?;
+                let role = match r.u8()? {
+                    1 => PeerRole::Primary,
+                    2 => PeerRole::Standby,
+                    3 => PeerRole::Cloner,
+                    _ => return Err(ProtocolError::Malformed("Hello")),
+                };
+                let h = Hello {
+                    version,
+                    role,
+                    database_id: r.str()?,
+                    epoch: r.u64()?,
+                    epoch_history: r.history()?,
+                    lsn: r.u64()?,
+                    address: r.str()?,
+                };
+                r.end()?;
+                Message::Hello(h)
+            }
+            T_REFUSE => {
+                let mut r = R {
+                    b: body,
+                    what: "Refuse",
+                };
+                let reason = r.str()?;
+                r.end()?;
+                Message::Refuse(Refuse { reason })
+            }
+            T_RECORDS => {
+                let mut r = R {
+                    b: body,
+                    what: "Records",
+                };
+                let m = Message::Records {
+                    start_lsn: r.u64()?,
+                    bytes: r.bytes()?,
+                };
+                r.end()?;
+                m
+            }
+            T_ACK => {
+                let mut r = R {
+                    b: body,
+                    what: "Ack",
+                };
+                let m = Message::Ack {
+                    received: r.u64()?,
+                    flushed: r.u64()?,
+                    replayed: r.u64()?,
+                };
+                r.end()?;
+                m
+            }
+            T_HEARTBEAT => {
+                let mut r = R {
+                    b: body,
+                    what: "Heartbeat",
+                };
+                let m = Message::Heartbeat {
+                    now_micros: r.u64()?,
+                    end_lsn: r.u64()?,
+                    peer_window_end_micros: r.u64()?,
+                };
+                r.end()?;
+                m
+            }
+            T_CLONE_REQUEST => {
+                R {
+                    b: body,
+                    what: "CloneRequest",
+                }
+                .end()?;
+                Message::CloneRequest
+            }
+            T_CLONE_START => {
+                let mut r = R {
+                    b: body,
+                    what: "CloneStart",
+                };
+                let m = Message::CloneStart {
+                    database_id: r.str()?,
+                    epoch_history: r.history()?,
+                    epoch: r.u64()?,
+                    lsn: r.u64()?,
+                    page_size: r.u32()?,
+                    pages: r.u32()?,
+                };
+                r.end()?;
+                m
+            }
+            T_CLONE_PAGES => {
+                let mut r = R {
+                    b: body,
+                    what: "ClonePages",
+                };
+                let m = Message::ClonePages {
+                    first_pgno: r.u32()?,
+                    data: r.bytes()?,
+                };
+                r.end()?;
+                m
+            }
+            T_CLONE_END => {
+                R {
+                    b: body,
+                    what: "CloneEnd",
+                }
+                .end()?;
+                Message::CloneEnd
+            }
+            other => return Err(ProtocolError::UnknownType(other)),
+        };
+        Ok((msg, 4 + len))
+    }
+}
+
+/// Check a peer's Hello against ours: same protocol version, same database.
+pub fn check_hello(ours: &Hello, theirs: &Hello) -> Result<(), String> {
+    if theirs.version != ours.version {
+        return Err(format!(
+            "peer {} speaks replication protocol version {}, this node speaks {}; run the same hadr version on both",
+            theirs.address, theirs.version, ours.version
+        ));
+    }
+    if !ours.database_id.is_empty()
+        && !theirs.database_id.is_empty()
+        && theirs.database_id != ours.database_id
+    {
+        return Err(format!(
+            "peer {} holds database {}, this node holds {}; a standby must be cloned from its primary",
+            theirs.address, theirs.database_id, ours.database_id
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn hello() -> Hello {
+        Hello {
+            version: PROTOCOL_VERSION,
+            role: PeerRole::Standby,
+            database_id: "db".into(),
+            epoch: 3,
+            epoch_history: vec![
+                EpochEntry {
+                    epoch: 1,
+                    start_lsn: 0,
+                },
+                EpochEntry {
+                    epoch: 3,
+                    start_lsn: 77,
+                },
+            ],
+            lsn: 1234,
+            address: "127.0.0.1:9000".into(),
+        }
+    }
+
+    fn samples() -> Vec<Message> {
+        vec![
+            Message::Hello(hello()),
+            Message::Refuse(Refuse {
+                reason: "no".into(),
+            }),
+            Message::Records {
+                start_lsn: 99,
+                bytes: vec![1, 2, 3],
+            },
+            Message::Ack {
+                received: 1,
+                flushed: 2,
+                replayed: 3,
+            },
+            Message::Heartbeat {
+                now_micros: 5,
+                end_lsn: 6,
+                peer_window_end_micros: 7,
+            },
+            Message::CloneRequest,
+            Message::CloneStart {
+                database_id: "x".into(),
+                epoch_history: vec![],
+                epoch: 1,
+                lsn: 2,
+                page_size: 4096,
+                pages: 10,
+            },
+            Message::ClonePages {
+                first_pgno: 1,
+                data: vec![0; 4096],
+            },
+            Message::CloneEnd,
+        ]
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        for m in samples() {
+            let b = m.encode();
+            assert_eq!(Message::decode(&b), Ok((m.clone(), b.len())));
+        }
+    }
+
+    #[test]
+    fn other_version_and_database_are_refused_clearly() {
+        let mut other = hello();
+        other.version = 2;
+        assert!(check_hello(&hello(), &other)
+            .unwrap_err()
+            .contains("version 2"));
+        let mut other = hello();
+        other.database_id = "another".into();
+        assert!(check_hello(&hello(), &other)
+            .unwrap_err()
+            .contains("another"));
+        assert!(check_hello(&hello(), &hello()).is_ok());
+    }
+
+    proptest! {
+        #[test]
+        fn any_flipped_bit_is_detected(i in 0usize..9, bit in 0usize..10_000) {
+            let b = samples()[i].encode();
+            let bit = bit % (b.len() * 8);
+            let mut c = b.clone();
+            c[bit / 8] ^= 1 << (bit % 8);
+            prop_assert!(Message::decode(&c).map(|(m, _)| m) != Ok(samples()[i].clone()));
+        }
+
+        #[test]
+        fn any_truncation_is_incomplete(i in 0usize..9, cut in 0usize..10_000) {
+            let b = samples()[i].encode();
+            let cut = cut % b.len();
+            prop_assert!(matches!(Message::decode(&b[..cut]), Err(ProtocolError::Incomplete(_))));
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = Message::decode(&bytes);
+        }
+    }
+}
