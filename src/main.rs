@@ -29,7 +29,7 @@ enum Cmd {
         data: PathBuf,
     },
     /// Serve a database over the PostgreSQL protocol.
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
     /// Check a stopped node's log chain and database offline; print the LSN and page hash.
     Verify {
         /// Data directory.
@@ -184,7 +184,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Cmd::Server(args) => {
-            let config = args.into_config()?;
+            let config = (*args).into_config()?;
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(hadr_server::run(config, shutdown_signal(), |_| {}))?;
             Ok(())

@@ -337,6 +337,18 @@ impl Engine {
         Ok(Some(end))
     }
 
+    /// Capture after a commit, and return the log end: the commit's record ends
+    /// at or before it, whether this call or a concurrent one captured it.
+    ///
+    /// Safe without the write permit: capture accepts only frames whose
+    /// cumulative checksums validate up to a commit frame, so a concurrent
+    /// writer's half-written frames are never taken, and the WAL is only
+    /// restarted after a checkpoint, which captures first.
+    pub fn capture_for_commit(&self) -> Result<Lsn, EngineError> {
+        self.capture_commits()?;
+        Ok(self.log.end_lsn())
+    }
+
     /// Frames (roughly) written to the WAL since the last complete checkpoint.
     pub fn frames_since_checkpoint(&self) -> u64 {
         self.frames_since_checkpoint.load(Ordering::Relaxed)

@@ -7,6 +7,14 @@
 //!
 //! An [`Lsn`] is the byte offset of a record in the logical log stream; segment headers do not
 //! count, so LSNs do not depend on where segments were cut. Unix only (positioned I/O).
+//!
+//! Segment files are preallocated: written full of zeros to `segment_size` and fsynced before
+//! they get their name (a background thread keeps one spare ready), so appends overwrite
+//! existing blocks and the commit fdatasync has no file size or extent change to journal. The
+//! end of the log is therefore where the records stop and the zeros begin, not the file length;
+//! a record that does not fit in the space left in a segment starts the next one, leaving a
+//! zero tail behind. The record and segment header formats are the same as before
+//! preallocation, and logs written before it open unchanged.
 
 mod error;
 mod log;

@@ -96,6 +96,9 @@ pub struct LogStats {
 
 type FlushCallback = Arc<dyn Fn(Lsn) + Send + Sync>;
 
+/// Appends are padded with zeros to a multiple of this (the usual page size) in the file.
+const WRITE_PAGE: u64 = 4096;
+
 /// State guarded by the append lock.
 struct State {
     /// Retained segments, oldest first; the last one is being appended to.
@@ -236,7 +239,9 @@ impl Log {
         } else if scan_from > phys_end {
             return Err(LogError::BadLsn {
                 lsn: scan_from,
-                reason: format!("scan start is past the end of the log ({phys_end})"),
+                reason: format!(
+                    "scan start is past the end of the log (and of the last segment file, LSN {phys_end})"
+                ),
             });
         } else {
             scan_from
@@ -687,6 +692,17 @@ impl Log {
             let mut st = lock(&self.inner.state);
             st.closed = true;
         }
+        // First, and whatever happens to the flusher: a spare half written is abandoned, and
+        // the thread must not outlive the log.
+        let spare = lock(&self.spare_thread).take();
+        let spare_panicked = spare.is_some_and(|h| {
+            {
+                let mut sp = lock(&self.inner.spare);
+                sp.shutdown = true;
+                self.inner.spare_cv.notify_all();
+            }
+            h.join().is_err()
+        });
         let handle = lock(&self.flusher).take();
         if let Some(h) = handle {
             {
@@ -698,16 +714,8 @@ impl Log {
                 return Err(LogError::Failed("log flusher thread panicked".into()));
             }
         }
-        let spare = lock(&self.spare_thread).take();
-        if let Some(h) = spare {
-            {
-                let mut sp = lock(&self.inner.spare);
-                sp.shutdown = true;
-                self.inner.spare_cv.notify_all();
-            }
-            if h.join().is_err() {
-                return Err(LogError::Failed("log spare-segment thread panicked".into()));
-            }
+        if spare_panicked {
+            return Err(LogError::Failed("log spare-segment thread panicked".into()));
         }
         let fl = lock(&self.inner.fl);
         match &fl.failure {
@@ -770,7 +778,20 @@ impl Inner {
         }
         let seg = st.current_seg()?;
         let off = seg.file_offset(lsn);
-        if let Err(e) = st.current.write_all_at(bytes, off) {
+        // Fill the rest of the last page with the zeros already there: overwriting only part
+        // of a page that has left the page cache makes the kernel read it from disk first,
+        // which appending at the end of a file never cost.
+        let padded;
+        let mut data = bytes;
+        let page_end = (off + len).next_multiple_of(WRITE_PAGE);
+        if page_end > off + len && page_end <= seg.file_len {
+            let mut v = Vec::with_capacity((page_end - off) as usize);
+            v.extend_from_slice(bytes);
+            v.resize((page_end - off) as usize, 0);
+            padded = v;
+            data = &padded;
+        }
+        if let Err(e) = st.current.write_all_at(data, off) {
             // Put back the zeros (and the length) of the tail, or a shorter next record would
             // leave part of this one behind it, to be reported as a torn tail on reopen.
             let undo = (|| {

@@ -31,6 +31,8 @@ const SPARE_TMP: &str = "spare.hlog.tmp";
 /// Zeros are written in chunks of this size, so the buffer stays small and a cancelled spare
 /// preparation stops quickly.
 const ZERO_CHUNK: usize = 1 << 20;
+/// Granularity of the all-zero test when looking for where data ends.
+const ZERO_BLOCK: usize = 4096;
 
 /// A segment file and the LSN range it holds.
 #[derive(Clone, Debug)]
@@ -308,8 +310,13 @@ pub(crate) fn list_segments(dir: &Path, remove_tmp: bool) -> Result<Vec<SegMeta>
         if let Some(start) = parse_segment_name(name) {
             found.push((start, ent.path()));
         } else if remove_tmp && name.ends_with(TMP_SUFFIX) {
-            // A crash during segment creation; it never held records.
-            tracing::warn!(path = %ent.path().display(), "removing unfinished log segment");
+            // A crash during segment creation; it never held records. An unfinished spare is
+            // routine (preparing one is cut short by a crash), so it gets no warning.
+            if name == SPARE_TMP {
+                tracing::debug!(path = %ent.path().display(), "removing unfinished spare log segment");
+            } else {
+                tracing::warn!(path = %ent.path().display(), "removing unfinished log segment");
+            }
             std::fs::remove_file(ent.path()).map_err(|e| LogError::io(ent.path(), e))?;
         }
     }
@@ -635,6 +642,7 @@ fn classify_tail(seg: &SegMeta, at: Lsn) -> Result<Tail, LogError> {
     let from = seg.file_offset(at);
     let magic = RECORD_MAGIC.to_le_bytes();
     let mut buf = vec![0u8; ZERO_CHUNK];
+    let zeros = vec![0u8; ZERO_BLOCK];
     let mut nonzero_end = None;
     let mut off = from;
     while off < file_len {
@@ -642,12 +650,11 @@ fn classify_tail(seg: &SegMeta, at: Lsn) -> Result<Tail, LogError> {
         let chunk = &mut buf[..n];
         file.read_exact_at(chunk, off).map_err(io)?;
         // Preallocated tails are long runs of zeros; skip them without a byte-wise search.
-        let Some(last) = chunk.iter().rposition(|&b| b != 0) else {
+        let Some((first, last)) = nonzero_span(chunk, &zeros) else {
             off += n as u64;
             continue;
         };
         nonzero_end = Some(off + last as u64 + 1);
-        let first = chunk.iter().position(|&b| b != 0).unwrap_or(last);
         for i in first..=last {
             let cand = off + i as u64;
             if chunk[i] != magic[0] || cand == from {
@@ -669,6 +676,28 @@ fn classify_tail(seg: &SegMeta, at: Lsn) -> Result<Tail, LogError> {
             nonzero_end: seg.start + (end - SEG_HEADER_LEN),
         },
     })
+}
+
+/// Indexes of the first and last non-zero byte of `b`, or None if it is all zeros.
+///
+/// Whole blocks are compared with `zeros` (a memcmp, fast even in debug builds); only the two
+/// blocks holding the answers are searched byte by byte.
+fn nonzero_span(b: &[u8], zeros: &[u8]) -> Option<(usize, usize)> {
+    let block = zeros.len();
+    let is_zero = |s: &[u8]| s == &zeros[..s.len()];
+    let first_block = (0..b.len())
+        .step_by(block)
+        .find(|&i| !is_zero(&b[i..(i + block).min(b.len())]))?;
+    let last_block = (first_block..b.len())
+        .step_by(block)
+        .rev()
+        .find(|&i| !is_zero(&b[i..(i + block).min(b.len())]))
+        .unwrap_or(first_block);
+    let end = (first_block + block).min(b.len());
+    let first = first_block + b[first_block..end].iter().position(|&x| x != 0)?;
+    let end = (last_block + block).min(b.len());
+    let last = last_block + b[last_block..end].iter().rposition(|&x| x != 0)?;
+    Some((first, last))
 }
 
 /// The LSN of the intact record at file offset `off` of `seg`, if there is one.

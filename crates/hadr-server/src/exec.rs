@@ -58,8 +58,11 @@ pub struct Outcome {
     pub rows: Vec<Vec<Value>>,
     /// Rows changed, for DML tags.
     pub changes: u64,
-    /// Log end after capturing this statement's commit, if it committed a write.
+    /// Log end to wait for before acknowledging (set by the session after capture).
     pub commit_lsn: Option<Lsn>,
+    /// A write transaction ended with this statement (committed or rolled back);
+    /// the caller releases the write gate, then captures with [`capture`].
+    pub write_ended: bool,
     /// Whether the connection is outside a transaction afterwards.
     pub autocommit_after: bool,
 }
@@ -117,6 +120,37 @@ fn expr_type_guess(name: &str) -> Option<PgType> {
         return Some(PgType::Text);
     }
     None
+}
+
+/// `sum(col)`, `min(col)`, `max(col)`, `abs(col)` (SQLite names an unaliased
+/// expression column after its text): the type follows the argument column's
+/// declared type, as PostgreSQL's does (sum of integers is bigint).
+fn aggregate_type(meta: &Mutex<Connection>, name: &str) -> Option<PgType> {
+    let n = name.trim();
+    let open = n.find('(')?;
+    let func = n[..open].trim().to_ascii_lowercase();
+    if !matches!(func.as_str(), "sum" | "min" | "max" | "abs") {
+        return None;
+    }
+    let arg = n[open + 1..].strip_suffix(')')?.trim();
+    let (table, column) = match arg.rsplit_once('.') {
+        Some((t, c)) => (Some(t.trim_matches('"')), c.trim_matches('"')),
+        None => (None, arg.trim_matches('"')),
+    };
+    if column.is_empty() || !column.chars().all(|c| c.is_alphanumeric() || c == '_') {
+        return None;
+    }
+    let t = column_type(
+        &meta.lock().unwrap_or_else(|p| p.into_inner()),
+        table,
+        column,
+    )?;
+    match (func.as_str(), t) {
+        (_, PgType::Int2 | PgType::Int4 | PgType::Int8) => Some(PgType::Int8),
+        (_, PgType::Float4 | PgType::Float8) => Some(PgType::Float8),
+        ("min" | "max", other) => Some(other),
+        _ => None,
+    }
 }
 
 fn resolve_hint(conn: &Connection, hint: &ParamHint) -> PgType {
@@ -203,15 +237,22 @@ pub fn prepare(
         };
         param_types.push(t);
     }
+    // What the text says (a cast, a literal, a comparison) wins over the
+    // declared type of the column underneath, which wins over a guess.
+    let text_types =
+        hadr_sql::result_column_types(original).filter(|t| t.len() == stmt.column_count());
     let columns = stmt
         .columns()
         .iter()
-        .map(|c| Column {
+        .enumerate()
+        .map(|(i, c)| Column {
             name: c.name().to_string(),
-            ty: c
-                .decl_type()
-                .and_then(PgType::from_sqlite_decltype)
-                .or_else(|| expr_type_guess(c.name())),
+            ty: text_types
+                .as_ref()
+                .and_then(|t| t[i])
+                .or_else(|| c.decl_type().and_then(PgType::from_sqlite_decltype))
+                .or_else(|| expr_type_guess(c.name()))
+                .or_else(|| aggregate_type(meta, c.name())),
         })
         .collect();
     let readonly = stmt.readonly();
@@ -229,8 +270,7 @@ pub fn prepare(
 ///
 /// `fixed` holds column types already announced to the client (a Describe);
 /// otherwise types the statement could not tell are decided from the first
-/// non-NULL value. If `have_permit`, a commit is captured into the log here,
-/// before the permit is released, so records stay in commit order.
+/// non-NULL value.
 pub fn execute(
     db: &mut SessionDb,
     p: &Prepared,
@@ -315,15 +355,15 @@ pub fn execute(
         outcome.changes = db.conn.changes();
     }
     outcome.autocommit_after = db.conn.is_autocommit();
-    if have_permit && outcome.autocommit_after {
-        outcome.commit_lsn = capture(db)?;
-    }
+    outcome.write_ended = have_permit && outcome.autocommit_after;
     Ok(outcome)
 }
 
-/// Capture whatever the connection just committed.
-pub fn capture(db: &SessionDb) -> Result<Option<Lsn>, ExecError> {
-    db.engine.capture_commits().map_err(|e| {
+/// Capture whatever was committed and return the log end to wait for.
+/// Called after releasing the write gate, to keep capture out of the
+/// one-writer window.
+pub fn capture(db: &SessionDb) -> Result<Lsn, ExecError> {
+    db.engine.capture_for_commit().map_err(|e| {
         ExecError::Capture(PgError::fatal(
             sqlstate::IO_ERROR,
             format!("could not write the transaction log: {e}; the server stops accepting writes"),
@@ -336,12 +376,10 @@ pub fn exec_plain(db: &mut SessionDb, sql: &str, have_permit: bool) -> Result<Ou
     if let Err(e) = db.conn.execute_batch(sql) {
         return Err(ExecError::Pg(from_sqlite(&e), db.conn.is_autocommit()));
     }
-    let mut outcome = Outcome {
-        autocommit_after: db.conn.is_autocommit(),
+    let autocommit_after = db.conn.is_autocommit();
+    Ok(Outcome {
+        autocommit_after,
+        write_ended: have_permit && autocommit_after,
         ..Default::default()
-    };
-    if have_permit && outcome.autocommit_after {
-        outcome.commit_lsn = capture(db)?;
-    }
-    Ok(outcome)
+    })
 }

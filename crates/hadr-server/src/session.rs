@@ -47,6 +47,7 @@ use crate::exec::{self, ExecError, Outcome, Prepared, SessionDb};
 use crate::gate::WritePermit;
 use crate::node::{Node, SessionHandle};
 use crate::values;
+use hadr_log::Lsn;
 
 /// The server_version we report; drivers parse it to pick features.
 pub const SERVER_VERSION: &str = "15.0";
@@ -67,6 +68,8 @@ struct Portal {
     described: Option<Vec<PgType>>,
     /// Rows fetched but not yet sent (Execute with a row limit).
     pending: Option<(Outcome, usize)>,
+    /// Ran to completion: a further Execute returns no rows, as in PostgreSQL.
+    exhausted: bool,
 }
 
 enum Flow {
@@ -838,9 +841,12 @@ impl Session {
             let have = self.permit.is_some();
             let r = exec::execute(&mut self.db, &p, &params, have, described.as_deref());
             match r {
-                Ok(o) => {
+                Ok(mut o) => {
                     if o.autocommit_after && self.tx == Tx::Idle {
                         self.permit = None;
+                    }
+                    if o.write_ended {
+                        o.commit_lsn = Some(self.capture()?);
                     }
                     return Ok(o);
                 }
@@ -873,9 +879,21 @@ impl Session {
         }
     }
 
-    /// COMMIT a block: SQLite commit and capture under the permit, then wait
-    /// for durability after releasing it, so the next writer need not wait
-    /// for our fsync.
+    /// Capture after a write transaction ended; the gate is already released.
+    fn capture(&mut self) -> Result<Lsn, PgError> {
+        match exec::capture(&self.db) {
+            Ok(lsn) => Ok(lsn),
+            Err(ExecError::Capture(e)) | Err(ExecError::Pg(e, _)) => Err(e),
+            Err(ExecError::NeedPermit) => Err(PgError::new(
+                sqlstate::INTERNAL_ERROR,
+                "unexpected permit request",
+            )),
+        }
+    }
+
+    /// COMMIT a block: the SQLite commit under the write gate; capture and the
+    /// wait for durability after releasing it, so the next writer waits for
+    /// neither.
     fn commit(&mut self) -> Result<(), PgError> {
         let r = self.run_plain("COMMIT");
         self.tx = Tx::Idle;
@@ -883,7 +901,12 @@ impl Session {
         match r {
             Ok(o) => {
                 self.permit = None;
-                if let Some(lsn) = o.commit_lsn {
+                let lsn = if o.write_ended {
+                    Some(self.capture()?)
+                } else {
+                    None
+                };
+                if let Some(lsn) = lsn {
                     self.node.wait_durable(lsn)?;
                     self.node.stats.commits.fetch_add(1, Ordering::Relaxed);
                 }
@@ -927,11 +950,8 @@ impl Session {
                     format!("client_encoding {v} is not supported; hadr speaks UTF8 only"),
                 ));
             }
-            "transaction_read_only" | "default_transaction_read_only" => {
-                if name == "transaction_read_only" && self.tx == Tx::Block {
-                    self.read_only_tx =
-                        matches!(v.to_ascii_lowercase().as_str(), "on" | "true" | "1");
-                }
+            "transaction_read_only" if self.tx == Tx::Block => {
+                self.read_only_tx = matches!(v.to_ascii_lowercase().as_str(), "on" | "true" | "1");
             }
             _ => {}
         }
@@ -1072,6 +1092,7 @@ impl Session {
                 result_binary,
                 described: None,
                 pending: None,
+                exhausted: false,
             },
         );
         wire.send(PgWireBackendMessage::BindComplete(BindComplete::new()));
@@ -1148,6 +1169,11 @@ impl Session {
                 format!("portal \"{name}\" does not exist"),
             )
         })?;
+        if portal.exhausted {
+            let tag = hadr_sql::command_tag(&portal.stmt.command, 0);
+            return self.complete(wire, &tag);
+        }
+        portal.exhausted = true;
         // A suspended portal continues where it stopped.
         if let Some((outcome, sent)) = portal.pending.take() {
             let binary = portal.result_binary.clone();
@@ -1210,6 +1236,7 @@ impl Session {
             wire.send(PgWireBackendMessage::PortalSuspended(PortalSuspended::new()));
             if let Some(p) = self.portals.get_mut(portal) {
                 p.pending = Some((outcome, end));
+                p.exhausted = false;
             }
             return Ok(());
         }

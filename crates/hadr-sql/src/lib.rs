@@ -8,6 +8,7 @@
 //!   parameters, `::` casts) and infer each parameter's likely type;
 //! - [`classify`] a statement for command tags and transaction control, and
 //!   build its [`command_tag`];
+//! - tell the [`result_column_types`] a statement's text determines;
 //! - map PostgreSQL type names, OIDs and SQLite declared types with [`PgType`].
 //!
 //! Every public function accepts arbitrary input without panicking.
@@ -15,12 +16,14 @@
 #![warn(missing_docs)]
 
 mod classify;
+mod columns;
 mod lexer;
 mod split;
 mod translate;
 mod types;
 
 pub use classify::{classify, command_tag, is_transaction_control, Command};
+pub use columns::result_column_types;
 pub use split::split;
 pub use translate::{translate, ParamHint, Translated};
 pub use types::PgType;

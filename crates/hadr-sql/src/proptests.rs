@@ -74,6 +74,14 @@ const FRAGMENTS: &[&str] = &[
     "as",
     "with",
     "limit",
+    "union",
+    "returning",
+    "count(",
+    "not",
+    "is",
+    "||",
+    "distinct",
+    "by",
     "é",
     "ü",
     "\u{0}",
@@ -162,6 +170,7 @@ proptest! {
         let _ = is_transaction_control(&cmd);
         let _ = PgType::from_name(&s);
         let _ = PgType::from_sqlite_decltype(&s);
+        let _ = result_column_types(&s);
     }
 
     #[test]
