@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use hadr_server::config::{ByteSize, Config, Dur, FlushMode};
+use hadr_server::config::{ByteSize, Config, Dur, FlushMode, RoleSetting, SyncModeSetting};
 use tracing_subscriber::EnvFilter;
 
 mod demo;
@@ -30,14 +30,29 @@ enum Cmd {
     },
     /// Serve a database over the PostgreSQL protocol.
     Server(Box<ServerArgs>),
-    /// Check a stopped node's log chain and database offline; print the LSN and page hash.
+    /// Check a stopped node offline (--data), or compare running nodes' page hashes at one LSN (--node A --node B).
     Verify {
-        /// Data directory.
+        /// Data directory of a stopped node.
+        #[arg(long, conflicts_with = "node")]
+        data: Option<PathBuf>,
+        /// Admin address of a running node (give two or more to compare).
         #[arg(long)]
-        data: PathBuf,
+        node: Vec<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Longest wait for the nodes to reach a common LSN.
+        #[arg(long, default_value = "30s")]
+        timeout: Dur,
+    },
+    /// Create a standby by copying a running primary (over its replication port).
+    Clone {
+        /// The primary's replication address (its hadr_local).
+        #[arg(long)]
+        from: String,
+        /// New data directory (must not hold a database).
+        #[arg(long)]
+        data: PathBuf,
     },
     /// Show a running node's status (from its admin endpoint).
     Status {
@@ -104,6 +119,27 @@ struct ServerArgs {
     /// Largest client message accepted, e.g. 256MiB [default: 256MiB].
     #[arg(long)]
     max_message_size: Option<ByteSize>,
+    /// primary or standby (kept in the data directory once set).
+    #[arg(long)]
+    role: Option<RoleSetting>,
+    /// Replication address [default: 127.0.0.1:9433].
+    #[arg(long)]
+    hadr_local: Option<std::net::SocketAddr>,
+    /// Standbys of a primary, or the primary of a standby: host:port|host:port [default: none].
+    #[arg(long)]
+    hadr_target_list: Option<String>,
+    /// SYNC, NEARSYNC, ASYNC or SUPERASYNC [default: NEARSYNC].
+    #[arg(long)]
+    hadr_syncmode: Option<SyncModeSetting>,
+    /// A silent replication connection is dead after this [default: 3s].
+    #[arg(long)]
+    hadr_timeout: Option<Dur>,
+    /// Block commits this long after losing the standby in PEER (SYNC/NEARSYNC) [default: 0].
+    #[arg(long)]
+    hadr_peer_window: Option<Dur>,
+    /// Detach a standby that holds a commit longer than this in PEER; 0 = never [default: 0].
+    #[arg(long)]
+    hadr_peer_wait_limit: Option<Dur>,
 }
 
 impl ServerArgs {
@@ -127,8 +163,17 @@ impl ServerArgs {
             write_wait_timeout,
             commit_timeout,
             max_connections,
-            max_message_size
+            max_message_size,
+            hadr_local,
+            hadr_target_list,
+            hadr_syncmode,
+            hadr_timeout,
+            hadr_peer_window,
+            hadr_peer_wait_limit
         );
+        if self.role.is_some() {
+            c.role = self.role;
+        }
         c.validate()?;
         Ok(c)
     }
@@ -189,7 +234,27 @@ fn main() -> Result<()> {
             rt.block_on(hadr_server::run(config, shutdown_signal(), |_| {}))?;
             Ok(())
         }
-        Cmd::Verify { data, json } => verify(data, json),
+        Cmd::Verify {
+            data: Some(data),
+            json,
+            ..
+        } => verify(data, json),
+        Cmd::Verify {
+            data: None,
+            node,
+            json,
+            timeout,
+        } => {
+            if node.len() < 2 {
+                bail!("give --data DIR for an offline check, or --node ADMIN_ADDR at least twice to compare running nodes");
+            }
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(verify_nodes(&node, json, timeout.0))
+        }
+        Cmd::Clone { from, data } => {
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(clone(&from, &data))
+        }
         Cmd::Status { node, json } => {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(status(&node, json))
@@ -274,4 +339,98 @@ async fn status(node: &str, json: bool) -> Result<()> {
         g("/page_hash/lsn")
     );
     Ok(())
+}
+
+async fn clone(from: &str, data: &std::path::Path) -> Result<()> {
+    let cfg = Config {
+        data: data.to_path_buf(),
+        ..Config::default()
+    };
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} cloning [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    let lsn = hadr_replication::clone::clone_from(
+        from,
+        data,
+        &cfg.log_config(),
+        Duration::from_secs(10),
+        |p| {
+            bar.set_length(p.total);
+            bar.set_position(p.bytes);
+        },
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "clone from {from} failed; nothing usable was left in {}; run the command again",
+            data.display()
+        )
+    })?;
+    bar.finish();
+    println!("cloned {} at LSN {lsn}", data.display());
+    println!("start it with: hadr server --data {} --hadr-target-list {from} --hadr-local HOST:PORT (the address the primary lists)", data.display());
+    Ok(())
+}
+
+async fn node_hash(node: &str) -> Result<(u64, String)> {
+    let body = http::get(node, "/status", Duration::from_secs(30)).await?;
+    let v: serde_json::Value = serde_json::from_str(&body).context("status is not JSON")?;
+    let lsn = v
+        .pointer("/page_hash/lsn")
+        .and_then(|x| x.as_u64())
+        .context("node reports no page hash")?;
+    let hash = v
+        .pointer("/page_hash/hash")
+        .and_then(|x| x.as_str())
+        .context("node reports no page hash")?
+        .to_string();
+    Ok((lsn, hash))
+}
+
+/// Compare running nodes at one LSN: standbys report their hash at their
+/// replay position, so wait until every node shows the same LSN.
+async fn verify_nodes(nodes: &[String], json: bool, timeout: Duration) -> Result<()> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let mut seen = Vec::new();
+        for n in nodes {
+            seen.push((n.clone(), node_hash(n).await?));
+        }
+        let lsn0 = seen[0].1 .0;
+        if seen.iter().all(|(_, (l, _))| *l == lsn0) {
+            let same = seen.iter().all(|(_, (_, h))| *h == seen[0].1 .1);
+            if json {
+                let v: Vec<_> = seen
+                    .iter()
+                    .map(|(n, (l, h))| serde_json::json!({"node": n, "lsn": l, "hash": h}))
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::json!({"identical": same, "lsn": lsn0, "nodes": v})
+                );
+            } else {
+                for (n, (l, h)) in &seen {
+                    println!("{n:<24} LSN {l:<12} {h}");
+                }
+                println!("{}", if same { "identical" } else { "DIFFERENT" });
+            }
+            if !same {
+                bail!("nodes differ at LSN {lsn0}");
+            }
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            let desc: Vec<String> = seen
+                .iter()
+                .map(|(n, (l, _))| format!("{n} at {l}"))
+                .collect();
+            bail!("nodes did not reach a common LSN within {timeout:?} ({}); is the primary still taking writes, or a standby disconnected?", desc.join(", "));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -156,6 +156,8 @@ pub struct Engine {
     /// Connection used for capture-adjacent work: checkpoints and apply.
     admin: Mutex<Connection>,
     frames_since_checkpoint: AtomicU64,
+    /// On a standby: every record below this LSN is applied to the database.
+    applied_lsn: AtomicU64,
     _lock: DirLock,
 }
 
@@ -286,6 +288,7 @@ impl Engine {
                 capture: Mutex::new(capture),
                 admin: Mutex::new(admin),
                 frames_since_checkpoint: AtomicU64::new(0),
+                applied_lsn: AtomicU64::new(end),
                 _lock: lock,
             },
             report,
@@ -322,6 +325,10 @@ impl Engine {
     ///
     /// Call only while holding the write permit, right after a commit.
     pub fn capture_commits(&self) -> Result<Option<Lsn>, EngineError> {
+        // A standby's WAL holds the applier's frames, which are already records.
+        if self.is_standby() {
+            return Ok(None);
+        }
         let mut cap = lock(&self.capture);
         let txns = cap.capture()?;
         if txns.is_empty() {
@@ -349,6 +356,59 @@ impl Engine {
         Ok(self.log.end_lsn())
     }
 
+    /// Whether this node is a standby (replays records instead of capturing them).
+    pub fn is_standby(&self) -> bool {
+        lock(&self.control).role == Role::Standby
+    }
+
+    /// Records below this LSN are in the database (standby replay position;
+    /// on a primary, the log end at start-up).
+    pub fn applied_lsn(&self) -> Lsn {
+        self.applied_lsn.load(Ordering::Acquire)
+    }
+
+    /// Apply a batch of records received from the primary (standby), in one
+    /// transaction, and advance the replay position to `end`.
+    pub fn replay(&self, records: &[Record], end: Lsn) -> Result<(), EngineError> {
+        let mut admin = lock(&self.admin);
+        let mut batch = PageBatch::new();
+        for r in records {
+            batch.add(r)?;
+            self.frames_since_checkpoint
+                .fetch_add(r.pages.len() as u64, Ordering::Relaxed);
+        }
+        batch.apply(&mut admin)?;
+        self.applied_lsn.store(end, Ordering::Release);
+        Ok(())
+    }
+
+    /// Begin a read transaction on `conn` on a standby and return the replay
+    /// position it shows: taken under the replay lock, so no batch is half in.
+    pub fn begin_replay_snapshot(&self, conn: &Connection) -> Result<Lsn, EngineError> {
+        let _admin = lock(&self.admin);
+        conn.execute_batch("BEGIN")?;
+        conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;
+        Ok(self.applied_lsn())
+    }
+
+    /// Set up a data directory for a clone: `data.db` already holds the
+    /// snapshot's pages; the log starts at `lsn`, the snapshot's position.
+    pub fn init_clone(
+        dir: &Path,
+        log_cfg: &LogConfig,
+        mut control: Control,
+        lsn: Lsn,
+    ) -> Result<Control, EngineError> {
+        let mut cfg = log_cfg.clone();
+        cfg.dir = dir.join(LOG_DIR);
+        Log::create_at(&cfg, lsn)?;
+        control.role = Role::Standby;
+        control.checkpoint_lsn = lsn;
+        control.capture_base_lsn = lsn;
+        control.store(dir)?;
+        Ok(control)
+    }
+
     /// Frames (roughly) written to the WAL since the last complete checkpoint.
     pub fn frames_since_checkpoint(&self) -> u64 {
         self.frames_since_checkpoint.load(Ordering::Relaxed)
@@ -361,9 +421,14 @@ impl Engine {
     /// uncaptured frames meanwhile). `truncate` also empties the WAL file, which
     /// needs every reader gone.
     pub fn checkpoint(&self, truncate: bool) -> Result<Checkpoint, EngineError> {
-        // Anything committed but not captured must reach the log first.
+        // Anything committed but not captured must reach the log first. On a
+        // standby the database holds exactly the applied records.
         self.capture_commits()?;
-        let end = self.log.end_lsn();
+        let end = if self.is_standby() {
+            self.applied_lsn()
+        } else {
+            self.log.end_lsn()
+        };
         let admin = lock(&self.admin);
         let sql = if truncate {
             "PRAGMA wal_checkpoint(TRUNCATE)"

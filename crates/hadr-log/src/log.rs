@@ -195,12 +195,18 @@ pub struct Log {
 impl Log {
     /// Create an empty log directory (fails if it already holds segments).
     pub fn create(cfg: &LogConfig) -> Result<(), LogError> {
+        Self::create_at(cfg, 0)
+    }
+
+    /// Create an empty log whose first record will have LSN `start` (a clone
+    /// of a primary starts its log where the copied snapshot ends).
+    pub fn create_at(cfg: &LogConfig, start: Lsn) -> Result<(), LogError> {
         let sync = cfg.flush_mode == FlushMode::Fsync;
         std::fs::create_dir_all(&cfg.dir).map_err(|e| LogError::io(&cfg.dir, e))?;
         if !list_segments(&cfg.dir, true)?.is_empty() {
             return Err(LogError::AlreadyExists(cfg.dir.clone()));
         }
-        create_segment_file(&cfg.dir, 0, prealloc_len(cfg.segment_size), sync)?;
+        create_segment_file(&cfg.dir, start, prealloc_len(cfg.segment_size), sync)?;
         if sync {
             sync_dir(&cfg.dir)?;
             // The log directory itself may be new; make its entry durable too.

@@ -14,7 +14,8 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tracing::warn;
 
-use crate::node::Node;
+use crate::node::{Node, Repl};
+use hadr_replication::PairState;
 
 /// Serve the admin endpoints until the task is aborted.
 pub async fn serve(node: Arc<Node>, listener: TcpListener) {
@@ -31,7 +32,9 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener) {
 }
 
 fn writable(node: &Node) -> bool {
-    matches!(node.engine.control().role, Role::Standard | Role::Primary) && !node.is_shutting_down()
+    matches!(node.engine.control().role, Role::Standard | Role::Primary)
+        && !node.is_standby()
+        && !node.is_shutting_down()
 }
 
 async fn primary(State(node): State<Arc<Node>>) -> StatusCode {
@@ -50,39 +53,108 @@ async fn standby(State(node): State<Arc<Node>>) -> StatusCode {
     }
 }
 
-/// Page hash at the current log end, computed under the write permit so the
-/// snapshot and the LSN agree, and cached until the log moves.
+/// Page hash at the LSN the database shows: on a primary under the write gate
+/// (so snapshot and LSN agree), on a standby at its replay position. Cached
+/// until the LSN moves.
 async fn page_hash(node: &Arc<Node>) -> Option<(u64, hadr_engine::PageHash)> {
-    let end = node.engine.log().end_lsn();
+    let lsn_now = if node.is_standby() {
+        node.engine.applied_lsn()
+    } else {
+        node.engine.log().end_lsn()
+    };
     {
         let cache = node.hash_cache.lock().await;
         if let Some((lsn, h)) = cache.as_ref() {
-            if *lsn == end {
+            if *lsn == lsn_now {
                 return Some((*lsn, h.clone()));
             }
         }
     }
-    let permit = node.acquire_write_async().await.ok()?;
-    let engine = node.engine.clone();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let task = tokio::task::spawn_blocking(move || -> Option<(u64, hadr_engine::PageHash)> {
-        let conn = engine.connect().ok()?;
-        conn.execute_batch("BEGIN").ok()?;
-        // The first read pins the snapshot; with the permit held no commit can
-        // slip in between it and reading the LSN.
-        conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
-            .ok()?;
-        let lsn = engine.log().end_lsn();
-        let _ = tx.send(());
+    let n = node.clone();
+    let r = tokio::task::spawn_blocking(move || -> Option<(u64, hadr_engine::PageHash)> {
+        let (conn, lsn) = n.snapshot().ok()?;
         let h = hadr_engine::page_hash(&conn).ok()?;
         let _ = conn.execute_batch("COMMIT");
         Some((lsn, h))
-    });
-    let _ = rx.await;
-    drop(permit);
-    let r = task.await.ok().flatten()?;
+    })
+    .await
+    .ok()
+    .flatten()?;
     *node.hash_cache.lock().await = Some(r.clone());
     Some(r)
+}
+
+fn hadr_status(node: &Node) -> serde_json::Value {
+    let now = hadr_replication::now_micros();
+    let log = node.engine.log();
+    match &node.repl {
+        Repl::None => json!(null),
+        Repl::Primary { gate, .. } => {
+            let end = log.end_lsn();
+            let standbys: Vec<serde_json::Value> = gate
+                .slots()
+                .into_iter()
+                .map(|s| {
+                    let p = &s.pair;
+                    let connected = !matches!(
+                        p.state,
+                        PairState::RemoteCatchupPending | PairState::DisconnectedPeer
+                    );
+                    json!({
+                        "standby": s.address,
+                        "principal": s.principal,
+                        "hadr_syncmode": p.config().mode,
+                        "hadr_state": p.state,
+                        "hadr_connect_status": if connected { "CONNECTED" } else { "DISCONNECTED" },
+                        "hadr_connect_status_time_us": p.status_since,
+                        "heartbeat_interval_ms": p.config().heartbeat_us() / 1000,
+                        "heartbeats_missed": p.heartbeats_missed,
+                        "time_since_last_recv_ms": now.saturating_sub(p.last_heard) / 1000,
+                        "hadr_timeout_ms": p.config().timeout_us / 1000,
+                        "primary_log_lsn": end,
+                        "sent_lsn": p.sent,
+                        "standby_received_lsn": p.received,
+                        "standby_flushed_lsn": p.flushed,
+                        "standby_replay_lsn": p.replayed,
+                        "hadr_log_gap_bytes": end.saturating_sub(p.received),
+                        "standby_recv_replay_gap_bytes": p.received.saturating_sub(p.replayed),
+                        "peer_window_ms": p.config().peer_window_us / 1000,
+                        "peer_window_end_us": p.peer_window_end,
+                        "peer_wait_limit_ms": p.config().peer_wait_limit_us / 1000,
+                        "last_error": s.last_error,
+                    })
+                })
+                .collect();
+            let w = gate.wait_stats(now);
+            json!({
+                "role": "PRIMARY",
+                "hadr_local": node.config.hadr_local.to_string(),
+                "standbys": standbys,
+                "log_hadr_wait_cur_ms": w.current_us / 1000,
+                "log_hadr_wait_accumulated_ms": w.accumulated_us / 1000,
+                "log_hadr_wait_count": w.count,
+            })
+        }
+        Repl::Standby { status, .. } => {
+            let st = status.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            json!({
+                "role": "STANDBY",
+                "hadr_connect_status": st.connect_status,
+                "hadr_connect_status_time_us": st.connect_status_since,
+                "primary": st.primary,
+                "primary_log_lsn": st.primary_end_lsn,
+                "standby_received_lsn": log.end_lsn(),
+                "standby_flushed_lsn": log.flushed_lsn(),
+                "standby_replay_lsn": node.engine.applied_lsn(),
+                "hadr_log_gap_bytes": st.primary_end_lsn.saturating_sub(log.end_lsn()),
+                "standby_recv_replay_gap_bytes": log.flushed_lsn().saturating_sub(node.engine.applied_lsn()),
+                "time_since_last_recv_ms": now.saturating_sub(st.last_receive) / 1000,
+                "standby_replay_log_time_us": st.replay_log_time,
+                "peer_window_end_us": st.peer_window_end,
+                "last_error": st.last_error,
+            })
+        }
+    }
 }
 
 async fn status(State(node): State<Arc<Node>>) -> Response {
@@ -109,6 +181,7 @@ async fn status(State(node): State<Arc<Node>>) -> Response {
         "checkpoints": node.stats.checkpoints.load(Ordering::Relaxed),
         "uptime_seconds": node.started.elapsed().as_secs(),
         "recovery": node.recovery,
+        "hadr": hadr_status(&node),
         "page_hash": hash.map(|(lsn, h)| json!({"lsn": lsn, "pages": h.pages, "hash": h.hash})),
     });
     Json(body).into_response()

@@ -163,6 +163,45 @@ impl FromStr for FlushMode {
     }
 }
 
+/// The role a node is started in (kept in the control file once set).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RoleSetting {
+    /// Accepts writes and ships its log to the standbys in `hadr_target_list`.
+    Primary,
+    /// Follows a primary (made by `hadr clone`).
+    Standby,
+}
+
+impl FromStr for RoleSetting {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "primary" => Ok(RoleSetting::Primary),
+            "standby" => Ok(RoleSetting::Standby),
+            _ => Err(format!("{s:?} is not a role (primary or standby)")),
+        }
+    }
+}
+
+/// A sync mode setting (SYNC, NEARSYNC, ASYNC, SUPERASYNC).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct SyncModeSetting(pub hadr_replication::SyncMode);
+
+impl FromStr for SyncModeSetting {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        s.parse().map(SyncModeSetting)
+    }
+}
+
+impl<'de> Deserialize<'de> for SyncModeSetting {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// Everything a node needs to run. Field names are the TOML keys and the flag names.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -191,6 +230,21 @@ pub struct Config {
     pub max_connections: usize,
     /// Largest protocol message accepted from a client; larger ones close that connection.
     pub max_message_size: ByteSize,
+    /// `primary` or `standby`; unset keeps the control file's role.
+    pub role: Option<RoleSetting>,
+    /// Replication listen address (primary) and the address standbys announce.
+    pub hadr_local: SocketAddr,
+    /// `host:port|host:port|…`: on a primary its standbys (the first is the
+    /// principal, the others auxiliaries, always SUPERASYNC); on a standby, its primary.
+    pub hadr_target_list: String,
+    /// When a commit returns in PEER state.
+    pub hadr_syncmode: SyncModeSetting,
+    /// A replication connection silent this long is dead.
+    pub hadr_timeout: Dur,
+    /// After losing the standby in PEER, block commits this long (SYNC/NEARSYNC only; 0 = off).
+    pub hadr_peer_window: Dur,
+    /// A commit waiting this long for the standby in PEER detaches it (0 = no limit).
+    pub hadr_peer_wait_limit: Dur,
 }
 
 impl Default for Config {
@@ -208,6 +262,13 @@ impl Default for Config {
             commit_timeout: Dur(Duration::from_secs(60)),
             max_connections: 500,
             max_message_size: ByteSize(256 << 20),
+            role: None,
+            hadr_local: SocketAddr::from(([127, 0, 0, 1], 9433)),
+            hadr_target_list: String::new(),
+            hadr_syncmode: SyncModeSetting(hadr_replication::SyncMode::Nearsync),
+            hadr_timeout: Dur(Duration::from_secs(3)),
+            hadr_peer_window: Dur(Duration::ZERO),
+            hadr_peer_wait_limit: Dur(Duration::ZERO),
         }
     }
 }
@@ -250,6 +311,18 @@ impl Config {
                 message: "must be between 64KiB and 1GiB".into(),
             });
         }
+        if self.targets().len() > 3 {
+            return Err(ConfigError::Invalid {
+                key: "hadr_target_list",
+                message: "at most 3 standbys".into(),
+            });
+        }
+        if self.hadr_timeout.0 < Duration::from_millis(100) {
+            return Err(ConfigError::Invalid {
+                key: "hadr_timeout",
+                message: "must be at least 100ms".into(),
+            });
+        }
         if self.listen == self.admin {
             return Err(ConfigError::Invalid {
                 key: "admin",
@@ -257,6 +330,16 @@ impl Config {
             });
         }
         Ok(())
+    }
+
+    /// The entries of `hadr_target_list`.
+    pub fn targets(&self) -> Vec<String> {
+        self.hadr_target_list
+            .split(['|', ','])
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()
     }
 
     /// The log settings for the engine.

@@ -15,7 +15,11 @@ use rusqlite::InterruptHandle;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::config::RoleSetting;
 use crate::gate::{GateError, WriteGate, WritePermit};
+use hadr_engine::Role;
+use hadr_replication::standby::StandbyStatus;
+use hadr_replication::{CommitGate, PairConfig, SyncMode};
 use tracing::{error, info, warn};
 
 use crate::config::Config;
@@ -38,6 +42,9 @@ pub enum NodeError {
     /// Configuration is invalid.
     #[error("{0}")]
     Config(#[from] crate::config::ConfigError),
+    /// The configured role contradicts the data directory.
+    #[error("{0}")]
+    Role(String),
     /// A blocking task failed.
     #[error("internal error: {0}")]
     Internal(String),
@@ -93,6 +100,8 @@ pub struct Node {
     pub recovery: RecoveryReport,
     /// A connection for schema look-ups (parameter types), never inside a session's transaction.
     pub meta: Arc<Mutex<rusqlite::Connection>>,
+    /// Replication: what this node does for HADR.
+    pub repl: Repl,
     /// Cached page hash: (lsn, hash).
     pub hash_cache: tokio::sync::Mutex<Option<(Lsn, hadr_engine::PageHash)>>,
 }
@@ -103,9 +112,59 @@ impl Node {
         config.validate()?;
         let (engine, recovery) = Engine::open(&config.data, &config.log_config())?;
         let engine = Arc::new(engine);
+        let current = engine.control().role;
+        if let Some(want) = config.role {
+            let want = match want {
+                RoleSetting::Primary => Role::Primary,
+                RoleSetting::Standby => Role::Standby,
+            };
+            if current == Role::Standard && want == Role::Primary {
+                engine.update_control(|c| c.role = Role::Primary)?;
+            } else if current != want {
+                return Err(NodeError::Role(format!(
+                    "{} is a {} (its control file says so); it cannot be started as {}: a standby is made with `hadr clone`, and roles change by takeover",
+                    config.data.display(),
+                    current.as_str(),
+                    want.as_str()
+                )));
+            }
+        }
+        let now = hadr_replication::now_micros();
+        let repl = match engine.control().role {
+            Role::Primary => {
+                let pair = |i: usize| PairConfig {
+                    // Auxiliary standbys are always SUPERASYNC, as in DB2.
+                    mode: if i == 0 {
+                        config.hadr_syncmode.0
+                    } else {
+                        SyncMode::Superasync
+                    },
+                    timeout_us: config.hadr_timeout.0.as_micros() as u64,
+                    peer_window_us: config.hadr_peer_window.0.as_micros() as u64,
+                    peer_wait_limit_us: config.hadr_peer_wait_limit.0.as_micros() as u64,
+                };
+                let targets = config
+                    .targets()
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, a)| (a, pair(i)))
+                    .collect();
+                let (end_tx, _) = watch::channel(engine.log().end_lsn());
+                Repl::Primary {
+                    gate: Arc::new(CommitGate::new(targets, now)),
+                    end_tx,
+                }
+            }
+            Role::Standby => Repl::Standby {
+                status: Arc::default(),
+                stop: Arc::new(AtomicBool::new(false)),
+            },
+            Role::Standard => Repl::None,
+        };
         let (shutdown_tx, shutdown) = watch::channel(false);
         let meta = Arc::new(Mutex::new(engine.connect()?));
         Ok(Arc::new(Node {
+            repl,
             meta,
             config,
             engine,
@@ -207,6 +266,78 @@ impl Node {
     }
 }
 
+/// A node's part in replication.
+pub enum Repl {
+    /// A single node.
+    None,
+    /// A primary: the commit gate over its standbys, and the log end for its senders.
+    Primary {
+        /// Commit gate.
+        gate: Arc<CommitGate>,
+        /// Log end after each capture.
+        end_tx: watch::Sender<u64>,
+    },
+    /// A standby: what its receiver reports.
+    Standby {
+        /// Receiver status.
+        status: Arc<Mutex<StandbyStatus>>,
+        /// Stops the replay thread.
+        stop: Arc<AtomicBool>,
+    },
+}
+
+impl Node {
+    /// Whether this node follows a primary (read-only).
+    pub fn is_standby(&self) -> bool {
+        matches!(self.repl, Repl::Standby { .. })
+    }
+
+    /// Tell the senders that the log grew.
+    pub fn log_grew(&self, end: Lsn) {
+        if let Repl::Primary { end_tx, .. } = &self.repl {
+            end_tx.send_replace(end);
+        }
+    }
+
+    /// Wait (blocking) until the standbys let a commit ending at `lsn` return (sync mode, peer window).
+    pub fn wait_replicated(&self, lsn: Lsn) -> Result<(), PgError> {
+        let Repl::Primary { gate, .. } = &self.repl else {
+            return Ok(());
+        };
+        let timeout = self.config.commit_timeout.0;
+        gate.wait(lsn, timeout, hadr_replication::now_micros).map_err(|_| {
+            PgError::new(
+                sqlstate::IO_ERROR,
+                format!("the standby did not confirm this commit within {} ms (commit_timeout); it is durable here, its replication is not", timeout.as_millis()),
+            )
+            .with_hint("see hadr status; hadr_peer_wait_limit detaches a slow standby instead of waiting")
+        })
+    }
+
+    /// A read transaction on a new connection and the LSN its state matches.
+    /// Blocking; on a primary it takes the write gate briefly.
+    pub fn snapshot(&self) -> Result<(rusqlite::Connection, Lsn), String> {
+        let conn = self.engine.connect().map_err(|e| e.to_string())?;
+        if self.is_standby() {
+            let lsn = self
+                .engine
+                .begin_replay_snapshot(&conn)
+                .map_err(|e| e.to_string())?;
+            return Ok((conn, lsn));
+        }
+        let _permit = self
+            .acquire_write(&AtomicBool::new(false))
+            .map_err(|e| e.to_string())?;
+        // Commits are captured after the gate is released; capture them now so
+        // that the snapshot and the LSN agree.
+        self.engine.capture_commits().map_err(|e| e.to_string())?;
+        conn.execute_batch("BEGIN").map_err(|e| e.to_string())?;
+        conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
+            .map_err(|e| e.to_string())?;
+        Ok((conn, self.engine.log().end_lsn()))
+    }
+}
+
 /// Addresses a started node listens on.
 #[derive(Clone, Copy, Debug)]
 pub struct Bound {
@@ -253,6 +384,7 @@ pub async fn run(
     );
     on_bound(bound);
 
+    let repl_tasks = start_replication(&node).await?;
     let accept = tokio::spawn(accept_loop(node.clone(), pg));
     let admin_task = tokio::spawn(crate::admin::serve(node.clone(), admin));
     let ckpt = tokio::spawn(checkpointer(node.clone()));
@@ -263,6 +395,12 @@ pub async fn run(
     accept.abort();
     admin_task.abort();
     ckpt.abort();
+    for t in repl_tasks {
+        t.abort();
+    }
+    if let Repl::Standby { stop, .. } = &node.repl {
+        stop.store(true, Ordering::SeqCst);
+    }
     // Interrupt running statements and blocked reads so sessions notice the
     // shutdown promptly; each then sends its client FATAL 57P01.
     for h in node.registry().values() {
@@ -296,6 +434,66 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+/// Start the replication tasks of the node's role.
+async fn start_replication(
+    node: &Arc<Node>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, NodeError> {
+    let timeout = node.config.hadr_timeout.0;
+    let address = node.config.hadr_local.to_string();
+    match &node.repl {
+        Repl::None => Ok(vec![]),
+        Repl::Primary { gate, end_tx } => {
+            let listener = TcpListener::bind(node.config.hadr_local)
+                .await
+                .map_err(|e| NodeError::Bind {
+                    addr: node.config.hadr_local,
+                    source: e,
+                })?;
+            let snap_node = node.clone();
+            let ctx = Arc::new(hadr_replication::primary::PrimaryCtx {
+                engine: node.engine.clone(),
+                gate: gate.clone(),
+                end: end_tx.subscribe(),
+                address,
+                timeout,
+                snapshot: Arc::new(move || snap_node.snapshot()),
+            });
+            info!(hadr_local = %node.config.hadr_local, standbys = ?node.config.targets(), syncmode = ?node.config.hadr_syncmode.0, "HADR primary");
+            Ok(vec![tokio::spawn(hadr_replication::primary::serve(
+                ctx, listener,
+            ))])
+        }
+        Repl::Standby { status, stop } => {
+            let (flushed_tx, flushed) = watch::channel(node.engine.log().flushed_lsn());
+            node.engine.log().on_flush(Box::new(move |lsn| {
+                flushed_tx.send_replace(lsn);
+            }));
+            let (replayed_tx, replayed) = watch::channel(node.engine.applied_lsn());
+            let (engine, st, stop) = (node.engine.clone(), status.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("hadr-replay".into())
+                .spawn(move || {
+                    hadr_replication::standby::replay_loop(engine, replayed_tx, st, stop)
+                })
+                .map_err(|e| NodeError::Internal(e.to_string()))?;
+            if node.config.targets().is_empty() {
+                warn!("standby has no hadr_target_list: it will not find its primary");
+            }
+            let ctx = Arc::new(hadr_replication::standby::StandbyCtx {
+                engine: node.engine.clone(),
+                targets: node.config.targets(),
+                address,
+                timeout,
+                status: status.clone(),
+                flushed,
+                replayed,
+            });
+            info!(primary = ?node.config.targets(), "HADR standby");
+            Ok(vec![tokio::spawn(hadr_replication::standby::run(ctx))])
+        }
+    }
 }
 
 async fn accept_loop(node: Arc<Node>, listener: TcpListener) {

@@ -421,8 +421,11 @@ impl Session {
                     .cloned()
                     .unwrap_or_default(),
             ),
-            ("in_hot_standby", "off".into()),
-            ("default_transaction_read_only", "off".into()),
+            ("in_hot_standby", on_off(self.node.is_standby())),
+            (
+                "default_transaction_read_only",
+                on_off(self.node.is_standby()),
+            ),
         ]
     }
 
@@ -798,6 +801,7 @@ impl Session {
             self.execute_with_permit(p.clone(), params, described.clone(), predicts_write(&cmd))?;
         if let Some(lsn) = outcome.commit_lsn {
             self.node.wait_durable(lsn)?;
+            self.node.wait_replicated(lsn)?;
             self.node.stats.commits.fetch_add(1, Ordering::Relaxed);
         }
         let returns_rows = !outcome.columns.is_empty();
@@ -834,6 +838,10 @@ impl Session {
         predicted_write: bool,
     ) -> Result<Outcome, PgError> {
         let mut want_permit = predicted_write || !p.readonly;
+        if want_permit && self.node.is_standby() {
+            return Err(read_only_error(&p.command)
+                .with_hint("this node is a standby; write on the primary"));
+        }
         loop {
             if want_permit && self.permit.is_none() {
                 self.permit = Some(self.node.acquire_write(&self.cancel)?);
@@ -851,6 +859,10 @@ impl Session {
                     return Ok(o);
                 }
                 Err(ExecError::NeedPermit) => {
+                    if self.node.is_standby() {
+                        return Err(read_only_error(&p.command)
+                            .with_hint("this node is a standby; write on the primary"));
+                    }
                     want_permit = true;
                 }
                 Err(ExecError::Pg(e, autocommit)) => {
@@ -882,7 +894,10 @@ impl Session {
     /// Capture after a write transaction ended; the gate is already released.
     fn capture(&mut self) -> Result<Lsn, PgError> {
         match exec::capture(&self.db) {
-            Ok(lsn) => Ok(lsn),
+            Ok(lsn) => {
+                self.node.log_grew(lsn);
+                Ok(lsn)
+            }
             Err(ExecError::Capture(e)) | Err(ExecError::Pg(e, _)) => Err(e),
             Err(ExecError::NeedPermit) => Err(PgError::new(
                 sqlstate::INTERNAL_ERROR,
@@ -908,6 +923,7 @@ impl Session {
                 };
                 if let Some(lsn) = lsn {
                     self.node.wait_durable(lsn)?;
+                    self.node.wait_replicated(lsn)?;
                     self.node.stats.commits.fetch_add(1, Ordering::Relaxed);
                 }
                 Ok(())
@@ -968,7 +984,7 @@ impl Session {
             return Ok(v.clone());
         }
         if name == "transaction_read_only" {
-            return Ok(if self.read_only_tx { "on" } else { "off" }.into());
+            return Ok(on_off(self.read_only_tx || self.node.is_standby()));
         }
         if name == "transaction_isolation" || name == "default_transaction_isolation" {
             return Ok("serializable".into());
@@ -1213,6 +1229,7 @@ impl Session {
         };
         if let Some(lsn) = outcome.commit_lsn {
             self.node.wait_durable(lsn)?;
+            self.node.wait_replicated(lsn)?;
         }
         self.send_batch(wire, &name, outcome, 0, max_rows, &binary)
     }
@@ -1261,6 +1278,19 @@ impl Session {
         self.node.registry().remove(&self.pid);
         debug!(pid = self.pid, "session end");
     }
+}
+
+fn on_off(b: bool) -> String {
+    if b { "on" } else { "off" }.to_string()
+}
+
+fn read_only_error(cmd: &Command) -> PgError {
+    let verb = hadr_sql::command_tag(cmd, 0);
+    let verb = verb.split(' ').next().unwrap_or("statement").to_string();
+    PgError::new(
+        sqlstate::READ_ONLY_TRANSACTION,
+        format!("cannot execute {verb} in a read-only transaction"),
+    )
 }
 
 fn fmt_binary(codes: &[bool], i: usize) -> bool {

@@ -1,0 +1,183 @@
+//! The commit gate: a session whose commit is durable locally waits here
+//! until every standby's pair state machine lets it go (its sync mode in
+//! PEER, or the peer window after a loss).
+
+use std::collections::BTreeMap;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::pair::{Action, Event, Gate, Pair, PairConfig};
+
+/// One configured standby.
+#[derive(Clone, Debug, Serialize)]
+pub struct Slot {
+    /// Its replication address, as in `hadr_target_list`.
+    pub address: String,
+    /// The principal standby (first in the list) uses the primary's sync mode;
+    /// auxiliaries are always SUPERASYNC.
+    pub principal: bool,
+    /// The pair state machine.
+    pub pair: Pair,
+    /// The reason of the last disconnect, for status.
+    pub last_error: Option<String>,
+}
+
+#[derive(Default)]
+struct Inner {
+    slots: Vec<Slot>,
+    waiters: BTreeMap<u64, u64>,
+    next_waiter: u64,
+    wait_accumulated_us: u64,
+    wait_count: u64,
+}
+
+/// Commit-wait statistics (DB2's LOG_HADR_WAIT_*).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct WaitStats {
+    /// How long the oldest waiting commit has waited (µs; 0 = none waits).
+    pub current_us: u64,
+    /// Total wait time (µs).
+    pub accumulated_us: u64,
+    /// Commits that waited.
+    pub count: u64,
+}
+
+/// Why a commit could not be released.
+#[derive(Debug, PartialEq, Eq)]
+pub enum GateError {
+    /// The standby did not confirm in time; the outcome is unknown to the client.
+    Timeout,
+}
+
+/// All pairs of a primary, and the waiting sessions.
+pub struct CommitGate {
+    inner: Mutex<Inner>,
+    cv: Condvar,
+}
+
+impl CommitGate {
+    /// A gate over the standbys of `hadr_target_list`.
+    pub fn new(targets: Vec<(String, PairConfig)>, now: u64) -> CommitGate {
+        let slots = targets
+            .into_iter()
+            .enumerate()
+            .map(|(i, (address, cfg))| Slot {
+                address,
+                principal: i == 0,
+                pair: Pair::new(cfg, now),
+                last_error: None,
+            })
+            .collect();
+        CommitGate {
+            inner: Mutex::new(Inner {
+                slots,
+                ..Default::default()
+            }),
+            cv: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Index of the slot for a standby address.
+    pub fn slot_for(&self, address: &str) -> Option<usize> {
+        self.lock().slots.iter().position(|s| s.address == address)
+    }
+
+    /// Feed an event to one pair; returns its actions (waking commits is done here).
+    pub fn step(&self, slot: usize, ev: Event) -> Vec<Action> {
+        let mut g = self.lock();
+        let oldest = g.waiters.values().min().copied();
+        let Some(s) = g.slots.get_mut(slot) else {
+            return Vec::new();
+        };
+        let ev = match ev {
+            Event::Tick { now, .. } => Event::Tick {
+                now,
+                oldest_commit_wait_since: oldest,
+            },
+            other => other,
+        };
+        let actions = s.pair.step(ev);
+        for a in &actions {
+            if let Action::Disconnect { reason } = a {
+                s.last_error = Some(reason.clone());
+            }
+        }
+        if actions.iter().any(|a| matches!(a, Action::WakeCommits)) {
+            self.cv.notify_all();
+        }
+        actions
+    }
+
+    /// Record why a connection ended.
+    pub fn note_error(&self, slot: usize, reason: String) {
+        if let Some(s) = self.lock().slots.get_mut(slot) {
+            s.last_error = Some(reason);
+        }
+    }
+
+    fn open(g: &Inner, lsn: u64) -> bool {
+        g.slots.iter().all(|s| s.pair.gate(lsn) == Gate::Open)
+    }
+
+    /// Block until the commit whose record ends at `lsn` may return, or `timeout`.
+    pub fn wait(
+        &self,
+        lsn: u64,
+        timeout: Duration,
+        now_us: impl Fn() -> u64,
+    ) -> Result<(), GateError> {
+        let mut g = self.lock();
+        if Self::open(&g, lsn) {
+            return Ok(());
+        }
+        let id = g.next_waiter;
+        g.next_waiter += 1;
+        let start = now_us();
+        g.waiters.insert(id, start);
+        let deadline = Instant::now() + timeout;
+        let result = loop {
+            if Self::open(&g, lsn) {
+                break Ok(());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break Err(GateError::Timeout);
+            }
+            g = self
+                .cv
+                .wait_timeout(g, left.min(Duration::from_millis(100)))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        };
+        g.waiters.remove(&id);
+        g.wait_count += 1;
+        g.wait_accumulated_us += now_us().saturating_sub(start);
+        result
+    }
+
+    /// A copy of every slot, for status.
+    pub fn slots(&self) -> Vec<Slot> {
+        self.lock().slots.clone()
+    }
+
+    /// Commit-wait statistics at `now`.
+    pub fn wait_stats(&self, now: u64) -> WaitStats {
+        let g = self.lock();
+        WaitStats {
+            current_us: g
+                .waiters
+                .values()
+                .min()
+                .map(|t| now.saturating_sub(*t))
+                .unwrap_or(0),
+            accumulated_us: g.wait_accumulated_us,
+            count: g.wait_count,
+        }
+    }
+}

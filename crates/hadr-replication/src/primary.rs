@@ -1,0 +1,296 @@
+//! The primary's side: the replication listener, and one sender per standby
+//! connection feeding the pair state machine and carrying out its actions.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hadr_engine::Engine;
+use hadr_protocol::{check_hello, Hello, Message, PeerRole, Refuse};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::gate::CommitGate;
+use crate::now_micros;
+use crate::pair::{Action, Event, PairState};
+use crate::wire::{Reader, WireError, Writer};
+
+/// Takes a consistent snapshot for a clone: a connection inside a read
+/// transaction and the LSN its state corresponds to.
+pub type SnapshotFn = Arc<dyn Fn() -> Result<(rusqlite::Connection, u64), String> + Send + Sync>;
+
+/// What the primary's replication tasks share.
+pub struct PrimaryCtx {
+    /// The database and log.
+    pub engine: Arc<Engine>,
+    /// The commit gate over all standbys.
+    pub gate: Arc<CommitGate>,
+    /// Log end, updated after every capture.
+    pub end: watch::Receiver<u64>,
+    /// This node's replication address (as in the standbys' target lists).
+    pub address: String,
+    /// `hadr_timeout`.
+    pub timeout: Duration,
+    /// Snapshot for `hadr clone`.
+    pub snapshot: SnapshotFn,
+}
+
+impl PrimaryCtx {
+    fn hello(&self) -> Hello {
+        let c = self.engine.control();
+        Hello {
+            version: hadr_protocol::PROTOCOL_VERSION,
+            role: PeerRole::Primary,
+            database_id: c.database_id,
+            epoch: c.epoch,
+            epoch_history: c
+                .epoch_history
+                .iter()
+                .map(|e| hadr_protocol::EpochEntry {
+                    epoch: e.epoch,
+                    start_lsn: e.start_lsn,
+                })
+                .collect(),
+            lsn: self.engine.log().end_lsn(),
+            address: self.address.clone(),
+        }
+    }
+}
+
+/// Accept standbys and cloners until the task is aborted; also ticks
+/// disconnected pairs so peer windows expire.
+pub async fn serve(ctx: Arc<PrimaryCtx>, listener: TcpListener) {
+    // Aborted with this task: dropping a JoinHandle alone would leave it running.
+    struct AbortOnDrop(tokio::task::JoinHandle<()>);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let _ticker = AbortOnDrop(tokio::spawn(tick_disconnected(ctx.clone())));
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                let ctx = ctx.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = handle(ctx, stream).await {
+                        warn!(%peer, error = %e, "replication connection ended");
+                    }
+                });
+            }
+            Err(e) => {
+                warn!(error = %e, "replication accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn tick_disconnected(ctx: Arc<PrimaryCtx>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for (i, s) in ctx.gate.slots().iter().enumerate() {
+            if matches!(
+                s.pair.state,
+                PairState::RemoteCatchupPending | PairState::DisconnectedPeer
+            ) {
+                for a in ctx.gate.step(
+                    i,
+                    Event::Tick {
+                        now: now_micros(),
+                        oldest_commit_wait_since: None,
+                    },
+                ) {
+                    if let Action::StateChanged { from, to } = a {
+                        info!(standby = %s.address, ?from, ?to, "HADR state change");
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn handle(ctx: Arc<PrimaryCtx>, stream: TcpStream) -> Result<(), WireError> {
+    let (r, w) = stream.into_split();
+    let (mut reader, mut writer) = (Reader::new(r), Writer::new(w));
+    let Message::Hello(theirs) = reader.next(ctx.timeout).await? else {
+        return Err(WireError::Protocol(
+            hadr_protocol::ProtocolError::Malformed("expected Hello"),
+        ));
+    };
+    let ours = ctx.hello();
+    let refuse = |reason: String| Message::Refuse(Refuse { reason });
+    if let Err(reason) = check_hello(&ours, &theirs) {
+        warn!(peer = %theirs.address, %reason, "refusing replication peer");
+        writer.send(&refuse(reason), ctx.timeout).await?;
+        return Ok(());
+    }
+    match theirs.role {
+        PeerRole::Cloner => {
+            writer.send(&Message::Hello(ours), ctx.timeout).await?;
+            crate::clone::serve(&ctx, &mut reader, &mut writer).await
+        }
+        PeerRole::Primary => {
+            let reason = format!("{} also claims to be primary; refusing it", theirs.address);
+            writer.send(&refuse(reason), ctx.timeout).await?;
+            Ok(())
+        }
+        PeerRole::Standby => {
+            let Some(slot) = ctx.gate.slot_for(&theirs.address) else {
+                let reason = format!(
+                    "standby {} is not in this primary's hadr_target_list",
+                    theirs.address
+                );
+                warn!(%reason);
+                writer.send(&refuse(reason), ctx.timeout).await?;
+                return Ok(());
+            };
+            let log = ctx.engine.log();
+            if theirs.lsn < log.start_lsn() || theirs.lsn > log.end_lsn() {
+                let reason = if theirs.lsn < log.start_lsn() {
+                    format!("standby needs log from LSN {} but the primary keeps it only from {}: needs clone", theirs.lsn, log.start_lsn())
+                } else {
+                    format!("standby's log ends at LSN {}, beyond the primary's {}: its log diverged; it must be rewound or re-cloned", theirs.lsn, log.end_lsn())
+                };
+                ctx.gate.note_error(slot, reason.clone());
+                writer.send(&refuse(reason), ctx.timeout).await?;
+                return Ok(());
+            }
+            writer.send(&Message::Hello(ours), ctx.timeout).await?;
+            info!(standby = %theirs.address, from_lsn = theirs.lsn, "standby connected");
+            stream_to(ctx, slot, theirs.lsn, reader, writer).await
+        }
+    }
+}
+
+/// Ship records from `from` on, forever; the pair state machine decides
+/// states, heartbeats and disconnects.
+async fn stream_to(
+    ctx: Arc<PrimaryCtx>,
+    slot: usize,
+    from: u64,
+    mut reader: Reader,
+    mut writer: Writer,
+) -> Result<(), WireError> {
+    let report = |actions: Vec<Action>| {
+        for a in &actions {
+            if let Action::StateChanged { from, to } = a {
+                info!(slot, ?from, ?to, "HADR state change");
+            }
+        }
+        actions
+    };
+    report(ctx.gate.step(slot, Event::Connected { now: now_micros() }));
+    // Acks and heartbeats from the standby.
+    let (lost_tx, mut lost_rx) = tokio::sync::oneshot::channel::<String>();
+    let gate = ctx.gate.clone();
+    let timeout = ctx.timeout;
+    let acks = tokio::spawn(async move {
+        loop {
+            match reader.next(timeout * 2).await {
+                Ok(Message::Ack {
+                    received,
+                    flushed,
+                    replayed,
+                }) => {
+                    gate.step(
+                        slot,
+                        Event::Ack {
+                            now: now_micros(),
+                            received,
+                            flushed,
+                            replayed,
+                        },
+                    );
+                }
+                Ok(_) => {
+                    gate.step(slot, Event::Heard { now: now_micros() });
+                }
+                Err(e) => {
+                    let _ = lost_tx.send(e.to_string());
+                    return;
+                }
+            }
+        }
+    });
+    let mut pos = from;
+    let mut end_rx = ctx.end.clone();
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    let result: Result<(), String> = loop {
+        let end = ctx.engine.log().end_lsn();
+        if pos < end {
+            let log = ctx.engine.log().clone();
+            let read = tokio::task::spawn_blocking(move || log.read_raw(pos, end, 4 << 20)).await;
+            let (bytes, next) = match read {
+                Ok(Ok(v)) => v,
+                Ok(Err(e)) => break Err(format!("reading the log at LSN {pos}: {e}")),
+                Err(e) => break Err(e.to_string()),
+            };
+            if let Err(e) = writer
+                .send(
+                    &Message::Records {
+                        start_lsn: pos,
+                        bytes,
+                    },
+                    ctx.timeout,
+                )
+                .await
+            {
+                break Err(e.to_string());
+            }
+            pos = next;
+            ctx.gate.step(slot, Event::Sent { lsn: pos });
+            continue;
+        }
+        report(ctx.gate.step(
+            slot,
+            Event::CaughtUp {
+                now: now_micros(),
+                end: pos,
+            },
+        ));
+        tokio::select! {
+            r = end_rx.changed() => {
+                if r.is_err() {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            _ = tick.tick() => {
+                let mut stop = None;
+                for a in report(ctx.gate.step(slot, Event::Tick { now: now_micros(), oldest_commit_wait_since: None })) {
+                    match a {
+                        Action::Heartbeat { peer_window_end } => {
+                            let hb = Message::Heartbeat { now_micros: now_micros(), end_lsn: pos, peer_window_end_micros: peer_window_end };
+                            if let Err(e) = writer.send(&hb, ctx.timeout).await {
+                                stop = Some(e.to_string());
+                            }
+                        }
+                        Action::Disconnect { reason } => stop = Some(reason),
+                        _ => {}
+                    }
+                }
+                if let Some(r) = stop {
+                    break Err(r);
+                }
+            }
+            r = &mut lost_rx => {
+                break Err(r.unwrap_or_else(|_| "connection lost".into()));
+            }
+        }
+    };
+    acks.abort();
+    if let Err(reason) = &result {
+        warn!(slot, %reason, "standby connection lost");
+        ctx.gate.note_error(slot, reason.clone());
+    }
+    // A Disconnect action already moved the pair; a socket error moves it here.
+    report(ctx.gate.step(
+        slot,
+        Event::Lost {
+            now: now_micros(),
+            clean: false,
+        },
+    ));
+    Ok(())
+}

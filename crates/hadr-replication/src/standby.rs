@@ -1,0 +1,291 @@
+//! The standby's side: connect to the primary, persist the records it sends
+//! into our own log, acknowledge received / flushed / replayed positions, and
+//! replay durable records into the database.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hadr_engine::Engine;
+use hadr_protocol::{check_hello, Hello, Message, PeerRole};
+use serde::Serialize;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::now_micros;
+use crate::wire::{Reader, WireError, Writer};
+
+/// What a standby shows in status.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct StandbyStatus {
+    /// CONNECTED or DISCONNECTED.
+    pub connect_status: String,
+    /// Since when (µs).
+    pub connect_status_since: u64,
+    /// The primary we follow.
+    pub primary: Option<String>,
+    /// Primary's log end as last heard.
+    pub primary_end_lsn: u64,
+    /// Received into our log.
+    pub received_lsn: u64,
+    /// Durable in our log.
+    pub flushed_lsn: u64,
+    /// Replayed into our database.
+    pub replayed_lsn: u64,
+    /// When anything last arrived (µs).
+    pub last_receive: u64,
+    /// Peer window end the primary promised (µs; frozen at disconnect, as in DB2).
+    pub peer_window_end: u64,
+    /// Last error (refusal, lost connection).
+    pub last_error: Option<String>,
+    /// Commit time (µs) of the newest replayed record.
+    pub replay_log_time: u64,
+}
+
+/// What a standby's tasks share.
+pub struct StandbyCtx {
+    /// The database and log.
+    pub engine: Arc<Engine>,
+    /// Candidate primaries (`hadr_target_list` on the standby).
+    pub targets: Vec<String>,
+    /// Our replication address, as the primary's target list names it.
+    pub address: String,
+    /// `hadr_timeout`.
+    pub timeout: Duration,
+    /// Status for /status.
+    pub status: Arc<Mutex<StandbyStatus>>,
+    /// Flushed LSN, updated by the log's flusher.
+    pub flushed: watch::Receiver<u64>,
+    /// Replayed LSN, updated by the replay thread.
+    pub replayed: watch::Receiver<u64>,
+}
+
+impl StandbyCtx {
+    fn status(&self) -> std::sync::MutexGuard<'_, StandbyStatus> {
+        self.status.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn hello(&self) -> Hello {
+        let c = self.engine.control();
+        Hello {
+            version: hadr_protocol::PROTOCOL_VERSION,
+            role: PeerRole::Standby,
+            database_id: c.database_id,
+            epoch: c.epoch,
+            epoch_history: c
+                .epoch_history
+                .iter()
+                .map(|e| hadr_protocol::EpochEntry {
+                    epoch: e.epoch,
+                    start_lsn: e.start_lsn,
+                })
+                .collect(),
+            lsn: self.engine.log().end_lsn(),
+            address: self.address.clone(),
+        }
+    }
+}
+
+/// Keep a connection to the primary, reconnecting every second, until aborted.
+pub async fn run(ctx: Arc<StandbyCtx>) {
+    {
+        let mut st = ctx.status();
+        st.connect_status = "DISCONNECTED".into();
+        st.connect_status_since = now_micros();
+    }
+    loop {
+        for target in ctx.targets.clone() {
+            let conn = tokio::time::timeout(ctx.timeout, TcpStream::connect(&target)).await;
+            let stream = match conn {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    ctx.status().last_error = Some(format!("cannot reach {target}: {e}"));
+                    continue;
+                }
+                Err(_) => {
+                    ctx.status().last_error =
+                        Some(format!("{target} did not answer within hadr_timeout"));
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let r = follow(&ctx, &target, stream).await;
+            {
+                let mut st = ctx.status();
+                if st.connect_status != "DISCONNECTED" {
+                    st.connect_status = "DISCONNECTED".into();
+                    st.connect_status_since = now_micros();
+                }
+                if let Err(e) = &r {
+                    st.last_error = Some(e.to_string());
+                }
+            }
+            if let Err(e) = r {
+                warn!(primary = %target, error = %e, "replication from primary ended");
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Why following a primary stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum FollowError {
+    /// The wire failed.
+    #[error("{0}")]
+    Wire(#[from] WireError),
+    /// The primary refused us.
+    #[error("refused by the primary: {0}")]
+    Refused(String),
+    /// The peer is not a primary or not compatible.
+    #[error("{0}")]
+    Incompatible(String),
+    /// Our log could not take the records.
+    #[error("cannot persist records: {0}")]
+    Log(String),
+}
+
+async fn follow(ctx: &Arc<StandbyCtx>, target: &str, stream: TcpStream) -> Result<(), FollowError> {
+    let (r, w) = stream.into_split();
+    let (mut reader, mut writer) = (Reader::new(r), Writer::new(w));
+    let ours = ctx.hello();
+    writer
+        .send(&Message::Hello(ours.clone()), ctx.timeout)
+        .await?;
+    let theirs = match reader.next(ctx.timeout).await? {
+        Message::Hello(h) => h,
+        Message::Refuse(r) => return Err(FollowError::Refused(r.reason)),
+        _ => return Err(FollowError::Incompatible("expected Hello".into())),
+    };
+    check_hello(&ours, &theirs).map_err(FollowError::Incompatible)?;
+    if theirs.role != PeerRole::Primary {
+        return Err(FollowError::Incompatible(format!(
+            "{target} is not a primary"
+        )));
+    }
+    info!(primary = %target, from_lsn = ours.lsn, "following primary");
+    {
+        let mut st = ctx.status();
+        st.connect_status = "CONNECTED".into();
+        st.connect_status_since = now_micros();
+        st.primary = Some(target.to_string());
+        st.primary_end_lsn = theirs.lsn;
+        st.last_error = None;
+        st.last_receive = now_micros();
+    }
+    let log = ctx.engine.log().clone();
+    let mut flushed = ctx.flushed.clone();
+    let mut replayed = ctx.replayed.clone();
+    let heartbeat = (ctx.timeout / 4).max(Duration::from_millis(50));
+    let mut tick = tokio::time::interval(heartbeat);
+    let ack = |ctx: &StandbyCtx| Message::Ack {
+        received: log.end_lsn(),
+        flushed: log.flushed_lsn(),
+        replayed: ctx.engine.applied_lsn(),
+    };
+    loop {
+        tokio::select! {
+            m = reader.next(ctx.timeout) => {
+                let m = m?;
+                ctx.status().last_receive = now_micros();
+                match m {
+                    Message::Records { start_lsn, bytes } => {
+                        let log2 = log.clone();
+                        let end = tokio::task::spawn_blocking(move || log2.append_encoded(start_lsn, &bytes))
+                            .await
+                            .map_err(|e| FollowError::Log(e.to_string()))?
+                            .map_err(|e| FollowError::Log(e.to_string()))?;
+                        {
+                            let mut st = ctx.status();
+                            st.received_lsn = end;
+                            st.primary_end_lsn = st.primary_end_lsn.max(end);
+                        }
+                        writer.send(&ack(ctx), ctx.timeout).await?;
+                    }
+                    Message::Heartbeat { end_lsn, peer_window_end_micros, .. } => {
+                        let mut st = ctx.status();
+                        st.primary_end_lsn = end_lsn;
+                        st.peer_window_end = peer_window_end_micros;
+                    }
+                    Message::Refuse(r) => return Err(FollowError::Refused(r.reason)),
+                    _ => {}
+                }
+            }
+            r = flushed.changed() => {
+                if r.is_ok() {
+                    writer.send(&ack(ctx), ctx.timeout).await?;
+                }
+            }
+            r = replayed.changed() => {
+                if r.is_ok() {
+                    writer.send(&ack(ctx), ctx.timeout).await?;
+                }
+            }
+            _ = tick.tick() => {
+                writer.send(&ack(ctx), ctx.timeout).await?;
+            }
+        }
+    }
+}
+
+/// Replay durable records into the database, many per transaction, until
+/// `stop` is set. Runs on its own thread. Only flushed records are replayed:
+/// the database must never get ahead of the standby's own durable log.
+pub fn replay_loop(
+    engine: Arc<Engine>,
+    replayed: watch::Sender<u64>,
+    status: Arc<Mutex<StandbyStatus>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::sync::atomic::Ordering;
+    let log = engine.log().clone();
+    while !stop.load(Ordering::Relaxed) {
+        let applied = engine.applied_lsn();
+        let target = log.flushed_lsn();
+        if target <= applied {
+            let _ = log.wait_flushed(applied + 1, Duration::from_millis(100));
+            continue;
+        }
+        let mut reader = match log.read_from(applied) {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(error = %e, lsn = applied, "replay cannot read the log");
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            }
+        };
+        let mut records = Vec::new();
+        let mut next = applied;
+        let mut bytes = 0u64;
+        let mut newest = 0u64;
+        while next < target && records.len() < 256 && bytes < 16 << 20 {
+            let Some(Ok((_, rec))) = reader.next() else {
+                break;
+            };
+            bytes += rec.page_bytes();
+            newest = rec.commit_time_micros;
+            records.push(rec);
+            // The reader now stands at the next record: the end of this one.
+            next = reader.position();
+        }
+        if records.is_empty() {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        }
+        match engine.replay(&records, next) {
+            Ok(()) => {
+                replayed.send_replace(next);
+                let mut st = status.lock().unwrap_or_else(|p| p.into_inner());
+                st.replayed_lsn = next;
+                st.replay_log_time = newest;
+            }
+            Err(e) => {
+                // A replay error is fatal for DB2's standby; we stop replaying and say so loudly.
+                tracing::error!(error = %e, lsn = applied, "replay failed; the standby stops replaying");
+                status.lock().unwrap_or_else(|p| p.into_inner()).last_error =
+                    Some(format!("replay failed at LSN {applied}: {e}"));
+                return;
+            }
+        }
+    }
+}
