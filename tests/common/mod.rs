@@ -50,6 +50,27 @@ impl Server {
         s
     }
 
+    /// Start a server on an existing data directory (e.g. made by `hadr clone`).
+    pub fn on_dir(dir: PathBuf, extra: &[String]) -> Server {
+        let mut s = Server {
+            dir,
+            port: 0,
+            admin: 0,
+            extra: extra.to_vec(),
+            child: None,
+            _tmp: None,
+        };
+        s.spawn();
+        s
+    }
+
+    /// GET /status as JSON.
+    pub fn status(&self) -> serde_json::Value {
+        let (code, body) = self.admin_get("/status");
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
     /// Start the server process (again) on the same directory, new ports.
     pub fn spawn(&mut self) {
         self.port = free_port();

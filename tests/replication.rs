@@ -1,0 +1,406 @@
+//! HADR replication through the real binary: a primary, a standby made by
+//! `hadr clone`, sync-mode guarantees after kill -9, catch-up, page-identical
+//! replicas, reads on the standby, refusals.
+
+mod common;
+use common::*;
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+struct Cluster {
+    primary: Server,
+    standby: Server,
+    p_local: String,
+    s_local: String,
+    _tmp: tempfile::TempDir,
+}
+
+fn hadr_args(local: &str, targets: &str, extra: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = [
+        "--hadr-local",
+        local,
+        "--hadr-target-list",
+        targets,
+        "--hadr-timeout",
+        "1s",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
+/// A primary in `mode` with one standby cloned from it while it serves.
+fn cluster(mode: &str, extra_primary: &[&str]) -> Cluster {
+    let p_local = format!("127.0.0.1:{}", free_port());
+    let s_local = format!("127.0.0.1:{}", free_port());
+    let mut pargs = vec!["--role", "primary", "--hadr-syncmode", mode];
+    pargs.extend_from_slice(extra_primary);
+    let primary = Server::start(
+        &hadr_args(&p_local, &s_local, &pargs)
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let sdir = tmp.path().join("standby");
+    let out = Command::new(bin())
+        .args(["clone", "--from", &p_local, "--data"])
+        .arg(&sdir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "clone failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let standby = Server::on_dir(sdir, &hadr_args(&s_local, &p_local, &[]));
+    let c = Cluster {
+        primary,
+        standby,
+        p_local,
+        s_local,
+        _tmp: tmp,
+    };
+    c.wait_state("PEER", Duration::from_secs(20))
+        .or_else(|e| if mode == "SUPERASYNC" { Ok(()) } else { Err(e) })
+        .unwrap();
+    c
+}
+
+impl Cluster {
+    fn pair_status(&self) -> serde_json::Value {
+        self.primary.status()["hadr"]["standbys"][0].clone()
+    }
+
+    fn wait_state(&self, state: &str, within: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + within;
+        loop {
+            let st = self.pair_status();
+            if st["hadr_state"] == state {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "pair not {state} after {within:?}: {st}\nprimary: {}\nstandby: {}",
+                    self.primary.log(),
+                    self.standby.log()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn verify(&self) {
+        let out = Command::new(bin())
+            .args([
+                "verify",
+                "--timeout",
+                "30s",
+                "--node",
+                &format!("127.0.0.1:{}", self.primary.admin),
+                "--node",
+                &format!("127.0.0.1:{}", self.standby.admin),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "verify failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("identical"));
+    }
+}
+
+/// Wait until the standby has replayed everything it has durably received.
+fn standby_settled(s: &Server) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let st = s.status();
+        let h = &st["hadr"];
+        if h["standby_replay_lsn"] == h["standby_flushed_lsn"]
+            && h["standby_flushed_lsn"] == h["standby_received_lsn"]
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "standby never settled: {st}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+async fn write_load(conninfo: String, acked: Arc<Mutex<BTreeSet<i64>>>, base: i64) {
+    let c = connect(&conninfo).await;
+    for k in 0.. {
+        let id = base + k;
+        match c
+            .execute(
+                "INSERT INTO acked(id, pad) VALUES ($1, randomblob(200))",
+                &[&id],
+            )
+            .await
+        {
+            Ok(_) => {
+                acked.lock().unwrap().insert(id);
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_and_nearsync_lose_no_acknowledged_commit_when_the_primary_dies() {
+    for mode in ["SYNC", "NEARSYNC"] {
+        let mut c = cluster(mode, &[]);
+        c.primary
+            .client()
+            .await
+            .batch_execute("CREATE TABLE acked(id INTEGER PRIMARY KEY, pad BLOB)")
+            .await
+            .unwrap();
+        let acked: Arc<Mutex<BTreeSet<i64>>> = Arc::default();
+        let writers: Vec<_> = (0..4)
+            .map(|w| {
+                tokio::spawn(write_load(
+                    c.primary.conninfo(),
+                    acked.clone(),
+                    w * 1_000_000,
+                ))
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        c.primary.kill9();
+        for w in writers {
+            let _ = w.await;
+        }
+        standby_settled(&c.standby);
+        let s = c.standby.client().await;
+        let present: BTreeSet<i64> = s
+            .query("SELECT id FROM acked", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<_, i64>(0))
+            .collect();
+        let want = acked.lock().unwrap().clone();
+        assert!(
+            want.len() > 50,
+            "{mode}: load barely ran ({} commits)",
+            want.len()
+        );
+        let missing: Vec<_> = want.difference(&present).take(10).collect();
+        assert!(
+            missing.is_empty(),
+            "{mode}: acknowledged commits missing on the standby: {missing:?}"
+        );
+        eprintln!(
+            "{mode}: all {} acknowledged commits on the standby",
+            want.len()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn superasync_keeps_committing_with_the_standby_down_and_it_catches_up() {
+    let mut c = cluster("SUPERASYNC", &[]);
+    let p = c.primary.client().await;
+    p.batch_execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+        .await
+        .unwrap();
+    c.standby.kill9();
+    let started = Instant::now();
+    for i in 0..200i64 {
+        p.execute("INSERT INTO t VALUES ($1, 'while down')", &[&i])
+            .await
+            .unwrap();
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "commits stalled without the standby"
+    );
+    assert_eq!(c.pair_status()["hadr_connect_status"], "DISCONNECTED");
+    // Restarted, the standby catches up from the primary's retained log.
+    c.standby.spawn();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while c.pair_status()["standby_replay_lsn"] != c.primary.status()["log"]["end_lsn"] {
+        assert!(
+            Instant::now() < deadline,
+            "standby did not catch up: {}",
+            c.pair_status()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let n: i64 = c
+        .standby
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 200);
+    c.verify();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_peer_window_a_lost_standby_blocks_commits_at_most_hadr_timeout() {
+    let mut c = cluster("SYNC", &[]);
+    let p = c.primary.client().await;
+    p.batch_execute("CREATE TABLE t(id INTEGER PRIMARY KEY)")
+        .await
+        .unwrap();
+    c.standby.kill9();
+    let started = Instant::now();
+    p.execute("INSERT INTO t VALUES (1)", &[]).await.unwrap();
+    // hadr_timeout is 1 s in these tests; kill -9 on loopback resets the socket, so usually far less.
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "commit blocked {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_window_blocks_commits_until_it_ends() {
+    let mut c = cluster("NEARSYNC", &["--hadr-peer-window", "3s"]);
+    let p = c.primary.client().await;
+    p.batch_execute("CREATE TABLE t(id INTEGER PRIMARY KEY)")
+        .await
+        .unwrap();
+    // Let a heartbeat renew the window promise.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    c.standby.kill9();
+    let started = Instant::now();
+    p.execute("INSERT INTO t VALUES (1)", &[]).await.unwrap();
+    let blocked = started.elapsed();
+    assert!(
+        blocked >= Duration::from_millis(1500),
+        "commit did not wait for the peer window: {blocked:?}"
+    );
+    assert!(
+        blocked < Duration::from_secs(3 + 1 + 2),
+        "blocked longer than window + timeout: {blocked:?}"
+    );
+    assert_eq!(c.pair_status()["hadr_state"], "REMOTE_CATCHUP_PENDING");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_are_page_identical_after_ddl_vacuum_blobs_and_restarts() {
+    let mut c = cluster("NEARSYNC", &[]);
+    let p = c.primary.client().await;
+    p.batch_execute(
+        "CREATE TABLE a(id INTEGER PRIMARY KEY, v TEXT); CREATE INDEX a_v ON a(v);
+         WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM s WHERE i < 2000) INSERT INTO a(v) SELECT 'row ' || i FROM s;
+         CREATE TABLE blobs(id INTEGER PRIMARY KEY, b BLOB);",
+    )
+    .await
+    .unwrap();
+    let blob = vec![7u8; 3 << 20];
+    p.execute("INSERT INTO blobs(b) VALUES ($1)", &[&blob])
+        .await
+        .unwrap();
+    p.batch_execute("DELETE FROM a WHERE id % 2 = 0; DROP TABLE blobs;")
+        .await
+        .unwrap();
+    p.batch_execute("VACUUM").await.unwrap();
+    c.verify();
+    // Standby restart: it resumes from its own log and catches up.
+    c.standby.stop();
+    p.batch_execute("ALTER TABLE a ADD COLUMN w INTEGER DEFAULT 1; UPDATE a SET w = id;")
+        .await
+        .unwrap();
+    c.standby.spawn();
+    c.verify();
+    // Reads on the standby see the new column without reconnecting, and writes are refused.
+    let s = c.standby.client().await;
+    let w: i64 = s
+        .query_one("SELECT w FROM a WHERE id = 3", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(w, 3);
+    let e = s
+        .execute("INSERT INTO a(v) VALUES ('x')", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(e.code().unwrap().code(), "25006");
+}
+
+#[test]
+fn libpq_target_session_attrs_choose_primary_and_standby() {
+    let c = cluster("NEARSYNC", &[]);
+    let hosts = format!(
+        "host=127.0.0.1,127.0.0.1 port={},{} user=t dbname=t",
+        c.standby.port, c.primary.port
+    );
+    let (ok, out, err) = psql(
+        &format!("{hosts} target_session_attrs=read-write"),
+        &["-A", "-t", "-c", "SHOW in_hot_standby"],
+        "",
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "off", "read-write should land on the primary");
+    let (ok, out, err) = psql(
+        &format!(
+            "host=127.0.0.1,127.0.0.1 port={},{} user=t dbname=t target_session_attrs=standby",
+            c.primary.port, c.standby.port
+        ),
+        &["-A", "-t", "-c", "SHOW in_hot_standby"],
+        "",
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "on", "standby should land on the standby");
+    assert_eq!(c.primary.admin_get("/primary").0, 200);
+    assert_eq!(c.standby.admin_get("/primary").0, 503);
+    assert_eq!(c.standby.admin_get("/standby").0, 200);
+    let _ = (&c.p_local, &c.s_local);
+}
+
+#[test]
+fn a_standby_of_another_database_is_refused_with_a_clear_message() {
+    let c = cluster("NEARSYNC", &[]);
+    // An unrelated primary that lists the same standby address.
+    let other_local = format!("127.0.0.1:{}", free_port());
+    let other = Server::start(
+        &hadr_args(&other_local, &c.s_local, &["--role", "primary"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    // Point a clone of the first primary at the other one.
+    let tmp = tempfile::tempdir().unwrap();
+    let sdir = tmp.path().join("s2");
+    assert!(Command::new(bin())
+        .args(["clone", "--from", &c.p_local, "--data"])
+        .arg(&sdir)
+        .status()
+        .unwrap()
+        .success());
+    let s2 = Server::on_dir(
+        sdir,
+        &hadr_args(
+            &c.s_local
+                .replace(&c.s_local, &format!("127.0.0.1:{}", free_port())),
+            &other_local,
+            &[],
+        ),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let st = s2.status();
+        let err = st["hadr"]["last_error"].as_str().unwrap_or("").to_string();
+        if err.contains("holds database") || err.contains("not in this primary's hadr_target_list")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no refusal reported: {st}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Both primaries keep serving.
+    let (ok, _, err) = psql(&other.conninfo(), &["-c", "SELECT 1"], "");
+    assert!(ok, "{err}");
+}
