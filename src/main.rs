@@ -179,8 +179,8 @@ impl ServerArgs {
     }
 }
 
-fn init_tracing() {
-    let filter = EnvFilter::try_from_env("HADR_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+fn init_tracing(default: &str) {
+    let filter = EnvFilter::try_from_env("HADR_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
@@ -211,7 +211,12 @@ async fn shutdown_signal() {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    init_tracing();
+    // The demo prints its own story; node logs would drown it (HADR_LOG=info shows them).
+    init_tracing(if matches!(cli.command, Cmd::Demo { .. }) {
+        "warn"
+    } else {
+        "info"
+    });
     match cli.command {
         Cmd::Init { data } => {
             let c = Config {
