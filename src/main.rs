@@ -140,6 +140,9 @@ struct ServerArgs {
     /// Detach a standby that holds a commit longer than this in PEER; 0 = never [default: 0].
     #[arg(long)]
     hadr_peer_wait_limit: Option<Dur>,
+    /// Standby: replay a record only once its commit is this old [default: 0].
+    #[arg(long)]
+    hadr_replay_delay: Option<Dur>,
 }
 
 impl ServerArgs {
@@ -169,7 +172,8 @@ impl ServerArgs {
             hadr_syncmode,
             hadr_timeout,
             hadr_peer_window,
-            hadr_peer_wait_limit
+            hadr_peer_wait_limit,
+            hadr_replay_delay
         );
         if self.role.is_some() {
             c.role = self.role;

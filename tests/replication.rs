@@ -404,3 +404,90 @@ fn a_standby_of_another_database_is_refused_with_a_clear_message() {
     let (ok, _, err) = psql(&other.conninfo(), &["-c", "SELECT 1"], "");
     assert!(ok, "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_apply_gives_read_your_writes_on_the_standby() {
+    let c = cluster("NEARSYNC", &[]);
+    let p = c.primary.client().await;
+    let s = c.standby.client().await;
+    p.batch_execute(
+        "CREATE TABLE t(id INTEGER PRIMARY KEY); SET hadr.commit_wait = 'remote_apply';",
+    )
+    .await
+    .unwrap();
+    for i in 0..50i64 {
+        p.execute("INSERT INTO t VALUES ($1)", &[&i]).await.unwrap();
+        // The commit returned only after the standby replayed it.
+        let n: i64 = s
+            .query_one("SELECT count(*) FROM t", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(
+            n,
+            i + 1,
+            "standby did not see commit {i} right after it returned"
+        );
+    }
+    let e = p
+        .batch_execute("SET hadr.commit_wait = 'sometimes'")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code().unwrap().code(), "22023");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_delay_holds_back_replay_and_max_replay_lag_refuses_stale_reads() {
+    let p_local = format!("127.0.0.1:{}", free_port());
+    let s_local = format!("127.0.0.1:{}", free_port());
+    let primary = Server::start(
+        &hadr_args(
+            &p_local,
+            &s_local,
+            &["--role", "primary", "--hadr-syncmode", "SUPERASYNC"],
+        )
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>(),
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let sdir = tmp.path().join("standby");
+    assert!(Command::new(bin())
+        .args(["clone", "--from", &p_local, "--data"])
+        .arg(&sdir)
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let standby = Server::on_dir(
+        sdir,
+        &hadr_args(&s_local, &p_local, &["--hadr-replay-delay", "2s"]),
+    );
+    let p = primary.client().await;
+    let s = standby.client().await;
+    p.batch_execute("CREATE TABLE t(id INTEGER PRIMARY KEY); INSERT INTO t VALUES (1);")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Received, but younger than the delay: not replayed yet.
+    assert!(
+        s.query("SELECT * FROM t", &[]).await.is_err(),
+        "table visible before the replay delay passed"
+    );
+    // A session that bounds staleness is refused while the lag exceeds its bound.
+    s.batch_execute("SET hadr.max_replay_lag = '300ms'")
+        .await
+        .unwrap();
+    let e = s.query("SELECT 1", &[]).await.unwrap_err();
+    assert_eq!(e.code().unwrap().code(), "40001", "{e}");
+    assert!(
+        e.to_string().contains("max_replay_lag") || format!("{e:?}").contains("max_replay_lag")
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let n: i64 = s
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1, "replayed after the delay");
+}

@@ -161,6 +161,32 @@ impl CommitGate {
         result
     }
 
+    /// Block until the principal standby has replayed up to `lsn` (a session's
+    /// `remote_apply`), or it is not in PEER (then, as for every sync mode, it
+    /// does not gate), or `timeout`.
+    pub fn wait_replayed(&self, lsn: u64, timeout: Duration) -> Result<(), GateError> {
+        let deadline = Instant::now() + timeout;
+        let mut g = self.lock();
+        loop {
+            let done = match g.slots.first() {
+                None => true,
+                Some(s) => s.pair.state != crate::pair::PairState::Peer || s.pair.replayed >= lsn,
+            };
+            if done {
+                return Ok(());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(GateError::Timeout);
+            }
+            g = self
+                .cv
+                .wait_timeout(g, left.min(Duration::from_millis(100)))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
     /// A copy of every slot, for status.
     pub fn slots(&self) -> Vec<Slot> {
         self.lock().slots.clone()

@@ -40,6 +40,24 @@ pub struct StandbyStatus {
     pub last_error: Option<String>,
     /// Commit time (µs) of the newest replayed record.
     pub replay_log_time: u64,
+    /// Received batches not yet replayed: (end LSN, when received µs).
+    #[serde(skip)]
+    pub pending: std::collections::VecDeque<(u64, u64)>,
+}
+
+impl StandbyStatus {
+    /// How stale reads here may be (µs): how long the oldest received but
+    /// unreplayed batch has waited, or, when disconnected, the time since
+    /// anything arrived from the primary.
+    pub fn replay_lag_us(&self, now: u64) -> u64 {
+        if self.connect_status != "CONNECTED" {
+            return now.saturating_sub(self.last_receive);
+        }
+        self.pending
+            .front()
+            .map(|(_, t)| now.saturating_sub(*t))
+            .unwrap_or(0)
+    }
 }
 
 /// What a standby's tasks share.
@@ -199,6 +217,7 @@ async fn follow(ctx: &Arc<StandbyCtx>, target: &str, stream: TcpStream) -> Resul
                             let mut st = ctx.status();
                             st.received_lsn = end;
                             st.primary_end_lsn = st.primary_end_lsn.max(end);
+                            st.pending.push_back((end, now_micros()));
                         }
                         writer.send(&ack(ctx), ctx.timeout).await?;
                     }
@@ -236,6 +255,7 @@ pub fn replay_loop(
     replayed: watch::Sender<u64>,
     status: Arc<Mutex<StandbyStatus>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
+    delay: Duration,
 ) {
     use std::sync::atomic::Ordering;
     let log = engine.log().clone();
@@ -258,10 +278,14 @@ pub fn replay_loop(
         let mut next = applied;
         let mut bytes = 0u64;
         let mut newest = 0u64;
+        let horizon = now_micros().saturating_sub(delay.as_micros() as u64);
         while next < target && records.len() < 256 && bytes < 16 << 20 {
             let Some(Ok((_, rec))) = reader.next() else {
                 break;
             };
+            if !delay.is_zero() && rec.commit_time_micros > horizon {
+                break;
+            }
             bytes += rec.page_bytes();
             newest = rec.commit_time_micros;
             records.push(rec);
@@ -269,7 +293,8 @@ pub fn replay_loop(
             next = reader.position();
         }
         if records.is_empty() {
-            std::thread::sleep(Duration::from_millis(5));
+            // Nothing old enough yet (replay delay), or a record being written.
+            std::thread::sleep(Duration::from_millis(if delay.is_zero() { 5 } else { 50 }));
             continue;
         }
         match engine.replay(&records, next) {
@@ -278,6 +303,9 @@ pub fn replay_loop(
                 let mut st = status.lock().unwrap_or_else(|p| p.into_inner());
                 st.replayed_lsn = next;
                 st.replay_log_time = newest;
+                while st.pending.front().is_some_and(|(end, _)| *end <= next) {
+                    st.pending.pop_front();
+                }
             }
             Err(e) => {
                 // A replay error is fatal for DB2's standby; we stop replaying and say so loudly.

@@ -245,6 +245,8 @@ pub struct Config {
     pub hadr_peer_window: Dur,
     /// A commit waiting this long for the standby in PEER detaches it (0 = no limit).
     pub hadr_peer_wait_limit: Dur,
+    /// Standby: replay a record only once its commit is this old (0 = at once).
+    pub hadr_replay_delay: Dur,
 }
 
 impl Default for Config {
@@ -269,6 +271,7 @@ impl Default for Config {
             hadr_timeout: Dur(Duration::from_secs(3)),
             hadr_peer_window: Dur(Duration::ZERO),
             hadr_peer_wait_limit: Dur(Duration::ZERO),
+            hadr_replay_delay: Dur(Duration::ZERO),
         }
     }
 }

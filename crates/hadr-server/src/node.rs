@@ -314,6 +314,32 @@ impl Node {
         })
     }
 
+    /// `SET hadr.commit_wait = 'remote_apply'`: wait (blocking) until the
+    /// principal standby has replayed the commit, so reads there see it.
+    pub fn wait_applied(&self, lsn: Lsn) -> Result<(), PgError> {
+        let Repl::Primary { gate, .. } = &self.repl else {
+            return Ok(());
+        };
+        let timeout = self.config.commit_timeout.0;
+        gate.wait_replayed(lsn, timeout).map_err(|_| {
+            PgError::new(
+                sqlstate::IO_ERROR,
+                format!("the standby did not replay this commit within {} ms (hadr.commit_wait = remote_apply); it is committed", timeout.as_millis()),
+            )
+        })
+    }
+
+    /// On a standby: how stale reads may be, in µs (0 on a primary).
+    pub fn replay_lag_us(&self) -> u64 {
+        match &self.repl {
+            Repl::Standby { status, .. } => status
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .replay_lag_us(hadr_replication::now_micros()),
+            _ => 0,
+        }
+    }
+
     /// A read transaction on a new connection and the LSN its state matches.
     /// Blocking; on a primary it takes the write gate briefly.
     pub fn snapshot(&self) -> Result<(rusqlite::Connection, Lsn), String> {
@@ -472,10 +498,11 @@ async fn start_replication(
             }));
             let (replayed_tx, replayed) = watch::channel(node.engine.applied_lsn());
             let (engine, st, stop) = (node.engine.clone(), status.clone(), stop.clone());
+            let delay = node.config.hadr_replay_delay.0;
             std::thread::Builder::new()
                 .name("hadr-replay".into())
                 .spawn(move || {
-                    hadr_replication::standby::replay_loop(engine, replayed_tx, st, stop)
+                    hadr_replication::standby::replay_loop(engine, replayed_tx, st, stop, delay)
                 })
                 .map_err(|e| NodeError::Internal(e.to_string()))?;
             if node.config.targets().is_empty() {

@@ -797,11 +797,15 @@ impl Session {
                 ),
             ));
         }
+        self.check_replay_lag()?;
         let outcome =
             self.execute_with_permit(p.clone(), params, described.clone(), predicts_write(&cmd))?;
         if let Some(lsn) = outcome.commit_lsn {
             self.node.wait_durable(lsn)?;
             self.node.wait_replicated(lsn)?;
+            if self.remote_apply() {
+                self.node.wait_applied(lsn)?;
+            }
             self.node.stats.commits.fetch_add(1, Ordering::Relaxed);
         }
         let returns_rows = !outcome.columns.is_empty();
@@ -924,6 +928,9 @@ impl Session {
                 if let Some(lsn) = lsn {
                     self.node.wait_durable(lsn)?;
                     self.node.wait_replicated(lsn)?;
+                    if self.remote_apply() {
+                        self.node.wait_applied(lsn)?;
+                    }
                     self.node.stats.commits.fetch_add(1, Ordering::Relaxed);
                 }
                 Ok(())
@@ -966,6 +973,27 @@ impl Session {
                     format!("client_encoding {v} is not supported; hadr speaks UTF8 only"),
                 ));
             }
+            "hadr.commit_wait"
+                if !matches!(
+                    v.to_ascii_lowercase().as_str(),
+                    "remote_apply" | "local" | "default" | "on"
+                ) =>
+            {
+                return Err(PgError::new(
+                    sqlstate::INVALID_PARAMETER_VALUE,
+                    format!(
+                        "invalid value for hadr.commit_wait: \"{v}\" (remote_apply, on or local)"
+                    ),
+                ));
+            }
+            "hadr.max_replay_lag" if v.parse::<crate::config::Dur>().is_err() => {
+                return Err(PgError::new(
+                    sqlstate::INVALID_PARAMETER_VALUE,
+                    format!(
+                        "invalid value for hadr.max_replay_lag: \"{v}\" (a duration such as 500ms)"
+                    ),
+                ));
+            }
             "transaction_read_only" if self.tx == Tx::Block => {
                 self.read_only_tx = matches!(v.to_ascii_lowercase().as_str(), "on" | "true" | "1");
             }
@@ -975,6 +1003,35 @@ impl Session {
             self.settings.remove(name);
         } else {
             self.settings.insert(name.to_string(), v);
+        }
+        Ok(())
+    }
+
+    fn remote_apply(&self) -> bool {
+        self.settings
+            .get("hadr.commit_wait")
+            .is_some_and(|v| v.eq_ignore_ascii_case("remote_apply"))
+    }
+
+    /// `hadr.max_replay_lag` on a standby: refuse reads that could be staler.
+    fn check_replay_lag(&self) -> Result<(), PgError> {
+        let Some(max) = self.settings.get("hadr.max_replay_lag") else {
+            return Ok(());
+        };
+        let Ok(max) = max.parse::<crate::config::Dur>() else {
+            return Ok(());
+        };
+        let lag = self.node.replay_lag_us();
+        if self.node.is_standby() && !max.0.is_zero() && u128::from(lag) > max.0.as_micros() {
+            return Err(PgError::new(
+                sqlstate::SERIALIZATION_FAILURE,
+                format!(
+                    "this standby's replay lag is {} ms, more than hadr.max_replay_lag ({} ms)",
+                    lag / 1000,
+                    max.0.as_millis()
+                ),
+            )
+            .with_hint("retry shortly, or read from the primary"));
         }
         Ok(())
     }
@@ -1217,6 +1274,7 @@ impl Session {
             ));
         }
         let cmd = stmt.command.clone();
+        self.check_replay_lag()?;
         let outcome = match self.execute_with_permit(stmt, params, described, predicts_write(&cmd))
         {
             Ok(o) => o,
@@ -1230,6 +1288,9 @@ impl Session {
         if let Some(lsn) = outcome.commit_lsn {
             self.node.wait_durable(lsn)?;
             self.node.wait_replicated(lsn)?;
+            if self.remote_apply() {
+                self.node.wait_applied(lsn)?;
+            }
         }
         self.send_batch(wire, &name, outcome, 0, max_rows, &binary)
     }
