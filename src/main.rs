@@ -27,6 +27,9 @@ enum Cmd {
         /// Directory to create the database in (must not hold one).
         #[arg(long, default_value = "hadr-data")]
         data: PathBuf,
+        /// Size of log segment files (each is preallocated) [default: 64MiB].
+        #[arg(long)]
+        log_segment_size: Option<ByteSize>,
     },
     /// Serve a database over the PostgreSQL protocol.
     Server(Box<ServerArgs>),
@@ -53,6 +56,9 @@ enum Cmd {
         /// New data directory (must not hold a database).
         #[arg(long)]
         data: PathBuf,
+        /// Size of log segment files (each is preallocated) [default: 64MiB].
+        #[arg(long)]
+        log_segment_size: Option<ByteSize>,
     },
     /// Show a running node's status (from its admin endpoint).
     Status {
@@ -222,11 +228,18 @@ fn main() -> Result<()> {
         "info"
     });
     match cli.command {
-        Cmd::Init { data } => {
-            let c = Config {
+        Cmd::Init {
+            data,
+            log_segment_size,
+        } => {
+            let mut c = Config {
                 data: data.clone(),
                 ..Config::default()
             };
+            if let Some(size) = log_segment_size {
+                c.log_segment_size = size;
+            }
+            c.validate()?;
             let control = hadr_engine::Engine::init(&data, &c.log_config())
                 .with_context(|| format!("cannot create a database in {}", data.display()))?;
             println!(
@@ -260,9 +273,21 @@ fn main() -> Result<()> {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(verify_nodes(&node, json, timeout.0))
         }
-        Cmd::Clone { from, data } => {
+        Cmd::Clone {
+            from,
+            data,
+            log_segment_size,
+        } => {
+            let mut c = Config {
+                data: data.clone(),
+                ..Config::default()
+            };
+            if let Some(size) = log_segment_size {
+                c.log_segment_size = size;
+            }
+            c.validate()?;
             let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(clone(&from, &data))
+            rt.block_on(clone(&from, &c))
         }
         Cmd::Status { node, json } => {
             let rt = tokio::runtime::Runtime::new()?;
@@ -350,11 +375,9 @@ async fn status(node: &str, json: bool) -> Result<()> {
     Ok(())
 }
 
-async fn clone(from: &str, data: &std::path::Path) -> Result<()> {
-    let cfg = Config {
-        data: data.to_path_buf(),
-        ..Config::default()
-    };
+async fn clone(from: &str, cfg: &Config) -> Result<()> {
+    let data = cfg.data.as_path();
+    let existed = data.exists();
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -363,7 +386,7 @@ async fn clone(from: &str, data: &std::path::Path) -> Result<()> {
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
         .progress_chars("=> "),
     );
-    let lsn = hadr_replication::clone::clone_from(
+    let result = hadr_replication::clone::clone_from(
         from,
         data,
         &cfg.log_config(),
@@ -373,16 +396,47 @@ async fn clone(from: &str, data: &std::path::Path) -> Result<()> {
             bar.set_position(p.bytes);
         },
     )
-    .await
-    .with_context(|| {
-        format!(
-            "clone from {from} failed; nothing usable was left in {}; run the command again",
-            data.display()
-        )
-    })?;
+    .await;
+    let lsn = match result {
+        Ok(lsn) => lsn,
+        Err(e) => {
+            bar.abandon();
+            let refused_to_overwrite = matches!(&e, hadr_replication::clone::CloneError::Io(m) if m.contains("refusing to overwrite"));
+            // Leave nothing half-made behind, so that running clone again works.
+            if !refused_to_overwrite {
+                if existed {
+                    for name in [
+                        "data.db",
+                        "data.db.clone",
+                        "log",
+                        "control.json",
+                        "control.json.tmp",
+                        "lock",
+                    ] {
+                        let p = data.join(name);
+                        let _ = std::fs::remove_dir_all(&p).or_else(|_| std::fs::remove_file(&p));
+                    }
+                } else {
+                    let _ = std::fs::remove_dir_all(data);
+                }
+            }
+            return Err(anyhow::Error::new(e).context(format!(
+                "clone from {from} into {} failed{}",
+                data.display(),
+                if refused_to_overwrite {
+                    ""
+                } else {
+                    "; what it had written was removed, so it can be run again"
+                }
+            )));
+        }
+    };
     bar.finish();
     println!("cloned {} at LSN {lsn}", data.display());
-    println!("start it with: hadr server --data {} --hadr-target-list {from} --hadr-local HOST:PORT (the address the primary lists)", data.display());
+    println!(
+        "start it with: hadr server --data {} --hadr-target-list {from} --hadr-local HOST:PORT (the address the primary lists)",
+        data.display()
+    );
     Ok(())
 }
 
