@@ -35,7 +35,7 @@ fn node_config(dir: &std::path::Path, pg: u16, admin: u16, local: u16, target: u
 
 type NodeTask = (
     tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<Result<(), hadr_server::NodeError>>,
+    tokio::task::JoinHandle<Result<hadr_server::Outcome, hadr_server::NodeError>>,
 );
 
 async fn start_node(config: Config) -> Result<(NodeTask, hadr_server::Bound)> {

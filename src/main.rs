@@ -122,6 +122,9 @@ struct ServerArgs {
     /// Most client connections at once [default: 500].
     #[arg(long)]
     max_connections: Option<usize>,
+    /// Standby: re-clone itself when the primary no longer has the log it needs [default: true].
+    #[arg(long)]
+    auto_reclone: Option<bool>,
     /// Largest client message accepted, e.g. 256MiB [default: 256MiB].
     #[arg(long)]
     max_message_size: Option<ByteSize>,
@@ -179,7 +182,8 @@ impl ServerArgs {
             hadr_timeout,
             hadr_peer_window,
             hadr_peer_wait_limit,
-            hadr_replay_delay
+            hadr_replay_delay,
+            auto_reclone
         );
         if self.role.is_some() {
             c.role = self.role;
@@ -253,8 +257,7 @@ fn main() -> Result<()> {
         Cmd::Server(args) => {
             let config = (*args).into_config()?;
             let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(hadr_server::run(config, shutdown_signal(), |_| {}))?;
-            Ok(())
+            rt.block_on(serve(config))
         }
         Cmd::Verify {
             data: Some(data),
@@ -300,6 +303,85 @@ fn main() -> Result<()> {
         } => {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(demo::run(port, Duration::from_secs(seconds), no_wait))
+        }
+    }
+}
+
+/// Run a node; a standby whose primary no longer has the log it needs is
+/// re-cloned and started again (auto_reclone).
+async fn serve(config: Config) -> Result<()> {
+    let stop = std::sync::Arc::new(tokio::sync::Notify::new());
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            stop.notify_waiters();
+            stop.notify_one();
+        });
+    }
+    loop {
+        let s = stop.clone();
+        let outcome =
+            hadr_server::run(config.clone(), async move { s.notified().await }, |_| {}).await?;
+        let hadr_server::Outcome::Reclone(from) = outcome else {
+            return Ok(());
+        };
+        reclone(&from, &config).await?;
+    }
+}
+
+/// Replace a standby's data directory with a fresh clone of `from`; the old
+/// directory is kept until the clone succeeds, and restored if it fails.
+async fn reclone(from: &str, config: &Config) -> Result<()> {
+    let dir = config.data.clone();
+    let mut aside = dir.clone().into_os_string();
+    aside.push(format!(".before-reclone-{}", std::process::id()));
+    let aside = PathBuf::from(aside);
+    std::fs::rename(&dir, &aside)
+        .with_context(|| format!("cannot move {} aside for a re-clone", dir.display()))?;
+    let started = std::time::Instant::now();
+    let mut last_report = std::time::Instant::now();
+    let r = hadr_replication::clone::clone_from(
+        from,
+        &dir,
+        &config.log_config(),
+        Duration::from_secs(10),
+        |p| {
+            if last_report.elapsed() > Duration::from_secs(1) {
+                last_report = std::time::Instant::now();
+                let pct = (p.bytes * 100).checked_div(p.total).unwrap_or(100);
+                tracing::info!(
+                    bytes = p.bytes,
+                    total = p.total,
+                    percent = pct,
+                    "re-cloning"
+                );
+            }
+        },
+    )
+    .await;
+    match r {
+        Ok(lsn) => {
+            tracing::info!(
+                lsn,
+                secs = started.elapsed().as_secs_f64(),
+                "re-clone complete; starting again"
+            );
+            let _ = std::fs::remove_dir_all(&aside);
+            Ok(())
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::rename(&aside, &dir).with_context(|| {
+                format!(
+                    "re-clone failed ({e}) and the old directory could not be restored from {}",
+                    aside.display()
+                )
+            })?;
+            Err(anyhow::Error::new(e).context(format!(
+                "re-clone from {from} failed; {} is as before",
+                dir.display()
+            )))
         }
     }
 }

@@ -491,3 +491,58 @@ async fn replay_delay_holds_back_replay_and_max_replay_lag_refuses_stale_reads()
         .get(0);
     assert_eq!(n, 1, "replayed after the delay");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_whose_log_is_gone_re_clones_itself() {
+    let small = [
+        "--log-segment-size",
+        "64KiB",
+        "--log-retention",
+        "64KiB",
+        "--checkpoint-wal-size",
+        "64KiB",
+    ];
+    let mut c = cluster("NEARSYNC", &small);
+    let p = c.primary.client().await;
+    p.batch_execute("CREATE TABLE t(id INTEGER PRIMARY KEY, b BLOB)")
+        .await
+        .unwrap();
+    assert_eq!(c.standby.stop().code(), Some(0));
+    let standby_end = {
+        let out = Command::new(bin())
+            .args(["verify", "--json", "--data"])
+            .arg(&c.standby.dir)
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["lsn"].as_u64().unwrap()
+    };
+    // Enough writes that checkpoints and retention drop the log the standby needs.
+    for i in 0..60i64 {
+        p.execute("INSERT INTO t VALUES ($1, randomblob(40000))", &[&i])
+            .await
+            .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while c.primary.status()["log"]["start_lsn"].as_u64().unwrap() <= standby_end {
+        assert!(
+            Instant::now() < deadline,
+            "retention never dropped the old log: {}",
+            c.primary.status()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    c.standby.spawn();
+    c.wait_state("PEER", Duration::from_secs(60)).unwrap();
+    c.verify();
+    assert!(c.standby.log().contains("re-clon"), "{}", c.standby.log());
+    let n: i64 = c
+        .standby
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 60);
+}

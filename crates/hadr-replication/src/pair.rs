@@ -87,6 +87,8 @@ pub enum Event {
     Connected {
         /// Now.
         now: u64,
+        /// The standby's log end: everything below it needs no sending.
+        start: u64,
     },
     /// Any message arrived from the standby (it is alive).
     Heard {
@@ -258,11 +260,13 @@ impl Pair {
         let cfg = self.config();
         let mut out = Vec::new();
         match ev {
-            Event::Connected { now } => {
+            Event::Connected { now, start } => {
                 self.last_heard = now;
                 self.last_heartbeat = now;
                 self.heartbeats_missed = 0;
-                self.sent = 0;
+                // A standby that connects already caught up must be able to
+                // enter PEER without waiting for the next write.
+                self.sent = start;
                 self.goto(PairState::RemoteCatchup, now, &mut out);
             }
             Event::Heard { now } => {

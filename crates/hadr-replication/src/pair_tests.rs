@@ -14,7 +14,7 @@ fn cfg(mode: SyncMode, window_s: u64) -> PairConfig {
 
 fn peer(mode: SyncMode, window_s: u64) -> Pair {
     let mut p = Pair::new(cfg(mode, window_s), 0);
-    p.step(Event::Connected { now: 0 });
+    p.step(Event::Connected { now: 0, start: 0 });
     p.step(Event::Sent { lsn: 100 });
     p.step(Event::CaughtUp { now: 1, end: 100 });
     p
@@ -32,9 +32,17 @@ fn catchup_then_peer_for_every_mode_but_superasync() {
 }
 
 #[test]
+fn a_standby_connecting_already_caught_up_enters_peer_without_new_writes() {
+    let mut p = Pair::new(cfg(SyncMode::Nearsync, 0), 0);
+    p.step(Event::Connected { now: 0, start: 500 });
+    p.step(Event::CaughtUp { now: 1, end: 500 });
+    assert_eq!(p.state, PairState::Peer);
+}
+
+#[test]
 fn not_caught_up_until_everything_was_sent() {
     let mut p = Pair::new(cfg(SyncMode::Sync, 0), 0);
-    p.step(Event::Connected { now: 0 });
+    p.step(Event::Connected { now: 0, start: 0 });
     p.step(Event::Sent { lsn: 50 });
     p.step(Event::CaughtUp { now: 1, end: 100 });
     assert_eq!(p.state, PairState::RemoteCatchup);
@@ -125,7 +133,10 @@ fn peer_window_blocks_commits_until_it_ends_or_the_standby_returns() {
         clean: false,
     });
     assert_eq!(p.state, PairState::DisconnectedPeer);
-    p.step(Event::Connected { now: 3 * S });
+    p.step(Event::Connected {
+        now: 3 * S,
+        start: 0,
+    });
     assert_eq!(p.state, PairState::RemoteCatchup);
     assert_eq!(p.gate(1_000), Gate::Open);
 }
@@ -155,7 +166,7 @@ fn peer_wait_limit_detaches_a_slow_standby() {
         },
         0,
     );
-    p.step(Event::Connected { now: 0 });
+    p.step(Event::Connected { now: 0, start: 0 });
     p.step(Event::Sent { lsn: 10 });
     p.step(Event::CaughtUp { now: 0, end: 10 });
     p.step(Event::Heard { now: S });
@@ -226,7 +237,7 @@ proptest! {
             now += dt;
             let before = (p.received, p.flushed, p.replayed);
             let ev = match kind {
-                0 => Event::Connected { now },
+                0 => Event::Connected { now, start: 0 },
                 1 => Event::Heard { now },
                 2 => Event::Ack { now, received: lsn, flushed: lsn / 2, replayed: lsn / 3 },
                 3 => Event::Sent { lsn },

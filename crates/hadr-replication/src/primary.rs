@@ -181,7 +181,13 @@ async fn stream_to(
         }
         actions
     };
-    report(ctx.gate.step(slot, Event::Connected { now: now_micros() }));
+    report(ctx.gate.step(
+        slot,
+        Event::Connected {
+            now: now_micros(),
+            start: from,
+        },
+    ));
     // Acks and heartbeats from the standby.
     let (lost_tx, mut lost_rx) = tokio::sync::oneshot::channel::<String>();
     let gate = ctx.gate.clone();

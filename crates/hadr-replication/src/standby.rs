@@ -76,6 +76,9 @@ pub struct StandbyCtx {
     pub flushed: watch::Receiver<u64>,
     /// Replayed LSN, updated by the replay thread.
     pub replayed: watch::Receiver<u64>,
+    /// Called when the primary no longer has the log this standby needs
+    /// (with the primary's address); the node may then re-clone itself.
+    pub on_needs_clone: Arc<dyn Fn(String) + Send + Sync>,
 }
 
 impl StandbyCtx {
@@ -139,6 +142,9 @@ pub async fn run(ctx: Arc<StandbyCtx>) {
                 }
             }
             if let Err(e) = r {
+                if matches!(&e, FollowError::Refused(reason) if reason.contains("needs clone")) {
+                    (ctx.on_needs_clone)(target.clone());
+                }
                 warn!(primary = %target, error = %e, "replication from primary ended");
             }
         }

@@ -247,6 +247,9 @@ pub struct Config {
     pub hadr_peer_wait_limit: Dur,
     /// Standby: replay a record only once its commit is this old (0 = at once).
     pub hadr_replay_delay: Dur,
+    /// Standby: when the primary no longer has the log it needs, re-clone
+    /// itself from the primary (false: say "needs clone" and wait).
+    pub auto_reclone: bool,
 }
 
 impl Default for Config {
@@ -272,6 +275,7 @@ impl Default for Config {
             hadr_peer_window: Dur(Duration::ZERO),
             hadr_peer_wait_limit: Dur(Duration::ZERO),
             hadr_replay_delay: Dur(Duration::ZERO),
+            auto_reclone: true,
         }
     }
 }

@@ -11,4 +11,4 @@ pub mod session;
 pub mod values;
 
 pub use config::Config;
-pub use node::{run, Bound, Node, NodeError};
+pub use node::{run, Bound, Node, NodeError, Outcome};

@@ -102,6 +102,8 @@ pub struct Node {
     pub meta: Arc<Mutex<rusqlite::Connection>>,
     /// Replication: what this node does for HADR.
     pub repl: Repl,
+    /// Set when this standby must be re-cloned from the given primary.
+    pub reclone_from: Mutex<Option<String>>,
     /// Cached page hash: (lsn, hash).
     pub hash_cache: tokio::sync::Mutex<Option<(Lsn, hadr_engine::PageHash)>>,
 }
@@ -164,6 +166,7 @@ impl Node {
         let (shutdown_tx, shutdown) = watch::channel(false);
         let meta = Arc::new(Mutex::new(engine.connect()?));
         Ok(Arc::new(Node {
+            reclone_from: Mutex::new(None),
             repl,
             meta,
             config,
@@ -373,12 +376,22 @@ pub struct Bound {
     pub admin: SocketAddr,
 }
 
-/// Run a node until `stop` completes, then shut down cleanly.
+/// Why [`run`] returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Asked to stop.
+    Stopped,
+    /// A standby whose primary no longer has the log it needs: the caller
+    /// re-clones the data directory from this primary and runs again.
+    Reclone(String),
+}
+
+/// Run a node until `stop` completes (or the node decides to stop), then shut down cleanly.
 pub async fn run(
     config: Config,
     stop: impl Future<Output = ()>,
     on_bound: impl FnOnce(Bound),
-) -> Result<(), NodeError> {
+) -> Result<Outcome, NodeError> {
     let node = Node::open(config)?;
     let pg = TcpListener::bind(node.config.listen)
         .await
@@ -415,7 +428,10 @@ pub async fn run(
     let admin_task = tokio::spawn(crate::admin::serve(node.clone(), admin));
     let ckpt = tokio::spawn(checkpointer(node.clone()));
 
-    stop.await;
+    tokio::select! {
+        _ = stop => {}
+        _ = node.until_shutdown() => {}
+    }
     info!("shutting down");
     node.begin_shutdown();
     accept.abort();
@@ -459,7 +475,15 @@ pub async fn run(
             error!(error = %e, "shutdown could not checkpoint; recovery will finish it at next start")
         }
     }
-    Ok(())
+    let reclone = node
+        .reclone_from
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    Ok(match reclone {
+        Some(from) => Outcome::Reclone(from),
+        None => Outcome::Stopped,
+    })
 }
 
 /// Start the replication tasks of the node's role.
@@ -516,6 +540,21 @@ async fn start_replication(
                 status: status.clone(),
                 flushed,
                 replayed,
+                on_needs_clone: {
+                    let weak = Arc::downgrade(node);
+                    let auto = node.config.auto_reclone;
+                    Arc::new(move |primary: String| {
+                        let Some(node) = weak.upgrade() else { return };
+                        if !auto {
+                            warn!(%primary, "the primary no longer has the log this standby needs: run `hadr clone` (auto_reclone is off)");
+                            return;
+                        }
+                        warn!(%primary, "the primary no longer has the log this standby needs: re-cloning (auto_reclone)");
+                        *node.reclone_from.lock().unwrap_or_else(|p| p.into_inner()) =
+                            Some(primary);
+                        node.begin_shutdown();
+                    })
+                },
             });
             info!(primary = ?node.config.targets(), "HADR standby");
             Ok(vec![tokio::spawn(hadr_replication::standby::run(ctx))])
