@@ -523,7 +523,7 @@ async fn clone(from: &str, cfg: &Config) -> Result<()> {
 }
 
 async fn node_hash(node: &str) -> Result<(u64, String)> {
-    let body = http::get(node, "/status", Duration::from_secs(30)).await?;
+    let body = http::get(node, "/status?hash=true", Duration::from_secs(300)).await?;
     let v: serde_json::Value = serde_json::from_str(&body).context("status is not JSON")?;
     let lsn = v
         .pointer("/page_hash/lsn")

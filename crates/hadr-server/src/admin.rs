@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -157,10 +157,29 @@ fn hadr_status(node: &Node) -> serde_json::Value {
     }
 }
 
-async fn status(State(node): State<Arc<Node>>) -> Response {
+/// Query parameters of /status.
+#[derive(serde::Deserialize)]
+struct StatusQuery {
+    /// Force (true) or skip (false) the page hash.
+    hash: Option<bool>,
+}
+
+/// Databases larger than this get a page hash in /status only when asked
+/// (`?hash=1`): hashing reads every page, and monitors poll /status often.
+const HASH_BY_DEFAULT_MAX_BYTES: u64 = 256 << 20;
+
+async fn status(State(node): State<Arc<Node>>, Query(q): Query<StatusQuery>) -> Response {
     let c = node.engine.control();
     let log = node.engine.log();
-    let hash = page_hash(&node).await;
+    let db_bytes = std::fs::metadata(node.engine.db_path())
+        .map(|m| m.len())
+        .unwrap_or(0);
+    let want_hash = q.hash.unwrap_or(db_bytes <= HASH_BY_DEFAULT_MAX_BYTES);
+    let hash = if want_hash {
+        page_hash(&node).await
+    } else {
+        None
+    };
     let body = json!({
         "version": env!("CARGO_PKG_VERSION"),
         "role": c.role.as_str(),
