@@ -4,10 +4,18 @@
 //! ```text
 //! cargo run --release -p hadr-bench -- [--seconds 20] [--clients 1,8,32] [--modes simple,prepared]
 //!     [--hadr target/release/hadr] [--out docs/benchmarks.md] [--quick]
+//!     [--single-node] [--replication] [--hadr-modes SYNC,...] [--pg-levels on,...] [--clone-mb 256]
 //! ```
+//!
+//! Two parts, each writing its own section of the document: single node
+//! (one hadr node against one PostgreSQL server) and replication (a primary
+//! with one standby: hadr per sync mode, PostgreSQL per synchronous_commit
+//! level, plus hadr's clone and replay throughput). With neither
+//! `--single-node` nor `--replication`, both run.
 
 mod pgbench;
 mod proc;
+mod replication;
 mod report;
 mod targets;
 
@@ -19,7 +27,8 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 
 use pgbench::Mode;
-use report::{Consistency, Machine, Report, RunRecord};
+use replication::{HadrPair, PostgresPair, Replicated};
+use report::{Consistency, Machine, ReplReport, ReplRunRecord, Report, RunRecord, StandbyCheck};
 use targets::{ConnInfo, Hadr, Postgres, Target, TargetKind};
 
 /// The transaction every client runs; also committed as bench/pgbench.sql.
@@ -35,7 +44,8 @@ struct Cli {
     /// Client counts, comma-separated [default: 1,8,32; 1,8 with --quick].
     #[arg(long, value_delimiter = ',')]
     clients: Option<Vec<u32>>,
-    /// pgbench query modes, comma-separated.
+    /// pgbench query modes of the single-node part, comma-separated (the
+    /// replication part uses prepared only).
     #[arg(
         long,
         value_enum,
@@ -54,7 +64,8 @@ struct Cli {
     /// The hadr binary [default: target/release/hadr of this workspace].
     #[arg(long)]
     hadr: Option<PathBuf>,
-    /// Markdown report to write; the SVG plot goes next to it as <stem>-tps.svg
+    /// Markdown report to write; the SVG plots go next to it as <stem>-tps.svg
+    /// and <stem>-replication-tps.svg
     /// [default: docs/benchmarks.md of this workspace].
     #[arg(long)]
     out: Option<PathBuf>,
@@ -64,9 +75,39 @@ struct Cli {
     /// Directory of the PostgreSQL 15 server programs (installed with apt-get if missing).
     #[arg(long, default_value = "/usr/lib/postgresql/15/bin")]
     pg_bindir: PathBuf,
-    /// Smoke test of this program: 3 s per run, clients 1,8.
+    /// Smoke test of this program: 3 s per run, clients 1,8, a 32 MB clone.
     #[arg(long)]
     quick: bool,
+    /// Run the replication part (primary + standby). Without --single-node
+    /// too, only that part; with neither flag, both parts.
+    #[arg(long)]
+    replication: bool,
+    /// Run the single-node part (alone unless --replication is given too).
+    #[arg(long)]
+    single_node: bool,
+    /// hadr sync modes of the replication part, one pair each.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "SYNC,NEARSYNC,ASYNC,SUPERASYNC"
+    )]
+    hadr_modes: Vec<String>,
+    /// PostgreSQL synchronous_commit levels of the replication part.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "on,remote_write,remote_apply,local"
+    )]
+    pg_levels: Vec<String>,
+    /// Rewrite the document's sections from a file written by --json, without
+    /// measuring anything (after a change to how results are written up).
+    #[arg(long)]
+    render_json: Option<PathBuf>,
+    /// Size in MB (10^6 bytes) of the database hadr clones, and of the log its
+    /// standby replays, in the replication part; 0 skips that measurement
+    /// [default: 256; 32 with --quick].
+    #[arg(long)]
+    clone_mb: Option<u64>,
 }
 
 /// The workspace root, from where this crate was built.
@@ -225,8 +266,68 @@ fn main() {
     }
 }
 
+/// What both parts need.
+struct Ctx {
+    seconds: u64,
+    clients: Vec<u32>,
+    kinds: Vec<TargetKind>,
+    hadr_bin: PathBuf,
+    out_path: PathBuf,
+    command: String,
+    pg_bindir: PathBuf,
+    work: PathBuf,
+    script: PathBuf,
+    psql_version: String,
+    pgbench_version: String,
+    load_program_start: String,
+}
+
+/// --render-json: the sections again, from saved measurements.
+fn render_json(path: &Path, out: &Path) -> Result<()> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    let single: Option<Report> = match v.get("single_node") {
+        Some(j) if !j.is_null() => Some(serde_json::from_value(j.clone()).context("single_node")?),
+        _ => None,
+    };
+    let repl: Option<ReplReport> = match v.get("replication") {
+        Some(j) if !j.is_null() => Some(serde_json::from_value(j.clone()).context("replication")?),
+        _ => None,
+    };
+    if single.is_none() && repl.is_none() {
+        bail!(
+            "{} holds neither single_node nor replication results",
+            path.display()
+        );
+    }
+    if let Some(r) = &single {
+        r.write(out)?;
+        eprintln!("rewrote the single-node section of {}", out.display());
+    }
+    if let Some(mut r) = repl {
+        // Older files lack the load at program start; the single-node part,
+        // which runs first, measured it as its own starting load.
+        if r.load_program_start.is_none() {
+            r.load_program_start = single.as_ref().map(|s| s.machine.load_before.clone());
+        }
+        r.write(out)?;
+        eprintln!("rewrote the replication section of {}", out.display());
+    }
+    Ok(())
+}
+
 fn run() -> Result<()> {
     let cli = Cli::parse();
+    let load_program_start = load_average();
+    if let Some(j) = &cli.render_json {
+        let out = cli
+            .out
+            .clone()
+            .unwrap_or_else(|| workspace_root().join("docs/benchmarks.md"));
+        return render_json(j, &out);
+    }
     let seconds = cli.seconds.unwrap_or(if cli.quick { 3 } else { 20 });
     let clients = cli.clients.clone().unwrap_or_else(|| {
         if cli.quick {
@@ -243,6 +344,23 @@ fn run() -> Result<()> {
     {
         bail!("need --seconds > 0, at least one mode and target, and client counts > 0");
     }
+    for m in &cli.hadr_modes {
+        if !replication::HADR_MODES.contains(&m.as_str()) {
+            bail!("unknown hadr sync mode {m:?} (SYNC, NEARSYNC, ASYNC or SUPERASYNC)");
+        }
+    }
+    for l in &cli.pg_levels {
+        if !replication::PG_LEVELS.contains(&l.as_str()) {
+            bail!(
+                "unknown synchronous_commit level {l:?} (on, remote_write, remote_apply or local)"
+            );
+        }
+    }
+    // Neither flag: both parts.
+    let (do_single, do_repl) = match (cli.single_node, cli.replication) {
+        (false, false) => (true, true),
+        flags => flags,
+    };
     let mut kinds = cli.targets.clone();
     kinds.dedup();
     let root = workspace_root();
@@ -261,7 +379,6 @@ fn run() -> Result<()> {
         format!("cargo run --release -p hadr-bench -- {}", args.join(" "))
     };
 
-    let load_before = load_average();
     let psql_version = client_version("psql")?;
     let pgbench_version = client_version("pgbench")?;
     if kinds.contains(&TargetKind::Postgres) {
@@ -271,12 +388,110 @@ fn run() -> Result<()> {
     let work = WorkDir::new()?;
     let script = work.0.join("pgbench.sql");
     std::fs::write(&script, SCRIPT).with_context(|| format!("writing {}", script.display()))?;
+    let ctx = Ctx {
+        seconds,
+        clients,
+        kinds,
+        hadr_bin,
+        out_path,
+        command,
+        pg_bindir: cli.pg_bindir.clone(),
+        work: work.0.clone(),
+        script,
+        psql_version,
+        pgbench_version,
+        load_program_start,
+    };
 
+    let single = if do_single {
+        Some(run_single(&cli, &ctx)?)
+    } else {
+        None
+    };
+    let repl = if do_repl {
+        Some(run_replication(&cli, &ctx)?)
+    } else {
+        None
+    };
+    if let Some(j) = &cli.json {
+        let v = serde_json::json!({ "single_node": single, "replication": repl });
+        std::fs::write(j, serde_json::to_string_pretty(&v)?)
+            .with_context(|| format!("writing {}", j.display()))?;
+    }
+    let bad_single = single.as_ref().map_or(0, |r| {
+        r.runs
+            .iter()
+            .filter(|r| !matches!(r.consistency, Consistency::Ok { .. }))
+            .count()
+    });
+    let bad_repl = repl.as_ref().map_or(0, ReplReport::integrity_failures);
+    if bad_single + bad_repl > 0 {
+        bail!(
+            "consistency checks failed: {bad_single} single-node run(s) (SQL sums), {bad_repl} replication check(s) \
+             (SQL sums or standby verification); see {}",
+            ctx.out_path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Copies a troubled server's log somewhere that outlives the work directory.
+fn keep_log(label: &str, path: &Path, notes: &mut Vec<String>) {
+    let keep = std::env::temp_dir().join(format!(
+        "hadr-bench-{label}-server-{}.log",
+        std::process::id()
+    ));
+    if std::fs::copy(path, &keep).is_ok() {
+        notes.push(format!("{label} server log kept in {}", keep.display()));
+        eprintln!(
+            "{label} had errors; its server log is kept in {}",
+            keep.display()
+        );
+    }
+}
+
+/// Starts a target and loads the benchmark schema and rows into it.
+fn start_and_load(t: &mut dyn Target, version: &str) -> Result<()> {
+    eprintln!("== starting {} ({version})", t.name());
+    t.start()
+        .with_context(|| format!("starting {}", t.name()))?;
+    eprintln!(
+        "== loading {} accounts into {} ({})",
+        targets::ACCOUNTS,
+        t.name(),
+        t.conninfo()
+    );
+    targets::psql(&t.conninfo(), &t.setup_sql(), Duration::from_secs(600))
+        .with_context(|| format!("loading the schema into {}", t.name()))?;
+    let n = targets::psql(
+        &t.conninfo(),
+        &["SELECT count(*) FROM accounts".into()],
+        Duration::from_secs(60),
+    )?;
+    if n.trim() != targets::ACCOUNTS.to_string() {
+        bail!(
+            "{}: accounts has {} rows after loading, expected {}",
+            t.name(),
+            n.trim(),
+            targets::ACCOUNTS
+        );
+    }
+    Ok(())
+}
+
+fn fmt_opt(v: Option<f64>, div: f64, prec: usize) -> String {
+    v.map(|v| format!("{:.prec$}", v / div))
+        .unwrap_or_else(|| "-".into())
+}
+
+/// The single-node part: writes its section of the document.
+fn run_single(cli: &Cli, ctx: &Ctx) -> Result<Report> {
+    let load_before = load_average();
     let mut targets: Vec<Box<dyn Target>> = Vec::new();
-    for k in &kinds {
+    for k in &ctx.kinds {
         targets.push(match k {
-            TargetKind::Postgres => Box::new(Postgres::new(&cli.pg_bindir, &work.0)?),
-            TargetKind::Hadr => Box::new(Hadr::new(&hadr_bin, &work.0)?),
+            TargetKind::Postgres => Box::new(Postgres::new(&ctx.pg_bindir, &ctx.work)?),
+            TargetKind::Hadr => Box::new(Hadr::new(&ctx.hadr_bin, &ctx.work)?),
         });
     }
 
@@ -288,52 +503,30 @@ fn run() -> Result<()> {
         versions.push((t.name().to_string(), v));
     }
     for (t, (_, version)) in targets.iter_mut().zip(&versions) {
-        eprintln!("== starting {} ({version})", t.name());
-        t.start()
-            .with_context(|| format!("starting {}", t.name()))?;
-        eprintln!(
-            "== loading {} accounts into {} ({})",
-            targets::ACCOUNTS,
-            t.name(),
-            t.conninfo()
-        );
-        targets::psql(&t.conninfo(), &t.setup_sql(), Duration::from_secs(600))
-            .with_context(|| format!("loading the schema into {}", t.name()))?;
-        let n = targets::psql(
-            &t.conninfo(),
-            &["SELECT count(*) FROM accounts".into()],
-            Duration::from_secs(60),
-        )?;
-        if n.trim() != targets::ACCOUNTS.to_string() {
-            bail!(
-                "{}: accounts has {} rows after loading, expected {}",
-                t.name(),
-                n.trim(),
-                targets::ACCOUNTS
-            );
-        }
+        start_and_load(t.as_mut(), version)?;
     }
-    versions.push(("pgbench".into(), pgbench_version));
-    versions.push(("psql".into(), psql_version));
+    versions.push(("pgbench".into(), ctx.pgbench_version.clone()));
+    versions.push(("psql".into(), ctx.psql_version.clone()));
 
-    let total = cli.modes.len() * clients.len() * targets.len();
-    eprintln!("== {total} runs of {seconds} s each");
+    let seconds = ctx.seconds;
+    let total = cli.modes.len() * ctx.clients.len() * targets.len();
+    eprintln!("== single node: {total} runs of {seconds} s each");
     let mut runs = Vec::new();
     let mut notes = Vec::new();
     for &mode in &cli.modes {
-        for &c in &clients {
+        for &c in &ctx.clients {
             for t in targets.iter_mut() {
                 proc::check_interrupted()?;
                 let name = t.name().to_string();
                 let run_id = format!("{name}-{}-c{c}", mode.as_str());
                 let conn = t.conninfo();
                 let run = pgbench::Run {
-                    script: &script,
+                    script: &ctx.script,
                     conn: &conn,
                     mode,
                     clients: c,
                     seconds,
-                    log_dir: &work.0.join("logs").join(&run_id),
+                    log_dir: &ctx.work.join("logs").join(&run_id),
                 };
                 let threads = run.threads();
                 let m = if t.alive() == Some(false) {
@@ -348,15 +541,9 @@ fn run() -> Result<()> {
                 let consistency = check_sums(&conn);
                 eprintln!(
                     "{run_id:<24} tps {:>8} p50 {:>7} ms p99 {:>7} ms failed {} sums {}",
-                    m.tps
-                        .map(|v| format!("{v:.0}"))
-                        .unwrap_or_else(|| "-".into()),
-                    m.p50_us
-                        .map(|v| format!("{:.2}", v / 1000.0))
-                        .unwrap_or_else(|| "-".into()),
-                    m.p99_us
-                        .map(|v| format!("{:.2}", v / 1000.0))
-                        .unwrap_or_else(|| "-".into()),
+                    fmt_opt(m.tps, 1.0, 0),
+                    fmt_opt(m.p50_us, 1000.0, 2),
+                    fmt_opt(m.p99_us, 1000.0, 2),
                     m.failed,
                     match &consistency {
                         Consistency::Ok { .. } => "ok".to_string(),
@@ -371,7 +558,7 @@ fn run() -> Result<()> {
                         "  !! SQL CONSISTENCY FAILURE on {name}: sum(accounts.abalance) != sum(history.delta): {consistency:?}"
                     );
                 }
-                let _ = std::fs::remove_dir_all(work.0.join("logs").join(&run_id));
+                let _ = std::fs::remove_dir_all(ctx.work.join("logs").join(&run_id));
                 runs.push(RunRecord {
                     target: name,
                     mode,
@@ -390,23 +577,7 @@ fn run() -> Result<()> {
                 && (r.m.error.is_some() || !matches!(r.consistency, Consistency::Ok { .. }))
         });
         if troubled {
-            let keep = std::env::temp_dir().join(format!(
-                "hadr-bench-{}-server-{}.log",
-                t.name(),
-                std::process::id()
-            ));
-            if std::fs::copy(t.server_log(), &keep).is_ok() {
-                notes.push(format!(
-                    "{} server log kept in {}",
-                    t.name(),
-                    keep.display()
-                ));
-                eprintln!(
-                    "{} had errors; its server log is kept in {}",
-                    t.name(),
-                    keep.display()
-                );
-            }
+            keep_log(t.name(), &t.server_log(), &mut notes);
         }
         for line in t.log_findings() {
             notes.push(format!("{} log: {line}", t.name()));
@@ -426,34 +597,251 @@ fn run() -> Result<()> {
             ..machine()
         },
         versions,
-        command,
+        command: ctx.command.clone(),
         seconds,
-        clients,
+        clients: ctx.clients.clone(),
         modes: cli.modes.clone(),
-        targets: kinds
+        targets: ctx
+            .kinds
             .iter()
             .map(|k| format!("{k:?}").to_lowercase())
             .collect(),
         runs,
         notes,
     };
-    report.write(&out_path)?;
-    if let Some(j) = &cli.json {
-        std::fs::write(j, serde_json::to_string_pretty(&report)?)
-            .with_context(|| format!("writing {}", j.display()))?;
-    }
+    report.write(&ctx.out_path)?;
     println!("{}", report.table());
-    eprintln!("wrote {}", out_path.display());
-    let bad = report
-        .runs
-        .iter()
-        .filter(|r| !matches!(r.consistency, Consistency::Ok { .. }))
-        .count();
-    if bad > 0 {
-        bail!(
-            "SQL consistency check failed in {bad} run(s); see {}",
-            out_path.display()
-        );
+    eprintln!(
+        "wrote the single-node section of {}",
+        ctx.out_path.display()
+    );
+    Ok(report)
+}
+
+/// The replication part: hadr pairs per sync mode and a PostgreSQL pair per
+/// synchronous_commit level, then hadr's clone and replay throughput. Writes
+/// its section of the document.
+fn run_replication(cli: &Cli, ctx: &Ctx) -> Result<ReplReport> {
+    let load_before = load_average();
+    let mode = Mode::Prepared;
+    let mut pairs: Vec<Box<dyn Replicated>> = Vec::new();
+    // (pair index, setting): PostgreSQL levels and hadr modes.
+    let mut pg_slots = Vec::new();
+    let mut hadr_slots = Vec::new();
+    if ctx.kinds.contains(&TargetKind::Postgres) && !cli.pg_levels.is_empty() {
+        let p = PostgresPair::new(&ctx.pg_bindir, &ctx.work)?;
+        for l in p
+            .settings()
+            .into_iter()
+            .filter(|l| cli.pg_levels.contains(l))
+        {
+            pg_slots.push((pairs.len(), l));
+        }
+        pairs.push(Box::new(p));
     }
-    Ok(())
+    if ctx.kinds.contains(&TargetKind::Hadr) {
+        for m in &cli.hadr_modes {
+            let p = HadrPair::new(&ctx.hadr_bin, &ctx.work, m, m)?;
+            for s in p.settings() {
+                hadr_slots.push((pairs.len(), s));
+            }
+            pairs.push(Box::new(p));
+        }
+    }
+    // Runs take turns: PostgreSQL on, hadr SYNC, remote_write, NEARSYNC, ...
+    let mut schedule = Vec::new();
+    for i in 0..pg_slots.len().max(hadr_slots.len()) {
+        schedule.extend(pg_slots.get(i).cloned());
+        schedule.extend(hadr_slots.get(i).cloned());
+    }
+    let configs: Vec<(String, String)> = pg_slots
+        .iter()
+        .chain(&hadr_slots)
+        .map(|(i, s)| (pairs[*i].family().to_string(), s.clone()))
+        .collect();
+
+    let mut versions: Vec<(String, String)> = Vec::new();
+    for p in pairs.iter_mut() {
+        let version = p
+            .version()
+            .with_context(|| format!("asking {} for its version", p.name()))?;
+        if !versions.iter().any(|(f, _)| f == p.family()) {
+            versions.push((p.family().to_string(), version.clone()));
+        }
+        start_and_load(p.as_mut(), &version)?;
+        let state = p.wait_synced(Duration::from_secs(300)).with_context(|| {
+            format!("{}: the standby did not catch up after the load", p.name())
+        })?;
+        eprintln!("== {} ready: {state}", p.name());
+    }
+    versions.push(("pgbench".into(), ctx.pgbench_version.clone()));
+    versions.push(("psql".into(), ctx.psql_version.clone()));
+
+    let seconds = ctx.seconds;
+    eprintln!(
+        "== replication: {} runs of {seconds} s each",
+        schedule.len() * ctx.clients.len()
+    );
+    let mut runs: Vec<ReplRunRecord> = Vec::new();
+    let mut run_pair: Vec<usize> = Vec::new();
+    let mut notes = Vec::new();
+    for &c in &ctx.clients {
+        for (i, setting) in &schedule {
+            proc::check_interrupted()?;
+            let p = &mut pairs[*i];
+            let family = p.family().to_string();
+            let run_id = format!("{family}-{setting}-c{c}");
+            let conn = p.conninfo();
+            let run = pgbench::Run {
+                script: &ctx.script,
+                conn: &conn,
+                mode,
+                clients: c,
+                seconds,
+                log_dir: &ctx.work.join("logs").join(&run_id),
+            };
+            let threads = run.threads();
+            let prepared = p
+                .apply_setting(setting)
+                .and_then(|()| p.wait_synced(Duration::from_secs(120)));
+            let (synced_before, state_before) = match prepared {
+                Ok(s) => (true, s),
+                Err(e) => (false, format!("{e:#}")),
+            };
+            if !synced_before {
+                eprintln!("  !! {run_id}: not ready: {state_before}");
+            }
+            let m = if p.alive() == Some(false) {
+                pgbench::Measurement {
+                    error: Some(format!("{} is not running", p.name())),
+                    ..Default::default()
+                }
+            } else {
+                run.execute()?
+            };
+            proc::check_interrupted()?;
+            let state_after = p.pair_state();
+            let consistency = check_sums(&conn);
+            let standby = p.verify();
+            eprintln!(
+                "{run_id:<28} tps {:>8} p50 {:>7} ms p99 {:>7} ms failed {} sums {} state {} -> {} standby {}",
+                fmt_opt(m.tps, 1.0, 0),
+                fmt_opt(m.p50_us, 1000.0, 2),
+                fmt_opt(m.p99_us, 1000.0, 2),
+                m.failed,
+                match &consistency {
+                    Consistency::Ok { .. } => "ok".to_string(),
+                    other => format!("{other:?}"),
+                },
+                if synced_before { state_before.as_str() } else { "NOT READY" },
+                state_after,
+                match &standby {
+                    StandbyCheck::PagesIdentical { lsn } => format!("identical@{lsn}"),
+                    StandbyCheck::SameSums { lsn } => format!("same-sums@{lsn}"),
+                    other => format!("{other:?}"),
+                }
+            );
+            if let Some(e) = &m.error {
+                eprintln!("  !! {e}");
+            }
+            if !standby.ok() {
+                eprintln!("  !! STANDBY CHECK FAILED on {run_id}: {standby:?}");
+            }
+            let _ = std::fs::remove_dir_all(ctx.work.join("logs").join(&run_id));
+            run_pair.push(*i);
+            runs.push(ReplRunRecord {
+                target: family,
+                setting: setting.clone(),
+                mode,
+                clients: c,
+                threads,
+                m,
+                consistency,
+                state_before,
+                state_after,
+                synced_before,
+                standby,
+            });
+        }
+    }
+
+    for (i, p) in pairs.iter_mut().enumerate() {
+        let troubled = runs.iter().zip(&run_pair).any(|(r, &pi)| {
+            pi == i
+                && (r.m.error.is_some()
+                    || !r.synced_before
+                    || !r.standby.ok()
+                    || !matches!(r.consistency, Consistency::Ok { .. }))
+        });
+        if troubled {
+            for (label, path) in p.server_logs() {
+                keep_log(&label, &path, &mut notes);
+            }
+        }
+        for line in p.log_findings() {
+            notes.push(format!("{} log: {line}", p.name()));
+        }
+        if let Err(e) = p.stop() {
+            notes.push(format!("stopping {}: {e:#}", p.name()));
+            eprintln!("warning: stopping {}: {e:#}", p.name());
+        }
+    }
+    drop(pairs);
+
+    let clone_mb = cli.clone_mb.unwrap_or(if cli.quick { 32 } else { 256 });
+    let (clone, clone_error) = if ctx.kinds.contains(&TargetKind::Hadr) && clone_mb > 0 {
+        match replication::measure_clone_and_replay(&ctx.hadr_bin, &ctx.work, clone_mb * 1_000_000)
+        {
+            Ok(c) => {
+                eprintln!(
+                    "== clone {:.1} MB in {:.2} s = {:.0} MB/s ({:?}); replay {:.1} MB of log in {:.2} s after connecting = {:.0} MB/s ({:?})",
+                    c.db_bytes as f64 / 1e6,
+                    c.clone_secs,
+                    c.clone_mb_s,
+                    c.verify_after_clone,
+                    c.replay_log_bytes as f64 / 1e6,
+                    c.replay_total_secs - c.standby_connect_secs,
+                    c.replay_mb_s,
+                    c.verify_after_replay
+                );
+                (Some(c), None)
+            }
+            Err(e) => {
+                if proc::interrupted() {
+                    return Err(e);
+                }
+                eprintln!("  !! clone/replay measurement failed: {e:#}");
+                (None, Some(format!("{e:#}")))
+            }
+        }
+    } else {
+        (None, None)
+    };
+
+    let report = ReplReport {
+        date: now_utc(),
+        machine: Machine {
+            load_before,
+            load_after: load_average(),
+            ..machine()
+        },
+        versions,
+        command: ctx.command.clone(),
+        seconds,
+        clients: ctx.clients.clone(),
+        mode,
+        configs,
+        runs,
+        clone,
+        clone_error,
+        notes,
+        load_program_start: Some(ctx.load_program_start.clone()),
+    };
+    report.write(&ctx.out_path)?;
+    println!("{}", report.table());
+    eprintln!(
+        "wrote the replication section of {}",
+        ctx.out_path.display()
+    );
+    Ok(report)
 }

@@ -10,7 +10,9 @@ use crate::proc;
 use crate::targets::ConnInfo;
 
 /// pgbench's query protocol (`-M`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     Simple,
@@ -29,7 +31,7 @@ impl Mode {
 }
 
 /// The measured outcome of one pgbench run.
-#[derive(Clone, Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Measurement {
     /// "tps = N (without initial connection time)".
     pub tps: Option<f64>,

@@ -94,6 +94,90 @@ pub fn stop_failed() -> bool {
     STOP_FAILED.load(Ordering::SeqCst)
 }
 
+/// Records that a server could not be stopped, so its directory is kept.
+pub fn mark_stop_failed() {
+    STOP_FAILED.store(true, Ordering::SeqCst);
+}
+
+/// `n` distinct TCP ports nobody listens on right now (never 5432): the
+/// probe sockets are all held open until every port is chosen.
+pub fn free_ports(n: usize) -> Result<Vec<u16>> {
+    let mut held = Vec::new();
+    let mut ports = Vec::new();
+    while ports.len() < n {
+        let l = TcpListener::bind("127.0.0.1:0").context("binding a probe socket on 127.0.0.1")?;
+        let port = l.local_addr()?.port();
+        if port != 5432 && !ports.contains(&port) {
+            ports.push(port);
+        }
+        held.push(l);
+        if held.len() > n + 20 {
+            bail!("could not find {n} free TCP ports");
+        }
+    }
+    Ok(ports)
+}
+
+/// A command for one of PostgreSQL's programs in `bindir`, run as the
+/// `postgres` user when we are root (initdb and postgres refuse to run as root).
+pub(crate) fn pg_command(bindir: &Path, program: &str) -> Command {
+    let path = bindir.join(program);
+    if am_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(path);
+        c
+    } else {
+        Command::new(path)
+    }
+}
+
+/// Makes `dir` owned by the `postgres` user when we are root.
+pub(crate) fn chown_to_postgres(dir: &Path) -> Result<()> {
+    if !am_root() {
+        return Ok(());
+    }
+    let out = proc::run_ok(
+        Command::new("id").args(["-u", "postgres"]),
+        Duration::from_secs(10),
+        "id -u postgres",
+    )
+    .context("the `postgres` user is needed to run the PostgreSQL server as non-root")?;
+    let uid: u32 = out
+        .stdout
+        .trim()
+        .parse()
+        .context("parsing the uid of `postgres`")?;
+    std::os::unix::fs::chown(dir, Some(uid), None)
+        .with_context(|| format!("chown postgres {}", dir.display()))
+}
+
+/// The benchmark schema and its accounts rows, for PostgreSQL.
+pub(crate) fn postgres_setup_sql() -> Vec<String> {
+    vec![
+        "CREATE TABLE accounts(aid INTEGER PRIMARY KEY, bid INTEGER, abalance INTEGER, filler TEXT)".into(),
+        "CREATE TABLE history(hid SERIAL PRIMARY KEY, aid INTEGER, delta INTEGER, mtime TEXT)".into(),
+        format!(
+            "INSERT INTO accounts SELECT i, 1, 0, repeat(' ', {FILLER_WIDTH}) FROM generate_series(1, {ACCOUNTS}) AS i"
+        ),
+        "VACUUM ANALYZE accounts".into(),
+        "CHECKPOINT".into(),
+    ]
+}
+
+/// The same schema and rows for hadr (SQLite underneath: no generate_series,
+/// and an INTEGER PRIMARY KEY numbers itself).
+pub(crate) fn hadr_setup_sql() -> Vec<String> {
+    let filler = " ".repeat(FILLER_WIDTH);
+    vec![
+        "CREATE TABLE accounts(aid INTEGER PRIMARY KEY, bid INTEGER, abalance INTEGER, filler TEXT)".into(),
+        "CREATE TABLE history(hid INTEGER PRIMARY KEY, aid INTEGER, delta INTEGER, mtime TEXT)".into(),
+        format!(
+            "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM s WHERE i<{ACCOUNTS}) \
+             INSERT INTO accounts SELECT i, 1, 0, '{filler}' FROM s"
+        ),
+    ]
+}
+
 /// A TCP port nobody listens on right now (never 5432).
 pub fn free_port() -> Result<u16> {
     for _ in 0..20 {
@@ -134,7 +218,7 @@ pub fn psql(conn: &ConnInfo, sql: &[String], timeout: Duration) -> Result<String
 }
 
 /// Polls until `psql -c 'select 1'` succeeds, the process dies, or `timeout`.
-fn wait_ready(
+pub(crate) fn wait_ready(
     conn: &ConnInfo,
     timeout: Duration,
     mut alive: impl FnMut() -> Result<()>,
@@ -162,7 +246,7 @@ fn wait_ready(
 }
 
 /// Removes terminal colour codes (ESC [ ... letter) from a log.
-fn strip_ansi(text: &str) -> String {
+pub(crate) fn strip_ansi(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars();
     while let Some(c) = chars.next() {
@@ -179,7 +263,7 @@ fn strip_ansi(text: &str) -> String {
     out
 }
 
-fn am_root() -> bool {
+pub(crate) fn am_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
@@ -371,15 +455,7 @@ impl Target for Postgres {
     }
 
     fn setup_sql(&self) -> Vec<String> {
-        vec![
-            "CREATE TABLE accounts(aid INTEGER PRIMARY KEY, bid INTEGER, abalance INTEGER, filler TEXT)".into(),
-            "CREATE TABLE history(hid SERIAL PRIMARY KEY, aid INTEGER, delta INTEGER, mtime TEXT)".into(),
-            format!(
-                "INSERT INTO accounts SELECT i, 1, 0, repeat(' ', {FILLER_WIDTH}) FROM generate_series(1, {ACCOUNTS}) AS i"
-            ),
-            "VACUUM ANALYZE accounts".into(),
-            "CHECKPOINT".into(),
-        ]
+        postgres_setup_sql()
     }
 
     fn alive(&mut self) -> Option<bool> {
@@ -541,15 +617,7 @@ impl Target for Hadr {
     }
 
     fn setup_sql(&self) -> Vec<String> {
-        let filler = " ".repeat(FILLER_WIDTH);
-        vec![
-            "CREATE TABLE accounts(aid INTEGER PRIMARY KEY, bid INTEGER, abalance INTEGER, filler TEXT)".into(),
-            "CREATE TABLE history(hid INTEGER PRIMARY KEY, aid INTEGER, delta INTEGER, mtime TEXT)".into(),
-            format!(
-                "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM s WHERE i<{ACCOUNTS}) \
-                 INSERT INTO accounts SELECT i, 1, 0, '{filler}' FROM s"
-            ),
-        ]
+        hadr_setup_sql()
     }
 
     fn alive(&mut self) -> Option<bool> {

@@ -1,0 +1,1186 @@
+//! Replicated targets: one hadr primary/standby pair per sync mode, and one
+//! PostgreSQL primary with a streaming standby whose `synchronous_commit`
+//! changes from run to run; and hadr's clone and replay throughput.
+//!
+//! A replicated target is a [`Target`] (start, load, stop, logs) that also
+//! implements [`Replicated`]: the settings it runs under, how to wait until
+//! its standby has caught up, and how to check the standby against the
+//! primary after a run.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::Value;
+
+use crate::proc;
+use crate::report::{CloneReplay, StandbyCheck};
+use crate::targets::{self, ConnInfo, Target};
+
+/// The hadr sync modes, strictest first.
+pub const HADR_MODES: [&str; 4] = ["SYNC", "NEARSYNC", "ASYNC", "SUPERASYNC"];
+/// PostgreSQL `synchronous_commit` levels compared with them.
+pub const PG_LEVELS: [&str; 4] = ["on", "remote_write", "remote_apply", "local"];
+
+/// Bytes in a hadr database page (hadr_engine::PAGE_SIZE).
+const HADR_PAGE_SIZE: u64 = 4096;
+
+/// A primary with one standby.
+pub trait Replicated: Target {
+    /// "postgres" or "hadr": the row label, without the setting.
+    fn family(&self) -> &str;
+    /// The settings this pair is measured under, in order.
+    fn settings(&self) -> Vec<String>;
+    /// Puts `setting` in effect for the sessions opened from now on.
+    fn apply_setting(&mut self, setting: &str) -> Result<()>;
+    /// Waits until the standby is attached in the state the setting needs and
+    /// has replayed everything the primary wrote; returns that state.
+    fn wait_synced(&mut self, timeout: Duration) -> Result<String>;
+    /// The pair's state right now, without waiting.
+    fn pair_state(&mut self) -> String;
+    /// Compares the standby with the primary (after a run).
+    fn verify(&mut self) -> StandbyCheck;
+    /// Every server log of the pair, with a label.
+    fn server_logs(&self) -> Vec<(String, PathBuf)>;
+}
+
+// ---------------------------------------------------------------------------
+// A tiny HTTP GET for hadr's admin endpoint.
+
+/// GET `path` from `addr` and parse the 200 response's body as JSON.
+pub fn http_json(addr: &str, path: &str, timeout: Duration) -> Result<Value> {
+    let sa: SocketAddr = addr
+        .parse()
+        .with_context(|| format!("bad address {addr}"))?;
+    let mut s =
+        TcpStream::connect_timeout(&sa, timeout).with_context(|| format!("cannot reach {addr}"))?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf)
+        .with_context(|| format!("reading {addr}{path}"))?;
+    let text = String::from_utf8_lossy(&buf);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .with_context(|| format!("malformed HTTP response from {addr}{path}"))?;
+    let status = head.split_whitespace().nth(1).unwrap_or("");
+    if status != "200" {
+        bail!("{addr}{path} answered {status}");
+    }
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    serde_json::from_str(&body).with_context(|| format!("{addr}{path} is not JSON"))
+}
+
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, tail)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || tail.len() < n {
+            break;
+        }
+        out.push_str(&tail[..n]);
+        rest = tail[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+fn u64_at(v: &Value, pointer: &str) -> Option<u64> {
+    v.pointer(pointer).and_then(Value::as_u64)
+}
+
+fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
+    v.pointer(pointer).and_then(Value::as_str)
+}
+
+// ---------------------------------------------------------------------------
+// hadr pair
+
+/// A hadr primary and its standby, cloned from it, in one sync mode.
+pub struct HadrPair {
+    bin: PathBuf,
+    home: PathBuf,
+    mode: String,
+    name: String,
+    /// Primary: pg, admin, replication; standby: pg, admin, replication.
+    ports: [u16; 6],
+    primary: Option<Child>,
+    standby: Option<Child>,
+}
+
+impl HadrPair {
+    pub fn new(bin: &Path, workdir: &Path, mode: &str, tag: &str) -> Result<Self> {
+        let p = targets::free_ports(6)?;
+        let name = format!("hadr-{tag}");
+        Ok(HadrPair {
+            bin: bin.to_path_buf(),
+            home: workdir.join(&name),
+            mode: mode.to_string(),
+            name,
+            ports: [p[0], p[1], p[2], p[3], p[4], p[5]],
+            primary: None,
+            standby: None,
+        })
+    }
+
+    fn addr(port: u16) -> String {
+        format!("127.0.0.1:{port}")
+    }
+
+    pub fn primary_admin(&self) -> String {
+        Self::addr(self.ports[1])
+    }
+
+    pub fn standby_admin(&self) -> String {
+        Self::addr(self.ports[4])
+    }
+
+    fn primary_data(&self) -> PathBuf {
+        self.home.join("primary")
+    }
+
+    pub fn standby_data(&self) -> PathBuf {
+        self.home.join("standby")
+    }
+
+    fn primary_log(&self) -> PathBuf {
+        self.home.join("primary.log")
+    }
+
+    fn standby_log(&self) -> PathBuf {
+        self.home.join("standby.log")
+    }
+
+    fn standby_conninfo(&self) -> ConnInfo {
+        ConnInfo {
+            host: "127.0.0.1".into(),
+            port: self.ports[3],
+            user: "postgres".into(),
+            dbname: "postgres".into(),
+        }
+    }
+
+    /// Spawns one node, its output appended to `log`, and waits until it
+    /// answers `select 1`.
+    fn spawn_node(&self, args: Vec<String>, log: &Path, conn: &ConnInfo) -> Result<Child> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("opening {}", log.display()))?;
+        let mut c = Command::new(&self.bin);
+        c.arg("server")
+            .args(&args)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file);
+        let mut child = proc::spawn(&mut c)?;
+        let res = targets::wait_ready(conn, Duration::from_secs(60), || {
+            match child.try_wait()? {
+                Some(st) => bail!(
+                    "hadr server exited during startup ({st}); its log:\n{}",
+                    proc::tail_file(log, 20)
+                ),
+                None => Ok(()),
+            }
+        });
+        if let Err(e) = res {
+            let _ = proc::terminate(&mut child, Duration::from_secs(10));
+            return Err(e.context(format!(
+                "{}: hadr server log {}:\n{}",
+                self.name,
+                log.display(),
+                proc::tail_file(log, 20)
+            )));
+        }
+        Ok(child)
+    }
+
+    /// `hadr init` and the primary's server.
+    pub fn start_primary(&mut self) -> Result<()> {
+        if !self.bin.exists() {
+            bail!(
+                "hadr binary {} not found (build it with cargo build --release, or pass --hadr)",
+                self.bin.display()
+            );
+        }
+        std::fs::create_dir_all(&self.home)
+            .with_context(|| format!("creating {}", self.home.display()))?;
+        let mut c = Command::new(&self.bin);
+        c.arg("init").arg("--data").arg(self.primary_data());
+        proc::run_ok(&mut c, Duration::from_secs(60), "hadr init")?;
+        let p = self.ports;
+        let args = vec![
+            "--data".into(),
+            self.primary_data().display().to_string(),
+            "--role".into(),
+            "primary".into(),
+            "--listen".into(),
+            Self::addr(p[0]),
+            "--admin".into(),
+            Self::addr(p[1]),
+            "--hadr-local".into(),
+            Self::addr(p[2]),
+            "--hadr-target-list".into(),
+            Self::addr(p[5]),
+            "--hadr-syncmode".into(),
+            self.mode.clone(),
+        ];
+        let conn = self.conninfo();
+        let log = self.primary_log();
+        self.primary = Some(self.spawn_node(args, &log, &conn)?);
+        Ok(())
+    }
+
+    /// `hadr clone` from the running primary; returns the wall time it took.
+    pub fn clone_standby(&mut self) -> Result<Duration> {
+        let mut c = Command::new(&self.bin);
+        c.arg("clone")
+            .arg("--from")
+            .arg(Self::addr(self.ports[2]))
+            .arg("--data")
+            .arg(self.standby_data())
+            .env("NO_COLOR", "1");
+        let t = Instant::now();
+        proc::run_ok(&mut c, Duration::from_secs(1800), "hadr clone")?;
+        Ok(t.elapsed())
+    }
+
+    /// Spawns the standby's server (its data must exist); returns when it
+    /// answers queries, not when it has caught up.
+    pub fn start_standby(&mut self) -> Result<()> {
+        let p = self.ports;
+        let args = vec![
+            "--data".into(),
+            self.standby_data().display().to_string(),
+            "--listen".into(),
+            Self::addr(p[3]),
+            "--admin".into(),
+            Self::addr(p[4]),
+            "--hadr-local".into(),
+            Self::addr(p[5]),
+            "--hadr-target-list".into(),
+            Self::addr(p[2]),
+        ];
+        let conn = self.standby_conninfo();
+        let log = self.standby_log();
+        self.standby = Some(self.spawn_node(args, &log, &conn)?);
+        Ok(())
+    }
+
+    /// Spawns the standby without waiting for anything (for timing).
+    fn spawn_standby_nowait(&mut self) -> Result<()> {
+        let p = self.ports;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.standby_log())?;
+        let mut c = Command::new(&self.bin);
+        c.arg("server")
+            .arg("--data")
+            .arg(self.standby_data())
+            .args(["--listen", &Self::addr(p[3])])
+            .args(["--admin", &Self::addr(p[4])])
+            .args(["--hadr-local", &Self::addr(p[5])])
+            .args(["--hadr-target-list", &Self::addr(p[2])])
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file);
+        self.standby = Some(proc::spawn(&mut c)?);
+        Ok(())
+    }
+
+    /// SIGTERM to the standby; waits for it to exit.
+    pub fn stop_standby(&mut self) -> Result<()> {
+        if let Some(mut c) = self.standby.take() {
+            let st = proc::terminate(&mut c, Duration::from_secs(30))
+                .context("stopping the hadr standby")?;
+            if !st.success() {
+                bail!(
+                    "hadr standby exited with {st}; log tail:\n{}",
+                    proc::tail_file(&self.standby_log(), 10)
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The primary's /status.
+    pub fn primary_status(&self) -> Result<Value> {
+        http_json(&self.primary_admin(), "/status", Duration::from_secs(30))
+    }
+
+    /// (state, connect status, standby replay LSN, primary log end) from the primary's /status.
+    fn standby_view(&self) -> Result<(String, String, u64, u64)> {
+        let v = self.primary_status()?;
+        let end = u64_at(&v, "/log/end_lsn").context("status has no log.end_lsn")?;
+        let s = v
+            .pointer("/hadr/standbys/0")
+            .context("the primary's status lists no standby")?;
+        Ok((
+            str_at(s, "/hadr_state").unwrap_or("?").to_string(),
+            str_at(s, "/hadr_connect_status").unwrap_or("?").to_string(),
+            u64_at(s, "/standby_replay_lsn").unwrap_or(0),
+            end,
+        ))
+    }
+
+    /// Waits until the standby is connected and has replayed the primary's log end (any state).
+    pub fn wait_caught_up(&mut self, timeout: Duration) -> Result<String> {
+        let start = Instant::now();
+        let mut last = String::from("no status yet");
+        while start.elapsed() < timeout {
+            proc::check_interrupted()?;
+            self.check_children()?;
+            match self.standby_view() {
+                Ok((state, conn, replay, end)) => {
+                    if conn == "CONNECTED" && replay >= end {
+                        return Ok(state);
+                    }
+                    last = format!("{state}, {conn}, replay LSN {replay}, log end {end}");
+                }
+                Err(e) => last = format!("{e:#}"),
+            }
+            proc::sleep(Duration::from_millis(100))?;
+        }
+        bail!(
+            "{}: standby not caught up within {} s ({last})",
+            self.name,
+            timeout.as_secs()
+        )
+    }
+
+    fn check_children(&mut self) -> Result<()> {
+        for (who, child) in [
+            ("primary", &mut self.primary),
+            ("standby", &mut self.standby),
+        ] {
+            if let Some(c) = child.as_mut() {
+                if let Some(st) = c.try_wait()? {
+                    bail!("{} {who} exited ({st})", self.name);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `hadr verify --node PRIMARY --node STANDBY`.
+    pub fn run_verify(&self) -> StandbyCheck {
+        let mut c = Command::new(&self.bin);
+        c.arg("verify")
+            .args(["--node", &self.primary_admin()])
+            .args(["--node", &self.standby_admin()])
+            .args(["--timeout", "120s", "--json"])
+            .env("NO_COLOR", "1");
+        let out = match proc::run(&mut c, Duration::from_secs(180), "hadr verify") {
+            Ok(o) => o,
+            Err(e) => return StandbyCheck::Error(format!("{e:#}")),
+        };
+        let json: Option<Value> = out
+            .stdout
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str(l.trim()).ok());
+        let identical = json
+            .as_ref()
+            .and_then(|j| j.get("identical"))
+            .and_then(Value::as_bool);
+        let lsn = json.as_ref().and_then(|j| u64_at(j, "/lsn")).unwrap_or(0);
+        match (out.status.success(), identical) {
+            (true, Some(true)) => StandbyCheck::PagesIdentical { lsn },
+            (_, Some(false)) => StandbyCheck::Differ(format!(
+                "hadr verify exited with {}: {}",
+                out.status,
+                out.stdout.trim()
+            )),
+            _ => StandbyCheck::Error(format!(
+                "hadr verify exited with {}: {}",
+                out.status,
+                targets::strip_ansi(&out.message())
+            )),
+        }
+    }
+
+    fn findings(label: &str, path: &Path) -> Vec<String> {
+        let text = targets::strip_ansi(&std::fs::read_to_string(path).unwrap_or_default());
+        let odd: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("panicked") || l.contains("ERROR") || l.contains(" WARN "))
+            .collect();
+        let mut out: Vec<String> = odd
+            .iter()
+            .take(10)
+            .map(|l| format!("{label}: {l}"))
+            .collect();
+        if odd.len() > 10 {
+            out.push(format!(
+                "{label}: ... and {} more such lines",
+                odd.len() - 10
+            ));
+        }
+        out
+    }
+}
+
+impl Target for HadrPair {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn version(&self) -> Result<String> {
+        let mut c = Command::new(&self.bin);
+        c.arg("--version");
+        Ok(
+            proc::run_ok(&mut c, Duration::from_secs(10), "hadr --version")?
+                .stdout
+                .trim()
+                .to_string(),
+        )
+    }
+
+    /// init, primary, clone (of the empty database), standby, connected.
+    fn start(&mut self) -> Result<()> {
+        self.start_primary()?;
+        self.clone_standby()
+            .with_context(|| format!("{}: cloning the standby", self.name))?;
+        self.start_standby()?;
+        self.wait_caught_up(Duration::from_secs(60))?;
+        Ok(())
+    }
+
+    fn conninfo(&self) -> ConnInfo {
+        ConnInfo {
+            host: "127.0.0.1".into(),
+            port: self.ports[0],
+            user: "postgres".into(),
+            dbname: "postgres".into(),
+        }
+    }
+
+    fn setup_sql(&self) -> Vec<String> {
+        targets::hadr_setup_sql()
+    }
+
+    fn alive(&mut self) -> Option<bool> {
+        Some(self.check_children().is_ok() && self.primary.is_some() && self.standby.is_some())
+    }
+
+    fn log_findings(&self) -> Vec<String> {
+        let mut v = Self::findings("primary", &self.primary_log());
+        v.extend(Self::findings("standby", &self.standby_log()));
+        v
+    }
+
+    fn server_log(&self) -> PathBuf {
+        self.primary_log()
+    }
+
+    fn stop(&mut self) -> Result<()> {
+        let mut errors = Vec::new();
+        for (who, child, log) in [
+            ("standby", self.standby.take(), self.standby_log()),
+            ("primary", self.primary.take(), self.primary_log()),
+        ] {
+            if let Some(mut c) = child {
+                match proc::terminate(&mut c, Duration::from_secs(30)) {
+                    Ok(st) if st.success() => {}
+                    Ok(st) => errors.push(format!(
+                        "hadr {who} exited with {st}; log tail:\n{}",
+                        proc::tail_file(&log, 10)
+                    )),
+                    Err(e) => errors.push(format!("stopping hadr {who}: {e:#}")),
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.home);
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(anyhow!("{}: {}", self.name, errors.join("; ")))
+        }
+    }
+}
+
+impl Replicated for HadrPair {
+    fn family(&self) -> &str {
+        "hadr"
+    }
+
+    fn settings(&self) -> Vec<String> {
+        vec![self.mode.clone()]
+    }
+
+    fn apply_setting(&mut self, setting: &str) -> Result<()> {
+        if setting != self.mode {
+            bail!(
+                "{} runs in {}; its sync mode is fixed when the primary starts",
+                self.name,
+                self.mode
+            );
+        }
+        Ok(())
+    }
+
+    /// PEER (REMOTE_CATCHUP for SUPERASYNC, which never enters PEER) with
+    /// the standby's replay LSN at the primary's log end.
+    fn wait_synced(&mut self, timeout: Duration) -> Result<String> {
+        let start = Instant::now();
+        let want = if self.mode == "SUPERASYNC" {
+            "REMOTE_CATCHUP"
+        } else {
+            "PEER"
+        };
+        let mut last = String::from("no status yet");
+        while start.elapsed() < timeout {
+            proc::check_interrupted()?;
+            self.check_children()?;
+            match self.standby_view() {
+                Ok((state, conn, replay, end)) => {
+                    if state == want && conn == "CONNECTED" && replay >= end {
+                        return Ok(state);
+                    }
+                    last = format!("{state}, {conn}, replay LSN {replay}, log end {end}");
+                }
+                Err(e) => last = format!("{e:#}"),
+            }
+            proc::sleep(Duration::from_millis(100))?;
+        }
+        bail!(
+            "{}: standby not in {want} with everything replayed within {} s ({last})",
+            self.name,
+            timeout.as_secs()
+        )
+    }
+
+    fn pair_state(&mut self) -> String {
+        match self.standby_view() {
+            Ok((state, _, _, _)) => state,
+            Err(e) => format!("unknown ({e:#})"),
+        }
+    }
+
+    fn verify(&mut self) -> StandbyCheck {
+        self.run_verify()
+    }
+
+    fn server_logs(&self) -> Vec<(String, PathBuf)> {
+        vec![
+            (format!("{}-primary", self.name), self.primary_log()),
+            (format!("{}-standby", self.name), self.standby_log()),
+        ]
+    }
+}
+
+impl Drop for HadrPair {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop() {
+            eprintln!("error: {e:#}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// PostgreSQL pair
+
+/// A PostgreSQL 15 primary with one streaming standby (pg_basebackup -R),
+/// `synchronous_standby_names = '*'`, durable like the single-node server.
+pub struct PostgresPair {
+    bindir: PathBuf,
+    home: PathBuf,
+    primary_port: u16,
+    standby_port: u16,
+    primary_running: bool,
+    standby_running: bool,
+    setting: String,
+}
+
+/// "16/B374D848" → a number.
+fn parse_pg_lsn(s: &str) -> Option<u64> {
+    let (hi, lo) = s.trim().split_once('/')?;
+    Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
+}
+
+impl PostgresPair {
+    pub fn new(bindir: &Path, workdir: &Path) -> Result<Self> {
+        let p = targets::free_ports(2)?;
+        Ok(PostgresPair {
+            bindir: bindir.to_path_buf(),
+            home: workdir.join("postgres-pair"),
+            primary_port: p[0],
+            standby_port: p[1],
+            primary_running: false,
+            standby_running: false,
+            setting: "on".into(),
+        })
+    }
+
+    fn primary_data(&self) -> PathBuf {
+        self.home.join("primary")
+    }
+
+    fn standby_data(&self) -> PathBuf {
+        self.home.join("standby")
+    }
+
+    fn primary_log(&self) -> PathBuf {
+        self.home.join("primary.log")
+    }
+
+    fn standby_log(&self) -> PathBuf {
+        self.home.join("standby.log")
+    }
+
+    fn standby_conninfo(&self) -> ConnInfo {
+        ConnInfo {
+            port: self.standby_port,
+            ..self.conninfo()
+        }
+    }
+
+    fn append_conf(data: &Path, text: &str) -> Result<()> {
+        let p = data.join("postgresql.conf");
+        let mut conf =
+            std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+        conf.push_str(text);
+        std::fs::write(&p, conf).with_context(|| format!("writing {}", p.display()))
+    }
+
+    fn pg_ctl_start(&self, data: &Path, log: &Path, what: &str) -> Result<()> {
+        let mut c = targets::pg_command(&self.bindir, "pg_ctl");
+        c.arg("-D")
+            .arg(data)
+            .arg("-l")
+            .arg(log)
+            .args(["-w", "-t", "120", "start"]);
+        let out = proc::run(
+            &mut c,
+            Duration::from_secs(150),
+            &format!("pg_ctl start ({what})"),
+        )?;
+        if !out.status.success() {
+            bail!(
+                "pg_ctl start ({what}) failed ({}):\n{}\nserver log:\n{}",
+                out.status,
+                out.message(),
+                proc::tail_file(log, 20)
+            );
+        }
+        Ok(())
+    }
+
+    fn pg_ctl_stop(&self, data: &Path, mode: &str) -> Result<()> {
+        let mut c = targets::pg_command(&self.bindir, "pg_ctl");
+        c.arg("-D")
+            .arg(data)
+            .args(["-m", mode, "-w", "-t", "60", "stop"]);
+        proc::run_cleanup(
+            &mut c,
+            Duration::from_secs(90),
+            &format!("pg_ctl stop -m {mode}"),
+        )
+        .map(|_| ())
+    }
+
+    fn stop_one(&self, data: &Path) -> Result<()> {
+        self.pg_ctl_stop(data, "fast").or_else(|e| {
+            eprintln!("warning: {e:#}; trying an immediate stop");
+            self.pg_ctl_stop(data, "immediate")
+        })
+    }
+
+    /// (primary WAL position, replication state "state/sync_state", standby replay position).
+    fn positions(&self) -> Result<(u64, String, u64)> {
+        let out = targets::psql(
+            &self.conninfo(),
+            &["SELECT pg_current_wal_flush_lsn() || ' ' || coalesce((SELECT state || '/' || sync_state \
+               FROM pg_stat_replication LIMIT 1), 'detached')"
+                .into()],
+            Duration::from_secs(30),
+        )?;
+        let (lsn, state) = out
+            .trim()
+            .split_once(' ')
+            .with_context(|| format!("unexpected answer {:?}", out.trim()))?;
+        let primary = parse_pg_lsn(lsn).with_context(|| format!("bad LSN {lsn:?}"))?;
+        let replay = targets::psql(
+            &self.standby_conninfo(),
+            &["SELECT coalesce(pg_last_wal_replay_lsn()::text, '0/0')".into()],
+            Duration::from_secs(30),
+        )?;
+        let replay = parse_pg_lsn(&replay).with_context(|| format!("bad LSN {replay:?}"))?;
+        Ok((primary, state.to_string(), replay))
+    }
+
+    /// Sums and counts that every committed transaction changes.
+    fn sums(conn: &ConnInfo) -> Result<String> {
+        Ok(targets::psql(
+            conn,
+            &["SELECT (SELECT coalesce(sum(abalance), 0) FROM accounts) || '|' || \
+               (SELECT count(*) FROM history) || '|' || (SELECT coalesce(sum(delta), 0) FROM history)"
+                .into()],
+            Duration::from_secs(120),
+        )?
+        .trim()
+        .to_string())
+    }
+}
+
+impl Target for PostgresPair {
+    fn name(&self) -> &str {
+        "postgres-pair"
+    }
+
+    fn version(&self) -> Result<String> {
+        let mut c = Command::new(self.bindir.join("postgres"));
+        c.arg("--version");
+        Ok(
+            proc::run_ok(&mut c, Duration::from_secs(10), "postgres --version")?
+                .stdout
+                .trim()
+                .to_string(),
+        )
+    }
+
+    fn start(&mut self) -> Result<()> {
+        std::fs::create_dir_all(&self.home)
+            .with_context(|| format!("creating {}", self.home.display()))?;
+        targets::chown_to_postgres(&self.home)?;
+        let mut c = targets::pg_command(&self.bindir, "initdb");
+        c.arg("-D").arg(self.primary_data()).args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-locale",
+        ]);
+        proc::run_ok(&mut c, Duration::from_secs(120), "initdb")?;
+        Self::append_conf(
+            &self.primary_data(),
+            &format!(
+                "\n# hadr-bench: a durable primary on loopback with one synchronous standby\n\
+                 listen_addresses = '127.0.0.1'\n\
+                 port = {port}\n\
+                 unix_socket_directories = '{sock}'\n\
+                 max_connections = 200\n\
+                 shared_buffers = 256MB\n\
+                 fsync = on\n\
+                 synchronous_commit = on\n\
+                 full_page_writes = on\n\
+                 wal_level = replica\n\
+                 max_wal_senders = 10\n\
+                 max_replication_slots = 10\n\
+                 synchronous_standby_names = '*'\n\
+                 hot_standby = on\n",
+                port = self.primary_port,
+                sock = self.home.display(),
+            ),
+        )?;
+        self.primary_running = true;
+        self.pg_ctl_start(&self.primary_data(), &self.primary_log(), "primary")?;
+        targets::wait_ready(&self.conninfo(), Duration::from_secs(30), || Ok(()))?;
+
+        let mut c = targets::pg_command(&self.bindir, "pg_basebackup");
+        c.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.primary_port.to_string(),
+            "-U",
+            "postgres",
+        ])
+        .arg("-D")
+        .arg(self.standby_data())
+        .args([
+            "-R",
+            "-X",
+            "stream",
+            "-C",
+            "-S",
+            "hadr_bench_standby",
+            "--checkpoint=fast",
+        ]);
+        proc::run_ok(&mut c, Duration::from_secs(600), "pg_basebackup")?;
+        // Later lines win: the standby listens on its own port.
+        Self::append_conf(
+            &self.standby_data(),
+            &format!(
+                "\n# hadr-bench: the standby\nport = {}\nhot_standby = on\n",
+                self.standby_port
+            ),
+        )?;
+        self.standby_running = true;
+        self.pg_ctl_start(&self.standby_data(), &self.standby_log(), "standby")?;
+        targets::wait_ready(&self.standby_conninfo(), Duration::from_secs(60), || Ok(()))?;
+        let start = Instant::now();
+        loop {
+            let (_, state, _) = self.positions()?;
+            if state.starts_with("streaming") {
+                return Ok(());
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                bail!(
+                    "PostgreSQL standby not streaming within 60 s (state {state}); standby log:\n{}",
+                    proc::tail_file(&self.standby_log(), 20)
+                );
+            }
+            proc::sleep(Duration::from_millis(200))?;
+        }
+    }
+
+    fn conninfo(&self) -> ConnInfo {
+        ConnInfo {
+            host: "127.0.0.1".into(),
+            port: self.primary_port,
+            user: "postgres".into(),
+            dbname: "postgres".into(),
+        }
+    }
+
+    fn setup_sql(&self) -> Vec<String> {
+        targets::postgres_setup_sql()
+    }
+
+    fn alive(&mut self) -> Option<bool> {
+        Some(
+            self.primary_running
+                && self.standby_running
+                && self.primary_data().join("postmaster.pid").exists()
+                && self.standby_data().join("postmaster.pid").exists(),
+        )
+    }
+
+    fn log_findings(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        for (label, p) in self.server_logs() {
+            let text = std::fs::read_to_string(p).unwrap_or_default();
+            v.extend(
+                text.lines()
+                    .filter(|l| l.contains("PANIC") || l.contains("FATAL") || l.contains("ERROR"))
+                    .take(10)
+                    .map(|l| format!("{label}: {l}")),
+            );
+        }
+        v
+    }
+
+    fn server_log(&self) -> PathBuf {
+        self.primary_log()
+    }
+
+    fn stop(&mut self) -> Result<()> {
+        let mut errors = Vec::new();
+        if self.standby_running {
+            match self.stop_one(&self.standby_data()) {
+                Ok(()) => self.standby_running = false,
+                Err(e) => errors.push(format!("standby: {e:#}")),
+            }
+        }
+        if self.primary_running {
+            match self.stop_one(&self.primary_data()) {
+                Ok(()) => self.primary_running = false,
+                Err(e) => errors.push(format!("primary: {e:#}")),
+            }
+        }
+        if errors.is_empty() {
+            let _ = std::fs::remove_dir_all(&self.home);
+            Ok(())
+        } else {
+            targets::mark_stop_failed();
+            Err(anyhow!(
+                "stopping the PostgreSQL pair: {}",
+                errors.join("; ")
+            ))
+        }
+    }
+}
+
+impl Replicated for PostgresPair {
+    fn family(&self) -> &str {
+        "postgres"
+    }
+
+    fn settings(&self) -> Vec<String> {
+        PG_LEVELS.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// ALTER SYSTEM SET synchronous_commit + reload, then waits until a new
+    /// session sees it.
+    fn apply_setting(&mut self, setting: &str) -> Result<()> {
+        if !PG_LEVELS.contains(&setting) {
+            bail!("unknown synchronous_commit level {setting:?}");
+        }
+        let conn = self.conninfo();
+        targets::psql(
+            &conn,
+            &[
+                format!("ALTER SYSTEM SET synchronous_commit = '{setting}'"),
+                "SELECT pg_reload_conf()".into(),
+            ],
+            Duration::from_secs(30),
+        )?;
+        let start = Instant::now();
+        loop {
+            let now = targets::psql(
+                &conn,
+                &["SHOW synchronous_commit".into()],
+                Duration::from_secs(30),
+            )?;
+            if now.trim() == setting {
+                self.setting = setting.to_string();
+                return Ok(());
+            }
+            if start.elapsed() > Duration::from_secs(20) {
+                bail!(
+                    "synchronous_commit is still {:?} after reload, wanted {setting}",
+                    now.trim()
+                );
+            }
+            proc::sleep(Duration::from_millis(100))?;
+        }
+    }
+
+    /// Streaming, synchronous, and replayed up to the primary's flushed WAL.
+    fn wait_synced(&mut self, timeout: Duration) -> Result<String> {
+        let start = Instant::now();
+        let mut last = String::from("no answer yet");
+        while start.elapsed() < timeout {
+            proc::check_interrupted()?;
+            match self.positions() {
+                Ok((primary, state, replay)) => {
+                    if state == "streaming/sync" && replay >= primary {
+                        return Ok(state);
+                    }
+                    last = format!("{state}, primary at {primary:X}, standby replayed {replay:X}");
+                }
+                Err(e) => last = format!("{e:#}"),
+            }
+            proc::sleep(Duration::from_millis(100))?;
+        }
+        bail!(
+            "PostgreSQL standby not streaming/sync with everything replayed within {} s ({last})",
+            timeout.as_secs()
+        )
+    }
+
+    fn pair_state(&mut self) -> String {
+        match self.positions() {
+            Ok((_, state, _)) => state,
+            Err(e) => format!("unknown ({e:#})"),
+        }
+    }
+
+    /// Waits for the standby to replay everything, then compares the sums
+    /// and row counts the workload changes on both servers.
+    fn verify(&mut self) -> StandbyCheck {
+        if let Err(e) = self.wait_synced(Duration::from_secs(120)) {
+            return StandbyCheck::Error(format!("{e:#}"));
+        }
+        let lsn = self
+            .positions()
+            .map(|(p, _, _)| format!("{:X}/{:X}", p >> 32, p & 0xffff_ffff))
+            .unwrap_or_default();
+        match (
+            Self::sums(&self.conninfo()),
+            Self::sums(&self.standby_conninfo()),
+        ) {
+            (Ok(a), Ok(b)) if a == b => StandbyCheck::SameSums { lsn },
+            (Ok(a), Ok(b)) => StandbyCheck::Differ(format!("primary {a} vs standby {b}")),
+            (Err(e), _) | (_, Err(e)) => StandbyCheck::Error(format!("{e:#}")),
+        }
+    }
+
+    fn server_logs(&self) -> Vec<(String, PathBuf)> {
+        vec![
+            ("postgres-primary".into(), self.primary_log()),
+            ("postgres-standby".into(), self.standby_log()),
+        ]
+    }
+}
+
+impl Drop for PostgresPair {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop() {
+            eprintln!(
+                "error: could not stop the PostgreSQL pair in {}: {e:#}",
+                self.home.display()
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Clone and replay throughput
+
+/// Rows per INSERT of the bulk loads (1000 random bytes each, so that the
+/// log's LZ4 page compression cannot shrink them).
+const BULK_ROWS: u32 = 20_000;
+const BULK_ROW_BYTES: u32 = 1000;
+
+fn bulk_insert(conn: &ConnInfo, first_id: u64) -> Result<()> {
+    targets::psql(
+        conn,
+        &[format!(
+            "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM s WHERE i<{BULK_ROWS}) \
+             INSERT INTO big SELECT {first_id} + i, randomblob({BULK_ROW_BYTES}) FROM s"
+        )],
+        Duration::from_secs(900),
+    )?;
+    Ok(())
+}
+
+const MB: f64 = 1e6;
+
+/// Builds a database of at least `target_bytes` on a hadr primary, times
+/// `hadr clone` of it, then stops the standby, bulk-loads about
+/// `target_bytes` more, restarts the standby and times its catch-up to the
+/// primary's log end.
+pub fn measure_clone_and_replay(
+    bin: &Path,
+    workdir: &Path,
+    target_bytes: u64,
+) -> Result<CloneReplay> {
+    let mut pair = HadrPair::new(bin, workdir, "NEARSYNC", "clone")?;
+    pair.start_primary()?;
+    let conn = pair.conninfo();
+    targets::psql(
+        &conn,
+        &["CREATE TABLE big(id INTEGER PRIMARY KEY, pad BLOB)".into()],
+        Duration::from_secs(60),
+    )?;
+
+    // 1. A database of at least target_bytes.
+    eprintln!(
+        "== clone: loading a database of at least {:.0} MB",
+        target_bytes as f64 / MB
+    );
+    let mut next_id = 0u64;
+    let t = Instant::now();
+    let pages = loop {
+        proc::check_interrupted()?;
+        bulk_insert(&conn, next_id)?;
+        next_id += u64::from(BULK_ROWS);
+        let v = pair.primary_status()?;
+        let pages = u64_at(&v, "/page_hash/pages").context("primary reports no page count")?;
+        if pages * HADR_PAGE_SIZE >= target_bytes {
+            break pages;
+        }
+    };
+    let first_load_secs = t.elapsed().as_secs_f64();
+    let first_log = u64_at(&pair.primary_status()?, "/log/end_lsn").unwrap_or(0);
+
+    // 2. Clone it.
+    eprintln!(
+        "== clone: {} pages ({:.0} MB), running hadr clone",
+        pages,
+        (pages * HADR_PAGE_SIZE) as f64 / MB
+    );
+    let clone_time = pair.clone_standby()?;
+    let db_bytes = std::fs::metadata(pair.standby_data().join("data.db"))
+        .context("the clone has no data.db")?
+        .len();
+    let clone_secs = clone_time.as_secs_f64();
+    pair.start_standby()?;
+    pair.wait_caught_up(Duration::from_secs(300))?;
+    let verify_after_clone = pair.run_verify();
+
+    // 3. Standby down, bulk load on the primary.
+    pair.stop_standby()?;
+    let (_, _, replay0, end0) = pair.standby_view()?;
+    let start_lsn = replay0.min(end0);
+    eprintln!(
+        "== replay: standby stopped at LSN {start_lsn}; loading about {:.0} MB on the primary",
+        target_bytes as f64 / MB
+    );
+    let t = Instant::now();
+    let end1 = loop {
+        proc::check_interrupted()?;
+        bulk_insert(&conn, next_id)?;
+        next_id += u64::from(BULK_ROWS);
+        let end = u64_at(&pair.primary_status()?, "/log/end_lsn").unwrap_or(0);
+        if end.saturating_sub(start_lsn) >= target_bytes {
+            break end;
+        }
+    };
+    let load_secs = t.elapsed().as_secs_f64();
+    // The primary's page hash is cached while its log end stays put: make
+    // sure it is computed now, not while the standby catches up.
+    let v = pair.primary_status()?;
+    let pages1 = u64_at(&v, "/page_hash/pages").unwrap_or(0);
+    let end_check = u64_at(&pair.primary_status()?, "/log/end_lsn").unwrap_or(0);
+    if end_check != end1 {
+        bail!("the primary's log end moved from {end1} to {end_check} while idle");
+    }
+
+    // 4. Standby up: time until it has replayed the primary's log end.
+    eprintln!(
+        "== replay: {:.0} MB of log to catch up; starting the standby",
+        (end1 - start_lsn) as f64 / MB
+    );
+    let t0 = Instant::now();
+    pair.spawn_standby_nowait()?;
+    let mut connected_at: Option<f64> = None;
+    let mut polls = 0u64;
+    let replay_total = loop {
+        proc::check_interrupted()?;
+        pair.check_children()?;
+        if t0.elapsed() > Duration::from_secs(1800) {
+            bail!("the standby did not catch up within 1800 s");
+        }
+        if let Ok((_, conn_status, replay, _)) = pair.standby_view() {
+            polls += 1;
+            if connected_at.is_none() && conn_status == "CONNECTED" {
+                connected_at = Some(t0.elapsed().as_secs_f64());
+            }
+            if conn_status == "CONNECTED" && replay >= end1 {
+                break t0.elapsed().as_secs_f64();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let connected_at = connected_at.unwrap_or(replay_total);
+    let end_after = u64_at(&pair.primary_status()?, "/log/end_lsn").unwrap_or(0);
+    let verify_after_replay = pair.run_verify();
+    let replay_bytes = end1 - start_lsn;
+    let catchup_secs = (replay_total - connected_at).max(1e-6);
+    let result = CloneReplay {
+        db_bytes,
+        pages,
+        page_size: HADR_PAGE_SIZE,
+        first_load_log_bytes: first_log,
+        first_load_secs,
+        clone_secs,
+        clone_mb_s: db_bytes as f64 / MB / clone_secs.max(1e-6),
+        verify_after_clone,
+        replay_log_bytes: replay_bytes,
+        replay_growth_bytes: pages1.saturating_sub(pages) * HADR_PAGE_SIZE,
+        replay_load_secs: load_secs,
+        standby_connect_secs: connected_at,
+        replay_total_secs: replay_total,
+        replay_mb_s: replay_bytes as f64 / MB / catchup_secs,
+        replay_mb_s_from_start: replay_bytes as f64 / MB / replay_total.max(1e-6),
+        replay_polls: polls,
+        primary_log_moved: end_after != end1,
+        verify_after_replay,
+    };
+    pair.stop()?;
+    Ok(result)
+}
