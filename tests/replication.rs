@@ -548,7 +548,11 @@ async fn a_standby_whose_log_is_gone_re_clones_itself() {
 }
 
 /// Transfers that keep the bank's total at 1,000,000, until `stop`.
-async fn transfers(conninfo: String, seed: u64, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> u64 {
+async fn transfers(
+    conninfo: String,
+    seed: u64,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> u64 {
     let mut c = connect(&conninfo).await;
     let mut x = seed | 1;
     let mut n = 0;
@@ -556,10 +560,18 @@ async fn transfers(conninfo: String, seed: u64, stop: std::sync::Arc<std::sync::
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        let (a, b, amt) = ((x % 100 + 1) as i64, ((x >> 16) % 100 + 1) as i64, ((x >> 32) % 50) as i64);
+        let (a, b, amt) = (
+            (x % 100 + 1) as i64,
+            ((x >> 16) % 100 + 1) as i64,
+            ((x >> 32) % 50) as i64,
+        );
         let t = c.transaction().await.unwrap();
-        t.execute("UPDATE bank SET bal = bal - $1 WHERE id = $2", &[&amt, &a]).await.unwrap();
-        t.execute("UPDATE bank SET bal = bal + $1 WHERE id = $2", &[&amt, &b]).await.unwrap();
+        t.execute("UPDATE bank SET bal = bal - $1 WHERE id = $2", &[&amt, &a])
+            .await
+            .unwrap();
+        t.execute("UPDATE bank SET bal = bal + $1 WHERE id = $2", &[&amt, &b])
+            .await
+            .unwrap();
         t.commit().await.unwrap();
         n += 1;
     }
@@ -571,7 +583,12 @@ async fn clone_under_load_and_standby_reads_are_consistent_snapshots() {
     use std::sync::atomic::{AtomicBool, Ordering};
     let p_local = format!("127.0.0.1:{}", free_port());
     let s_local = format!("127.0.0.1:{}", free_port());
-    let primary = Server::start(&hadr_args(&p_local, &s_local, &["--role", "primary"]).iter().map(String::as_str).collect::<Vec<_>>());
+    let primary = Server::start(
+        &hadr_args(&p_local, &s_local, &["--role", "primary"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
     primary
         .client()
         .await
@@ -579,13 +596,23 @@ async fn clone_under_load_and_standby_reads_are_consistent_snapshots() {
         .await
         .unwrap();
     let stop = std::sync::Arc::new(AtomicBool::new(false));
-    let writers: Vec<_> = (0..3).map(|w| tokio::spawn(transfers(primary.conninfo(), 0x1234 + w, stop.clone()))).collect();
+    let writers: Vec<_> = (0..3)
+        .map(|w| tokio::spawn(transfers(primary.conninfo(), 0x1234 + w, stop.clone())))
+        .collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Clone while the transfers run.
     let tmp = tempfile::tempdir().unwrap();
     let sdir = tmp.path().join("standby");
-    let out = Command::new(bin()).args(["clone", "--from", &p_local, "--data"]).arg(&sdir).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(bin())
+        .args(["clone", "--from", &p_local, "--data"])
+        .arg(&sdir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let standby = Server::on_dir(sdir, &hadr_args(&s_local, &p_local, &[]));
     // Reads on the standby during replay: every snapshot shows the conserved
     // total, within a transaction too, even as batches are applied underneath.
@@ -594,13 +621,33 @@ async fn clone_under_load_and_standby_reads_are_consistent_snapshots() {
     let mut reads = 0;
     while started.elapsed() < Duration::from_secs(3) {
         s.batch_execute("BEGIN").await.unwrap();
-        let a: i64 = s.query_one("SELECT sum(bal) FROM bank", &[]).await.unwrap().get(0);
-        let n1: i64 = s.query_one("SELECT count(*) FROM bank WHERE bal <> 10000", &[]).await.unwrap().get(0);
+        let a: i64 = s
+            .query_one("SELECT sum(bal) FROM bank", &[])
+            .await
+            .unwrap()
+            .get(0);
+        let n1: i64 = s
+            .query_one("SELECT count(*) FROM bank WHERE bal <> 10000", &[])
+            .await
+            .unwrap()
+            .get(0);
         tokio::time::sleep(Duration::from_millis(5)).await;
-        let b: i64 = s.query_one("SELECT sum(bal) FROM bank", &[]).await.unwrap().get(0);
-        let n2: i64 = s.query_one("SELECT count(*) FROM bank WHERE bal <> 10000", &[]).await.unwrap().get(0);
+        let b: i64 = s
+            .query_one("SELECT sum(bal) FROM bank", &[])
+            .await
+            .unwrap()
+            .get(0);
+        let n2: i64 = s
+            .query_one("SELECT count(*) FROM bank WHERE bal <> 10000", &[])
+            .await
+            .unwrap()
+            .get(0);
         s.batch_execute("COMMIT").await.unwrap();
-        assert_eq!((a, b), (1_000_000, 1_000_000), "a standby snapshot saw a half-applied transfer");
+        assert_eq!(
+            (a, b),
+            (1_000_000, 1_000_000),
+            "a standby snapshot saw a half-applied transfer"
+        );
         assert_eq!(n1, n2, "a snapshot changed inside one transaction");
         reads += 1;
     }
@@ -609,10 +656,24 @@ async fn clone_under_load_and_standby_reads_are_consistent_snapshots() {
     for w in writers {
         done += w.await.unwrap();
     }
-    assert!(done > 100 && reads > 20, "load too small: {done} transfers, {reads} reads");
+    assert!(
+        done > 100 && reads > 20,
+        "load too small: {done} transfers, {reads} reads"
+    );
     let out = Command::new(bin())
-        .args(["verify", "--node", &format!("127.0.0.1:{}", primary.admin), "--node", &format!("127.0.0.1:{}", standby.admin)])
+        .args([
+            "verify",
+            "--node",
+            &format!("127.0.0.1:{}", primary.admin),
+            "--node",
+            &format!("127.0.0.1:{}", standby.admin),
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
