@@ -236,14 +236,7 @@ fn main() -> Result<()> {
             data,
             log_segment_size,
         } => {
-            let mut c = Config {
-                data: data.clone(),
-                ..Config::default()
-            };
-            if let Some(size) = log_segment_size {
-                c.log_segment_size = size;
-            }
-            c.validate()?;
+            let c = data_config(&data, log_segment_size)?;
             let control = hadr_engine::Engine::init(&data, &c.log_config())
                 .with_context(|| format!("cannot create a database in {}", data.display()))?;
             println!(
@@ -281,14 +274,7 @@ fn main() -> Result<()> {
             data,
             log_segment_size,
         } => {
-            let mut c = Config {
-                data: data.clone(),
-                ..Config::default()
-            };
-            if let Some(size) = log_segment_size {
-                c.log_segment_size = size;
-            }
-            c.validate()?;
+            let c = data_config(&data, log_segment_size)?;
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(clone(&from, &c))
         }
@@ -305,6 +291,19 @@ fn main() -> Result<()> {
             rt.block_on(demo::run(port, Duration::from_secs(seconds), no_wait))
         }
     }
+}
+
+/// Settings for commands that create a data directory (init, clone).
+fn data_config(data: &std::path::Path, log_segment_size: Option<ByteSize>) -> Result<Config> {
+    let mut c = Config {
+        data: data.to_path_buf(),
+        ..Config::default()
+    };
+    if let Some(size) = log_segment_size {
+        c.log_segment_size = size;
+    }
+    c.validate()?;
+    Ok(c)
 }
 
 /// Run a node; a standby whose primary no longer has the log it needs is

@@ -51,14 +51,7 @@ pub async fn serve(
             .map_err(|e| e.to_string())?;
         let start = Message::CloneStart {
             database_id: control.database_id.clone(),
-            epoch_history: control
-                .epoch_history
-                .iter()
-                .map(|e| hadr_protocol::EpochEntry {
-                    epoch: e.epoch,
-                    start_lsn: e.start_lsn,
-                })
-                .collect(),
+            epoch_history: crate::epoch_entries(&control),
             epoch: control.epoch,
             lsn,
             page_size,

@@ -17,6 +17,35 @@ pub mod wire;
 pub use gate::CommitGate;
 pub use pair::{Action, Event, Gate, Pair, PairConfig, PairState, SyncMode};
 
+/// A control file's epoch history in protocol form.
+pub fn epoch_entries(c: &hadr_engine::Control) -> Vec<hadr_protocol::EpochEntry> {
+    c.epoch_history
+        .iter()
+        .map(|e| hadr_protocol::EpochEntry {
+            epoch: e.epoch,
+            start_lsn: e.start_lsn,
+        })
+        .collect()
+}
+
+/// This node's handshake, from its control file and log end.
+pub fn hello(
+    engine: &hadr_engine::Engine,
+    role: hadr_protocol::PeerRole,
+    address: &str,
+) -> hadr_protocol::Hello {
+    let c = engine.control();
+    hadr_protocol::Hello {
+        version: hadr_protocol::PROTOCOL_VERSION,
+        role,
+        epoch_history: epoch_entries(&c),
+        database_id: c.database_id,
+        epoch: c.epoch,
+        lsn: engine.log().end_lsn(),
+        address: address.to_string(),
+    }
+}
+
 /// Microseconds since the Unix epoch (drivers read the clock; the pure state machine never does).
 pub fn now_micros() -> u64 {
     std::time::SystemTime::now()

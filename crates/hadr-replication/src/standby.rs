@@ -87,23 +87,7 @@ impl StandbyCtx {
     }
 
     fn hello(&self) -> Hello {
-        let c = self.engine.control();
-        Hello {
-            version: hadr_protocol::PROTOCOL_VERSION,
-            role: PeerRole::Standby,
-            database_id: c.database_id,
-            epoch: c.epoch,
-            epoch_history: c
-                .epoch_history
-                .iter()
-                .map(|e| hadr_protocol::EpochEntry {
-                    epoch: e.epoch,
-                    start_lsn: e.start_lsn,
-                })
-                .collect(),
-            lsn: self.engine.log().end_lsn(),
-            address: self.address.clone(),
-        }
+        crate::hello(&self.engine, PeerRole::Standby, &self.address)
     }
 }
 
