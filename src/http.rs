@@ -12,11 +12,20 @@ use tokio::net::TcpStream;
 
 /// GET `path` from `addr` and return the body of a 200 response.
 pub async fn get(addr: &str, path: &str, timeout: Duration) -> Result<String> {
+    request("GET", addr, path, timeout).await
+}
+
+/// POST (no body) to `path` and return the body of a 200 response.
+pub async fn post(addr: &str, path: &str, timeout: Duration) -> Result<String> {
+    request("POST", addr, path, timeout).await
+}
+
+async fn request(method: &str, addr: &str, path: &str, timeout: Duration) -> Result<String> {
     let fut = async {
         let mut s = TcpStream::connect(addr)
             .await
             .with_context(|| format!("cannot reach {addr}"))?;
-        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        let req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         s.write_all(req.as_bytes()).await?;
         let mut buf = Vec::new();
         s.read_to_end(&mut buf).await?;
@@ -26,7 +35,7 @@ pub async fn get(addr: &str, path: &str, timeout: Duration) -> Result<String> {
             .context("malformed HTTP response")?;
         let status = head.split_whitespace().nth(1).unwrap_or("");
         if status != "200" {
-            bail!("{addr}{path} answered {status}");
+            bail!("{addr}{path} answered {status}: {}", body.trim());
         }
         // axum sends small bodies with Content-Length; chunked only for streams.
         if head

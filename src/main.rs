@@ -48,6 +48,16 @@ enum Cmd {
         #[arg(long, default_value = "30s")]
         timeout: Dur,
     },
+    /// Graceful takeover: make the standby at this admin address the primary
+    /// (the primary stops writes, ships its last records, becomes a standby).
+    Takeover {
+        /// Admin address of the standby that takes over.
+        #[arg(long)]
+        node: String,
+        /// Longest wait for the whole switch.
+        #[arg(long, default_value = "60s")]
+        timeout: Dur,
+    },
     /// Create a standby by copying a running primary (over its replication port).
     Clone {
         /// The primary's replication address (its hadr_local).
@@ -269,6 +279,10 @@ fn main() -> Result<()> {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(verify_nodes(&node, json, timeout.0))
         }
+        Cmd::Takeover { node, timeout } => {
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(takeover(&node, timeout.0))
+        }
         Cmd::Clone {
             from,
             data,
@@ -290,6 +304,50 @@ fn main() -> Result<()> {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(demo::run(port, Duration::from_secs(seconds), no_wait))
         }
+    }
+}
+
+/// Ask a standby to take over, then wait until it serves as primary.
+async fn takeover(node: &str, timeout: Duration) -> Result<()> {
+    let started = std::time::Instant::now();
+    let before: serde_json::Value = serde_json::from_str(
+        &http::get(node, "/status?hash=false", Duration::from_secs(10)).await?,
+    )?;
+    if before["role"] != "standby" {
+        bail!("{node} is a {}, not a standby: a takeover is issued against the standby that should become primary", before["role"]);
+    }
+    let epoch = before["epoch"].as_u64().unwrap_or(0);
+    // The standby restarts as primary right after it answers, so a cut-off
+    // answer is not a failure; a refusal is.
+    match http::post(node, "/takeover", timeout).await {
+        Ok(answer) => println!("{}", answer.trim()),
+        Err(e) if format!("{e:#}").contains("answered 409") => {
+            return Err(e.context("takeover refused"))
+        }
+        Err(_) => {}
+    }
+    let deadline = started + timeout;
+    loop {
+        if let Ok(body) = http::get(node, "/status?hash=false", Duration::from_secs(5)).await {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            if v["role"] == "primary"
+                && v["writable"] == true
+                && v["epoch"].as_u64().unwrap_or(0) > epoch
+            {
+                println!(
+                    "takeover complete in {:.0} ms: {node} is the primary of epoch {}",
+                    started.elapsed().as_secs_f64() * 1000.0,
+                    v["epoch"]
+                );
+                return Ok(());
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            bail!(
+                "{node} did not become primary within {timeout:?}; see its log and `hadr status`"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -322,10 +380,20 @@ async fn serve(config: Config) -> Result<()> {
         let s = stop.clone();
         let outcome =
             hadr_server::run(config.clone(), async move { s.notified().await }, |_| {}).await?;
-        let hadr_server::Outcome::Reclone(from) = outcome else {
-            return Ok(());
-        };
-        reclone(&from, &config).await?;
+        match outcome {
+            hadr_server::Outcome::Stopped => return Ok(()),
+            hadr_server::Outcome::Reclone(from) => reclone(&from, &config).await?,
+            hadr_server::Outcome::Restart => {}
+            hadr_server::Outcome::Promote(end) => {
+                // Recovery ends with a truncating checkpoint, so the WAL is empty
+                // before the promoted node captures its first transaction.
+                let (engine, _) = hadr_engine::Engine::open(&config.data, &config.log_config())?;
+                let c = engine.promote(end)?;
+                engine.close()?;
+                drop(engine);
+                tracing::info!(epoch = c.epoch, start_lsn = end, "promoted to primary");
+            }
+        }
     }
 }
 

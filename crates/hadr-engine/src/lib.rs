@@ -158,7 +158,9 @@ pub struct Engine {
     frames_since_checkpoint: AtomicU64,
     /// On a standby: every record below this LSN is applied to the database.
     applied_lsn: AtomicU64,
-    _lock: DirLock,
+    /// Released by [`Engine::close`], so the directory can be reopened even
+    /// while stray references to this engine are still being dropped.
+    dir_lock: Mutex<Option<DirLock>>,
 }
 
 fn now_micros() -> u64 {
@@ -289,7 +291,7 @@ impl Engine {
                 admin: Mutex::new(admin),
                 frames_since_checkpoint: AtomicU64::new(0),
                 applied_lsn: AtomicU64::new(end),
-                _lock: lock,
+                dir_lock: Mutex::new(Some(lock)),
             },
             report,
         ))
@@ -389,6 +391,30 @@ impl Engine {
         conn.execute_batch("BEGIN")?;
         conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;
         Ok(self.applied_lsn())
+    }
+
+    /// Make this (former) standby the primary of a new epoch that starts at
+    /// `end`, the old primary's last LSN. Call right after [`Engine::open`],
+    /// whose recovery ends with a truncating checkpoint: the WAL is then
+    /// empty, so replayed frames can never be captured as new transactions.
+    pub fn promote(&self, end: Lsn) -> Result<Control, EngineError> {
+        if self.log.end_lsn() != end {
+            return Err(EngineError::Apply(format!(
+                "cannot promote at LSN {end}: this node's log ends at {}",
+                self.log.end_lsn()
+            )));
+        }
+        lock(&self.capture).reset();
+        self.update_control(|c| {
+            c.role = Role::Primary;
+            c.epoch += 1;
+            c.epoch_history.push(EpochStart {
+                epoch: c.epoch,
+                start_lsn: end,
+            });
+            c.checkpoint_lsn = end;
+            c.capture_base_lsn = end;
+        })
     }
 
     /// Set up a data directory for a clone: `data.db` already holds the
@@ -491,6 +517,7 @@ impl Engine {
         }
         self.log.flush()?;
         self.log.close()?;
+        lock(&self.dir_lock).take();
         Ok(())
     }
 }

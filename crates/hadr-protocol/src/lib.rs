@@ -141,6 +141,14 @@ pub enum Message {
     },
     /// Primary → cloner: snapshot complete.
     CloneEnd,
+    /// Standby → primary: hand over the primary role (graceful takeover).
+    TakeoverRequest,
+    /// Primary → standby: writes stopped; everything up to `end_lsn` was
+    /// sent; the primary is now a standby.
+    TakeoverReady {
+        /// The primary's final log end.
+        end_lsn: u64,
+    },
 }
 
 const T_HELLO: u8 = 1;
@@ -152,6 +160,8 @@ const T_CLONE_REQUEST: u8 = 6;
 const T_CLONE_START: u8 = 7;
 const T_CLONE_PAGES: u8 = 8;
 const T_CLONE_END: u8 = 9;
+const T_TAKEOVER_REQUEST: u8 = 10;
+const T_TAKEOVER_READY: u8 = 11;
 
 struct W(Vec<u8>);
 impl W {
@@ -320,6 +330,11 @@ impl Message {
                 w.bytes(data);
             }
             Message::CloneEnd => w.u8(T_CLONE_END),
+            Message::TakeoverRequest => w.u8(T_TAKEOVER_REQUEST),
+            Message::TakeoverReady { end_lsn } => {
+                w.u8(T_TAKEOVER_READY);
+                w.u64(*end_lsn);
+            }
         }
         let crc = crc32c::crc32c(&w.0[4..]);
         w.u32(crc);
@@ -466,6 +481,23 @@ impl Message {
                 .end()?;
                 Message::CloneEnd
             }
+            T_TAKEOVER_REQUEST => {
+                R {
+                    b: body,
+                    what: "TakeoverRequest",
+                }
+                .end()?;
+                Message::TakeoverRequest
+            }
+            T_TAKEOVER_READY => {
+                let mut r = R {
+                    b: body,
+                    what: "TakeoverReady",
+                };
+                let m = Message::TakeoverReady { end_lsn: r.u64()? };
+                r.end()?;
+                m
+            }
             other => return Err(ProtocolError::UnknownType(other)),
         };
         Ok((msg, 4 + len))
@@ -552,6 +584,8 @@ mod tests {
                 data: vec![0; 4096],
             },
             Message::CloneEnd,
+            Message::TakeoverRequest,
+            Message::TakeoverReady { end_lsn: 42 },
         ]
     }
 
@@ -580,7 +614,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn any_flipped_bit_is_detected(i in 0usize..9, bit in 0usize..10_000) {
+        fn any_flipped_bit_is_detected(i in 0usize..11, bit in 0usize..10_000) {
             let b = samples()[i].encode();
             let bit = bit % (b.len() * 8);
             let mut c = b.clone();
@@ -589,7 +623,7 @@ mod tests {
         }
 
         #[test]
-        fn any_truncation_is_incomplete(i in 0usize..9, cut in 0usize..10_000) {
+        fn any_truncation_is_incomplete(i in 0usize..11, cut in 0usize..10_000) {
             let b = samples()[i].encode();
             let cut = cut % b.len();
             prop_assert!(matches!(Message::decode(&b[..cut]), Err(ProtocolError::Incomplete(_))));

@@ -19,6 +19,17 @@ use crate::wire::{Reader, WireError, Writer};
 /// transaction and the LSN its state corresponds to.
 pub type SnapshotFn = Arc<dyn Fn() -> Result<(rusqlite::Connection, u64), String> + Send + Sync>;
 
+/// What a graceful takeover asks of the primary node.
+pub trait TakeoverHooks: Send + Sync {
+    /// End client sessions, take the write gate for good, make everything
+    /// durable; return the final log end.
+    fn stop_writes(&self) -> Result<u64, String>;
+    /// The takeover failed: accept writes again.
+    fn resume_writes(&self);
+    /// The standby has every record: become a standby of it.
+    fn become_standby(&self);
+}
+
 /// What the primary's replication tasks share.
 pub struct PrimaryCtx {
     /// The database and log.
@@ -33,6 +44,8 @@ pub struct PrimaryCtx {
     pub timeout: Duration,
     /// Snapshot for `hadr clone`.
     pub snapshot: SnapshotFn,
+    /// Graceful takeover steps.
+    pub takeover: Arc<dyn TakeoverHooks>,
 }
 
 impl PrimaryCtx {
@@ -174,11 +187,16 @@ async fn stream_to(
     ));
     // Acks and heartbeats from the standby.
     let (lost_tx, mut lost_rx) = tokio::sync::oneshot::channel::<String>();
+    let (takeover_tx, mut takeover_rx) = tokio::sync::mpsc::channel::<()>(1);
     let gate = ctx.gate.clone();
     let timeout = ctx.timeout;
     let acks = tokio::spawn(async move {
         loop {
             match reader.next(timeout * 2).await {
+                Ok(Message::TakeoverRequest) => {
+                    gate.step(slot, Event::Heard { now: now_micros() });
+                    let _ = takeover_tx.try_send(());
+                }
                 Ok(Message::Ack {
                     received,
                     flushed,
@@ -267,6 +285,16 @@ async fn stream_to(
             r = &mut lost_rx => {
                 break Err(r.unwrap_or_else(|_| "connection lost".into()));
             }
+            Some(()) = takeover_rx.recv() => {
+                match hand_over(&ctx, slot, pos, &mut writer).await {
+                    Ok(()) => break Ok(()),
+                    Err(reason) => {
+                        warn!(%reason, "takeover refused");
+                        let _ = writer.send(&Message::Refuse(Refuse { reason: format!("takeover refused: {reason}") }), ctx.timeout).await;
+                        break Err(reason);
+                    }
+                }
+            }
         }
     };
     acks.abort();
@@ -283,4 +311,83 @@ async fn stream_to(
         },
     ));
     Ok(())
+}
+
+/// Graceful takeover, primary side: stop writes, ship the rest, wait until
+/// the standby has it on disk, tell it, and become a standby. On any failure
+/// before the last step, writes resume and nothing changed.
+async fn hand_over(
+    ctx: &Arc<PrimaryCtx>,
+    slot: usize,
+    mut pos: u64,
+    writer: &mut Writer,
+) -> Result<(), String> {
+    let state = ctx.gate.slots().get(slot).map(|s| s.pair.state);
+    if state != Some(PairState::Peer) {
+        return Err(format!(
+            "a graceful takeover needs the pair in PEER; it is {state:?}"
+        ));
+    }
+    info!(slot, "takeover requested: stopping writes");
+    let hooks = ctx.takeover.clone();
+    let end = tokio::task::spawn_blocking(move || hooks.stop_writes())
+        .await
+        .map_err(|e| e.to_string())??;
+    let result: Result<(), String> = async {
+        while pos < end {
+            let log = ctx.engine.log().clone();
+            let (bytes, next) =
+                tokio::task::spawn_blocking(move || log.read_raw(pos, end, 4 << 20))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?;
+            writer
+                .send(
+                    &Message::Records {
+                        start_lsn: pos,
+                        bytes,
+                    },
+                    ctx.timeout,
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            pos = next;
+        }
+        let deadline = tokio::time::Instant::now() + ctx.timeout * 4;
+        while ctx
+            .gate
+            .slots()
+            .get(slot)
+            .map(|s| s.pair.flushed)
+            .unwrap_or(0)
+            < end
+        {
+            if tokio::time::Instant::now() > deadline {
+                return Err(format!(
+                    "the standby did not confirm LSN {end} on disk in time"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        writer
+            .send(&Message::TakeoverReady { end_lsn: end }, ctx.timeout)
+            .await
+            .map_err(|e| e.to_string())
+    }
+    .await;
+    let hooks = ctx.takeover.clone();
+    match result {
+        Ok(()) => {
+            info!(
+                end_lsn = end,
+                "takeover: the standby has everything; becoming a standby"
+            );
+            let _ = tokio::task::spawn_blocking(move || hooks.become_standby()).await;
+            Ok(())
+        }
+        Err(e) => {
+            let _ = tokio::task::spawn_blocking(move || hooks.resume_writes()).await;
+            Err(e)
+        }
+    }
 }

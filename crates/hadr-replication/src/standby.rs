@@ -79,6 +79,10 @@ pub struct StandbyCtx {
     /// Called when the primary no longer has the log this standby needs
     /// (with the primary's address); the node may then re-clone itself.
     pub on_needs_clone: Arc<dyn Fn(String) + Send + Sync>,
+    /// Bumped to ask the primary for a graceful takeover.
+    pub takeover: watch::Receiver<u64>,
+    /// Called with the old primary's final LSN once it handed over.
+    pub on_takeover_ready: Arc<dyn Fn(u64) + Send + Sync>,
 }
 
 impl StandbyCtx {
@@ -153,6 +157,55 @@ pub enum FollowError {
     Log(String),
 }
 
+/// Follow a primary of a newer epoch only if our log stops at or before the
+/// point where its history departs from ours; a longer log diverged (it has
+/// records the new primary never had) and must be re-cloned.
+fn adopt_epochs(
+    ctx: &StandbyCtx,
+    target: &str,
+    ours: &Hello,
+    theirs: &Hello,
+) -> Result<(), FollowError> {
+    if theirs.epoch < ours.epoch {
+        return Err(FollowError::Incompatible(format!(
+            "{target} is a primary of epoch {}, older than this node's epoch {}: it was superseded; not following it",
+            theirs.epoch, ours.epoch
+        )));
+    }
+    if theirs.epoch == ours.epoch {
+        return Ok(());
+    }
+    let divergence = theirs
+        .epoch_history
+        .iter()
+        .find(|e| e.epoch > ours.epoch)
+        .map(|e| e.start_lsn)
+        .unwrap_or(theirs.lsn);
+    if ours.lsn > divergence {
+        return Err(FollowError::Refused(format!(
+            "this node's log runs to LSN {} past LSN {divergence}, where epoch {} began on {target}: it diverged; needs clone",
+            ours.lsn, theirs.epoch
+        )));
+    }
+    let history: Vec<hadr_engine::EpochStart> = theirs
+        .epoch_history
+        .iter()
+        .map(|e| hadr_engine::EpochStart {
+            epoch: e.epoch,
+            start_lsn: e.start_lsn,
+        })
+        .collect();
+    let epoch = theirs.epoch;
+    ctx.engine
+        .update_control(|c| {
+            c.epoch = epoch;
+            c.epoch_history = history;
+        })
+        .map_err(|e| FollowError::Log(e.to_string()))?;
+    info!(epoch, primary = %target, "adopted the primary's newer epoch");
+    Ok(())
+}
+
 async fn follow(ctx: &Arc<StandbyCtx>, target: &str, stream: TcpStream) -> Result<(), FollowError> {
     let (r, w) = stream.into_split();
     let (mut reader, mut writer) = (Reader::new(r), Writer::new(w));
@@ -171,6 +224,7 @@ async fn follow(ctx: &Arc<StandbyCtx>, target: &str, stream: TcpStream) -> Resul
             "{target} is not a primary"
         )));
     }
+    adopt_epochs(ctx, target, &ours, &theirs)?;
     info!(primary = %target, from_lsn = ours.lsn, "following primary");
     {
         let mut st = ctx.status();
@@ -186,6 +240,8 @@ async fn follow(ctx: &Arc<StandbyCtx>, target: &str, stream: TcpStream) -> Resul
     let mut replayed = ctx.replayed.clone();
     let heartbeat = (ctx.timeout / 4).max(Duration::from_millis(50));
     let mut tick = tokio::time::interval(heartbeat);
+    let mut takeover = ctx.takeover.clone();
+    takeover.borrow_and_update();
     let ack = |ctx: &StandbyCtx| Message::Ack {
         received: log.end_lsn(),
         flushed: log.flushed_lsn(),
@@ -217,7 +273,23 @@ async fn follow(ctx: &Arc<StandbyCtx>, target: &str, stream: TcpStream) -> Resul
                         st.peer_window_end = peer_window_end_micros;
                     }
                     Message::Refuse(r) => return Err(FollowError::Refused(r.reason)),
+                    Message::TakeoverReady { end_lsn } => {
+                        if log.end_lsn() != end_lsn {
+                            return Err(FollowError::Incompatible(format!(
+                                "takeover: the primary ended at LSN {end_lsn} but this log ends at {}", log.end_lsn()
+                            )));
+                        }
+                        info!(end_lsn, "the primary handed over; promoting");
+                        (ctx.on_takeover_ready)(end_lsn);
+                        return Ok(());
+                    }
                     _ => {}
+                }
+            }
+            r = takeover.changed() => {
+                if r.is_ok() {
+                    info!(primary = %target, "asking the primary to hand over (graceful takeover)");
+                    writer.send(&Message::TakeoverRequest, ctx.timeout).await?;
                 }
             }
             r = flushed.changed() => {

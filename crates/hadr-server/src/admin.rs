@@ -25,6 +25,7 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener) {
         .route("/standby", get(standby))
         .route("/metrics", get(metrics))
         .route("/health", get(|| async { "ok" }))
+        .route("/takeover", axum::routing::post(takeover))
         .with_state(node);
     if let Err(e) = axum::serve(listener, app).await {
         warn!(error = %e, "admin server stopped");
@@ -35,6 +36,60 @@ fn writable(node: &Node) -> bool {
     matches!(node.engine.control().role, Role::Standard | Role::Primary)
         && !node.is_standby()
         && !node.is_shutting_down()
+}
+
+/// Graceful takeover, issued against the standby that should become primary.
+async fn takeover(State(node): State<Arc<Node>>) -> (StatusCode, String) {
+    let Repl::Standby { status, .. } = &node.repl else {
+        return (
+            StatusCode::CONFLICT,
+            "this node is not a standby; issue the takeover against the standby\n".into(),
+        );
+    };
+    if status
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .connect_status
+        != "CONNECTED"
+    {
+        return (StatusCode::CONFLICT, "this standby is not connected to its primary: a graceful takeover needs PEER (forced takeover is not built yet)\n".into());
+    }
+    let before = status
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .last_error
+        .clone();
+    node.takeover_tx.send_modify(|n| *n += 1);
+    let deadline = std::time::Instant::now()
+        + node.config.hadr_timeout.0 * 4
+        + std::time::Duration::from_secs(5);
+    loop {
+        if let Some(crate::node::Outcome::Promote(end)) =
+            node.next.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        {
+            return (
+                StatusCode::OK,
+                format!("{{\"takeover\":\"promoting\",\"end_lsn\":{end}}}\n"),
+            );
+        }
+        let err = status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .last_error
+            .clone();
+        if err != before {
+            if let Some(e) = err.filter(|e| e.contains("takeover")) {
+                return (StatusCode::CONFLICT, format!("{e}\n"));
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            return (
+                StatusCode::GATEWAY_TIMEOUT,
+                "the primary did not hand over in time\n".into(),
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
 }
 
 async fn primary(State(node): State<Arc<Node>>) -> StatusCode {

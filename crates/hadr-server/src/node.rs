@@ -102,8 +102,14 @@ pub struct Node {
     pub meta: Arc<Mutex<rusqlite::Connection>>,
     /// Replication: what this node does for HADR.
     pub repl: Repl,
-    /// Set when this standby must be re-cloned from the given primary.
-    pub reclone_from: Mutex<Option<String>>,
+    /// Why the node stops itself (re-clone, promotion, demotion).
+    pub next: Mutex<Option<Outcome>>,
+    /// Set while a primary hands over: sessions end, new ones are refused.
+    pub demoting: AtomicBool,
+    /// The write gate, held for good by a primary that handed over.
+    demote_permit: Mutex<Option<WritePermit>>,
+    /// Bumped by `POST /takeover` on a standby.
+    pub takeover_tx: watch::Sender<u64>,
     /// Cached page hash: (lsn, hash).
     pub hash_cache: tokio::sync::Mutex<Option<(Lsn, hadr_engine::PageHash)>>,
 }
@@ -122,13 +128,14 @@ impl Node {
             };
             if current == Role::Standard && want == Role::Primary {
                 engine.update_control(|c| c.role = Role::Primary)?;
-            } else if current != want {
+            } else if current == Role::Standard {
                 return Err(NodeError::Role(format!(
-                    "{} is a {} (its control file says so); it cannot be started as {}: a standby is made with `hadr clone`, and roles change by takeover",
-                    config.data.display(),
-                    current.as_str(),
-                    want.as_str()
+                    "{} is a single database; a standby is made with `hadr clone`",
+                    config.data.display()
                 )));
+            } else if current != want {
+                // Roles change by takeover; the data directory knows the current one.
+                warn!(configured = want.as_str(), actual = current.as_str(), "the role setting is only the initial role; this node's data directory says otherwise");
             }
         }
         let now = hadr_replication::now_micros();
@@ -166,7 +173,10 @@ impl Node {
         let (shutdown_tx, shutdown) = watch::channel(false);
         let meta = Arc::new(Mutex::new(engine.connect()?));
         Ok(Arc::new(Node {
-            reclone_from: Mutex::new(None),
+            next: Mutex::new(None),
+            demoting: AtomicBool::new(false),
+            demote_permit: Mutex::new(None),
+            takeover_tx: watch::channel(0).0,
             repl,
             meta,
             config,
@@ -367,6 +377,86 @@ impl Node {
     }
 }
 
+impl Node {
+    /// Stop the node, and have [`run`] return `outcome`.
+    pub fn stop_for(&self, outcome: Outcome) {
+        *self.next.lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
+        self.begin_shutdown();
+    }
+
+    /// End every session (FATAL 57P01); they roll back their transactions.
+    fn end_sessions(&self) {
+        for h in self.registry().values() {
+            h.cancel.store(true, Ordering::SeqCst);
+            h.interrupt.interrupt();
+            if let Some(s) = &h.socket {
+                let _ = s.shutdown(std::net::Shutdown::Read);
+            }
+        }
+    }
+}
+
+/// The primary's side of a graceful takeover, on the node.
+struct Handover(std::sync::Weak<Node>);
+
+impl hadr_replication::primary::TakeoverHooks for Handover {
+    fn stop_writes(&self) -> Result<u64, String> {
+        let node = self.0.upgrade().ok_or("node stopped")?;
+        node.demoting.store(true, Ordering::SeqCst);
+        node.end_sessions();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while node.open_sessions.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let permit = match node.acquire_write(&AtomicBool::new(false)) {
+            Ok(p) => p,
+            Err(e) => {
+                node.demoting.store(false, Ordering::SeqCst);
+                return Err(e.message);
+            }
+        };
+        let end = node
+            .engine
+            .capture_commits()
+            .map_err(|e| e.to_string())
+            .and_then(|_| node.engine.log().flush().map_err(|e| e.to_string()));
+        match end {
+            Ok(end) => {
+                *node.demote_permit.lock().unwrap_or_else(|p| p.into_inner()) = Some(permit);
+                node.log_grew(end);
+                info!(end_lsn = end, "takeover: writes stopped, sessions ended");
+                Ok(node.engine.log().end_lsn())
+            }
+            Err(e) => {
+                node.demoting.store(false, Ordering::SeqCst);
+                Err(e)
+            }
+        }
+    }
+
+    fn resume_writes(&self) {
+        if let Some(node) = self.0.upgrade() {
+            node.demote_permit
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            node.demoting.store(false, Ordering::SeqCst);
+            warn!("takeover failed: accepting writes again");
+        }
+    }
+
+    fn become_standby(&self) {
+        let Some(node) = self.0.upgrade() else { return };
+        match node.engine.update_control(|c| c.role = Role::Standby) {
+            Ok(_) => {
+                info!("takeover: this node is now a standby; restarting");
+                node.stop_for(Outcome::Restart);
+            }
+            Err(e) => error!(error = %e, "takeover: cannot record the standby role"),
+        }
+    }
+}
+
 /// Addresses a started node listens on.
 #[derive(Clone, Copy, Debug)]
 pub struct Bound {
@@ -384,6 +474,11 @@ pub enum Outcome {
     /// A standby whose primary no longer has the log it needs: the caller
     /// re-clones the data directory from this primary and runs again.
     Reclone(String),
+    /// A standby took over: the caller promotes the data directory (new
+    /// epoch from this LSN) and runs again, as primary.
+    Promote(u64),
+    /// The role changed (a primary handed over): run again.
+    Restart,
 }
 
 /// Run a node until `stop` completes (or the node decides to stop), then shut down cleanly.
@@ -463,7 +558,16 @@ pub async fn run(
             "sessions still open at shutdown; their transactions roll back"
         );
     }
-    let permit = node.acquire_write_async().await;
+    // A primary that handed over already holds the gate for good.
+    let held = node
+        .demote_permit
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    let permit = match held {
+        Some(p) => Ok(p),
+        None => node.acquire_write_async().await,
+    };
     let engine = node.engine.clone();
     let closed = tokio::task::spawn_blocking(move || engine.close())
         .await
@@ -475,15 +579,9 @@ pub async fn run(
             error!(error = %e, "shutdown could not checkpoint; recovery will finish it at next start")
         }
     }
-    let reclone = node
-        .reclone_from
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take();
-    Ok(match reclone {
-        Some(from) => Outcome::Reclone(from),
-        None => Outcome::Stopped,
-    })
+    // Read, not taken: an admin request may still be watching for it.
+    let next = node.next.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    Ok(next.unwrap_or(Outcome::Stopped))
 }
 
 /// Start the replication tasks of the node's role.
@@ -509,6 +607,7 @@ async fn start_replication(
                 address,
                 timeout,
                 snapshot: Arc::new(move || snap_node.snapshot()),
+                takeover: Arc::new(Handover(Arc::downgrade(node))),
             });
             info!(hadr_local = %node.config.hadr_local, standbys = ?node.config.targets(), syncmode = ?node.config.hadr_syncmode.0, "HADR primary");
             Ok(vec![tokio::spawn(hadr_replication::primary::serve(
@@ -540,6 +639,16 @@ async fn start_replication(
                 status: status.clone(),
                 flushed,
                 replayed,
+                takeover: node.takeover_tx.subscribe(),
+                on_takeover_ready: {
+                    let weak = Arc::downgrade(node);
+                    Arc::new(move |end: u64| {
+                        if let Some(node) = weak.upgrade() {
+                            info!(end_lsn = end, "takeover: restarting as primary");
+                            node.stop_for(Outcome::Promote(end));
+                        }
+                    })
+                },
                 on_needs_clone: {
                     let weak = Arc::downgrade(node);
                     let auto = node.config.auto_reclone;
@@ -550,9 +659,7 @@ async fn start_replication(
                             return;
                         }
                         warn!(%primary, "the primary no longer has the log this standby needs: re-cloning (auto_reclone)");
-                        *node.reclone_from.lock().unwrap_or_else(|p| p.into_inner()) =
-                            Some(primary);
-                        node.begin_shutdown();
+                        node.stop_for(Outcome::Reclone(primary));
                     })
                 },
             });

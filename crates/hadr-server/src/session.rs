@@ -279,10 +279,10 @@ fn startup(node: &Arc<Node>, wire: &mut Wire) -> Result<Option<StartupInfo>, PgE
                         NegotiateProtocolVersion::new(0, unsupported),
                     ));
                 }
-                if node.is_shutting_down() {
+                if node.is_shutting_down() || node.demoting.load(Ordering::SeqCst) {
                     return Err(PgError::fatal(
                         sqlstate::CANNOT_CONNECT_NOW,
-                        "the database system is shutting down",
+                        "the database system is shutting down or changing roles",
                     ));
                 }
                 if node.open_sessions.load(Ordering::SeqCst) >= node.config.max_connections {
@@ -464,6 +464,11 @@ impl Session {
             let timeout = (self.tx != Tx::Idle && !idle.is_zero()).then_some(idle);
             let msg = wire.read(timeout);
             // Shutdown closes our socket's read side, which ends the read above.
+            if self.node.demoting.load(Ordering::SeqCst) {
+                wire.error(&PgError::fatal(sqlstate::ADMIN_SHUTDOWN, "terminating connection: this primary is handing over to its standby (takeover)"));
+                let _ = wire.flush();
+                return;
+            }
             if self.node.is_shutting_down() {
                 wire.error(&PgError::fatal(
                     sqlstate::ADMIN_SHUTDOWN,
