@@ -179,7 +179,8 @@ pub async fn run(port: u16, seconds: Duration, no_wait: bool) -> Result<()> {
         "verify:   cargo run --release -- verify --node {} --node {}",
         pb.admin, sb.admin
     );
-    println!("(automatic failover and takeover are not built yet: see README, Status)");
+    println!("takeover: cargo run --release -- takeover --node {}   (graceful role switch; then the old primary follows)", sb.admin);
+    println!("(automatic failover is not built yet: see README, Status)");
     if !no_wait && workload_result.is_ok() {
         println!("serving until Ctrl-C ...");
         let _ = tokio::signal::ctrl_c().await;

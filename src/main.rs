@@ -79,7 +79,7 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Start a local node with a workload, and keep serving until Ctrl-C.
+    /// Start a local primary and a standby cloned from it, run a workload, and keep serving until Ctrl-C.
     Demo {
         /// PostgreSQL port for the demo node.
         #[arg(long, default_value_t = 5433)]
