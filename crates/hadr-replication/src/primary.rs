@@ -26,7 +26,12 @@ pub trait TakeoverHooks: Send + Sync {
     fn stop_writes(&self) -> Result<u64, String>;
     /// The takeover failed: accept writes again.
     fn resume_writes(&self);
-    /// The standby has every record: become a standby of it.
+    /// Record the standby role durably. Done before the standby is told to
+    /// promote: a crash after it can leave two standbys, never two primaries.
+    fn mark_standby(&self) -> Result<(), String>;
+    /// The standby was not told after all: record the primary role again.
+    fn unmark_standby(&self);
+    /// The standby has been told: restart as a standby of it.
     fn become_standby(&self);
 }
 
@@ -369,10 +374,19 @@ async fn hand_over(
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        writer
+        let hooks = ctx.takeover.clone();
+        tokio::task::spawn_blocking(move || hooks.mark_standby())
+            .await
+            .map_err(|e| e.to_string())??;
+        if let Err(e) = writer
             .send(&Message::TakeoverReady { end_lsn: end }, ctx.timeout)
             .await
-            .map_err(|e| e.to_string())
+        {
+            let hooks = ctx.takeover.clone();
+            let _ = tokio::task::spawn_blocking(move || hooks.unmark_standby()).await;
+            return Err(e.to_string());
+        }
+        Ok(())
     }
     .await;
     let hooks = ctx.takeover.clone();

@@ -445,14 +445,26 @@ impl hadr_replication::primary::TakeoverHooks for Handover {
         }
     }
 
-    fn become_standby(&self) {
-        let Some(node) = self.0.upgrade() else { return };
-        match node.engine.update_control(|c| c.role = Role::Standby) {
-            Ok(_) => {
-                info!("takeover: this node is now a standby; restarting");
-                node.stop_for(Outcome::Restart);
+    fn mark_standby(&self) -> Result<(), String> {
+        let node = self.0.upgrade().ok_or("node stopped")?;
+        node.engine
+            .update_control(|c| c.role = Role::Standby)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    fn unmark_standby(&self) {
+        if let Some(node) = self.0.upgrade() {
+            if let Err(e) = node.engine.update_control(|c| c.role = Role::Primary) {
+                error!(error = %e, "takeover failed and the primary role could not be restored; the node stays fenced");
             }
-            Err(e) => error!(error = %e, "takeover: cannot record the standby role"),
+        }
+    }
+
+    fn become_standby(&self) {
+        if let Some(node) = self.0.upgrade() {
+            info!("takeover: this node is now a standby; restarting");
+            node.stop_for(Outcome::Restart);
         }
     }
 }
