@@ -488,12 +488,6 @@ impl Engine {
         Ok(Checkpoint::Complete(end))
     }
 
-    /// Apply records through the admin connection (recovery tools and tests).
-    pub fn apply(&self, records: &[Record]) -> Result<usize, EngineError> {
-        let mut admin = lock(&self.admin);
-        apply_records(&mut admin, records.iter())
-    }
-
     /// Update the control file.
     pub fn update_control(&self, f: impl FnOnce(&mut Control)) -> Result<Control, EngineError> {
         let mut c = lock(&self.control);

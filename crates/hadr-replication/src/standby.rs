@@ -26,12 +26,6 @@ pub struct StandbyStatus {
     pub primary: Option<String>,
     /// Primary's log end as last heard.
     pub primary_end_lsn: u64,
-    /// Received into our log.
-    pub received_lsn: u64,
-    /// Durable in our log.
-    pub flushed_lsn: u64,
-    /// Replayed into our database.
-    pub replayed_lsn: u64,
     /// When anything last arrived (µs).
     pub last_receive: u64,
     /// Peer window end the primary promised (µs; frozen at disconnect, as in DB2).
@@ -261,7 +255,6 @@ async fn follow(ctx: &Arc<StandbyCtx>, target: &str, stream: TcpStream) -> Resul
                             .map_err(|e| FollowError::Log(e.to_string()))?;
                         {
                             let mut st = ctx.status();
-                            st.received_lsn = end;
                             st.primary_end_lsn = st.primary_end_lsn.max(end);
                             st.pending.push_back((end, now_micros()));
                         }
@@ -363,7 +356,6 @@ pub fn replay_loop(
             Ok(()) => {
                 replayed.send_replace(next);
                 let mut st = status.lock().unwrap_or_else(|p| p.into_inner());
-                st.replayed_lsn = next;
                 st.replay_log_time = newest;
                 while st.pending.front().is_some_and(|(end, _)| *end <= next) {
                     st.pending.pop_front();

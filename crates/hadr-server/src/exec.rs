@@ -49,6 +49,20 @@ pub struct Prepared {
     pub readonly: bool,
 }
 
+impl Prepared {
+    /// A statement hadr answers itself, without SQLite (BEGIN, SET, SHOW…).
+    pub fn session(original: String, command: Command) -> Prepared {
+        Prepared {
+            original,
+            sql: String::new(),
+            command,
+            param_types: vec![],
+            columns: vec![],
+            readonly: true,
+        }
+    }
+}
+
 /// The result of executing a statement.
 #[derive(Debug, Default)]
 pub struct Outcome {
@@ -208,6 +222,7 @@ pub fn prepare(
     db: &SessionDb,
     meta: &Mutex<Connection>,
     original: &str,
+    command: Command,
     client_oids: &[u32],
 ) -> Result<Prepared, PgError> {
     let tr = hadr_sql::translate(original).map_err(|e| match e {
@@ -217,7 +232,6 @@ pub fn prepare(
         ),
         other => PgError::new(sqlstate::SYNTAX_ERROR, other.to_string()),
     })?;
-    let command = hadr_sql::classify(original);
     let stmt = db
         .conn
         .prepare_cached(&tr.sql)

@@ -580,15 +580,21 @@ impl Session {
             ));
             return;
         }
+        let stmts: Vec<(String, Command)> = stmts
+            .into_iter()
+            .map(|s| {
+                let c = hadr_sql::classify(&s);
+                (s, c)
+            })
+            .collect();
         // Several statements outside a block run as one implicit transaction, as in PostgreSQL.
         let implicit = stmts.len() > 1
             && self.tx == Tx::Idle
-            && !stmts.iter().any(|s| {
-                let c = hadr_sql::classify(s);
-                hadr_sql::is_transaction_control(&c) || matches!(c, Command::Vacuum)
-            });
+            && !stmts
+                .iter()
+                .any(|(_, c)| hadr_sql::is_transaction_control(c) || matches!(c, Command::Vacuum));
         if implicit {
-            let writes = stmts.iter().any(|s| predicts_write(&hadr_sql::classify(s)));
+            let writes = stmts.iter().any(|(_, c)| predicts_write(c));
             if writes {
                 match self.node.acquire_write(&self.cancel) {
                     Ok(p) => self.permit = Some(p),
@@ -606,8 +612,8 @@ impl Session {
             self.tx = Tx::Block;
             self.implicit = true;
         }
-        for sql in &stmts {
-            let r = match self.prepare_simple(sql) {
+        for (sql, cmd) in stmts {
+            let r = match self.prepare_text(sql, cmd, Vec::new()) {
                 Ok(p) => self.run_statement(wire, p, Vec::new(), None, Vec::new(), true),
                 Err(e) => Err(e),
             };
@@ -628,31 +634,30 @@ impl Session {
         }
     }
 
-    fn prepare_simple(&mut self, sql: &str) -> Result<Arc<Prepared>, PgError> {
-        let cmd = hadr_sql::classify(sql);
+    /// Describe a statement: hadr answers session commands (BEGIN, SET, SHOW…)
+    /// itself; everything else is prepared on SQLite.
+    fn prepare_text(
+        &mut self,
+        sql: String,
+        cmd: Command,
+        oids: Vec<u32>,
+    ) -> Result<Arc<Prepared>, PgError> {
         if is_session_command(&cmd) {
-            return Ok(Arc::new(Prepared {
-                original: sql.to_string(),
-                sql: String::new(),
-                command: cmd,
-                param_types: vec![],
-                columns: vec![],
-                readonly: true,
-            }));
+            return Ok(Arc::new(Prepared::session(sql, cmd)));
         }
-        self.prepare_blocking(sql.to_string(), Vec::new())
-    }
-
-    fn prepare_blocking(&mut self, sql: String, oids: Vec<u32>) -> Result<Arc<Prepared>, PgError> {
-        let cmd = hadr_sql::classify(&sql);
         check_allowed(&cmd, &sql)?;
         // Never wait for the write permit here: clients such as pgbench prepare
         // synchronously while other sessions on the same client thread hold it.
         // Preparing does not start the block's snapshot (SQLite closes the read
         // transaction it opens to load the schema); schema look-ups for parameter
         // types run on the node's meta connection for the same reason.
-        let p = exec::prepare(&self.db, &self.node.meta, &sql, &oids)?;
-        Ok(Arc::new(p))
+        Ok(Arc::new(exec::prepare(
+            &self.db,
+            &self.node.meta,
+            &sql,
+            cmd,
+            &oids,
+        )?))
     }
 
     /// Record an error: inside a block the block is aborted.
@@ -791,16 +796,7 @@ impl Session {
             _ => {}
         }
         if self.read_only_tx && predicts_write(&cmd) {
-            return Err(PgError::new(
-                sqlstate::READ_ONLY_TRANSACTION,
-                format!(
-                    "cannot execute {} in a read-only transaction",
-                    hadr_sql::command_tag(&cmd, 0)
-                        .split(' ')
-                        .next()
-                        .unwrap_or("statement")
-                ),
-            ));
+            return Err(read_only_error(&cmd));
         }
         self.check_replay_lag()?;
         let outcome =
@@ -1094,30 +1090,8 @@ impl Session {
             ));
         }
         let text = stmts.into_iter().next().unwrap_or_default();
-        let p = if text.is_empty() {
-            Arc::new(Prepared {
-                original: String::new(),
-                sql: String::new(),
-                command: Command::Empty,
-                param_types: vec![],
-                columns: vec![],
-                readonly: true,
-            })
-        } else {
-            let cmd = hadr_sql::classify(&text);
-            if is_session_command(&cmd) {
-                Arc::new(Prepared {
-                    original: text,
-                    sql: String::new(),
-                    command: cmd,
-                    param_types: vec![],
-                    columns: vec![],
-                    readonly: true,
-                })
-            } else {
-                self.prepare_blocking(text, oids)?
-            }
-        };
+        let cmd = hadr_sql::classify(&text);
+        let p = self.prepare_text(text, cmd, oids)?;
         self.statements.insert(name, p);
         wire.send(PgWireBackendMessage::ParseComplete(ParseComplete::new()));
         Ok(())
