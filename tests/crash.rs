@@ -85,13 +85,7 @@ async fn kill_dash_nine_under_load_loses_no_acknowledged_commit() {
         }
         s.spawn();
         let c = s.client().await;
-        let present: BTreeSet<i64> = c
-            .query("SELECT id FROM acked", &[])
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get::<_, i64>(0))
-            .collect();
+        let present = acked_ids(&c).await;
         let want = acked.lock().unwrap().clone();
         let missing: Vec<_> = want.difference(&present).take(10).collect();
         assert!(

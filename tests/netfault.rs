@@ -143,16 +143,7 @@ fn pair(ns: &mut Netns, mode: &str, window: &str, tmp: &std::path::Path) -> (Ser
         &s_local,
     ]);
     let sdir = tmp.join("standby");
-    let out = Command::new(bin())
-        .args(["clone", "--from", &p_local, "--data"])
-        .arg(&sdir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    clone_to(&p_local, &sdir);
     let s_admin = format!("{}:8433", ns.ns_ip);
     let args: Vec<String> = [
         "server",

@@ -17,46 +17,16 @@ struct Cluster {
     _tmp: tempfile::TempDir,
 }
 
-fn hadr_args(local: &str, targets: &str, extra: &[&str]) -> Vec<String> {
-    let mut v: Vec<String> = [
-        "--hadr-local",
-        local,
-        "--hadr-target-list",
-        targets,
-        "--hadr-timeout",
-        "1s",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    v.extend(extra.iter().map(|s| s.to_string()));
-    v
-}
-
 /// A primary in `mode` with one standby cloned from it while it serves.
 fn cluster(mode: &str, extra_primary: &[&str]) -> Cluster {
     let p_local = format!("127.0.0.1:{}", free_port());
     let s_local = format!("127.0.0.1:{}", free_port());
     let mut pargs = vec!["--role", "primary", "--hadr-syncmode", mode];
     pargs.extend_from_slice(extra_primary);
-    let primary = Server::start(
-        &hadr_args(&p_local, &s_local, &pargs)
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    );
+    let primary = Server::start_with(hadr_args(&p_local, &s_local, &pargs));
     let tmp = tempfile::tempdir().unwrap();
     let sdir = tmp.path().join("standby");
-    let out = Command::new(bin())
-        .args(["clone", "--from", &p_local, "--data"])
-        .arg(&sdir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "clone failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    clone_to(&p_local, &sdir);
     let standby = Server::on_dir(sdir, &hadr_args(&s_local, &p_local, &[]));
     let c = Cluster {
         primary,
@@ -95,25 +65,7 @@ impl Cluster {
     }
 
     fn verify(&self) {
-        let out = Command::new(bin())
-            .args([
-                "verify",
-                "--timeout",
-                "30s",
-                "--node",
-                &format!("127.0.0.1:{}", self.primary.admin),
-                "--node",
-                &format!("127.0.0.1:{}", self.standby.admin),
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "verify failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(String::from_utf8_lossy(&out.stdout).contains("identical"));
+        verify_nodes(self.primary.admin, self.standby.admin);
     }
 }
 
@@ -179,13 +131,7 @@ async fn sync_and_nearsync_lose_no_acknowledged_commit_when_the_primary_dies() {
         }
         standby_settled(&c.standby);
         let s = c.standby.client().await;
-        let present: BTreeSet<i64> = s
-            .query("SELECT id FROM acked", &[])
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get::<_, i64>(0))
-            .collect();
+        let present = acked_ids(&s).await;
         let want = acked.lock().unwrap().clone();
         assert!(
             want.len() > 50,
@@ -365,12 +311,7 @@ fn a_standby_of_another_database_is_refused_with_a_clear_message() {
     let c = cluster("NEARSYNC", &[]);
     // An unrelated primary that lists the same standby address.
     let other_local = format!("127.0.0.1:{}", free_port());
-    let other = Server::start(
-        &hadr_args(&other_local, &c.s_local, &["--role", "primary"])
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    );
+    let other = Server::start_with(hadr_args(&other_local, &c.s_local, &["--role", "primary"]));
     // Point a clone of the first primary at the other one.
     let tmp = tempfile::tempdir().unwrap();
     let sdir = tmp.path().join("s2");
@@ -440,16 +381,11 @@ async fn remote_apply_gives_read_your_writes_on_the_standby() {
 async fn replay_delay_holds_back_replay_and_max_replay_lag_refuses_stale_reads() {
     let p_local = format!("127.0.0.1:{}", free_port());
     let s_local = format!("127.0.0.1:{}", free_port());
-    let primary = Server::start(
-        &hadr_args(
-            &p_local,
-            &s_local,
-            &["--role", "primary", "--hadr-syncmode", "SUPERASYNC"],
-        )
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>(),
-    );
+    let primary = Server::start_with(hadr_args(
+        &p_local,
+        &s_local,
+        &["--role", "primary", "--hadr-syncmode", "SUPERASYNC"],
+    ));
     let tmp = tempfile::tempdir().unwrap();
     let sdir = tmp.path().join("standby");
     assert!(Command::new(bin())
@@ -583,12 +519,7 @@ async fn clone_under_load_and_standby_reads_are_consistent_snapshots() {
     use std::sync::atomic::{AtomicBool, Ordering};
     let p_local = format!("127.0.0.1:{}", free_port());
     let s_local = format!("127.0.0.1:{}", free_port());
-    let primary = Server::start(
-        &hadr_args(&p_local, &s_local, &["--role", "primary"])
-            .iter()
-            .map(String::as_str)
-            .collect::<Vec<_>>(),
-    );
+    let primary = Server::start_with(hadr_args(&p_local, &s_local, &["--role", "primary"]));
     primary
         .client()
         .await
@@ -603,16 +534,7 @@ async fn clone_under_load_and_standby_reads_are_consistent_snapshots() {
     // Clone while the transfers run.
     let tmp = tempfile::tempdir().unwrap();
     let sdir = tmp.path().join("standby");
-    let out = Command::new(bin())
-        .args(["clone", "--from", &p_local, "--data"])
-        .arg(&sdir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    clone_to(&p_local, &sdir);
     let standby = Server::on_dir(sdir, &hadr_args(&s_local, &p_local, &[]));
     // Reads on the standby during replay: every snapshot shows the conserved
     // total, within a transaction too, even as batches are applied underneath.
@@ -660,20 +582,5 @@ async fn clone_under_load_and_standby_reads_are_consistent_snapshots() {
         done > 100 && reads > 20,
         "load too small: {done} transfers, {reads} reads"
     );
-    let out = Command::new(bin())
-        .args([
-            "verify",
-            "--node",
-            &format!("127.0.0.1:{}", primary.admin),
-            "--node",
-            &format!("127.0.0.1:{}", standby.admin),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    verify_nodes(primary.admin, standby.admin);
 }

@@ -55,16 +55,7 @@ async fn alternating_graceful_takeovers_under_load_lose_nothing() {
     ]);
     let tmp = tempfile::tempdir().unwrap();
     let bdir = tmp.path().join("b");
-    let out = Command::new(bin())
-        .args(["clone", "--from", &a_local, "--data"])
-        .arg(&bdir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    clone_to(&a_local, &bdir);
     let b = Server::on_dir(
         bdir,
         &[
@@ -191,34 +182,13 @@ async fn alternating_graceful_takeovers_under_load_lose_nothing() {
         .unwrap()
         .get(0);
     assert_eq!(total, 50_000, "money created or destroyed across takeovers");
-    let present: BTreeSet<i64> = c
-        .query("SELECT id FROM acked", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get::<_, i64>(0))
-        .collect();
+    let present = acked_ids(&c).await;
     let missing: Vec<_> = want.difference(&present).take(10).collect();
     assert!(
         missing.is_empty(),
         "acknowledged commits lost across takeovers: {missing:?}"
     );
-    let out = Command::new(bin())
-        .args([
-            "verify",
-            "--node",
-            &format!("127.0.0.1:{}", a.admin),
-            "--node",
-            &format!("127.0.0.1:{}", b.admin),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    verify_nodes(a.admin, b.admin);
 }
 
 #[test]

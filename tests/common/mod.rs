@@ -35,6 +35,11 @@ pub struct Server {
 impl Server {
     /// `hadr init` a temp directory and start a server on it.
     pub fn start(extra: &[&str]) -> Server {
+        Self::start_with(extra.iter().map(|s| s.to_string()).collect())
+    }
+
+    /// `hadr init` a temp directory and start a server on it with these flags.
+    pub fn start_with(extra: Vec<String>) -> Server {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("data");
         init(&dir);
@@ -42,7 +47,7 @@ impl Server {
             dir,
             port: 0,
             admin: 0,
-            extra: extra.iter().map(|s| s.to_string()).collect(),
+            extra,
             child: None,
             _tmp: Some(tmp),
         };
@@ -253,4 +258,70 @@ pub fn integrity_check(dir: &Path) -> String {
     let c = rusqlite::Connection::open(dir.join("data.db")).unwrap();
     c.query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .unwrap()
+}
+
+/// Replication flags for a node: its replication address, its peers, and a
+/// 1 s hadr_timeout so that tests notice losses quickly.
+pub fn hadr_args(local: &str, targets: &str, extra: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = [
+        "--hadr-local",
+        local,
+        "--hadr-target-list",
+        targets,
+        "--hadr-timeout",
+        "1s",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
+/// `hadr clone --from FROM --data DIR`, which must succeed.
+pub fn clone_to(from: &str, dir: &Path) {
+    let out = Command::new(bin())
+        .args(["clone", "--from", from, "--data"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "clone failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `hadr verify --node A --node B`, which must find the nodes identical.
+pub fn verify_nodes(admin_a: u16, admin_b: u16) {
+    let out = Command::new(bin())
+        .args([
+            "verify",
+            "--timeout",
+            "30s",
+            "--node",
+            &format!("127.0.0.1:{admin_a}"),
+            "--node",
+            &format!("127.0.0.1:{admin_b}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "verify failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("identical"));
+}
+
+/// The ids in the `acked` table that crash, replication and takeover tests
+/// write their acknowledged commits into.
+pub async fn acked_ids(c: &Client) -> std::collections::BTreeSet<i64> {
+    c.query("SELECT id FROM acked", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, i64>(0))
+        .collect()
 }
