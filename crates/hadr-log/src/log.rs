@@ -183,6 +183,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Longest [`Log::flush`] waits for the disk (the server's default commit_timeout).
+pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// hadr's transaction log. `Send + Sync`; share it as `Arc<Log>`.
 pub struct Log {
     inner: Arc<Inner>,
@@ -457,7 +460,10 @@ impl Log {
             fl.requested = true;
             self.inner.wake_flusher.notify_one();
         }
-        self.inner.wait_flushed(target, None)
+        // A disk that stops answering must surface as an error, not hang the
+        // checkpointer (which holds the write gate), a takeover or shutdown.
+        self.inner
+            .wait_flushed(target, Some(Instant::now() + FLUSH_TIMEOUT))
     }
 
     /// The last record in the log, if any.
