@@ -3,57 +3,10 @@
 
 mod common;
 use common::*;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
-
-fn startup_bytes() -> Vec<u8> {
-    let mut body = Vec::new();
-    body.extend_from_slice(&196608i32.to_be_bytes());
-    for (k, v) in [("user", "x"), ("database", "x")] {
-        body.extend_from_slice(k.as_bytes());
-        body.push(0);
-        body.extend_from_slice(v.as_bytes());
-        body.push(0);
-    }
-    body.push(0);
-    let mut m = ((body.len() + 4) as i32).to_be_bytes().to_vec();
-    m.extend(body);
-    m
-}
-
-/// Open a raw connection past startup; returns the stream.
-fn raw_session(port: u16) -> TcpStream {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(&startup_bytes()).unwrap();
-    let mut buf = [0u8; 4096];
-    let mut got = Vec::new();
-    // Read until ReadyForQuery ('Z').
-    while !got
-        .windows(6)
-        .any(|w| w[0] == b'Z' && w[1..5] == 5i32.to_be_bytes())
-    {
-        let n = s.read(&mut buf).unwrap();
-        assert!(n > 0, "server closed during startup");
-        got.extend_from_slice(&buf[..n]);
-    }
-    s
-}
-
-fn read_all(mut s: TcpStream) -> Vec<u8> {
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    out
-}
-
-fn sqlstate_of(bytes: &[u8]) -> Option<String> {
-    let i = bytes.iter().position(|&b| b == b'E')?;
-    let body = &bytes[i + 5..];
-    let c = body.windows(1).position(|w| w[0] == b'C')?;
-    Some(String::from_utf8_lossy(&body[c + 1..c + 6]).into_owned())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_and_oversized_messages_close_only_that_connection() {

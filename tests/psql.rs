@@ -137,3 +137,56 @@ fn status_endpoint_and_health_checks() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("standard"));
 }
+
+#[test]
+fn refused_statements_and_implicit_transactions() {
+    let s = Server::start(&[]);
+    let ci = s.conninfo();
+    let (_, _, err) = psql(&ci, &["-c", "ATTACH DATABASE '/tmp/x.db' AS x"], "");
+    assert!(err.contains("0A000"), "{err}");
+    let (_, _, err) = psql(&ci, &["-c", "PRAGMA journal_mode = DELETE"], "");
+    assert!(err.contains("42501"), "{err}");
+    // Several statements in one query string are one transaction: an error
+    // in the second rolls back the first.
+    let (ok, _, err) = psql(&ci, &["-c", "CREATE TABLE t(v INTEGER)"], "");
+    assert!(ok, "{err}");
+    let (ok, _, _) = psql(
+        &ci,
+        &[
+            "-c",
+            "INSERT INTO t VALUES (1); SELECT no_such_column FROM t",
+        ],
+        "",
+    );
+    assert!(!ok);
+    let (_, out, _) = psql(&ci, &["-A", "-t", "-c", "SELECT count(*) FROM t"], "");
+    assert_eq!(
+        out.trim(),
+        "0",
+        "the first statement of a failed query string was kept"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_sessions_with_57p01_and_frees_the_port() {
+    let mut s = Server::start(&[]);
+    let c = s.client().await;
+    c.batch_execute("CREATE TABLE t(v); INSERT INTO t VALUES (1);")
+        .await
+        .unwrap();
+    let port = s.port;
+    assert_eq!(s.stop().code(), Some(0));
+    let e = c.simple_query("SELECT 1").await.unwrap_err();
+    let fatal = e.code().map(|c| c.code().to_string());
+    assert!(fatal.as_deref() == Some("57P01") || e.is_closed(), "{e:?}");
+    std::net::TcpListener::bind(("127.0.0.1", port)).expect("the port was not freed");
+    s.spawn();
+    let n: i64 = s
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+}

@@ -201,3 +201,47 @@ fn takeover_is_refused_against_a_primary() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a standby"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_takeover_leaves_the_primary_writing() {
+    // A SUPERASYNC pair never reaches PEER, so a graceful takeover is refused.
+    let a_local = format!("127.0.0.1:{}", free_port());
+    let b_local = format!("127.0.0.1:{}", free_port());
+    let a = Server::start_with(hadr_args(
+        &a_local,
+        &b_local,
+        &["--role", "primary", "--hadr-syncmode", "SUPERASYNC"],
+    ));
+    let tmp = tempfile::tempdir().unwrap();
+    let bdir = tmp.path().join("b");
+    clone_to(&a_local, &bdir);
+    let b = Server::on_dir(bdir, &hadr_args(&b_local, &a_local, &[]));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while status(a.admin)["hadr"]["standbys"][0]["hadr_connect_status"] != "CONNECTED" {
+        assert!(Instant::now() < deadline, "standby never connected");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = Command::new(bin())
+        .args([
+            "takeover",
+            "--timeout",
+            "20s",
+            "--node",
+            &format!("127.0.0.1:{}", b.admin),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "takeover outside PEER succeeded");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("PEER"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(status(a.admin)["role"], "primary");
+    assert_eq!(status(b.admin)["role"], "standby");
+    a.client()
+        .await
+        .batch_execute("CREATE TABLE still_writable(v)")
+        .await
+        .unwrap();
+}

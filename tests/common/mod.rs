@@ -1,6 +1,7 @@
 //! Test harness: runs the real `hadr` binary on free loopback ports.
 #![allow(dead_code)]
 
+use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -238,7 +239,6 @@ pub fn psql(conninfo: &str, args: &[&str], sql: &str) -> (bool, String, String) 
 
 /// Minimal HTTP GET returning (status, body).
 pub fn http_get(port: u16, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     write!(
@@ -324,4 +324,54 @@ pub async fn acked_ids(c: &Client) -> std::collections::BTreeSet<i64> {
         .iter()
         .map(|r| r.get::<_, i64>(0))
         .collect()
+}
+
+/// A v3 StartupMessage for user x, database x.
+pub fn startup_bytes() -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&196608i32.to_be_bytes());
+    for (k, v) in [("user", "x"), ("database", "x")] {
+        body.extend_from_slice(k.as_bytes());
+        body.push(0);
+        body.extend_from_slice(v.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut m = ((body.len() + 4) as i32).to_be_bytes().to_vec();
+    m.extend(body);
+    m
+}
+
+/// Open a raw connection past startup; returns the stream.
+pub fn raw_session(port: u16) -> std::net::TcpStream {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&startup_bytes()).unwrap();
+    let mut buf = [0u8; 4096];
+    let mut got = Vec::new();
+    // Read until ReadyForQuery ('Z').
+    while !got
+        .windows(6)
+        .any(|w| w[0] == b'Z' && w[1..5] == 5i32.to_be_bytes())
+    {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "server closed during startup");
+        got.extend_from_slice(&buf[..n]);
+    }
+    s
+}
+
+/// Everything the server sends until it closes.
+pub fn read_all(mut s: std::net::TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    out
+}
+
+/// The SQLSTATE of the first ErrorResponse in `bytes`.
+pub fn sqlstate_of(bytes: &[u8]) -> Option<String> {
+    let i = bytes.iter().position(|&b| b == b'E')?;
+    let body = &bytes[i + 5..];
+    let c = body.windows(1).position(|w| w[0] == b'C')?;
+    Some(String::from_utf8_lossy(&body[c + 1..c + 6]).into_owned())
 }
