@@ -32,7 +32,9 @@ impl PageBatch {
 
     /// Fold one record into the batch: its pages replace older images, and a
     /// shrink drops pending images beyond the new end.
-    pub fn add(&mut self, rec: &Record) -> Result<(), EngineError> {
+    /// Takes the record by value: its page images move into the batch
+    /// instead of being copied (replay runs at hundreds of MB/s).
+    pub fn add(&mut self, rec: Record) -> Result<(), EngineError> {
         if let Some(ps) = self.page_size {
             if ps != rec.page_size {
                 return Err(EngineError::Apply(format!(
@@ -46,7 +48,7 @@ impl PageBatch {
         if self.db_size.is_some_and(|old| size < old) {
             self.pages.retain(|p, _| *p <= size);
         }
-        for p in &rec.pages {
+        for p in rec.pages {
             if p.pgno == 0 || p.pgno > size {
                 continue;
             }
@@ -58,7 +60,7 @@ impl PageBatch {
                     rec.page_size
                 )));
             }
-            self.pages.insert(p.pgno, p.data.clone());
+            self.pages.insert(p.pgno, p.data);
         }
         self.db_size = Some(size);
         self.records += 1;
@@ -140,7 +142,7 @@ pub fn apply_records<'a>(
 ) -> Result<usize, EngineError> {
     let mut batch = PageBatch::new();
     for r in records {
-        batch.add(r)?;
+        batch.add(r.clone())?;
     }
     let n = batch.records();
     batch.apply(conn)?;

@@ -250,7 +250,7 @@ impl Engine {
             let mut batch = PageBatch::new();
             for item in log.read_from(control.checkpoint_lsn)? {
                 let (_, rec) = item?;
-                batch.add(&rec)?;
+                batch.add(rec)?;
             }
             report.reapplied_records = batch.records();
             batch.apply(&mut admin)?;
@@ -371,13 +371,13 @@ impl Engine {
 
     /// Apply a batch of records received from the primary (standby), in one
     /// transaction, and advance the replay position to `end`.
-    pub fn replay(&self, records: &[Record], end: Lsn) -> Result<(), EngineError> {
+    pub fn replay(&self, records: Vec<Record>, end: Lsn) -> Result<(), EngineError> {
         let mut admin = lock(&self.admin);
         let mut batch = PageBatch::new();
         for r in records {
-            batch.add(r)?;
             self.frames_since_checkpoint
                 .fetch_add(r.pages.len() as u64, Ordering::Relaxed);
+            batch.add(r)?;
         }
         batch.apply(&mut admin)?;
         self.applied_lsn.store(end, Ordering::Release);

@@ -352,7 +352,7 @@ pub fn replay_loop(
             std::thread::sleep(Duration::from_millis(if delay.is_zero() { 5 } else { 50 }));
             continue;
         }
-        match engine.replay(&records, next) {
+        match engine.replay(records, next) {
             Ok(()) => {
                 replayed.send_replace(next);
                 let mut st = status.lock().unwrap_or_else(|p| p.into_inner());

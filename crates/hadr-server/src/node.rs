@@ -384,7 +384,8 @@ impl Node {
         self.begin_shutdown();
     }
 
-    /// End every session (FATAL 57P01); they roll back their transactions.
+    /// End every session (FATAL 57P01): interrupt running statements and
+    /// blocked reads; each session rolls back its transaction.
     fn end_sessions(&self) {
         for h in self.registry().values() {
             h.cancel.store(true, Ordering::SeqCst);
@@ -550,15 +551,8 @@ pub async fn run(
     if let Repl::Standby { stop, .. } = &node.repl {
         stop.store(true, Ordering::SeqCst);
     }
-    // Interrupt running statements and blocked reads so sessions notice the
-    // shutdown promptly; each then sends its client FATAL 57P01.
-    for h in node.registry().values() {
-        h.cancel.store(true, Ordering::SeqCst);
-        h.interrupt.interrupt();
-        if let Some(s) = &h.socket {
-            let _ = s.shutdown(std::net::Shutdown::Read);
-        }
-    }
+    // Sessions notice the shutdown promptly; each sends its client FATAL 57P01.
+    node.end_sessions();
     let deadline = Instant::now() + Duration::from_secs(10);
     while node.open_sessions.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
