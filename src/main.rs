@@ -48,12 +48,22 @@ enum Cmd {
         #[arg(long, default_value = "30s")]
         timeout: Dur,
     },
-    /// Graceful takeover: make the standby at this admin address the primary
-    /// (the primary stops writes, ships its last records, becomes a standby).
+    /// Make the standby at this admin address the primary. Graceful by
+    /// default (needs PEER: the primary stops writes, ships its last records
+    /// and becomes a standby; nothing is lost). --force does not wait for
+    /// the primary (it is told to stop writing if reachable).
     Takeover {
         /// Admin address of the standby that takes over.
         #[arg(long)]
         node: String,
+        /// Forced takeover: allowed in PEER, DISCONNECTED_PEER and
+        /// REMOTE_CATCHUP_PENDING; commits the standby never received are lost.
+        #[arg(long)]
+        force: bool,
+        /// With --force: only inside the peer window, at least 5 s before it
+        /// ends, so that no committed transaction can be lost.
+        #[arg(long, requires = "force")]
+        peer_window_only: bool,
         /// Longest wait for the whole switch.
         #[arg(long, default_value = "60s")]
         timeout: Dur,
@@ -69,6 +79,21 @@ enum Cmd {
         /// Size of log segment files (each is preallocated) [default: 64MiB].
         #[arg(long)]
         log_segment_size: Option<ByteSize>,
+    },
+    /// Bring a stopped old primary in line with the new primary: rewind it
+    /// (fetch the pages it changed after the divergence point, replay the new
+    /// primary's log) or, if the logs no longer reach back, re-clone it.
+    /// `hadr server` does the same by itself (auto_reclone).
+    Rejoin {
+        /// The new primary's replication address (its hadr_local).
+        #[arg(long)]
+        from: String,
+        /// Data directory of the stopped old primary.
+        #[arg(long)]
+        data: PathBuf,
+        /// Re-clone when a rewind is impossible [default: true].
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        reclone: bool,
     },
     /// Show a running node's status (from its admin endpoint).
     Status {
@@ -162,6 +187,11 @@ struct ServerArgs {
     /// Standby: replay a record only once its commit is this old [default: 0].
     #[arg(long)]
     hadr_replay_delay: Option<Dur>,
+    /// Accept writes at once even though this node was primary before and
+    /// has not reached a standby (waives the start-up rule; DB2's START HADR
+    /// AS PRIMARY BY FORCE). Never accepted if a peer reports a newer epoch.
+    #[arg(long)]
+    force: bool,
 }
 
 impl ServerArgs {
@@ -198,6 +228,7 @@ impl ServerArgs {
         if self.role.is_some() {
             c.role = self.role;
         }
+        c.force = self.force;
         c.validate()?;
         Ok(c)
     }
@@ -208,6 +239,8 @@ fn init_tracing(default: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        // Colour codes only on a terminal: logs piped to files stay greppable.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
 }
@@ -279,9 +312,23 @@ fn main() -> Result<()> {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(verify_nodes(&node, json, timeout.0))
         }
-        Cmd::Takeover { node, timeout } => {
+        Cmd::Takeover {
+            node,
+            timeout,
+            force,
+            peer_window_only,
+        } => {
             let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(takeover(&node, timeout.0))
+            rt.block_on(takeover(&node, timeout.0, force, peer_window_only))
+        }
+        Cmd::Rejoin {
+            from,
+            data,
+            reclone,
+        } => {
+            let c = data_config(&data, None)?;
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(rejoin(&from, &c, reclone, true))
         }
         Cmd::Clone {
             from,
@@ -308,7 +355,7 @@ fn main() -> Result<()> {
 }
 
 /// Ask a standby to take over, then wait until it serves as primary.
-async fn takeover(node: &str, timeout: Duration) -> Result<()> {
+async fn takeover(node: &str, timeout: Duration, force: bool, window_only: bool) -> Result<()> {
     let started = std::time::Instant::now();
     let before: serde_json::Value = serde_json::from_str(
         &http::get(node, "/status?hash=false", Duration::from_secs(10)).await?,
@@ -319,7 +366,12 @@ async fn takeover(node: &str, timeout: Duration) -> Result<()> {
     let epoch = before["epoch"].as_u64().unwrap_or(0);
     // The standby restarts as primary right after it answers, so a cut-off
     // answer is not a failure; a refusal is.
-    match http::post(node, "/takeover", timeout).await {
+    let path = if force {
+        format!("/takeover?force=true&peer_window_only={window_only}")
+    } else {
+        "/takeover".to_string()
+    };
+    match http::post(node, &path, timeout).await {
         Ok(answer) => println!("{}", answer.trim()),
         Err(e) if format!("{e:#}").contains("answered 409") => {
             return Err(e.context("takeover refused"))
@@ -376,24 +428,126 @@ async fn serve(config: Config) -> Result<()> {
             stop.notify_one();
         });
     }
+    let mut config = config;
     loop {
         let s = stop.clone();
         let outcome =
             hadr_server::run(config.clone(), async move { s.notified().await }, |_| {}).await?;
+        // --force waives the start-up rule once; a promotion waives it for the
+        // run that follows (the promoted node is the authority of its epoch).
+        config.force = false;
         match outcome {
             hadr_server::Outcome::Stopped => return Ok(()),
-            hadr_server::Outcome::Reclone(from) => reclone(&from, &config).await?,
+            hadr_server::Outcome::Reclone(from) => {
+                if let Err(e) = reclone(&from, &config).await {
+                    tracing::error!(
+                        error = format!("{e:#}"),
+                        "re-clone failed; trying again shortly"
+                    );
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            }
+            hadr_server::Outcome::Rewind(from) => {
+                if let Err(e) = rejoin(&from, &config, config.auto_reclone, false).await {
+                    tracing::error!(
+                        error = format!("{e:#}"),
+                        "rejoin failed; trying again shortly"
+                    );
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            }
             hadr_server::Outcome::Restart => {}
             hadr_server::Outcome::Promote(end) => {
                 // Recovery ends with a truncating checkpoint, so the WAL is empty
                 // before the promoted node captures its first transaction.
                 let (engine, _) = hadr_engine::Engine::open(&config.data, &config.log_config())?;
+                let end = end.unwrap_or_else(|| engine.log().end_lsn());
                 let c = engine.promote(end)?;
                 engine.close()?;
                 drop(engine);
                 tracing::info!(epoch = c.epoch, start_lsn = end, "promoted to primary");
+                config.force = true;
             }
         }
+    }
+}
+
+/// Rewind the stopped node in `config.data` against the primary at `from`;
+/// re-clone if a rewind is impossible (and `reclone_fallback`). `bar`: show
+/// a progress bar (the CLI) instead of log lines (the server).
+async fn rejoin(from: &str, config: &Config, reclone_fallback: bool, bar: bool) -> Result<()> {
+    let pb = if bar {
+        let pb = indicatif::ProgressBar::new(0);
+        pb.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} rewinding [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        Some(pb)
+    } else {
+        None
+    };
+    let mut last_report = std::time::Instant::now();
+    let r = hadr_replication::rewind::rewind(
+        from,
+        &config.data,
+        &config.log_config(),
+        Duration::from_secs(10),
+        |p| {
+            if let Some(pb) = &pb {
+                pb.set_length(p.total);
+                pb.set_position(p.bytes);
+            } else if last_report.elapsed() > Duration::from_secs(1) {
+                last_report = std::time::Instant::now();
+                let pct = (p.bytes * 100).checked_div(p.total).unwrap_or(100);
+                tracing::info!(bytes = p.bytes, total = p.total, percent = pct, "rewinding");
+            }
+        },
+    )
+    .await;
+    if let Some(pb) = &pb {
+        pb.finish_and_clear();
+    }
+    match r {
+        Ok(hadr_replication::rewind::RewindOutcome::NotNeeded) => {
+            let msg = "no rewind needed: this node's log stops at or before the divergence point; it catches up as a standby";
+            tracing::info!("{msg}");
+            if bar {
+                println!("{msg}");
+            }
+            Ok(())
+        }
+        Ok(hadr_replication::rewind::RewindOutcome::Rewound(rep)) => {
+            if bar {
+                println!(
+                    "rewound {} from LSN {} to {}: dropped its own records {}..{}, fetched {} pages and {} bytes of log in {:.2} s",
+                    config.data.display(), rep.divergence, rep.end, rep.divergence, rep.old_end, rep.pages, rep.log_bytes, rep.secs
+                );
+                println!(
+                    "start it with: hadr server --data {} (it follows {from} as a standby)",
+                    config.data.display()
+                );
+            }
+            Ok(())
+        }
+        Err(e) if reclone_fallback => {
+            tracing::warn!(error = %e, "rewind failed: re-cloning from the primary instead");
+            if bar {
+                println!("rewind failed ({e}); re-cloning from {from}");
+            }
+            reclone(from, config).await?;
+            if bar {
+                println!(
+                    "re-cloned {}; start it with: hadr server --data {}",
+                    config.data.display(),
+                    config.data.display()
+                );
+            }
+            Ok(())
+        }
+        Err(e) => Err(anyhow::Error::new(e).context(format!("rewind from {from} failed"))),
     }
 }
 
@@ -508,6 +662,18 @@ async fn status(node: &str, json: bool) -> Result<()> {
     };
     println!("role            {}", g("/role"));
     println!("epoch           {}", g("/epoch"));
+    println!("epoch history   {}", g("/epoch_history"));
+    println!("writes          {}", g("/writes/state"));
+    if let Some(why) = v.pointer("/write_refusal").and_then(|x| x.as_str()) {
+        println!("  refused       {why}");
+    }
+    if let Some(a) = v.pointer("/activity").filter(|a| !a.is_null()) {
+        println!(
+            "in progress     {}: {}",
+            a["what"].as_str().unwrap_or("-"),
+            a["step"].as_str().unwrap_or("-")
+        );
+    }
     println!("database id     {}", g("/database_id"));
     println!("writable        {}", g("/writable"));
     println!("log end LSN     {}", g("/log/end_lsn"));

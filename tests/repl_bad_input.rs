@@ -34,28 +34,33 @@ async fn garbage_and_a_newer_protocol_version_are_refused_and_the_primary_serves
         .unwrap();
     let mut buf = Vec::new();
     let _ = g.read_to_end(&mut buf);
-    // A peer speaking protocol version 99 gets a refusal that names both versions.
-    let mut s = std::net::TcpStream::connect(&p_local).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let hello = Hello {
-        version: 99,
-        role: PeerRole::Standby,
-        database_id: String::new(),
-        epoch: 1,
-        epoch_history: vec![],
-        lsn: 0,
-        address: "127.0.0.1:1".into(),
-    };
-    s.write_all(&Message::Hello(hello).encode()).unwrap();
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf);
-    match Message::decode(&buf) {
-        Ok((Message::Refuse(r), _)) => assert!(
-            r.reason.contains("version 99") && r.reason.contains("speaks 1"),
-            "{}",
-            r.reason
-        ),
-        other => panic!("expected a refusal, got {other:?}"),
+    // A peer speaking a newer (99) or an older (the previous) protocol version
+    // gets a refusal that names both versions.
+    for version in [99, hadr_protocol::PROTOCOL_VERSION - 1] {
+        let mut s = std::net::TcpStream::connect(&p_local).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let hello = Hello {
+            version,
+            role: PeerRole::Standby,
+            database_id: String::new(),
+            epoch: 1,
+            epoch_history: vec![],
+            lsn: 0,
+            address: "127.0.0.1:1".into(),
+        };
+        s.write_all(&Message::Hello(hello).encode()).unwrap();
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+        match Message::decode(&buf) {
+            Ok((Message::Refuse(r), _)) => assert!(
+                r.reason.contains(&format!("version {version}"))
+                    && r.reason
+                        .contains(&format!("speaks {}", hadr_protocol::PROTOCOL_VERSION)),
+                "{}",
+                r.reason
+            ),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
     }
     // The primary still serves SQL.
     let c = p.client().await;

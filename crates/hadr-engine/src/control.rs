@@ -67,6 +67,16 @@ pub struct Control {
     /// capture marks say nothing about it (a promoted standby starts capturing here).
     #[serde(default)]
     pub capture_base_lsn: Lsn,
+    /// The highest epoch this node has heard of (a takeover it handed over
+    /// to, a peer that fenced it). A promotion goes above it, so that no two
+    /// primaries ever share an epoch.
+    #[serde(default)]
+    pub highest_seen_epoch: u64,
+    /// Set while a rewind rewrites this directory (the divergence LSN): a
+    /// crash in the middle leaves it set, and the node then re-clones
+    /// instead of trusting a half-rewound database.
+    #[serde(default)]
+    pub rewind_pending: Option<Lsn>,
 }
 
 impl Control {
@@ -83,6 +93,8 @@ impl Control {
             role: Role::Standard,
             checkpoint_lsn: 0,
             capture_base_lsn: 0,
+            highest_seen_epoch: 0,
+            rewind_pending: None,
         }
     }
 

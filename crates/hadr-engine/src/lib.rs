@@ -407,7 +407,9 @@ impl Engine {
         lock(&self.capture).reset();
         self.update_control(|c| {
             c.role = Role::Primary;
-            c.epoch += 1;
+            // Above every epoch this node has heard of (hadr-replication's
+            // `takeover::next_epoch`): no two primaries share an epoch.
+            c.epoch = c.epoch.max(c.highest_seen_epoch) + 1;
             c.epoch_history.push(EpochStart {
                 epoch: c.epoch,
                 start_lsn: end,
@@ -415,6 +417,57 @@ impl Engine {
             c.checkpoint_lsn = end;
             c.capture_base_lsn = end;
         })
+    }
+
+    /// Last step of a rewind: the log already holds the new primary's records
+    /// from `from` on (this node's own records after `from` were truncated).
+    /// Applies those records and then `pages`, the new primary's current
+    /// images of every page this node's diverged records touched, in one
+    /// transaction: the last image of each page wins, so the result is the
+    /// new primary's state at the log end. Checkpoints, and moves the replay
+    /// and checkpoint positions to the log end.
+    pub fn finish_rewind(
+        &self,
+        from: Lsn,
+        pages: Vec<hadr_log::Page>,
+        db_size_pages: u32,
+        page_size: u32,
+    ) -> Result<Lsn, EngineError> {
+        let end = self.log.end_lsn();
+        let mut batch = PageBatch::new();
+        for item in self.log.read_from(from)? {
+            let (_, rec) = item?;
+            batch.add(rec)?;
+        }
+        batch.add(Record {
+            epoch: lock(&self.control).epoch,
+            commit_time_micros: now_micros(),
+            db_size_pages,
+            page_size,
+            mark: Default::default(),
+            pages,
+        })?;
+        let mut admin = lock(&self.admin);
+        batch.apply(&mut admin)?;
+        let (busy, _, _) = admin.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?;
+        drop(admin);
+        if busy != 0 {
+            return Err(EngineError::Apply(
+                "the rewind checkpoint could not complete (is a reader open?)".into(),
+            ));
+        }
+        self.applied_lsn.store(end, Ordering::Release);
+        self.update_control(|c| {
+            c.checkpoint_lsn = end;
+            c.capture_base_lsn = end;
+        })?;
+        Ok(end)
     }
 
     /// Set up a data directory for a clone: `data.db` already holds the

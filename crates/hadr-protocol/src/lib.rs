@@ -7,7 +7,7 @@
 //! refused with a [`Refuse`] naming both versions, never misread.
 
 /// Version of this protocol. Bump on any incompatible change.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Largest frame accepted (records are batched below this).
 pub const MAX_FRAME: usize = 64 << 20;
@@ -149,6 +149,15 @@ pub enum Message {
         /// The primary's final log end.
         end_lsn: u64,
     },
+    /// Rewinder → primary: send the current images of these pages (a
+    /// CloneStart, ClonePages for those that exist, then the log from
+    /// `from_lsn` to the snapshot as Records, then CloneEnd).
+    RewindRequest {
+        /// Divergence LSN D: the log is wanted from here.
+        from_lsn: u64,
+        /// Pages the rewinder's own records after D touched.
+        pages: Vec<u32>,
+    },
 }
 
 const T_HELLO: u8 = 1;
@@ -162,6 +171,7 @@ const T_CLONE_PAGES: u8 = 8;
 const T_CLONE_END: u8 = 9;
 const T_TAKEOVER_REQUEST: u8 = 10;
 const T_TAKEOVER_READY: u8 = 11;
+const T_REWIND_REQUEST: u8 = 12;
 
 struct W(Vec<u8>);
 impl W {
@@ -331,6 +341,14 @@ impl Message {
             }
             Message::CloneEnd => w.u8(T_CLONE_END),
             Message::TakeoverRequest => w.u8(T_TAKEOVER_REQUEST),
+            Message::RewindRequest { from_lsn, pages } => {
+                w.u8(T_REWIND_REQUEST);
+                w.u64(*from_lsn);
+                w.u32(pages.len() as u32);
+                for p in pages {
+                    w.u32(*p);
+                }
+            }
             Message::TakeoverReady { end_lsn } => {
                 w.u8(T_TAKEOVER_READY);
                 w.u64(*end_lsn);
@@ -498,6 +516,21 @@ impl Message {
                 r.end()?;
                 m
             }
+            T_REWIND_REQUEST => {
+                let mut r = R {
+                    b: body,
+                    what: "RewindRequest",
+                };
+                let from_lsn = r.u64()?;
+                let n = r.u32()? as usize;
+                // Refuse counts the body cannot hold before allocating.
+                if n > r.b.len() / 4 {
+                    return Err(ProtocolError::Malformed("RewindRequest"));
+                }
+                let pages = (0..n).map(|_| r.u32()).collect::<Result<Vec<_>, _>>()?;
+                r.end()?;
+                Message::RewindRequest { from_lsn, pages }
+            }
             other => return Err(ProtocolError::UnknownType(other)),
         };
         Ok((msg, 4 + len))
@@ -586,6 +619,10 @@ mod tests {
             Message::CloneEnd,
             Message::TakeoverRequest,
             Message::TakeoverReady { end_lsn: 42 },
+            Message::RewindRequest {
+                from_lsn: 7,
+                pages: vec![1, 5, 9],
+            },
         ]
     }
 
@@ -599,11 +636,13 @@ mod tests {
 
     #[test]
     fn other_version_and_database_are_refused_clearly() {
-        let mut other = hello();
-        other.version = 2;
-        assert!(check_hello(&hello(), &other)
-            .unwrap_err()
-            .contains("version 2"));
+        for v in [PROTOCOL_VERSION - 1, PROTOCOL_VERSION + 1] {
+            let mut other = hello();
+            other.version = v;
+            assert!(check_hello(&hello(), &other)
+                .unwrap_err()
+                .contains(&format!("version {v}")));
+        }
         let mut other = hello();
         other.database_id = "another".into();
         assert!(check_hello(&hello(), &other)
@@ -614,7 +653,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn any_flipped_bit_is_detected(i in 0usize..11, bit in 0usize..10_000) {
+        fn any_flipped_bit_is_detected(i in 0usize..12, bit in 0usize..10_000) {
             let b = samples()[i].encode();
             let bit = bit % (b.len() * 8);
             let mut c = b.clone();
@@ -623,7 +662,7 @@ mod tests {
         }
 
         #[test]
-        fn any_truncation_is_incomplete(i in 0usize..11, cut in 0usize..10_000) {
+        fn any_truncation_is_incomplete(i in 0usize..12, cut in 0usize..10_000) {
             let b = samples()[i].encode();
             let cut = cut % b.len();
             prop_assert!(matches!(Message::decode(&b[..cut]), Err(ProtocolError::Incomplete(_))));

@@ -31,6 +31,9 @@ pub async fn serve(
 ) -> Result<(), WireError> {
     match reader.next(ctx.timeout).await? {
         Message::CloneRequest => {}
+        Message::RewindRequest { from_lsn, pages } => {
+            return crate::rewind::serve(ctx, writer, from_lsn, pages).await
+        }
         _ => {
             return Err(WireError::Protocol(
                 hadr_protocol::ProtocolError::Malformed("expected CloneRequest"),

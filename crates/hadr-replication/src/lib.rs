@@ -6,12 +6,16 @@
 //! - [`primary`]: the replication listener and one sender per standby.
 //! - [`standby`]: the receiver and the replay loop of a standby.
 //! - [`clone`]: copying a running primary into a new standby.
+//! - [`rewind`]: bringing a diverged old primary back in line with the new one.
+//! - [`takeover`]: the pure rules of forced takeover, fencing and rejoin.
 
 pub mod clone;
 pub mod gate;
 pub mod pair;
 pub mod primary;
+pub mod rewind;
 pub mod standby;
+pub mod takeover;
 pub mod wire;
 
 pub use gate::CommitGate;

@@ -13,6 +13,7 @@ use tracing::{info, warn};
 use crate::gate::CommitGate;
 use crate::now_micros;
 use crate::pair::{Action, Event, PairState};
+use crate::takeover::{rejoin, GuardAction, GuardEvent, Rejoin};
 use crate::wire::{Reader, WireError, Writer};
 
 /// Takes a consistent snapshot for a clone: a connection inside a read
@@ -51,6 +52,9 @@ pub struct PrimaryCtx {
     pub snapshot: SnapshotFn,
     /// Graceful takeover steps.
     pub takeover: Arc<dyn TakeoverHooks>,
+    /// Tell the node's write guard about a peer's role and epoch; returns
+    /// what the guard decided (the node carries out a fence itself).
+    pub on_peer: Arc<dyn Fn(GuardEvent) -> Vec<GuardAction> + Send + Sync>,
 }
 
 impl PrimaryCtx {
@@ -70,6 +74,7 @@ pub async fn serve(ctx: Arc<PrimaryCtx>, listener: TcpListener) {
         }
     }
     let _ticker = AbortOnDrop(tokio::spawn(tick_disconnected(ctx.clone())));
+    let _prober = AbortOnDrop(tokio::spawn(probe_targets(ctx.clone())));
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
@@ -113,6 +118,56 @@ async fn tick_disconnected(ctx: Arc<PrimaryCtx>) {
     }
 }
 
+/// Every heartbeat, say hello to each listed peer that is not connected as
+/// a standby: its answer tells this primary whether a standby is there (the
+/// start-up rule) and whether a newer epoch exists (fencing); our Hello tells
+/// an older primary that it was superseded.
+async fn probe_targets(ctx: Arc<PrimaryCtx>) {
+    let every = (ctx.timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    loop {
+        let idle: Vec<String> = ctx
+            .gate
+            .slots()
+            .iter()
+            .filter(|s| s.pair.state == PairState::RemoteCatchupPending)
+            .map(|s| s.address.clone())
+            .collect();
+        for target in idle {
+            let ctx = ctx.clone();
+            // Each probe on its own: a black-holed peer must not delay the others.
+            tokio::spawn(async move {
+                if let Some(theirs) = probe(&ctx, &target).await {
+                    (ctx.on_peer)(GuardEvent::PeerSeen {
+                        role: theirs.role,
+                        epoch: theirs.epoch,
+                        address: target,
+                    });
+                }
+            });
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+async fn probe(ctx: &PrimaryCtx, target: &str) -> Option<Hello> {
+    let wait = ctx.timeout.min(Duration::from_secs(1));
+    let stream = tokio::time::timeout(wait, TcpStream::connect(target))
+        .await
+        .ok()?
+        .ok()?;
+    let (r, w) = stream.into_split();
+    let (mut reader, mut writer) = (Reader::new(r), Writer::new(w));
+    let ours = ctx.hello();
+    writer
+        .send(&Message::Hello(ours.clone()), wait)
+        .await
+        .ok()?;
+    match reader.next(wait).await.ok()? {
+        Message::Hello(theirs) if check_hello(&ours, &theirs).is_ok() => Some(theirs),
+        _ => None,
+    }
+}
+
 async fn handle(ctx: Arc<PrimaryCtx>, stream: TcpStream) -> Result<(), WireError> {
     let (r, w) = stream.into_split();
     let (mut reader, mut writer) = (Reader::new(r), Writer::new(w));
@@ -134,8 +189,14 @@ async fn handle(ctx: Arc<PrimaryCtx>, stream: TcpStream) -> Result<(), WireError
             crate::clone::serve(&ctx, &mut reader, &mut writer).await
         }
         PeerRole::Primary => {
-            let reason = format!("{} also claims to be primary; refusing it", theirs.address);
-            writer.send(&refuse(reason), ctx.timeout).await?;
+            // Another primary probing: each side learns the other's epoch, and
+            // the older one fences itself.
+            (ctx.on_peer)(GuardEvent::PeerSeen {
+                role: PeerRole::Primary,
+                epoch: theirs.epoch,
+                address: theirs.address.clone(),
+            });
+            writer.send(&Message::Hello(ours), ctx.timeout).await?;
             Ok(())
         }
         PeerRole::Standby => {
@@ -148,6 +209,34 @@ async fn handle(ctx: Arc<PrimaryCtx>, stream: TcpStream) -> Result<(), WireError
                 writer.send(&refuse(reason), ctx.timeout).await?;
                 return Ok(());
             };
+            let actions = (ctx.on_peer)(GuardEvent::PeerSeen {
+                role: PeerRole::Standby,
+                epoch: theirs.epoch,
+                address: theirs.address.clone(),
+            });
+            if let Some(GuardAction::Fence { reason, .. }) = actions
+                .iter()
+                .find(|a| matches!(a, GuardAction::Fence { .. }))
+            {
+                let reason = format!("this primary was superseded ({reason}); it stops writing and rejoins as a standby");
+                writer.send(&refuse(reason), ctx.timeout).await?;
+                return Ok(());
+            }
+            if let Rejoin::Rewind { divergence } = rejoin(
+                theirs.epoch,
+                &theirs.epoch_history,
+                theirs.lsn,
+                ours.epoch,
+                &ours.epoch_history,
+            ) {
+                let reason = format!(
+                    "standby's log runs to LSN {} past LSN {divergence}, where this primary's history departs from it: it diverged; needs rewind",
+                    theirs.lsn
+                );
+                ctx.gate.note_error(slot, reason.clone());
+                writer.send(&refuse(reason), ctx.timeout).await?;
+                return Ok(());
+            }
             let log = ctx.engine.log();
             if theirs.lsn < log.start_lsn() || theirs.lsn > log.end_lsn() {
                 let reason = if theirs.lsn < log.start_lsn() {

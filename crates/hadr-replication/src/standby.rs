@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::now_micros;
+use crate::takeover::{rejoin, Rejoin};
 use crate::wire::{Reader, WireError, Writer};
 
 /// What a standby shows in status.
@@ -73,6 +74,10 @@ pub struct StandbyCtx {
     /// Called when the primary no longer has the log this standby needs
     /// (with the primary's address); the node may then re-clone itself.
     pub on_needs_clone: Arc<dyn Fn(String) + Send + Sync>,
+    /// Called when this node's log went past the point where the primary's
+    /// history departs from it (with the primary's address): the node then
+    /// rewinds (or re-clones) itself.
+    pub on_diverged: Arc<dyn Fn(String) + Send + Sync>,
     /// Bumped to ask the primary for a graceful takeover.
     pub takeover: watch::Receiver<u64>,
     /// Called with the old primary's final LSN once it handed over.
@@ -124,8 +129,15 @@ pub async fn run(ctx: Arc<StandbyCtx>) {
                 }
             }
             if let Err(e) = r {
-                if matches!(&e, FollowError::Refused(reason) if reason.contains("needs clone")) {
-                    (ctx.on_needs_clone)(target.clone());
+                match &e {
+                    FollowError::Diverged(_) => (ctx.on_diverged)(target.clone()),
+                    FollowError::Refused(reason) if reason.contains("needs rewind") => {
+                        (ctx.on_diverged)(target.clone())
+                    }
+                    FollowError::Refused(reason) if reason.contains("needs clone") => {
+                        (ctx.on_needs_clone)(target.clone())
+                    }
+                    _ => {}
                 }
                 warn!(primary = %target, error = %e, "replication from primary ended");
             }
@@ -149,55 +161,91 @@ pub enum FollowError {
     /// Our log could not take the records.
     #[error("cannot persist records: {0}")]
     Log(String),
+    /// Our log holds records the primary never had.
+    #[error("{0}")]
+    Diverged(String),
 }
 
-/// Follow a primary of a newer epoch only if our log stops at or before the
-/// point where its history departs from ours; a longer log diverged (it has
-/// records the new primary never had) and must be re-cloned.
+/// Decide with [`rejoin`] whether to follow this primary: as is, after
+/// adopting its newer epoch history, or not at all (it was superseded, or our
+/// log has records it never had and must be rewound first).
 fn adopt_epochs(
     ctx: &StandbyCtx,
     target: &str,
     ours: &Hello,
     theirs: &Hello,
 ) -> Result<(), FollowError> {
-    if theirs.epoch < ours.epoch {
-        return Err(FollowError::Incompatible(format!(
+    match rejoin(
+        ours.epoch,
+        &ours.epoch_history,
+        ours.lsn,
+        theirs.epoch,
+        &theirs.epoch_history,
+    ) {
+        Rejoin::Follow => Ok(()),
+        Rejoin::Superseded => Err(FollowError::Incompatible(format!(
             "{target} is a primary of epoch {}, older than this node's epoch {}: it was superseded; not following it",
             theirs.epoch, ours.epoch
-        )));
-    }
-    if theirs.epoch == ours.epoch {
-        return Ok(());
-    }
-    let divergence = theirs
-        .epoch_history
-        .iter()
-        .find(|e| e.epoch > ours.epoch)
-        .map(|e| e.start_lsn)
-        .unwrap_or(theirs.lsn);
-    if ours.lsn > divergence {
-        return Err(FollowError::Refused(format!(
-            "this node's log runs to LSN {} past LSN {divergence}, where epoch {} began on {target}: it diverged; needs clone",
+        ))),
+        Rejoin::Rewind { divergence } => Err(FollowError::Diverged(format!(
+            "this node's log runs to LSN {} past LSN {divergence}, where {target}'s history departs from ours (epoch {}): it diverged; needs rewind",
             ours.lsn, theirs.epoch
-        )));
+        ))),
+        Rejoin::Adopt => {
+            let history: Vec<hadr_engine::EpochStart> = theirs
+                .epoch_history
+                .iter()
+                .map(|e| hadr_engine::EpochStart {
+                    epoch: e.epoch,
+                    start_lsn: e.start_lsn,
+                })
+                .collect();
+            let epoch = theirs.epoch;
+            ctx.engine
+                .update_control(|c| {
+                    c.highest_seen_epoch = c.highest_seen_epoch.max(epoch);
+                    c.epoch = epoch;
+                    c.epoch_history = history;
+                })
+                .map_err(|e| FollowError::Log(e.to_string()))?;
+            info!(epoch, primary = %target, "adopted the primary's newer epoch");
+            Ok(())
+        }
     }
-    let history: Vec<hadr_engine::EpochStart> = theirs
-        .epoch_history
-        .iter()
-        .map(|e| hadr_engine::EpochStart {
-            epoch: e.epoch,
-            start_lsn: e.start_lsn,
-        })
-        .collect();
-    let epoch = theirs.epoch;
-    ctx.engine
-        .update_control(|c| {
-            c.epoch = epoch;
-            c.epoch_history = history;
-        })
-        .map_err(|e| FollowError::Log(e.to_string()))?;
-    info!(epoch, primary = %target, "adopted the primary's newer epoch");
-    Ok(())
+}
+
+/// Answer peers on the standby's replication port: a primary probing for
+/// its standby (the start-up rule) or for a newer epoch (fencing) learns
+/// this node's role and epoch from its Hello. Runs until aborted.
+pub async fn answer_probes(ctx: Arc<StandbyCtx>, listener: tokio::net::TcpListener) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let (r, w) = stream.into_split();
+            let (mut reader, mut writer) = (Reader::new(r), Writer::new(w));
+            let Ok(Message::Hello(theirs)) = reader.next(ctx.timeout).await else {
+                return;
+            };
+            let ours = ctx.hello();
+            let answer = match check_hello(&ours, &theirs) {
+                Ok(()) if theirs.role == PeerRole::Cloner => {
+                    Message::Refuse(hadr_protocol::Refuse {
+                        reason: format!(
+                            "{} is a standby; clone or rewind from the primary",
+                            ctx.address
+                        ),
+                    })
+                }
+                Ok(()) => Message::Hello(ours),
+                Err(reason) => Message::Refuse(hadr_protocol::Refuse { reason }),
+            };
+            let _ = writer.send(&answer, ctx.timeout).await;
+        });
+    }
 }
 
 async fn follow(ctx: &Arc<StandbyCtx>, target: &str, stream: TcpStream) -> Result<(), FollowError> {

@@ -26,6 +26,7 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener) {
         .route("/metrics", get(metrics))
         .route("/health", get(|| async { "ok" }))
         .route("/takeover", axum::routing::post(takeover))
+        .route("/fence", axum::routing::post(fence))
         .with_state(node);
     if let Err(e) = axum::serve(listener, app).await {
         warn!(error = %e, "admin server stopped");
@@ -33,13 +34,102 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener) {
 }
 
 fn writable(node: &Node) -> bool {
-    matches!(node.engine.control().role, Role::Standard | Role::Primary)
-        && !node.is_standby()
-        && !node.is_shutting_down()
+    node.writable()
 }
 
-/// Graceful takeover, issued against the standby that should become primary.
-async fn takeover(State(node): State<Arc<Node>>) -> (StatusCode, String) {
+/// Query parameters of /takeover.
+#[derive(serde::Deserialize, Default)]
+struct TakeoverQuery {
+    /// Forced takeover: do not wait for the primary.
+    #[serde(default)]
+    force: bool,
+    /// With `force`: only inside the peer window (no committed transaction lost).
+    #[serde(default)]
+    peer_window_only: bool,
+}
+
+/// Forced takeover on a standby (DB2's `TAKEOVER BY FORCE [PEER WINDOW ONLY]`):
+/// checked against the standby's view of the pair, then the node restarts
+/// as the primary of the next epoch; its probes tell the old primary, if
+/// reachable, to stop writing.
+fn force_takeover(node: &Arc<Node>, peer_window_only: bool) -> (StatusCode, String) {
+    use hadr_replication::takeover::{may_force, standby_state};
+    let Repl::Standby { status, .. } = &node.repl else {
+        return (
+            StatusCode::CONFLICT,
+            "this node is not a standby; issue the takeover against the standby\n".into(),
+        );
+    };
+    let now = hadr_replication::now_micros();
+    let (state, window_end) = {
+        let st = status.lock().unwrap_or_else(|p| p.into_inner());
+        let connected = st.connect_status == "CONNECTED";
+        let caught_up = node.engine.log().end_lsn() >= st.primary_end_lsn;
+        (
+            standby_state(connected, caught_up, st.peer_window_end, now),
+            st.peer_window_end,
+        )
+    };
+    if let Err(reason) = may_force(state, window_end, now, peer_window_only) {
+        return (
+            StatusCode::CONFLICT,
+            format!("forced takeover refused: {reason}\n"),
+        );
+    }
+    node.set_activity(
+        "forced takeover",
+        Some(&format!(
+            "in {state:?}: stopping replication; promoting at the log end"
+        )),
+    );
+    let end = node.engine.log().end_lsn();
+    node.stop_for(crate::node::Outcome::Promote(None));
+    (
+        StatusCode::OK,
+        format!("{{\"takeover\":\"promoting\",\"forced\":true,\"state\":\"{state:?}\",\"end_lsn\":{end}}}\n"),
+    )
+}
+
+/// Query of /fence.
+#[derive(serde::Deserialize)]
+struct FenceQuery {
+    /// An epoch known to exist.
+    epoch: u64,
+}
+
+/// `POST /fence?epoch=N`: tell a node that epoch N exists; a primary of an
+/// older epoch stops writing at once and rejoins as a standby.
+async fn fence(State(node): State<Arc<Node>>, Query(q): Query<FenceQuery>) -> (StatusCode, String) {
+    let actions =
+        node.on_peer(hadr_replication::takeover::GuardEvent::EpochReported { epoch: q.epoch });
+    let fenced = actions
+        .iter()
+        .any(|a| matches!(a, hadr_replication::takeover::GuardAction::Fence { .. }));
+    let epoch = node.engine.control().epoch;
+    (
+        StatusCode::OK,
+        format!(
+            "{{\"fenced\":{fenced},\"epoch\":{epoch},\"writable\":{}}}\n",
+            node.writable()
+        ),
+    )
+}
+
+/// Takeover, issued against the standby that should become primary:
+/// graceful by default, forced with `?force=true[&peer_window_only=true]`.
+async fn takeover(
+    State(node): State<Arc<Node>>,
+    Query(q): Query<TakeoverQuery>,
+) -> (StatusCode, String) {
+    if q.force {
+        return force_takeover(&node, q.peer_window_only);
+    }
+    if q.peer_window_only {
+        return (
+            StatusCode::BAD_REQUEST,
+            "peer_window_only applies to a forced takeover (add force=true)\n".into(),
+        );
+    }
     let Repl::Standby { status, .. } = &node.repl else {
         return (
             StatusCode::CONFLICT,
@@ -52,8 +142,9 @@ async fn takeover(State(node): State<Arc<Node>>) -> (StatusCode, String) {
         .connect_status
         != "CONNECTED"
     {
-        return (StatusCode::CONFLICT, "this standby is not connected to its primary: a graceful takeover needs PEER (forced takeover is not built yet)\n".into());
+        return (StatusCode::CONFLICT, "this standby is not connected to its primary: a graceful takeover needs PEER; a forced takeover (--force) does not\n".into());
     }
+    node.set_activity("graceful takeover", Some("asking the primary to hand over"));
     let before = status
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -67,6 +158,7 @@ async fn takeover(State(node): State<Arc<Node>>) -> (StatusCode, String) {
         if let Some(crate::node::Outcome::Promote(end)) =
             node.next.lock().unwrap_or_else(|p| p.into_inner()).clone()
         {
+            let end = end.unwrap_or(0);
             return (
                 StatusCode::OK,
                 format!("{{\"takeover\":\"promoting\",\"end_lsn\":{end}}}\n"),
@@ -79,10 +171,12 @@ async fn takeover(State(node): State<Arc<Node>>) -> (StatusCode, String) {
             .clone();
         if err != before {
             if let Some(e) = err.filter(|e| e.contains("takeover")) {
+                node.set_activity("graceful takeover", None);
                 return (StatusCode::CONFLICT, format!("{e}\n"));
             }
         }
         if std::time::Instant::now() > deadline {
+            node.set_activity("graceful takeover", None);
             return (
                 StatusCode::GATEWAY_TIMEOUT,
                 "the primary did not hand over in time\n".into(),
@@ -240,8 +334,12 @@ async fn status(State(node): State<Arc<Node>>, Query(q): Query<StatusQuery>) -> 
         "role": c.role.as_str(),
         "epoch": c.epoch,
         "epoch_history": c.epoch_history,
+        "highest_seen_epoch": c.highest_seen_epoch,
         "database_id": c.database_id,
         "writable": writable(&node),
+        "writes": node.guard().writes.clone(),
+        "write_refusal": node.write_refusal(),
+        "activity": node.activity.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         "log": {
             "start_lsn": log.start_lsn(),
             "end_lsn": log.end_lsn(),

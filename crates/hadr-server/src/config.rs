@@ -248,8 +248,13 @@ pub struct Config {
     /// Standby: replay a record only once its commit is this old (0 = at once).
     pub hadr_replay_delay: Dur,
     /// Standby: when the primary no longer has the log it needs, re-clone
-    /// itself from the primary (false: say "needs clone" and wait).
+    /// itself from the primary; when its own log diverged (an old primary),
+    /// rewind itself, or re-clone if rewind is impossible (false: say so and wait).
     pub auto_reclone: bool,
+    /// Start-up only (`hadr server --force`, never in a file): a restarted
+    /// primary accepts writes without first reaching a standby.
+    #[serde(skip)]
+    pub force: bool,
 }
 
 impl Default for Config {
@@ -276,6 +281,7 @@ impl Default for Config {
             hadr_peer_wait_limit: Dur(Duration::ZERO),
             hadr_replay_delay: Dur(Duration::ZERO),
             auto_reclone: true,
+            force: false,
         }
     }
 }

@@ -19,6 +19,7 @@ use crate::config::RoleSetting;
 use crate::gate::{GateError, WriteGate, WritePermit};
 use hadr_engine::Role;
 use hadr_replication::standby::StandbyStatus;
+use hadr_replication::takeover::{GuardAction, GuardEvent, WriteGuard, Writes};
 use hadr_replication::{CommitGate, PairConfig, SyncMode};
 use tracing::{error, info, warn};
 
@@ -112,6 +113,23 @@ pub struct Node {
     pub takeover_tx: watch::Sender<u64>,
     /// Cached page hash: (lsn, hash).
     pub hash_cache: tokio::sync::Mutex<Option<(Lsn, hadr_engine::PageHash)>>,
+    /// Whether this primary may write: the start-up rule and fencing.
+    pub guard: Mutex<WriteGuard>,
+    /// A role change in progress and its current step, for status.
+    pub activity: Mutex<Option<Activity>>,
+    /// Why sessions are being ended, for their FATAL message.
+    ending_reason: Mutex<String>,
+}
+
+/// A role change in progress (takeover, fencing), shown in status.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Activity {
+    /// What is happening.
+    pub what: String,
+    /// The step it is at.
+    pub step: String,
+    /// Since when (µs since the Unix epoch).
+    pub since_micros: u64,
 }
 
 impl Node {
@@ -121,6 +139,7 @@ impl Node {
         let (engine, recovery) = Engine::open(&config.data, &config.log_config())?;
         let engine = Arc::new(engine);
         let current = engine.control().role;
+        let was_primary = current == Role::Primary;
         if let Some(want) = config.role {
             let want = match want {
                 RoleSetting::Primary => Role::Primary,
@@ -172,7 +191,20 @@ impl Node {
         };
         let (shutdown_tx, shutdown) = watch::channel(false);
         let meta = Arc::new(Mutex::new(engine.connect()?));
+        let control = engine.control();
+        let guard = WriteGuard::start(
+            control.epoch,
+            control.role == Role::Primary,
+            was_primary,
+            config.force,
+        );
+        if guard.writes == Writes::AwaitingStandby {
+            warn!("this node was already primary before this start: it accepts writes only once it reaches a standby (start-up rule against split brain); `hadr server --force` skips the wait");
+        }
         Ok(Arc::new(Node {
+            guard: Mutex::new(guard),
+            activity: Mutex::new(None),
+            ending_reason: Mutex::new(String::new()),
             next: Mutex::new(None),
             demoting: AtomicBool::new(false),
             demote_permit: Mutex::new(None),
@@ -276,6 +308,148 @@ impl Node {
     /// Whether shutdown has begun.
     pub fn is_shutting_down(&self) -> bool {
         *self.shutdown.borrow()
+    }
+
+    /// Whether a write may start now.
+    pub fn writable(&self) -> bool {
+        self.write_refusal().is_none()
+    }
+
+    /// Why a write may not start now (None: it may): a standby, a primary
+    /// that has not reached its standby since restarting, or one that was
+    /// fenced by a newer epoch.
+    pub fn write_refusal(&self) -> Option<String> {
+        if self.is_shutting_down() || self.demoting.load(Ordering::SeqCst) {
+            return Some(self.ending_reason());
+        }
+        match &self.repl {
+            Repl::None => None,
+            Repl::Standby { .. } => Some("this node is a standby; write on the primary".into()),
+            Repl::Primary { .. } => match &self.guard().writes {
+                Writes::Open => None,
+                Writes::AwaitingStandby => Some("this primary restarted and has not reached its standby yet (start-up rule against split brain); it accepts writes once a standby answers, or when started with --force".into()),
+                Writes::Fenced { by_epoch, reason } => Some(format!("this primary was superseded by epoch {by_epoch} ({reason}); it is rejoining as a standby")),
+            },
+        }
+    }
+
+    /// Lock the write guard.
+    pub fn guard(&self) -> std::sync::MutexGuard<'_, WriteGuard> {
+        self.guard.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Why sessions are being ended.
+    pub fn ending_reason(&self) -> String {
+        let r = self
+            .ending_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if r.is_empty() {
+            "the database system is shutting down or changing roles".into()
+        } else {
+            r
+        }
+    }
+
+    /// Record the step of a role change in progress (None: finished).
+    pub fn set_activity(&self, what: &str, step: Option<&str>) {
+        let mut a = self.activity.lock().unwrap_or_else(|p| p.into_inner());
+        *a = step.map(|step| Activity {
+            what: what.to_string(),
+            step: step.to_string(),
+            since_micros: hadr_replication::now_micros(),
+        });
+        if let Some(a) = a.as_ref() {
+            info!(what = %a.what, step = %a.step, "role change");
+        }
+    }
+
+    /// Tell the write guard about a peer; carry out what it decides.
+    pub fn on_peer(self: &Arc<Self>, ev: GuardEvent) -> Vec<GuardAction> {
+        let actions = self.guard().step(ev);
+        for a in &actions {
+            match a {
+                GuardAction::OpenWrites => {
+                    info!("reached a standby: this primary accepts writes")
+                }
+                GuardAction::PeerIsStale => {}
+                GuardAction::Fence { by_epoch, reason } => self.fence(*by_epoch, reason.clone()),
+            }
+        }
+        actions
+    }
+
+    /// A newer epoch exists: stop writes at once, end sessions, make what
+    /// was committed durable, record the standby role and the newer epoch,
+    /// and restart as a standby (which rewinds if it diverged).
+    fn fence(self: &Arc<Self>, by_epoch: u64, reason: String) {
+        error!(by_epoch, %reason, "FENCED: a newer epoch exists; this node stops writing and rejoins as a standby");
+        self.set_activity("fenced", Some(&format!("stopping writes: {reason}")));
+        let node = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("hadr-fence".into())
+            .spawn(move || {
+                let why = format!("terminating connection: this primary was superseded by epoch {by_epoch} and stops writing");
+                if let Err(e) = node.stop_writes(&why) {
+                    // Writes stay refused (the guard is fenced), but the role is
+                    // not changed: uncaptured commits must be captured by a
+                    // primary's recovery before this node may become a standby.
+                    error!(error = %e, "fenced, but could not make everything durable; the node stays fenced as primary");
+                    node.set_activity("fenced", Some(&format!("writes refused; could not stop cleanly: {e}")));
+                    return;
+                }
+                let marked = node.engine.update_control(|c| {
+                    c.role = Role::Standby;
+                    c.highest_seen_epoch = c.highest_seen_epoch.max(by_epoch);
+                });
+                if let Err(e) = marked {
+                    error!(error = %e, "fenced, but could not record the standby role; the node stays fenced");
+                    return;
+                }
+                node.set_activity("fenced", Some("restarting as a standby"));
+                node.stop_for(Outcome::Restart);
+            });
+        if let Err(e) = spawned {
+            error!(error = %e, "cannot start the fencing thread; writes stay refused");
+        }
+    }
+
+    /// End client sessions (FATAL with `why`), take the write gate for good,
+    /// capture and flush everything; return the final log end. Used by a
+    /// graceful handover and by fencing.
+    fn stop_writes(&self, why: &str) -> Result<u64, String> {
+        *self.ending_reason.lock().unwrap_or_else(|p| p.into_inner()) = why.to_string();
+        self.demoting.store(true, Ordering::SeqCst);
+        self.end_sessions();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.open_sessions.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let permit = match self.acquire_write(&AtomicBool::new(false)) {
+            Ok(p) => p,
+            Err(e) => {
+                self.demoting.store(false, Ordering::SeqCst);
+                return Err(e.message);
+            }
+        };
+        let end = self
+            .engine
+            .capture_commits()
+            .map_err(|e| e.to_string())
+            .and_then(|_| self.engine.log().flush().map_err(|e| e.to_string()));
+        match end {
+            Ok(end) => {
+                *self.demote_permit.lock().unwrap_or_else(|p| p.into_inner()) = Some(permit);
+                self.log_grew(end);
+                info!(end_lsn = end, "writes stopped, sessions ended");
+                Ok(self.engine.log().end_lsn())
+            }
+            Err(e) => {
+                self.demoting.store(false, Ordering::SeqCst);
+                Err(e)
+            }
+        }
     }
 }
 
@@ -403,36 +577,18 @@ struct Handover(std::sync::Weak<Node>);
 impl hadr_replication::primary::TakeoverHooks for Handover {
     fn stop_writes(&self) -> Result<u64, String> {
         let node = self.0.upgrade().ok_or("node stopped")?;
-        node.demoting.store(true, Ordering::SeqCst);
-        node.end_sessions();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while node.open_sessions.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let permit = match node.acquire_write(&AtomicBool::new(false)) {
-            Ok(p) => p,
-            Err(e) => {
-                node.demoting.store(false, Ordering::SeqCst);
-                return Err(e.message);
-            }
-        };
-        let end = node
-            .engine
-            .capture_commits()
-            .map_err(|e| e.to_string())
-            .and_then(|_| node.engine.log().flush().map_err(|e| e.to_string()));
-        match end {
-            Ok(end) => {
-                *node.demote_permit.lock().unwrap_or_else(|p| p.into_inner()) = Some(permit);
-                node.log_grew(end);
-                info!(end_lsn = end, "takeover: writes stopped, sessions ended");
-                Ok(node.engine.log().end_lsn())
-            }
-            Err(e) => {
-                node.demoting.store(false, Ordering::SeqCst);
-                Err(e)
-            }
-        }
+        node.set_activity(
+            "graceful takeover",
+            Some("stopping writes and ending sessions"),
+        );
+        let r = node.stop_writes(
+            "terminating connection: this primary is handing over to its standby (takeover)",
+        );
+        node.set_activity(
+            "graceful takeover",
+            Some("shipping the last records; waiting for the standby to have them on disk"),
+        );
+        r
     }
 
     fn resume_writes(&self) {
@@ -442,14 +598,23 @@ impl hadr_replication::primary::TakeoverHooks for Handover {
                 .unwrap_or_else(|p| p.into_inner())
                 .take();
             node.demoting.store(false, Ordering::SeqCst);
+            node.set_activity("graceful takeover", None);
             warn!("takeover failed: accepting writes again");
         }
     }
 
     fn mark_standby(&self) -> Result<(), String> {
         let node = self.0.upgrade().ok_or("node stopped")?;
+        node.set_activity(
+            "graceful takeover",
+            Some("recording the standby role; telling the standby to promote"),
+        );
         node.engine
-            .update_control(|c| c.role = Role::Standby)
+            .update_control(|c| {
+                c.role = Role::Standby;
+                // The standby takes at least the next epoch: never promote into it again.
+                c.highest_seen_epoch = c.highest_seen_epoch.max(c.epoch + 1);
+            })
             .map(|_| ())
             .map_err(|e| e.to_string())
     }
@@ -488,8 +653,12 @@ pub enum Outcome {
     /// re-clones the data directory from this primary and runs again.
     Reclone(String),
     /// A standby took over: the caller promotes the data directory (new
-    /// epoch from this LSN) and runs again, as primary.
-    Promote(u64),
+    /// epoch from this LSN, or from its log end for a forced takeover) and
+    /// runs again, as primary.
+    Promote(Option<u64>),
+    /// An old primary whose log diverged from the primary at this address:
+    /// the caller rewinds the data directory (or re-clones it) and runs again.
+    Rewind(String),
     /// The role changed (a primary handed over): run again.
     Restart,
 }
@@ -501,6 +670,17 @@ pub async fn run(
     on_bound: impl FnOnce(Bound),
 ) -> Result<Outcome, NodeError> {
     let node = Node::open(config)?;
+    if let Some(d) = node.engine.control().rewind_pending {
+        // A rewind was cut short: the database is neither the old state nor
+        // the new one. Only a fresh copy is safe.
+        let from = node.config.targets().into_iter().next().ok_or_else(|| {
+            NodeError::Role(format!("a rewind from LSN {d} was interrupted and this node has no hadr_target_list to re-clone from"))
+        })?;
+        warn!(divergence = d, %from, "a rewind was interrupted: re-cloning");
+        let engine = node.engine.clone();
+        let _ = tokio::task::spawn_blocking(move || engine.close()).await;
+        return Ok(Outcome::Reclone(from));
+    }
     let pg = TcpListener::bind(node.config.listen)
         .await
         .map_err(|e| NodeError::Bind {
@@ -614,6 +794,13 @@ async fn start_replication(
                 timeout,
                 snapshot: Arc::new(move || snap_node.snapshot()),
                 takeover: Arc::new(Handover(Arc::downgrade(node))),
+                on_peer: {
+                    let weak = Arc::downgrade(node);
+                    Arc::new(move |ev| match weak.upgrade() {
+                        Some(node) => node.on_peer(ev),
+                        None => vec![],
+                    })
+                },
             });
             info!(hadr_local = %node.config.hadr_local, standbys = ?node.config.targets(), syncmode = ?node.config.hadr_syncmode.0, "HADR primary");
             Ok(vec![tokio::spawn(hadr_replication::primary::serve(
@@ -651,8 +838,22 @@ async fn start_replication(
                     Arc::new(move |end: u64| {
                         if let Some(node) = weak.upgrade() {
                             info!(end_lsn = end, "takeover: restarting as primary");
-                            node.stop_for(Outcome::Promote(end));
+                            node.stop_for(Outcome::Promote(Some(end)));
                         }
+                    })
+                },
+                on_diverged: {
+                    let weak = Arc::downgrade(node);
+                    let auto = node.config.auto_reclone;
+                    Arc::new(move |primary: String| {
+                        let Some(node) = weak.upgrade() else { return };
+                        if !auto {
+                            warn!(%primary, "this node's log diverged from the primary's: run `hadr rejoin --from` (auto_reclone is off)");
+                            return;
+                        }
+                        warn!(%primary, "this node's log diverged from the primary's (an old primary): rewinding");
+                        node.set_activity("rejoin", Some("rewinding to the new primary"));
+                        node.stop_for(Outcome::Rewind(primary));
                     })
                 },
                 on_needs_clone: {
@@ -670,7 +871,21 @@ async fn start_replication(
                 },
             });
             info!(primary = ?node.config.targets(), "HADR standby");
-            Ok(vec![tokio::spawn(hadr_replication::standby::run(ctx))])
+            // Primaries probe this port: the start-up rule needs to see a
+            // standby, and fencing needs everyone's epoch.
+            let listener = TcpListener::bind(node.config.hadr_local)
+                .await
+                .map_err(|e| NodeError::Bind {
+                    addr: node.config.hadr_local,
+                    source: e,
+                })?;
+            Ok(vec![
+                tokio::spawn(hadr_replication::standby::answer_probes(
+                    ctx.clone(),
+                    listener,
+                )),
+                tokio::spawn(hadr_replication::standby::run(ctx)),
+            ])
         }
     }
 }

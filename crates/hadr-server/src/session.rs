@@ -282,7 +282,7 @@ fn startup(node: &Arc<Node>, wire: &mut Wire) -> Result<Option<StartupInfo>, PgE
                 if node.is_shutting_down() || node.demoting.load(Ordering::SeqCst) {
                     return Err(PgError::fatal(
                         sqlstate::CANNOT_CONNECT_NOW,
-                        "the database system is shutting down or changing roles",
+                        node.ending_reason(),
                     ));
                 }
                 if node.open_sessions.load(Ordering::SeqCst) >= node.config.max_connections {
@@ -424,7 +424,7 @@ impl Session {
             ("in_hot_standby", on_off(self.node.is_standby())),
             (
                 "default_transaction_read_only",
-                on_off(self.node.is_standby()),
+                on_off(!self.node.writable()),
             ),
         ]
     }
@@ -465,7 +465,10 @@ impl Session {
             let msg = wire.read(timeout);
             // Shutdown closes our socket's read side, which ends the read above.
             if self.node.demoting.load(Ordering::SeqCst) {
-                wire.error(&PgError::fatal(sqlstate::ADMIN_SHUTDOWN, "terminating connection: this primary is handing over to its standby (takeover)"));
+                wire.error(&PgError::fatal(
+                    sqlstate::ADMIN_SHUTDOWN,
+                    self.node.ending_reason(),
+                ));
                 let _ = wire.flush();
                 return;
             }
@@ -843,9 +846,10 @@ impl Session {
         predicted_write: bool,
     ) -> Result<Outcome, PgError> {
         let mut want_permit = predicted_write || !p.readonly;
-        if want_permit && self.node.is_standby() {
-            return Err(read_only_error(&p.command)
-                .with_hint("this node is a standby; write on the primary"));
+        if want_permit {
+            if let Some(why) = self.node.write_refusal() {
+                return Err(read_only_error(&p.command).with_hint(why));
+            }
         }
         loop {
             if want_permit && self.permit.is_none() {
@@ -864,9 +868,8 @@ impl Session {
                     return Ok(o);
                 }
                 Err(ExecError::NeedPermit) => {
-                    if self.node.is_standby() {
-                        return Err(read_only_error(&p.command)
-                            .with_hint("this node is a standby; write on the primary"));
+                    if let Some(why) = self.node.write_refusal() {
+                        return Err(read_only_error(&p.command).with_hint(why));
                     }
                     want_permit = true;
                 }
@@ -1042,7 +1045,7 @@ impl Session {
             return Ok(v.clone());
         }
         if name == "transaction_read_only" {
-            return Ok(on_off(self.read_only_tx || self.node.is_standby()));
+            return Ok(on_off(self.read_only_tx || !self.node.writable()));
         }
         if name == "transaction_isolation" || name == "default_transaction_isolation" {
             return Ok("serializable".into());
