@@ -104,13 +104,16 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Start a local primary and a standby cloned from it, run a workload, and keep serving until Ctrl-C.
+    /// A local primary and a standby cloned from it under a bank workload; a
+    /// graceful takeover, a kill -9 of the primary and a forced takeover, the
+    /// old primary rejoining by itself; checks that nothing acknowledged was
+    /// lost; then serve until Ctrl-C.
     Demo {
         /// PostgreSQL port for the demo node.
         #[arg(long, default_value_t = 5433)]
         port: u16,
-        /// Seconds of demo workload.
-        #[arg(long, default_value_t = 5)]
+        /// Seconds of workload, spread over the three phases around the switches.
+        #[arg(long, default_value_t = 6)]
         seconds: u64,
         /// Exit after the workload instead of serving until Ctrl-C.
         #[arg(long)]

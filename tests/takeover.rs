@@ -14,7 +14,7 @@ fn takeovers() -> usize {
     std::env::var("HADR_TAKEOVERS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(6)
+        .unwrap_or(50)
 }
 
 fn status(admin: u16) -> serde_json::Value {
@@ -81,10 +81,12 @@ async fn alternating_graceful_takeovers_under_load_lose_nothing() {
     // Clients follow whichever node is primary.
     let both = format!("host=127.0.0.1,127.0.0.1 port={},{} user=t dbname=t target_session_attrs=read-write connect_timeout=2", a.port, b.port);
     let stop = Arc::new(AtomicBool::new(false));
+    // Writers pause while the nodes are compared: verify needs one LSN on both.
+    let pause = Arc::new(AtomicBool::new(false));
     let acked: Arc<Mutex<BTreeSet<i64>>> = Arc::default();
     let mut writers = Vec::new();
     for w in 0..2i64 {
-        let (both, stop, acked) = (both.clone(), stop.clone(), acked.clone());
+        let (both, stop, acked, pause) = (both.clone(), stop.clone(), acked.clone(), pause.clone());
         writers.push(tokio::spawn(async move {
             let mut id = w * 1_000_000;
             let mut reconnects = 0;
@@ -97,6 +99,10 @@ async fn alternating_graceful_takeovers_under_load_lose_nothing() {
                 };
                 tokio::spawn(conn);
                 while !stop.load(Ordering::Relaxed) {
+                    if pause.load(Ordering::Relaxed) {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
                     id += 1;
                     let r = async {
                         let t = c.transaction().await?;
@@ -163,6 +169,10 @@ async fn alternating_graceful_takeovers_under_load_lose_nothing() {
         );
         wait_peer(admins[primary]);
         assert_eq!(status(admins[1 - primary])["role"], "standby");
+        // Page-identical after each switch.
+        pause.store(true, Ordering::Relaxed);
+        verify_nodes(a.admin, b.admin);
+        pause.store(false, Ordering::Relaxed);
     }
     stop.store(true, Ordering::Relaxed);
     let mut reconnects = 0;
@@ -203,8 +213,9 @@ fn takeover_is_refused_against_a_primary() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refused_takeover_leaves_the_primary_writing() {
-    // A SUPERASYNC pair never reaches PEER, so a graceful takeover is refused.
+async fn a_superasync_standby_takes_over_from_remote_catchup_and_loses_nothing() {
+    // SUPERASYNC never reaches PEER; DB2 lets its standby take over
+    // gracefully from REMOTE_CATCHUP after the gap is shipped.
     let a_local = format!("127.0.0.1:{}", free_port());
     let b_local = format!("127.0.0.1:{}", free_port());
     let a = Server::start_with(hadr_args(
@@ -221,27 +232,50 @@ async fn a_refused_takeover_leaves_the_primary_writing() {
         assert!(Instant::now() < deadline, "standby never connected");
         std::thread::sleep(Duration::from_millis(50));
     }
+    let c = a.client().await;
+    c.batch_execute(
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB);
+         WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM s WHERE i < 2000)
+         INSERT INTO t(v) SELECT randomblob(500) FROM s;",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        status(a.admin)["hadr"]["standbys"][0]["hadr_state"],
+        "REMOTE_CATCHUP"
+    );
     let out = Command::new(bin())
         .args([
             "takeover",
             "--timeout",
-            "20s",
+            "30s",
             "--node",
             &format!("127.0.0.1:{}", b.admin),
         ])
         .output()
         .unwrap();
-    assert!(!out.status.success(), "takeover outside PEER succeeded");
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("PEER"),
-        "{}",
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(status(a.admin)["role"], "primary");
-    assert_eq!(status(b.admin)["role"], "standby");
-    a.client()
+    assert_eq!(status(b.admin)["role"], "primary");
+    let n: i64 = b
+        .client()
         .await
-        .batch_execute("CREATE TABLE still_writable(v)")
+        .query_one("SELECT count(*) FROM t", &[])
         .await
-        .unwrap();
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2000);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status(a.admin)["role"] != "standby" {
+        assert!(
+            Instant::now() < deadline,
+            "old primary never became a standby"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    verify_nodes(a.admin, b.admin);
 }

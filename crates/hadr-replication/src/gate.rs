@@ -31,6 +31,8 @@ struct Inner {
     next_waiter: u64,
     wait_accumulated_us: u64,
     wait_count: u64,
+    /// Set when this node may no longer release commits (fenced, shutting down).
+    closed: Option<String>,
 }
 
 /// Commit-wait statistics (DB2's LOG_HADR_WAIT_*).
@@ -49,6 +51,9 @@ pub struct WaitStats {
 pub enum GateError {
     /// The standby did not confirm in time; the outcome is unknown to the client.
     Timeout,
+    /// The gate was closed (the node was fenced or stops); the commit must
+    /// not be acknowledged from here.
+    Closed(String),
 }
 
 /// All pairs of a primary, and the waiting sessions.
@@ -121,6 +126,17 @@ impl CommitGate {
         }
     }
 
+    /// Release no more commits: every waiting and future wait fails with
+    /// [`GateError::Closed`]. A fenced primary must never acknowledge a
+    /// commit its successor may not have, even when its peer window ends.
+    pub fn close(&self, reason: String) {
+        let mut g = self.lock();
+        if g.closed.is_none() {
+            g.closed = Some(reason);
+        }
+        self.cv.notify_all();
+    }
+
     fn open(g: &Inner, lsn: u64) -> bool {
         g.slots.iter().all(|s| s.pair.gate(lsn) == Gate::Open)
     }
@@ -133,6 +149,9 @@ impl CommitGate {
         now_us: impl Fn() -> u64,
     ) -> Result<(), GateError> {
         let mut g = self.lock();
+        if let Some(r) = &g.closed {
+            return Err(GateError::Closed(r.clone()));
+        }
         if Self::open(&g, lsn) {
             return Ok(());
         }
@@ -142,6 +161,9 @@ impl CommitGate {
         g.waiters.insert(id, start);
         let deadline = Instant::now() + timeout;
         let result = loop {
+            if let Some(r) = &g.closed {
+                break Err(GateError::Closed(r.clone()));
+            }
             if Self::open(&g, lsn) {
                 break Ok(());
             }
@@ -168,6 +190,9 @@ impl CommitGate {
         let deadline = Instant::now() + timeout;
         let mut g = self.lock();
         loop {
+            if let Some(r) = &g.closed {
+                return Err(GateError::Closed(r.clone()));
+            }
             let done = match g.slots.first() {
                 None => true,
                 Some(s) => s.pair.state != crate::pair::PairState::Peer || s.pair.replayed >= lsn,

@@ -416,10 +416,16 @@ async fn hand_over(
     mut pos: u64,
     writer: &mut Writer,
 ) -> Result<(), String> {
-    let state = ctx.gate.slots().get(slot).map(|s| s.pair.state);
-    if state != Some(PairState::Peer) {
+    let pair = ctx.gate.slots().get(slot).map(|s| s.pair.clone());
+    let state = pair.as_ref().map(|p| p.state);
+    // SUPERASYNC never reaches PEER (DB2): there a connected standby in
+    // REMOTE_CATCHUP may take over; the gap is shipped below like any tail.
+    let superasync = pair.as_ref().map(|p| p.config().mode) == Some(crate::SyncMode::Superasync);
+    let allowed =
+        state == Some(PairState::Peer) || (superasync && state == Some(PairState::RemoteCatchup));
+    if !allowed {
         return Err(format!(
-            "a graceful takeover needs the pair in PEER; it is {state:?}"
+            "a graceful takeover needs the pair in PEER (or REMOTE_CATCHUP with SUPERASYNC); it is {state:?}"
         ));
     }
     info!(slot, "takeover requested: stopping writes");

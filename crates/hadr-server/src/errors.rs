@@ -131,6 +131,8 @@ pub mod sqlstate {
     pub const INTERNAL_ERROR: &str = "XX000";
     /// protocol_violation
     pub const PROTOCOL_VIOLATION: &str = "08P01";
+    /// transaction_resolution_unknown
+    pub const TRANSACTION_RESOLUTION_UNKNOWN: &str = "08007";
     /// feature_not_supported
     pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
     /// invalid_text_representation

@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use crate::config::RoleSetting;
 use crate::gate::{GateError, WriteGate, WritePermit};
 use hadr_engine::Role;
+use hadr_replication::gate::GateError as GateWait;
 use hadr_replication::standby::StandbyStatus;
 use hadr_replication::takeover::{GuardAction, GuardEvent, WriteGuard, Writes};
 use hadr_replication::{CommitGate, PairConfig, SyncMode};
@@ -385,6 +386,9 @@ impl Node {
     /// and restart as a standby (which rewinds if it diverged).
     fn fence(self: &Arc<Self>, by_epoch: u64, reason: String) {
         error!(by_epoch, %reason, "FENCED: a newer epoch exists; this node stops writing and rejoins as a standby");
+        if let Repl::Primary { gate, .. } = &self.repl {
+            gate.close(format!("this primary was superseded by epoch {by_epoch}"));
+        }
         self.set_activity("fenced", Some(&format!("stopping writes: {reason}")));
         let node = self.clone();
         let spawned = std::thread::Builder::new()
@@ -422,10 +426,11 @@ impl Node {
         *self.ending_reason.lock().unwrap_or_else(|p| p.into_inner()) = why.to_string();
         self.demoting.store(true, Ordering::SeqCst);
         self.end_sessions();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while self.open_sessions.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        // No waiting for sessions to close: a session whose commit waits for
+        // the standby's ack would wait for the sender, which is busy here.
+        // The write permit is what matters: once held, nobody writes; the
+        // holder is interrupted above and rolls back.
+        let began = Instant::now();
         let permit = match self.acquire_write(&AtomicBool::new(false)) {
             Ok(p) => p,
             Err(e) => {
@@ -438,11 +443,17 @@ impl Node {
             .capture_commits()
             .map_err(|e| e.to_string())
             .and_then(|_| self.engine.log().flush().map_err(|e| e.to_string()));
+        // Sessions that registered after the first round.
+        self.end_sessions();
         match end {
             Ok(end) => {
                 *self.demote_permit.lock().unwrap_or_else(|p| p.into_inner()) = Some(permit);
                 self.log_grew(end);
-                info!(end_lsn = end, "writes stopped, sessions ended");
+                info!(
+                    end_lsn = end,
+                    ms = began.elapsed().as_millis() as u64,
+                    "writes stopped, sessions ended"
+                );
                 Ok(self.engine.log().end_lsn())
             }
             Err(e) => {
@@ -451,6 +462,17 @@ impl Node {
             }
         }
     }
+}
+
+/// A commit that was waiting for the standby when the node stopped
+/// releasing commits: never acknowledged; whether it survives depends on the
+/// new primary (a fenced node's unshipped commits are rewound away).
+fn unknown_outcome(why: &str) -> PgError {
+    PgError::fatal(
+        sqlstate::TRANSACTION_RESOLUTION_UNKNOWN,
+        format!("this commit was not confirmed by the standby and {why}; its outcome is unknown"),
+    )
+    .with_hint("reconnect (to the new primary) and check whether the transaction is there")
 }
 
 /// A node's part in replication.
@@ -492,12 +514,13 @@ impl Node {
             return Ok(());
         };
         let timeout = self.config.commit_timeout.0;
-        gate.wait(lsn, timeout, hadr_replication::now_micros).map_err(|_| {
-            PgError::new(
+        gate.wait(lsn, timeout, hadr_replication::now_micros).map_err(|e| match e {
+            GateWait::Timeout => PgError::new(
                 sqlstate::IO_ERROR,
                 format!("the standby did not confirm this commit within {} ms (commit_timeout); it is durable here, its replication is not", timeout.as_millis()),
             )
-            .with_hint("see hadr status; hadr_peer_wait_limit detaches a slow standby instead of waiting")
+            .with_hint("see hadr status; hadr_peer_wait_limit detaches a slow standby instead of waiting"),
+            GateWait::Closed(why) => unknown_outcome(&why),
         })
     }
 
@@ -508,11 +531,12 @@ impl Node {
             return Ok(());
         };
         let timeout = self.config.commit_timeout.0;
-        gate.wait_replayed(lsn, timeout).map_err(|_| {
-            PgError::new(
+        gate.wait_replayed(lsn, timeout).map_err(|e| match e {
+            GateWait::Timeout => PgError::new(
                 sqlstate::IO_ERROR,
                 format!("the standby did not replay this commit within {} ms (hadr.commit_wait = remote_apply); it is committed", timeout.as_millis()),
-            )
+            ),
+            GateWait::Closed(why) => unknown_outcome(&why),
         })
     }
 
@@ -722,6 +746,9 @@ pub async fn run(
     }
     info!("shutting down");
     node.begin_shutdown();
+    if let Repl::Primary { gate, .. } = &node.repl {
+        gate.close("the server is shutting down".into());
+    }
     accept.abort();
     admin_task.abort();
     ckpt.abort();
