@@ -436,9 +436,10 @@ async fn serve(config: Config) -> Result<()> {
         let s = stop.clone();
         let outcome =
             hadr_server::run(config.clone(), async move { s.notified().await }, |_| {}).await?;
-        // --force waives the start-up rule once; a promotion waives it for the
-        // run that follows (the promoted node is the authority of its epoch).
+        // --force applies to the first run only; a promotion waives the
+        // start-up rule for the run that follows (it is the authority of its epoch).
         config.force = false;
+        config.promoted = false;
         match outcome {
             hadr_server::Outcome::Stopped => return Ok(()),
             hadr_server::Outcome::Reclone(from) => {
@@ -469,7 +470,7 @@ async fn serve(config: Config) -> Result<()> {
                 engine.close()?;
                 drop(engine);
                 tracing::info!(epoch = c.epoch, start_lsn = end, "promoted to primary");
-                config.force = true;
+                config.promoted = true;
             }
         }
     }

@@ -137,7 +137,7 @@ async fn never_writes_until_standby(node: &Server) {
 /// ASYNC primary A with records B never received (B was down), killed;
 /// B forced to take over and written to; A restarted. A must refuse writes,
 /// fence itself, rewind (or re-clone) and follow B; both verify identical.
-async fn diverged_old_primary(b_extra: &[&str], expect_reclone: bool) {
+async fn diverged_old_primary(b_extra: &[&str], expect_reclone: bool, a_force: bool) {
     let mut p = pair("ASYNC", &[], b_extra);
     let a = p.a.client().await;
     a.batch_execute(
@@ -198,7 +198,11 @@ async fn diverged_old_primary(b_extra: &[&str], expect_reclone: bool) {
             "B's log still reaches back to the takeover point ({start} <= {takeover_lsn}): {st}"
         );
     }
-    // The old primary comes back while the new one runs.
+    // The old primary comes back while the new one runs (with --force, the
+    // operator insists; a reachable newer epoch still wins).
+    if a_force {
+        p.a.extra.push("--force".into());
+    }
     p.a.spawn();
     never_writes_until_standby(&p.a).await;
     wait_for(p.a.admin, "A following B", 60, follows);
@@ -252,7 +256,61 @@ async fn diverged_old_primary(b_extra: &[&str], expect_reclone: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn diverged_old_primary_rewinds_and_rejoins() {
-    diverged_old_primary(&[], false).await;
+    diverged_old_primary(&[], false, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_primary_started_with_force_is_still_fenced() {
+    diverged_old_primary(&[], false, true).await;
+}
+
+/// A primary restarted without its standby accepts no writes until the
+/// standby is back; `--force` waives the wait once its peers were asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_rule_waits_for_the_standby_and_force_waives_it() {
+    let mut p = pair("NEARSYNC", &[], &[]);
+    p.a.client()
+        .await
+        .batch_execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+        .await
+        .unwrap();
+    p.b.stop();
+    p.a.stop();
+    p.a.spawn();
+    let a = p.a.client().await;
+    let e = a
+        .execute("INSERT INTO t(v) VALUES ('alone')", &[])
+        .await
+        .unwrap_err();
+    let db = e.as_db_error().expect("a server error");
+    assert_eq!(db.code().code(), "25006");
+    assert!(db.hint().unwrap_or("").contains("start-up rule"), "{db:?}");
+    let ro: String = a
+        .query_one("SHOW transaction_read_only", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(ro, "on");
+    let st = status(p.a.admin).unwrap();
+    assert_eq!(st["writes"]["state"], "awaiting_standby", "{st}");
+    assert_eq!(p.a.admin_get("/primary").0, 503);
+    // The standby comes back: writes open.
+    p.b.spawn();
+    wait_for(p.a.admin, "writable", 30, is_primary);
+    a.execute("INSERT INTO t(v) VALUES ('with standby')", &[])
+        .await
+        .unwrap();
+    // Alone again, with --force: writable once the (unreachable) peer was asked.
+    p.b.stop();
+    p.a.stop();
+    p.a.extra.push("--force".into());
+    p.a.spawn();
+    wait_for(p.a.admin, "writable with --force", 30, is_primary);
+    p.a.client()
+        .await
+        .execute("INSERT INTO t(v) VALUES ('forced')", &[])
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -267,6 +325,7 @@ async fn diverged_old_primary_recloned_when_the_new_primary_log_is_gone() {
             "64KiB",
         ],
         true,
+        false,
     )
     .await;
 }

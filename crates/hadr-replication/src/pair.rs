@@ -347,8 +347,14 @@ impl Pair {
                                     .peer_window_end
                                     .max(self.last_heard + cfg.peer_window_us);
                             }
+                            // A promise holds only in PEER: outside it a loss opens no
+                            // window, so a standby must not take an old end for one.
                             out.push(Action::Heartbeat {
-                                peer_window_end: self.peer_window_end,
+                                peer_window_end: if self.state == PairState::Peer {
+                                    self.peer_window_end
+                                } else {
+                                    0
+                                },
                             });
                         }
                     }

@@ -261,3 +261,47 @@ proptest! {
         prop_assert_eq!(p.gate(u64::MAX), Gate::Open);
     }
 }
+
+/// Heartbeats promise a peer window only in PEER: after a reconnection the
+/// pair is in REMOTE_CATCHUP, where losing the standby opens no window, so an
+/// old promise must not reach the standby (it would allow a
+/// --peer-window-only takeover that could lose commits).
+#[test]
+fn heartbeats_outside_peer_promise_no_window() {
+    let s = 1_000_000;
+    let mut p = Pair::new(cfg(SyncMode::Sync, 10), 0);
+    p.step(Event::Connected { now: 0, start: 0 });
+    p.step(Event::CaughtUp { now: 0, end: 0 });
+    assert_eq!(p.state, PairState::Peer);
+    let hb = |acts: Vec<Action>| {
+        acts.into_iter().find_map(|a| match a {
+            Action::Heartbeat { peer_window_end } => Some(peer_window_end),
+            _ => None,
+        })
+    };
+    p.step(Event::Heard { now: s });
+    assert!(hb(p.step(Event::Tick {
+        now: s,
+        oldest_commit_wait_since: None
+    }))
+    .is_some_and(|e| e > s));
+    p.step(Event::Lost {
+        now: 2 * s,
+        clean: false,
+    });
+    assert_eq!(p.state, PairState::DisconnectedPeer);
+    p.step(Event::Connected {
+        now: 3 * s,
+        start: 0,
+    });
+    p.step(Event::Sent { lsn: 0 });
+    assert_eq!(p.state, PairState::RemoteCatchup);
+    p.step(Event::Heard { now: 4 * s });
+    assert_eq!(
+        hb(p.step(Event::Tick {
+            now: 4 * s,
+            oldest_commit_wait_since: None
+        })),
+        Some(0)
+    );
+}

@@ -124,7 +124,31 @@ async fn tick_disconnected(ctx: Arc<PrimaryCtx>) {
 /// an older primary that it was superseded.
 async fn probe_targets(ctx: Arc<PrimaryCtx>) {
     let every = (ctx.timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    // The first round is awaited as a whole: a primary started with --force
+    // writes only once every listed peer had its chance to report a newer epoch.
+    let first: Vec<_> = ctx
+        .gate
+        .slots()
+        .iter()
+        .map(|s| {
+            let (ctx, target) = (ctx.clone(), s.address.clone());
+            tokio::spawn(async move {
+                if let Some(theirs) = probe(&ctx, &target).await {
+                    (ctx.on_peer)(GuardEvent::PeerSeen {
+                        role: theirs.role,
+                        epoch: theirs.epoch,
+                        address: target,
+                    });
+                }
+            })
+        })
+        .collect();
+    for p in first {
+        let _ = p.await;
+    }
+    (ctx.on_peer)(GuardEvent::ProbeRoundDone);
     loop {
+        tokio::time::sleep(every).await;
         let idle: Vec<String> = ctx
             .gate
             .slots()
@@ -145,7 +169,6 @@ async fn probe_targets(ctx: Arc<PrimaryCtx>) {
                 }
             });
         }
-        tokio::time::sleep(every).await;
     }
 }
 

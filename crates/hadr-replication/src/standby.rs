@@ -274,6 +274,9 @@ async fn follow(ctx: &Arc<StandbyCtx>, target: &str, stream: TcpStream) -> Resul
         st.connect_status_since = now_micros();
         st.primary = Some(target.to_string());
         st.primary_end_lsn = theirs.lsn;
+        // A new connection starts outside PEER: no peer window is promised
+        // until a heartbeat says so.
+        st.peer_window_end = 0;
         st.last_error = None;
         st.last_receive = now_micros();
     }

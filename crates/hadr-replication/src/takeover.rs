@@ -26,6 +26,10 @@ pub enum Writes {
     /// Restarted as primary and has not yet reached a standby (the start-up
     /// rule): no writes until one answers, or the node is started with `--force`.
     AwaitingStandby,
+    /// Restarted as primary with `--force`: no writes until every listed
+    /// peer has been asked once (a reachable peer with a newer epoch fences
+    /// this node instead).
+    Checking,
     /// A peer reported a newer epoch: this node's term is over. Never reopens;
     /// the node rejoins as a standby.
     Fenced {
@@ -70,6 +74,8 @@ pub enum GuardEvent {
         /// The reported epoch.
         epoch: u64,
     },
+    /// Every listed peer was probed once (answered, refused or timed out).
+    ProbeRoundDone,
 }
 
 /// The write permission of a node in its current role and epoch.
@@ -89,10 +95,10 @@ impl WriteGuard {
     /// before this start (a restart, not a fresh role or a promotion).
     /// `force`: started with `--force`, which waives the start-up rule.
     pub fn start(epoch: u64, primary: bool, was_primary: bool, force: bool) -> WriteGuard {
-        let writes = if primary && was_primary && !force {
-            Writes::AwaitingStandby
-        } else {
-            Writes::Open
+        let writes = match (primary && was_primary, force) {
+            (false, _) => Writes::Open,
+            (true, false) => Writes::AwaitingStandby,
+            (true, true) => Writes::Checking,
         };
         WriteGuard {
             epoch,
@@ -115,6 +121,13 @@ impl WriteGuard {
                 address,
             } => (Some(role), epoch, address),
             GuardEvent::EpochReported { epoch } => (None, epoch, "an admin request".to_string()),
+            GuardEvent::ProbeRoundDone => {
+                if self.writes == Writes::Checking {
+                    self.writes = Writes::Open;
+                    return vec![GuardAction::OpenWrites];
+                }
+                return vec![];
+            }
         };
         if matches!(self.writes, Writes::Fenced { .. }) {
             return vec![];
@@ -147,7 +160,9 @@ impl WriteGuard {
         }
         match role {
             Some(PeerRole::Primary) => vec![GuardAction::PeerIsStale],
-            Some(PeerRole::Standby) if self.writes == Writes::AwaitingStandby => {
+            Some(PeerRole::Standby)
+                if matches!(self.writes, Writes::AwaitingStandby | Writes::Checking) =>
+            {
                 self.writes = Writes::Open;
                 vec![GuardAction::OpenWrites]
             }
@@ -357,8 +372,27 @@ mod tests {
             g.step(seen(PeerRole::Primary, 5))[..],
             [GuardAction::Fence { by_epoch: 5, .. }]
         ));
-        // --force and fresh roles skip the wait.
-        assert!(WriteGuard::start(3, true, true, true).writable());
+        // A probe round ends the wait of --force, not of the plain rule.
+        let mut g = WriteGuard::start(3, true, true, true);
+        assert_eq!(g.writes, Writes::Checking);
+        assert!(!g.writable());
+        assert_eq!(
+            g.step(GuardEvent::ProbeRoundDone),
+            vec![GuardAction::OpenWrites]
+        );
+        assert!(g.writable());
+        let mut g = WriteGuard::start(3, true, true, false);
+        assert_eq!(g.step(GuardEvent::ProbeRoundDone), vec![]);
+        assert!(!g.writable());
+        // --force still never writes past a newer epoch it can see.
+        let mut g = WriteGuard::start(3, true, true, true);
+        assert!(matches!(
+            g.step(seen(PeerRole::Primary, 4))[..],
+            [GuardAction::Fence { by_epoch: 4, .. }]
+        ));
+        assert_eq!(g.step(GuardEvent::ProbeRoundDone), vec![]);
+        assert!(!g.writable());
+        // Fresh roles and promotions do not wait.
         assert!(WriteGuard::start(3, true, false, false).writable());
         // Two primaries of one epoch both stop.
         let mut g = WriteGuard::start(3, true, false, false);

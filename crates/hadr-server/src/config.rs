@@ -255,6 +255,10 @@ pub struct Config {
     /// primary accepts writes without first reaching a standby.
     #[serde(skip)]
     pub force: bool,
+    /// Runtime only: this run follows a promotion (takeover), which is the
+    /// authority of its new epoch; the start-up rule does not apply.
+    #[serde(skip)]
+    pub promoted: bool,
 }
 
 impl Default for Config {
@@ -282,6 +286,7 @@ impl Default for Config {
             hadr_replay_delay: Dur(Duration::ZERO),
             auto_reclone: true,
             force: false,
+            promoted: false,
         }
     }
 }

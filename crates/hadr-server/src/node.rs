@@ -140,7 +140,7 @@ impl Node {
         let (engine, recovery) = Engine::open(&config.data, &config.log_config())?;
         let engine = Arc::new(engine);
         let current = engine.control().role;
-        let was_primary = current == Role::Primary;
+        let was_primary = current == Role::Primary && !config.promoted;
         if let Some(want) = config.role {
             let want = match want {
                 RoleSetting::Primary => Role::Primary,
@@ -329,6 +329,7 @@ impl Node {
             Repl::Primary { .. } => match &self.guard().writes {
                 Writes::Open => None,
                 Writes::AwaitingStandby => Some("this primary restarted and has not reached its standby yet (start-up rule against split brain); it accepts writes once a standby answers, or when started with --force".into()),
+                Writes::Checking => Some("this primary was started with --force and is asking its peers whether a newer epoch exists".into()),
                 Writes::Fenced { by_epoch, reason } => Some(format!("this primary was superseded by epoch {by_epoch} ({reason}); it is rejoining as a standby")),
             },
         }
