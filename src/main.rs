@@ -91,7 +91,7 @@ enum Cmd {
         /// Data directory of the stopped old primary.
         #[arg(long)]
         data: PathBuf,
-        /// Re-clone when a rewind is impossible [default: true].
+        /// Re-clone when a rewind is impossible.
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
         reclone: bool,
     },
@@ -190,9 +190,10 @@ struct ServerArgs {
     /// Standby: replay a record only once its commit is this old [default: 0].
     #[arg(long)]
     hadr_replay_delay: Option<Dur>,
-    /// Accept writes at once even though this node was primary before and
-    /// has not reached a standby (waives the start-up rule; DB2's START HADR
-    /// AS PRIMARY BY FORCE). Never accepted if a peer reports a newer epoch.
+    /// Accept writes without reaching a standby first, although this node was
+    /// already primary before this start (waives the start-up rule, like
+    /// DB2's START HADR AS PRIMARY BY FORCE). Every listed peer is still asked
+    /// once: one that reports a newer epoch fences this node.
     #[arg(long)]
     force: bool,
 }

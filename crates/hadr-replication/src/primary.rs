@@ -153,7 +153,14 @@ async fn probe_targets(ctx: Arc<PrimaryCtx>) {
             .gate
             .slots()
             .iter()
-            .filter(|s| s.pair.state == PairState::RemoteCatchupPending)
+            // Disconnected, with or without a peer window: exactly when the
+            // standby may have taken over.
+            .filter(|s| {
+                matches!(
+                    s.pair.state,
+                    PairState::RemoteCatchupPending | PairState::DisconnectedPeer
+                )
+            })
             .map(|s| s.address.clone())
             .collect();
         for target in idle {
