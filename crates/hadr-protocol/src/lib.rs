@@ -38,7 +38,7 @@ pub enum ProtocolError {
 }
 
 /// Which side a node speaks as.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PeerRole {
     /// The primary.
     Primary,
@@ -49,7 +49,7 @@ pub enum PeerRole {
 }
 
 /// One entry of an epoch history.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct EpochEntry {
     /// Epoch number.
     pub epoch: u64,

@@ -9,7 +9,7 @@
 use serde::Serialize;
 
 /// When a commit may return (DESIGN.md §4).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum SyncMode {
     /// Standby has the record on disk.
@@ -38,7 +38,7 @@ impl std::str::FromStr for SyncMode {
 }
 
 /// DB2's states of a primary–standby pair.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum PairState {
     /// No connection; waiting for the standby.
@@ -53,7 +53,7 @@ pub enum PairState {
 }
 
 /// Settings of a pair.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PairConfig {
     /// Sync mode in effect for this standby (auxiliaries are always SUPERASYNC).
     pub mode: SyncMode,
@@ -168,7 +168,7 @@ pub enum Gate {
 }
 
 /// Primary-side view of one standby.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 pub struct Pair {
     /// Current state.
     pub state: PairState,
@@ -194,7 +194,7 @@ pub struct Pair {
     pub status_since: u64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 struct PairConfigSer(Option<PairConfig>);
 
 impl Pair {

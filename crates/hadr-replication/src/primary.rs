@@ -239,8 +239,7 @@ async fn handle(ctx: Arc<PrimaryCtx>, stream: TcpStream) -> Result<(), WireError
                 writer.send(&refuse(reason), ctx.timeout).await?;
                 return Ok(());
             };
-            let actions = (ctx.on_peer)(GuardEvent::PeerSeen {
-                role: PeerRole::Standby,
+            let actions = (ctx.on_peer)(GuardEvent::StandbyConnected {
                 epoch: theirs.epoch,
                 address: theirs.address.clone(),
             });

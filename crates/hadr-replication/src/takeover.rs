@@ -18,13 +18,13 @@ use crate::pair::PairState;
 pub const PEER_WINDOW_MARGIN_US: u64 = 5_000_000;
 
 /// Whether a primary accepts writes.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum Writes {
     /// Writes are accepted.
     Open,
-    /// Restarted as primary and has not yet reached a standby (the start-up
-    /// rule): no writes until one answers, or the node is started with `--force`.
+    /// Restarted as primary and no standby has connected yet (the start-up
+    /// rule): no writes until one does, or the node is started with `--force`.
     AwaitingStandby,
     /// Restarted as primary with `--force`: no writes until every listed
     /// peer has been asked once (a reachable peer with a newer epoch fences
@@ -60,7 +60,18 @@ pub enum GuardAction {
 /// What a node hears about a peer (replication handshake or probe).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum GuardEvent {
-    /// A peer answered or connected, with its role and epoch.
+    /// A standby connected to replicate (handshake). Only this ends the
+    /// start-up wait: a standby that merely answers a probe may still hold a
+    /// peer-window promise from before this node restarted, and would take
+    /// over with --peer-window-only without the commits made here since;
+    /// connecting makes it drop that promise.
+    StandbyConnected {
+        /// Its epoch.
+        epoch: u64,
+        /// Its address, for messages.
+        address: String,
+    },
+    /// A peer answered a probe or probed us, with its role and epoch.
     PeerSeen {
         /// Its role.
         role: PeerRole,
@@ -79,7 +90,7 @@ pub enum GuardEvent {
 }
 
 /// The write permission of a node in its current role and epoch.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 pub struct WriteGuard {
     /// This node's epoch.
     pub epoch: u64,
@@ -114,7 +125,12 @@ impl WriteGuard {
 
     /// Apply an event.
     pub fn step(&mut self, ev: GuardEvent) -> Vec<GuardAction> {
+        let mut connected = false;
         let (role, epoch, who) = match ev {
+            GuardEvent::StandbyConnected { epoch, address } => {
+                connected = true;
+                (Some(PeerRole::Standby), epoch, address)
+            }
             GuardEvent::PeerSeen {
                 role,
                 epoch,
@@ -161,7 +177,8 @@ impl WriteGuard {
         match role {
             Some(PeerRole::Primary) => vec![GuardAction::PeerIsStale],
             Some(PeerRole::Standby)
-                if matches!(self.writes, Writes::AwaitingStandby | Writes::Checking) =>
+                if connected
+                    && matches!(self.writes, Writes::AwaitingStandby | Writes::Checking) =>
             {
                 self.writes = Writes::Open;
                 vec![GuardAction::OpenWrites]
@@ -347,10 +364,14 @@ mod tests {
             epoch,
             address: "b".into(),
         };
-        assert_eq!(
-            g.step(seen(PeerRole::Standby, 3)),
-            vec![GuardAction::OpenWrites]
-        );
+        // A standby answering a probe is not enough; one connecting is.
+        assert_eq!(g.step(seen(PeerRole::Standby, 3)), vec![]);
+        assert!(!g.writable());
+        let connected = GuardEvent::StandbyConnected {
+            epoch: 3,
+            address: "b".into(),
+        };
+        assert_eq!(g.step(connected), vec![GuardAction::OpenWrites]);
         assert!(g.writable());
         assert_eq!(
             g.step(seen(PeerRole::Primary, 2)),
