@@ -17,6 +17,7 @@ mod pgbench;
 mod proc;
 mod replication;
 mod report;
+mod takeover;
 mod targets;
 
 use std::path::{Path, PathBuf};
@@ -85,6 +86,19 @@ struct Cli {
     /// Run the single-node part (alone unless --replication is given too).
     #[arg(long)]
     single_node: bool,
+    /// Run the takeover part: graceful and forced takeover times under load,
+    /// rejoin, and rewind against re-clone (alone unless other parts are given).
+    #[arg(long)]
+    takeover: bool,
+    /// Takeovers of each kind in the takeover part.
+    #[arg(long, default_value_t = 20)]
+    takeover_runs: usize,
+    /// Size in MB of the database the rewind is measured on; 0 skips it.
+    #[arg(long, default_value_t = 1024)]
+    rewind_db_mb: u64,
+    /// MB of changes the old primary makes that the new one never gets.
+    #[arg(long, default_value_t = 10)]
+    rewind_diverged_mb: u64,
     /// hadr sync modes of the replication part, one pair each.
     #[arg(
         long,
@@ -356,9 +370,9 @@ fn run() -> Result<()> {
             );
         }
     }
-    // Neither flag: both parts.
-    let (do_single, do_repl) = match (cli.single_node, cli.replication) {
-        (false, false) => (true, true),
+    // No part named: all of them.
+    let (do_single, do_repl, do_takeover) = match (cli.single_node, cli.replication, cli.takeover) {
+        (false, false, false) => (true, true, true),
         flags => flags,
     };
     let mut kinds = cli.targets.clone();
@@ -381,7 +395,7 @@ fn run() -> Result<()> {
 
     let psql_version = client_version("psql")?;
     let pgbench_version = client_version("pgbench")?;
-    if kinds.contains(&TargetKind::Postgres) {
+    if kinds.contains(&TargetKind::Postgres) && (do_single || do_repl) {
         Postgres::ensure_installed(&cli.pg_bindir)?;
     }
 
@@ -413,6 +427,27 @@ fn run() -> Result<()> {
     } else {
         None
     };
+    if do_takeover {
+        let r = takeover::run(
+            &ctx.hadr_bin,
+            &ctx.work,
+            cli.takeover_runs,
+            cli.rewind_db_mb,
+            cli.rewind_diverged_mb,
+        )?;
+        let m = machine();
+        let desc = format!(
+            "Machine: {} cores ({}), {}, Linux {}; load average {} before this part, {} after.",
+            m.nproc,
+            m.cpu,
+            m.memory,
+            m.kernel,
+            ctx.load_program_start,
+            load_average()
+        );
+        r.write(&ctx.out_path, &desc)?;
+        println!("wrote the takeover section of {}", ctx.out_path.display());
+    }
     if let Some(j) = &cli.json {
         let v = serde_json::json!({ "single_node": single, "replication": repl });
         std::fs::write(j, serde_json::to_string_pretty(&v)?)

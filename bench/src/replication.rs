@@ -48,10 +48,19 @@ pub trait Replicated: Target {
 }
 
 // ---------------------------------------------------------------------------
-// A tiny HTTP GET for hadr's admin endpoint.
+// A tiny HTTP client for hadr's admin endpoint.
 
 /// GET `path` from `addr` and parse the 200 response's body as JSON.
 pub fn http_json(addr: &str, path: &str, timeout: Duration) -> Result<Value> {
+    let (status, body) = http("GET", addr, path, timeout)?;
+    if status != 200 {
+        bail!("{addr}{path} answered {status}: {}", body.trim());
+    }
+    serde_json::from_str(&body).with_context(|| format!("{addr}{path} is not JSON"))
+}
+
+/// One request without a body; returns the status and the (de-chunked) body.
+pub fn http(method: &str, addr: &str, path: &str, timeout: Duration) -> Result<(u16, String)> {
     let sa: SocketAddr = addr
         .parse()
         .with_context(|| format!("bad address {addr}"))?;
@@ -61,7 +70,7 @@ pub fn http_json(addr: &str, path: &str, timeout: Duration) -> Result<Value> {
     s.set_write_timeout(Some(timeout))?;
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf)
@@ -70,10 +79,11 @@ pub fn http_json(addr: &str, path: &str, timeout: Duration) -> Result<Value> {
     let (head, body) = text
         .split_once("\r\n\r\n")
         .with_context(|| format!("malformed HTTP response from {addr}{path}"))?;
-    let status = head.split_whitespace().nth(1).unwrap_or("");
-    if status != "200" {
-        bail!("{addr}{path} answered {status}");
-    }
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     let body = if head
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked")
@@ -82,7 +92,7 @@ pub fn http_json(addr: &str, path: &str, timeout: Duration) -> Result<Value> {
     } else {
         body.to_string()
     };
-    serde_json::from_str(&body).with_context(|| format!("{addr}{path} is not JSON"))
+    Ok((status, body))
 }
 
 fn dechunk(body: &str) -> String {

@@ -101,6 +101,10 @@ pub async fn rewind(
     let started = Instant::now();
     let (d, cfg) = (dir.to_path_buf(), log_cfg.clone());
     let engine = blocking(move || Ok(Arc::new(Engine::open(&d, &cfg)?.0))).await?;
+    info!(
+        secs = started.elapsed().as_secs_f64(),
+        "rewind: data directory opened (recovery done)"
+    );
     let result = rewind_open(from, &engine, timeout, &mut progress, started).await;
     let e2 = engine.clone();
     let closed = blocking(move || Ok(e2.close()?)).await;
@@ -169,6 +173,11 @@ async fn rewind_open(
         Ok(set)
     })
     .await?;
+    info!(
+        pages = touched.len(),
+        secs = started.elapsed().as_secs_f64(),
+        "rewind: pages changed after the divergence point listed"
+    );
     writer
         .send(
             &Message::RewindRequest {
@@ -246,6 +255,12 @@ async fn rewind_open(
         }
         progress(Progress { bytes: got, total });
     }
+    info!(
+        pages = pages.len(),
+        log_bytes,
+        secs = started.elapsed().as_secs_f64(),
+        "rewind: pages and log received"
+    );
     let (l2, e2) = (log.clone(), engine.clone());
     let n_pages = pages.len();
     blocking(move || {
@@ -260,6 +275,10 @@ async fn rewind_open(
         Ok(())
     })
     .await?;
+    info!(
+        secs = started.elapsed().as_secs_f64(),
+        "rewind: applied and checkpointed"
+    );
     let history: Vec<EpochStart> = history
         .iter()
         .map(|e| EpochStart {
