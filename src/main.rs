@@ -527,8 +527,8 @@ async fn rejoin(from: &str, config: &Config, reclone_fallback: bool, bar: bool) 
         Ok(hadr_replication::rewind::RewindOutcome::Rewound(rep)) => {
             if bar {
                 println!(
-                    "rewound {} from LSN {} to {}: dropped its own records {}..{}, fetched {} pages and {} bytes of log in {:.2} s",
-                    config.data.display(), rep.divergence, rep.end, rep.divergence, rep.old_end, rep.pages, rep.log_bytes, rep.secs
+                    "rewound {} from LSN {} to {}: dropped its own records {}..{}, fetched {} pages and {} bytes of log in {:.2} s ({:.2} s of it opening the data directory, i.e. its own crash recovery)",
+                    config.data.display(), rep.divergence, rep.end, rep.divergence, rep.old_end, rep.pages, rep.log_bytes, rep.secs, rep.open_secs
                 );
                 println!(
                     "start it with: hadr server --data {} (it follows {from} as a standby)",
@@ -537,7 +537,10 @@ async fn rejoin(from: &str, config: &Config, reclone_fallback: bool, bar: bool) 
             }
             Ok(())
         }
-        Err(e) if reclone_fallback => {
+        // Only a log that no longer reaches the divergence point calls for a
+        // re-clone; an unreachable primary or a refusal does not (and a rewind
+        // cut short leaves `rewind_pending`, which re-clones at the next start).
+        Err(e @ hadr_replication::rewind::RewindError::NeedsClone(_)) if reclone_fallback => {
             tracing::warn!(error = %e, "rewind failed: re-cloning from the primary instead");
             if bar {
                 println!("rewind failed ({e}); re-cloning from {from}");

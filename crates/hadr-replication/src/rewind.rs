@@ -46,6 +46,8 @@ pub struct RewindReport {
     pub log_bytes: u64,
     /// Wall time.
     pub secs: f64,
+    /// Of which opening the data directory (the node's own crash recovery).
+    pub open_secs: f64,
 }
 
 /// What [`rewind`] found to do.
@@ -101,15 +103,19 @@ pub async fn rewind(
     let started = Instant::now();
     let (d, cfg) = (dir.to_path_buf(), log_cfg.clone());
     let engine = blocking(move || Ok(Arc::new(Engine::open(&d, &cfg)?.0))).await?;
+    let open_secs = started.elapsed().as_secs_f64();
     info!(
-        secs = started.elapsed().as_secs_f64(),
+        secs = open_secs,
         "rewind: data directory opened (recovery done)"
     );
     let result = rewind_open(from, &engine, timeout, &mut progress, started).await;
     let e2 = engine.clone();
     let closed = blocking(move || Ok(e2.close()?)).await;
-    let outcome = result?;
+    let mut outcome = result?;
     closed?;
+    if let RewindOutcome::Rewound(r) = &mut outcome {
+        r.open_secs = open_secs;
+    }
     Ok(outcome)
 }
 
@@ -299,6 +305,7 @@ async fn rewind_open(
         pages: n_pages,
         log_bytes,
         secs: started.elapsed().as_secs_f64(),
+        open_secs: 0.0,
     };
     info!(?report, "rewind complete");
     Ok(RewindOutcome::Rewound(report))
