@@ -295,31 +295,18 @@ async fn a_partitioned_primary_is_fenced_when_the_link_heals() {
     let mut ns = Netns::new(43);
     let (primary, s_admin) = pair(&mut ns, "SYNC", "20s", tmp.path());
     let c = primary.client().await;
-    c.batch_execute("CREATE TABLE acked(id INTEGER PRIMARY KEY)")
+    c.batch_execute("CREATE TABLE acked(id INTEGER PRIMARY KEY, pad BLOB)")
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(800)).await;
     let acked: Arc<Mutex<BTreeSet<i64>>> = Arc::default();
     let writers: Vec<_> = (0..3i64)
         .map(|w| {
-            let (conninfo, acked) = (primary.conninfo(), acked.clone());
-            tokio::spawn(async move {
-                let Ok((c, conn)) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls).await
-                else {
-                    return;
-                };
-                tokio::spawn(conn);
-                for i in 0.. {
-                    let id = w * 1_000_000 + i;
-                    if c.execute("INSERT INTO acked VALUES ($1)", &[&id])
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                    acked.lock().unwrap().insert(id);
-                }
-            })
+            tokio::spawn(acked_writer(
+                primary.conninfo(),
+                acked.clone(),
+                w * 1_000_000,
+            ))
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -396,7 +383,7 @@ async fn a_partitioned_primary_is_fenced_when_the_link_heals() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    nc.execute("INSERT INTO acked VALUES (-1)", &[])
+    nc.execute("INSERT INTO acked(id) VALUES (-1)", &[])
         .await
         .unwrap();
     let out = Command::new(bin())

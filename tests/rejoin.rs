@@ -330,28 +330,6 @@ async fn diverged_old_primary_recloned_when_the_new_primary_log_is_gone() {
     .await;
 }
 
-async fn write_load(conninfo: String, acked: Arc<Mutex<BTreeSet<i64>>>, base: i64) {
-    let Ok((c, conn)) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls).await else {
-        return;
-    };
-    tokio::spawn(conn);
-    for i in 0.. {
-        let id = base + i;
-        match c
-            .execute(
-                "INSERT INTO acked(id, pad) VALUES ($1, randomblob(300))",
-                &[&id],
-            )
-            .await
-        {
-            Ok(_) => {
-                acked.lock().unwrap().insert(id);
-            }
-            Err(_) => return,
-        }
-    }
-}
-
 /// kill -9 of the primary under load, then `takeover --force
 /// --peer-window-only` on the standby: every acknowledged commit is there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -368,7 +346,7 @@ async fn peer_window_only_forced_takeover_loses_no_acknowledged_commit() {
         });
         let acked: Arc<Mutex<BTreeSet<i64>>> = Arc::default();
         let writers: Vec<_> = (0..4)
-            .map(|w| tokio::spawn(write_load(p.a.conninfo(), acked.clone(), w * 1_000_000)))
+            .map(|w| tokio::spawn(acked_writer(p.a.conninfo(), acked.clone(), w * 1_000_000)))
             .collect();
         tokio::time::sleep(Duration::from_millis(1500)).await;
         p.a.kill9();

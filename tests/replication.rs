@@ -85,25 +85,6 @@ fn standby_settled(s: &Server) {
     }
 }
 
-async fn write_load(conninfo: String, acked: Arc<Mutex<BTreeSet<i64>>>, base: i64) {
-    let c = connect(&conninfo).await;
-    for k in 0.. {
-        let id = base + k;
-        match c
-            .execute(
-                "INSERT INTO acked(id, pad) VALUES ($1, randomblob(200))",
-                &[&id],
-            )
-            .await
-        {
-            Ok(_) => {
-                acked.lock().unwrap().insert(id);
-            }
-            Err(_) => return,
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_and_nearsync_lose_no_acknowledged_commit_when_the_primary_dies() {
     for mode in ["SYNC", "NEARSYNC"] {
@@ -117,7 +98,7 @@ async fn sync_and_nearsync_lose_no_acknowledged_commit_when_the_primary_dies() {
         let acked: Arc<Mutex<BTreeSet<i64>>> = Arc::default();
         let writers: Vec<_> = (0..4)
             .map(|w| {
-                tokio::spawn(write_load(
+                tokio::spawn(acked_writer(
                     c.primary.conninfo(),
                     acked.clone(),
                     w * 1_000_000,

@@ -330,6 +330,33 @@ pub fn verify_nodes(admin_a: u16, admin_b: u16) {
     assert!(String::from_utf8_lossy(&out.stdout).contains("identical"));
 }
 
+/// Insert rows with ids from `base` up into `acked(id, pad)` until a write
+/// fails (the server died, was fenced or handed over), recording every id
+/// whose commit was acknowledged.
+pub async fn acked_writer(
+    conninfo: String,
+    acked: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<i64>>>,
+    base: i64,
+) {
+    let Ok((c, conn)) = tokio_postgres::connect(&conninfo, NoTls).await else {
+        return;
+    };
+    tokio::spawn(conn);
+    for k in 0.. {
+        let id = base + k;
+        let r = c
+            .execute(
+                "INSERT INTO acked(id, pad) VALUES ($1, randomblob(200))",
+                &[&id],
+            )
+            .await;
+        if r.is_err() {
+            return;
+        }
+        acked.lock().unwrap().insert(id);
+    }
+}
+
 /// The ids in the `acked` table that crash, replication and takeover tests
 /// write their acknowledged commits into.
 pub async fn acked_ids(c: &Client) -> std::collections::BTreeSet<i64> {

@@ -258,19 +258,7 @@ impl Engine {
 
         // 3. Checkpoint everything, so the WAL restarts empty and the applied
         //    frames are never mistaken for new transactions.
-        let (busy, _, _) = admin.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })?;
-        if busy != 0 {
-            return Err(EngineError::Apply(
-                "recovery checkpoint could not complete (is another process using the database?)"
-                    .into(),
-            ));
-        }
+        truncate_wal(&admin, "recovery checkpoint")?;
         capture.reset();
         control.checkpoint_lsn = end;
         control.store(dir)?;
@@ -449,19 +437,8 @@ impl Engine {
         })?;
         let mut admin = lock(&self.admin);
         batch.apply(&mut admin)?;
-        let (busy, _, _) = admin.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })?;
+        truncate_wal(&admin, "the rewind checkpoint")?;
         drop(admin);
-        if busy != 0 {
-            return Err(EngineError::Apply(
-                "the rewind checkpoint could not complete (is a reader open?)".into(),
-            ));
-        }
         self.applied_lsn.store(end, Ordering::Release);
         self.update_control(|c| {
             c.checkpoint_lsn = end;
@@ -567,6 +544,17 @@ impl Engine {
         lock(&self.dir_lock).take();
         Ok(())
     }
+}
+
+/// Checkpoint every WAL frame into the database file and empty the WAL.
+fn truncate_wal(conn: &Connection, what: &str) -> Result<(), EngineError> {
+    let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+    if busy != 0 {
+        return Err(EngineError::Apply(format!(
+            "{what} could not complete (is another connection or process using the database?)"
+        )));
+    }
+    Ok(())
 }
 
 /// Path of the WAL file of a database.

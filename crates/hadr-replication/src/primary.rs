@@ -130,18 +130,7 @@ async fn probe_targets(ctx: Arc<PrimaryCtx>) {
         .gate
         .slots()
         .iter()
-        .map(|s| {
-            let (ctx, target) = (ctx.clone(), s.address.clone());
-            tokio::spawn(async move {
-                if let Some(theirs) = probe(&ctx, &target).await {
-                    (ctx.on_peer)(GuardEvent::PeerSeen {
-                        role: theirs.role,
-                        epoch: theirs.epoch,
-                        address: target,
-                    });
-                }
-            })
-        })
+        .map(|s| spawn_probe(&ctx, s.address.clone()))
         .collect();
     for p in first {
         let _ = p.await;
@@ -164,19 +153,24 @@ async fn probe_targets(ctx: Arc<PrimaryCtx>) {
             .map(|s| s.address.clone())
             .collect();
         for target in idle {
-            let ctx = ctx.clone();
-            // Each probe on its own: a black-holed peer must not delay the others.
-            tokio::spawn(async move {
-                if let Some(theirs) = probe(&ctx, &target).await {
-                    (ctx.on_peer)(GuardEvent::PeerSeen {
-                        role: theirs.role,
-                        epoch: theirs.epoch,
-                        address: target,
-                    });
-                }
-            });
+            spawn_probe(&ctx, target);
         }
     }
+}
+
+/// Probe one peer on its own task (a black-holed peer must not delay the
+/// others) and tell the write guard what it answered.
+fn spawn_probe(ctx: &Arc<PrimaryCtx>, target: String) -> tokio::task::JoinHandle<()> {
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        if let Some(theirs) = probe(&ctx, &target).await {
+            (ctx.on_peer)(GuardEvent::PeerSeen {
+                role: theirs.role,
+                epoch: theirs.epoch,
+                address: target,
+            });
+        }
+    })
 }
 
 async fn probe(ctx: &PrimaryCtx, target: &str) -> Option<Hello> {

@@ -632,47 +632,46 @@ fn takeover_fencing_and_rejoin_keep_their_promises() {
     checker.assert_properties();
 }
 
-#[test]
-fn the_checker_finds_two_writers_when_promotion_keeps_the_epoch() {
-    let checker = model(Some(Bug::NoEpochBump))
+/// Check a broken variant until its first counterexample to `property`.
+fn counterexample(bug: Bug, property: &'static str) -> Option<Vec<Act>> {
+    let checker = model(Some(bug))
         .checker()
         .finish_when(HasDiscoveries::AnyFailures)
         .spawn_bfs()
         .join();
+    let found = checker.discovery(property).map(|p| p.into_actions());
+    eprintln!("{bug:?}: {found:?}");
+    found
+}
+
+#[test]
+fn the_checker_finds_two_writers_when_promotion_keeps_the_epoch() {
     assert!(
-        checker
-            .discovery("never two writers in one epoch")
-            .is_some(),
+        counterexample(Bug::NoEpochBump, "never two writers in one epoch").is_some(),
         "a promotion without a new epoch must be caught"
     );
 }
 
 #[test]
 fn the_checker_finds_lost_commits_when_a_stale_window_is_believed() {
-    let checker = model(Some(Bug::StaleWindow))
-        .checker()
-        .finish_when(HasDiscoveries::AnyFailures)
-        .spawn_bfs()
-        .join();
-    let found = checker.discovery("a peer-window-only takeover loses no acknowledged commit");
     assert!(
-        found.is_some(),
+        counterexample(
+            Bug::StaleWindow,
+            "a peer-window-only takeover loses no acknowledged commit"
+        )
+        .is_some(),
         "a peer-window promise outside PEER must be caught"
     );
-    eprintln!("counterexample: {:?}", found.map(|p| p.into_actions()));
 }
 
 #[test]
 fn the_checker_finds_lost_commits_when_a_probe_ends_the_start_up_wait() {
-    let checker = model(Some(Bug::ProbeOpensWrites))
-        .checker()
-        .finish_when(HasDiscoveries::AnyFailures)
-        .spawn_bfs()
-        .join();
-    let found = checker.discovery("a peer-window-only takeover loses no acknowledged commit");
     assert!(
-        found.is_some(),
+        counterexample(
+            Bug::ProbeOpensWrites,
+            "a peer-window-only takeover loses no acknowledged commit"
+        )
+        .is_some(),
         "a restarted primary writing before its standby reconnects must be caught"
     );
-    eprintln!("counterexample: {:?}", found.map(|p| p.into_actions()));
 }

@@ -870,33 +870,18 @@ async fn start_replication(
                         }
                     })
                 },
-                on_diverged: {
-                    let weak = Arc::downgrade(node);
-                    let auto = node.config.auto_reclone;
-                    Arc::new(move |primary: String| {
-                        let Some(node) = weak.upgrade() else { return };
-                        if !auto {
-                            warn!(%primary, "this node's log diverged from the primary's: run `hadr rejoin --from` (auto_reclone is off)");
-                            return;
-                        }
-                        warn!(%primary, "this node's log diverged from the primary's (an old primary): rewinding");
-                        node.set_activity("rejoin", Some("rewinding to the new primary"));
-                        node.stop_for(Outcome::Rewind(primary));
-                    })
-                },
-                on_needs_clone: {
-                    let weak = Arc::downgrade(node);
-                    let auto = node.config.auto_reclone;
-                    Arc::new(move |primary: String| {
-                        let Some(node) = weak.upgrade() else { return };
-                        if !auto {
-                            warn!(%primary, "the primary no longer has the log this standby needs: run `hadr clone` (auto_reclone is off)");
-                            return;
-                        }
-                        warn!(%primary, "the primary no longer has the log this standby needs: re-cloning (auto_reclone)");
-                        node.stop_for(Outcome::Reclone(primary));
-                    })
-                },
+                on_diverged: repair(
+                    node,
+                    "this node's log diverged from the primary's (an old primary)",
+                    "run `hadr rejoin --from`",
+                    Outcome::Rewind,
+                ),
+                on_needs_clone: repair(
+                    node,
+                    "the primary no longer has the log this standby needs",
+                    "run `hadr clone`",
+                    Outcome::Reclone,
+                ),
             });
             info!(primary = ?node.config.targets(), "HADR standby");
             // Primaries probe this port: the start-up rule needs to see a
@@ -916,6 +901,30 @@ async fn start_replication(
             ])
         }
     }
+}
+
+/// A standby that cannot follow its primary as it is: with `auto_reclone`,
+/// stop and let the caller repair the data directory (`outcome` with the
+/// primary's address); without, say what to run.
+fn repair(
+    node: &Arc<Node>,
+    why: &'static str,
+    manual: &'static str,
+    outcome: fn(String) -> Outcome,
+) -> Arc<dyn Fn(String) + Send + Sync> {
+    let weak = Arc::downgrade(node);
+    let auto = node.config.auto_reclone;
+    Arc::new(move |primary: String| {
+        let Some(node) = weak.upgrade() else { return };
+        if !auto {
+            warn!(%primary, "{why}: {manual} (auto_reclone is off)");
+            return;
+        }
+        let next = outcome(primary.clone());
+        warn!(%primary, ?next, "{why}: repairing this node (auto_reclone)");
+        node.set_activity("rejoin", Some(&format!("{next:?}")));
+        node.stop_for(next);
+    })
 }
 
 async fn accept_loop(node: Arc<Node>, listener: TcpListener) {
