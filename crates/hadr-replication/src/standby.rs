@@ -252,6 +252,10 @@ async fn follow(ctx: &Arc<StandbyCtx>, target: &str, stream: TcpStream) -> Resul
     let (r, w) = stream.into_split();
     let (mut reader, mut writer) = (Reader::new(r), Writer::new(w));
     let ours = ctx.hello();
+    // Forget the old peer-window promise before the primary can see this
+    // hello: on receiving it the primary leaves DISCONNECTED_PEER and may
+    // release the commits it held, even if its answer never reaches us.
+    ctx.status().peer_window_end = 0;
     writer
         .send(&Message::Hello(ours.clone()), ctx.timeout)
         .await?;
@@ -274,9 +278,6 @@ async fn follow(ctx: &Arc<StandbyCtx>, target: &str, stream: TcpStream) -> Resul
         st.connect_status_since = now_micros();
         st.primary = Some(target.to_string());
         st.primary_end_lsn = theirs.lsn;
-        // A new connection starts outside PEER: no peer window is promised
-        // until a heartbeat says so.
-        st.peer_window_end = 0;
         st.last_error = None;
         st.last_receive = now_micros();
     }

@@ -1,6 +1,7 @@
 //! The pure rules of takeover, fencing and rejoin (DESIGN.md §5,
 //! reference/db2-hadr.md §4). No I/O, no clock: the node's drivers and the
-//! stateright model in `tests/model.rs` both decide with these functions.
+//! stateright models in `tests/takeover_model.rs` and `tests/model.rs` both
+//! decide with these functions.
 //!
 //! - [`WriteGuard`]: whether a primary may accept writes: the start-up rule
 //!   and fencing by a higher epoch.
