@@ -5,13 +5,15 @@
 //! cargo run --release -p hadr-bench -- [--seconds 20] [--clients 1,8,32] [--modes simple,prepared]
 //!     [--hadr target/release/hadr] [--out docs/benchmarks.md] [--quick]
 //!     [--single-node] [--replication] [--hadr-modes SYNC,...] [--pg-levels on,...] [--clone-mb 256]
+//!     [--takeover] [--takeover-runs 20] [--rewind-db-mb 1024] [--rewind-diverged-mb 10] [--rewind-runs 3]
 //! ```
 //!
-//! Two parts, each writing its own section of the document: single node
-//! (one hadr node against one PostgreSQL server) and replication (a primary
+//! Three parts, each writing its own section of the document: single node
+//! (one hadr node against one PostgreSQL server), replication (a primary
 //! with one standby: hadr per sync mode, PostgreSQL per synchronous_commit
-//! level, plus hadr's clone and replay throughput). With neither
-//! `--single-node` nor `--replication`, both run.
+//! level, plus hadr's clone and replay throughput) and takeover (graceful
+//! and forced takeover times under load, rejoin, rewind against re-clone).
+//! With none of `--single-node`, `--replication` and `--takeover`, all run.
 
 mod pgbench;
 mod proc;
@@ -76,29 +78,36 @@ struct Cli {
     /// Directory of the PostgreSQL 15 server programs (installed with apt-get if missing).
     #[arg(long, default_value = "/usr/lib/postgresql/15/bin")]
     pg_bindir: PathBuf,
-    /// Smoke test of this program: 3 s per run, clients 1,8, a 32 MB clone.
+    /// Smoke test of this program: 3 s per run, clients 1,8, a 32 MB clone,
+    /// 3 takeovers of each kind, a 64 MiB rewind database.
     #[arg(long)]
     quick: bool,
-    /// Run the replication part (primary + standby). Without --single-node
-    /// too, only that part; with neither flag, both parts.
+    /// Run the replication part (primary + standby). Only the parts named
+    /// run; with none of --single-node, --replication, --takeover, all run.
     #[arg(long)]
     replication: bool,
-    /// Run the single-node part (alone unless --replication is given too).
+    /// Run the single-node part (with any other parts named).
     #[arg(long)]
     single_node: bool,
     /// Run the takeover part: graceful and forced takeover times under load,
-    /// rejoin, and rewind against re-clone (alone unless other parts are given).
+    /// rejoin, and rewind against re-clone (with any other parts named).
     #[arg(long)]
     takeover: bool,
-    /// Takeovers of each kind in the takeover part.
-    #[arg(long, default_value_t = 20)]
-    takeover_runs: usize,
-    /// Size in MB of the database the rewind is measured on; 0 skips it.
-    #[arg(long, default_value_t = 1024)]
-    rewind_db_mb: u64,
-    /// MB of changes the old primary makes that the new one never gets.
+    /// Takeovers of each kind in the takeover part [default: 20; 3 with --quick].
+    #[arg(long)]
+    takeover_runs: Option<usize>,
+    /// Size in MiB of the database the rewind is measured on; 0 skips it
+    /// [default: 1024; 64 with --quick].
+    #[arg(long)]
+    rewind_db_mb: Option<u64>,
+    /// MiB of rows the old primary updates that the new one never gets (the
+    /// rewind measurement).
     #[arg(long, default_value_t = 10)]
     rewind_diverged_mb: u64,
+    /// Rewinds (each with a re-clone for comparison) on the rewind database;
+    /// the report gives each and their median.
+    #[arg(long, default_value_t = 3)]
+    rewind_runs: usize,
     /// hadr sync modes of the replication part, one pair each.
     #[arg(
         long,
@@ -310,11 +319,19 @@ fn render_json(path: &Path, out: &Path) -> Result<()> {
         Some(j) if !j.is_null() => Some(serde_json::from_value(j.clone()).context("replication")?),
         _ => None,
     };
-    if single.is_none() && repl.is_none() {
+    let takeover: Option<takeover::TakeoverReport> = match v.get("takeover") {
+        Some(j) if !j.is_null() => Some(serde_json::from_value(j.clone()).context("takeover")?),
+        _ => None,
+    };
+    if single.is_none() && repl.is_none() && takeover.is_none() {
         bail!(
-            "{} holds neither single_node nor replication results",
+            "{} holds no single_node, replication or takeover results",
             path.display()
         );
+    }
+    if let Some(r) = &takeover {
+        r.write(out)?;
+        eprintln!("rewrote the takeover section of {}", out.display());
     }
     if let Some(r) = &single {
         r.write(out)?;
@@ -427,29 +444,21 @@ fn run() -> Result<()> {
     } else {
         None
     };
-    if do_takeover {
-        let r = takeover::run(
-            &ctx.hadr_bin,
-            &ctx.work,
-            cli.takeover_runs,
-            cli.rewind_db_mb,
+    let takeover = if do_takeover {
+        Some(takeover::run_part(
+            &ctx,
+            cli.takeover_runs.unwrap_or(if cli.quick { 3 } else { 20 }),
+            cli.rewind_db_mb
+                .unwrap_or(if cli.quick { 64 } else { 1024 }),
             cli.rewind_diverged_mb,
-        )?;
-        let m = machine();
-        let desc = format!(
-            "Machine: {} cores ({}), {}, Linux {}; load average {} before this part, {} after.",
-            m.nproc,
-            m.cpu,
-            m.memory,
-            m.kernel,
-            ctx.load_program_start,
-            load_average()
-        );
-        r.write(&ctx.out_path, &desc)?;
-        println!("wrote the takeover section of {}", ctx.out_path.display());
-    }
+            cli.rewind_runs,
+        )?)
+    } else {
+        None
+    };
     if let Some(j) = &cli.json {
-        let v = serde_json::json!({ "single_node": single, "replication": repl });
+        let v =
+            serde_json::json!({ "single_node": single, "replication": repl, "takeover": takeover });
         std::fs::write(j, serde_json::to_string_pretty(&v)?)
             .with_context(|| format!("writing {}", j.display()))?;
     }
@@ -460,10 +469,14 @@ fn run() -> Result<()> {
             .count()
     });
     let bad_repl = repl.as_ref().map_or(0, ReplReport::integrity_failures);
-    if bad_single + bad_repl > 0 {
+    let bad_takeover = takeover
+        .as_ref()
+        .map_or(0, takeover::TakeoverReport::failures);
+    if bad_single + bad_repl + bad_takeover > 0 {
         bail!(
             "consistency checks failed: {bad_single} single-node run(s) (SQL sums), {bad_repl} replication check(s) \
-             (SQL sums or standby verification); see {}",
+             (SQL sums or standby verification), {bad_takeover} takeover check(s) (SQL sums after a takeover or \
+             hadr verify); see {}",
             ctx.out_path.display()
         );
     }

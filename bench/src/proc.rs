@@ -127,6 +127,10 @@ fn wait_timeout(
     interruptible: bool,
 ) -> Result<ExitStatus> {
     let start = Instant::now();
+    // Polls every 1 ms at first, backing off to 20 ms: a short command is
+    // seen to finish within about a millisecond (the takeover part times
+    // psql rounds), a long one costs no CPU.
+    let mut poll = Duration::from_millis(1);
     loop {
         if let Some(st) = child
             .try_wait()
@@ -146,7 +150,8 @@ fn wait_timeout(
                 timeout.as_secs()
             );
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(poll);
+        poll = (poll * 2).min(Duration::from_millis(20));
     }
 }
 

@@ -120,6 +120,104 @@ fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
 }
 
 // ---------------------------------------------------------------------------
+// hadr nodes: what every part that runs hadr servers needs.
+
+/// Spawns `hadr server ARGS`, its stdout and stderr appended to `log`;
+/// does not wait for it to serve.
+pub fn spawn_server(bin: &Path, args: &[String], log: &Path) -> Result<Child> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    let mut c = Command::new(bin);
+    c.arg("server")
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file);
+    proc::spawn(&mut c)
+}
+
+/// `hadr clone --from FROM --data DIR`; returns the wall time it took and
+/// what it printed.
+pub fn hadr_clone(bin: &Path, from: &str, dir: &Path) -> Result<(Duration, String)> {
+    let mut c = Command::new(bin);
+    c.arg("clone")
+        .args(["--from", from, "--data"])
+        .arg(dir)
+        .env("NO_COLOR", "1");
+    let t = Instant::now();
+    let out = proc::run_ok(&mut c, Duration::from_secs(1800), "hadr clone")?;
+    Ok((t.elapsed(), targets::strip_ansi(&out.stdout)))
+}
+
+/// `hadr verify --node A --node B` (admin addresses).
+pub fn verify_nodes(bin: &Path, a: &str, b: &str) -> StandbyCheck {
+    let mut c = Command::new(bin);
+    c.arg("verify")
+        .args(["--node", a])
+        .args(["--node", b])
+        .args(["--timeout", "120s", "--json"])
+        .env("NO_COLOR", "1");
+    let out = match proc::run(&mut c, Duration::from_secs(180), "hadr verify") {
+        Ok(o) => o,
+        Err(e) => return StandbyCheck::Error(format!("{e:#}")),
+    };
+    let json: Option<Value> = out
+        .stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l.trim()).ok());
+    let identical = json
+        .as_ref()
+        .and_then(|j| j.get("identical"))
+        .and_then(Value::as_bool);
+    let lsn = json.as_ref().and_then(|j| u64_at(j, "/lsn")).unwrap_or(0);
+    match (out.status.success(), identical) {
+        (true, Some(true)) => StandbyCheck::PagesIdentical { lsn },
+        (_, Some(false)) => StandbyCheck::Differ(format!(
+            "hadr verify exited with {}: {}",
+            out.status,
+            out.stdout.trim()
+        )),
+        _ => StandbyCheck::Error(format!(
+            "hadr verify exited with {}: {}",
+            out.status,
+            targets::strip_ansi(&out.message())
+        )),
+    }
+}
+
+/// Panics, errors and warnings in a hadr server log, at most ten, labelled;
+/// warnings and errors containing one of `expected` are left out (panics
+/// never are).
+pub fn log_findings(label: &str, path: &Path, expected: &[&str]) -> Vec<String> {
+    let text = targets::strip_ansi(&std::fs::read_to_string(path).unwrap_or_default());
+    let odd: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            l.contains("panicked")
+                || ((l.contains("ERROR") || l.contains(" WARN "))
+                    && !expected.iter().any(|e| l.contains(e)))
+        })
+        .collect();
+    let mut out: Vec<String> = odd
+        .iter()
+        .take(10)
+        .map(|l| format!("{label}: {l}"))
+        .collect();
+    if odd.len() > 10 {
+        out.push(format!(
+            "{label}: ... and {} more such lines",
+            odd.len() - 10
+        ));
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
 // hadr pair
 
 /// A hadr primary and its standby, cloned from it, in one sync mode.
@@ -189,19 +287,7 @@ impl HadrPair {
     /// Spawns one node, its output appended to `log`, and waits until it
     /// answers `select 1`.
     fn spawn_node(&self, args: Vec<String>, log: &Path, conn: &ConnInfo) -> Result<Child> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .with_context(|| format!("opening {}", log.display()))?;
-        let mut c = Command::new(&self.bin);
-        c.arg("server")
-            .args(&args)
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(file.try_clone()?)
-            .stderr(file);
-        let mut child = proc::spawn(&mut c)?;
+        let mut child = spawn_server(&self.bin, &args, log)?;
         let res = targets::wait_ready(conn, Duration::from_secs(60), || {
             match child.try_wait()? {
                 Some(st) => bail!(
@@ -261,23 +347,21 @@ impl HadrPair {
 
     /// `hadr clone` from the running primary; returns the wall time it took.
     pub fn clone_standby(&mut self) -> Result<Duration> {
-        let mut c = Command::new(&self.bin);
-        c.arg("clone")
-            .arg("--from")
-            .arg(Self::addr(self.ports[2]))
-            .arg("--data")
-            .arg(self.standby_data())
-            .env("NO_COLOR", "1");
-        let t = Instant::now();
-        proc::run_ok(&mut c, Duration::from_secs(1800), "hadr clone")?;
-        Ok(t.elapsed())
+        Ok(hadr_clone(&self.bin, &Self::addr(self.ports[2]), &self.standby_data())?.0)
     }
 
     /// Spawns the standby's server (its data must exist); returns when it
     /// answers queries, not when it has caught up.
     pub fn start_standby(&mut self) -> Result<()> {
+        let conn = self.standby_conninfo();
+        let log = self.standby_log();
+        self.standby = Some(self.spawn_node(self.standby_args(), &log, &conn)?);
+        Ok(())
+    }
+
+    fn standby_args(&self) -> Vec<String> {
         let p = self.ports;
-        let args = vec![
+        vec![
             "--data".into(),
             self.standby_data().display().to_string(),
             "--listen".into(),
@@ -288,33 +372,16 @@ impl HadrPair {
             Self::addr(p[5]),
             "--hadr-target-list".into(),
             Self::addr(p[2]),
-        ];
-        let conn = self.standby_conninfo();
-        let log = self.standby_log();
-        self.standby = Some(self.spawn_node(args, &log, &conn)?);
-        Ok(())
+        ]
     }
 
     /// Spawns the standby without waiting for anything (for timing).
     fn spawn_standby_nowait(&mut self) -> Result<()> {
-        let p = self.ports;
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.standby_log())?;
-        let mut c = Command::new(&self.bin);
-        c.arg("server")
-            .arg("--data")
-            .arg(self.standby_data())
-            .args(["--listen", &Self::addr(p[3])])
-            .args(["--admin", &Self::addr(p[4])])
-            .args(["--hadr-local", &Self::addr(p[5])])
-            .args(["--hadr-target-list", &Self::addr(p[2])])
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(file.try_clone()?)
-            .stderr(file);
-        self.standby = Some(proc::spawn(&mut c)?);
+        self.standby = Some(spawn_server(
+            &self.bin,
+            &self.standby_args(),
+            &self.standby_log(),
+        )?);
         Ok(())
     }
 
@@ -394,59 +461,7 @@ impl HadrPair {
 
     /// `hadr verify --node PRIMARY --node STANDBY`.
     pub fn run_verify(&self) -> StandbyCheck {
-        let mut c = Command::new(&self.bin);
-        c.arg("verify")
-            .args(["--node", &self.primary_admin()])
-            .args(["--node", &self.standby_admin()])
-            .args(["--timeout", "120s", "--json"])
-            .env("NO_COLOR", "1");
-        let out = match proc::run(&mut c, Duration::from_secs(180), "hadr verify") {
-            Ok(o) => o,
-            Err(e) => return StandbyCheck::Error(format!("{e:#}")),
-        };
-        let json: Option<Value> = out
-            .stdout
-            .lines()
-            .rev()
-            .find_map(|l| serde_json::from_str(l.trim()).ok());
-        let identical = json
-            .as_ref()
-            .and_then(|j| j.get("identical"))
-            .and_then(Value::as_bool);
-        let lsn = json.as_ref().and_then(|j| u64_at(j, "/lsn")).unwrap_or(0);
-        match (out.status.success(), identical) {
-            (true, Some(true)) => StandbyCheck::PagesIdentical { lsn },
-            (_, Some(false)) => StandbyCheck::Differ(format!(
-                "hadr verify exited with {}: {}",
-                out.status,
-                out.stdout.trim()
-            )),
-            _ => StandbyCheck::Error(format!(
-                "hadr verify exited with {}: {}",
-                out.status,
-                targets::strip_ansi(&out.message())
-            )),
-        }
-    }
-
-    fn findings(label: &str, path: &Path) -> Vec<String> {
-        let text = targets::strip_ansi(&std::fs::read_to_string(path).unwrap_or_default());
-        let odd: Vec<&str> = text
-            .lines()
-            .filter(|l| l.contains("panicked") || l.contains("ERROR") || l.contains(" WARN "))
-            .collect();
-        let mut out: Vec<String> = odd
-            .iter()
-            .take(10)
-            .map(|l| format!("{label}: {l}"))
-            .collect();
-        if odd.len() > 10 {
-            out.push(format!(
-                "{label}: ... and {} more such lines",
-                odd.len() - 10
-            ));
-        }
-        out
+        verify_nodes(&self.bin, &self.primary_admin(), &self.standby_admin())
     }
 }
 
@@ -494,8 +509,8 @@ impl Target for HadrPair {
     }
 
     fn log_findings(&self) -> Vec<String> {
-        let mut v = Self::findings("primary", &self.primary_log());
-        v.extend(Self::findings("standby", &self.standby_log()));
+        let mut v = log_findings("primary", &self.primary_log(), &[]);
+        v.extend(log_findings("standby", &self.standby_log(), &[]));
         v
     }
 

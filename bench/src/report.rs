@@ -1,9 +1,10 @@
 //! docs/benchmarks.md and its SVG plots.
 //!
-//! The program owns two sections of the document, each between two HTML
-//! comment markers: one under `## Single node`, one under `## Replication`.
-//! Each part of the program regenerates only its own section; anything else
-//! in the file is kept.
+//! The program owns three sections of the document, each between two HTML
+//! comment markers: one under `## Single node`, one under `## Replication`
+//! (both written here) and one under `## Takeover and rewind` (written by
+//! the takeover module). Each part of the program regenerates only its own
+//! section; anything else in the file is kept.
 
 use std::fmt::Write as _;
 use std::path::Path;

@@ -86,7 +86,11 @@ fn force_takeover(node: &Arc<Node>, peer_window_only: bool) -> (StatusCode, Stri
     node.stop_for(crate::node::Outcome::Promote(None));
     (
         StatusCode::OK,
-        format!("{{\"takeover\":\"promoting\",\"forced\":true,\"state\":\"{state:?}\",\"end_lsn\":{end}}}\n"),
+        // The same spelling as /status (REMOTE_CATCHUP_PENDING, ...).
+        format!(
+            "{}\n",
+            json!({"takeover": "promoting", "forced": true, "state": state, "end_lsn": end})
+        ),
     )
 }
 
