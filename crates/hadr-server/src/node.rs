@@ -706,18 +706,8 @@ pub async fn run(
         let _ = tokio::task::spawn_blocking(move || engine.close()).await;
         return Ok(Outcome::Reclone(from));
     }
-    let pg = TcpListener::bind(node.config.listen)
-        .await
-        .map_err(|e| NodeError::Bind {
-            addr: node.config.listen,
-            source: e,
-        })?;
-    let admin = TcpListener::bind(node.config.admin)
-        .await
-        .map_err(|e| NodeError::Bind {
-            addr: node.config.admin,
-            source: e,
-        })?;
+    let pg = bind(node.config.listen).await?;
+    let admin = bind(node.config.admin).await?;
     let bound = Bound {
         pg: pg.local_addr().map_err(|e| NodeError::Bind {
             addr: node.config.listen,
@@ -798,6 +788,13 @@ pub async fn run(
     Ok(next.unwrap_or(Outcome::Stopped))
 }
 
+/// Bind a listener, naming the address when it fails.
+async fn bind(addr: SocketAddr) -> Result<TcpListener, NodeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| NodeError::Bind { addr, source: e })
+}
+
 /// Start the replication tasks of the node's role.
 async fn start_replication(
     node: &Arc<Node>,
@@ -807,12 +804,7 @@ async fn start_replication(
     match &node.repl {
         Repl::None => Ok(vec![]),
         Repl::Primary { gate, end_tx } => {
-            let listener = TcpListener::bind(node.config.hadr_local)
-                .await
-                .map_err(|e| NodeError::Bind {
-                    addr: node.config.hadr_local,
-                    source: e,
-                })?;
+            let listener = bind(node.config.hadr_local).await?;
             let snap_node = node.clone();
             let ctx = Arc::new(hadr_replication::primary::PrimaryCtx {
                 engine: node.engine.clone(),
@@ -886,12 +878,7 @@ async fn start_replication(
             info!(primary = ?node.config.targets(), "HADR standby");
             // Primaries probe this port: the start-up rule needs to see a
             // standby, and fencing needs everyone's epoch.
-            let listener = TcpListener::bind(node.config.hadr_local)
-                .await
-                .map_err(|e| NodeError::Bind {
-                    addr: node.config.hadr_local,
-                    source: e,
-                })?;
+            let listener = bind(node.config.hadr_local).await?;
             Ok(vec![
                 tokio::spawn(hadr_replication::standby::answer_probes(
                     ctx.clone(),
