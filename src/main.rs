@@ -467,7 +467,9 @@ async fn serve(config: Config) -> Result<()> {
                 // before the promoted node captures its first transaction.
                 let (engine, _) = hadr_engine::Engine::open(&config.data, &config.log_config())?;
                 let end = end.unwrap_or_else(|| engine.log().end_lsn());
-                let c = engine.promote(end)?;
+                let known = engine.control();
+                let epoch = hadr_ha::epoch::next_epoch(known.epoch, known.highest_seen_epoch);
+                let c = engine.promote(end, epoch)?;
                 engine.close()?;
                 drop(engine);
                 tracing::info!(epoch = c.epoch, start_lsn = end, "promoted to primary");

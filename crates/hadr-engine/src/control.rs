@@ -16,14 +16,7 @@ pub const CONTROL_FORMAT_VERSION: u32 = 1;
 /// Name of the control file inside a data directory.
 pub const CONTROL_FILE: &str = "control.json";
 
-/// One primary term: from `start_lsn` on, records carry `epoch`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EpochStart {
-    /// The term number.
-    pub epoch: u64,
-    /// First LSN written in this term.
-    pub start_lsn: Lsn,
-}
+pub use hadr_log::EpochStart;
 
 /// What a node is in its cluster.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

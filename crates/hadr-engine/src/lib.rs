@@ -385,19 +385,29 @@ impl Engine {
     /// `end`, the old primary's last LSN. Call right after [`Engine::open`],
     /// whose recovery ends with a truncating checkpoint: the WAL is then
     /// empty, so replayed frames can never be captured as new transactions.
-    pub fn promote(&self, end: Lsn) -> Result<Control, EngineError> {
+    pub fn promote(&self, end: Lsn, epoch: u64) -> Result<Control, EngineError> {
         if self.log.end_lsn() != end {
             return Err(EngineError::Apply(format!(
                 "cannot promote at LSN {end}: this node's log ends at {}",
                 self.log.end_lsn()
             )));
         }
+        let c = self.control();
+        // The epoch is chosen by the HA rules (hadr-ha's `epoch::next_epoch`);
+        // the engine only refuses one that would reuse a known term.
+        if epoch <= c.epoch.max(c.highest_seen_epoch)
+            || c.epoch_history.last().is_some_and(|e| e.start_lsn > end)
+        {
+            return Err(EngineError::Apply(format!(
+                "cannot promote into epoch {epoch} at LSN {end}: this node knows epoch {} (highest seen {}) and its history {:?}",
+                c.epoch, c.highest_seen_epoch, c.epoch_history
+            )));
+        }
         lock(&self.capture).reset();
         self.update_control(|c| {
             c.role = Role::Primary;
-            // Above every epoch this node has heard of (hadr-replication's
-            // `takeover::next_epoch`): no two primaries share an epoch.
-            c.epoch = c.epoch.max(c.highest_seen_epoch) + 1;
+            c.epoch = epoch;
+            c.highest_seen_epoch = c.highest_seen_epoch.max(epoch);
             c.epoch_history.push(EpochStart {
                 epoch: c.epoch,
                 start_lsn: end,

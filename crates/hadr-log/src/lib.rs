@@ -16,11 +16,13 @@
 //! zero tail behind. The record and segment header formats are the same as before
 //! preallocation, and logs written before it open unchanged.
 
+mod epoch;
 mod error;
 mod log;
 mod record;
 mod segment;
 
+pub use crate::epoch::EpochStart;
 pub use crate::error::{LogError, RecordError};
 pub use crate::log::{
     verify_dir, FlushMode, Log, LogConfig, LogReader, LogStats, OpenReport, VerifyReport,

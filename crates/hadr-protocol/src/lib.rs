@@ -4,10 +4,16 @@
 //! A frame is `[len u32][type u8][body][crc32c u32]`, big-endian, where `len`
 //! counts type, body and CRC. The first message on a connection is a
 //! [`Hello`] carrying [`PROTOCOL_VERSION`]; a peer speaking another version is
-//! refused with a [`Refuse`] naming both versions, never misread.
+//! refused with a [`Refuse`] naming both versions, never misread. That one
+//! refusal keeps the version-2 layout (reason only), so that an older peer
+//! can read why; every other refusal carries a [`RefuseCode`] that the
+//! receiving side acts on (rewind, re-clone, give up) without reading text.
+
+pub use hadr_log::EpochStart;
 
 /// Version of this protocol. Bump on any incompatible change.
-pub const PROTOCOL_VERSION: u16 = 2;
+/// 3: refusals carry a [`RefuseCode`].
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Largest frame accepted (records are batched below this).
 pub const MAX_FRAME: usize = 64 << 20;
@@ -48,15 +54,6 @@ pub enum PeerRole {
     Cloner,
 }
 
-/// One entry of an epoch history.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct EpochEntry {
-    /// Epoch number.
-    pub epoch: u64,
-    /// First LSN of that epoch.
-    pub start_lsn: u64,
-}
-
 /// First message of each side.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Hello {
@@ -69,18 +66,86 @@ pub struct Hello {
     /// Sender's current epoch.
     pub epoch: u64,
     /// Sender's epoch history.
-    pub epoch_history: Vec<EpochEntry>,
+    pub epoch_history: Vec<EpochStart>,
     /// Standby: the LSN it wants records from (its log end). Primary: its log end.
     pub lsn: u64,
     /// Sender's replication address as configured (matches hadr_target_list entries).
     pub address: String,
 }
 
+/// What kind of refusal: the receiver decides on this, never on the text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RefuseCode {
+    /// The peers speak different protocol versions.
+    Version,
+    /// The peers hold different databases.
+    OtherDatabase,
+    /// The standby is not in the primary's `hadr_target_list`.
+    NotListed,
+    /// The primary learnt from this very handshake that it was superseded.
+    Superseded,
+    /// The standby's log has records the primary never had: rewind it.
+    NeedsRewind,
+    /// The primary no longer keeps the log the standby needs: re-clone it.
+    NeedsClone,
+    /// The peer asked for something this node cannot serve in its role
+    /// (a standby asked for a clone, a node that is not a primary asked to stream).
+    WrongRole,
+    /// A graceful takeover was refused; the pair goes on as before.
+    TakeoverRefused,
+    /// Anything else (the reason says what).
+    Other,
+}
+
+impl RefuseCode {
+    fn to_u8(self) -> u8 {
+        match self {
+            RefuseCode::Version => 1,
+            RefuseCode::OtherDatabase => 2,
+            RefuseCode::NotListed => 3,
+            RefuseCode::Superseded => 4,
+            RefuseCode::NeedsRewind => 5,
+            RefuseCode::NeedsClone => 6,
+            RefuseCode::WrongRole => 7,
+            RefuseCode::TakeoverRefused => 8,
+            RefuseCode::Other => 255,
+        }
+    }
+
+    /// Unknown codes (a newer peer) read as [`RefuseCode::Other`]: the
+    /// reason text still reaches the log.
+    fn from_u8(b: u8) -> RefuseCode {
+        match b {
+            1 => RefuseCode::Version,
+            2 => RefuseCode::OtherDatabase,
+            3 => RefuseCode::NotListed,
+            4 => RefuseCode::Superseded,
+            5 => RefuseCode::NeedsRewind,
+            6 => RefuseCode::NeedsClone,
+            7 => RefuseCode::WrongRole,
+            8 => RefuseCode::TakeoverRefused,
+            _ => RefuseCode::Other,
+        }
+    }
+}
+
 /// A refusal, sent before closing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refuse {
+    /// What kind.
+    pub code: RefuseCode,
     /// Why, for both sides' logs.
     pub reason: String,
+}
+
+impl Refuse {
+    /// A refusal of this kind.
+    pub fn new(code: RefuseCode, reason: impl Into<String>) -> Refuse {
+        Refuse {
+            code,
+            reason: reason.into(),
+        }
+    }
 }
 
 /// Every message.
@@ -122,7 +187,7 @@ pub enum Message {
         /// Database id.
         database_id: String,
         /// Epoch history.
-        epoch_history: Vec<EpochEntry>,
+        epoch_history: Vec<EpochStart>,
         /// Epoch.
         epoch: u64,
         /// The snapshot is the state after every record below this LSN.
@@ -172,6 +237,7 @@ const T_CLONE_END: u8 = 9;
 const T_TAKEOVER_REQUEST: u8 = 10;
 const T_TAKEOVER_READY: u8 = 11;
 const T_REWIND_REQUEST: u8 = 12;
+const T_REFUSE_CODED: u8 = 13;
 
 struct W(Vec<u8>);
 impl W {
@@ -194,7 +260,7 @@ impl W {
     fn str(&mut self, s: &str) {
         self.bytes(s.as_bytes());
     }
-    fn history(&mut self, h: &[EpochEntry]) {
+    fn history(&mut self, h: &[EpochStart]) {
         self.u32(h.len() as u32);
         for e in h {
             self.u64(e.epoch);
@@ -240,7 +306,7 @@ impl<'a> R<'a> {
     fn str(&mut self) -> Result<String, ProtocolError> {
         String::from_utf8(self.bytes()?).map_err(|_| ProtocolError::Malformed(self.what))
     }
-    fn history(&mut self) -> Result<Vec<EpochEntry>, ProtocolError> {
+    fn history(&mut self) -> Result<Vec<EpochStart>, ProtocolError> {
         let n = self.u32()? as usize;
         // Each entry is 16 bytes: refuse counts the body cannot hold before allocating.
         if n > self.b.len() / 16 {
@@ -248,7 +314,7 @@ impl<'a> R<'a> {
         }
         (0..n)
             .map(|_| {
-                Ok(EpochEntry {
+                Ok(EpochStart {
                     epoch: self.u64()?,
                     start_lsn: self.u64()?,
                 })
@@ -288,8 +354,14 @@ impl Message {
                 w.u64(h.lsn);
                 w.str(&h.address);
             }
-            Message::Refuse(r) => {
+            // The version refusal keeps version 2's layout so older peers read it.
+            Message::Refuse(r) if r.code == RefuseCode::Version => {
                 w.u8(T_REFUSE);
+                w.str(&r.reason);
+            }
+            Message::Refuse(r) => {
+                w.u8(T_REFUSE_CODED);
+                w.u8(r.code.to_u8());
                 w.str(&r.reason);
             }
             Message::Records { start_lsn, bytes } => {
@@ -415,7 +487,20 @@ impl Message {
                 };
                 let reason = r.str()?;
                 r.end()?;
-                Message::Refuse(Refuse { reason })
+                // Only a version refusal uses this layout since version 3;
+                // before, an older peer can refuse nothing else (its Hello
+                // check runs first).
+                Message::Refuse(Refuse::new(RefuseCode::Version, reason))
+            }
+            T_REFUSE_CODED => {
+                let mut r = R {
+                    b: body,
+                    what: "Refuse",
+                };
+                let code = RefuseCode::from_u8(r.u8()?);
+                let reason = r.str()?;
+                r.end()?;
+                Message::Refuse(Refuse { code, reason })
             }
             T_RECORDS => {
                 let mut r = R {
@@ -537,22 +622,60 @@ impl Message {
     }
 }
 
+/// Why two Hellos do not fit together.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HelloMismatch {
+    /// Different protocol versions.
+    #[error("peer {peer} speaks replication protocol version {theirs}, this node speaks {ours}; run the same hadr version on both")]
+    Version {
+        /// The peer's address.
+        peer: String,
+        /// Its version.
+        theirs: u16,
+        /// Ours.
+        ours: u16,
+    },
+    /// Different databases.
+    #[error("peer {peer} holds database {theirs}, this node holds {ours}; a standby must be cloned from its primary")]
+    OtherDatabase {
+        /// The peer's address.
+        peer: String,
+        /// Its database id.
+        theirs: String,
+        /// Ours.
+        ours: String,
+    },
+}
+
+impl HelloMismatch {
+    /// The refusal to send for it.
+    pub fn refuse(&self) -> Refuse {
+        let code = match self {
+            HelloMismatch::Version { .. } => RefuseCode::Version,
+            HelloMismatch::OtherDatabase { .. } => RefuseCode::OtherDatabase,
+        };
+        Refuse::new(code, self.to_string())
+    }
+}
+
 /// Check a peer's Hello against ours: same protocol version, same database.
-pub fn check_hello(ours: &Hello, theirs: &Hello) -> Result<(), String> {
+pub fn check_hello(ours: &Hello, theirs: &Hello) -> Result<(), HelloMismatch> {
     if theirs.version != ours.version {
-        return Err(format!(
-            "peer {} speaks replication protocol version {}, this node speaks {}; run the same hadr version on both",
-            theirs.address, theirs.version, ours.version
-        ));
+        return Err(HelloMismatch::Version {
+            peer: theirs.address.clone(),
+            theirs: theirs.version,
+            ours: ours.version,
+        });
     }
     if !ours.database_id.is_empty()
         && !theirs.database_id.is_empty()
         && theirs.database_id != ours.database_id
     {
-        return Err(format!(
-            "peer {} holds database {}, this node holds {}; a standby must be cloned from its primary",
-            theirs.address, theirs.database_id, ours.database_id
-        ));
+        return Err(HelloMismatch::OtherDatabase {
+            peer: theirs.address.clone(),
+            theirs: theirs.database_id.clone(),
+            ours: ours.database_id.clone(),
+        });
     }
     Ok(())
 }
@@ -569,11 +692,11 @@ mod tests {
             database_id: "db".into(),
             epoch: 3,
             epoch_history: vec![
-                EpochEntry {
+                EpochStart {
                     epoch: 1,
                     start_lsn: 0,
                 },
-                EpochEntry {
+                EpochStart {
                     epoch: 3,
                     start_lsn: 77,
                 },
@@ -586,9 +709,8 @@ mod tests {
     fn samples() -> Vec<Message> {
         vec![
             Message::Hello(hello()),
-            Message::Refuse(Refuse {
-                reason: "no".into(),
-            }),
+            Message::Refuse(Refuse::new(RefuseCode::NeedsClone, "no")),
+            Message::Refuse(Refuse::new(RefuseCode::Version, "old")),
             Message::Records {
                 start_lsn: 99,
                 bytes: vec![1, 2, 3],
@@ -639,21 +761,35 @@ mod tests {
         for v in [PROTOCOL_VERSION - 1, PROTOCOL_VERSION + 1] {
             let mut other = hello();
             other.version = v;
-            assert!(check_hello(&hello(), &other)
-                .unwrap_err()
-                .contains(&format!("version {v}")));
+            let e = check_hello(&hello(), &other).unwrap_err();
+            assert!(e.to_string().contains(&format!("version {v}")));
+            assert_eq!(e.refuse().code, RefuseCode::Version);
         }
         let mut other = hello();
         other.database_id = "another".into();
-        assert!(check_hello(&hello(), &other)
-            .unwrap_err()
-            .contains("another"));
+        let e = check_hello(&hello(), &other).unwrap_err();
+        assert!(e.to_string().contains("another"));
+        assert_eq!(e.refuse().code, RefuseCode::OtherDatabase);
         assert!(check_hello(&hello(), &hello()).is_ok());
+    }
+
+    /// A version-2 peer decodes a Refuse as a bare reason string and rejects
+    /// trailing bytes: the version refusal must keep exactly that layout.
+    #[test]
+    fn the_version_refusal_is_readable_by_a_version_2_peer() {
+        let b = Message::Refuse(Refuse::new(RefuseCode::Version, "speak 3")).encode();
+        let body = &b[5..b.len() - 4];
+        assert_eq!(b[4], T_REFUSE);
+        assert_eq!(&body[..4], &7u32.to_be_bytes());
+        assert_eq!(&body[4..], b"speak 3");
+        // Every other refusal carries its code.
+        let b = Message::Refuse(Refuse::new(RefuseCode::NeedsRewind, "x")).encode();
+        assert_eq!(b[4], T_REFUSE_CODED);
     }
 
     proptest! {
         #[test]
-        fn any_flipped_bit_is_detected(i in 0usize..12, bit in 0usize..10_000) {
+        fn any_flipped_bit_is_detected(i in 0usize..13, bit in 0usize..10_000) {
             let b = samples()[i].encode();
             let bit = bit % (b.len() * 8);
             let mut c = b.clone();
@@ -662,7 +798,7 @@ mod tests {
         }
 
         #[test]
-        fn any_truncation_is_incomplete(i in 0usize..12, cut in 0usize..10_000) {
+        fn any_truncation_is_incomplete(i in 0usize..13, cut in 0usize..10_000) {
             let b = samples()[i].encode();
             let cut = cut % b.len();
             prop_assert!(matches!(Message::decode(&b[..cut]), Err(ProtocolError::Incomplete(_))));

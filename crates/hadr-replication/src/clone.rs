@@ -45,7 +45,7 @@ pub async fn serve(
     let control = ctx.engine.control();
     // Pages are read on a blocking thread inside the snapshot's read transaction.
     let producer = tokio::task::spawn_blocking(move || -> Result<(), String> {
-        let (conn, lsn) = snapshot()?;
+        let (conn, lsn) = snapshot().map_err(|e| e.to_string())?;
         let page_size: u32 = conn
             .query_row("PRAGMA page_size", [], |r| r.get(0))
             .map_err(|e| e.to_string())?;
@@ -54,7 +54,7 @@ pub async fn serve(
             .map_err(|e| e.to_string())?;
         let start = Message::CloneStart {
             database_id: control.database_id.clone(),
-            epoch_history: crate::epoch_entries(&control),
+            epoch_history: control.epoch_history.clone(),
             epoch: control.epoch,
             lsn,
             page_size,
@@ -111,9 +111,10 @@ pub async fn serve(
         Ok(Err(e)) => {
             let _ = writer
                 .send(
-                    &Message::Refuse(hadr_protocol::Refuse {
-                        reason: format!("snapshot failed: {e}"),
-                    }),
+                    &Message::Refuse(hadr_protocol::Refuse::new(
+                        hadr_protocol::RefuseCode::Other,
+                        format!("snapshot failed: {e}"),
+                    )),
                     ctx.timeout,
                 )
                 .await;
@@ -185,7 +186,7 @@ pub async fn clone_from(
         Message::Refuse(r) => return Err(CloneError::Refused(r.reason)),
         _ => return Err(CloneError::Refused("unexpected answer to Hello".into())),
     };
-    check_hello(&ours, &theirs).map_err(CloneError::Refused)?;
+    check_hello(&ours, &theirs).map_err(|e| CloneError::Refused(e.to_string()))?;
     writer.send(&Message::CloneRequest, timeout).await?;
     let (database_id, epoch_history, epoch, lsn, page_size, pages) =
         match reader.next(timeout * 4).await? {
@@ -238,13 +239,7 @@ pub async fn clone_from(
         .map_err(|e| CloneError::Io(format!("renaming {}: {e}", tmp.display())))?;
     let mut control = Control::new(database_id);
     control.epoch = epoch;
-    control.epoch_history = epoch_history
-        .iter()
-        .map(|e| EpochStart {
-            epoch: e.epoch,
-            start_lsn: e.start_lsn,
-        })
-        .collect();
+    control.epoch_history = epoch_history;
     if control.epoch_history.is_empty() {
         control.epoch_history = vec![EpochStart {
             epoch,

@@ -7,30 +7,15 @@
 //! - [`standby`]: the receiver and the replay loop of a standby.
 //! - [`clone`]: copying a running primary into a new standby.
 //! - [`rewind`]: bringing a diverged old primary back in line with the new one.
-//! - [`takeover`]: the pure rules of forced takeover, fencing and rejoin.
 
 pub mod clone;
-pub mod gate;
-pub mod pair;
 pub mod primary;
 pub mod rewind;
 pub mod standby;
-pub mod takeover;
+pub mod standbys;
 pub mod wire;
 
-pub use gate::CommitGate;
-pub use pair::{Action, Event, Gate, Pair, PairConfig, PairState, SyncMode};
-
-/// A control file's epoch history in protocol form.
-pub fn epoch_entries(c: &hadr_engine::Control) -> Vec<hadr_protocol::EpochEntry> {
-    c.epoch_history
-        .iter()
-        .map(|e| hadr_protocol::EpochEntry {
-            epoch: e.epoch,
-            start_lsn: e.start_lsn,
-        })
-        .collect()
-}
+pub use standbys::Standbys;
 
 /// This node's handshake, from its control file and log end.
 pub fn hello(
@@ -42,7 +27,7 @@ pub fn hello(
     hadr_protocol::Hello {
         version: hadr_protocol::PROTOCOL_VERSION,
         role,
-        epoch_history: epoch_entries(&c),
+        epoch_history: c.epoch_history.clone(),
         database_id: c.database_id,
         epoch: c.epoch,
         lsn: engine.log().end_lsn(),

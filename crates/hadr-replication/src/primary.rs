@@ -5,31 +5,47 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hadr_engine::Engine;
-use hadr_protocol::{check_hello, Hello, Message, PeerRole, Refuse};
+use hadr_ha::admission::{admit, check_listed, PrimarySide, StandbySide};
+use hadr_ha::handover::{self, Handover, HandoverFailure};
+use hadr_ha::{Action, Event, GuardAction, GuardEvent, PairState};
+use hadr_protocol::{check_hello, Hello, Message, PeerRole, Refuse, RefuseCode};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::gate::CommitGate;
 use crate::now_micros;
-use crate::pair::{Action, Event, PairState};
-use crate::takeover::{rejoin, GuardAction, GuardEvent, Rejoin};
+use crate::standbys::Standbys;
 use crate::wire::{Reader, WireError, Writer};
+
+/// Why a snapshot for a clone or rewind could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// The engine failed.
+    #[error(transparent)]
+    Engine(#[from] hadr_engine::EngineError),
+    /// SQLite failed.
+    #[error(transparent)]
+    Sql(#[from] rusqlite::Error),
+    /// The write lock was not granted.
+    #[error("write lock: {0}")]
+    WriteLock(String),
+}
 
 /// Takes a consistent snapshot for a clone: a connection inside a read
 /// transaction and the LSN its state corresponds to.
-pub type SnapshotFn = Arc<dyn Fn() -> Result<(rusqlite::Connection, u64), String> + Send + Sync>;
+pub type SnapshotFn =
+    Arc<dyn Fn() -> Result<(rusqlite::Connection, u64), SnapshotError> + Send + Sync>;
 
-/// What a graceful takeover asks of the primary node.
+/// What a graceful takeover asks of the primary node; the order of the
+/// calls is decided by `hadr_ha::handover`.
 pub trait TakeoverHooks: Send + Sync {
-    /// End client sessions, take the write gate for good, make everything
+    /// End client sessions, take the write lock for good, make everything
     /// durable; return the final log end.
-    fn stop_writes(&self) -> Result<u64, String>;
+    fn stop_writes(&self) -> Result<u64, HandoverFailure>;
     /// The takeover failed: accept writes again.
     fn resume_writes(&self);
-    /// Record the standby role durably. Done before the standby is told to
-    /// promote: a crash after it can leave two standbys, never two primaries.
-    fn mark_standby(&self) -> Result<(), String>;
+    /// Record the standby role durably.
+    fn mark_standby(&self) -> Result<(), HandoverFailure>;
     /// The standby was not told after all: record the primary role again.
     fn unmark_standby(&self);
     /// The standby has been told: restart as a standby of it.
@@ -40,8 +56,8 @@ pub trait TakeoverHooks: Send + Sync {
 pub struct PrimaryCtx {
     /// The database and log.
     pub engine: Arc<Engine>,
-    /// The commit gate over all standbys.
-    pub gate: Arc<CommitGate>,
+    /// The standbys and the commits waiting for them.
+    pub standbys: Arc<Standbys>,
     /// Log end, updated after every capture.
     pub end: watch::Receiver<u64>,
     /// This node's replication address (as in the standbys' target lists).
@@ -97,12 +113,12 @@ pub async fn serve(ctx: Arc<PrimaryCtx>, listener: TcpListener) {
 async fn tick_disconnected(ctx: Arc<PrimaryCtx>) {
     loop {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        for (i, s) in ctx.gate.slots().iter().enumerate() {
+        for (i, s) in ctx.standbys.slots().iter().enumerate() {
             if matches!(
                 s.pair.state,
                 PairState::RemoteCatchupPending | PairState::DisconnectedPeer
             ) {
-                for a in ctx.gate.step(
+                for a in ctx.standbys.step(
                     i,
                     Event::Tick {
                         now: now_micros(),
@@ -127,7 +143,7 @@ async fn probe_targets(ctx: Arc<PrimaryCtx>) {
     // The first round is awaited as a whole: a primary started with --force
     // writes only once every listed peer had its chance to report a newer epoch.
     let first: Vec<_> = ctx
-        .gate
+        .standbys
         .slots()
         .iter()
         .map(|s| spawn_probe(&ctx, s.address.clone()))
@@ -139,7 +155,7 @@ async fn probe_targets(ctx: Arc<PrimaryCtx>) {
     loop {
         tokio::time::sleep(every).await;
         let idle: Vec<String> = ctx
-            .gate
+            .standbys
             .slots()
             .iter()
             // Disconnected, with or without a peer window: exactly when the
@@ -201,10 +217,11 @@ async fn handle(ctx: Arc<PrimaryCtx>, stream: TcpStream) -> Result<(), WireError
         ));
     };
     let ours = ctx.hello();
-    let refuse = |reason: String| Message::Refuse(Refuse { reason });
-    if let Err(reason) = check_hello(&ours, &theirs) {
-        warn!(peer = %theirs.address, %reason, "refusing replication peer");
-        writer.send(&refuse(reason), ctx.timeout).await?;
+    if let Err(mismatch) = check_hello(&ours, &theirs) {
+        warn!(peer = %theirs.address, reason = %mismatch, "refusing replication peer");
+        writer
+            .send(&Message::Refuse(mismatch.refuse()), ctx.timeout)
+            .await?;
         return Ok(());
     }
     match theirs.role {
@@ -224,15 +241,21 @@ async fn handle(ctx: Arc<PrimaryCtx>, stream: TcpStream) -> Result<(), WireError
             Ok(())
         }
         PeerRole::Standby => {
-            let Some(slot) = ctx.gate.slot_for(&theirs.address) else {
-                let reason = format!(
-                    "standby {} is not in this primary's hadr_target_list",
-                    theirs.address
-                );
-                warn!(%reason);
-                writer.send(&refuse(reason), ctx.timeout).await?;
-                return Ok(());
+            let slot = ctx.standbys.slot_for(&theirs.address);
+            let standby = StandbySide {
+                address: &theirs.address,
+                epoch: theirs.epoch,
+                history: &theirs.epoch_history,
+                lsn: theirs.lsn,
             };
+            if let Err(refusal) = check_listed(&standby, slot.is_some()) {
+                warn!(reason = %refusal, "refusing replication peer");
+                writer
+                    .send(&Message::Refuse(refusal.refuse()), ctx.timeout)
+                    .await?;
+                return Ok(());
+            }
+            let Some(slot) = slot else { return Ok(()) };
             let actions = (ctx.on_peer)(GuardEvent::StandbyConnected {
                 epoch: theirs.epoch,
                 address: theirs.address.clone(),
@@ -242,38 +265,34 @@ async fn handle(ctx: Arc<PrimaryCtx>, stream: TcpStream) -> Result<(), WireError
                 .find(|a| matches!(a, GuardAction::Fence { .. }))
             {
                 let reason = format!("this primary was superseded ({reason}); it stops writing and rejoins as a standby");
-                writer.send(&refuse(reason), ctx.timeout).await?;
-                return Ok(());
-            }
-            if let Rejoin::Rewind { divergence } = rejoin(
-                theirs.epoch,
-                &theirs.epoch_history,
-                theirs.lsn,
-                ours.epoch,
-                &ours.epoch_history,
-            ) {
-                let reason = format!(
-                    "standby's log runs to LSN {} past LSN {divergence}, where this primary's history departs from it: it diverged; needs rewind",
-                    theirs.lsn
-                );
-                ctx.gate.note_error(slot, reason.clone());
-                writer.send(&refuse(reason), ctx.timeout).await?;
+                writer
+                    .send(
+                        &Message::Refuse(Refuse::new(RefuseCode::Superseded, reason)),
+                        ctx.timeout,
+                    )
+                    .await?;
                 return Ok(());
             }
             let log = ctx.engine.log();
-            if theirs.lsn < log.start_lsn() || theirs.lsn > log.end_lsn() {
-                let reason = if theirs.lsn < log.start_lsn() {
-                    format!("standby needs log from LSN {} but the primary keeps it only from {}: needs clone", theirs.lsn, log.start_lsn())
-                } else {
-                    format!("standby's log ends at LSN {}, beyond the primary's {}: its log diverged; it must be rewound or re-cloned", theirs.lsn, log.end_lsn())
-                };
-                ctx.gate.note_error(slot, reason.clone());
-                writer.send(&refuse(reason), ctx.timeout).await?;
-                return Ok(());
-            }
+            let primary = PrimarySide {
+                epoch: ours.epoch,
+                history: &ours.epoch_history,
+                log_start: log.start_lsn(),
+                log_end: log.end_lsn(),
+            };
+            let from = match admit(&primary, &standby) {
+                Ok(from) => from,
+                Err(refusal) => {
+                    ctx.standbys.note_error(slot, refusal.to_string());
+                    writer
+                        .send(&Message::Refuse(refusal.refuse()), ctx.timeout)
+                        .await?;
+                    return Ok(());
+                }
+            };
             writer.send(&Message::Hello(ours), ctx.timeout).await?;
-            info!(standby = %theirs.address, from_lsn = theirs.lsn, "standby connected");
-            stream_to(ctx, slot, theirs.lsn, reader, writer).await
+            info!(standby = %theirs.address, from_lsn = from, "standby connected");
+            stream_to(ctx, slot, from, reader, writer).await
         }
     }
 }
@@ -295,7 +314,7 @@ async fn stream_to(
         }
         actions
     };
-    report(ctx.gate.step(
+    report(ctx.standbys.step(
         slot,
         Event::Connected {
             now: now_micros(),
@@ -305,13 +324,13 @@ async fn stream_to(
     // Acks and heartbeats from the standby.
     let (lost_tx, mut lost_rx) = tokio::sync::oneshot::channel::<String>();
     let (takeover_tx, mut takeover_rx) = tokio::sync::mpsc::channel::<()>(1);
-    let gate = ctx.gate.clone();
+    let standbys = ctx.standbys.clone();
     let timeout = ctx.timeout;
     let acks = tokio::spawn(async move {
         loop {
             match reader.next(timeout * 2).await {
                 Ok(Message::TakeoverRequest) => {
-                    gate.step(slot, Event::Heard { now: now_micros() });
+                    standbys.step(slot, Event::Heard { now: now_micros() });
                     let _ = takeover_tx.try_send(());
                 }
                 Ok(Message::Ack {
@@ -319,7 +338,7 @@ async fn stream_to(
                     flushed,
                     replayed,
                 }) => {
-                    gate.step(
+                    standbys.step(
                         slot,
                         Event::Ack {
                             now: now_micros(),
@@ -330,7 +349,7 @@ async fn stream_to(
                     );
                 }
                 Ok(_) => {
-                    gate.step(slot, Event::Heard { now: now_micros() });
+                    standbys.step(slot, Event::Heard { now: now_micros() });
                 }
                 Err(e) => {
                     let _ = lost_tx.send(e.to_string());
@@ -365,10 +384,10 @@ async fn stream_to(
                 break Err(e.to_string());
             }
             pos = next;
-            ctx.gate.step(slot, Event::Sent { lsn: pos });
+            ctx.standbys.step(slot, Event::Sent { lsn: pos });
             continue;
         }
-        report(ctx.gate.step(
+        report(ctx.standbys.step(
             slot,
             Event::CaughtUp {
                 now: now_micros(),
@@ -383,7 +402,7 @@ async fn stream_to(
             }
             _ = tick.tick() => {
                 let mut stop = None;
-                for a in report(ctx.gate.step(slot, Event::Tick { now: now_micros(), oldest_commit_wait_since: None })) {
+                for a in report(ctx.standbys.step(slot, Event::Tick { now: now_micros(), oldest_commit_wait_since: None })) {
                     match a {
                         Action::Heartbeat { peer_window_end } => {
                             let hb = Message::Heartbeat { now_micros: now_micros(), end_lsn: pos, peer_window_end_micros: peer_window_end };
@@ -391,7 +410,7 @@ async fn stream_to(
                                 stop = Some(e.to_string());
                             }
                         }
-                        Action::Disconnect { reason } => stop = Some(reason),
+                        Action::Disconnect { reason } => stop = Some(reason.to_string()),
                         _ => {}
                     }
                 }
@@ -405,10 +424,11 @@ async fn stream_to(
             Some(()) = takeover_rx.recv() => {
                 match hand_over(&ctx, slot, pos, &mut writer).await {
                     Ok(()) => break Ok(()),
-                    Err(reason) => {
-                        warn!(%reason, "takeover refused");
-                        let _ = writer.send(&Message::Refuse(Refuse { reason: format!("takeover refused: {reason}") }), ctx.timeout).await;
-                        break Err(reason);
+                    Err(failure) => {
+                        warn!(reason = %failure, "takeover refused");
+                        let refuse = Refuse::new(RefuseCode::TakeoverRefused, format!("takeover refused: {failure}"));
+                        let _ = writer.send(&Message::Refuse(refuse), ctx.timeout).await;
+                        break Err(failure.to_string());
                     }
                 }
             }
@@ -417,10 +437,10 @@ async fn stream_to(
     acks.abort();
     if let Err(reason) = &result {
         warn!(slot, %reason, "standby connection lost");
-        ctx.gate.note_error(slot, reason.clone());
+        ctx.standbys.note_error(slot, reason.clone());
     }
     // A Disconnect action already moved the pair; a socket error moves it here.
-    report(ctx.gate.step(
+    report(ctx.standbys.step(
         slot,
         Event::Lost {
             now: now_micros(),
@@ -430,96 +450,129 @@ async fn stream_to(
     Ok(())
 }
 
-/// Graceful takeover, primary side: stop writes, ship the rest, wait until
-/// the standby has it on disk, tell it, and become a standby. On any failure
-/// before the last step, writes resume and nothing changed.
+/// Graceful takeover, primary side: carry out `hadr_ha::handover`'s steps.
+/// On any failure before the standby is told, writes resume and nothing changed.
 async fn hand_over(
     ctx: &Arc<PrimaryCtx>,
     slot: usize,
-    mut pos: u64,
+    pos: u64,
     writer: &mut Writer,
-) -> Result<(), String> {
-    let pair = ctx.gate.slots().get(slot).map(|s| s.pair.clone());
-    let state = pair.as_ref().map(|p| p.state);
-    // SUPERASYNC never reaches PEER (DB2): there a connected standby in
-    // REMOTE_CATCHUP may take over; the gap is shipped below like any tail.
-    let superasync = pair.as_ref().map(|p| p.config().mode) == Some(crate::SyncMode::Superasync);
-    let allowed =
-        state == Some(PairState::Peer) || (superasync && state == Some(PairState::RemoteCatchup));
-    if !allowed {
-        return Err(format!(
-            "a graceful takeover needs the pair in PEER (or REMOTE_CATCHUP with SUPERASYNC); it is {state:?}"
-        ));
-    }
-    info!(slot, "takeover requested: stopping writes");
-    let hooks = ctx.takeover.clone();
-    let end = tokio::task::spawn_blocking(move || hooks.stop_writes())
-        .await
-        .map_err(|e| e.to_string())??;
-    let result: Result<(), String> = async {
-        while pos < end {
-            let log = ctx.engine.log().clone();
-            let (bytes, next) =
-                tokio::task::spawn_blocking(move || log.read_raw(pos, end, 4 << 20))
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| e.to_string())?;
-            writer
-                .send(
-                    &Message::Records {
-                        start_lsn: pos,
-                        bytes,
-                    },
-                    ctx.timeout,
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-            pos = next;
-        }
-        let deadline = tokio::time::Instant::now() + ctx.timeout * 4;
-        while ctx
-            .gate
-            .slots()
-            .get(slot)
-            .map(|s| s.pair.flushed)
-            .unwrap_or(0)
-            < end
-        {
-            if tokio::time::Instant::now() > deadline {
-                return Err(format!(
-                    "the standby did not confirm LSN {end} on disk in time"
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+) -> Result<(), HandoverFailure> {
+    let pair = ctx.standbys.slots().get(slot).map(|s| s.pair.clone());
+    let Some(pair) = pair else {
+        return Err(HandoverFailure::Ship("the standby's slot is gone".into()));
+    };
+    let flush_wait = ctx.timeout * 4;
+    let mut machine = Handover::new(flush_wait.as_micros() as u64);
+    let mut todo = std::collections::VecDeque::from(machine.step(handover::Input::Requested {
+        state: pair.state,
+        mode: pair.config().mode,
+        sent: pos,
+    }));
+    info!(slot, "takeover requested");
+    while let Some(action) = todo.pop_front() {
         let hooks = ctx.takeover.clone();
-        tokio::task::spawn_blocking(move || hooks.mark_standby())
-            .await
-            .map_err(|e| e.to_string())??;
-        if let Err(e) = writer
-            .send(&Message::TakeoverReady { end_lsn: end }, ctx.timeout)
-            .await
-        {
-            let hooks = ctx.takeover.clone();
-            let _ = tokio::task::spawn_blocking(move || hooks.unmark_standby()).await;
-            return Err(e.to_string());
-        }
-        Ok(())
+        let input = match action {
+            handover::Action::StopWrites => {
+                match tokio::task::spawn_blocking(move || hooks.stop_writes()).await {
+                    Ok(Ok(end)) => handover::Input::WritesStopped {
+                        end,
+                        now: now_micros(),
+                    },
+                    Ok(Err(f)) => handover::Input::Failed(f),
+                    Err(e) => handover::Input::Failed(HandoverFailure::StopWrites(e.to_string())),
+                }
+            }
+            handover::Action::Ship { from, to } => match ship(ctx, writer, from, to).await {
+                Ok(next) => handover::Input::Shipped {
+                    to: next,
+                    now: now_micros(),
+                },
+                Err(e) => handover::Input::Failed(HandoverFailure::Ship(e)),
+            },
+            handover::Action::AwaitFlushed => {
+                let flushed =
+                    |g: &Standbys| g.slots().get(slot).map(|s| s.pair.flushed).unwrap_or(0);
+                let acked = ctx.standbys.acked();
+                tokio::pin!(acked);
+                acked.as_mut().enable();
+                if flushed(&ctx.standbys) < pair_end(&machine) {
+                    // An ack wakes this at once; the timeout only bounds a missed one.
+                    let _ = tokio::time::timeout(Duration::from_millis(50), acked).await;
+                }
+                handover::Input::Flushed {
+                    lsn: flushed(&ctx.standbys),
+                    now: now_micros(),
+                }
+            }
+            handover::Action::MarkStandby => {
+                match tokio::task::spawn_blocking(move || hooks.mark_standby()).await {
+                    Ok(Ok(())) => handover::Input::Marked,
+                    Ok(Err(f)) => handover::Input::Failed(f),
+                    Err(e) => handover::Input::Failed(HandoverFailure::Mark(e.to_string())),
+                }
+            }
+            handover::Action::SendReady { end } => {
+                match writer
+                    .send(&Message::TakeoverReady { end_lsn: end }, ctx.timeout)
+                    .await
+                {
+                    Ok(()) => handover::Input::Told,
+                    Err(e) => handover::Input::Failed(HandoverFailure::Tell(e.to_string())),
+                }
+            }
+            handover::Action::UnmarkStandby => {
+                let _ = tokio::task::spawn_blocking(move || hooks.unmark_standby()).await;
+                continue;
+            }
+            handover::Action::ResumeWrites => {
+                let _ = tokio::task::spawn_blocking(move || hooks.resume_writes()).await;
+                continue;
+            }
+            handover::Action::BecomeStandby => {
+                info!("takeover: the standby has everything; becoming a standby");
+                let _ = tokio::task::spawn_blocking(move || hooks.become_standby()).await;
+                return Ok(());
+            }
+            handover::Action::GiveUp(why) => return Err(why),
+        };
+        todo.extend(machine.step(input));
     }
-    .await;
-    let hooks = ctx.takeover.clone();
-    match result {
-        Ok(()) => {
-            info!(
-                end_lsn = end,
-                "takeover: the standby has everything; becoming a standby"
-            );
-            let _ = tokio::task::spawn_blocking(move || hooks.become_standby()).await;
-            Ok(())
-        }
-        Err(e) => {
-            let _ = tokio::task::spawn_blocking(move || hooks.resume_writes()).await;
-            Err(e)
-        }
+    Err(HandoverFailure::Ship(format!(
+        "the hand-over stopped at {:?}",
+        machine.step
+    )))
+}
+
+/// The final log end of a hand-over that is waiting for the standby.
+fn pair_end(h: &Handover) -> u64 {
+    match h.step {
+        handover::Step::AwaitingFlush { end, .. } => end,
+        _ => 0,
     }
+}
+
+/// Ship one batch of the log from `from` (at most up to `to`); return where it ended.
+async fn ship(
+    ctx: &Arc<PrimaryCtx>,
+    writer: &mut Writer,
+    from: u64,
+    to: u64,
+) -> Result<u64, String> {
+    let log = ctx.engine.log().clone();
+    let (bytes, next) = tokio::task::spawn_blocking(move || log.read_raw(from, to, 4 << 20))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    writer
+        .send(
+            &Message::Records {
+                start_lsn: from,
+                bytes,
+            },
+            ctx.timeout,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(next)
 }

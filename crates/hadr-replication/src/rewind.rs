@@ -2,7 +2,7 @@
 //! in line with the new primary, without copying the whole database.
 //!
 //! The divergence LSN D comes from the two epoch histories
-//! ([`crate::takeover::rejoin`]). The old primary lists every page its own
+//! ([`hadr_ha::rejoin::rejoin`]). The old primary lists every page its own
 //! records after D touched, asks the new primary for the current image of
 //! those pages and for its log from D, truncates its own log at D, appends
 //! the new primary's records, and applies them with the fetched images on
@@ -18,15 +18,15 @@ use std::time::{Duration, Instant};
 
 use hadr_engine::{Engine, EpochStart, Role};
 use hadr_log::{LogConfig, Page};
-use hadr_protocol::{check_hello, Message, PeerRole, Refuse};
+use hadr_protocol::{check_hello, Message, PeerRole, Refuse, RefuseCode};
 use serde::Serialize;
 use tokio::net::TcpStream;
 use tracing::{info, warn};
 
 use crate::clone::Progress;
 use crate::primary::PrimaryCtx;
-use crate::takeover::{rejoin, Rejoin};
 use crate::wire::{Reader, WireError, Writer};
+use hadr_ha::rejoin::{rejoin, Rejoin};
 
 /// Pages per ClonePages message.
 const PAGES_PER_MESSAGE: usize = 256;
@@ -140,7 +140,7 @@ async fn rewind_open(
         Message::Refuse(r) => return Err(RewindError::Refused(r.reason)),
         _ => return Err(RewindError::Refused("unexpected answer to Hello".into())),
     };
-    check_hello(&ours, &theirs).map_err(RewindError::Refused)?;
+    check_hello(&ours, &theirs).map_err(|e| RewindError::Refused(e.to_string()))?;
     if theirs.role != PeerRole::Primary {
         return Err(RewindError::Refused(format!("{from} is not a primary")));
     }
@@ -202,7 +202,7 @@ async fn rewind_open(
             pages,
             ..
         } => (epoch, epoch_history, lsn, page_size, pages),
-        Message::Refuse(r) if r.reason.contains("needs clone") => {
+        Message::Refuse(r) if r.code == RefuseCode::NeedsClone => {
             return Err(RewindError::NeedsClone(r.reason))
         }
         Message::Refuse(r) => return Err(RewindError::Refused(r.reason)),
@@ -328,7 +328,10 @@ pub async fn serve(
         );
         warn!(%reason);
         writer
-            .send(&Message::Refuse(Refuse { reason }), ctx.timeout)
+            .send(
+                &Message::Refuse(Refuse::new(RefuseCode::NeedsClone, reason)),
+                ctx.timeout,
+            )
             .await?;
         return Ok(());
     }
@@ -336,7 +339,7 @@ pub async fn serve(
     let control = ctx.engine.control();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(8);
     let producer = tokio::task::spawn_blocking(move || -> Result<(), String> {
-        let (conn, lsn) = snapshot()?;
+        let (conn, lsn) = snapshot().map_err(|e| e.to_string())?;
         let page_size: u32 = conn
             .query_row("PRAGMA page_size", [], |r| r.get(0))
             .map_err(|e| e.to_string())?;
@@ -345,7 +348,7 @@ pub async fn serve(
             .map_err(|e| e.to_string())?;
         tx.blocking_send(Message::CloneStart {
             database_id: control.database_id.clone(),
-            epoch_history: crate::epoch_entries(&control),
+            epoch_history: control.epoch_history.clone(),
             epoch: control.epoch,
             lsn,
             page_size,
@@ -407,9 +410,10 @@ pub async fn serve(
         Ok(Err(e)) => {
             let _ = writer
                 .send(
-                    &Message::Refuse(Refuse {
-                        reason: format!("rewind failed on the primary: {e}"),
-                    }),
+                    &Message::Refuse(Refuse::new(
+                        RefuseCode::Other,
+                        format!("rewind failed on the primary: {e}"),
+                    )),
                     ctx.timeout,
                 )
                 .await;

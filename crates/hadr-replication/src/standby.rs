@@ -6,38 +6,35 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hadr_engine::Engine;
-use hadr_protocol::{check_hello, Hello, Message, PeerRole};
+use hadr_ha::rejoin::{rejoin, Rejoin};
+use hadr_ha::{ConnectStatus, StandbyLink};
+use hadr_protocol::{check_hello, Hello, Message, PeerRole, Refuse, RefuseCode};
 use serde::Serialize;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::now_micros;
-use crate::takeover::{rejoin, Rejoin};
 use crate::wire::{Reader, WireError, Writer};
+
+/// Most received-but-unreplayed batches remembered for the replay lag. Past
+/// it, new batches fold into the newest entry: the lag stays exact (it is
+/// the oldest entry's age) and memory stays bounded even when replay stops.
+pub const PENDING_MAX: usize = 4096;
 
 /// What a standby shows in status.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct StandbyStatus {
-    /// CONNECTED or DISCONNECTED.
-    pub connect_status: String,
-    /// Since when (µs).
-    pub connect_status_since: u64,
-    /// The primary we follow.
-    pub primary: Option<String>,
-    /// Primary's log end as last heard.
-    pub primary_end_lsn: u64,
-    /// When anything last arrived (µs).
-    pub last_receive: u64,
-    /// Peer window end the primary promised (µs; frozen at disconnect, as in DB2).
-    pub peer_window_end: u64,
+    /// The link to the primary (hadr-ha's rules for it).
+    #[serde(flatten)]
+    pub link: StandbyLink,
     /// Last error (refusal, lost connection).
     pub last_error: Option<String>,
     /// Commit time (µs) of the newest replayed record.
     pub replay_log_time: u64,
     /// Received batches not yet replayed: (end LSN, when received µs).
     #[serde(skip)]
-    pub pending: std::collections::VecDeque<(u64, u64)>,
+    pending: std::collections::VecDeque<(u64, u64)>,
 }
 
 impl StandbyStatus {
@@ -45,13 +42,35 @@ impl StandbyStatus {
     /// unreplayed batch has waited, or, when disconnected, the time since
     /// anything arrived from the primary.
     pub fn replay_lag_us(&self, now: u64) -> u64 {
-        if self.connect_status != "CONNECTED" {
-            return now.saturating_sub(self.last_receive);
+        if self.link.connect_status != ConnectStatus::Connected {
+            return now.saturating_sub(self.link.last_receive);
         }
         self.pending
             .front()
             .map(|(_, t)| now.saturating_sub(*t))
             .unwrap_or(0)
+    }
+
+    /// Records up to `end` arrived at `now` and wait for replay.
+    pub fn received(&mut self, end: u64, now: u64) {
+        self.link.received(end, now);
+        let full = self.pending.len() >= PENDING_MAX;
+        match self.pending.back_mut() {
+            Some(last) if full => last.0 = last.0.max(end),
+            _ => self.pending.push_back((end, now)),
+        }
+    }
+
+    /// Replay reached `lsn`.
+    pub fn replayed(&mut self, lsn: u64) {
+        while self.pending.front().is_some_and(|(end, _)| *end <= lsn) {
+            self.pending.pop_front();
+        }
+    }
+
+    /// Batches waiting for replay (bounded by [`PENDING_MAX`]).
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
     }
 }
 
@@ -82,6 +101,8 @@ pub struct StandbyCtx {
     pub takeover: watch::Receiver<u64>,
     /// Called with the old primary's final LSN once it handed over.
     pub on_takeover_ready: Arc<dyn Fn(u64) + Send + Sync>,
+    /// Called when the primary refused a graceful takeover (with why).
+    pub on_takeover_refused: Arc<dyn Fn(String) + Send + Sync>,
 }
 
 impl StandbyCtx {
@@ -96,11 +117,7 @@ impl StandbyCtx {
 
 /// Keep a connection to the primary, reconnecting every second, until aborted.
 pub async fn run(ctx: Arc<StandbyCtx>) {
-    {
-        let mut st = ctx.status();
-        st.connect_status = "DISCONNECTED".into();
-        st.connect_status_since = now_micros();
-    }
+    ctx.status().link.lost(now_micros());
     loop {
         for target in ctx.targets.clone() {
             let conn = tokio::time::timeout(ctx.timeout, TcpStream::connect(&target)).await;
@@ -120,23 +137,26 @@ pub async fn run(ctx: Arc<StandbyCtx>) {
             let r = follow(&ctx, &target, stream).await;
             {
                 let mut st = ctx.status();
-                if st.connect_status != "DISCONNECTED" {
-                    st.connect_status = "DISCONNECTED".into();
-                    st.connect_status_since = now_micros();
-                }
+                st.link.lost(now_micros());
                 if let Err(e) = &r {
                     st.last_error = Some(e.to_string());
                 }
             }
             if let Err(e) = r {
                 match &e {
-                    FollowError::Diverged(_) => (ctx.on_diverged)(target.clone()),
-                    FollowError::Refused(reason) if reason.contains("needs rewind") => {
-                        (ctx.on_diverged)(target.clone())
-                    }
-                    FollowError::Refused(reason) if reason.contains("needs clone") => {
-                        (ctx.on_needs_clone)(target.clone())
-                    }
+                    FollowError::Diverged(_)
+                    | FollowError::Refused(Refuse {
+                        code: RefuseCode::NeedsRewind,
+                        ..
+                    }) => (ctx.on_diverged)(target.clone()),
+                    FollowError::Refused(Refuse {
+                        code: RefuseCode::NeedsClone,
+                        ..
+                    }) => (ctx.on_needs_clone)(target.clone()),
+                    FollowError::Refused(Refuse {
+                        code: RefuseCode::TakeoverRefused,
+                        reason,
+                    }) => (ctx.on_takeover_refused)(reason.clone()),
                     _ => {}
                 }
                 warn!(primary = %target, error = %e, "replication from primary ended");
@@ -153,8 +173,8 @@ pub enum FollowError {
     #[error("{0}")]
     Wire(#[from] WireError),
     /// The primary refused us.
-    #[error("refused by the primary: {0}")]
-    Refused(String),
+    #[error("refused by the primary: {}", .0.reason)]
+    Refused(Refuse),
     /// The peer is not a primary or not compatible.
     #[error("{0}")]
     Incompatible(String),
@@ -192,14 +212,8 @@ fn adopt_epochs(
             ours.lsn, theirs.epoch
         ))),
         Rejoin::Adopt => {
-            let history: Vec<hadr_engine::EpochStart> = theirs
-                .epoch_history
-                .iter()
-                .map(|e| hadr_engine::EpochStart {
-                    epoch: e.epoch,
-                    start_lsn: e.start_lsn,
-                })
-                .collect();
+            let history = theirs.epoch_history.clone();
+            debug_assert!(hadr_ha::epoch::history_is_ordered(&history));
             let epoch = theirs.epoch;
             ctx.engine
                 .update_control(|c| {
@@ -232,16 +246,15 @@ pub async fn answer_probes(ctx: Arc<StandbyCtx>, listener: tokio::net::TcpListen
             };
             let ours = ctx.hello();
             let answer = match check_hello(&ours, &theirs) {
-                Ok(()) if theirs.role == PeerRole::Cloner => {
-                    Message::Refuse(hadr_protocol::Refuse {
-                        reason: format!(
-                            "{} is a standby; clone or rewind from the primary",
-                            ctx.address
-                        ),
-                    })
-                }
+                Ok(()) if theirs.role == PeerRole::Cloner => Message::Refuse(Refuse::new(
+                    RefuseCode::WrongRole,
+                    format!(
+                        "{} is a standby; clone or rewind from the primary",
+                        ctx.address
+                    ),
+                )),
                 Ok(()) => Message::Hello(ours),
-                Err(reason) => Message::Refuse(hadr_protocol::Refuse { reason }),
+                Err(mismatch) => Message::Refuse(mismatch.refuse()),
             };
             let _ = writer.send(&answer, ctx.timeout).await;
         });
@@ -252,19 +265,18 @@ async fn follow(ctx: &Arc<StandbyCtx>, target: &str, stream: TcpStream) -> Resul
     let (r, w) = stream.into_split();
     let (mut reader, mut writer) = (Reader::new(r), Writer::new(w));
     let ours = ctx.hello();
-    // Forget the old peer-window promise before the primary can see this
-    // hello: on receiving it the primary leaves DISCONNECTED_PEER and may
-    // release the commits it held, even if its answer never reaches us.
-    ctx.status().peer_window_end = 0;
+    // hadr-ha's promise rule: forget the old peer-window promise before the
+    // primary can see this hello.
+    ctx.status().link.hello_sent();
     writer
         .send(&Message::Hello(ours.clone()), ctx.timeout)
         .await?;
     let theirs = match reader.next(ctx.timeout).await? {
         Message::Hello(h) => h,
-        Message::Refuse(r) => return Err(FollowError::Refused(r.reason)),
+        Message::Refuse(r) => return Err(FollowError::Refused(r)),
         _ => return Err(FollowError::Incompatible("expected Hello".into())),
     };
-    check_hello(&ours, &theirs).map_err(FollowError::Incompatible)?;
+    check_hello(&ours, &theirs).map_err(|e| FollowError::Incompatible(e.to_string()))?;
     if theirs.role != PeerRole::Primary {
         return Err(FollowError::Incompatible(format!(
             "{target} is not a primary"
@@ -274,12 +286,8 @@ async fn follow(ctx: &Arc<StandbyCtx>, target: &str, stream: TcpStream) -> Resul
     info!(primary = %target, from_lsn = ours.lsn, "following primary");
     {
         let mut st = ctx.status();
-        st.connect_status = "CONNECTED".into();
-        st.connect_status_since = now_micros();
-        st.primary = Some(target.to_string());
-        st.primary_end_lsn = theirs.lsn;
+        st.link.connected(target, theirs.lsn, now_micros());
         st.last_error = None;
-        st.last_receive = now_micros();
     }
     let log = ctx.engine.log().clone();
     let mut flushed = ctx.flushed.clone();
@@ -297,7 +305,7 @@ async fn follow(ctx: &Arc<StandbyCtx>, target: &str, stream: TcpStream) -> Resul
         tokio::select! {
             m = reader.next(ctx.timeout) => {
                 let m = m?;
-                ctx.status().last_receive = now_micros();
+                ctx.status().link.heard(now_micros());
                 match m {
                     Message::Records { start_lsn, bytes } => {
                         let log2 = log.clone();
@@ -305,19 +313,13 @@ async fn follow(ctx: &Arc<StandbyCtx>, target: &str, stream: TcpStream) -> Resul
                             .await
                             .map_err(|e| FollowError::Log(e.to_string()))?
                             .map_err(|e| FollowError::Log(e.to_string()))?;
-                        {
-                            let mut st = ctx.status();
-                            st.primary_end_lsn = st.primary_end_lsn.max(end);
-                            st.pending.push_back((end, now_micros()));
-                        }
+                        ctx.status().received(end, now_micros());
                         writer.send(&ack(ctx), ctx.timeout).await?;
                     }
                     Message::Heartbeat { end_lsn, peer_window_end_micros, .. } => {
-                        let mut st = ctx.status();
-                        st.primary_end_lsn = end_lsn;
-                        st.peer_window_end = peer_window_end_micros;
+                        ctx.status().link.heartbeat(end_lsn, peer_window_end_micros, now_micros());
                     }
-                    Message::Refuse(r) => return Err(FollowError::Refused(r.reason)),
+                    Message::Refuse(r) => return Err(FollowError::Refused(r)),
                     Message::TakeoverReady { end_lsn } => {
                         if log.end_lsn() != end_lsn {
                             return Err(FollowError::Incompatible(format!(
@@ -409,9 +411,7 @@ pub fn replay_loop(
                 replayed.send_replace(next);
                 let mut st = status.lock().unwrap_or_else(|p| p.into_inner());
                 st.replay_log_time = newest;
-                while st.pending.front().is_some_and(|(end, _)| *end <= next) {
-                    st.pending.pop_front();
-                }
+                st.replayed(next);
             }
             Err(e) => {
                 // A replay error is fatal for DB2's standby; we stop replaying and say so loudly.
@@ -421,5 +421,26 @@ pub fn replay_loop(
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_stays_bounded_when_replay_stops_and_the_lag_stays_exact() {
+        let mut st = StandbyStatus::default();
+        st.link.connected("p", 0, 1);
+        for i in 0..(PENDING_MAX as u64 * 10) {
+            st.received(i + 1, 1_000 + i);
+        }
+        assert_eq!(st.pending_len(), PENDING_MAX);
+        // The oldest batch still dates the lag.
+        assert_eq!(st.replay_lag_us(2_000_000), 2_000_000 - 1_000);
+        // Replay catching up to the end drains everything, folded entries included.
+        st.replayed(PENDING_MAX as u64 * 10);
+        assert_eq!(st.pending_len(), 0);
+        assert_eq!(st.replay_lag_us(2_000_000), 0);
     }
 }

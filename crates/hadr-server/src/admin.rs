@@ -14,8 +14,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tracing::warn;
 
-use crate::node::{Node, Repl};
-use hadr_replication::PairState;
+use crate::node::{Node, Repl, TakeoverAnswer};
 
 /// Serve the admin endpoints until the task is aborted.
 pub async fn serve(node: Arc<Node>, listener: TcpListener) {
@@ -49,40 +48,35 @@ struct TakeoverQuery {
 }
 
 /// Forced takeover on a standby (DB2's `TAKEOVER BY FORCE [PEER WINDOW ONLY]`):
-/// checked against the standby's view of the pair, then the node restarts
-/// as the primary of the next epoch; its probes tell the old primary, if
-/// reachable, to stop writing.
+/// checked against the standby's view of the pair (hadr-ha's link rules),
+/// then the node restarts as the primary of the next epoch; its probes tell
+/// the old primary, if reachable, to stop writing.
 fn force_takeover(node: &Arc<Node>, peer_window_only: bool) -> (StatusCode, String) {
-    use hadr_replication::takeover::{may_force, standby_state};
     let Repl::Standby { status, .. } = &node.repl else {
-        return (
-            StatusCode::CONFLICT,
-            "this node is not a standby; issue the takeover against the standby\n".into(),
-        );
+        return refused(hadr_ha::takeover::TakeoverRefusal::NotAStandby);
     };
     let now = hadr_replication::now_micros();
-    let (state, window_end) = {
-        let st = status.lock().unwrap_or_else(|p| p.into_inner());
-        let connected = st.connect_status == "CONNECTED";
-        let caught_up = node.engine.log().end_lsn() >= st.primary_end_lsn;
-        (
-            standby_state(connected, caught_up, st.peer_window_end, now),
-            st.peer_window_end,
-        )
+    let end = node.engine.log().end_lsn();
+    let judged = status
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .link
+        .may_force(end, now, peer_window_only);
+    let state = match judged {
+        Ok(state) => state,
+        Err(refusal) => {
+            return (
+                StatusCode::CONFLICT,
+                format!("forced takeover refused: {refusal}\n"),
+            )
+        }
     };
-    if let Err(reason) = may_force(state, window_end, now, peer_window_only) {
-        return (
-            StatusCode::CONFLICT,
-            format!("forced takeover refused: {reason}\n"),
-        );
-    }
     node.set_activity(
         "forced takeover",
         Some(&format!(
             "in {state:?}: stopping replication; promoting at the log end"
         )),
     );
-    let end = node.engine.log().end_lsn();
     node.stop_for(crate::node::Outcome::Promote(None));
     (
         StatusCode::OK,
@@ -92,6 +86,10 @@ fn force_takeover(node: &Arc<Node>, peer_window_only: bool) -> (StatusCode, Stri
             json!({"takeover": "promoting", "forced": true, "state": state, "end_lsn": end})
         ),
     )
+}
+
+fn refused(r: hadr_ha::takeover::TakeoverRefusal) -> (StatusCode, String) {
+    (StatusCode::CONFLICT, format!("{r}\n"))
 }
 
 /// Query of /fence.
@@ -104,11 +102,10 @@ struct FenceQuery {
 /// `POST /fence?epoch=N`: tell a node that epoch N exists; a primary of an
 /// older epoch stops writing at once and rejoins as a standby.
 async fn fence(State(node): State<Arc<Node>>, Query(q): Query<FenceQuery>) -> (StatusCode, String) {
-    let actions =
-        node.on_peer(hadr_replication::takeover::GuardEvent::EpochReported { epoch: q.epoch });
+    let actions = node.on_peer(hadr_ha::GuardEvent::EpochReported { epoch: q.epoch });
     let fenced = actions
         .iter()
-        .any(|a| matches!(a, hadr_replication::takeover::GuardAction::Fence { .. }));
+        .any(|a| matches!(a, hadr_ha::GuardAction::Fence { .. }));
     let epoch = node.engine.control().epoch;
     (
         StatusCode::OK,
@@ -135,58 +132,43 @@ async fn takeover(
         );
     }
     let Repl::Standby { status, .. } = &node.repl else {
-        return (
-            StatusCode::CONFLICT,
-            "this node is not a standby; issue the takeover against the standby\n".into(),
-        );
+        return refused(hadr_ha::takeover::TakeoverRefusal::NotAStandby);
     };
-    if status
+    let asked = status
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .connect_status
-        != "CONNECTED"
-    {
-        return (StatusCode::CONFLICT, "this standby is not connected to its primary: a graceful takeover needs PEER; a forced takeover (--force) does not\n".into());
+        .link
+        .may_ask_graceful();
+    if let Err(r) = asked {
+        return refused(r);
     }
     node.set_activity("graceful takeover", Some("asking the primary to hand over"));
-    let before = status
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .last_error
-        .clone();
+    let mut answer = node.takeover_answer.subscribe();
+    node.takeover_answer.send_replace(None);
+    answer.borrow_and_update();
     node.takeover_tx.send_modify(|n| *n += 1);
-    let deadline = std::time::Instant::now()
-        + node.config.hadr_timeout.0 * 4
-        + std::time::Duration::from_secs(5);
-    loop {
-        if let Some(crate::node::Outcome::Promote(end)) =
-            node.next.lock().unwrap_or_else(|p| p.into_inner()).clone()
-        {
-            let end = end.unwrap_or(0);
-            return (
-                StatusCode::OK,
-                format!("{{\"takeover\":\"promoting\",\"end_lsn\":{end}}}\n"),
-            );
-        }
-        let err = status
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .last_error
-            .clone();
-        if err != before {
-            if let Some(e) = err.filter(|e| e.contains("takeover")) {
-                node.set_activity("graceful takeover", None);
-                return (StatusCode::CONFLICT, format!("{e}\n"));
-            }
-        }
-        if std::time::Instant::now() > deadline {
+    let limit = node.config.hadr_timeout.0 * 4 + std::time::Duration::from_secs(5);
+    let got = tokio::time::timeout(limit, answer.wait_for(|a| a.is_some())).await;
+    let got = match got {
+        Ok(Ok(a)) => a.clone(),
+        _ => None,
+    };
+    match got {
+        Some(TakeoverAnswer::Promoting { end_lsn }) => (
+            StatusCode::OK,
+            format!("{{\"takeover\":\"promoting\",\"end_lsn\":{end_lsn}}}\n"),
+        ),
+        Some(TakeoverAnswer::Refused(why)) => {
             node.set_activity("graceful takeover", None);
-            return (
+            (StatusCode::CONFLICT, format!("{why}\n"))
+        }
+        None => {
+            node.set_activity("graceful takeover", None);
+            (
                 StatusCode::GATEWAY_TIMEOUT,
                 "the primary did not hand over in time\n".into(),
-            );
+            )
         }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
 }
 
@@ -242,23 +224,19 @@ fn hadr_status(node: &Node) -> serde_json::Value {
     let log = node.engine.log();
     match &node.repl {
         Repl::None => json!(null),
-        Repl::Primary { gate, .. } => {
+        Repl::Primary { standbys, .. } => {
             let end = log.end_lsn();
-            let standbys: Vec<serde_json::Value> = gate
+            let standbys_json: Vec<serde_json::Value> = standbys
                 .slots()
                 .into_iter()
                 .map(|s| {
                     let p = &s.pair;
-                    let connected = !matches!(
-                        p.state,
-                        PairState::RemoteCatchupPending | PairState::DisconnectedPeer
-                    );
                     json!({
                         "standby": s.address,
                         "principal": s.principal,
                         "hadr_syncmode": p.config().mode,
                         "hadr_state": p.state,
-                        "hadr_connect_status": if connected { "CONNECTED" } else { "DISCONNECTED" },
+                        "hadr_connect_status": p.connect_status(),
                         "hadr_connect_status_time_us": p.status_since,
                         "heartbeat_interval_ms": p.config().heartbeat_us() / 1000,
                         "heartbeats_missed": p.heartbeats_missed,
@@ -278,11 +256,11 @@ fn hadr_status(node: &Node) -> serde_json::Value {
                     })
                 })
                 .collect();
-            let w = gate.wait_stats(now);
+            let w = standbys.wait_stats(now);
             json!({
                 "role": "PRIMARY",
                 "hadr_local": node.config.hadr_local.to_string(),
-                "standbys": standbys,
+                "standbys": standbys_json,
                 "log_hadr_wait_cur_ms": w.current_us / 1000,
                 "log_hadr_wait_accumulated_ms": w.accumulated_us / 1000,
                 "log_hadr_wait_count": w.count,
@@ -292,18 +270,18 @@ fn hadr_status(node: &Node) -> serde_json::Value {
             let st = status.lock().unwrap_or_else(|p| p.into_inner()).clone();
             json!({
                 "role": "STANDBY",
-                "hadr_connect_status": st.connect_status,
-                "hadr_connect_status_time_us": st.connect_status_since,
-                "primary": st.primary,
-                "primary_log_lsn": st.primary_end_lsn,
+                "hadr_connect_status": st.link.connect_status,
+                "hadr_connect_status_time_us": st.link.connect_status_since,
+                "primary": st.link.primary,
+                "primary_log_lsn": st.link.primary_end_lsn,
                 "standby_received_lsn": log.end_lsn(),
                 "standby_flushed_lsn": log.flushed_lsn(),
                 "standby_replay_lsn": node.engine.applied_lsn(),
-                "hadr_log_gap_bytes": st.primary_end_lsn.saturating_sub(log.end_lsn()),
+                "hadr_log_gap_bytes": st.link.primary_end_lsn.saturating_sub(log.end_lsn()),
                 "standby_recv_replay_gap_bytes": log.flushed_lsn().saturating_sub(node.engine.applied_lsn()),
-                "time_since_last_recv_ms": now.saturating_sub(st.last_receive) / 1000,
+                "time_since_last_recv_ms": now.saturating_sub(st.link.last_receive) / 1000,
                 "standby_replay_log_time_us": st.replay_log_time,
-                "peer_window_end_us": st.peer_window_end,
+                "peer_window_end_us": st.link.peer_window_end,
                 "last_error": st.last_error,
             })
         }

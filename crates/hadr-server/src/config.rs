@@ -186,12 +186,14 @@ impl FromStr for RoleSetting {
 
 /// A sync mode setting (SYNC, NEARSYNC, ASYNC, SUPERASYNC).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct SyncModeSetting(pub hadr_replication::SyncMode);
+pub struct SyncModeSetting(pub hadr_ha::SyncMode);
 
 impl FromStr for SyncModeSetting {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        s.parse().map(SyncModeSetting)
+        s.parse()
+            .map(SyncModeSetting)
+            .map_err(|e: hadr_ha::pair::UnknownSyncMode| e.to_string())
     }
 }
 
@@ -279,7 +281,7 @@ impl Default for Config {
             role: None,
             hadr_local: SocketAddr::from(([127, 0, 0, 1], 9433)),
             hadr_target_list: String::new(),
-            hadr_syncmode: SyncModeSetting(hadr_replication::SyncMode::Nearsync),
+            hadr_syncmode: SyncModeSetting(hadr_ha::SyncMode::Nearsync),
             hadr_timeout: Dur(Duration::from_secs(3)),
             hadr_peer_window: Dur(Duration::ZERO),
             hadr_peer_wait_limit: Dur(Duration::ZERO),

@@ -5,10 +5,10 @@ pub mod admin;
 pub mod config;
 pub mod errors;
 pub mod exec;
-pub mod gate;
 pub mod node;
 pub mod session;
 pub mod values;
+pub mod write_lock;
 
 pub use config::Config;
 pub use node::{run, Bound, Node, NodeError, Outcome};

@@ -16,12 +16,14 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::RoleSetting;
-use crate::gate::{GateError, WriteGate, WritePermit};
+use crate::write_lock::{WriteLock, WriteLockError, WritePermit};
 use hadr_engine::Role;
-use hadr_replication::gate::GateError as GateWait;
+use hadr_ha::handover::HandoverFailure;
+use hadr_ha::{GuardAction, GuardEvent, PairConfig, SyncMode, WriteGuard, Writes};
+use hadr_replication::primary::SnapshotError;
 use hadr_replication::standby::StandbyStatus;
-use hadr_replication::takeover::{GuardAction, GuardEvent, WriteGuard, Writes};
-use hadr_replication::{CommitGate, PairConfig, SyncMode};
+use hadr_replication::standbys::AckWaitError;
+use hadr_replication::Standbys;
 use tracing::{error, info, warn};
 
 use crate::config::Config;
@@ -83,9 +85,9 @@ pub struct Node {
     pub config: Config,
     /// The database and log.
     pub engine: Arc<Engine>,
-    /// SQLite has one writer; this gate serialises writers fairly (FIFO) without
+    /// SQLite has one writer; this lock serialises writers fairly (FIFO) without
     /// busy-polling, and keeps capture in commit order.
-    pub write_gate: Arc<WriteGate>,
+    pub write_lock: Arc<WriteLock>,
     /// Live sessions by backend pid.
     pub sessions: Mutex<HashMap<i32, SessionHandle>>,
     /// Sessions open right now.
@@ -108,10 +110,12 @@ pub struct Node {
     pub next: Mutex<Option<Outcome>>,
     /// Set while a primary hands over: sessions end, new ones are refused.
     pub demoting: AtomicBool,
-    /// The write gate, held for good by a primary that handed over.
+    /// The write lock, held for good by a primary that handed over.
     demote_permit: Mutex<Option<WritePermit>>,
     /// Bumped by `POST /takeover` on a standby.
     pub takeover_tx: watch::Sender<u64>,
+    /// How the last graceful takeover asked of this standby ended.
+    pub takeover_answer: watch::Sender<Option<TakeoverAnswer>>,
     /// Cached page hash: (lsn, hash).
     pub hash_cache: tokio::sync::Mutex<Option<(Lsn, hadr_engine::PageHash)>>,
     /// Whether this primary may write: the start-up rule and fencing.
@@ -120,6 +124,18 @@ pub struct Node {
     pub activity: Mutex<Option<Activity>>,
     /// Why sessions are being ended, for their FATAL message.
     ending_reason: Mutex<String>,
+}
+
+/// How a graceful takeover asked of this standby ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TakeoverAnswer {
+    /// The primary handed over up to `end_lsn`; this node promotes.
+    Promoting {
+        /// The old primary's final log end.
+        end_lsn: u64,
+    },
+    /// The primary refused (why).
+    Refused(String),
 }
 
 /// A role change in progress (takeover, fencing), shown in status.
@@ -180,7 +196,7 @@ impl Node {
                     .collect();
                 let (end_tx, _) = watch::channel(engine.log().end_lsn());
                 Repl::Primary {
-                    gate: Arc::new(CommitGate::new(targets, now)),
+                    standbys: Arc::new(Standbys::new(targets, now)),
                     end_tx,
                 }
             }
@@ -210,11 +226,12 @@ impl Node {
             demoting: AtomicBool::new(false),
             demote_permit: Mutex::new(None),
             takeover_tx: watch::channel(0).0,
+            takeover_answer: watch::channel(None).0,
             repl,
             meta,
             config,
             engine,
-            write_gate: Arc::new(WriteGate::default()),
+            write_lock: Arc::new(WriteLock::default()),
             sessions: Mutex::new(HashMap::new()),
             open_sessions: AtomicUsize::new(0),
             next_pid: AtomicI32::new(1000),
@@ -237,20 +254,20 @@ impl Node {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Acquire the write gate (blocking), waiting at most `write_wait_timeout`
+    /// Acquire the write lock (blocking), waiting at most `write_wait_timeout`
     /// and giving up early if `cancel` is set.
     pub fn acquire_write(&self, cancel: &AtomicBool) -> Result<WritePermit, PgError> {
         let wait = self.config.write_wait_timeout.0;
-        self.write_gate.acquire(wait, cancel).map_err(|e| match e {
-            GateError::Cancelled if self.is_shutting_down() => PgError::fatal(
+        self.write_lock.acquire(wait, cancel).map_err(|e| match e {
+            WriteLockError::Cancelled if self.is_shutting_down() => PgError::fatal(
                 sqlstate::ADMIN_SHUTDOWN,
                 "terminating connection due to administrator command",
             ),
-            GateError::Cancelled => PgError::new(
+            WriteLockError::Cancelled => PgError::new(
                 sqlstate::QUERY_CANCELED,
                 "canceling statement due to user request",
             ),
-            GateError::Timeout => PgError::new(
+            WriteLockError::Timeout => PgError::new(
                 sqlstate::LOCK_NOT_AVAILABLE,
                 format!(
                     "could not obtain the write lock within {} ms (write_wait_timeout)",
@@ -263,7 +280,7 @@ impl Node {
         })
     }
 
-    /// Acquire the write gate from async code (admin tasks).
+    /// Acquire the write lock from async code (admin tasks).
     pub async fn acquire_write_async(self: &Arc<Self>) -> Result<WritePermit, PgError> {
         let node = self.clone();
         tokio::task::spawn_blocking(move || node.acquire_write(&AtomicBool::new(false)))
@@ -387,8 +404,8 @@ impl Node {
     /// and restart as a standby (which rewinds if it diverged).
     fn fence(self: &Arc<Self>, by_epoch: u64, reason: String) {
         error!(by_epoch, %reason, "FENCED: a newer epoch exists; this node stops writing and rejoins as a standby");
-        if let Repl::Primary { gate, .. } = &self.repl {
-            gate.close(format!("this primary was superseded by epoch {by_epoch}"));
+        if let Repl::Primary { standbys, .. } = &self.repl {
+            standbys.close(format!("this primary was superseded by epoch {by_epoch}"));
         }
         self.set_activity("fenced", Some(&format!("stopping writes: {reason}")));
         let node = self.clone();
@@ -420,7 +437,7 @@ impl Node {
         }
     }
 
-    /// End client sessions (FATAL with `why`), take the write gate for good,
+    /// End client sessions (FATAL with `why`), take the write lock for good,
     /// capture and flush everything; return the final log end. Used by a
     /// graceful handover and by fencing.
     fn stop_writes(&self, why: &str) -> Result<u64, String> {
@@ -480,10 +497,10 @@ fn unknown_outcome(why: &str) -> PgError {
 pub enum Repl {
     /// A single node.
     None,
-    /// A primary: the commit gate over its standbys, and the log end for its senders.
+    /// A primary: its standbys and the commits waiting for them, and the log end for its senders.
     Primary {
-        /// Commit gate.
-        gate: Arc<CommitGate>,
+        /// Its standbys and the commits waiting for them.
+        standbys: Arc<Standbys>,
         /// Log end after each capture.
         end_tx: watch::Sender<u64>,
     },
@@ -511,33 +528,33 @@ impl Node {
 
     /// Wait (blocking) until the standbys let a commit ending at `lsn` return (sync mode, peer window).
     pub fn wait_replicated(&self, lsn: Lsn) -> Result<(), PgError> {
-        let Repl::Primary { gate, .. } = &self.repl else {
+        let Repl::Primary { standbys, .. } = &self.repl else {
             return Ok(());
         };
         let timeout = self.config.commit_timeout.0;
-        gate.wait(lsn, timeout, hadr_replication::now_micros).map_err(|e| match e {
-            GateWait::Timeout => PgError::new(
+        standbys.wait_commit(lsn, timeout, hadr_replication::now_micros).map_err(|e| match e {
+            AckWaitError::Timeout => PgError::new(
                 sqlstate::IO_ERROR,
                 format!("the standby did not confirm this commit within {} ms (commit_timeout); it is durable here, its replication is not", timeout.as_millis()),
             )
             .with_hint("see hadr status; hadr_peer_wait_limit detaches a slow standby instead of waiting"),
-            GateWait::Closed(why) => unknown_outcome(&why),
+            AckWaitError::Closed(why) => unknown_outcome(&why),
         })
     }
 
     /// `SET hadr.commit_wait = 'remote_apply'`: wait (blocking) until the
     /// principal standby has replayed the commit, so reads there see it.
     pub fn wait_applied(&self, lsn: Lsn) -> Result<(), PgError> {
-        let Repl::Primary { gate, .. } = &self.repl else {
+        let Repl::Primary { standbys, .. } = &self.repl else {
             return Ok(());
         };
         let timeout = self.config.commit_timeout.0;
-        gate.wait_replayed(lsn, timeout).map_err(|e| match e {
-            GateWait::Timeout => PgError::new(
+        standbys.wait_replayed(lsn, timeout).map_err(|e| match e {
+            AckWaitError::Timeout => PgError::new(
                 sqlstate::IO_ERROR,
                 format!("the standby did not replay this commit within {} ms (hadr.commit_wait = remote_apply); it is committed", timeout.as_millis()),
             ),
-            GateWait::Closed(why) => unknown_outcome(&why),
+            AckWaitError::Closed(why) => unknown_outcome(&why),
         })
     }
 
@@ -553,25 +570,21 @@ impl Node {
     }
 
     /// A read transaction on a new connection and the LSN its state matches.
-    /// Blocking; on a primary it takes the write gate briefly.
-    pub fn snapshot(&self) -> Result<(rusqlite::Connection, Lsn), String> {
-        let conn = self.engine.connect().map_err(|e| e.to_string())?;
+    /// Blocking; on a primary it takes the write lock briefly.
+    pub fn snapshot(&self) -> Result<(rusqlite::Connection, Lsn), SnapshotError> {
+        let conn = self.engine.connect()?;
         if self.is_standby() {
-            let lsn = self
-                .engine
-                .begin_replay_snapshot(&conn)
-                .map_err(|e| e.to_string())?;
+            let lsn = self.engine.begin_replay_snapshot(&conn)?;
             return Ok((conn, lsn));
         }
         let _permit = self
             .acquire_write(&AtomicBool::new(false))
-            .map_err(|e| e.to_string())?;
-        // Commits are captured after the gate is released; capture them now so
+            .map_err(|e| SnapshotError::WriteLock(e.message))?;
+        // Commits are captured after the lock is released; capture them now so
         // that the snapshot and the LSN agree.
-        self.engine.capture_commits().map_err(|e| e.to_string())?;
-        conn.execute_batch("BEGIN").map_err(|e| e.to_string())?;
-        conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
-            .map_err(|e| e.to_string())?;
+        self.engine.capture_commits()?;
+        conn.execute_batch("BEGIN")?;
+        conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))?;
         Ok((conn, self.engine.log().end_lsn()))
     }
 }
@@ -600,15 +613,20 @@ impl Node {
 struct Handover(std::sync::Weak<Node>);
 
 impl hadr_replication::primary::TakeoverHooks for Handover {
-    fn stop_writes(&self) -> Result<u64, String> {
-        let node = self.0.upgrade().ok_or("node stopped")?;
+    fn stop_writes(&self) -> Result<u64, HandoverFailure> {
+        let node = self
+            .0
+            .upgrade()
+            .ok_or_else(|| HandoverFailure::StopWrites("node stopped".into()))?;
         node.set_activity(
             "graceful takeover",
             Some("stopping writes and ending sessions"),
         );
-        let r = node.stop_writes(
-            "terminating connection: this primary is handing over to its standby (takeover)",
-        );
+        let r = node
+            .stop_writes(
+                "terminating connection: this primary is handing over to its standby (takeover)",
+            )
+            .map_err(HandoverFailure::StopWrites);
         node.set_activity(
             "graceful takeover",
             Some("shipping the last records; waiting for the standby to have them on disk"),
@@ -628,8 +646,11 @@ impl hadr_replication::primary::TakeoverHooks for Handover {
         }
     }
 
-    fn mark_standby(&self) -> Result<(), String> {
-        let node = self.0.upgrade().ok_or("node stopped")?;
+    fn mark_standby(&self) -> Result<(), HandoverFailure> {
+        let node = self
+            .0
+            .upgrade()
+            .ok_or_else(|| HandoverFailure::Mark("node stopped".into()))?;
         node.set_activity(
             "graceful takeover",
             Some("recording the standby role; telling the standby to promote"),
@@ -641,7 +662,7 @@ impl hadr_replication::primary::TakeoverHooks for Handover {
                 c.highest_seen_epoch = c.highest_seen_epoch.max(c.epoch + 1);
             })
             .map(|_| ())
-            .map_err(|e| e.to_string())
+            .map_err(|e| HandoverFailure::Mark(e.to_string()))
     }
 
     fn unmark_standby(&self) {
@@ -737,8 +758,8 @@ pub async fn run(
     }
     info!("shutting down");
     node.begin_shutdown();
-    if let Repl::Primary { gate, .. } = &node.repl {
-        gate.close("the server is shutting down".into());
+    if let Repl::Primary { standbys, .. } = &node.repl {
+        standbys.close("the server is shutting down".into());
     }
     accept.abort();
     admin_task.abort();
@@ -762,7 +783,7 @@ pub async fn run(
             "sessions still open at shutdown; their transactions roll back"
         );
     }
-    // A primary that handed over already holds the gate for good.
+    // A primary that handed over already holds the write lock for good.
     let held = node
         .demote_permit
         .lock()
@@ -803,12 +824,12 @@ async fn start_replication(
     let address = node.config.hadr_local.to_string();
     match &node.repl {
         Repl::None => Ok(vec![]),
-        Repl::Primary { gate, end_tx } => {
+        Repl::Primary { standbys, end_tx } => {
             let listener = bind(node.config.hadr_local).await?;
             let snap_node = node.clone();
             let ctx = Arc::new(hadr_replication::primary::PrimaryCtx {
                 engine: node.engine.clone(),
-                gate: gate.clone(),
+                standbys: standbys.clone(),
                 end: end_tx.subscribe(),
                 address,
                 timeout,
@@ -858,7 +879,18 @@ async fn start_replication(
                     Arc::new(move |end: u64| {
                         if let Some(node) = weak.upgrade() {
                             info!(end_lsn = end, "takeover: restarting as primary");
+                            node.takeover_answer
+                                .send_replace(Some(TakeoverAnswer::Promoting { end_lsn: end }));
                             node.stop_for(Outcome::Promote(Some(end)));
+                        }
+                    })
+                },
+                on_takeover_refused: {
+                    let weak = Arc::downgrade(node);
+                    Arc::new(move |reason: String| {
+                        if let Some(node) = weak.upgrade() {
+                            node.takeover_answer
+                                .send_replace(Some(TakeoverAnswer::Refused(reason)));
                         }
                     })
                 },

@@ -44,9 +44,9 @@ use tracing::{debug, info, warn};
 
 use crate::errors::{sqlstate, PgError};
 use crate::exec::{self, ExecError, Outcome, Prepared, SessionDb};
-use crate::gate::WritePermit;
 use crate::node::{Node, SessionHandle};
 use crate::values;
+use crate::write_lock::WritePermit;
 use hadr_log::Lsn;
 
 /// The server_version we report; drivers parse it to pick features.

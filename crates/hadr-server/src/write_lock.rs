@@ -1,4 +1,4 @@
-//! The write gate: SQLite has one writer, and hadr serialises writers itself
+//! The write lock: SQLite has one writer, and hadr serialises writers itself
 //! so that they queue in arrival order instead of busy-polling SQLite's lock,
 //! and so that capture runs in commit order.
 //!
@@ -25,31 +25,33 @@ struct State {
 
 /// A FIFO lock with timeouts and cancellation, held across statements.
 #[derive(Default)]
-pub struct WriteGate {
+pub struct WriteLock {
     state: Mutex<State>,
 }
 
-/// Why the gate was not obtained.
-#[derive(Debug, PartialEq, Eq)]
-pub enum GateError {
+/// Why the lock was not obtained.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WriteLockError {
     /// The wait exceeded its limit.
+    #[error("the write lock was not granted in time")]
     Timeout,
     /// The waiter was cancelled.
+    #[error("the wait for the write lock was cancelled")]
     Cancelled,
 }
 
-/// Proof of holding the gate; released on drop.
+/// Proof of holding the write lock; released on drop.
 pub struct WritePermit {
-    gate: Arc<WriteGate>,
+    lock: Arc<WriteLock>,
 }
 
 impl Drop for WritePermit {
     fn drop(&mut self) {
-        self.gate.release();
+        self.lock.release();
     }
 }
 
-impl WriteGate {
+impl WriteLock {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -59,7 +61,7 @@ impl WriteGate {
         self: &Arc<Self>,
         timeout: Duration,
         cancel: &AtomicBool,
-    ) -> Result<WritePermit, GateError> {
+    ) -> Result<WritePermit, WriteLockError> {
         let deadline = Instant::now() + timeout;
         let mut st = self.lock();
         let ticket = st.next;
@@ -69,13 +71,13 @@ impl WriteGate {
             if st.serving == ticket && !st.held {
                 st.held = true;
                 st.waiters.remove(&ticket);
-                return Ok(WritePermit { gate: self.clone() });
+                return Ok(WritePermit { lock: self.clone() });
             }
             let now = Instant::now();
             let gave_up = if cancel.load(Ordering::Relaxed) {
-                Some(GateError::Cancelled)
+                Some(WriteLockError::Cancelled)
             } else if now >= deadline {
-                Some(GateError::Timeout)
+                Some(WriteLockError::Timeout)
             } else {
                 None
             };
@@ -130,12 +132,12 @@ mod tests {
 
     #[test]
     fn fifo_order_and_timeouts() {
-        let g = Arc::new(WriteGate::default());
+        let g = Arc::new(WriteLock::default());
         let no = AtomicBool::new(false);
         let p = g.acquire(Duration::from_secs(1), &no).unwrap();
         assert_eq!(
             g.acquire(Duration::from_millis(20), &no).err(),
-            Some(GateError::Timeout)
+            Some(WriteLockError::Timeout)
         );
         let order = Arc::new(Mutex::new(Vec::new()));
         let mut hs = Vec::new();
@@ -159,13 +161,13 @@ mod tests {
 
     #[test]
     fn cancelled_waiter_does_not_block_others() {
-        let g = Arc::new(WriteGate::default());
+        let g = Arc::new(WriteLock::default());
         let no = AtomicBool::new(false);
         let p = g.acquire(Duration::from_secs(1), &no).unwrap();
         let yes = AtomicBool::new(true);
         assert_eq!(
             g.acquire(Duration::from_secs(5), &yes).err(),
-            Some(GateError::Cancelled)
+            Some(WriteLockError::Cancelled)
         );
         drop(p);
         assert!(g.acquire(Duration::from_millis(100), &no).is_ok());

@@ -44,12 +44,14 @@
 
 use std::collections::BTreeSet;
 
-use hadr_protocol::{EpochEntry, PeerRole};
-use hadr_replication::pair::{Action, Event, Gate, Pair, PairConfig, PairState, SyncMode};
-use hadr_replication::takeover::{
-    may_force, next_epoch, rejoin, standby_state, GuardAction, GuardEvent, Rejoin, WriteGuard,
-    Writes, PEER_WINDOW_MARGIN_US,
-};
+use hadr_ha::epoch::next_epoch;
+use hadr_ha::pair::{Action, CommitWait, Event, Pair, PairConfig, PairState, SyncMode};
+use hadr_ha::rejoin::{rejoin, Rejoin};
+use hadr_ha::standby_link::standby_state;
+use hadr_ha::takeover::{may_force, PEER_WINDOW_MARGIN_US};
+use hadr_ha::{GuardAction, GuardEvent, WriteGuard, Writes};
+use hadr_log::EpochStart as EpochEntry;
+use hadr_protocol::PeerRole;
 use stateright::{Checker, HasDiscoveries, Model, Property};
 
 /// One model time unit in the µs the pure code works in: 1 unit = 2.5 s,
@@ -740,7 +742,7 @@ impl HadrModel {
             let (done, waiting): (Vec<_>, Vec<_>) = n
                 .pending
                 .iter()
-                .partition(|(_, lsn)| pair.gate(*lsn) == Gate::Open);
+                .partition(|(_, lsn)| pair.commit_wait(*lsn) == CommitWait::Release);
             n.pending = waiting;
             for (id, lsn) in done {
                 st.acked.insert(Acked {

@@ -21,11 +21,14 @@
 
 use std::collections::BTreeSet;
 
-use hadr_protocol::{EpochEntry, PeerRole};
-use hadr_replication::pair::{Action, Event, Gate, Pair, PairConfig, PairState, SyncMode};
-use hadr_replication::takeover::{
-    may_force, next_epoch, rejoin, standby_state, GuardAction, GuardEvent, Rejoin, WriteGuard,
-};
+use hadr_ha::epoch::next_epoch;
+use hadr_ha::pair::{Action, CommitWait, Event, Pair, PairConfig, PairState, SyncMode};
+use hadr_ha::rejoin::{rejoin, Rejoin};
+use hadr_ha::standby_link::standby_state;
+use hadr_ha::takeover::may_force;
+use hadr_ha::{GuardAction, GuardEvent, WriteGuard};
+use hadr_log::EpochStart as EpochEntry;
+use hadr_protocol::PeerRole;
 use stateright::{Checker, HasDiscoveries, Model, Property};
 
 /// One model time unit, in the µs the pure code works in.
@@ -556,7 +559,7 @@ impl Model for HadrModel {
             let (done, waiting): (Vec<_>, Vec<_>) = n
                 .pending
                 .iter()
-                .partition(|(_, lsn)| pair.gate(*lsn as u64) == Gate::Open);
+                .partition(|(_, lsn)| pair.commit_wait(*lsn as u64) == CommitWait::Release);
             n.pending = waiting;
             st.acked.extend(done.iter().map(|(id, _)| *id));
         }

@@ -1,15 +1,15 @@
-//! The HADR pair state machine, as DB2 defines it (reference/db2-hadr.md §1–§3),
-//! seen from the primary for one standby.
+//! The HADR pair state machine, as DB2 defines it (docs/hadr-semantics.md
+//! §States), seen from the primary for one standby.
 //!
 //! Pure: `(state, event) → (state, actions)`, with time passed in as
 //! microseconds; no I/O, no clock reads. A driver feeds it socket events and
 //! ticks and carries out the actions. The same type answers the commit gate's
 //! question "may a commit at LSN x return now?" for its sync mode.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-/// When a commit may return (DESIGN.md §4).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+/// When a commit may return (docs/hadr-semantics.md §Sync modes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum SyncMode {
     /// Standby has the record on disk.
@@ -22,23 +22,26 @@ pub enum SyncMode {
     Superasync,
 }
 
+/// A word that names no sync mode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a sync mode (SYNC, NEARSYNC, ASYNC, SUPERASYNC)")]
+pub struct UnknownSyncMode(pub String);
+
 impl std::str::FromStr for SyncMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownSyncMode;
+    fn from_str(s: &str) -> Result<Self, UnknownSyncMode> {
         match s.to_ascii_uppercase().as_str() {
             "SYNC" => Ok(SyncMode::Sync),
             "NEARSYNC" => Ok(SyncMode::Nearsync),
             "ASYNC" => Ok(SyncMode::Async),
             "SUPERASYNC" => Ok(SyncMode::Superasync),
-            _ => Err(format!(
-                "{s:?} is not a sync mode (SYNC, NEARSYNC, ASYNC, SUPERASYNC)"
-            )),
+            _ => Err(UnknownSyncMode(s.to_string())),
         }
     }
 }
 
 /// DB2's states of a primary–standby pair.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum PairState {
     /// No connection; waiting for the standby.
@@ -145,7 +148,7 @@ pub enum Action {
     /// Close the connection, saying why.
     Disconnect {
         /// Reason for the logs and status.
-        reason: String,
+        reason: DisconnectReason,
     },
     /// Waiting commits should re-check the gate (positions or state changed).
     WakeCommits,
@@ -158,13 +161,32 @@ pub enum Action {
     },
 }
 
-/// The commit gate's answer for one standby.
+/// Why the pair ends a connection that the socket still holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DisconnectReason {
+    /// Nothing heard for `hadr_timeout`.
+    #[error("nothing heard from the standby for {ms} ms (hadr_timeout)")]
+    Silent {
+        /// The timeout, in ms.
+        ms: u64,
+    },
+    /// A commit waited longer than `hadr_peer_wait_limit` in PEER.
+    #[error(
+        "a commit waited more than {ms} ms for the standby (hadr_peer_wait_limit): detaching it"
+    )]
+    PeerWaitLimit {
+        /// The limit, in ms.
+        ms: u64,
+    },
+}
+
+/// What one standby says to a commit that is durable locally.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Gate {
+pub enum CommitWait {
     /// The commit may return as far as this standby is concerned.
-    Open,
-    /// Wait for an ack (or a state change).
-    Wait,
+    Release,
+    /// Hold it for an ack (or a state change).
+    Hold,
 }
 
 /// Primary-side view of one standby.
@@ -212,6 +234,16 @@ impl Pair {
             peer_window_end: 0,
             heartbeats_missed: 0,
             status_since: now,
+        }
+    }
+
+    /// Whether the replication connection is up (DB2's HADR_CONNECT_STATUS).
+    pub fn connect_status(&self) -> crate::ConnectStatus {
+        match self.state {
+            PairState::RemoteCatchupPending | PairState::DisconnectedPeer => {
+                crate::ConnectStatus::Disconnected
+            }
+            PairState::RemoteCatchup | PairState::Peer => crate::ConnectStatus::Connected,
         }
     }
 
@@ -318,10 +350,9 @@ impl Pair {
                     PairState::RemoteCatchup | PairState::Peer => {
                         if now.saturating_sub(self.last_heard) > cfg.timeout_us {
                             out.push(Action::Disconnect {
-                                reason: format!(
-                                    "nothing heard from the standby for {} ms (hadr_timeout)",
-                                    cfg.timeout_us / 1000
-                                ),
+                                reason: DisconnectReason::Silent {
+                                    ms: cfg.timeout_us / 1000,
+                                },
                             });
                             self.lose(now, false, &mut out);
                         } else if self.state == PairState::Peer
@@ -330,10 +361,9 @@ impl Pair {
                                 .is_some_and(|t| now.saturating_sub(t) > cfg.peer_wait_limit_us)
                         {
                             out.push(Action::Disconnect {
-                                reason: format!(
-                                    "a commit waited more than {} ms for the standby (hadr_peer_wait_limit): detaching it",
-                                    cfg.peer_wait_limit_us / 1000
-                                ),
+                                reason: DisconnectReason::PeerWaitLimit {
+                                    ms: cfg.peer_wait_limit_us / 1000,
+                                },
                             });
                             self.lose(now, false, &mut out);
                         } else if now.saturating_sub(self.last_heartbeat) >= cfg.heartbeat_us() {
@@ -371,7 +401,7 @@ impl Pair {
     }
 
     /// May a commit whose record ends at `lsn` return, as far as this standby goes?
-    pub fn gate(&self, lsn: u64) -> Gate {
+    pub fn commit_wait(&self, lsn: u64) -> CommitWait {
         match self.state {
             PairState::Peer => {
                 let done = match self.config().mode {
@@ -381,14 +411,14 @@ impl Pair {
                     SyncMode::Superasync => true,
                 };
                 if done {
-                    Gate::Open
+                    CommitWait::Release
                 } else {
-                    Gate::Wait
+                    CommitWait::Hold
                 }
             }
             // The peer window: nothing commits until the standby is back or the window ends.
-            PairState::DisconnectedPeer => Gate::Wait,
-            PairState::RemoteCatchupPending | PairState::RemoteCatchup => Gate::Open,
+            PairState::DisconnectedPeer => CommitWait::Hold,
+            PairState::RemoteCatchupPending | PairState::RemoteCatchup => CommitWait::Release,
         }
     }
 }

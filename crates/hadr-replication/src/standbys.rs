@@ -1,6 +1,7 @@
-//! The commit gate: a session whose commit is durable locally waits here
-//! until every standby's pair state machine lets it go (its sync mode in
-//! PEER, or the peer window after a loss).
+//! A primary's standbys: one pair state machine per configured standby, and
+//! the sessions whose commit is durable locally and now waits until every
+//! pair lets it go (`hadr_ha::commit_wait`: its sync mode in PEER, or the
+//! peer window after a loss).
 
 use std::collections::BTreeMap;
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -8,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::pair::{Action, Event, Gate, Pair, PairConfig};
+use hadr_ha::commit_wait::{may_release, remote_applied};
+use hadr_ha::{Action, Event, Pair, PairConfig};
 
 /// One configured standby.
 #[derive(Clone, Debug, Serialize)]
@@ -47,24 +49,28 @@ pub struct WaitStats {
 }
 
 /// Why a commit could not be released.
-#[derive(Debug, PartialEq, Eq)]
-pub enum GateError {
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AckWaitError {
     /// The standby did not confirm in time; the outcome is unknown to the client.
+    #[error("the standby did not confirm in time")]
     Timeout,
-    /// The gate was closed (the node was fenced or stops); the commit must
+    /// Releasing was closed (the node was fenced or stops); the commit must
     /// not be acknowledged from here.
+    #[error("{0}")]
     Closed(String),
 }
 
 /// All pairs of a primary, and the waiting sessions.
-pub struct CommitGate {
+pub struct Standbys {
     inner: Mutex<Inner>,
     cv: Condvar,
+    /// Woken with the condvar, for async waiters (a hand-over waiting for an ack).
+    acks: tokio::sync::Notify,
 }
 
-impl CommitGate {
-    /// A gate over the standbys of `hadr_target_list`.
-    pub fn new(targets: Vec<(String, PairConfig)>, now: u64) -> CommitGate {
+impl Standbys {
+    /// The standbys of `hadr_target_list`.
+    pub fn new(targets: Vec<(String, PairConfig)>, now: u64) -> Standbys {
         let slots = targets
             .into_iter()
             .enumerate()
@@ -75,12 +81,13 @@ impl CommitGate {
                 last_error: None,
             })
             .collect();
-        CommitGate {
+        Standbys {
             inner: Mutex::new(Inner {
                 slots,
                 ..Default::default()
             }),
             cv: Condvar::new(),
+            acks: tokio::sync::Notify::new(),
         }
     }
 
@@ -110,13 +117,19 @@ impl CommitGate {
         let actions = s.pair.step(ev);
         for a in &actions {
             if let Action::Disconnect { reason } = a {
-                s.last_error = Some(reason.clone());
+                s.last_error = Some(reason.to_string());
             }
         }
         if actions.iter().any(|a| matches!(a, Action::WakeCommits)) {
             self.cv.notify_all();
+            self.acks.notify_waiters();
         }
         actions
+    }
+
+    /// Resolves at the next ack or state change (create it, then check, then await).
+    pub fn acked(&self) -> tokio::sync::futures::Notified<'_> {
+        self.acks.notified()
     }
 
     /// Record why a connection ended.
@@ -127,7 +140,7 @@ impl CommitGate {
     }
 
     /// Release no more commits: every waiting and future wait fails with
-    /// [`GateError::Closed`]. A fenced primary must never acknowledge a
+    /// [`AckWaitError::Closed`]. A fenced primary must never acknowledge a
     /// commit its successor may not have, even when its peer window ends.
     pub fn close(&self, reason: String) {
         let mut g = self.lock();
@@ -138,19 +151,19 @@ impl CommitGate {
     }
 
     fn open(g: &Inner, lsn: u64) -> bool {
-        g.slots.iter().all(|s| s.pair.gate(lsn) == Gate::Open)
+        may_release(g.slots.iter().map(|s| &s.pair), lsn)
     }
 
     /// Block until the commit whose record ends at `lsn` may return, or `timeout`.
-    pub fn wait(
+    pub fn wait_commit(
         &self,
         lsn: u64,
         timeout: Duration,
         now_us: impl Fn() -> u64,
-    ) -> Result<(), GateError> {
+    ) -> Result<(), AckWaitError> {
         let mut g = self.lock();
         if let Some(r) = &g.closed {
-            return Err(GateError::Closed(r.clone()));
+            return Err(AckWaitError::Closed(r.clone()));
         }
         if Self::open(&g, lsn) {
             return Ok(());
@@ -162,14 +175,14 @@ impl CommitGate {
         let deadline = Instant::now() + timeout;
         let result = loop {
             if let Some(r) = &g.closed {
-                break Err(GateError::Closed(r.clone()));
+                break Err(AckWaitError::Closed(r.clone()));
             }
             if Self::open(&g, lsn) {
                 break Ok(());
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                break Err(GateError::Timeout);
+                break Err(AckWaitError::Timeout);
             }
             g = self
                 .cv
@@ -186,23 +199,19 @@ impl CommitGate {
     /// Block until the principal standby has replayed up to `lsn` (a session's
     /// `remote_apply`), or it is not in PEER (then, as for every sync mode, it
     /// does not gate), or `timeout`.
-    pub fn wait_replayed(&self, lsn: u64, timeout: Duration) -> Result<(), GateError> {
+    pub fn wait_replayed(&self, lsn: u64, timeout: Duration) -> Result<(), AckWaitError> {
         let deadline = Instant::now() + timeout;
         let mut g = self.lock();
         loop {
             if let Some(r) = &g.closed {
-                return Err(GateError::Closed(r.clone()));
+                return Err(AckWaitError::Closed(r.clone()));
             }
-            let done = match g.slots.first() {
-                None => true,
-                Some(s) => s.pair.state != crate::pair::PairState::Peer || s.pair.replayed >= lsn,
-            };
-            if done {
+            if remote_applied(g.slots.first().map(|s| &s.pair), lsn) {
                 return Ok(());
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(GateError::Timeout);
+                return Err(AckWaitError::Timeout);
             }
             g = self
                 .cv
