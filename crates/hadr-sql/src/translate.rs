@@ -1,9 +1,9 @@
 //! Translating one statement from PostgreSQL dialect to SQLite, and inferring
 //! what each `$N` parameter probably is.
 
+use crate::error::SqlError;
 use crate::lexer::{ident_value, string_value, tokenize, Kind, Token};
 use crate::types::PgType;
-use crate::SqlError;
 
 /// PostgreSQL accepts at most this many parameters per statement.
 const MAX_PARAM: usize = 65535;
