@@ -1,8 +1,9 @@
 //! The PostgreSQL types of a statement's result columns, as far as its text
 //! alone determines them (SQLite declares no type for expression columns).
 
+use crate::keywords::{in_list, is_reserved, COMPARISONS, VALUE_KEYWORDS};
 use crate::lexer::{tokenize, Kind, Token};
-use crate::translate::{in_list, is_reserved, parse_type_name, COMPARISONS, VALUE_KEYWORDS};
+use crate::type_name::parse_type_name;
 use crate::types::PgType;
 
 /// Nesting (parentheses, subqueries) beyond this is not looked into, so deep

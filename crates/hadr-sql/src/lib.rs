@@ -18,9 +18,11 @@
 mod classify;
 mod columns;
 mod error;
+mod keywords;
 mod lexer;
 mod split;
 mod translate;
+mod type_name;
 mod types;
 
 pub use classify::{classify, command_tag, is_transaction_control, Command};
