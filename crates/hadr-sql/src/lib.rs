@@ -20,6 +20,8 @@ mod columns;
 mod error;
 mod keywords;
 mod lexer;
+mod param_hints;
+mod rewrite;
 mod split;
 mod translate;
 mod type_name;
@@ -28,8 +30,9 @@ mod types;
 pub use classify::{classify, command_tag, is_transaction_control, Command};
 pub use columns::result_column_types;
 pub use error::SqlError;
+pub use param_hints::ParamHint;
 pub use split::split;
-pub use translate::{translate, ParamHint, Translated};
+pub use translate::{translate, Translated};
 pub use types::PgType;
 
 #[cfg(test)]
