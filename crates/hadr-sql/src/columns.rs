@@ -1,7 +1,10 @@
 //! The PostgreSQL types of a statement's result columns, as far as its text
 //! alone determines them (SQLite declares no type for expression columns).
 
-use crate::keywords::{in_list, is_reserved, COMPARISONS, VALUE_KEYWORDS};
+use crate::brackets::{close_of, top_level};
+use crate::keywords::{
+    in_list, is_kw_in, is_name, is_name_part, is_reserved, COMPARISONS, VALUE_KEYWORDS,
+};
 use crate::lexer::{tokenize, Kind, Token};
 use crate::type_name::parse_type_name;
 use crate::types::PgType;
@@ -59,56 +62,10 @@ pub fn result_column_types(stmt: &str) -> Option<Vec<Option<PgType>>> {
     }
     let sig = &sig[..end];
     // One statement only.
-    if top(sig)?.iter().any(|&i| sig[i].is_punct(";")) {
+    if top_level(sig)?.iter().any(|&i| sig[i].is_punct(";")) {
         return None;
     }
     statement(sig, 0)
-}
-
-/// Index of the `)` or `]` matching the opener at `open`.
-fn close_of(toks: &[Token<'_>], open: usize) -> Option<usize> {
-    let mut stack: Vec<&str> = Vec::new();
-    for (j, t) in toks.iter().enumerate().skip(open) {
-        if t.is_punct("(") {
-            stack.push(")");
-        } else if t.is_punct("[") {
-            stack.push("]");
-        } else if t.is_punct(")") || t.is_punct("]") {
-            if stack.pop()? != t.text {
-                return None;
-            }
-            if stack.is_empty() {
-                return Some(j);
-            }
-        }
-        if stack.is_empty() {
-            return None;
-        }
-    }
-    None
-}
-
-/// Indices of the tokens outside any brackets (an opener stands for its whole
-/// group); `None` if the brackets do not balance.
-fn top(toks: &[Token<'_>]) -> Option<Vec<usize>> {
-    let mut out = Vec::new();
-    let mut k = 0;
-    while k < toks.len() {
-        let t = &toks[k];
-        out.push(k);
-        if t.is_punct("(") || t.is_punct("[") {
-            k = close_of(toks, k)? + 1;
-        } else if t.is_punct(")") || t.is_punct("]") {
-            return None;
-        } else {
-            k += 1;
-        }
-    }
-    Some(out)
-}
-
-fn is_kw_in(t: &Token<'_>, list: &[&str]) -> bool {
-    t.kind == Kind::Word && in_list(t.text, list)
 }
 
 /// Result columns of a whole statement.
@@ -127,7 +84,9 @@ fn statement(s: &[Token<'_>], depth: usize) -> Option<Columns> {
         .iter()
         .any(|k| first.is_kw(k))
     {
-        let returning = top(s)?.into_iter().find(|&i| s[i].is_kw("RETURNING"))?;
+        let returning = top_level(s)?
+            .into_iter()
+            .find(|&i| s[i].is_kw("RETURNING"))?;
         return items(&s[returning + 1..], depth);
     }
     None
@@ -171,7 +130,7 @@ fn skip_with(s: &[Token<'_>]) -> Option<usize> {
 /// A query with set operations: the first arm's columns, except that a
 /// column another arm types differently is undetermined.
 fn query(s: &[Token<'_>], depth: usize) -> Option<Columns> {
-    let ops: Vec<usize> = top(s)?
+    let ops: Vec<usize> = top_level(s)?
         .into_iter()
         .filter(|&i| is_kw_in(&s[i], SET_OPS))
         .collect();
@@ -238,7 +197,7 @@ fn select_list(s: &[Token<'_>]) -> Option<Columns> {
         k += 1;
     }
     let list = s.get(k..)?;
-    let end = top(list)?
+    let end = top_level(list)?
         .into_iter()
         .find(|&i| is_kw_in(&list[i], LIST_END) && !(i > 0 && list[i - 1].is_kw("AS")));
     if let Some(e) = end {
@@ -284,7 +243,7 @@ fn items(s: &[Token<'_>], depth: usize) -> Option<Columns> {
     }
     let mut out = Vec::new();
     let mut start = 0;
-    let mut commas: Vec<usize> = top(s)?
+    let mut commas: Vec<usize> = top_level(s)?
         .into_iter()
         .filter(|&i| s[i].is_punct(","))
         .collect();
@@ -330,11 +289,7 @@ fn item_type(item: &[Token<'_>], depth: usize) -> Option<PgType> {
     if let Some(t) = expr(item, depth) {
         return t;
     }
-    let alias = |t: &Token<'_>| {
-        t.kind == Kind::QuotedIdent
-            || (t.kind == Kind::Word && !is_reserved(t.text) && !t.text.starts_with('$'))
-    };
-    if n >= 2 && alias(&item[n - 1]) && ends_operand(&item[n - 2]) {
+    if n >= 2 && is_name(&item[n - 1]) && ends_operand(&item[n - 2]) {
         return expr(&item[..n - 1], depth).flatten();
     }
     None
@@ -350,7 +305,7 @@ fn expr(toks: &[Token<'_>], depth: usize) -> Option<Option<PgType>> {
     let mut concat = false;
     let mut comma = false;
     let mut case = 0usize;
-    for i in top(toks)? {
+    for i in top_level(toks)? {
         let t = &toks[i];
         if t.is_kw("CASE") {
             case += 1;
@@ -474,7 +429,7 @@ fn atom(toks: &[Token<'_>], k: usize, depth: usize) -> Option<(usize, Option<PgT
         Kind::Word if t.is_kw("CAST") && next_is_group => {
             let close = close_of(toks, k + 1)?;
             let inner = &toks[k + 2..close];
-            let ty = top(inner)?
+            let ty = top_level(inner)?
                 .into_iter()
                 .rev()
                 .find(|&i| inner[i].is_kw("AS"))
@@ -517,9 +472,9 @@ fn case_end(toks: &[Token<'_>], k: usize) -> Option<usize> {
 /// A (qualified) column reference, or a function call with optional
 /// `FILTER (...)` and `OVER ...`.
 fn name_or_call(toks: &[Token<'_>], k: usize) -> Option<(usize, Option<PgType>)> {
-    let is_part = |t: &Token<'_>| matches!(t.kind, Kind::Word | Kind::QuotedIdent);
     let mut j = k + 1;
-    while toks.get(j).is_some_and(|t| t.is_punct(".")) && toks.get(j + 1).is_some_and(is_part) {
+    while toks.get(j).is_some_and(|t| t.is_punct(".")) && toks.get(j + 1).is_some_and(is_name_part)
+    {
         j += 2;
     }
     if !toks.get(j).is_some_and(|t| t.is_punct("(")) {
@@ -535,7 +490,7 @@ fn name_or_call(toks: &[Token<'_>], k: usize) -> Option<(usize, Option<PgType>)>
     if toks.get(end).is_some_and(|t| t.is_kw("OVER")) {
         match toks.get(end + 1) {
             Some(t) if t.is_punct("(") => end = close_of(toks, end + 1)? + 1,
-            Some(t) if is_part(t) => end += 2,
+            Some(t) if is_name_part(t) => end += 2,
             _ => return None,
         }
     }

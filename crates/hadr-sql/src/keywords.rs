@@ -120,6 +120,11 @@ pub(crate) fn in_list(word: &str, list: &[&str]) -> bool {
     list.iter().any(|r| r.eq_ignore_ascii_case(word))
 }
 
+/// Whether `t` is one of the keywords in `list`.
+pub(crate) fn is_kw_in(t: &Token<'_>, list: &[&str]) -> bool {
+    t.kind == Kind::Word && in_list(t.text, list)
+}
+
 /// A token that can be (part of) a table or column name.
 pub(crate) fn is_name_part(t: &Token<'_>) -> bool {
     matches!(t.kind, Kind::Word | Kind::QuotedIdent)

@@ -15,6 +15,7 @@
 
 #![warn(missing_docs)]
 
+mod brackets;
 mod classify;
 mod columns;
 mod error;

@@ -6,7 +6,8 @@ mod statement;
 mod tables;
 
 use crate::keywords::{
-    in_list, is_name, is_name_part, is_reserved, COMPARISONS, SOFT_KEYWORDS, VALUE_KEYWORDS,
+    in_list, is_kw_in, is_name, is_name_part, is_reserved, COMPARISONS, SOFT_KEYWORDS,
+    VALUE_KEYWORDS,
 };
 use crate::lexer::{ident_value, Kind, Token};
 use crate::type_name::{cast_type, parse_type_name};
@@ -205,7 +206,7 @@ impl<'s, 'a> Hints<'s, 'a> {
         } else if self
             .st
             .at(ii - 1)
-            .is_some_and(|t| t.kind == Kind::Word && in_list(t.text, LIKE_KEYWORDS))
+            .is_some_and(|t| is_kw_in(t, LIKE_KEYWORDS))
         {
             self.name_before(self.st.skip_not(ii - 2))
         } else if self.st.op_in(ii - 1, &["+", "-"]) && self.st.op_in(ii - 2, COMPARISONS) {

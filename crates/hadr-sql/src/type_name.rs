@@ -1,6 +1,7 @@
 //! Reading a PostgreSQL type name out of the token stream (after `::`, or
 //! after `AS` in `CAST(.. AS ..)`), and the type a cast names.
 
+use crate::brackets::close_of;
 use crate::error::SqlError;
 use crate::keywords::{in_list, is_name_part};
 use crate::lexer::{ident_value, Kind, Token};
@@ -24,22 +25,6 @@ fn next_sig(toks: &[Token<'_>], mut k: usize) -> Option<usize> {
         k += 1;
     }
     (k < toks.len()).then_some(k)
-}
-
-/// Index just past the `)` matching the `(` at `open`, if balanced.
-fn skip_group(toks: &[Token<'_>], open: usize) -> Option<usize> {
-    let mut depth = 0usize;
-    for (k, t) in toks.iter().enumerate().skip(open) {
-        if t.is_punct("(") {
-            depth += 1;
-        } else if t.is_punct(")") {
-            depth = depth.checked_sub(1)?;
-            if depth == 0 {
-                return Some(k + 1);
-            }
-        }
-    }
-    None
 }
 
 /// Parse a type name starting at or after `start` (trivia skipped): optional
@@ -101,7 +86,7 @@ pub(crate) fn parse_type_name(toks: &[Token<'_>], start: usize) -> Option<(Strin
     // Type modifiers are integers; anything else in parentheses is not part
     // of the type (and must not be swallowed, strings least of all).
     if let Some(open) = next_sig(toks, end).filter(|&n| toks[n].is_punct("(")) {
-        if let Some(close) = skip_group(toks, open) {
+        if let Some(close) = close_of(toks, open).map(|c| c + 1) {
             let inner = &toks[open + 1..close - 1];
             if inner
                 .iter()
