@@ -19,6 +19,7 @@ mod brackets;
 mod classify;
 mod columns;
 mod error;
+mod expr_type;
 mod keywords;
 mod lexer;
 mod param_hints;
