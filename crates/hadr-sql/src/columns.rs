@@ -47,7 +47,7 @@ pub fn result_column_types(stmt: &str) -> Option<Vec<Option<PgType>>> {
         end -= 1;
     }
     let sig = &sig[..end];
-    // One statement only.
+    // Several statements have no one set of result columns.
     if top_level(sig)?.iter().any(|&i| sig[i].is_punct(";")) {
         return None;
     }

@@ -18,6 +18,7 @@ const BOOLEAN_KEYWORDS: &[&str] = &[
     "NOTNULL", "OR", "REGEXP", "SIMILAR",
 ];
 
+/// Arithmetic operators; `||` is typed on its own, as text.
 const ARITHMETIC: &[&str] = &["+", "-", "*", "/", "%"];
 
 /// Type of an expression: `None` if its shape is not recognised (tokens left
@@ -44,7 +45,7 @@ pub(crate) fn expr(toks: &[Token<'_>], depth: usize) -> Option<Option<PgType>> {
         }
     }
     if comma {
-        // A row constructor.
+        // A row constructor: a record, which has no column type to announce.
         return Some(None);
     }
     if boolean {
@@ -219,7 +220,8 @@ fn name_or_call(toks: &[Token<'_>], k: usize) -> Option<(usize, Option<PgType>)>
             _ => return None,
         }
     }
-    // Built-ins only: unqualified or in pg_catalog.
+    // Only a built-in has a known result type; a function in another schema
+    // may be a user function that happens to share its name.
     let schema_ok = j == k + 1 || (j == k + 3 && toks[k].text.eq_ignore_ascii_case("pg_catalog"));
     let name = &toks[j - 1];
     let ty = if schema_ok && name.kind == Kind::Word {

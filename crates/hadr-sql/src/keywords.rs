@@ -103,19 +103,22 @@ pub(crate) const VALUE_KEYWORDS: &[&str] = &[
     "TRUE",
 ];
 
-/// Reserved words that PostgreSQL still accepts as column names; they
+/// Words of [`RESERVED`] that PostgreSQL still accepts as column names; they
 /// are one when they stand where an operand is expected (`SET by = $1`).
 pub(crate) const SOFT_KEYWORDS: &[&str] = &[
     "BETWEEN", "BY", "DELETE", "ESCAPE", "EXISTS", "GLOB", "INDEXED", "INSERT", "MATCH", "OVER",
     "REGEXP", "SET", "UPDATE", "VALUES",
 ];
 
+/// Comparison operators of both dialects (`==` is SQLite's).
 pub(crate) const COMPARISONS: &[&str] = &["=", "==", "<>", "!=", "<", "<=", ">", ">="];
 
+/// Whether `word` is in [`RESERVED`].
 pub(crate) fn is_reserved(word: &str) -> bool {
-    RESERVED.iter().any(|r| r.eq_ignore_ascii_case(word))
+    in_list(word, RESERVED)
 }
 
+/// Whether `word` is in `list`, ignoring case as SQL keywords do.
 pub(crate) fn in_list(word: &str, list: &[&str]) -> bool {
     list.iter().any(|r| r.eq_ignore_ascii_case(word))
 }

@@ -37,7 +37,11 @@ pub enum ParamHint {
 /// Soft keywords that are operators after `NOT` (`a NOT BETWEEN -$1 AND 2`).
 const NOT_OPERATORS: &[&str] = &["BETWEEN", "EXISTS", "GLOB", "MATCH", "REGEXP"];
 
+/// Pattern operators: their pattern has the type of the column matched.
 const LIKE_KEYWORDS: &[&str] = &["LIKE", "ILIKE", "GLOB", "REGEXP", "MATCH"];
+
+/// Operators whose parameter operand takes the type of the column on the
+/// other side (`a + $1`, `name || $1`).
 const ARITHMETIC: &[&str] = &["+", "-", "*", "/", "%", "||"];
 
 /// Hints for `$1..=$param_count` from the tokens of a statement.
@@ -154,6 +158,8 @@ impl<'s, 'a> Hints<'s, 'a> {
         Some((qualifier, column))
     }
 
+    /// The hint for the parameter at `i`. An explicit type beats the column
+    /// the parameter stands next to, because the client asked for it.
     fn hint(&self, i: usize) -> ParamHint {
         let ii = i as isize;
         let explicit = |name: Option<(String, usize)>| name.and_then(|(n, _)| cast_type(&n).ok());

@@ -7,6 +7,8 @@ use crate::lexer::{string_value, tokenize, Kind, Token};
 use crate::type_name::{cast_type, parse_type_name};
 use crate::types::PgType;
 
+/// What a piece of output is, as far as finding the operand before a `::`
+/// needs to know.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum PieceKind {
     Trivia,
@@ -48,7 +50,8 @@ fn concat(pieces: &[Piece]) -> String {
 
 /// Rewrite parameters and casts. Parenthesised groups are collapsed into one
 /// piece as they close, so "the operand before `::`" is always a short run of
-/// pieces at the end of the current level.
+/// pieces at the end of the current level. Returns the SQLite text and the
+/// highest parameter number.
 pub(crate) fn rewrite(toks: &[Token<'_>]) -> Result<(String, usize), SqlError> {
     let mut frames: Vec<Vec<Piece>> = vec![Vec::new()];
     let mut max_param = 0usize;

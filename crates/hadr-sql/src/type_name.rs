@@ -50,7 +50,9 @@ pub(crate) fn parse_type_name(toks: &[Token<'_>], start: usize) -> Option<(Strin
     text.push_str(&base);
     let mut end = k + 1;
 
-    // Consume `words` if they come next, in order.
+    // A multi-word name (`double precision`, `time with time zone`) takes
+    // its extra words only when all of them follow; otherwise they belong to
+    // the surrounding statement.
     let follow = |end: &mut usize, text: &mut String, words: &[&str]| -> bool {
         let mut k = *end;
         for w in words {

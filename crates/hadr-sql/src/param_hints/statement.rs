@@ -78,7 +78,8 @@ impl<'s, 'a> Statement<'s, 'a> {
         Some((parts, k))
     }
 
-    /// Whether token `i` is a whole element of the group opened at `open`.
+    /// Whether token `i` alone makes up one element of the parenthesised
+    /// list around it, as `$1` does in `($1, 2)` but not in `($1 + 2)`.
     pub fn direct_element(&self, i: isize) -> bool {
         (self.punct(i - 1, "(") || self.punct(i - 1, ","))
             && (self.punct(i + 1, ",") || self.punct(i + 1, ")"))
