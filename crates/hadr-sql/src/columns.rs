@@ -282,7 +282,7 @@ fn item_type(item: &[Token<'_>], depth: usize) -> Option<PgType> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use PgType::*;
 
@@ -291,7 +291,7 @@ mod tests {
     }
 
     /// The type of the single column of `SELECT <item>`.
-    fn one(item: &str) -> Option<PgType> {
+    pub(crate) fn one(item: &str) -> Option<PgType> {
         match types(&format!("SELECT {item}")) {
             Some(v) if v.len() == 1 => v[0],
             other => panic!("{item}: {other:?}"),

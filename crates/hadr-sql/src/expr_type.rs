@@ -313,16 +313,8 @@ fn number_type(text: &str) -> Option<PgType> {
 mod tests {
     use PgType::*;
 
-    use crate::result_column_types;
+    use crate::columns::tests::one;
     use crate::types::PgType;
-
-    /// The type of the single column of `SELECT <item>`.
-    fn one(item: &str) -> Option<PgType> {
-        match result_column_types(&format!("SELECT {item}")) {
-            Some(v) if v.len() == 1 => v[0],
-            other => panic!("{item}: {other:?}"),
-        }
-    }
 
     #[test]
     fn casts() {
