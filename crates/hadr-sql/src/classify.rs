@@ -272,7 +272,8 @@ fn with_verb(sig: &[Token<'_>]) -> Command {
 pub fn classify(stmt: &str) -> Command {
     let toks = tokenize(stmt);
     let mut sig: Vec<Token<'_>> = toks.into_iter().filter(|t| !t.is_trivia()).collect();
-    // `(SELECT ...) UNION ...` and friends.
+    // A parenthesised first arm (`(SELECT ...) UNION ...`) is classified by
+    // what it holds.
     let lead = sig.iter().take_while(|t| t.is_punct("(")).count();
     sig.drain(..lead);
     if !sig.first().is_some_and(|t| t.is_kw("CREATE")) {

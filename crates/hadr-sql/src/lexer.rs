@@ -4,6 +4,9 @@
 //! the text (or slices of it) exactly. Token boundaries always fall on ASCII
 //! bytes or the end of input, which keeps every `&str` slice valid UTF-8.
 
+/// PostgreSQL accepts at most this many parameters per statement.
+const MAX_PARAM: usize = 65535;
+
 /// What a token is; only as fine-grained as splitting, translation and
 /// classification need.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +64,14 @@ impl Token<'_> {
     /// Whether this is the punctuation or operator `p`.
     pub fn is_punct(&self, p: &str) -> bool {
         matches!(self.kind, Kind::Punct | Kind::Op) && self.text == p
+    }
+
+    /// The `N` of a `$N` token, unless it is outside PostgreSQL's `1..=65535`.
+    pub fn param_number(&self) -> Option<usize> {
+        self.text
+            .get(1..)
+            .and_then(|d| d.parse::<usize>().ok())
+            .filter(|n| (1..=MAX_PARAM).contains(n))
     }
 
     /// Upper-cased text, for keyword comparisons.

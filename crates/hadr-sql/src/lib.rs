@@ -15,40 +15,27 @@
 
 #![warn(missing_docs)]
 
+mod brackets;
 mod classify;
 mod columns;
+mod error;
+mod expr_type;
+mod keywords;
 mod lexer;
+mod param_hints;
+mod rewrite;
 mod split;
 mod translate;
+mod type_name;
 mod types;
 
 pub use classify::{classify, command_tag, is_transaction_control, Command};
 pub use columns::result_column_types;
+pub use error::SqlError;
+pub use param_hints::ParamHint;
 pub use split::split;
-pub use translate::{translate, ParamHint, Translated};
+pub use translate::{translate, Translated};
 pub use types::PgType;
-
-/// Why a statement could not be translated.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SqlError {
-    /// A string, quoted identifier, dollar quote or block comment never ends.
-    #[error("unterminated {what} at byte {at}")]
-    Unterminated {
-        /// What was left open, e.g. "string literal".
-        what: &'static str,
-        /// Byte offset where it starts.
-        at: usize,
-    },
-    /// A cast names a type hadr cannot map to SQLite (SQLSTATE 42704).
-    #[error("type \"{0}\" does not exist")]
-    UnsupportedType(String),
-    /// `$0`, or a parameter number above PostgreSQL's limit of 65535.
-    #[error("invalid parameter reference {0}")]
-    BadParameter(String),
-    /// Malformed syntax this layer has to understand (e.g. `::` without an operand).
-    #[error("syntax error: {0}")]
-    Syntax(String),
-}
 
 #[cfg(test)]
 mod proptests;

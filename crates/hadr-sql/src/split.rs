@@ -73,7 +73,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn brief_example() {
+    fn quotes_comments_and_a_trigger_body() {
         let s = "select ';' ; select $$a;b$$; select 1 -- ;\n; CREATE TRIGGER t AFTER INSERT ON a BEGIN INSERT INTO b VALUES(1); UPDATE c SET x = CASE WHEN 1 THEN 2 END; END; select 2";
         assert_eq!(
             split(s),
