@@ -21,11 +21,11 @@ mod log;
 mod record;
 mod segment;
 
-pub use crate::error::{LogError, RecordError};
+pub use crate::error::LogError;
 pub use crate::log::{
     verify_dir, FlushMode, Log, LogConfig, LogReader, LogStats, OpenReport, VerifyReport,
 };
-pub use crate::record::{CaptureMark, Page, Record};
+pub use crate::record::{CaptureMark, EncodeError, Page, Record, RecordError};
 
 /// Byte offset of a record in the log stream (segment headers do not count).
 pub type Lsn = u64;

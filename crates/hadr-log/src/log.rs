@@ -11,8 +11,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::error::{LogError, RecordError};
-use crate::record::{check_frame, seal, Record};
+use crate::error::LogError;
+use crate::record::{check_frame, seal, Record, RecordError};
 use crate::segment::{
     activate_spare, create_segment_file, create_spare, discard_spare_tmp, find_last_record,
     list_segments, open_spare, prealloc_len, publish_spare, read_frame_at, read_record, scan,
