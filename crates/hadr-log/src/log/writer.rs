@@ -114,21 +114,7 @@ impl Log {
         if lsn == end {
             return Ok(());
         }
-        // Refuse a point inside a record: the result would be an undecodable tail.
-        {
-            let seg = &st.segs[seg_index(&st.segs, lsn)];
-            let file = File::open(&seg.path).map_err(|e| LogError::io(&seg.path, e))?;
-            let mut buf = Vec::new();
-            let framed = match read_frame_at(&file, seg, lsn, &mut buf) {
-                Ok(_) => check_frame(&buf, lsn).map_err(|e| e.to_string()),
-                Err(LogError::Corrupt { reason, .. }) => Err(reason),
-                Err(e) => return Err(e),
-            };
-            framed.map_err(|reason| LogError::BadLsn {
-                lsn,
-                reason: format!("not a record boundary: {reason}"),
-            })?;
-        }
+        check_record_boundary(&st.segs[seg_index(&st.segs, lsn)], lsn)?;
         // Keep the segment holding `lsn` (or ending at it); later ones go away entirely.
         let keep = st.segs.iter().rposition(|s| s.start < lsn).unwrap_or(0);
         // Newest first, so a crash part-way leaves a contiguous prefix.
@@ -283,5 +269,22 @@ impl Inner {
         });
         st.current = Arc::new(file);
         Ok(())
+    }
+}
+
+/// Refuse a truncation point inside a record: the result would be an undecodable tail.
+fn check_record_boundary(seg: &SegMeta, lsn: Lsn) -> Result<(), LogError> {
+    let not_boundary = |reason: &dyn std::fmt::Display| LogError::BadLsn {
+        lsn,
+        reason: format!("not a record boundary: {reason}"),
+    };
+    let file = File::open(&seg.path).map_err(|e| LogError::io(&seg.path, e))?;
+    let mut buf = Vec::new();
+    match read_frame_at(&file, seg, lsn, &mut buf) {
+        Ok(_) => check_frame(&buf, lsn)
+            .map(drop)
+            .map_err(|e| not_boundary(&e)),
+        Err(LogError::Corrupt { reason, .. }) => Err(not_boundary(&reason)),
+        Err(e) => Err(e),
     }
 }
