@@ -1,6 +1,7 @@
 //! Error types of the log crate.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::record::{EncodeError, RecordError};
 use crate::Lsn;
@@ -77,6 +78,15 @@ pub enum LogError {
     /// The log was closed.
     #[error("log is closed")]
     Closed,
+    /// `Log::close` gave up waiting for a background thread (stuck in an fdatasync or an
+    /// `on_flush` callback); the thread was left running.
+    #[error("log {thread} thread did not stop within {timeout:?}; it was left running")]
+    CloseTimeout {
+        /// Which thread: "flusher" or "spare-segment".
+        thread: &'static str,
+        /// How long `close` waited.
+        timeout: Duration,
+    },
     /// A configuration value could not be parsed or is out of range.
     #[error("invalid log configuration: {0}")]
     Config(String),

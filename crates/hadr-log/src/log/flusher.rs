@@ -3,7 +3,9 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, PoisonError};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::{lock, FlushCallback, Inner, Log};
@@ -13,6 +15,65 @@ use crate::Lsn;
 
 /// Longest [`Log::flush`] waits for the disk (the server's default commit_timeout).
 pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Longest [`Log::close`] waits for the background threads to stop. A thread stuck in an
+/// fdatasync that never returns (or in an `on_flush` callback that blocks) must not hang
+/// shutdown or a takeover with it.
+pub(super) const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A background thread of the log that can be waited for with a deadline.
+pub(super) struct Worker {
+    /// What the thread does, for messages: "flusher" or "spare-segment".
+    what: &'static str,
+    handle: JoinHandle<()>,
+    /// Disconnects when the thread's closure ends, returning or unwinding: `JoinHandle` has no
+    /// join with a timeout, this does.
+    done: Receiver<()>,
+}
+
+impl Worker {
+    /// Start `main(inner)` on a thread named `name`.
+    pub(super) fn spawn(
+        what: &'static str,
+        name: &str,
+        inner: &Arc<Inner>,
+        main: fn(Arc<Inner>),
+    ) -> std::io::Result<Worker> {
+        let (exited, done) = mpsc::channel::<()>();
+        let inner = Arc::clone(inner);
+        let handle = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                // Dropped when main returns or panics, which is what `done` waits for.
+                let _exited = exited;
+                main(inner)
+            })?;
+        Ok(Worker { what, handle, done })
+    }
+
+    /// Join the thread if it ends within `timeout` of `started`; otherwise leave it running
+    /// (it holds its own `Arc<Inner>`, so that is safe) and say so.
+    pub(super) fn join_within(self, started: Instant, timeout: Duration) -> Result<(), LogError> {
+        let left = (started + timeout).saturating_duration_since(Instant::now());
+        match self.done.recv_timeout(left) {
+            Err(RecvTimeoutError::Timeout) => {
+                tracing::warn!(
+                    thread = self.what,
+                    ?timeout,
+                    "log thread did not stop in time; leaving it running"
+                );
+                Err(LogError::CloseTimeout {
+                    thread: self.what,
+                    timeout,
+                })
+            }
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => self
+                .handle
+                .join()
+                .map_err(|_| LogError::Failed(format!("log {} thread panicked", self.what))),
+        }
+    }
+}
 
 impl Log {
     /// Block until flushed_lsn() >= lsn or the timeout passes (Err(LogError::FlushTimeout)); errors at once if the flusher failed (sticky) or the log is closed.

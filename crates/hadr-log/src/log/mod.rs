@@ -11,8 +11,9 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
+use self::flusher::Worker;
 use crate::error::LogError;
 use crate::segment::SegMeta;
 use crate::Lsn;
@@ -170,10 +171,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// hadr's transaction log. `Send + Sync`; share it as `Arc<Log>`.
 pub struct Log {
     inner: Arc<Inner>,
-    flusher: Mutex<Option<JoinHandle<()>>>,
+    flusher: Mutex<Option<Worker>>,
     /// Prepares the spare segment; None if the thread could not be started (switches then
     /// create segments themselves).
-    spare_thread: Mutex<Option<JoinHandle<()>>>,
+    spare_thread: Mutex<Option<Worker>>,
+    /// How long `close` waits for those threads (`CLOSE_TIMEOUT`; tests shorten it).
+    close_timeout: Duration,
 }
 
 impl Log {
@@ -219,36 +222,34 @@ impl Log {
     }
 
     /// Stop the flusher after a final flush; later appends fail with `LogError::Closed`.
+    ///
+    /// Waits at most a few seconds (`CLOSE_TIMEOUT`) for the background threads; one that has not stopped by
+    /// then (a disk that stopped answering) is left running and `LogError::CloseTimeout` is
+    /// returned.
     pub fn close(&self) -> Result<(), LogError> {
         {
             let mut st = lock(&self.inner.state);
             st.closed = true;
         }
-        // First, and whatever happens to the flusher: a spare half written is abandoned, and
-        // the thread must not outlive the log.
-        let spare = lock(&self.spare_thread).take();
-        let spare_panicked = spare.is_some_and(|h| {
-            {
-                let mut sp = lock(&self.inner.spare);
-                sp.shutdown = true;
-                self.inner.spare_cv.notify_all();
-            }
-            h.join().is_err()
+        let started = Instant::now();
+        // Both are told to stop before either is waited for, so they stop side by side within
+        // the one deadline and a stuck one cannot leave the other running. A spare half
+        // written is abandoned.
+        let spare = lock(&self.spare_thread).take().inspect(|_| {
+            let mut sp = lock(&self.inner.spare);
+            sp.shutdown = true;
+            self.inner.spare_cv.notify_all();
         });
-        let handle = lock(&self.flusher).take();
-        if let Some(h) = handle {
-            {
-                let mut fl = lock(&self.inner.fl);
-                fl.shutdown = true;
-                self.inner.wake_flusher.notify_all();
-            }
-            if h.join().is_err() {
-                return Err(LogError::Failed("log flusher thread panicked".into()));
-            }
-        }
-        if spare_panicked {
-            return Err(LogError::Failed("log spare-segment thread panicked".into()));
-        }
+        let flusher = lock(&self.flusher).take().inspect(|_| {
+            let mut fl = lock(&self.inner.fl);
+            fl.shutdown = true;
+            self.inner.wake_flusher.notify_all();
+        });
+        let join =
+            |w: Option<Worker>| w.map_or(Ok(()), |w| w.join_within(started, self.close_timeout));
+        let spare = join(spare);
+        join(flusher)?;
+        spare?;
         let fl = lock(&self.inner.fl);
         match &fl.failure {
             Some(msg) => Err(LogError::Failed(msg.clone())),
@@ -296,5 +297,89 @@ impl Inner {
         self.flushed_cv.notify_all();
         self.wake_flusher.notify_all();
         LogError::Failed(msg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+    use crate::record::{Page, Record};
+
+    fn record() -> Record {
+        Record {
+            epoch: 1,
+            commit_time_micros: 0,
+            db_size_pages: 1,
+            page_size: 512,
+            mark: Default::default(),
+            pages: vec![Page {
+                pgno: 1,
+                data: vec![1; 512],
+            }],
+        }
+    }
+
+    /// A stuck flusher must not hang close. Without the bound, close joins the flusher and only
+    /// returns once the callback is released, after the 5 s the test waits, so it fails.
+    #[test]
+    fn close_returns_within_its_bound_when_the_flusher_is_stuck() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = LogConfig {
+            dir: dir.path().join("log"),
+            segment_size: 1 << 20,
+            flush_mode: FlushMode::Off,
+            ..LogConfig::default()
+        };
+        Log::create(&cfg).expect("create");
+        let (mut log, _) = Log::open(cfg, 0).expect("open");
+        log.close_timeout = Duration::from_millis(200);
+        // A callback that blocks holds the flusher thread as an fdatasync that never returns
+        // would, using only the public API.
+        let (entered_tx, entered) = mpsc::channel::<()>();
+        let (release, released) = mpsc::channel::<()>();
+        let released = Mutex::new(released);
+        log.on_flush(Box::new(move |_| {
+            let _ = entered_tx.send(());
+            // Returns once `release` is dropped.
+            let _ = lock(&released).recv();
+        }));
+        log.append(&record()).expect("append");
+        entered
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the flusher never called the callback");
+
+        let started = Instant::now();
+        let (closed_tx, closed_rx) = mpsc::channel();
+        let closed = std::thread::scope(|s| {
+            s.spawn(|| closed_tx.send(log.close()));
+            let closed = closed_rx.recv_timeout(Duration::from_secs(5));
+            // Unstick the flusher whatever happened, so an unbounded close (and the scope) end.
+            drop(release);
+            closed
+        });
+        let elapsed = started.elapsed();
+        let closed = closed.expect("close did not return within 5 s while the flusher was stuck");
+        assert!(
+            matches!(
+                closed,
+                Err(LogError::CloseTimeout {
+                    thread: "flusher",
+                    ..
+                })
+            ),
+            "{closed:?}"
+        );
+        assert!(elapsed < Duration::from_secs(2), "close took {elapsed:?}");
+        assert!(matches!(log.append(&record()), Err(LogError::Closed)));
+        // The detached flusher, once unstuck, still finishes and exits.
+        let fl = lock(&log.inner.fl);
+        let (fl, _) = log
+            .inner
+            .flushed_cv
+            .wait_timeout_while(fl, Duration::from_secs(10), |fl| !fl.stopped)
+            .unwrap_or_else(PoisonError::into_inner);
+        assert!(fl.stopped, "the flusher did not exit after being released");
     }
 }

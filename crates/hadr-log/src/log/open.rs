@@ -5,9 +5,8 @@ use std::fs::{File, OpenOptions};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
 
-use super::flusher::{flusher_main, spare_main};
+use super::flusher::{flusher_main, spare_main, Worker, CLOSE_TIMEOUT};
 use super::{FlushMode, FlushState, Inner, Log, LogConfig, SpareState, State};
 use crate::error::LogError;
 use crate::segment::{
@@ -81,6 +80,7 @@ impl Log {
                 inner,
                 flusher: Mutex::new(Some(flusher)),
                 spare_thread: Mutex::new(spare_thread),
+                close_timeout: CLOSE_TIMEOUT,
             },
             report,
         ))
@@ -259,18 +259,11 @@ impl Inner {
 
 /// Start the flusher (required) and the spare-segment thread (optional: without it every
 /// segment switch creates its segment itself).
-fn start_threads(inner: &Arc<Inner>) -> Result<(JoinHandle<()>, Option<JoinHandle<()>>), LogError> {
-    let thread_inner = Arc::clone(inner);
-    let flusher = std::thread::Builder::new()
-        .name("hadr-log-flusher".into())
-        .spawn(move || flusher_main(thread_inner))
+fn start_threads(inner: &Arc<Inner>) -> Result<(Worker, Option<Worker>), LogError> {
+    let flusher = Worker::spawn("flusher", "hadr-log-flusher", inner, flusher_main)
         .map_err(|e| LogError::io(&inner.dir, e))?;
-    let spare_inner = Arc::clone(inner);
-    let spare = match std::thread::Builder::new()
-        .name("hadr-log-spare".into())
-        .spawn(move || spare_main(spare_inner))
-    {
-        Ok(h) => Some(h),
+    let spare = match Worker::spawn("spare-segment", "hadr-log-spare", inner, spare_main) {
+        Ok(w) => Some(w),
         Err(e) => {
             tracing::warn!(error = %e, "could not start the log spare-segment thread");
             None
