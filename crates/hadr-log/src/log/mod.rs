@@ -138,6 +138,7 @@ struct SpareState {
     shutdown: bool,
 }
 
+/// What the `Log` handle shares with its flusher and spare-segment threads.
 struct Inner {
     dir: PathBuf,
     segment_size: u64,
