@@ -1,44 +1,10 @@
 //! Error types of the log crate.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
+use crate::record::{EncodeError, RecordError};
 use crate::Lsn;
-
-/// Why a byte buffer is not a valid encoded record.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RecordError {
-    /// The buffer ends before the record does; `needed` is the minimum total length required.
-    #[error("record incomplete: need at least {needed} bytes")]
-    Incomplete {
-        /// Minimum number of bytes (from the start of the record) needed to go further.
-        needed: usize,
-    },
-    /// The record does not start with the record magic.
-    #[error("bad record magic")]
-    BadMagic,
-    /// The record was written by a newer hadr with an unknown record format.
-    #[error("record format version {0} is not supported (this hadr supports up to {max})", max = crate::record::RECORD_VERSION)]
-    UnsupportedVersion(u8),
-    /// The CRC32C stored in the record does not match its contents.
-    #[error("record CRC mismatch: stored {stored:#010x}, computed {computed:#010x}")]
-    Crc {
-        /// CRC stored at the end of the record.
-        stored: u32,
-        /// CRC computed over the record bytes.
-        computed: u32,
-    },
-    /// The record is intact but belongs at a different LSN.
-    #[error("record LSN mismatch: record says {stored}, expected {expected}")]
-    LsnMismatch {
-        /// LSN stored inside the record.
-        stored: Lsn,
-        /// LSN the record was read at.
-        expected: Lsn,
-    },
-    /// A field holds an impossible value.
-    #[error("malformed record: {0}")]
-    Malformed(String),
-}
 
 /// Every error the log can return.
 #[derive(Debug, thiserror::Error)]
@@ -80,7 +46,7 @@ pub enum LogError {
     NotFound(PathBuf),
     /// A record handed to `append` cannot be encoded validly.
     #[error("invalid record: {0}")]
-    InvalidRecord(String),
+    InvalidRecord(#[source] EncodeError),
     /// Encoded bytes handed to `append_encoded` failed validation.
     #[error("rejected encoded record at LSN {lsn}: {source}")]
     BadEncoded {
@@ -112,6 +78,15 @@ pub enum LogError {
     /// The log was closed.
     #[error("log is closed")]
     Closed,
+    /// `Log::close` gave up waiting for a background thread (stuck in an fdatasync or an
+    /// `on_flush` callback); the thread was left running.
+    #[error("log {thread} thread did not stop within {timeout:?}; it was left running")]
+    CloseTimeout {
+        /// Which thread: "flusher" or "spare-segment".
+        thread: &'static str,
+        /// How long `close` waited.
+        timeout: Duration,
+    },
     /// A configuration value could not be parsed or is out of range.
     #[error("invalid log configuration: {0}")]
     Config(String),

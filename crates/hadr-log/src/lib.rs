@@ -21,13 +21,13 @@ mod error;
 mod log;
 mod record;
 mod segment;
+mod verify;
 
 pub use crate::epoch::EpochStart;
-pub use crate::error::{LogError, RecordError};
-pub use crate::log::{
-    verify_dir, FlushMode, Log, LogConfig, LogReader, LogStats, OpenReport, VerifyReport,
-};
-pub use crate::record::{CaptureMark, Page, Record};
+pub use crate::error::LogError;
+pub use crate::log::{FlushMode, Log, LogConfig, LogReader, LogStats, OpenReport};
+pub use crate::record::{CaptureMark, EncodeError, Page, Record, RecordError};
+pub use crate::verify::{verify_dir, VerifyReport};
 
 /// Byte offset of a record in the log stream (segment headers do not count).
 pub type Lsn = u64;

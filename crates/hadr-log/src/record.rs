@@ -1,6 +1,5 @@
 //! Record encoding: one committed SQLite transaction as a self-checking byte frame.
 
-use crate::error::RecordError;
 use crate::Lsn;
 
 /// Record magic, "HREC" read as a little-endian u32.
@@ -27,6 +26,72 @@ const ENC_XOR_DELTA: u8 = 2;
 
 const OFF_TOTAL_LEN: usize = 8;
 const OFF_LSN: usize = 12;
+
+/// Why a byte buffer is not a valid encoded record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// The buffer ends before the record does; `needed` is the minimum total length required.
+    #[error("record incomplete: need at least {needed} bytes")]
+    Incomplete {
+        /// Minimum number of bytes (from the start of the record) needed to go further.
+        needed: usize,
+    },
+    /// The record does not start with the record magic.
+    #[error("bad record magic")]
+    BadMagic,
+    /// The record was written by a newer hadr with an unknown record format.
+    #[error("record format version {0} is not supported (this hadr supports up to {max})", max = RECORD_VERSION)]
+    UnsupportedVersion(u8),
+    /// The CRC32C stored in the record does not match its contents.
+    #[error("record CRC mismatch: stored {stored:#010x}, computed {computed:#010x}")]
+    Crc {
+        /// CRC stored at the end of the record.
+        stored: u32,
+        /// CRC computed over the record bytes.
+        computed: u32,
+    },
+    /// The record is intact but belongs at a different LSN.
+    #[error("record LSN mismatch: record says {stored}, expected {expected}")]
+    LsnMismatch {
+        /// LSN stored inside the record.
+        stored: Lsn,
+        /// LSN the record was read at.
+        expected: Lsn,
+    },
+    /// A field holds an impossible value.
+    #[error("malformed record: {0}")]
+    Malformed(String),
+}
+
+/// Why a [`Record`] cannot be encoded into bytes that [`Record::decode`] would accept.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    /// The page size is not one SQLite can use.
+    #[error("page_size {0} is not a power of two in 512..=65536")]
+    PageSize(u32),
+    /// The page count does not fit the record's u32 field.
+    #[error("too many pages ({0})")]
+    TooManyPages(usize),
+    /// SQLite page numbers start at 1.
+    #[error("page number 0 is invalid")]
+    PageZero,
+    /// A page image is not exactly one page long.
+    #[error("page {pgno} has {len} bytes but page_size is {page_size}")]
+    PageLen {
+        /// Page number of the offending page.
+        pgno: u32,
+        /// Length of its image.
+        len: usize,
+        /// The record's page size.
+        page_size: u32,
+    },
+    /// Even uncompressed the record could exceed the size `decode` accepts.
+    #[error("record would be up to {worst} bytes, over the {max} byte limit", max = MAX_RECORD_LEN)]
+    TooLarge {
+        /// Worst-case encoded length (every page stored raw).
+        worst: u64,
+    },
+}
 
 /// Where a record's commit frame sits in the SQLite -wal file of the node that captured it (all zero = none).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -94,35 +159,29 @@ impl Record {
     }
 
     /// Check that the record can be encoded into something `decode` accepts.
-    pub(crate) fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), EncodeError> {
         if !page_size_ok(self.page_size) {
-            return Err(format!(
-                "page_size {} is not a power of two in 512..=65536",
-                self.page_size
-            ));
+            return Err(EncodeError::PageSize(self.page_size));
         }
         if u32::try_from(self.pages.len()).is_err() {
-            return Err(format!("too many pages ({})", self.pages.len()));
+            return Err(EncodeError::TooManyPages(self.pages.len()));
         }
         let mut worst = MIN_RECORD_LEN as u64;
         for p in &self.pages {
             if p.pgno == 0 {
-                return Err("page number 0 is invalid".into());
+                return Err(EncodeError::PageZero);
             }
             if p.data.len() != self.page_size as usize {
-                return Err(format!(
-                    "page {} has {} bytes but page_size is {}",
-                    p.pgno,
-                    p.data.len(),
-                    self.page_size
-                ));
+                return Err(EncodeError::PageLen {
+                    pgno: p.pgno,
+                    len: p.data.len(),
+                    page_size: self.page_size,
+                });
             }
             worst += (PAGE_HEADER_LEN + p.data.len()) as u64;
         }
         if worst > MAX_RECORD_LEN as u64 {
-            return Err(format!(
-                "record would be up to {worst} bytes, over the {MAX_RECORD_LEN} byte limit"
-            ));
+            return Err(EncodeError::TooLarge { worst });
         }
         Ok(())
     }
@@ -432,7 +491,7 @@ mod tests {
             Record::decode(&r.encode(0), 0),
             Err(RecordError::Malformed(_))
         ));
-        assert!(r.validate().is_err());
+        assert_eq!(r.validate(), Err(EncodeError::PageZero));
     }
 
     #[test]

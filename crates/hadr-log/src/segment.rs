@@ -13,8 +13,8 @@ use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use crate::error::{LogError, RecordError};
-use crate::record::{check_frame, frame_len, Record, PREFIX_LEN, RECORD_MAGIC};
+use crate::error::LogError;
+use crate::record::{check_frame, frame_len, Record, RecordError, PREFIX_LEN, RECORD_MAGIC};
 use crate::Lsn;
 
 /// Size of the segment header in bytes.

@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hadr_log::{verify_dir, CaptureMark, FlushMode, Log, LogConfig, LogError, Lsn, Page, Record};
+use hadr_log::{
+    verify_dir, CaptureMark, EncodeError, FlushMode, Log, LogConfig, LogError, Lsn, Page, Record,
+};
 
 const SEG_HEADER: u64 = 32;
 
@@ -161,13 +163,22 @@ fn invalid_records_are_refused() {
     let log = new_log(dir.path(), 1 << 20, FlushMode::Off);
     let mut r = rec(1);
     r.pages[0].data.pop();
-    assert!(matches!(log.append(&r), Err(LogError::InvalidRecord(_))));
+    assert!(matches!(
+        log.append(&r),
+        Err(LogError::InvalidRecord(EncodeError::PageLen { .. }))
+    ));
     let mut r = rec(1);
     r.page_size = 1000;
-    assert!(matches!(log.append(&r), Err(LogError::InvalidRecord(_))));
+    assert!(matches!(
+        log.append(&r),
+        Err(LogError::InvalidRecord(EncodeError::PageSize(1000)))
+    ));
     let mut r = rec(1);
     r.pages[0].pgno = 0;
-    assert!(matches!(log.append(&r), Err(LogError::InvalidRecord(_))));
+    assert!(matches!(
+        log.append(&r),
+        Err(LogError::InvalidRecord(EncodeError::PageZero))
+    ));
     assert_eq!(log.end_lsn(), 0);
 }
 
