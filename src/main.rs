@@ -332,7 +332,7 @@ fn main() -> Result<()> {
         } => {
             let c = data_config(&data, None)?;
             let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(rejoin(&from, &c, reclone, true))
+            rt.block_on(rejoin(&from, &c, reclone))
         }
         Cmd::Clone {
             from,
@@ -420,201 +420,57 @@ fn data_config(data: &std::path::Path, log_segment_size: Option<ByteSize>) -> Re
     Ok(c)
 }
 
-/// Run a node; a standby whose primary no longer has the log it needs is
-/// re-cloned and started again (auto_reclone).
+/// Run a node under the role supervisor until SIGTERM or Ctrl-C.
 async fn serve(config: Config) -> Result<()> {
-    let stop = std::sync::Arc::new(tokio::sync::Notify::new());
+    let stop = tokio_util::sync::CancellationToken::new();
     {
         let stop = stop.clone();
         tokio::spawn(async move {
             shutdown_signal().await;
-            stop.notify_waiters();
-            stop.notify_one();
+            stop.cancel();
         });
     }
-    let mut config = config;
-    loop {
-        let s = stop.clone();
-        let outcome =
-            hadr_server::run(config.clone(), async move { s.notified().await }, |_| {}).await?;
-        // --force applies to the first run only; a promotion waives the
-        // start-up rule for the run that follows (it is the authority of its epoch).
-        config.force = false;
-        config.promoted = false;
-        match outcome {
-            hadr_server::Outcome::Stopped => return Ok(()),
-            hadr_server::Outcome::Reclone(from) => {
-                if let Err(e) = reclone(&from, &config).await {
-                    tracing::error!(
-                        error = format!("{e:#}"),
-                        "re-clone failed; trying again shortly"
-                    );
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                }
-            }
-            hadr_server::Outcome::Rewind(from) => {
-                if let Err(e) = rejoin(&from, &config, config.auto_reclone, false).await {
-                    tracing::error!(
-                        error = format!("{e:#}"),
-                        "rejoin failed; trying again shortly"
-                    );
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                }
-            }
-            hadr_server::Outcome::Restart => {}
-            hadr_server::Outcome::Promote(end) => {
-                // Recovery ends with a truncating checkpoint, so the WAL is empty
-                // before the promoted node captures its first transaction.
-                let (engine, _) = hadr_engine::Engine::open(&config.data, &config.log_config())?;
-                let end = end.unwrap_or_else(|| engine.log().end_lsn());
-                let known = engine.control();
-                let epoch = hadr_ha::epoch::next_epoch(known.epoch, known.highest_seen_epoch);
-                let c = engine.promote(end, epoch)?;
-                engine.close()?;
-                drop(engine);
-                tracing::info!(epoch = c.epoch, start_lsn = end, "promoted to primary");
-                config.promoted = true;
-            }
-        }
-    }
+    let events = std::sync::Arc::new(hadr_server::RoleEvents::default());
+    hadr_server::supervise(config, events, stop, |_| {}).await?;
+    Ok(())
 }
 
-/// Rewind the stopped node in `config.data` against the primary at `from`;
-/// re-clone if a rewind is impossible (and `reclone_fallback`). `bar`: show
-/// a progress bar (the CLI) instead of log lines (the server).
-async fn rejoin(from: &str, config: &Config, reclone_fallback: bool, bar: bool) -> Result<()> {
-    let pb = if bar {
-        let pb = indicatif::ProgressBar::new(0);
-        pb.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} rewinding [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        Some(pb)
-    } else {
-        None
+/// A progress bar for a rewind or a clone.
+fn progress_bar(what: &str) -> indicatif::ProgressBar {
+    let pb = indicatif::ProgressBar::new(0);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{{spinner}} {what} [{{bar:40}}] {{bytes}}/{{total_bytes}} {{bytes_per_sec}} ETA {{eta}}"
+        ))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    pb
+}
+
+/// `hadr rejoin`: rewind the stopped node in `config.data` against the
+/// primary at `from`; re-clone if a rewind is impossible (and `reclone_fallback`).
+async fn rejoin(from: &str, config: &Config, reclone_fallback: bool) -> Result<()> {
+    use hadr_server::supervisor::Rejoined;
+    let pb = progress_bar("rewinding");
+    let bar = pb.clone();
+    let mut progress = move |p: hadr_replication::clone::Progress| {
+        bar.set_length(p.total);
+        bar.set_position(p.bytes);
     };
-    let mut last_report = std::time::Instant::now();
-    let r = hadr_replication::rewind::rewind(
-        from,
-        &config.data,
-        &config.log_config(),
-        Duration::from_secs(10),
-        |p| {
-            if let Some(pb) = &pb {
-                pb.set_length(p.total);
-                pb.set_position(p.bytes);
-            } else if last_report.elapsed() > Duration::from_secs(1) {
-                last_report = std::time::Instant::now();
-                let pct = (p.bytes * 100).checked_div(p.total).unwrap_or(100);
-                tracing::info!(bytes = p.bytes, total = p.total, percent = pct, "rewinding");
-            }
-        },
-    )
-    .await;
-    if let Some(pb) = &pb {
-        pb.finish_and_clear();
+    let r = hadr_server::supervisor::rejoin(from, config, reclone_fallback, &mut progress).await;
+    pb.finish_and_clear();
+    let data = config.data.display();
+    match r? {
+        Rejoined::NotNeeded => println!("no rewind needed: this node's log stops at or before the divergence point; it catches up as a standby"),
+        Rejoined::Rewound(rep) => println!(
+            "rewound {data} from LSN {} to {}: dropped its own records {}..{}, fetched {} pages and {} bytes of log in {:.2} s ({:.2} s of it opening the data directory, i.e. its own crash recovery)",
+            rep.divergence, rep.end, rep.divergence, rep.old_end, rep.pages, rep.log_bytes, rep.secs, rep.open_secs
+        ),
+        Rejoined::Recloned => println!("a rewind was impossible (a log no longer reaches the divergence point): re-cloned {data} from {from}"),
     }
-    match r {
-        Ok(hadr_replication::rewind::RewindOutcome::NotNeeded) => {
-            let msg = "no rewind needed: this node's log stops at or before the divergence point; it catches up as a standby";
-            tracing::info!("{msg}");
-            if bar {
-                println!("{msg}");
-            }
-            Ok(())
-        }
-        Ok(hadr_replication::rewind::RewindOutcome::Rewound(rep)) => {
-            if bar {
-                println!(
-                    "rewound {} from LSN {} to {}: dropped its own records {}..{}, fetched {} pages and {} bytes of log in {:.2} s ({:.2} s of it opening the data directory, i.e. its own crash recovery)",
-                    config.data.display(), rep.divergence, rep.end, rep.divergence, rep.old_end, rep.pages, rep.log_bytes, rep.secs, rep.open_secs
-                );
-                println!(
-                    "start it with: hadr server --data {} (it follows {from} as a standby)",
-                    config.data.display()
-                );
-            }
-            Ok(())
-        }
-        // Only a log that no longer reaches the divergence point calls for a
-        // re-clone; an unreachable primary or a refusal does not (and a rewind
-        // cut short leaves `rewind_pending`, which re-clones at the next start).
-        Err(e @ hadr_replication::rewind::RewindError::NeedsClone(_)) if reclone_fallback => {
-            tracing::warn!(error = %e, "rewind failed: re-cloning from the primary instead");
-            if bar {
-                println!("rewind failed ({e}); re-cloning from {from}");
-            }
-            reclone(from, config).await?;
-            if bar {
-                println!(
-                    "re-cloned {}; start it with: hadr server --data {}",
-                    config.data.display(),
-                    config.data.display()
-                );
-            }
-            Ok(())
-        }
-        Err(e) => Err(anyhow::Error::new(e).context(format!("rewind from {from} failed"))),
-    }
-}
-
-/// Replace a standby's data directory with a fresh clone of `from`; the old
-/// directory is kept until the clone succeeds, and restored if it fails.
-async fn reclone(from: &str, config: &Config) -> Result<()> {
-    let dir = config.data.clone();
-    let mut aside = dir.clone().into_os_string();
-    aside.push(format!(".before-reclone-{}", std::process::id()));
-    let aside = PathBuf::from(aside);
-    std::fs::rename(&dir, &aside)
-        .with_context(|| format!("cannot move {} aside for a re-clone", dir.display()))?;
-    let started = std::time::Instant::now();
-    let mut last_report = std::time::Instant::now();
-    let r = hadr_replication::clone::clone_from(
-        from,
-        &dir,
-        &config.log_config(),
-        Duration::from_secs(10),
-        |p| {
-            if last_report.elapsed() > Duration::from_secs(1) {
-                last_report = std::time::Instant::now();
-                let pct = (p.bytes * 100).checked_div(p.total).unwrap_or(100);
-                tracing::info!(
-                    bytes = p.bytes,
-                    total = p.total,
-                    percent = pct,
-                    "re-cloning"
-                );
-            }
-        },
-    )
-    .await;
-    match r {
-        Ok(lsn) => {
-            tracing::info!(
-                lsn,
-                secs = started.elapsed().as_secs_f64(),
-                "re-clone complete; starting again"
-            );
-            let _ = std::fs::remove_dir_all(&aside);
-            Ok(())
-        }
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::rename(&aside, &dir).with_context(|| {
-                format!(
-                    "re-clone failed ({e}) and the old directory could not be restored from {}",
-                    aside.display()
-                )
-            })?;
-            Err(anyhow::Error::new(e).context(format!(
-                "re-clone from {from} failed; {} is as before",
-                dir.display()
-            )))
-        }
-    }
+    println!("start it with: hadr server --data {data} (it follows {from} as a standby)");
+    Ok(())
 }
 
 fn verify(data: PathBuf, json: bool) -> Result<()> {
@@ -703,14 +559,7 @@ async fn status(node: &str, json: bool) -> Result<()> {
 async fn clone(from: &str, cfg: &Config) -> Result<()> {
     let data = cfg.data.as_path();
     let existed = data.exists();
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} cloning [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
+    let bar = progress_bar("cloning");
     let result = hadr_replication::clone::clone_from(
         from,
         data,

@@ -77,7 +77,7 @@ fn force_takeover(node: &Arc<Node>, peer_window_only: bool) -> (StatusCode, Stri
             "in {state:?}: stopping replication; promoting at the log end"
         )),
     );
-    node.stop_for(crate::node::Outcome::Promote(None));
+    node.stop_for(crate::roles::RoleChange::Promote { end: None });
     (
         StatusCode::OK,
         // The same spelling as /status (REMOTE_CATCHUP_PENDING, ...).

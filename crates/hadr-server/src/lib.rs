@@ -3,12 +3,19 @@
 
 pub mod admin;
 pub mod config;
+pub mod demotion;
 pub mod errors;
 pub mod exec;
 pub mod node;
+pub mod roles;
+pub mod runtime;
 pub mod session;
+pub mod supervisor;
 pub mod values;
 pub mod write_lock;
 
 pub use config::Config;
-pub use node::{run, Bound, Node, NodeError, Outcome};
+pub use node::{Node, NodeError};
+pub use roles::{RoleChange, RoleEvents};
+pub use runtime::{run, Bound};
+pub use supervisor::supervise;

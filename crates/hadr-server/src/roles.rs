@@ -1,0 +1,136 @@
+//! The vocabulary of role changes: what a node's run asks the supervisor to
+//! do ([`RoleChange`]), the stream every transition is published on
+//! ([`RoleEvents`]), and the two durable role writes a running node makes
+//! itself (a hand-over and a fencing must record the standby role before
+//! they may tell anyone). Everything else that changes a role is in
+//! `supervisor`.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use hadr_engine::{Engine, EngineError, Role};
+use hadr_ha::{RoleEvent, Transition};
+use tokio::sync::broadcast;
+use tracing::info;
+
+/// How many transitions `/status` shows.
+pub const HISTORY: usize = 32;
+
+/// Why a node's run ended: the role change the supervisor must carry out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoleChange {
+    /// Asked to stop.
+    Stopped,
+    /// A standby whose primary no longer has the log it needs (or whose
+    /// rewind was cut short): re-clone from `from`.
+    Reclone {
+        /// The primary's replication address.
+        from: String,
+        /// Why.
+        reason: String,
+    },
+    /// A standby took over: promote the data directory (new epoch from
+    /// `end`, or from the log end for a forced takeover) and run as primary.
+    Promote {
+        /// The old primary's final LSN (graceful), or None (forced).
+        end: Option<u64>,
+    },
+    /// An old primary whose log diverged from the primary at `from`: rewind
+    /// (or re-clone) and run as its standby.
+    Rewind {
+        /// The new primary's replication address.
+        from: String,
+    },
+    /// The role was already recorded (a primary handed over, or was fenced):
+    /// run again in it.
+    Restart,
+}
+
+/// The stream of role transitions, with a bounded history.
+pub struct RoleEvents {
+    tx: broadcast::Sender<Transition>,
+    history: Mutex<VecDeque<Transition>>,
+}
+
+impl Default for RoleEvents {
+    fn default() -> Self {
+        RoleEvents {
+            tx: broadcast::channel(64).0,
+            history: Mutex::new(VecDeque::with_capacity(HISTORY)),
+        }
+    }
+}
+
+impl RoleEvents {
+    /// Publish a transition (and log it at INFO: one line per role change).
+    pub fn publish(&self, event: RoleEvent) {
+        let t = Transition {
+            at_micros: hadr_replication::now_micros(),
+            event,
+        };
+        info!(event = ?t.event, "role transition");
+        {
+            let mut h = self.history.lock().unwrap_or_else(|p| p.into_inner());
+            if h.len() == HISTORY {
+                h.pop_front();
+            }
+            h.push_back(t.clone());
+        }
+        // Nobody listening is fine: the history keeps it.
+        let _ = self.tx.send(t);
+    }
+
+    /// Follow transitions from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Transition> {
+        self.tx.subscribe()
+    }
+
+    /// The most recent transitions, oldest first.
+    pub fn recent(&self) -> Vec<Transition> {
+        self.history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+}
+
+/// Record durably that this node is a standby now and that `highest_seen`
+/// exists: it never promotes into that epoch or an older one again.
+pub fn record_standby(engine: &Engine, highest_seen: u64) -> Result<(), EngineError> {
+    engine.update_control(|c| {
+        c.role = Role::Standby;
+        c.highest_seen_epoch = c.highest_seen_epoch.max(highest_seen);
+    })?;
+    Ok(())
+}
+
+/// Record durably that this node is a primary (its initial role, or a
+/// hand-over undone before the standby was told).
+pub fn record_primary(engine: &Engine) -> Result<(), EngineError> {
+    engine.update_control(|c| c.role = Role::Primary)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_is_bounded_and_ordered() {
+        let ev = RoleEvents::default();
+        let mut rx = ev.subscribe();
+        for epoch in 0..(HISTORY as u64 + 5) {
+            ev.publish(RoleEvent::Primary { epoch });
+        }
+        let h = ev.recent();
+        assert_eq!(h.len(), HISTORY);
+        assert_eq!(h[0].event, RoleEvent::Primary { epoch: 5 });
+        assert!(h.windows(2).all(|w| w[0].at_micros <= w[1].at_micros));
+        assert_eq!(
+            rx.try_recv().map(|t| t.event),
+            Ok(RoleEvent::Primary { epoch: 0 })
+        );
+    }
+}

@@ -1,0 +1,363 @@
+//! A node's runtime: binds its listeners, starts the tasks of its role
+//! (sessions, admin HTTP, replication, checkpoints), and shuts them down
+//! when the run ends, returning the [`RoleChange`] the supervisor carries out.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hadr_engine::{Checkpoint, Role};
+use hadr_ha::RoleEvent;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use crate::demotion::Handover;
+use crate::node::{Node, NodeError, Repl, TakeoverAnswer};
+use crate::roles::{RoleChange, RoleEvents};
+
+/// Addresses a started node listens on.
+#[derive(Clone, Copy, Debug)]
+pub struct Bound {
+    /// PostgreSQL protocol address.
+    pub pg: SocketAddr,
+    /// Admin HTTP address.
+    pub admin: SocketAddr,
+}
+
+/// Run a node until `stop` completes (or the node decides to stop), then shut down cleanly.
+pub async fn run(
+    config: crate::Config,
+    events: Arc<RoleEvents>,
+    stop: impl Future<Output = ()>,
+    on_bound: impl FnOnce(Bound),
+) -> Result<RoleChange, NodeError> {
+    let node = Node::open(config, events)?;
+    if let Some(d) = node.engine.control().rewind_pending {
+        // A rewind was cut short: the database is neither the old state nor
+        // the new one. Only a fresh copy is safe.
+        let from = node.config.targets().into_iter().next().ok_or_else(|| {
+            NodeError::Role(format!("a rewind from LSN {d} was interrupted and this node has no hadr_target_list to re-clone from"))
+        })?;
+        warn!(divergence = d, %from, "a rewind was interrupted: re-cloning");
+        let engine = node.engine.clone();
+        let _ = tokio::task::spawn_blocking(move || engine.close()).await;
+        return Ok(RoleChange::Reclone {
+            from,
+            reason: format!("a rewind from LSN {d} was interrupted"),
+        });
+    }
+    let pg = bind(node.config.listen).await?;
+    let admin = bind(node.config.admin).await?;
+    let bound = Bound {
+        pg: pg.local_addr().map_err(|e| NodeError::Bind {
+            addr: node.config.listen,
+            source: e,
+        })?,
+        admin: admin.local_addr().map_err(|e| NodeError::Bind {
+            addr: node.config.admin,
+            source: e,
+        })?,
+    };
+    let control = node.engine.control();
+    info!(
+        pg = %bound.pg, admin = %bound.admin, role = control.role.as_str(), epoch = control.epoch,
+        database_id = %control.database_id, end_lsn = node.engine.log().end_lsn(),
+        "hadr node serving"
+    );
+    on_bound(bound);
+    node.events.publish(match control.role {
+        Role::Primary => RoleEvent::Primary {
+            epoch: control.epoch,
+        },
+        Role::Standby => RoleEvent::Standby {
+            epoch: control.epoch,
+            targets: node.config.targets(),
+        },
+        Role::Standard => RoleEvent::Standard,
+    });
+
+    let repl_tasks = start_replication(&node).await?;
+    let accept = tokio::spawn(accept_loop(node.clone(), pg));
+    let admin_task = tokio::spawn(crate::admin::serve(node.clone(), admin));
+    let ckpt = tokio::spawn(checkpointer(node.clone()));
+
+    tokio::select! {
+        _ = stop => {}
+        _ = node.until_shutdown() => {}
+    }
+    info!("shutting down");
+    node.begin_shutdown();
+    if let Repl::Primary { standbys, .. } = &node.repl {
+        standbys.close("the server is shutting down".into());
+    }
+    accept.abort();
+    admin_task.abort();
+    ckpt.abort();
+    for t in repl_tasks {
+        t.abort();
+    }
+    if let Repl::Standby { stop, .. } = &node.repl {
+        stop.store(true, Ordering::SeqCst);
+    }
+    // Sessions notice the shutdown promptly; each sends its client FATAL 57P01.
+    node.end_sessions();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while node.open_sessions.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let left = node.open_sessions.load(Ordering::SeqCst);
+    if left > 0 {
+        warn!(
+            sessions = left,
+            "sessions still open at shutdown; their transactions roll back"
+        );
+    }
+    // A primary that handed over already holds the write lock for good.
+    let held = node
+        .demote_permit
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    let permit = match held {
+        Some(p) => Ok(p),
+        None => node.acquire_write_async().await,
+    };
+    let engine = node.engine.clone();
+    let closed = tokio::task::spawn_blocking(move || engine.close())
+        .await
+        .map_err(|e| NodeError::Internal(e.to_string()))?;
+    drop(permit);
+    match closed {
+        Ok(()) => info!("clean shutdown complete"),
+        Err(e) => {
+            error!(error = %e, "shutdown could not checkpoint; recovery will finish it at next start")
+        }
+    }
+    // Read, not taken: an admin request may still be watching for it.
+    let next = node.next.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    Ok(next.unwrap_or(RoleChange::Stopped))
+}
+
+/// Bind a listener, naming the address when it fails.
+async fn bind(addr: SocketAddr) -> Result<TcpListener, NodeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| NodeError::Bind { addr, source: e })
+}
+
+/// Start the replication tasks of the node's role.
+async fn start_replication(
+    node: &Arc<Node>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, NodeError> {
+    let timeout = node.config.hadr_timeout.0;
+    let address = node.config.hadr_local.to_string();
+    match &node.repl {
+        Repl::None => Ok(vec![]),
+        Repl::Primary { standbys, end_tx } => {
+            let listener = bind(node.config.hadr_local).await?;
+            let snap_node = node.clone();
+            let ctx = Arc::new(hadr_replication::primary::PrimaryCtx {
+                engine: node.engine.clone(),
+                standbys: standbys.clone(),
+                end: end_tx.subscribe(),
+                address,
+                timeout,
+                snapshot: Arc::new(move || snap_node.snapshot()),
+                takeover: Arc::new(Handover(Arc::downgrade(node))),
+                on_peer: {
+                    let weak = Arc::downgrade(node);
+                    Arc::new(move |ev| match weak.upgrade() {
+                        Some(node) => node.on_peer(ev),
+                        None => vec![],
+                    })
+                },
+            });
+            info!(hadr_local = %node.config.hadr_local, standbys = ?node.config.targets(), syncmode = ?node.config.hadr_syncmode.0, "HADR primary");
+            Ok(vec![tokio::spawn(hadr_replication::primary::serve(
+                ctx, listener,
+            ))])
+        }
+        Repl::Standby { status, stop } => {
+            let (flushed_tx, flushed) = watch::channel(node.engine.log().flushed_lsn());
+            node.engine.log().on_flush(Box::new(move |lsn| {
+                flushed_tx.send_replace(lsn);
+            }));
+            let (replayed_tx, replayed) = watch::channel(node.engine.applied_lsn());
+            let (engine, st, stop) = (node.engine.clone(), status.clone(), stop.clone());
+            let delay = node.config.hadr_replay_delay.0;
+            std::thread::Builder::new()
+                .name("hadr-replay".into())
+                .spawn(move || {
+                    hadr_replication::standby::replay_loop(engine, replayed_tx, st, stop, delay)
+                })
+                .map_err(|e| NodeError::Internal(e.to_string()))?;
+            if node.config.targets().is_empty() {
+                warn!("standby has no hadr_target_list: it will not find its primary");
+            }
+            let ctx = Arc::new(hadr_replication::standby::StandbyCtx {
+                engine: node.engine.clone(),
+                targets: node.config.targets(),
+                address,
+                timeout,
+                status: status.clone(),
+                flushed,
+                replayed,
+                takeover: node.takeover_tx.subscribe(),
+                on_takeover_ready: {
+                    let weak = Arc::downgrade(node);
+                    Arc::new(move |end: u64| {
+                        if let Some(node) = weak.upgrade() {
+                            info!(end_lsn = end, "takeover: restarting as primary");
+                            node.takeover_answer
+                                .send_replace(Some(TakeoverAnswer::Promoting { end_lsn: end }));
+                            node.stop_for(RoleChange::Promote { end: Some(end) });
+                        }
+                    })
+                },
+                on_takeover_refused: {
+                    let weak = Arc::downgrade(node);
+                    Arc::new(move |reason: String| {
+                        if let Some(node) = weak.upgrade() {
+                            node.takeover_answer
+                                .send_replace(Some(TakeoverAnswer::Refused(reason)));
+                        }
+                    })
+                },
+                on_diverged: repair(
+                    node,
+                    "this node's log diverged from the primary's (an old primary)",
+                    "run `hadr rejoin --from`",
+                    |from| RoleChange::Rewind { from },
+                ),
+                on_needs_clone: repair(
+                    node,
+                    "the primary no longer has the log this standby needs",
+                    "run `hadr clone`",
+                    |from| RoleChange::Reclone {
+                        from,
+                        reason: "the primary no longer has the log this standby needs".into(),
+                    },
+                ),
+            });
+            info!(primary = ?node.config.targets(), "HADR standby");
+            // Primaries probe this port: the start-up rule needs to see a
+            // standby, and fencing needs everyone's epoch.
+            let listener = bind(node.config.hadr_local).await?;
+            Ok(vec![
+                tokio::spawn(hadr_replication::standby::answer_probes(
+                    ctx.clone(),
+                    listener,
+                )),
+                tokio::spawn(hadr_replication::standby::run(ctx)),
+            ])
+        }
+    }
+}
+
+/// A standby that cannot follow its primary as it is: with `auto_reclone`,
+/// stop and let the caller repair the data directory (`outcome` with the
+/// primary's address); without, say what to run.
+fn repair(
+    node: &Arc<Node>,
+    why: &'static str,
+    manual: &'static str,
+    outcome: fn(String) -> RoleChange,
+) -> Arc<dyn Fn(String) + Send + Sync> {
+    let weak = Arc::downgrade(node);
+    let auto = node.config.auto_reclone;
+    Arc::new(move |primary: String| {
+        let Some(node) = weak.upgrade() else { return };
+        if !auto {
+            warn!(%primary, "{why}: {manual} (auto_reclone is off)");
+            return;
+        }
+        let next = outcome(primary.clone());
+        warn!(%primary, ?next, "{why}: repairing this node (auto_reclone)");
+        node.set_activity("rejoin", Some(&format!("{next:?}")));
+        node.stop_for(next);
+    })
+}
+
+async fn accept_loop(node: Arc<Node>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                set_keepalive(&stream);
+                node.stats.connections.fetch_add(1, Ordering::Relaxed);
+                let std_stream = match stream
+                    .into_std()
+                    .and_then(|s| s.set_nonblocking(false).map(|_| s))
+                {
+                    Ok(s) => s,
+                    Err(e) => {
+                        warn!(error = %e, "cannot hand a connection to a session thread");
+                        continue;
+                    }
+                };
+                let node = node.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("hadr-session".into())
+                    .spawn(move || crate::session::serve(node, std_stream, peer));
+                if let Err(e) = spawned {
+                    warn!(error = %e, "cannot start a session thread");
+                }
+            }
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// TCP keepalive so that a dead client's open transaction is rolled back in
+/// seconds, not after the kernel's two-hour default.
+fn set_keepalive(stream: &tokio::net::TcpStream) {
+    let sock = socket2::SockRef::from(stream);
+    let ka = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(10))
+        .with_interval(Duration::from_secs(3))
+        .with_retries(3);
+    if let Err(e) = sock.set_tcp_keepalive(&ka) {
+        warn!(error = %e, "could not enable TCP keepalive");
+    }
+}
+
+/// Checkpoint when the WAL has grown past `checkpoint_wal_size`, then apply log retention.
+async fn checkpointer(node: Arc<Node>) {
+    let page = u64::from(hadr_engine::PAGE_SIZE);
+    let threshold_frames = (node.config.checkpoint_wal_size.0 / page).max(16);
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if node.engine.frames_since_checkpoint() < threshold_frames {
+            continue;
+        }
+        let Ok(permit) = node.acquire_write_async().await else {
+            continue;
+        };
+        let engine = node.engine.clone();
+        let r = tokio::task::spawn_blocking(move || engine.checkpoint(false)).await;
+        drop(permit);
+        match r {
+            Ok(Ok(Checkpoint::Complete(lsn))) => {
+                node.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+                let engine = node.engine.clone();
+                let removed =
+                    tokio::task::spawn_blocking(move || engine.log().apply_retention(lsn)).await;
+                if let Ok(Err(e)) = removed {
+                    warn!(error = %e, "log retention failed");
+                }
+            }
+            Ok(Ok(Checkpoint::Partial)) => {
+                // Long readers pin old frames; try again shortly.
+            }
+            Ok(Err(e)) => error!(error = %e, "checkpoint failed"),
+            Err(e) => error!(error = %e, "checkpoint task failed"),
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! The role supervisor: the one place a node's role changes
+//! (docs/architecture.md §Role changes).
+//!
+//! A node runs in one role at a time (`runtime::run`); when that run
+//! ends because the role must change — a takeover, a fencing, a rejoin, a
+//! re-clone — it returns a [`RoleChange`], and [`supervise`] carries it out
+//! and runs the node again. Every durable role write (the control file's
+//! role and epochs) goes through this module or `roles`, and every
+//! transition is published once on [`RoleEvents`], the typed stream that
+//! `/status`, the log and (next) automated failover and role hooks follow.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hadr_engine::{Engine, EngineError};
+use hadr_ha::RoleEvent;
+use hadr_replication::clone::{CloneError, Progress};
+use hadr_replication::rewind::{RewindError, RewindOutcome};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::node::NodeError;
+use crate::roles::{RoleChange, RoleEvents};
+use crate::runtime::{self, Bound};
+
+/// Why the supervisor gave up.
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisorError {
+    /// The node could not start or run.
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    /// Promotion failed.
+    #[error("promotion failed: {0}")]
+    Promote(#[source] EngineError),
+}
+
+/// Why a repair (rewind or re-clone) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RepairError {
+    /// The rewind failed.
+    #[error("rewind from {from} failed: {source}")]
+    Rewind {
+        /// The primary.
+        from: String,
+        /// Why.
+        #[source]
+        source: RewindError,
+    },
+    /// The clone failed; the old directory is back in place.
+    #[error("re-clone from {from} failed; {} is as before: {source}", dir.display())]
+    Clone {
+        /// The primary.
+        from: String,
+        /// The data directory.
+        dir: PathBuf,
+        /// Why.
+        #[source]
+        source: CloneError,
+    },
+    /// Moving the data directory aside or back failed.
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What a rejoin did.
+#[derive(Debug)]
+pub enum Rejoined {
+    /// No rewind was needed: the log stops at or before the divergence point.
+    NotNeeded,
+    /// Rewound.
+    Rewound(hadr_replication::rewind::RewindReport),
+    /// A rewind was impossible; re-cloned instead.
+    Recloned,
+}
+
+/// Run a node until `stop` is cancelled, carrying out every role change it
+/// asks for. Retries a failed repair every 2 s (it is logged and published).
+pub async fn supervise(
+    mut config: Config,
+    events: Arc<RoleEvents>,
+    stop: CancellationToken,
+    on_bound: impl Fn(Bound) + Clone,
+) -> Result<(), SupervisorError> {
+    loop {
+        events.publish(RoleEvent::Starting);
+        let change = runtime::run(
+            config.clone(),
+            events.clone(),
+            stop.clone().cancelled_owned(),
+            on_bound.clone(),
+        )
+        .await?;
+        // --force applies to the first run only; a promotion waives the
+        // start-up rule for the run that follows (it is the authority of its epoch).
+        config.force = false;
+        config.promoted = false;
+        let failed = match change {
+            RoleChange::Stopped => {
+                events.publish(RoleEvent::Stopped);
+                return Ok(());
+            }
+            RoleChange::Restart => None,
+            RoleChange::Promote { end } => {
+                promote(&config, end, &events)?;
+                config.promoted = true;
+                None
+            }
+            RoleChange::Reclone { from, reason } => {
+                events.publish(RoleEvent::Recloning {
+                    from: from.clone(),
+                    reason,
+                });
+                reclone(&from, &config, &mut log_progress("re-cloning"))
+                    .await
+                    .err()
+                    .map(|e| ("re-clone", e))
+            }
+            RoleChange::Rewind { from } => {
+                events.publish(RoleEvent::Rewinding { from: from.clone() });
+                rejoin(
+                    &from,
+                    &config,
+                    config.auto_reclone,
+                    &mut log_progress("rewinding"),
+                )
+                .await
+                .err()
+                .map(|e| ("rejoin", e))
+            }
+        };
+        if let Some((during, e)) = failed {
+            error!(error = %e, "{during} failed; trying again shortly");
+            events.publish(RoleEvent::Failed {
+                during: during.into(),
+                error: e.to_string(),
+            });
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                _ = stop.cancelled() => {
+                    events.publish(RoleEvent::Stopped);
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// Progress as log lines, at most one a second.
+fn log_progress(what: &'static str) -> impl FnMut(Progress) {
+    let mut last = std::time::Instant::now();
+    move |p: Progress| {
+        if last.elapsed() > Duration::from_secs(1) {
+            last = std::time::Instant::now();
+            let percent = (p.bytes * 100).checked_div(p.total).unwrap_or(100);
+            info!(bytes = p.bytes, total = p.total, percent, "{what}");
+        }
+    }
+}
+
+/// Promote the stopped node's data directory into the epoch the HA rules
+/// choose (above every epoch it has heard of), from `end` or its log end.
+fn promote(config: &Config, end: Option<u64>, events: &RoleEvents) -> Result<(), SupervisorError> {
+    // Recovery ends with a truncating checkpoint, so the WAL is empty before
+    // the promoted node captures its first transaction.
+    let (engine, _) =
+        Engine::open(&config.data, &config.log_config()).map_err(SupervisorError::Promote)?;
+    let at = end.unwrap_or_else(|| engine.log().end_lsn());
+    let known = engine.control();
+    let epoch = hadr_ha::epoch::next_epoch(known.epoch, known.highest_seen_epoch);
+    events.publish(RoleEvent::Promoting {
+        epoch,
+        start_lsn: at,
+        forced: end.is_none(),
+    });
+    let c = engine
+        .promote(at, epoch)
+        .map_err(SupervisorError::Promote)?;
+    debug_assert!(hadr_ha::epoch::history_is_ordered(&c.epoch_history));
+    engine.close().map_err(SupervisorError::Promote)?;
+    info!(epoch = c.epoch, start_lsn = at, "promoted to primary");
+    Ok(())
+}
+
+/// Rewind the stopped node in `config.data` against the primary at `from`;
+/// re-clone if a rewind is impossible (and `reclone_fallback`).
+pub async fn rejoin(
+    from: &str,
+    config: &Config,
+    reclone_fallback: bool,
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> Result<Rejoined, RepairError> {
+    let r = hadr_replication::rewind::rewind(
+        from,
+        &config.data,
+        &config.log_config(),
+        Duration::from_secs(10),
+        &mut *progress,
+    )
+    .await;
+    match r {
+        Ok(RewindOutcome::NotNeeded) => {
+            info!("no rewind needed: this node's log stops at or before the divergence point; it catches up as a standby");
+            Ok(Rejoined::NotNeeded)
+        }
+        Ok(RewindOutcome::Rewound(rep)) => Ok(Rejoined::Rewound(rep)),
+        // Only a log that no longer reaches the divergence point calls for a
+        // re-clone; an unreachable primary or a refusal does not (and a rewind
+        // cut short leaves `rewind_pending`, which re-clones at the next start).
+        Err(e @ RewindError::NeedsClone(_)) if reclone_fallback => {
+            warn!(error = %e, "rewind impossible: re-cloning from the primary instead");
+            reclone(from, config, progress).await?;
+            Ok(Rejoined::Recloned)
+        }
+        Err(source) => Err(RepairError::Rewind {
+            from: from.to_string(),
+            source,
+        }),
+    }
+}
+
+/// Replace a standby's data directory with a fresh clone of `from`; the old
+/// directory is kept until the clone succeeds, and restored if it fails.
+pub async fn reclone(
+    from: &str,
+    config: &Config,
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> Result<u64, RepairError> {
+    let dir = config.data.clone();
+    let mut aside = dir.clone().into_os_string();
+    aside.push(format!(".before-reclone-{}", std::process::id()));
+    let aside = PathBuf::from(aside);
+    std::fs::rename(&dir, &aside).map_err(|source| RepairError::Io {
+        what: "cannot move aside for a re-clone",
+        path: dir.clone(),
+        source,
+    })?;
+    let started = std::time::Instant::now();
+    let r = hadr_replication::clone::clone_from(
+        from,
+        &dir,
+        &config.log_config(),
+        Duration::from_secs(10),
+        &mut *progress,
+    )
+    .await;
+    match r {
+        Ok(lsn) => {
+            info!(
+                lsn,
+                secs = started.elapsed().as_secs_f64(),
+                "re-clone complete"
+            );
+            let _ = std::fs::remove_dir_all(&aside);
+            Ok(lsn)
+        }
+        Err(source) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::rename(&aside, &dir).map_err(|e| RepairError::Io {
+                what: "re-clone failed and the old directory could not be restored from",
+                path: aside.clone(),
+                source: e,
+            })?;
+            Err(RepairError::Clone {
+                from: from.to_string(),
+                dir,
+                source,
+            })
+        }
+    }
+}
