@@ -44,7 +44,7 @@ pub enum TakeoverRefusal {
     NotAStandby,
 }
 
-/// Whether a forced takeover is allowed now (DB2's rules, reference §4).
+/// Whether a forced takeover is allowed now (DB2's rules, docs/takeover.md §Forced takeover).
 /// With `peer_window_only`, only in PEER or DISCONNECTED_PEER and at least
 /// [`PEER_WINDOW_MARGIN_US`] before the promised window ends: then the old
 /// primary is still holding every commit the standby does not have.

@@ -1,4 +1,4 @@
-//! HADR replication (DB2 semantics, DESIGN.md §3–§4).
+//! HADR replication (DB2 semantics, docs/hadr-semantics.md).
 //!
 //! - [`pair`]: the pure state machine of one primary–standby pair.
 //! - [`gate`]: the commit gate that sessions wait on, over all pairs.

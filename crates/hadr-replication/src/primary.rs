@@ -322,7 +322,7 @@ async fn stream_to(
         },
     ));
     // Acks and heartbeats from the standby.
-    let (lost_tx, mut lost_rx) = tokio::sync::oneshot::channel::<String>();
+    let (lost_tx, mut lost_rx) = tokio::sync::oneshot::channel::<WireError>();
     let (takeover_tx, mut takeover_rx) = tokio::sync::mpsc::channel::<()>(1);
     let standbys = ctx.standbys.clone();
     let timeout = ctx.timeout;
@@ -352,7 +352,7 @@ async fn stream_to(
                     standbys.step(slot, Event::Heard { now: now_micros() });
                 }
                 Err(e) => {
-                    let _ = lost_tx.send(e.to_string());
+                    let _ = lost_tx.send(e);
                     return;
                 }
             }
@@ -361,29 +361,13 @@ async fn stream_to(
     let mut pos = from;
     let mut end_rx = ctx.end.clone();
     let mut tick = tokio::time::interval(Duration::from_millis(20));
-    let result: Result<(), String> = loop {
+    let result: Result<(), StreamEnd> = loop {
         let end = ctx.engine.log().end_lsn();
         if pos < end {
-            let log = ctx.engine.log().clone();
-            let read = tokio::task::spawn_blocking(move || log.read_raw(pos, end, 4 << 20)).await;
-            let (bytes, next) = match read {
-                Ok(Ok(v)) => v,
-                Ok(Err(e)) => break Err(format!("reading the log at LSN {pos}: {e}")),
-                Err(e) => break Err(e.to_string()),
-            };
-            if let Err(e) = writer
-                .send(
-                    &Message::Records {
-                        start_lsn: pos,
-                        bytes,
-                    },
-                    ctx.timeout,
-                )
-                .await
-            {
-                break Err(e.to_string());
+            match ship(&ctx, &mut writer, pos, end).await {
+                Ok(next) => pos = next,
+                Err(e) => break Err(StreamEnd::Ship(e)),
             }
-            pos = next;
             ctx.standbys.step(slot, Event::Sent { lsn: pos });
             continue;
         }
@@ -407,10 +391,10 @@ async fn stream_to(
                         Action::Heartbeat { peer_window_end } => {
                             let hb = Message::Heartbeat { now_micros: now_micros(), end_lsn: pos, peer_window_end_micros: peer_window_end };
                             if let Err(e) = writer.send(&hb, ctx.timeout).await {
-                                stop = Some(e.to_string());
+                                stop = Some(StreamEnd::Wire(e));
                             }
                         }
-                        Action::Disconnect { reason } => stop = Some(reason.to_string()),
+                        Action::Disconnect { reason } => stop = Some(StreamEnd::Pair(reason)),
                         _ => {}
                     }
                 }
@@ -419,7 +403,7 @@ async fn stream_to(
                 }
             }
             r = &mut lost_rx => {
-                break Err(r.unwrap_or_else(|_| "connection lost".into()));
+                break Err(r.map(StreamEnd::Wire).unwrap_or(StreamEnd::Lost));
             }
             Some(()) = takeover_rx.recv() => {
                 match hand_over(&ctx, slot, pos, &mut writer).await {
@@ -428,7 +412,7 @@ async fn stream_to(
                         warn!(reason = %failure, "takeover refused");
                         let refuse = Refuse::new(RefuseCode::TakeoverRefused, format!("takeover refused: {failure}"));
                         let _ = writer.send(&Message::Refuse(refuse), ctx.timeout).await;
-                        break Err(failure.to_string());
+                        break Err(StreamEnd::Handover(failure));
                     }
                 }
             }
@@ -437,7 +421,7 @@ async fn stream_to(
     acks.abort();
     if let Err(reason) = &result {
         warn!(slot, %reason, "standby connection lost");
-        ctx.standbys.note_error(slot, reason.clone());
+        ctx.standbys.note_error(slot, reason.to_string());
     }
     // A Disconnect action already moved the pair; a socket error moves it here.
     report(ctx.standbys.step(
@@ -488,7 +472,7 @@ async fn hand_over(
                     to: next,
                     now: now_micros(),
                 },
-                Err(e) => handover::Input::Failed(HandoverFailure::Ship(e)),
+                Err(e) => handover::Input::Failed(HandoverFailure::Ship(e.to_string())),
             },
             handover::Action::AwaitFlushed => {
                 let flushed =
@@ -552,18 +536,52 @@ fn pair_end(h: &Handover) -> u64 {
     }
 }
 
+/// Why shipping a batch of the log failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ShipError {
+    /// The log could not be read.
+    #[error("reading the log at LSN {lsn}: {source}")]
+    Read {
+        /// Where.
+        lsn: u64,
+        /// Why.
+        #[source]
+        source: hadr_log::LogError,
+    },
+    /// The blocking read task failed.
+    #[error("the log reader task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// The socket failed.
+    #[error(transparent)]
+    Wire(#[from] WireError),
+}
+
+/// Why a standby's stream ended.
+#[derive(Debug, thiserror::Error)]
+enum StreamEnd {
+    #[error(transparent)]
+    Ship(ShipError),
+    #[error(transparent)]
+    Wire(WireError),
+    #[error(transparent)]
+    Pair(hadr_ha::DisconnectReason),
+    #[error("connection lost")]
+    Lost,
+    #[error(transparent)]
+    Handover(HandoverFailure),
+}
+
 /// Ship one batch of the log from `from` (at most up to `to`); return where it ended.
 async fn ship(
     ctx: &Arc<PrimaryCtx>,
     writer: &mut Writer,
     from: u64,
     to: u64,
-) -> Result<u64, String> {
+) -> Result<u64, ShipError> {
     let log = ctx.engine.log().clone();
     let (bytes, next) = tokio::task::spawn_blocking(move || log.read_raw(from, to, 4 << 20))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+        .await?
+        .map_err(|source| ShipError::Read { lsn: from, source })?;
     writer
         .send(
             &Message::Records {
@@ -572,7 +590,6 @@ async fn ship(
             },
             ctx.timeout,
         )
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     Ok(next)
 }

@@ -11,6 +11,42 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+/// A value that does not parse (a flag or a TOML value).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    /// Not a size.
+    #[error("{0:?} is not a size (examples: 4096, 512KiB, 64MiB, 1GiB)")]
+    Size(String),
+    /// A size with an unknown unit.
+    #[error("unknown size unit {unit:?} in {value:?} (use KiB, MiB, GiB)")]
+    SizeUnit {
+        /// The unit.
+        unit: String,
+        /// The whole value.
+        value: String,
+    },
+    /// A size that overflows.
+    #[error("{0:?} is too large")]
+    SizeTooLarge(String),
+    /// Not a duration.
+    #[error("{0:?} is not a duration (examples: 500ms, 3s, 2m)")]
+    Duration(String),
+    /// A duration with an unknown unit.
+    #[error("unknown duration unit {unit:?} in {value:?} (use ms, s, m, h)")]
+    DurationUnit {
+        /// The unit.
+        unit: String,
+        /// The whole value.
+        value: String,
+    },
+    /// Not a role.
+    #[error("{0:?} is not a role (primary or standby)")]
+    Role(String),
+    /// Not a sync mode.
+    #[error(transparent)]
+    SyncMode(#[from] hadr_ha::pair::UnknownSyncMode),
+}
+
 /// A configuration problem, reported before the node starts.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -45,14 +81,12 @@ pub enum ConfigError {
 pub struct ByteSize(pub u64);
 
 impl FromStr for ByteSize {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
         let t = s.trim();
         let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
         let (num, unit) = t.split_at(split);
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("{s:?} is not a size (examples: 4096, 512KiB, 64MiB, 1GiB)"))?;
+        let n: u64 = num.parse().map_err(|_| ValueError::Size(s.to_string()))?;
         let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
             "" | "b" => 1,
             "k" | "kb" | "kib" => 1 << 10,
@@ -60,14 +94,15 @@ impl FromStr for ByteSize {
             "g" | "gb" | "gib" => 1 << 30,
             "t" | "tb" | "tib" => 1 << 40,
             other => {
-                return Err(format!(
-                    "unknown size unit {other:?} in {s:?} (use KiB, MiB, GiB)"
-                ))
+                return Err(ValueError::SizeUnit {
+                    unit: other.to_string(),
+                    value: s.to_string(),
+                })
             }
         };
         n.checked_mul(mult)
             .map(ByteSize)
-            .ok_or_else(|| format!("{s:?} is too large"))
+            .ok_or_else(|| ValueError::SizeTooLarge(s.to_string()))
     }
 }
 
@@ -84,8 +119,8 @@ mod dur_ms {
 }
 
 impl FromStr for Dur {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
         let t = s.trim();
         let split = t
             .find(|c: char| !c.is_ascii_digit() && c != '.')
@@ -93,20 +128,21 @@ impl FromStr for Dur {
         let (num, unit) = t.split_at(split);
         let n: f64 = num
             .parse()
-            .map_err(|_| format!("{s:?} is not a duration (examples: 500ms, 3s, 2m)"))?;
+            .map_err(|_| ValueError::Duration(s.to_string()))?;
         let secs = match unit.trim().to_ascii_lowercase().as_str() {
             "ms" => n / 1000.0,
             "" | "s" | "sec" | "secs" => n,
             "m" | "min" => n * 60.0,
             "h" => n * 3600.0,
             other => {
-                return Err(format!(
-                    "unknown duration unit {other:?} in {s:?} (use ms, s, m, h)"
-                ))
+                return Err(ValueError::DurationUnit {
+                    unit: other.to_string(),
+                    value: s.to_string(),
+                })
             }
         };
         if !secs.is_finite() || secs < 0.0 {
-            return Err(format!("{s:?} is not a valid duration"));
+            return Err(ValueError::Duration(s.to_string()));
         }
         Ok(Dur(Duration::from_secs_f64(secs)))
     }
@@ -115,7 +151,7 @@ impl FromStr for Dur {
 fn de_from_str_or_int<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
-    T: FromStr<Err = String>,
+    T: FromStr<Err = ValueError>,
 {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -142,26 +178,7 @@ impl<'de> Deserialize<'de> for Dur {
     }
 }
 
-/// How log appends are made durable.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FlushMode {
-    /// fsync before a commit is acknowledged (the default; durable).
-    Fsync,
-    /// Never fsync: a crash of the machine can lose acknowledged commits. For tests only.
-    Off,
-}
-
-impl FromStr for FlushMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "fsync" => Ok(FlushMode::Fsync),
-            "off" => Ok(FlushMode::Off),
-            _ => Err(format!("{s:?} is not a flush mode (fsync or off)")),
-        }
-    }
-}
+pub use hadr_log::FlushMode;
 
 /// The role a node is started in (kept in the control file once set).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -174,12 +191,21 @@ pub enum RoleSetting {
 }
 
 impl FromStr for RoleSetting {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
         match s.to_ascii_lowercase().as_str() {
             "primary" => Ok(RoleSetting::Primary),
             "standby" => Ok(RoleSetting::Standby),
-            _ => Err(format!("{s:?} is not a role (primary or standby)")),
+            _ => Err(ValueError::Role(s.to_string())),
+        }
+    }
+}
+
+impl From<RoleSetting> for hadr_engine::Role {
+    fn from(r: RoleSetting) -> hadr_engine::Role {
+        match r {
+            RoleSetting::Primary => hadr_engine::Role::Primary,
+            RoleSetting::Standby => hadr_engine::Role::Standby,
         }
     }
 }
@@ -189,11 +215,9 @@ impl FromStr for RoleSetting {
 pub struct SyncModeSetting(pub hadr_ha::SyncMode);
 
 impl FromStr for SyncModeSetting {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        s.parse()
-            .map(SyncModeSetting)
-            .map_err(|e: hadr_ha::pair::UnknownSyncMode| e.to_string())
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
+        Ok(SyncModeSetting(s.parse()?))
     }
 }
 
@@ -300,15 +324,15 @@ impl Config {
             path: path.to_path_buf(),
             source: e,
         })?;
-        Self::from_toml(&text).map_err(|message| ConfigError::Parse {
+        Self::from_toml(&text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
-            message,
+            message: e.to_string(),
         })
     }
 
     /// Parse TOML text.
-    pub fn from_toml(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+    pub fn from_toml(text: &str) -> Result<Config, toml::de::Error> {
+        toml::from_str(text)
     }
 
     /// Check ranges that the types cannot express.
@@ -368,10 +392,7 @@ impl Config {
             dir: self.data.join(hadr_engine::LOG_DIR),
             segment_size: self.log_segment_size.0,
             retention_bytes: self.log_retention.0,
-            flush_mode: match self.log_flush_mode {
-                FlushMode::Fsync => hadr_log::FlushMode::Fsync,
-                FlushMode::Off => hadr_log::FlushMode::Off,
-            },
+            flush_mode: self.log_flush_mode,
         }
     }
 }
@@ -397,6 +418,7 @@ mod tests {
         assert!(Config::from_toml("listen = 5").is_err());
         assert!(Config::from_toml("no_such_key = 1")
             .unwrap_err()
+            .to_string()
             .contains("no_such_key"));
         assert!(Config::from_toml("log_retention = \"12 parsecs\"").is_err());
         assert!(Config::from_toml("\u{0}\u{1}garbage[[[").is_err());

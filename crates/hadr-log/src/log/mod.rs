@@ -22,7 +22,8 @@ pub use self::open::OpenReport;
 pub use self::reader::LogReader;
 
 /// Whether the flusher makes data durable.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum FlushMode {
     /// fdatasync segment files (and fsync the directory on segment changes).
     #[default]
