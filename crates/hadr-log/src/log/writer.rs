@@ -169,6 +169,9 @@ impl Log {
 impl Inner {
     /// Write one sealed record at `lsn` (== current end), switching segments first if it does not fit in the current one.
     fn write_locked(&self, st: &mut State, lsn: Lsn, bytes: &[u8]) -> Result<Lsn, LogError> {
+        // Both callers checked it; a record written anywhere else would leave
+        // a hole or overwrite one the flusher may already have made durable.
+        debug_assert_eq!(lsn, st.end(), "a record must be written at the log end");
         let len = bytes.len() as u64;
         let seg = st.current_seg()?;
         // Records never span segments. One that does not fit in the preallocated space left
