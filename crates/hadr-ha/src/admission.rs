@@ -58,8 +58,11 @@ pub enum AdmissionRefusal {
         /// Where our log starts.
         start: u64,
     },
-    /// Its log ends beyond ours (with the same history: a lost tail here).
-    #[error("standby's log ends at LSN {lsn}, beyond the primary's {end}: its log diverged; it must be rewound or re-cloned")]
+    /// Its log ends beyond ours with the same history: this primary lost a
+    /// tail it had shipped (it ships before its own fsync). A rewind cannot
+    /// help — the histories agree, so it finds nothing to undo — so the
+    /// standby is re-cloned.
+    #[error("standby's log ends at LSN {lsn}, beyond the primary's {end}, with the same epoch history (the primary lost a log tail it had shipped): needs clone")]
     Ahead {
         /// Its log end.
         lsn: u64,
@@ -73,10 +76,10 @@ impl AdmissionRefusal {
     pub fn refuse(&self) -> Refuse {
         let code = match self {
             AdmissionRefusal::NotListed(_) => RefuseCode::NotListed,
-            AdmissionRefusal::Diverged { .. } | AdmissionRefusal::Ahead { .. } => {
-                RefuseCode::NeedsRewind
+            AdmissionRefusal::Diverged { .. } => RefuseCode::NeedsRewind,
+            AdmissionRefusal::LogGone { .. } | AdmissionRefusal::Ahead { .. } => {
+                RefuseCode::NeedsClone
             }
-            AdmissionRefusal::LogGone { .. } => RefuseCode::NeedsClone,
         };
         Refuse::new(code, self.to_string())
     }
@@ -178,6 +181,12 @@ mod tests {
         );
         assert_eq!(
             admit(&p, &s(50, same, 2)).unwrap_err().refuse().code,
+            RefuseCode::NeedsClone
+        );
+        // A rewind would find nothing to undo (same history): re-clone, or
+        // the standby would be refused and "rewound" in a loop.
+        assert_eq!(
+            admit(&p, &s(901, same, 2)).unwrap_err().refuse().code,
             RefuseCode::NeedsClone
         );
         assert!(check_listed(&s(0, old, 1), false).is_err());

@@ -82,8 +82,8 @@ pub enum GuardEvent {
 pub struct WriteGuard {
     /// This node's epoch.
     pub epoch: u64,
-    /// Whether it is a primary (standbys never write; fencing still applies
-    /// so a standby never promotes into a superseded epoch).
+    /// Whether it is a primary (standbys never write; a standby is kept out
+    /// of superseded epochs by `highest_seen_epoch` and `epoch::next_epoch`).
     pub primary: bool,
     /// Current permission.
     pub writes: Writes,

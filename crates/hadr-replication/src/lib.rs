@@ -1,7 +1,8 @@
-//! HADR replication (DB2 semantics, docs/hadr-semantics.md).
+//! HADR replication's drivers (docs/architecture.md §Replication): thin
+//! tokio tasks around the pure rules of `hadr-ha`, which decide every state,
+//! refusal and step; these only move bytes and carry out the actions.
 //!
-//! - [`pair`]: the pure state machine of one primary–standby pair.
-//! - [`gate`]: the commit gate that sessions wait on, over all pairs.
+//! - [`standbys`]: a primary's pairs, and the commits waiting on them.
 //! - [`wire`]: framed protocol messages over a TCP stream.
 //! - [`primary`]: the replication listener and one sender per standby.
 //! - [`standby`]: the receiver and the replay loop of a standby.

@@ -296,7 +296,7 @@ struct StatusQuery {
 }
 
 /// Databases larger than this get a page hash in /status only when asked
-/// (`?hash=1`): hashing reads every page, and monitors poll /status often.
+/// (`?hash=true`): hashing reads every page, and monitors poll /status often.
 const HASH_BY_DEFAULT_MAX_BYTES: u64 = 256 << 20;
 
 async fn status(State(node): State<Arc<Node>>, Query(q): Query<StatusQuery>) -> Response {

@@ -86,7 +86,8 @@ pub struct Node {
     /// The database and log.
     pub engine: Arc<Engine>,
     /// SQLite has one writer; this lock serialises writers fairly (FIFO) without
-    /// busy-polling, and keeps capture in commit order.
+    /// busy-polling (capture runs after the lock is released; commit order comes
+    /// from the WAL and the engine's capture lock).
     pub write_lock: Arc<WriteLock>,
     /// Live sessions by backend pid.
     pub sessions: Mutex<HashMap<i32, SessionHandle>>,

@@ -4,10 +4,13 @@
 //! A node runs in one role at a time (`runtime::run`); when that run
 //! ends because the role must change — a takeover, a fencing, a rejoin, a
 //! re-clone — it returns a [`RoleChange`], and [`supervise`] carries it out
-//! and runs the node again. Every durable role write (the control file's
-//! role and epochs) goes through this module or `roles`, and every
-//! transition is published once on [`RoleEvents`], the typed stream that
-//! `/status`, the log and (next) automated failover and role hooks follow.
+//! and runs the node again. A node's role changes only here (promotion, and
+//! the rewind and re-clone it runs) or through `roles` (the two writes a
+//! running primary makes itself before it may tell anyone: a hand-over and a
+//! fencing). A standby adopting its primary's newer epoch history is not a
+//! role change and stays with the receiver. Every transition is published
+//! once on [`RoleEvents`], the typed stream that `/status` and the log follow,
+//! and that automated failover and role hooks will.
 
 use std::path::PathBuf;
 use std::sync::Arc;
