@@ -17,29 +17,14 @@ use hadr_protocol::{check_hello, Hello, Message, PeerRole};
 use tokio::net::TcpStream;
 use tracing::info;
 
-use crate::primary::PrimaryCtx;
+use crate::context::PrimaryCtx;
 use crate::wire::{Reader, WireError, Writer};
 
 /// Pages per ClonePages message.
 const PAGES_PER_MESSAGE: usize = 256;
 
 /// Primary side: answer a CloneRequest with a snapshot.
-pub async fn serve(
-    ctx: &PrimaryCtx,
-    reader: &mut Reader,
-    writer: &mut Writer,
-) -> Result<(), WireError> {
-    match reader.next(ctx.timeout).await? {
-        Message::CloneRequest => {}
-        Message::RewindRequest { from_lsn, pages } => {
-            return crate::rewind::serve(ctx, writer, from_lsn, pages).await
-        }
-        _ => {
-            return Err(WireError::Protocol(
-                hadr_protocol::ProtocolError::Malformed("expected CloneRequest"),
-            ))
-        }
-    }
+pub async fn serve(ctx: &PrimaryCtx, writer: &mut Writer) -> Result<(), WireError> {
     let snapshot = ctx.snapshot.clone();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(8);
     let control = ctx.engine.control();

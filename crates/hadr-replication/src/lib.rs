@@ -9,6 +9,7 @@
 //! - [`rewind`]: bringing a diverged old primary back in line with the new one.
 
 pub mod clone;
+pub mod context;
 pub mod primary;
 pub mod rewind;
 pub mod standby;

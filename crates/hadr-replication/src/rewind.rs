@@ -24,7 +24,7 @@ use tokio::net::TcpStream;
 use tracing::{info, warn};
 
 use crate::clone::Progress;
-use crate::primary::PrimaryCtx;
+use crate::context::PrimaryCtx;
 use crate::wire::{Reader, WireError, Writer};
 use hadr_ha::rejoin::{rejoin, Rejoin};
 
