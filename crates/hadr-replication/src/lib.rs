@@ -1,10 +1,12 @@
-//! HADR replication (DB2 semantics, DESIGN.md §3–§4).
+//! HADR replication drivers (docs/architecture.md): the tokio tasks that
+//! carry out the pure rules of `hadr_ha` over the network.
 //!
-//! - [`pair`]: the pure state machine of one primary–standby pair.
-//! - [`gate`]: the commit gate that sessions wait on, over all pairs.
 //! - [`wire`]: framed protocol messages over a TCP stream.
 //! - [`primary`]: the replication listener and one sender per standby.
+//! - [`context`]: what the primary's tasks share.
 //! - [`standby`]: the receiver and the replay loop of a standby.
+//! - [`standbys`]: the primary's standbys and the commits waiting for them.
+//! - [`transfer`]: a snapshot's pages from the primary to a cloner or rewinder.
 //! - [`clone`]: copying a running primary into a new standby.
 //! - [`rewind`]: bringing a diverged old primary back in line with the new one.
 
@@ -14,6 +16,7 @@ pub mod primary;
 pub mod rewind;
 pub mod standby;
 pub mod standbys;
+pub mod transfer;
 pub mod wire;
 
 pub use standbys::Standbys;
