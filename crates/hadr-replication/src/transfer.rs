@@ -223,13 +223,6 @@ impl<'s> Outgoing<'s> {
 
     /// Add a page; pages come in ascending order.
     fn push(&mut self, pgno: u32, image: &[u8]) -> Result<(), ServeError> {
-        if self
-            .pgnos
-            .last()
-            .is_some_and(|&last| last.checked_add(1) != Some(pgno))
-        {
-            self.flush()?;
-        }
         self.pgnos.push(pgno);
         self.data.extend_from_slice(image);
         if self.pgnos.len() == PAGES_PER_MESSAGE {
