@@ -21,7 +21,7 @@ use crate::wire::{Reader, WireError, Writer};
 
 /// Pages per page message: 1 MiB at the default 4 KiB page size, and still
 /// far below `MAX_FRAME` at SQLite's largest (64 KiB).
-pub(crate) const PAGES_PER_MESSAGE: usize = 256;
+const PAGES_PER_MESSAGE: usize = 256;
 
 /// How far a clone or rewind has got, for a progress bar.
 #[derive(Clone, Copy, Debug)]
