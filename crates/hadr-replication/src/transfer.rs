@@ -491,3 +491,87 @@ impl PageBatch {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn start(pages: u32) -> Start {
+        Start {
+            database_id: String::new(),
+            epoch_history: vec![],
+            epoch: 1,
+            lsn: 0,
+            page_size: 4,
+            pages,
+        }
+    }
+
+    /// The messages `Outgoing` makes of these pages (4-byte pages, each filled with its number).
+    fn sent(pgnos: impl IntoIterator<Item = u32>) -> Vec<Message> {
+        let (tx, mut rx) = mpsc::channel(1024);
+        let sink = Sink(tx);
+        let mut out = Outgoing::new(4, &sink);
+        for p in pgnos {
+            out.push(p, &[p as u8; 4]).unwrap();
+        }
+        out.flush().unwrap();
+        drop(sink);
+        std::iter::from_fn(|| rx.blocking_recv()).collect()
+    }
+
+    #[test]
+    fn a_run_goes_as_clone_pages_and_scattered_pages_share_a_message() {
+        let m = sent([3, 4, 5]);
+        assert_eq!(
+            m,
+            vec![Message::ClonePages {
+                first_pgno: 3,
+                data: vec![3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5],
+            }]
+        );
+        let m = sent([2, 7, 8]);
+        assert_eq!(
+            m,
+            vec![Message::ScatteredPages {
+                pgnos: vec![2, 7, 8],
+                data: vec![2, 2, 2, 2, 7, 7, 7, 7, 8, 8, 8, 8],
+            }]
+        );
+        let m = sent((1..=PAGES_PER_MESSAGE as u32 + 1).map(|p| p * 2));
+        assert_eq!(m.len(), 2);
+        assert!(
+            matches!(&m[1], Message::ClonePages { first_pgno, data } if *first_pgno == 514 && data.len() == 4)
+        );
+    }
+
+    #[test]
+    fn a_batch_yields_its_runs_and_its_pages() {
+        let data: Vec<u8> = [2u8, 3, 5].iter().flat_map(|p| [*p; 4]).collect();
+        let b = PageBatch::new(vec![2, 3, 5], data, &start(5)).unwrap();
+        let runs: Vec<(u32, usize)> = b.runs().map(|(p, d)| (p, d.len())).collect();
+        assert_eq!(runs, vec![(2, 8), (5, 4)]);
+        let pages: Vec<(u32, u8)> = b.pages().map(|(p, d)| (p, d[0])).collect();
+        assert_eq!(pages, vec![(2, 2), (3, 3), (5, 5)]);
+        assert_eq!(b.bytes(), 12);
+    }
+
+    #[test]
+    fn page_messages_that_do_not_fit_the_snapshot_are_refused() {
+        for (pgnos, len) in [
+            (vec![0], 4),
+            (vec![6], 4),
+            (vec![1, 2], 4),
+            (vec![1], 5),
+            (vec![u32::MAX], 4),
+        ] {
+            assert!(
+                matches!(
+                    PageBatch::new(pgnos.clone(), vec![0; len], &start(5)),
+                    Err(TransferError::BadPages(_))
+                ),
+                "{pgnos:?} with {len} bytes"
+            );
+        }
+    }
+}
