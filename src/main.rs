@@ -575,7 +575,8 @@ async fn clone(from: &str, cfg: &Config) -> Result<()> {
         Ok(lsn) => lsn,
         Err(e) => {
             bar.abandon();
-            let refused_to_overwrite = matches!(&e, hadr_replication::clone::CloneError::Io(m) if m.contains("refusing to overwrite"));
+            let refused_to_overwrite =
+                matches!(e, hadr_replication::clone::CloneError::TargetNotEmpty(_));
             // Leave nothing half-made behind, so that running clone again works.
             if !refused_to_overwrite {
                 if existed {

@@ -12,7 +12,7 @@
 pub use hadr_log::EpochStart;
 
 /// Version of this protocol. Bump on any incompatible change.
-/// 3: refusals carry a [`RefuseCode`].
+/// 3: refusals carry a [`RefuseCode`]; [`Message::ScatteredPages`].
 pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Largest frame accepted (records are batched below this).
@@ -204,6 +204,15 @@ pub enum Message {
         /// Page images, each page_size bytes, back to back.
         data: Vec<u8>,
     },
+    /// Primary → cloner or rewinder: the images of the listed pages, in
+    /// that order (a rewind's pages are scattered; [`Message::ClonePages`]
+    /// would take one message a run).
+    ScatteredPages {
+        /// Page numbers, one for each image.
+        pgnos: Vec<u32>,
+        /// Page images, each page_size bytes, back to back.
+        data: Vec<u8>,
+    },
     /// Primary → cloner: snapshot complete.
     CloneEnd,
     /// Standby → primary: hand over the primary role (graceful takeover).
@@ -238,6 +247,7 @@ const T_TAKEOVER_REQUEST: u8 = 10;
 const T_TAKEOVER_READY: u8 = 11;
 const T_REWIND_REQUEST: u8 = 12;
 const T_REFUSE_CODED: u8 = 13;
+const T_SCATTERED_PAGES: u8 = 14;
 
 struct W(Vec<u8>);
 impl W {
@@ -259,6 +269,12 @@ impl W {
     }
     fn str(&mut self, s: &str) {
         self.bytes(s.as_bytes());
+    }
+    fn u32s(&mut self, v: &[u32]) {
+        self.u32(v.len() as u32);
+        for x in v {
+            self.u32(*x);
+        }
     }
     fn history(&mut self, h: &[EpochStart]) {
         self.u32(h.len() as u32);
@@ -305,6 +321,14 @@ impl<'a> R<'a> {
     }
     fn str(&mut self) -> Result<String, ProtocolError> {
         String::from_utf8(self.bytes()?).map_err(|_| ProtocolError::Malformed(self.what))
+    }
+    fn u32s(&mut self) -> Result<Vec<u32>, ProtocolError> {
+        let n = self.u32()? as usize;
+        // Refuse counts the body cannot hold before allocating.
+        if n > self.b.len() / 4 {
+            return Err(ProtocolError::Malformed(self.what));
+        }
+        (0..n).map(|_| self.u32()).collect()
     }
     fn history(&mut self) -> Result<Vec<EpochStart>, ProtocolError> {
         let n = self.u32()? as usize;
@@ -411,15 +435,17 @@ impl Message {
                 w.u32(*first_pgno);
                 w.bytes(data);
             }
+            Message::ScatteredPages { pgnos, data } => {
+                w.u8(T_SCATTERED_PAGES);
+                w.u32s(pgnos);
+                w.bytes(data);
+            }
             Message::CloneEnd => w.u8(T_CLONE_END),
             Message::TakeoverRequest => w.u8(T_TAKEOVER_REQUEST),
             Message::RewindRequest { from_lsn, pages } => {
                 w.u8(T_REWIND_REQUEST);
                 w.u64(*from_lsn);
-                w.u32(pages.len() as u32);
-                for p in pages {
-                    w.u32(*p);
-                }
+                w.u32s(pages);
             }
             Message::TakeoverReady { end_lsn } => {
                 w.u8(T_TAKEOVER_READY);
@@ -576,6 +602,18 @@ impl Message {
                 r.end()?;
                 m
             }
+            T_SCATTERED_PAGES => {
+                let mut r = R {
+                    b: body,
+                    what: "ScatteredPages",
+                };
+                let m = Message::ScatteredPages {
+                    pgnos: r.u32s()?,
+                    data: r.bytes()?,
+                };
+                r.end()?;
+                m
+            }
             T_CLONE_END => {
                 R {
                     b: body,
@@ -606,15 +644,12 @@ impl Message {
                     b: body,
                     what: "RewindRequest",
                 };
-                let from_lsn = r.u64()?;
-                let n = r.u32()? as usize;
-                // Refuse counts the body cannot hold before allocating.
-                if n > r.b.len() / 4 {
-                    return Err(ProtocolError::Malformed("RewindRequest"));
-                }
-                let pages = (0..n).map(|_| r.u32()).collect::<Result<Vec<_>, _>>()?;
+                let m = Message::RewindRequest {
+                    from_lsn: r.u64()?,
+                    pages: r.u32s()?,
+                };
                 r.end()?;
-                Message::RewindRequest { from_lsn, pages }
+                m
             }
             other => return Err(ProtocolError::UnknownType(other)),
         };
@@ -738,6 +773,10 @@ mod tests {
                 first_pgno: 1,
                 data: vec![0; 4096],
             },
+            Message::ScatteredPages {
+                pgnos: vec![3, 9],
+                data: vec![7; 2 * 512],
+            },
             Message::CloneEnd,
             Message::TakeoverRequest,
             Message::TakeoverReady { end_lsn: 42 },
@@ -787,9 +826,31 @@ mod tests {
         assert_eq!(b[4], T_REFUSE_CODED);
     }
 
+    /// A page count the frame cannot hold is refused before anything is allocated for it.
+    #[test]
+    fn an_oversized_page_count_is_malformed() {
+        for (ty, what) in [
+            (T_SCATTERED_PAGES, "ScatteredPages"),
+            (T_REWIND_REQUEST, "RewindRequest"),
+        ] {
+            let mut w = W(vec![0; 4]);
+            w.u8(ty);
+            if ty == T_REWIND_REQUEST {
+                w.u64(7);
+            }
+            w.u32(u32::MAX);
+            w.u32(1);
+            let crc = crc32c::crc32c(&w.0[4..]);
+            w.u32(crc);
+            let len = (w.0.len() - 4) as u32;
+            w.0[0..4].copy_from_slice(&len.to_be_bytes());
+            assert_eq!(Message::decode(&w.0), Err(ProtocolError::Malformed(what)));
+        }
+    }
+
     proptest! {
         #[test]
-        fn any_flipped_bit_is_detected(i in 0usize..13, bit in 0usize..10_000) {
+        fn any_flipped_bit_is_detected(i in 0usize..14, bit in 0usize..10_000) {
             let b = samples()[i].encode();
             let bit = bit % (b.len() * 8);
             let mut c = b.clone();
@@ -798,7 +859,7 @@ mod tests {
         }
 
         #[test]
-        fn any_truncation_is_incomplete(i in 0usize..13, cut in 0usize..10_000) {
+        fn any_truncation_is_incomplete(i in 0usize..14, cut in 0usize..10_000) {
             let b = samples()[i].encode();
             let cut = cut % b.len();
             prop_assert!(matches!(Message::decode(&b[..cut]), Err(ProtocolError::Incomplete(_))));

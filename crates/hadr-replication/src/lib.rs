@@ -1,19 +1,22 @@
-//! HADR replication's drivers (docs/architecture.md §Replication): thin
-//! tokio tasks around the pure rules of `hadr-ha`, which decide every state,
-//! refusal and step; these only move bytes and carry out the actions.
+//! HADR replication drivers (docs/architecture.md): the tokio tasks that
+//! carry out the pure rules of `hadr_ha` over the network.
 //!
-//! - [`standbys`]: a primary's pairs, and the commits waiting on them.
 //! - [`wire`]: framed protocol messages over a TCP stream.
 //! - [`primary`]: the replication listener and one sender per standby.
+//! - [`context`]: what the primary's tasks share.
 //! - [`standby`]: the receiver and the replay loop of a standby.
+//! - [`standbys`]: the primary's standbys and the commits waiting for them.
+//! - [`transfer`]: a snapshot's pages from the primary to a cloner or rewinder.
 //! - [`clone`]: copying a running primary into a new standby.
 //! - [`rewind`]: bringing a diverged old primary back in line with the new one.
 
 pub mod clone;
+pub mod context;
 pub mod primary;
 pub mod rewind;
 pub mod standby;
 pub mod standbys;
+pub mod transfer;
 pub mod wire;
 
 pub use standbys::Standbys;

@@ -4,80 +4,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hadr_engine::Engine;
 use hadr_ha::admission::{admit, check_listed, PrimarySide, StandbySide};
 use hadr_ha::handover::{self, Handover, HandoverFailure};
 use hadr_ha::{Action, Event, GuardAction, GuardEvent, PairState};
 use hadr_protocol::{check_hello, Hello, Message, PeerRole, Refuse, RefuseCode};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 use tracing::{info, warn};
 
+pub use crate::context::{PrimaryCtx, SnapshotError, SnapshotFn, TakeoverHooks};
 use crate::now_micros;
 use crate::standbys::Standbys;
 use crate::wire::{Reader, WireError, Writer};
-
-/// Why a snapshot for a clone or rewind could not be taken.
-#[derive(Debug, thiserror::Error)]
-pub enum SnapshotError {
-    /// The engine failed.
-    #[error(transparent)]
-    Engine(#[from] hadr_engine::EngineError),
-    /// SQLite failed.
-    #[error(transparent)]
-    Sql(#[from] rusqlite::Error),
-    /// The write lock was not granted.
-    #[error("write lock: {0}")]
-    WriteLock(String),
-}
-
-/// Takes a consistent snapshot for a clone: a connection inside a read
-/// transaction and the LSN its state corresponds to.
-pub type SnapshotFn =
-    Arc<dyn Fn() -> Result<(rusqlite::Connection, u64), SnapshotError> + Send + Sync>;
-
-/// What a graceful takeover asks of the primary node; the order of the
-/// calls is decided by `hadr_ha::handover`.
-pub trait TakeoverHooks: Send + Sync {
-    /// End client sessions, take the write lock for good, make everything
-    /// durable; return the final log end.
-    fn stop_writes(&self) -> Result<u64, HandoverFailure>;
-    /// The takeover failed: accept writes again.
-    fn resume_writes(&self);
-    /// Record the standby role durably.
-    fn mark_standby(&self) -> Result<(), HandoverFailure>;
-    /// The standby was not told after all: record the primary role again.
-    fn unmark_standby(&self);
-    /// The standby has been told: restart as a standby of it.
-    fn become_standby(&self);
-}
-
-/// What the primary's replication tasks share.
-pub struct PrimaryCtx {
-    /// The database and log.
-    pub engine: Arc<Engine>,
-    /// The standbys and the commits waiting for them.
-    pub standbys: Arc<Standbys>,
-    /// Log end, updated after every capture.
-    pub end: watch::Receiver<u64>,
-    /// This node's replication address (as in the standbys' target lists).
-    pub address: String,
-    /// `hadr_timeout`.
-    pub timeout: Duration,
-    /// Snapshot for `hadr clone`.
-    pub snapshot: SnapshotFn,
-    /// Graceful takeover steps.
-    pub takeover: Arc<dyn TakeoverHooks>,
-    /// Tell the node's write guard about a peer's role and epoch; returns
-    /// what the guard decided (the node carries out a fence itself).
-    pub on_peer: Arc<dyn Fn(GuardEvent) -> Vec<GuardAction> + Send + Sync>,
-}
-
-impl PrimaryCtx {
-    fn hello(&self) -> Hello {
-        crate::hello(&self.engine, PeerRole::Primary, &self.address)
-    }
-}
 
 /// Accept standbys and cloners until the task is aborted; also ticks
 /// disconnected pairs so peer windows expire.
@@ -227,7 +164,17 @@ async fn handle(ctx: Arc<PrimaryCtx>, stream: TcpStream) -> Result<(), WireError
     match theirs.role {
         PeerRole::Cloner => {
             writer.send(&Message::Hello(ours), ctx.timeout).await?;
-            crate::clone::serve(&ctx, &mut reader, &mut writer).await
+            match reader.next(ctx.timeout).await? {
+                Message::CloneRequest => crate::clone::serve(&ctx, &mut writer).await,
+                Message::RewindRequest { from_lsn, pages } => {
+                    crate::rewind::serve(&ctx, &mut writer, from_lsn, pages).await
+                }
+                _ => Err(WireError::Protocol(
+                    hadr_protocol::ProtocolError::Malformed(
+                        "expected CloneRequest or RewindRequest",
+                    ),
+                )),
+            }
         }
         PeerRole::Primary => {
             // Another primary probing: each side learns the other's epoch, and

@@ -16,20 +16,17 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hadr_engine::{Engine, EpochStart, Role};
+use hadr_engine::{Engine, Role};
+use hadr_ha::rejoin::{rejoin, Rejoin};
 use hadr_log::{LogConfig, Page};
-use hadr_protocol::{check_hello, Message, PeerRole, Refuse, RefuseCode};
+use hadr_protocol::{Message, PeerRole, Refuse, RefuseCode};
 use serde::Serialize;
-use tokio::net::TcpStream;
 use tracing::{info, warn};
 
-use crate::clone::Progress;
-use crate::primary::PrimaryCtx;
-use crate::wire::{Reader, WireError, Writer};
-use hadr_ha::rejoin::{rejoin, Rejoin};
-
-/// Pages per ClonePages message.
-const PAGES_PER_MESSAGE: usize = 256;
+use crate::context::PrimaryCtx;
+pub use crate::transfer::Progress;
+use crate::transfer::{self, Part, ServeError, TransferError, Wanted};
+use crate::wire::{WireError, Writer};
 
 /// What a rewind did.
 #[derive(Clone, Debug, Serialize)]
@@ -65,30 +62,86 @@ pub enum RewindOutcome {
 pub enum RewindError {
     /// A log no longer reaches back to the divergence point: re-clone.
     #[error("rewind impossible, needs clone: {0}")]
-    NeedsClone(String),
-    /// Connection problem.
-    #[error("{0}")]
-    Wire(#[from] WireError),
-    /// The peer refused or is not a usable primary.
-    #[error("{0}")]
-    Refused(String),
-    /// Local database or log problem.
-    #[error("{0}")]
+    NeedsClone(NeedsClone),
+    /// Reaching the primary or receiving from it failed, or it refused.
+    #[error(transparent)]
+    Transfer(TransferError),
+    /// The peer is not a primary.
+    #[error("{peer} is not a primary")]
+    NotPrimary {
+        /// Its address.
+        peer: String,
+    },
+    /// The peer is a primary of an older epoch than this node's.
+    #[error(
+        "{peer} is a primary of epoch {theirs}, older than this node's {ours}: it was superseded"
+    )]
+    Superseded {
+        /// Its address.
+        peer: String,
+        /// Its epoch.
+        theirs: u64,
+        /// This node's.
+        ours: u64,
+    },
+    /// The primary's snapshot is older than the point the rewind starts from.
+    #[error("the primary's snapshot LSN {snapshot} is before the divergence point {divergence}")]
+    SnapshotBeforeDivergence {
+        /// The snapshot's LSN.
+        snapshot: u64,
+        /// The divergence point.
+        divergence: u64,
+    },
+    /// The primary's log did not reach its snapshot.
+    #[error("the primary sent its log up to LSN {sent}, not to its snapshot LSN {snapshot}")]
+    LogShort {
+        /// Where the log received ends.
+        sent: u64,
+        /// The snapshot's LSN.
+        snapshot: u64,
+    },
+    /// Local database problem.
+    #[error(transparent)]
     Engine(#[from] hadr_engine::EngineError),
-    /// Log problem.
-    #[error("{0}")]
+    /// Local log problem.
+    #[error(transparent)]
     Log(#[from] hadr_log::LogError),
-    /// A blocking task failed.
+    /// A blocking task panicked or was cancelled.
     #[error("internal error: {0}")]
-    Internal(String),
+    Internal(#[from] tokio::task::JoinError),
+}
+
+/// Why a rewind is impossible and the node must be cloned again instead.
+#[derive(Debug, thiserror::Error)]
+pub enum NeedsClone {
+    /// This node's own log does not reach back to the divergence point.
+    #[error("this node's log starts at LSN {log_start}, after the divergence point {divergence}: it cannot tell which pages it changed")]
+    LogStartsLater {
+        /// Where this node's log starts.
+        log_start: u64,
+        /// The divergence point.
+        divergence: u64,
+    },
+    /// The primary's log does not.
+    #[error("{}", .0.reason)]
+    Refused(Refuse),
+}
+
+impl From<TransferError> for RewindError {
+    fn from(e: TransferError) -> Self {
+        match e {
+            TransferError::Refused(r) if r.code == RefuseCode::NeedsClone => {
+                RewindError::NeedsClone(NeedsClone::Refused(r))
+            }
+            e => RewindError::Transfer(e),
+        }
+    }
 }
 
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, RewindError> + Send + 'static,
 ) -> Result<T, RewindError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| RewindError::Internal(e.to_string()))?
+    tokio::task::spawn_blocking(f).await?
 }
 
 /// Rewind the stopped node in `dir` against the primary at `from` (its
@@ -126,23 +179,10 @@ async fn rewind_open(
     progress: &mut impl FnMut(Progress),
     started: Instant,
 ) -> Result<RewindOutcome, RewindError> {
-    let stream = tokio::time::timeout(timeout, TcpStream::connect(from))
-        .await
-        .map_err(|_| RewindError::Refused(format!("{from} did not answer within {timeout:?}")))?
-        .map_err(|e| RewindError::Refused(format!("cannot reach {from}: {e}")))?;
-    let _ = stream.set_nodelay(true);
-    let (r, w) = stream.into_split();
-    let (mut reader, mut writer) = (Reader::new(r), Writer::new(w));
     let ours = crate::hello(engine, PeerRole::Cloner, "");
-    writer.send(&Message::Hello(ours.clone()), timeout).await?;
-    let theirs = match reader.next(timeout).await? {
-        Message::Hello(h) => h,
-        Message::Refuse(r) => return Err(RewindError::Refused(r.reason)),
-        _ => return Err(RewindError::Refused("unexpected answer to Hello".into())),
-    };
-    check_hello(&ours, &theirs).map_err(|e| RewindError::Refused(e.to_string()))?;
+    let (theirs, reader, mut writer) = transfer::connect(from, &ours, timeout).await?;
     if theirs.role != PeerRole::Primary {
-        return Err(RewindError::Refused(format!("{from} is not a primary")));
+        return Err(RewindError::NotPrimary { peer: from.into() });
     }
     let old_end = ours.lsn;
     let d = match rejoin(
@@ -155,18 +195,19 @@ async fn rewind_open(
         Rejoin::Rewind { divergence } => divergence,
         Rejoin::Follow | Rejoin::Adopt => return Ok(RewindOutcome::NotNeeded),
         Rejoin::Superseded => {
-            return Err(RewindError::Refused(format!(
-                "{from} is a primary of epoch {}, older than this node's {}: it was superseded",
-                theirs.epoch, ours.epoch
-            )))
+            return Err(RewindError::Superseded {
+                peer: from.into(),
+                theirs: theirs.epoch,
+                ours: ours.epoch,
+            })
         }
     };
     let log = engine.log().clone();
     if log.start_lsn() > d {
-        return Err(RewindError::NeedsClone(format!(
-            "this node's log starts at LSN {}, after the divergence point {d}: it cannot tell which pages it changed",
-            log.start_lsn()
-        )));
+        return Err(RewindError::NeedsClone(NeedsClone::LogStartsLater {
+            log_start: log.start_lsn(),
+            divergence: d,
+        }));
     }
     info!(divergence = d, old_end, primary = %from, "rewinding: listing the pages changed after the divergence point");
     let l2 = log.clone();
@@ -184,34 +225,17 @@ async fn rewind_open(
         secs = started.elapsed().as_secs_f64(),
         "rewind: pages changed after the divergence point listed"
     );
-    writer
-        .send(
-            &Message::RewindRequest {
-                from_lsn: d,
-                pages: touched.iter().copied().collect(),
-            },
-            timeout,
-        )
-        .await?;
-    let (epoch, history, end, page_size, db_pages) = match reader.next(timeout * 4).await? {
-        Message::CloneStart {
-            epoch,
-            epoch_history,
-            lsn,
-            page_size,
-            pages,
-            ..
-        } => (epoch, epoch_history, lsn, page_size, pages),
-        Message::Refuse(r) if r.code == RefuseCode::NeedsClone => {
-            return Err(RewindError::NeedsClone(r.reason))
-        }
-        Message::Refuse(r) => return Err(RewindError::Refused(r.reason)),
-        _ => return Err(RewindError::Refused("expected CloneStart".into())),
+    let request = Message::RewindRequest {
+        from_lsn: d,
+        pages: touched.iter().copied().collect(),
     };
+    let mut incoming = transfer::request(reader, &mut writer, &request, timeout).await?;
+    let (end, page_size) = (incoming.start.lsn, incoming.start.page_size);
     if end < d {
-        return Err(RewindError::Refused(format!(
-            "the primary's snapshot LSN {end} is before the divergence point {d}"
-        )));
+        return Err(RewindError::SnapshotBeforeDivergence {
+            snapshot: end,
+            divergence: d,
+        });
     }
     let total = touched.len() as u64 * u64::from(page_size) + (end - d);
     let mut got = 0u64;
@@ -230,34 +254,21 @@ async fn rewind_open(
     let mut pages: Vec<Page> = Vec::with_capacity(touched.len());
     let mut log_bytes = 0u64;
     loop {
-        match reader.next(timeout * 4).await? {
-            Message::ClonePages { first_pgno, data } => {
-                if page_size == 0 || data.len() % page_size as usize != 0 {
-                    return Err(RewindError::Refused(
-                        "page data is not a whole number of pages".into(),
-                    ));
-                }
-                got += data.len() as u64;
-                for (i, chunk) in data.chunks(page_size as usize).enumerate() {
-                    pages.push(Page {
-                        pgno: first_pgno + i as u32,
-                        data: chunk.to_vec(),
-                    });
-                }
+        match incoming.next().await? {
+            Part::Pages(batch) => {
+                got += batch.bytes();
+                pages.extend(batch.pages().map(|(pgno, image)| Page {
+                    pgno,
+                    data: image.to_vec(),
+                }));
             }
-            Message::Records { start_lsn, bytes } => {
+            Part::Records { start_lsn, bytes } => {
                 got += bytes.len() as u64;
                 log_bytes += bytes.len() as u64;
                 let l2 = log.clone();
                 blocking(move || Ok(l2.append_encoded(start_lsn, &bytes)?)).await?;
             }
-            Message::CloneEnd => break,
-            Message::Refuse(r) => return Err(RewindError::Refused(r.reason)),
-            _ => {
-                return Err(RewindError::Refused(
-                    "unexpected message during rewind".into(),
-                ))
-            }
+            Part::End => break,
         }
         progress(Progress { bytes: got, total });
     }
@@ -269,13 +280,14 @@ async fn rewind_open(
     );
     let (l2, e2) = (log.clone(), engine.clone());
     let n_pages = pages.len();
+    let db_pages = incoming.start.pages;
     blocking(move || {
         l2.flush()?;
         if l2.end_lsn() != end {
-            return Err(RewindError::Refused(format!(
-                "the primary sent its log up to LSN {}, not to its snapshot LSN {end}",
-                l2.end_lsn()
-            )));
+            return Err(RewindError::LogShort {
+                sent: l2.end_lsn(),
+                snapshot: end,
+            });
         }
         e2.finish_rewind(d, pages, db_pages, page_size)?;
         Ok(())
@@ -285,13 +297,7 @@ async fn rewind_open(
         secs = started.elapsed().as_secs_f64(),
         "rewind: applied and checkpointed"
     );
-    let history: Vec<EpochStart> = history
-        .iter()
-        .map(|e| EpochStart {
-            epoch: e.epoch,
-            start_lsn: e.start_lsn,
-        })
-        .collect();
+    let (epoch, history) = (incoming.start.epoch, incoming.start.epoch_history);
     engine.update_control(|c| {
         c.highest_seen_epoch = c.highest_seen_epoch.max(c.epoch).max(epoch);
         c.epoch = epoch;
@@ -335,90 +341,19 @@ pub async fn serve(
             .await?;
         return Ok(());
     }
-    let snapshot = ctx.snapshot.clone();
-    let control = ctx.engine.control();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(8);
-    let producer = tokio::task::spawn_blocking(move || -> Result<(), String> {
-        let (conn, lsn) = snapshot().map_err(|e| e.to_string())?;
-        let page_size: u32 = conn
-            .query_row("PRAGMA page_size", [], |r| r.get(0))
-            .map_err(|e| e.to_string())?;
-        let db_pages: u32 = conn
-            .query_row("PRAGMA page_count", [], |r| r.get(0))
-            .map_err(|e| e.to_string())?;
-        tx.blocking_send(Message::CloneStart {
-            database_id: control.database_id.clone(),
-            epoch_history: control.epoch_history.clone(),
-            epoch: control.epoch,
-            lsn,
-            page_size,
-            pages: db_pages,
-        })
-        .map_err(|e| e.to_string())?;
-        let mut stmt = conn
-            .prepare("SELECT data FROM sqlite_dbpage WHERE pgno = ?1")
-            .map_err(|e| e.to_string())?;
-        let mut wanted: Vec<u32> = pages
-            .into_iter()
-            .filter(|p| *p >= 1 && *p <= db_pages)
-            .collect();
-        wanted.sort_unstable();
-        wanted.dedup();
-        // Consecutive pages travel together.
-        let mut i = 0;
-        while i < wanted.len() {
-            let first = wanted[i];
-            let mut data = Vec::new();
-            let mut n = 0;
-            while i < wanted.len() && wanted[i] == first + n && (n as usize) < PAGES_PER_MESSAGE {
-                let bytes: Vec<u8> = stmt
-                    .query_row([wanted[i]], |r| r.get(0))
-                    .map_err(|e| e.to_string())?;
-                data.extend_from_slice(&bytes);
-                n += 1;
-                i += 1;
-            }
-            tx.blocking_send(Message::ClonePages {
-                first_pgno: first,
-                data,
-            })
-            .map_err(|e| e.to_string())?;
-        }
-        drop(stmt);
+    let send_log = move |lsn: u64, sink: &transfer::Sink| {
         let mut pos = from_lsn;
         while pos < lsn {
             let (bytes, next) = log
                 .read_raw(pos, lsn, 4 << 20)
-                .map_err(|e| format!("reading the log at LSN {pos}: {e}; needs clone"))?;
-            tx.blocking_send(Message::Records {
+                .map_err(|source| ServeError::Log { lsn: pos, source })?;
+            sink.send(Message::Records {
                 start_lsn: pos,
                 bytes,
-            })
-            .map_err(|e| e.to_string())?;
+            })?;
             pos = next;
         }
-        tx.blocking_send(Message::CloneEnd)
-            .map_err(|e| e.to_string())?;
-        info!(from_lsn, to_lsn = lsn, "rewind data sent");
         Ok(())
-    });
-    while let Some(m) = rx.recv().await {
-        writer.send(&m, ctx.timeout * 4).await?;
-    }
-    match producer.await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => {
-            let _ = writer
-                .send(
-                    &Message::Refuse(Refuse::new(
-                        RefuseCode::Other,
-                        format!("rewind failed on the primary: {e}"),
-                    )),
-                    ctx.timeout,
-                )
-                .await;
-            Err(WireError::Closed)
-        }
-        Err(_) => Err(WireError::Closed),
-    }
+    };
+    transfer::serve_snapshot(ctx, writer, "rewind", Wanted::These(pages), send_log).await
 }
