@@ -84,12 +84,6 @@ pub fn startup<S: Stream>(node: &Node, wire: &mut Wire<S>) -> Result<Option<Star
                         node.ending_reason(),
                     ));
                 }
-                if node.open_sessions.load(Ordering::SeqCst) >= node.config.max_connections {
-                    return Err(PgError::fatal(
-                        sqlstate::TOO_MANY_CONNECTIONS,
-                        "sorry, too many clients already",
-                    ));
-                }
                 return Ok(Some(StartupInfo {
                     params: st.parameters,
                 }));
