@@ -139,6 +139,8 @@ pub mod sqlstate {
     pub const INVALID_TEXT_REPRESENTATION: &str = "22P02";
     /// invalid_binary_representation
     pub const INVALID_BINARY_REPRESENTATION: &str = "22P03";
+    /// datetime_field_overflow
+    pub const DATETIME_FIELD_OVERFLOW: &str = "22008";
     /// numeric_value_out_of_range
     pub const NUMERIC_OUT_OF_RANGE: &str = "22003";
     /// invalid_parameter_value
