@@ -3,7 +3,8 @@
 use rusqlite::ffi;
 
 /// An error to send to a client as an ErrorResponse.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{severity} {code}: {message}")]
 pub struct PgError {
     /// ERROR or FATAL.
     pub severity: &'static str,
@@ -54,12 +55,6 @@ impl PgError {
             f.push((b'H', h.clone()));
         }
         f
-    }
-}
-
-impl std::fmt::Display for PgError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.severity, self.code, self.message)
     }
 }
 

@@ -80,14 +80,17 @@ pub struct Outcome {
 }
 
 /// Why execution did not produce an outcome.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ExecError {
     /// The statement writes and the session does not hold the write permit.
+    #[error("the statement writes and the session does not hold the write permit")]
     NeedPermit,
-    /// A PostgreSQL error for the client. `autocommit_after` says whether the
+    /// A PostgreSQL error for the client. The flag says whether the
     /// connection is outside a transaction afterwards.
+    #[error("{0}")]
     Pg(PgError, bool),
     /// Capture failed after a commit: the node must stop writing.
+    #[error("{0}")]
     Capture(PgError),
 }
 
