@@ -346,23 +346,18 @@ pub(super) fn send_rows<S: Stream>(
 
 /// Statements hadr answers itself, without SQLite.
 fn is_session_command(c: &Command) -> bool {
-    matches!(
-        c,
-        Command::Begin { .. }
-            | Command::Commit
-            | Command::Rollback
-            | Command::Savepoint(_)
-            | Command::Release(_)
-            | Command::RollbackTo(_)
-            | Command::Set { .. }
-            | Command::Reset(_)
-            | Command::Show(_)
-            | Command::Discard
-            | Command::Listen
-            | Command::Unlisten
-            | Command::Notify
-            | Command::Empty
-    )
+    hadr_sql::is_transaction_control(c)
+        || matches!(
+            c,
+            Command::Set { .. }
+                | Command::Reset(_)
+                | Command::Show(_)
+                | Command::Discard
+                | Command::Listen
+                | Command::Unlisten
+                | Command::Notify
+                | Command::Empty
+        )
 }
 
 /// Whether a statement will write (to take the write permit before running it;

@@ -320,36 +320,19 @@ mod tests {
 
     #[test]
     fn implicit_transactions_commit_or_roll_back_at_the_end() {
-        let d = step(IDLE, Event::ImplicitBegin);
-        assert_eq!(d.run, Run::Open);
-        let (s, runs) = run(
-            IDLE,
-            &[
-                Event::Opened {
-                    read_only: false,
-                    implicit: true,
-                },
-                Event::Statement,
-                Event::Statement,
-                Event::ImplicitEnd,
-            ],
-        );
-        assert_eq!(s, IDLE);
-        assert_eq!(runs.last(), Some(&Run::Commit));
-        let (s, runs) = run(
-            IDLE,
-            &[
-                Event::Opened {
-                    read_only: false,
-                    implicit: true,
-                },
-                Event::Statement,
-                Event::Failed,
-                Event::ImplicitEnd,
-            ],
-        );
-        assert_eq!(s, IDLE);
-        assert_eq!(runs.last(), Some(&Run::Rollback));
+        assert_eq!(step(IDLE, Event::ImplicitBegin).run, Run::Open);
+        for (last, end) in [
+            (Event::Statement, Run::Commit),
+            (Event::Failed, Run::Rollback),
+        ] {
+            let opened = Event::Opened {
+                read_only: false,
+                implicit: true,
+            };
+            let (s, runs) = run(IDLE, &[opened, Event::Statement, last, Event::ImplicitEnd]);
+            assert_eq!(s, IDLE);
+            assert_eq!(runs.last(), Some(&end), "after {last:?}");
+        }
     }
 
     #[test]
