@@ -154,6 +154,10 @@ struct ServerArgs {
     /// Longest wait for the write lock [default: 120s].
     #[arg(long)]
     write_wait_timeout: Option<Dur>,
+    /// Disconnect a client that takes none of the data sent to it for this
+    /// long, rolling back its transaction; 0 = never [default: 30s].
+    #[arg(long)]
+    client_write_timeout: Option<Dur>,
     /// Longest wait for a commit to become durable [default: 60s].
     #[arg(long)]
     commit_timeout: Option<Dur>,
@@ -217,6 +221,7 @@ impl ServerArgs {
             checkpoint_wal_size,
             idle_in_transaction_timeout,
             write_wait_timeout,
+            client_write_timeout,
             commit_timeout,
             max_connections,
             max_message_size,

@@ -190,3 +190,29 @@ async fn sigterm_ends_sessions_with_57p01_and_frees_the_port() {
         .get(0);
     assert_eq!(n, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_refused_over_max_connections_says_why() {
+    let s = Server::start(&["--max-connections", "1"]);
+    let ci = s.conninfo();
+    // The one slot, once the harness's readiness probe has given its back.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let _held = loop {
+        match tokio_postgres::connect(&ci, tokio_postgres::NoTls).await {
+            Ok((c, conn)) => {
+                tokio::spawn(conn);
+                break c;
+            }
+            Err(_) if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    // psql asks for TLS first (sslmode=prefer): the refusal answers that, then says why.
+    let (ok, _, err) = tokio::task::spawn_blocking(move || psql(&ci, &[], "SELECT 1;"))
+        .await
+        .unwrap();
+    assert!(!ok);
+    assert!(err.contains("too many clients already"), "{err}");
+}

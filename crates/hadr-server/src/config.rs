@@ -250,6 +250,9 @@ pub struct Config {
     pub idle_in_transaction_timeout: Dur,
     /// Longest wait for the write lock before a statement fails with 55P03.
     pub write_wait_timeout: Dur,
+    /// A client that takes none of the data sent to it for this long is
+    /// disconnected and its transaction rolled back (0 = never).
+    pub client_write_timeout: Dur,
     /// Longest wait for a commit to become durable before the client gets an error.
     pub commit_timeout: Dur,
     /// Most client connections served at once; more get 53300.
@@ -299,6 +302,7 @@ impl Default for Config {
             checkpoint_wal_size: ByteSize(16 << 20),
             idle_in_transaction_timeout: Dur(Duration::from_secs(60)),
             write_wait_timeout: Dur(Duration::from_secs(120)),
+            client_write_timeout: Dur(Duration::from_secs(30)),
             commit_timeout: Dur(Duration::from_secs(60)),
             max_connections: 500,
             max_message_size: ByteSize(256 << 20),

@@ -3,7 +3,8 @@
 use rusqlite::ffi;
 
 /// An error to send to a client as an ErrorResponse.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{severity} {code}: {message}")]
 pub struct PgError {
     /// ERROR or FATAL.
     pub severity: &'static str,
@@ -54,12 +55,6 @@ impl PgError {
             f.push((b'H', h.clone()));
         }
         f
-    }
-}
-
-impl std::fmt::Display for PgError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.severity, self.code, self.message)
     }
 }
 
@@ -139,6 +134,8 @@ pub mod sqlstate {
     pub const INVALID_TEXT_REPRESENTATION: &str = "22P02";
     /// invalid_binary_representation
     pub const INVALID_BINARY_REPRESENTATION: &str = "22P03";
+    /// datetime_field_overflow
+    pub const DATETIME_FIELD_OVERFLOW: &str = "22008";
     /// numeric_value_out_of_range
     pub const NUMERIC_OUT_OF_RANGE: &str = "22003";
     /// invalid_parameter_value

@@ -1,7 +1,7 @@
 //! Statement preparation and execution on a session's SQLite connection.
 //!
-//! Everything here blocks and runs on tokio's blocking pool, never on a
-//! worker thread: a blocking SQLite call on a worker stalls every session
+//! Everything here blocks; it runs on the session's own OS thread, never on
+//! a tokio worker, where a blocking SQLite call would stall every task
 //! scheduled there.
 
 use std::sync::{Arc, Mutex};
@@ -72,8 +72,6 @@ pub struct Outcome {
     pub rows: Vec<Vec<Value>>,
     /// Rows changed, for DML tags.
     pub changes: u64,
-    /// Log end to wait for before acknowledging (set by the session after capture).
-    pub commit_lsn: Option<Lsn>,
     /// A write transaction ended with this statement (committed or rolled back);
     /// the caller releases the write gate, then captures with [`capture`].
     pub write_ended: bool,
@@ -82,14 +80,17 @@ pub struct Outcome {
 }
 
 /// Why execution did not produce an outcome.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ExecError {
     /// The statement writes and the session does not hold the write permit.
+    #[error("the statement writes and the session does not hold the write permit")]
     NeedPermit,
-    /// A PostgreSQL error for the client. `autocommit_after` says whether the
+    /// A PostgreSQL error for the client. The flag says whether the
     /// connection is outside a transaction afterwards.
+    #[error("{0}")]
     Pg(PgError, bool),
     /// Capture failed after a commit: the node must stop writing.
+    #[error("{0}")]
     Capture(PgError),
 }
 

@@ -77,6 +77,9 @@ pub struct Stats {
     pub checkpoints: AtomicU64,
     /// Connections accepted in total.
     pub connections: AtomicU64,
+    /// Connections holding a slot now (sessions and those still starting
+    /// up), against max_connections; taken before a session thread starts.
+    pub connection_slots: AtomicUsize,
 }
 
 /// Shared state of a node.

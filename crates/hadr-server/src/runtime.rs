@@ -80,7 +80,7 @@ pub async fn run(
     });
 
     let repl_tasks = start_replication(&node).await?;
-    let accept = tokio::spawn(accept_loop(node.clone(), pg));
+    let accept = tokio::spawn(crate::accept::accept_loop(node.clone(), pg));
     let admin_task = tokio::spawn(crate::admin::serve(node.clone(), admin));
     let ckpt = tokio::spawn(checkpointer(node.clone()));
 
@@ -279,53 +279,6 @@ fn repair(
         node.set_activity("rejoin", Some(&format!("{next:?}")));
         node.stop_for(next);
     })
-}
-
-async fn accept_loop(node: Arc<Node>, listener: TcpListener) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, peer)) => {
-                let _ = stream.set_nodelay(true);
-                set_keepalive(&stream);
-                node.stats.connections.fetch_add(1, Ordering::Relaxed);
-                let std_stream = match stream
-                    .into_std()
-                    .and_then(|s| s.set_nonblocking(false).map(|_| s))
-                {
-                    Ok(s) => s,
-                    Err(e) => {
-                        warn!(error = %e, "cannot hand a connection to a session thread");
-                        continue;
-                    }
-                };
-                let node = node.clone();
-                let spawned = std::thread::Builder::new()
-                    .name("hadr-session".into())
-                    .spawn(move || crate::session::serve(node, std_stream, peer));
-                if let Err(e) = spawned {
-                    warn!(error = %e, "cannot start a session thread");
-                }
-            }
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-}
-
-/// TCP keepalive so that a dead client's open transaction is rolled back in
-/// seconds, not after the kernel's two-hour default.
-fn set_keepalive(stream: &tokio::net::TcpStream) {
-    let sock = socket2::SockRef::from(stream);
-    let ka = socket2::TcpKeepalive::new()
-        .with_time(Duration::from_secs(10))
-        .with_interval(Duration::from_secs(3))
-        .with_retries(3);
-    if let Err(e) = sock.set_tcp_keepalive(&ka) {
-        warn!(error = %e, "could not enable TCP keepalive");
-    }
 }
 
 /// Checkpoint when the WAL has grown past `checkpoint_wal_size`, then apply log retention.

@@ -13,6 +13,56 @@ use crate::errors::{sqlstate, PgError};
 /// Seconds between the Unix epoch and PostgreSQL's (2000-01-01).
 const PG_EPOCH_UNIX_SECS: i64 = 946_684_800;
 
+/// Microseconds between the Unix epoch and PostgreSQL's.
+const PG_EPOCH_UNIX_MICROS: i64 = PG_EPOCH_UNIX_SECS * 1_000_000;
+
+/// Days between the Unix epoch and PostgreSQL's.
+const PG_EPOCH_UNIX_DAYS: i64 = PG_EPOCH_UNIX_SECS / 86_400;
+
+/// A binary timestamp or date outside what hadr can represent.
+fn out_of_range(t: PgType) -> PgError {
+    PgError::new(
+        sqlstate::DATETIME_FIELD_OVERFLOW,
+        format!("{} out of range", t.name()),
+    )
+}
+
+/// PostgreSQL's spelling of the infinite timestamps and dates, whose binary
+/// forms are the extreme values of the integer (i64 µs, i32 days).
+fn infinity(positive: bool) -> Value {
+    Value::Text(if positive { "infinity" } else { "-infinity" }.into())
+}
+
+/// Which infinity a text value spells, if it spells one.
+fn as_infinity(s: &str) -> Option<bool> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "infinity" | "+infinity" => Some(true),
+        "-infinity" => Some(false),
+        _ => None,
+    }
+}
+
+/// Binary timestamp (µs since 2000-01-01, i64::MAX/MIN = ±infinity) to text.
+fn timestamp_from_binary(t: PgType, pg_micros: i64) -> Result<Value, PgError> {
+    match pg_micros {
+        i64::MAX => Ok(infinity(true)),
+        i64::MIN => Ok(infinity(false)),
+        m => m
+            .checked_add(PG_EPOCH_UNIX_MICROS)
+            .map(|unix| Value::Text(format_timestamp(unix)))
+            .ok_or_else(|| out_of_range(t)),
+    }
+}
+
+/// Binary date (days since 2000-01-01, i32::MAX/MIN = ±infinity) to text.
+fn date_from_binary(pg_days: i32) -> Value {
+    match pg_days {
+        i32::MAX => infinity(true),
+        i32::MIN => infinity(false),
+        d => Value::Text(format_date(i64::from(d) + PG_EPOCH_UNIX_DAYS)),
+    }
+}
+
 /// The PostgreSQL type that describes a value SQLite returned, for columns with no declared type.
 pub fn type_of_value(v: &Value) -> PgType {
     match v {
@@ -215,16 +265,28 @@ pub fn encode(v: &Value, t: PgType, binary: bool) -> Result<Vec<u8>, PgError> {
         }
         PgType::Uuid => parse_uuid(&as_text(v)).ok_or_else(|| bad(t, v))?.to_vec(),
         PgType::Date => {
-            let days = parse_date(&as_text(v)).ok_or_else(|| bad(t, v))?;
-            ((days - PG_EPOCH_UNIX_SECS / 86_400) as i32)
-                .to_be_bytes()
-                .to_vec()
+            let text = as_text(v);
+            let days = match as_infinity(&text) {
+                Some(true) => i32::MAX,
+                Some(false) => i32::MIN,
+                None => {
+                    let days = parse_date(&text).ok_or_else(|| bad(t, v))?;
+                    i32::try_from(days - PG_EPOCH_UNIX_DAYS).map_err(|_| out_of_range(t))?
+                }
+            };
+            days.to_be_bytes().to_vec()
         }
         PgType::Timestamp | PgType::Timestamptz => {
-            let micros = parse_timestamp(&as_text(v)).ok_or_else(|| bad(t, v))?;
-            (micros - PG_EPOCH_UNIX_SECS * 1_000_000)
-                .to_be_bytes()
-                .to_vec()
+            let text = as_text(v);
+            let micros = match as_infinity(&text) {
+                Some(true) => i64::MAX,
+                Some(false) => i64::MIN,
+                None => parse_timestamp(&text)
+                    .ok_or_else(|| bad(t, v))?
+                    .checked_sub(PG_EPOCH_UNIX_MICROS)
+                    .ok_or_else(|| out_of_range(t))?,
+            };
+            micros.to_be_bytes().to_vec()
         }
         PgType::Time => {
             let micros = parse_time(&as_text(v)).ok_or_else(|| bad(t, v))?;
@@ -306,15 +368,11 @@ pub fn decode_param(bytes: Option<&[u8]>, t: PgType, binary: bool) -> Result<Val
                 let x = fixed(8)?;
                 let mut a = [0u8; 8];
                 a.copy_from_slice(x);
-                Value::Text(format_timestamp(
-                    i64::from_be_bytes(a) + PG_EPOCH_UNIX_SECS * 1_000_000,
-                ))
+                timestamp_from_binary(t, i64::from_be_bytes(a))?
             }
             PgType::Date => {
                 let x = fixed(4)?;
-                let days = i64::from(i32::from_be_bytes([x[0], x[1], x[2], x[3]]))
-                    + PG_EPOCH_UNIX_SECS / 86_400;
-                Value::Text(format_date(days))
+                date_from_binary(i32::from_be_bytes([x[0], x[1], x[2], x[3]]))
             }
             PgType::Jsonb => {
                 let s = b.get(1..).ok_or_else(|| bad_bin("empty jsonb"))?;
@@ -475,7 +533,13 @@ fn parse_time(s: &str) -> Option<i64> {
     } else {
         format!("{frac_digits:0<6}").parse().ok()?
     };
-    Some(((h * 60 + m) * 60 + sec) * 1_000_000 + micros)
+    // Checked: the fields come from stored text, which may hold anything.
+    h.checked_mul(60)?
+        .checked_add(m)?
+        .checked_mul(60)?
+        .checked_add(sec)?
+        .checked_mul(1_000_000)?
+        .checked_add(micros)
 }
 
 /// Unix micros of 'YYYY-MM-DD[ T]HH:MM:SS[.ffffff][Z|+00]' (offsets other than UTC are applied).
@@ -483,8 +547,9 @@ fn parse_timestamp(s: &str) -> Option<i64> {
     let s = s.trim();
     let days = parse_date(s)?;
     let rest = s.get(10..).unwrap_or("").trim_start_matches(['T', ' ']);
+    let midnight = days.checked_mul(86_400_000_000)?;
     if rest.is_empty() {
-        return Some(days * 86_400_000_000);
+        return Some(midnight);
     }
     let (time, offset_secs) = match rest.find(['+', '-', 'Z']) {
         Some(i) => {
@@ -496,13 +561,15 @@ fn parse_timestamp(s: &str) -> Option<i64> {
                 let digits: Vec<&str> = z[1..].split(':').collect();
                 let h: i64 = digits.first()?.get(..2)?.parse().ok()?;
                 let m: i64 = digits.get(1).and_then(|x| x.parse().ok()).unwrap_or(0);
-                sign * (h * 3600 + m * 60)
+                sign * m.checked_mul(60)?.checked_add(h * 3600)?
             };
             (t, off)
         }
         None => (rest, 0),
     };
-    Some(days * 86_400_000_000 + parse_time(time)? - offset_secs * 1_000_000)
+    midnight
+        .checked_add(parse_time(time)?)?
+        .checked_sub(offset_secs.checked_mul(1_000_000)?)
 }
 
 fn format_date(days: i64) -> String {
@@ -690,6 +757,76 @@ mod tests {
         assert_eq!(format_timestamp(t), "2024-02-29 13:45:01.250000");
         assert_eq!(parse_timestamp("1970-01-01 00:00:00"), Some(0));
         assert_eq!(format_date(parse_date("2000-01-01").unwrap()), "2000-01-01");
+    }
+
+    fn binary_timestamp(micros: i64) -> Result<Value, PgError> {
+        decode_param(Some(&micros.to_be_bytes()), PgType::Timestamp, true)
+    }
+
+    #[test]
+    fn infinite_timestamps_and_dates_map_to_infinity() {
+        assert_eq!(binary_timestamp(i64::MAX).unwrap(), infinity(true));
+        assert_eq!(binary_timestamp(i64::MIN).unwrap(), infinity(false));
+        let date = |d: i32| decode_param(Some(&d.to_be_bytes()), PgType::Date, true).unwrap();
+        assert_eq!(date(i32::MAX), infinity(true));
+        assert_eq!(date(i32::MIN), infinity(false));
+        assert_eq!(date(0), Value::Text("2000-01-01".into()));
+        // And back: 'infinity' text encodes as the extreme value.
+        for (text, ts, d) in [
+            ("infinity", i64::MAX, i32::MAX),
+            ("-infinity", i64::MIN, i32::MIN),
+        ] {
+            let v = Value::Text(text.into());
+            assert_eq!(
+                encode(&v, PgType::Timestamptz, true).unwrap(),
+                ts.to_be_bytes()
+            );
+            assert_eq!(encode(&v, PgType::Date, true).unwrap(), d.to_be_bytes());
+        }
+    }
+
+    #[test]
+    fn timestamps_near_the_ends_of_i64_are_an_error_not_a_panic() {
+        let e = binary_timestamp(i64::MAX - 1).unwrap_err();
+        assert_eq!(e.code, sqlstate::DATETIME_FIELD_OVERFLOW);
+        assert!(e.message.contains("out of range"), "{e}");
+        // The far past still fits (the epoch offset is added, not subtracted).
+        assert!(binary_timestamp(i64::MIN + 1).is_ok());
+        // Stored text with absurd fields is refused, not overflowed.
+        for text in [
+            "2024-01-01 99999999999999:00:00",
+            "2024-01-01 00:99999999999999999:00",
+            "2024-01-01 00:00:00+01:99999999999999999",
+        ] {
+            let v = Value::Text(text.into());
+            assert!(encode(&v, PgType::Timestamp, true).is_err(), "{text}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_binary_timestamp_decodes_without_panicking(
+            // Uniform i64 seldom lands within the epoch offset (~9.5e14 µs)
+            // of either end, where overflow lurks: weight the ends.
+            micros in proptest::prop_oneof![
+                proptest::num::i64::ANY,
+                i64::MAX - 2 * PG_EPOCH_UNIX_MICROS..=i64::MAX,
+                i64::MIN..=i64::MIN + 2 * PG_EPOCH_UNIX_MICROS,
+            ],
+        ) {
+            let _ = binary_timestamp(micros);
+            let _ = decode_param(Some(&(micros as i32).to_be_bytes()), PgType::Date, true);
+        }
+
+        #[test]
+        fn binary_timestamps_of_years_1_to_9999_round_trip(
+            // 0001-01-01 .. 9999-12-31 23:59:59.999999, in µs since 2000-01-01.
+            micros in -63_082_281_600_000_000i64..252_455_615_999_999_999i64,
+        ) {
+            let text = binary_timestamp(micros).unwrap();
+            let back = encode(&text, PgType::Timestamp, true).unwrap();
+            proptest::prop_assert_eq!(back, micros.to_be_bytes().to_vec());
+        }
     }
 
     #[test]

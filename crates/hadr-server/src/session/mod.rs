@@ -1,0 +1,214 @@
+//! One client connection: PostgreSQL v3 start-up, simple and extended query
+//! protocols, transaction blocks, the write permit and the commit gate.
+//!
+//! pgwire supplies the message types and their encoding; the session loop is
+//! ours because hadr needs exact control over things pgwire's handler API
+//! decides for you: the ReadyForQuery status byte and the aborted-transaction
+//! state, holding a write permit across statements, waiting for durability
+//! before CommandComplete, cancel through `sqlite3_interrupt`, and FATAL
+//! refusals with a chosen SQLSTATE.
+//!
+//! Each session runs on its own OS thread, as a PostgreSQL backend runs in its
+//! own process: socket reads, SQLite calls and the wait for durability happen
+//! on one thread with no hand-offs between a runtime and a blocking pool,
+//! which on a 2-core machine cost more than the statements themselves.
+//!
+//! The parts, each using only those listed before it: [`wire`] (framing),
+//! [`tx`] (the transaction state machine, pure), [`settings`] (SET/SHOW),
+//! [`startup`], [`portal`], [`state`] (the session and the end of its
+//! transactions), [`statement`] (one statement, either protocol), then
+//! [`simple`] and [`extended`], and this module's message loop.
+
+pub mod extended;
+pub mod portal;
+pub mod settings;
+pub mod simple;
+pub mod startup;
+pub mod state;
+pub mod statement;
+pub mod tx;
+pub mod wire;
+
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use pgwire::messages::response::{ReadyForQuery, TransactionStatus};
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use tracing::{info, warn};
+
+pub use settings::SERVER_VERSION;
+
+use crate::errors::{sqlstate, PgError};
+use crate::node::Node;
+use state::Session;
+use tx::Status;
+use wire::{Stream, Wire, WireError};
+
+/// Output buffered past this is written before the next message is read.
+const FLUSH_AT: usize = 1 << 20;
+
+enum Flow {
+    Continue,
+    Close,
+}
+
+/// Serve one TCP connection until it closes (blocking; run on its own thread).
+pub fn serve(node: Arc<Node>, stream: TcpStream, peer: SocketAddr) {
+    // A second handle on the socket lets shutdown end a blocked read.
+    let socket = stream.try_clone().ok();
+    let mut wire = Wire::new(stream, node.config.max_message_size.0 as usize);
+    let startup = match startup::startup(&node, &mut wire) {
+        Ok(Some(s)) => s,
+        Ok(None) => return,
+        Err(e) => {
+            wire.error(&e);
+            let _ = wire.flush();
+            return;
+        }
+    };
+    node.open_sessions.fetch_add(1, Ordering::SeqCst);
+    let mut s = match Session::new(node.clone(), startup, peer, socket) {
+        Ok(s) => s,
+        Err(e) => {
+            node.open_sessions.fetch_sub(1, Ordering::SeqCst);
+            wire.error(&e);
+            let _ = wire.flush();
+            return;
+        }
+    };
+    startup::greet(
+        &mut wire,
+        s.pid,
+        s.secret,
+        s.settings.parameter_statuses(&node),
+    );
+    s.ready(&mut wire);
+    if wire.flush().is_ok() {
+        s.run(&mut wire);
+    }
+    s.finish();
+    node.open_sessions.fetch_sub(1, Ordering::SeqCst);
+}
+
+impl Session {
+    fn ready<S: Stream>(&mut self, wire: &mut Wire<S>) {
+        let status = match self.tx.status {
+            Status::Idle => TransactionStatus::Idle,
+            Status::Block => TransactionStatus::Transaction,
+            Status::Failed => TransactionStatus::Error,
+        };
+        wire.send(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(
+            status,
+        )));
+    }
+
+    /// The message loop, until the client leaves or the session must end.
+    fn run<S: Stream>(&mut self, wire: &mut Wire<S>) {
+        loop {
+            let idle = self.node.config.idle_in_transaction_timeout.0;
+            let timeout = (self.tx.status != Status::Idle && !idle.is_zero()).then_some(idle);
+            let msg = wire.read(timeout);
+            // Shutdown closes our socket's read side, which ends the read above.
+            if self.node.demoting.load(Ordering::SeqCst) {
+                wire.error(&PgError::fatal(
+                    sqlstate::ADMIN_SHUTDOWN,
+                    self.node.ending_reason(),
+                ));
+                let _ = wire.flush();
+                return;
+            }
+            if self.node.is_shutting_down() {
+                wire.error(&PgError::fatal(
+                    sqlstate::ADMIN_SHUTDOWN,
+                    "terminating connection due to administrator command",
+                ));
+                let _ = wire.flush();
+                return;
+            }
+            let msg = match msg {
+                Ok(Some(m)) => m,
+                Ok(None) => return,
+                Err(e) => {
+                    if matches!(e, WireError::Timeout) {
+                        info!(pid = self.pid, peer = %self.peer, "closing session idle in transaction");
+                    } else {
+                        warn!(pid = self.pid, peer = %self.peer, error = %e, "closing session after a protocol error");
+                    }
+                    wire.error(&e.into());
+                    let _ = wire.flush();
+                    return;
+                }
+            };
+            self.cancel.store(false, Ordering::SeqCst);
+            let flow = self.dispatch(wire, msg);
+            if matches!(flow, Flow::Close) {
+                let _ = wire.flush();
+                return;
+            }
+            if wire.pending() > FLUSH_AT && wire.flush().is_err() {
+                return;
+            }
+        }
+    }
+
+    fn dispatch<S: Stream>(&mut self, wire: &mut Wire<S>, msg: PgWireFrontendMessage) -> Flow {
+        use PgWireFrontendMessage as M;
+        if msg.is_extended_query() && self.skip_to_sync && !matches!(msg, M::Sync(_)) {
+            return Flow::Continue;
+        }
+        let r = match msg {
+            M::Query(q) => {
+                self.simple_query(wire, &q.query);
+                self.ready(wire);
+                if wire.flush().is_err() {
+                    return Flow::Close;
+                }
+                Ok(())
+            }
+            M::Parse(p) => self.parse(wire, p.name.unwrap_or_default(), p.query, p.type_oids),
+            M::Bind(b) => self.bind(wire, b),
+            M::Describe(d) => self.describe(wire, d.target_type, d.name.unwrap_or_default()),
+            M::Execute(e) => self.execute_portal(wire, e.name.unwrap_or_default(), e.max_rows),
+            M::Close(c) => {
+                self.close(wire, c.target_type, c.name.unwrap_or_default());
+                Ok(())
+            }
+            M::Sync(_) => {
+                self.skip_to_sync = false;
+                self.portals.remove("");
+                self.ready(wire);
+                if wire.flush().is_err() {
+                    return Flow::Close;
+                }
+                Ok(())
+            }
+            M::Flush(_) => {
+                if wire.flush().is_err() {
+                    return Flow::Close;
+                }
+                Ok(())
+            }
+            M::Terminate(_) => return Flow::Close,
+            M::CopyData(_) | M::CopyDone(_) | M::CopyFail(_) => Err(PgError::new(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                "COPY is not supported",
+            )),
+            _ => {
+                wire.error(&PgError::fatal(
+                    sqlstate::PROTOCOL_VIOLATION,
+                    "unexpected message",
+                ));
+                return Flow::Close;
+            }
+        };
+        if let Err(e) = r {
+            wire.error(&e);
+            if e.severity == "FATAL" {
+                return Flow::Close;
+            }
+            self.skip_to_sync = true;
+        }
+        Flow::Continue
+    }
+}

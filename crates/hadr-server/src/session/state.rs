@@ -1,0 +1,185 @@
+//! A session's state (its connection, transaction, write permit, prepared
+//! statements and portals) and the end of a transaction: commit, rollback,
+//! and the waits that stand between a commit and its acknowledgement.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use tracing::debug;
+
+use super::portal::Portal;
+use super::settings::Settings;
+use super::startup::StartupInfo;
+use super::tx::{self, Event, Status, TxState};
+use crate::errors::{sqlstate, PgError};
+use crate::exec::{self, ExecError, Outcome, Prepared, SessionDb};
+use crate::node::{Node, SessionHandle};
+use crate::write_lock::WritePermit;
+
+/// One client session past start-up.
+pub struct Session {
+    pub(super) node: Arc<Node>,
+    pub(super) db: SessionDb,
+    pub(super) pid: i32,
+    pub(super) secret: i32,
+    /// Set by a CancelRequest; checked by waits and cleared before each statement.
+    pub(super) cancel: Arc<AtomicBool>,
+    pub(super) tx: TxState,
+    pub(super) permit: Option<WritePermit>,
+    pub(super) statements: HashMap<String, Arc<Prepared>>,
+    pub(super) portals: HashMap<String, Portal>,
+    pub(super) settings: Settings,
+    /// After an error in the extended protocol, messages are skipped until Sync.
+    pub(super) skip_to_sync: bool,
+    pub(super) peer: SocketAddr,
+}
+
+impl Session {
+    /// Open the session's SQLite connection and register it for cancel and
+    /// shutdown (`socket`: a handle on the client's socket, to end a blocked read).
+    pub fn new(
+        node: Arc<Node>,
+        st: StartupInfo,
+        peer: SocketAddr,
+        socket: Option<TcpStream>,
+    ) -> Result<Session, PgError> {
+        let conn = node.engine.connect().map_err(|e| {
+            PgError::fatal(sqlstate::IO_ERROR, format!("cannot open the database: {e}"))
+        })?;
+        let interrupt = Arc::new(conn.get_interrupt_handle());
+        let pid = node.next_pid();
+        let secret: i32 = rand_secret();
+        let cancel = Arc::new(AtomicBool::new(false));
+        node.registry().insert(
+            pid,
+            SessionHandle {
+                secret,
+                interrupt,
+                cancel: cancel.clone(),
+                socket,
+            },
+        );
+        let settings = Settings::from_startup(
+            st.params.get("user").map(String::as_str),
+            st.params.get("application_name").map(String::as_str),
+        );
+        debug!(pid, %peer, "session start");
+        Ok(Session {
+            db: SessionDb {
+                conn,
+                engine: node.engine.clone(),
+            },
+            node,
+            pid,
+            secret,
+            cancel,
+            tx: TxState::default(),
+            permit: None,
+            statements: HashMap::new(),
+            portals: HashMap::new(),
+            settings,
+            skip_to_sync: false,
+            peer,
+        })
+    }
+
+    /// Tell the transaction state machine that a statement failed.
+    pub(super) fn failed(&mut self) {
+        self.tx = tx::step(self.tx, Event::Failed).next;
+    }
+
+    /// Begin a block on SQLite (BEGIN, or hadr's implicit block).
+    pub(super) fn open_block(&mut self, read_only: bool, implicit: bool) -> Result<(), PgError> {
+        self.run_plain("BEGIN")?;
+        self.tx = tx::step(
+            self.tx,
+            Event::Opened {
+                read_only,
+                implicit,
+            },
+        )
+        .next;
+        Ok(())
+    }
+
+    pub(super) fn run_plain(&mut self, sql: &'static str) -> Result<Outcome, PgError> {
+        let have = self.permit.is_some();
+        exec::exec_plain(&mut self.db, sql, have).map_err(unexpected_permit)
+    }
+
+    /// COMMIT a block: the SQLite commit under the write gate; capture and the
+    /// wait for durability after releasing it, so the next writer waits for
+    /// neither. The block is over either way.
+    pub(super) fn commit(&mut self) -> Result<(), PgError> {
+        let r = self.run_plain("COMMIT");
+        self.tx = TxState::default();
+        match r {
+            Ok(o) => {
+                self.permit = None;
+                if o.write_ended {
+                    self.finish_commit()?;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // A failed COMMIT (e.g. a deferred foreign key) leaves the
+                // transaction open in SQLite; roll it back as PostgreSQL does.
+                self.rollback();
+                Err(e)
+            }
+        }
+    }
+
+    /// The tail of every commit, whichever path ended the write transaction
+    /// (COMMIT, an autocommit statement, a write through a row-limited
+    /// portal): capture into the log, wait until it is durable, until the
+    /// standbys let it return, and with remote_apply until the principal
+    /// standby replayed it; then count it. The write permit is already released.
+    pub(super) fn finish_commit(&mut self) -> Result<(), PgError> {
+        let lsn = exec::capture(&self.db).map_err(unexpected_permit)?;
+        self.node.log_grew(lsn);
+        self.node.wait_durable(lsn)?;
+        self.node.wait_replicated(lsn)?;
+        if self.settings.remote_apply() {
+            self.node.wait_applied(lsn)?;
+        }
+        self.node.stats.commits.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Roll back whatever SQLite has open and release the write permit.
+    pub(super) fn rollback(&mut self) {
+        if !self.db.conn.is_autocommit() {
+            let _ = self.db.conn.execute_batch("ROLLBACK");
+        }
+        self.tx = TxState::default();
+        self.permit = None;
+    }
+
+    /// End of session: roll back, release the permit, leave the registry.
+    pub fn finish(&mut self) {
+        if self.tx.status != Status::Idle || self.permit.is_some() {
+            self.rollback();
+        }
+        self.node.registry().remove(&self.pid);
+        debug!(pid = self.pid, "session end");
+    }
+}
+
+/// The error inside an ExecError; a permit request where none can arise is a bug.
+pub(super) fn unexpected_permit(e: ExecError) -> PgError {
+    match e {
+        ExecError::Pg(e, _) | ExecError::Capture(e) => e,
+        ExecError::NeedPermit => {
+            PgError::new(sqlstate::INTERNAL_ERROR, "unexpected permit request")
+        }
+    }
+}
+
+fn rand_secret() -> i32 {
+    // Unpredictable enough for a cancel key: the uuid crate's v4 comes from the OS RNG.
+    let b = uuid::Uuid::new_v4().into_bytes();
+    i32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}

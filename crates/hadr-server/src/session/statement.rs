@@ -1,0 +1,402 @@
+//! Running one statement, for both protocols: transaction control through
+//! the state machine, the commands hadr answers itself (SET, SHOW…), and
+//! everything else on SQLite under the write permit when it writes.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use hadr_sql::{Command, PgType};
+use pgwire::messages::data::{DataRow, FieldDescription, RowDescription};
+use pgwire::messages::response::{CommandComplete, EmptyQueryResponse};
+use pgwire::messages::PgWireBackendMessage;
+use rusqlite::types::Value;
+
+use super::settings::SetEffect;
+use super::state::{unexpected_permit, Session};
+use super::tx::{self, Event, Refusal, Run};
+use super::wire::{Stream, Wire};
+use crate::errors::{sqlstate, PgError};
+use crate::exec::{self, ExecError, Outcome, Prepared};
+use crate::values;
+
+impl Session {
+    /// Describe a statement: hadr answers session commands (BEGIN, SET, SHOW…)
+    /// itself; everything else is prepared on SQLite.
+    pub(super) fn prepare_text(
+        &mut self,
+        sql: String,
+        cmd: Command,
+        oids: Vec<u32>,
+    ) -> Result<Arc<Prepared>, PgError> {
+        if is_session_command(&cmd) {
+            return Ok(Arc::new(Prepared::session(sql, cmd)));
+        }
+        check_allowed(&cmd, &sql)?;
+        // Never wait for the write permit here: clients such as pgbench prepare
+        // synchronously while other sessions on the same client thread hold it.
+        // Preparing does not start the block's snapshot (SQLite closes the read
+        // transaction it opens to load the schema); schema look-ups for parameter
+        // types run on the node's meta connection for the same reason.
+        Ok(Arc::new(exec::prepare(
+            &self.db,
+            &self.node.meta,
+            &sql,
+            cmd,
+            &oids,
+        )?))
+    }
+
+    /// Refuse a statement the transaction state does not allow now.
+    pub(super) fn check_tx(&self, ev: Event) -> Result<(), PgError> {
+        match tx::step(self.tx, ev).run {
+            Run::Refuse(r) => Err(refusal(r, None)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Run one statement and send its rows and CommandComplete (and its
+    /// RowDescription if `send_row_description`: the simple protocol).
+    pub(super) fn run_statement<S: Stream>(
+        &mut self,
+        wire: &mut Wire<S>,
+        p: Arc<Prepared>,
+        params: Vec<Value>,
+        described: Option<Vec<PgType>>,
+        result_binary: Vec<bool>,
+        send_row_description: bool,
+    ) -> Result<(), PgError> {
+        self.node.stats.statements.fetch_add(1, Ordering::Relaxed);
+        let cmd = &p.command;
+        let ev = match cmd {
+            Command::Begin { read_only } => Event::Begin {
+                read_only: *read_only,
+            },
+            Command::Commit => Event::Commit,
+            Command::Rollback => Event::Rollback,
+            Command::Savepoint(_) | Command::Release(_) => Event::Savepoint,
+            Command::RollbackTo(_) => Event::RollbackTo,
+            _ => Event::Statement,
+        };
+        let d = tx::step(self.tx, ev);
+        if let Some(n) = d.notice {
+            let (code, msg) = n.text();
+            wire.notice(code, msg);
+        }
+        match d.run {
+            Run::Refuse(r) => return Err(refusal(r, Some(cmd))),
+            Run::Open => {
+                let read_only = matches!(cmd, Command::Begin { read_only: true });
+                self.open_block(read_only, false)?;
+                return complete(wire, "BEGIN");
+            }
+            Run::Commit => {
+                self.commit()?;
+                return complete(wire, "COMMIT");
+            }
+            Run::Rollback => {
+                self.rollback();
+                return complete(wire, "ROLLBACK");
+            }
+            Run::Nothing => return complete(wire, &hadr_sql::command_tag(cmd, 0)),
+            Run::Statement if ev != Event::Statement => {
+                // SAVEPOINT, RELEASE, ROLLBACK TO: SQLite keeps the savepoints.
+                match exec::exec_plain(&mut self.db, &p.original, false) {
+                    Ok(_) => self.tx = d.next,
+                    Err(ExecError::NeedPermit) => {}
+                    Err(e) => return Err(unexpected_permit(e)),
+                }
+                return complete(wire, &hadr_sql::command_tag(cmd, 0));
+            }
+            Run::Statement => {}
+        }
+        match cmd {
+            Command::Set { name, value, .. } => {
+                if let SetEffect::TransactionReadOnly(ro) = self.settings.set(name, value)? {
+                    self.tx = tx::step(self.tx, Event::SetReadOnly(ro)).next;
+                }
+                return complete(wire, "SET");
+            }
+            Command::Reset(name) => {
+                self.settings.reset(name);
+                return complete(wire, "RESET");
+            }
+            Command::Show(name) => {
+                let v = self.settings.show(name, &self.node, self.tx.read_only)?;
+                if send_row_description {
+                    wire.send(PgWireBackendMessage::RowDescription(RowDescription::new(
+                        vec![field(name, PgType::Text, false)],
+                    )));
+                }
+                let mut data = BytesMut::new();
+                values::put_field(&mut data, Some(v.as_bytes()));
+                wire.send(PgWireBackendMessage::DataRow(DataRow::new(data, 1)));
+                return complete(wire, "SHOW");
+            }
+            Command::Discard | Command::Listen | Command::Unlisten | Command::Notify => {
+                return complete(wire, &hadr_sql::command_tag(cmd, 0));
+            }
+            Command::Empty => {
+                wire.send(PgWireBackendMessage::EmptyQueryResponse(
+                    EmptyQueryResponse::new(),
+                ));
+                return Ok(());
+            }
+            _ => {}
+        }
+        let outcome = self.execute_checked(&p, params, described)?;
+        let returns_rows = !outcome.columns.is_empty();
+        if returns_rows {
+            if send_row_description {
+                let fields = outcome
+                    .columns
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (n, t))| field(n, *t, fmt_binary(&result_binary, i)))
+                    .collect();
+                wire.send(PgWireBackendMessage::RowDescription(RowDescription::new(
+                    fields,
+                )));
+            }
+            send_rows(wire, &outcome, 0, outcome.rows.len(), &result_binary)?;
+        }
+        let n = if returns_rows
+            && !matches!(cmd, Command::Insert | Command::Update | Command::Delete)
+        {
+            outcome.rows.len() as u64
+        } else {
+            outcome.changes
+        };
+        complete(wire, &hadr_sql::command_tag(cmd, n))
+    }
+
+    /// Execute a statement that goes to SQLite, after the read-only and
+    /// replay-lag checks; a write that ends its transaction is committed in
+    /// full (see [`Session::finish_commit`]) before this returns.
+    pub(super) fn execute_checked(
+        &mut self,
+        p: &Arc<Prepared>,
+        params: Vec<Value>,
+        described: Option<Vec<PgType>>,
+    ) -> Result<Outcome, PgError> {
+        let predicted_write = predicts_write(&p.command);
+        if self.tx.read_only && predicted_write {
+            return Err(read_only_error(&p.command));
+        }
+        self.check_replay_lag()?;
+        let o = self.execute_with_permit(p, &params, described.as_deref(), predicted_write)?;
+        if o.write_ended {
+            self.finish_commit()?;
+        }
+        Ok(o)
+    }
+
+    /// Execute, taking the write permit first when the statement writes.
+    fn execute_with_permit(
+        &mut self,
+        p: &Prepared,
+        params: &[Value],
+        described: Option<&[PgType]>,
+        predicted_write: bool,
+    ) -> Result<Outcome, PgError> {
+        let mut want_permit = predicted_write || !p.readonly;
+        if want_permit {
+            if let Some(why) = self.node.write_refusal() {
+                return Err(read_only_error(&p.command).with_hint(why));
+            }
+        }
+        let idle = self.tx.status == tx::Status::Idle;
+        loop {
+            if want_permit && self.permit.is_none() {
+                self.permit = Some(self.node.acquire_write(&self.cancel)?);
+            }
+            let have = self.permit.is_some();
+            match exec::execute(&mut self.db, p, params, have, described) {
+                Ok(o) => {
+                    if o.autocommit_after && idle {
+                        self.permit = None;
+                    }
+                    return Ok(o);
+                }
+                Err(ExecError::NeedPermit) => {
+                    if let Some(why) = self.node.write_refusal() {
+                        return Err(read_only_error(&p.command).with_hint(why));
+                    }
+                    want_permit = true;
+                }
+                Err(ExecError::Pg(e, autocommit)) => {
+                    if autocommit && idle {
+                        self.permit = None;
+                    }
+                    return Err(e);
+                }
+                Err(ExecError::Capture(e)) => {
+                    self.permit = None;
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// `hadr.max_replay_lag` on a standby: refuse reads that could be staler.
+    fn check_replay_lag(&self) -> Result<(), PgError> {
+        let Some(max) = self.settings.max_replay_lag() else {
+            return Ok(());
+        };
+        let lag = self.node.replay_lag_us();
+        if self.node.is_standby() && !max.0.is_zero() && u128::from(lag) > max.0.as_micros() {
+            return Err(PgError::new(
+                sqlstate::SERIALIZATION_FAILURE,
+                format!(
+                    "this standby's replay lag is {} ms, more than hadr.max_replay_lag ({} ms)",
+                    lag / 1000,
+                    max.0.as_millis()
+                ),
+            )
+            .with_hint("retry shortly, or read from the primary"));
+        }
+        Ok(())
+    }
+}
+
+/// Queue CommandComplete with `tag`.
+pub(super) fn complete<S: Stream>(wire: &mut Wire<S>, tag: &str) -> Result<(), PgError> {
+    wire.send(PgWireBackendMessage::CommandComplete(CommandComplete::new(
+        tag.to_string(),
+    )));
+    Ok(())
+}
+
+/// The error for a statement the transaction state refuses.
+fn refusal(r: Refusal, cmd: Option<&Command>) -> PgError {
+    match r {
+        Refusal::InFailedBlock => PgError::new(
+            sqlstate::IN_FAILED_TRANSACTION,
+            "current transaction is aborted, commands ignored until end of transaction block",
+        ),
+        Refusal::SavepointOutsideBlock => PgError::new(
+            sqlstate::NO_ACTIVE_TRANSACTION,
+            format!(
+                "{} can only be used in transaction blocks",
+                cmd.map(|c| hadr_sql::command_tag(c, 0))
+                    .unwrap_or_else(|| "SAVEPOINT".into())
+            ),
+        ),
+    }
+}
+
+fn read_only_error(cmd: &Command) -> PgError {
+    let verb = hadr_sql::command_tag(cmd, 0);
+    let verb = verb.split(' ').next().unwrap_or("statement").to_string();
+    PgError::new(
+        sqlstate::READ_ONLY_TRANSACTION,
+        format!("cannot execute {verb} in a read-only transaction"),
+    )
+}
+
+/// Whether result column `i` is sent in binary, from Bind's format codes
+/// (none: all text; one: all alike; else one per column).
+pub(super) fn fmt_binary(codes: &[bool], i: usize) -> bool {
+    match codes.len() {
+        0 => false,
+        1 => codes[0],
+        _ => codes.get(i).copied().unwrap_or(false),
+    }
+}
+
+/// A RowDescription field.
+pub(super) fn field(name: &str, t: PgType, binary: bool) -> FieldDescription {
+    FieldDescription::new(
+        name.to_string(),
+        0,
+        0,
+        t.oid(),
+        values::type_size(t),
+        -1,
+        i16::from(binary),
+    )
+}
+
+/// Queue DataRows for rows `from..to` of an outcome.
+pub(super) fn send_rows<S: Stream>(
+    wire: &mut Wire<S>,
+    o: &Outcome,
+    from: usize,
+    to: usize,
+    binary: &[bool],
+) -> Result<(), PgError> {
+    for row in &o.rows[from..to] {
+        let mut data = BytesMut::with_capacity(16 * row.len());
+        for (i, v) in row.iter().enumerate() {
+            if matches!(v, Value::Null) {
+                values::put_field(&mut data, None);
+            } else {
+                let t = o.columns.get(i).map(|c| c.1).unwrap_or(PgType::Text);
+                let bytes = values::encode(v, t, fmt_binary(binary, i))?;
+                values::put_field(&mut data, Some(&bytes));
+            }
+        }
+        wire.send(PgWireBackendMessage::DataRow(DataRow::new(
+            data,
+            row.len() as i16,
+        )));
+    }
+    Ok(())
+}
+
+/// Statements hadr answers itself, without SQLite.
+fn is_session_command(c: &Command) -> bool {
+    hadr_sql::is_transaction_control(c)
+        || matches!(
+            c,
+            Command::Set { .. }
+                | Command::Reset(_)
+                | Command::Show(_)
+                | Command::Discard
+                | Command::Listen
+                | Command::Unlisten
+                | Command::Notify
+                | Command::Empty
+        )
+}
+
+/// Whether a statement will write (to take the write permit before running it;
+/// SQLite's own read-only flag catches the rest).
+pub(super) fn predicts_write(c: &Command) -> bool {
+    matches!(
+        c,
+        Command::Insert
+            | Command::Update
+            | Command::Delete
+            | Command::Create(_)
+            | Command::Drop(_)
+            | Command::Alter(_)
+            | Command::Vacuum
+            | Command::Reindex
+            | Command::Analyze
+    )
+}
+
+/// Refuse statements that would break capture or replication.
+fn check_allowed(c: &Command, sql: &str) -> Result<(), PgError> {
+    match c {
+        Command::Attach | Command::Detach => Err(PgError::new(
+            sqlstate::FEATURE_NOT_SUPPORTED,
+            "ATTACH and DETACH are not supported: an attached database would not be logged or replicated",
+        )),
+        Command::Pragma => {
+            let lower = sql.to_ascii_lowercase();
+            const FORBIDDEN: [&str; 8] = [
+                "journal_mode", "wal_checkpoint", "wal_autocheckpoint", "locking_mode", "synchronous", "writable_schema", "page_size", "mmap_size",
+            ];
+            if let Some(p) = FORBIDDEN.iter().find(|p| lower.contains(*p)) {
+                return Err(PgError::new(
+                    sqlstate::INSUFFICIENT_PRIVILEGE,
+                    format!("PRAGMA {p} is managed by hadr and cannot be changed by a session"),
+                ));
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,214 @@
+//! Message framing for one client connection, on top of pgwire's codecs.
+//!
+//! Generic over the byte stream so that a TLS stream can replace the plain
+//! socket without touching the session above. Output is batched in a buffer
+//! and written at flush points (ReadyForQuery, Flush, a full buffer): one
+//! write per round trip instead of one per message.
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use pgwire::error::PgWireError;
+use pgwire::messages::response::{ErrorResponse, NoticeResponse};
+use pgwire::messages::{DecodeContext, PgWireBackendMessage, PgWireFrontendMessage};
+use tracing::{debug, info, warn};
+
+use crate::errors::{sqlstate, PgError};
+
+/// A byte stream a session can run on: a TCP socket today.
+pub trait Stream: Read + Write {
+    /// Bound the next reads (None: wait for ever); used for the
+    /// idle-in-transaction and start-up timeouts.
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
+}
+
+impl Stream for TcpStream {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_read_timeout(self, timeout)
+    }
+}
+
+/// Why no message could be read.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    /// A length field below the 4 bytes of the length itself.
+    #[error("invalid message length {0}")]
+    BadLength(i32),
+    /// A message longer than `max_message_size`, refused from its header.
+    #[error("message of {len} bytes exceeds max_message_size ({max} bytes)")]
+    TooLarge {
+        /// The announced length.
+        len: i32,
+        /// The limit.
+        max: usize,
+    },
+    /// pgwire could not decode the message.
+    #[error("invalid frontend message: {0}")]
+    Decode(#[source] PgWireError),
+    /// Nothing arrived within the read timeout.
+    #[error("no message within the read timeout")]
+    Timeout,
+}
+
+impl From<WireError> for PgError {
+    fn from(e: WireError) -> PgError {
+        let code = match &e {
+            WireError::TooLarge { .. } => sqlstate::PROGRAM_LIMIT_EXCEEDED,
+            WireError::Timeout => {
+                return PgError::fatal(
+                    sqlstate::IDLE_IN_TRANSACTION_TIMEOUT,
+                    "terminating connection due to idle-in-transaction timeout",
+                )
+            }
+            WireError::BadLength(_) | WireError::Decode(_) => sqlstate::PROTOCOL_VIOLATION,
+        };
+        PgError::fatal(code, e.to_string())
+    }
+}
+
+/// Take one complete frontend message off the front of `buf`, if it holds one.
+///
+/// The length is checked before pgwire sees the message, so that an oversized
+/// one is refused from its header instead of being buffered first.
+pub fn decode_frame(
+    buf: &mut BytesMut,
+    ctx: &DecodeContext,
+    max_message: usize,
+) -> Result<Option<PgWireFrontendMessage>, WireError> {
+    if !ctx.awaiting_frontend_startup && !ctx.awaiting_frontend_ssl && buf.len() >= 5 {
+        let len = i32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]);
+        if len < 4 {
+            return Err(WireError::BadLength(len));
+        }
+        if len as usize > max_message {
+            return Err(WireError::TooLarge {
+                len,
+                max: max_message,
+            });
+        }
+        buf.reserve(len as usize + 1);
+    }
+    PgWireFrontendMessage::decode(buf, ctx).map_err(WireError::Decode)
+}
+
+/// One connection's framing state: read and write buffers, decode context.
+pub struct Wire<S> {
+    stream: S,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    /// What pgwire expects next (SSL request, startup, regular messages).
+    pub ctx: DecodeContext,
+    max_message: usize,
+    /// The read timeout last set on the stream, to skip redundant syscalls.
+    read_timeout: Option<Option<Duration>>,
+}
+
+impl<S: Stream> Wire<S> {
+    /// Frame messages on `stream`, refusing messages over `max_message` bytes.
+    pub fn new(stream: S, max_message: usize) -> Wire<S> {
+        Wire {
+            stream,
+            rbuf: BytesMut::with_capacity(8192),
+            wbuf: BytesMut::with_capacity(8192),
+            ctx: DecodeContext::new(pgwire::messages::ProtocolVersion::PROTOCOL3_0),
+            max_message,
+            read_timeout: None,
+        }
+    }
+
+    /// Queue a message; it is written at the next flush.
+    pub fn send(&mut self, m: PgWireBackendMessage) {
+        if let Err(e) = m.encode(&mut self.wbuf) {
+            warn!(error = %e, "could not encode a message");
+        }
+    }
+
+    /// Queue an ErrorResponse.
+    pub fn error(&mut self, e: &PgError) {
+        self.send(PgWireBackendMessage::ErrorResponse(ErrorResponse::new(
+            e.fields(),
+        )));
+    }
+
+    /// Queue a WARNING notice.
+    pub fn notice(&mut self, code: &str, msg: &str) {
+        self.send(PgWireBackendMessage::NoticeResponse(NoticeResponse::new(
+            vec![
+                (b'S', "WARNING".into()),
+                (b'V', "WARNING".into()),
+                (b'C', code.into()),
+                (b'M', msg.into()),
+            ],
+        )));
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn pending(&self) -> usize {
+        self.wbuf.len()
+    }
+
+    /// Write raw bytes at once, outside message framing (the SSLRequest answer).
+    pub fn write_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    /// Write what is queued. An error ends the session: the client is gone
+    /// or stopped reading for longer than the socket's write timeout.
+    pub fn flush(&mut self) -> io::Result<()> {
+        if self.wbuf.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.stream.write_all(&self.wbuf) {
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) {
+                info!("client stopped reading (client_write_timeout); closing the session");
+            } else {
+                debug!(error = %e, "write failed");
+            }
+            return Err(e);
+        }
+        self.wbuf.clear();
+        Ok(())
+    }
+
+    /// Read one frontend message, waiting at most `timeout` for each chunk.
+    /// Ok(None): the client closed the connection (or the read failed).
+    pub fn read(
+        &mut self,
+        timeout: Option<Duration>,
+    ) -> Result<Option<PgWireFrontendMessage>, WireError> {
+        loop {
+            if let Some(m) = decode_frame(&mut self.rbuf, &self.ctx, self.max_message)? {
+                return Ok(Some(m));
+            }
+            if self.read_timeout != Some(timeout) {
+                if self.stream.set_read_timeout(timeout).is_err() {
+                    return Ok(None);
+                }
+                self.read_timeout = Some(timeout);
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Ok(None),
+                Ok(n) => self.rbuf.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(WireError::Timeout)
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    debug!(error = %e, "read failed");
+                    return Ok(None);
+                }
+            }
+        }
+    }
+}
