@@ -1,6 +1,7 @@
 //! A hadr node: the PostgreSQL wire front end, the admin HTTP endpoint and
 //! the configuration, wired around the engine.
 
+pub mod activity;
 pub mod admin;
 pub mod config;
 pub mod errors;

@@ -139,15 +139,7 @@ pub enum TakeoverAnswer {
 }
 
 /// A role change in progress (takeover, fencing), shown in status.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct Activity {
-    /// What is happening.
-    pub what: String,
-    /// The step it is at.
-    pub step: String,
-    /// Since when (µs since the Unix epoch).
-    pub since_micros: u64,
-}
+pub use hadr_admin_api::Activity;
 
 impl Node {
     /// Open (and recover) the database and build the node state.
@@ -381,6 +373,7 @@ impl Node {
         });
         if let Some(a) = a.as_ref() {
             info!(what = %a.what, step = %a.step, "role change");
+            crate::activity::record(&self.config.data, a);
         }
     }
 
@@ -879,6 +872,10 @@ async fn start_replication(
                     Arc::new(move |end: u64| {
                         if let Some(node) = weak.upgrade() {
                             info!(end_lsn = end, "takeover: restarting as primary");
+                            node.set_activity(
+                                "graceful takeover",
+                                Some("the primary handed over; restarting as primary"),
+                            );
                             node.takeover_answer
                                 .send_replace(Some(TakeoverAnswer::Promoting { end_lsn: end }));
                             node.stop_for(Outcome::Promote(Some(end)));
