@@ -318,6 +318,13 @@ async fn status(State(node): State<Arc<Node>>, Query(q): Query<StatusQuery>) -> 
     };
     let r = &node.recovery;
     let uptime = node.started.elapsed();
+    // Locked and released here: write_refusal below locks the guard again.
+    let writes = node.guard().writes.clone();
+    let activity = node
+        .activity
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     let body = api::Status {
         version: env!("CARGO_PKG_VERSION").to_string(),
         role,
@@ -326,13 +333,9 @@ async fn status(State(node): State<Arc<Node>>, Query(q): Query<StatusQuery>) -> 
         highest_seen_epoch: c.highest_seen_epoch,
         database_id: c.database_id.clone(),
         writable: writable(&node),
-        writes: node.guard().writes.clone(),
+        writes,
         write_refusal: node.write_refusal(),
-        activity: node
-            .activity
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone(),
+        activity,
         activity_history: crate::activity::recent(&node.config.data),
         log: api::LogStatus {
             start_lsn: log.start_lsn(),

@@ -1,0 +1,37 @@
+//! One kit for everything that runs real `hadr server` processes: the
+//! integration tests, the benchmark (`bench/`) and `hadr demo`.
+//!
+//! - [`free_port`]: a port below Linux's ephemeral range, free on every address.
+//! - [`Hadr`]: the binary: `init`, `clone`, `verify`, and [`Server`]s on data directories.
+//! - [`Server`]: one node as a child process: start, restart, kill -9,
+//!   SIGTERM, SIGSTOP/SIGCONT, its log, its typed status, waits for states.
+//! - [`acked_writer`] and [`acked_ids`]: writes whose acknowledgement is recorded.
+//!
+//! Every helper returns a [`Result`]; nothing here panics on a node that
+//! misbehaves, so callers can poll a node that is restarting.
+
+mod hadr;
+mod ports;
+mod server;
+mod sql;
+
+pub use hadr::Hadr;
+pub use hadr_admin_api::{
+    AdminClient, AdminError, ConnectStatus, NodeRole, PairState, Status, SyncMode,
+};
+pub use ports::free_port;
+pub use server::Server;
+pub use sql::{acked_ids, acked_writer, connect};
+
+/// What the kit's helpers return.
+pub type Result<T, E = anyhow::Error> = std::result::Result<T, E>;
+
+/// `host:port`.
+pub fn addr(host: &str, port: u16) -> String {
+    format!("{host}:{port}")
+}
+
+/// `127.0.0.1:port`.
+pub fn local(port: u16) -> String {
+    addr("127.0.0.1", port)
+}
