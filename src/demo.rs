@@ -117,7 +117,8 @@ async fn run_in(root: &Path, port: u16, seconds: Duration, no_wait: bool) -> Res
         root.display()
     );
     hadr_engine::Engine::init(&a.dir, &seg(&a.dir).log_config())?;
-    a.extra.extend(["--role".to_string(), "primary".to_string()]);
+    a.extra
+        .extend(["--role".to_string(), "primary".to_string()]);
     a.spawn()?;
     wait("A", &a, "serving", 30, |_| true).await?;
     println!(

@@ -369,7 +369,11 @@ async fn takeover(node: &str, timeout: Duration, force: bool, window_only: bool)
     }
     // The standby restarts as primary right after it answers, so a cut-off
     // answer is not a failure; a refusal (or any other answer) is.
-    match admin.with_timeout(timeout).takeover(force, window_only).await {
+    match admin
+        .with_timeout(timeout)
+        .takeover(force, window_only)
+        .await
+    {
         Ok(a) => println!(
             "{node} accepted the {} takeover: promoting from LSN {}{}",
             if a.forced { "forced" } else { "graceful" },
@@ -667,7 +671,10 @@ async fn status(node: &str, json: bool) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&st)?);
         return Ok(());
     }
-    print!("{}", status_text::render(&st, hadr_replication::now_micros()));
+    print!(
+        "{}",
+        status_text::render(&st, hadr_replication::now_micros())
+    );
     Ok(())
 }
 

@@ -53,7 +53,10 @@ fn node(s: &mut String, st: &Status) {
     line("commits", &st.commits);
     match &st.page_hash {
         Some(h) => line("page hash", &format!("{} at LSN {}", h.hash, h.lsn)),
-        None => line("page hash", &"- (not computed; --json with ?hash=true computes it)"),
+        None => line(
+            "page hash",
+            &"- (not computed; --json with ?hash=true computes it)",
+        ),
     }
 }
 
@@ -106,7 +109,11 @@ fn standby_of_primary(s: &mut String, sb: &StandbyPair, now: u64) {
     };
     line(
         "state",
-        format!("{}, {}", screaming(&sb.hadr_state), screaming(&sb.hadr_syncmode)),
+        format!(
+            "{}, {}",
+            screaming(&sb.hadr_state),
+            screaming(&sb.hadr_syncmode)
+        ),
     );
     line(
         "connect status",
@@ -206,12 +213,7 @@ fn history(s: &mut String, st: &Status, now: u64) {
     if !st.transitions.is_empty() {
         let _ = writeln!(s, "\ntransitions");
         for t in &st.transitions {
-            let _ = writeln!(
-                s,
-                "  {:>9} ago  {}",
-                ago(t.at_micros, now),
-                event(&t.event)
-            );
+            let _ = writeln!(s, "  {:>9} ago  {}", ago(t.at_micros, now), event(&t.event));
         }
     }
     if !st.activity_history.is_empty() {

@@ -61,7 +61,10 @@ impl Hadr {
         c.arg(dir);
         let t = Instant::now();
         let out = self.run("hadr clone", &mut c)?;
-        Ok((t.elapsed(), String::from_utf8_lossy(&out.stdout).into_owned()))
+        Ok((
+            t.elapsed(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        ))
     }
 
     /// `hadr verify --node A --node B`: the two running nodes (admin

@@ -17,10 +17,11 @@ mod sql;
 
 pub use hadr::Hadr;
 pub use hadr_admin_api::{
-    AdminClient, AdminError, ConnectStatus, NodeRole, PairState, Status, SyncMode,
+    AdminClient, AdminError, ConnectStatus, HadrView, NodeRole, PairState, PrimaryView,
+    StandbyPair, StandbyView, Status, SyncMode,
 };
 pub use ports::free_port;
-pub use server::Server;
+pub use server::{brief, Server};
 pub use sql::{acked_ids, acked_writer, connect};
 
 /// What the kit's helpers return.

@@ -109,7 +109,10 @@ impl Server {
             .arg("--admin")
             .arg(crate::addr(&self.host, self.admin))
             .args(&self.extra)
-            .env("HADR_LOG", std::env::var("HADR_LOG").unwrap_or("info".into()))
+            .env(
+                "HADR_LOG",
+                std::env::var("HADR_LOG").unwrap_or("info".into()),
+            )
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -131,7 +134,11 @@ impl Server {
             }
             self.check_running("start-up")?;
             if Instant::now() > deadline {
-                bail!("{} did not start within {timeout:?}: {}", self.name(), self.log_tail(30));
+                bail!(
+                    "{} did not start within {timeout:?}: {}",
+                    self.name(),
+                    self.log_tail(30)
+                );
             }
             self.check_interrupt()?;
             std::thread::sleep(Duration::from_millis(20));
@@ -156,7 +163,11 @@ impl Server {
             if let Some(st) = c.try_wait()? {
                 *child = None;
                 drop(child);
-                bail!("{} exited during {during} ({st}): {}", self.name(), self.log_tail(30));
+                bail!(
+                    "{} exited during {during} ({st}): {}",
+                    self.name(),
+                    self.log_tail(30)
+                );
             }
         }
         Ok(())
@@ -190,7 +201,11 @@ impl Server {
             if Instant::now() > deadline {
                 let _ = c.kill();
                 let _ = c.wait();
-                bail!("{} did not stop on SIGTERM: {}", self.name(), self.log_tail(30));
+                bail!(
+                    "{} did not stop on SIGTERM: {}",
+                    self.name(),
+                    self.log_tail(30)
+                );
             }
             std::thread::sleep(Duration::from_millis(10));
         }
