@@ -75,8 +75,9 @@ pub struct Status {
     pub checkpoints: u64,
     /// Seconds since this start.
     pub uptime_seconds: u64,
-    /// When this run of the node started serving (µs since the Unix
-    /// epoch): a takeover or fencing restarts it within the same process.
+    /// When this run of the node started, its recovery done (µs since the
+    /// Unix epoch): a takeover or fencing restarts the node within the same
+    /// process, so this is when a promoted standby began as primary.
     #[serde(default)]
     pub started_micros: u64,
     /// What start-up recovery did.

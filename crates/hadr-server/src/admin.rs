@@ -101,7 +101,10 @@ struct FenceQuery {
 
 /// `POST /fence?epoch=N`: tell a node that epoch N exists; a primary of an
 /// older epoch stops writing at once and rejoins as a standby.
-async fn fence(State(node): State<Arc<Node>>, Query(q): Query<FenceQuery>) -> Json<api::FenceAnswer> {
+async fn fence(
+    State(node): State<Arc<Node>>,
+    Query(q): Query<FenceQuery>,
+) -> Json<api::FenceAnswer> {
     let actions = node.on_peer(hadr_ha::GuardEvent::EpochReported { epoch: q.epoch });
     let fenced = actions
         .iter()
