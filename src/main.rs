@@ -379,7 +379,7 @@ async fn takeover(node: &str, timeout: Duration, force: bool, window_only: bool)
             if a.forced { "forced" } else { "graceful" },
             a.end_lsn,
             a.state
-                .map(|s| format!(" (it was in {})", status_text::screaming(&s)))
+                .map(|s| format!(" (it was in {})", hadr_admin_api::spelling(&s)))
                 .unwrap_or_default()
         ),
         Err(e @ AdminError::Http { .. }) => {

@@ -5,7 +5,8 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use hadr_admin_api::{
-    ConnectStatus, HadrView, PrimaryView, RoleEvent, StandbyPair, StandbyView, Status, Writes,
+    spelling, ConnectStatus, HadrView, PrimaryView, RoleEvent, StandbyPair, StandbyView, Status,
+    Writes,
 };
 
 /// Most recent role-change steps shown.
@@ -111,8 +112,8 @@ fn standby_of_primary(s: &mut String, sb: &StandbyPair, now: u64) {
         "state",
         format!(
             "{}, {}",
-            screaming(&sb.hadr_state),
-            screaming(&sb.hadr_syncmode)
+            spelling(&sb.hadr_state),
+            spelling(&sb.hadr_syncmode)
         ),
     );
     line(
@@ -256,19 +257,11 @@ fn event(e: &RoleEvent) -> String {
     }
 }
 
-/// The JSON spelling of an enum (PEER, NEARSYNC, CONNECTED, ...).
-pub fn screaming(v: &impl serde::Serialize) -> String {
-    serde_json::to_value(v)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_else(|| "?".into())
-}
-
 fn connect(c: ConnectStatus, since_us: u64, now: u64) -> String {
     if since_us == 0 {
-        return screaming(&c);
+        return spelling(&c);
     }
-    format!("{} for {}", screaming(&c), ago(since_us, now))
+    format!("{} for {}", spelling(&c), ago(since_us, now))
 }
 
 /// A peer window end: "in 4.2 s", "ended", or "none promised".

@@ -15,6 +15,6 @@ pub use client::{AdminClient, AdminError, DEFAULT_TIMEOUT};
 pub use hadr_ha::{ConnectStatus, PairState, RoleEvent, SyncMode, Transition, Writes};
 pub use hadr_log::EpochStart;
 pub use status::{
-    Activity, FenceAnswer, HadrView, LogStatus, NodeRole, PageHashStatus, PrimaryView, Recovery,
-    StandbyPair, StandbyView, Status, TakeoverAnswer, TakeoverProgress,
+    spelling, steps, Activity, FenceAnswer, HadrView, LogStatus, NodeRole, PageHashStatus,
+    PrimaryView, Recovery, StandbyPair, StandbyView, Status, TakeoverAnswer, TakeoverProgress,
 };

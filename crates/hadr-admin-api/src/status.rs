@@ -4,6 +4,26 @@ use hadr_ha::{ConnectStatus, PairState, SyncMode, Transition, Writes};
 use hadr_log::EpochStart;
 use serde::{Deserialize, Serialize};
 
+/// How a unit enum of this API is spelt in the JSON: `PEER`, `NEARSYNC`,
+/// `CONNECTED`, `primary` (for messages and reports).
+pub fn spelling<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// The `what` and `step` texts of [`Activity`] entries that clients look
+/// for (the benchmark times takeover phases by them).
+pub mod steps {
+    /// `what` of a graceful takeover, on the standby that takes over.
+    pub const GRACEFUL_TAKEOVER: &str = "graceful takeover";
+    /// `what` of a forced takeover.
+    pub const FORCED_TAKEOVER: &str = "forced takeover";
+    /// The graceful takeover's step once the old primary has handed over.
+    pub const HANDED_OVER: &str = "the primary handed over; restarting as primary";
+}
+
 /// What a node is in its cluster (`/status` `role`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -73,7 +73,7 @@ fn force_takeover(node: &Arc<Node>, peer_window_only: bool) -> Response {
         }
     };
     node.set_activity(
-        "forced takeover",
+        api::steps::FORCED_TAKEOVER,
         Some(&format!(
             "in {state:?}: stopping replication; promoting at the log end"
         )),
@@ -140,7 +140,10 @@ async fn takeover(State(node): State<Arc<Node>>, Query(q): Query<TakeoverQuery>)
     if let Err(r) = asked {
         return refused(r);
     }
-    node.set_activity("graceful takeover", Some("asking the primary to hand over"));
+    node.set_activity(
+        api::steps::GRACEFUL_TAKEOVER,
+        Some("asking the primary to hand over"),
+    );
     let mut answer = node.takeover_answer.subscribe();
     node.takeover_answer.send_replace(None);
     answer.borrow_and_update();

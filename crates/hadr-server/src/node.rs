@@ -873,8 +873,8 @@ async fn start_replication(
                         if let Some(node) = weak.upgrade() {
                             info!(end_lsn = end, "takeover: restarting as primary");
                             node.set_activity(
-                                "graceful takeover",
-                                Some("the primary handed over; restarting as primary"),
+                                hadr_admin_api::steps::GRACEFUL_TAKEOVER,
+                                Some(hadr_admin_api::steps::HANDED_OVER),
                             );
                             node.takeover_answer
                                 .send_replace(Some(TakeoverAnswer::Promoting { end_lsn: end }));

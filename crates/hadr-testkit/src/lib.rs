@@ -17,10 +17,25 @@ mod sql;
 
 pub use hadr::Hadr;
 pub use hadr_admin_api::{
-    AdminClient, AdminError, ConnectStatus, HadrView, NodeRole, PairState, PrimaryView,
+    spelling, AdminClient, AdminError, ConnectStatus, HadrView, NodeRole, PairState, PrimaryView,
     StandbyPair, StandbyView, Status, SyncMode,
 };
 pub use ports::free_port;
+
+/// Run `f` to completion from synchronous code (the benchmark), on a
+/// runtime the kit keeps for that. Not from inside another tokio runtime.
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            // Only a system without threads or timers fails here.
+            .expect("cannot start a tokio runtime")
+    })
+    .block_on(f)
+}
 pub use server::{brief, Server};
 pub use sql::{acked_ids, acked_writer, connect};
 
