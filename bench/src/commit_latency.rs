@@ -157,7 +157,12 @@ pub fn run_part(ctx: &Ctx, dir: &Path, records: usize) -> Result<LatencyReport> 
             load_after: crate::load_average(),
             ..crate::machine()
         },
-        dir: dir.display().to_string(),
+        // Relative to the workspace when inside it: the same on every checkout.
+        dir: dir
+            .strip_prefix(crate::workspace_root())
+            .unwrap_or(dir)
+            .display()
+            .to_string(),
         runs,
     };
     report.write(&ctx.out_path)?;
