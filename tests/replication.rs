@@ -201,6 +201,35 @@ async fn without_a_peer_window_a_lost_standby_blocks_commits_at_most_hadr_timeou
     Ok(())
 }
 
+/// A standby that hangs (SIGSTOP: its sockets stay open, nothing answers)
+/// holds a SYNC commit only until hadr_timeout finds it silent; woken up
+/// (SIGCONT), it reconnects and the pair is in PEER again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_standby_is_dropped_after_hadr_timeout_and_rejoins_when_it_wakes() -> Result<()> {
+    let c = cluster("SYNC", &[]).await?;
+    let p = c.primary.client().await?;
+    p.batch_execute("CREATE TABLE t(id INTEGER PRIMARY KEY)")
+        .await?;
+    c.standby.sigstop()?;
+    let started = Instant::now();
+    p.execute("INSERT INTO t VALUES (1)", &[]).await?;
+    let blocked = started.elapsed();
+    // No reset arrives from a frozen process: only hadr_timeout (1 s) notices.
+    assert!(
+        blocked >= Duration::from_millis(300) && blocked <= Duration::from_millis(3000),
+        "commit blocked {blocked:?} with the standby frozen"
+    );
+    assert_eq!(
+        c.pair_status().await?.hadr_state,
+        PairState::RemoteCatchupPending
+    );
+    c.standby.sigcont()?;
+    c.wait_state(PairState::Peer, Duration::from_secs(30))
+        .await?;
+    p.execute("INSERT INTO t VALUES (2)", &[]).await?;
+    c.verify()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peer_window_blocks_commits_until_it_ends() -> Result<()> {
     let mut c = cluster("NEARSYNC", &["--hadr-peer-window", "3s"]).await?;
