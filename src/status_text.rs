@@ -56,7 +56,7 @@ fn node(s: &mut String, st: &Status) {
         Some(h) => line("page hash", &format!("{} at LSN {}", h.hash, h.lsn)),
         None => line(
             "page hash",
-            &"- (not computed; --json with ?hash=true computes it)",
+            &"- (not computed for a database over 256 MiB; hadr verify --node computes it)",
         ),
     }
 }
@@ -73,7 +73,7 @@ fn writes(w: &Writes) -> String {
 fn primary(s: &mut String, p: &PrimaryView, now: u64) {
     let _ = writeln!(
         s,
-        "\nreplication     primary at {}; commits waited for a standby {} times, {} in all{}",
+        "\nreplication     primary at {}; {} commit(s) waited for a standby, {} in all{}",
         p.hadr_local,
         p.log_hadr_wait_count,
         human(Duration::from_millis(p.log_hadr_wait_accumulated_ms)),
