@@ -5,154 +5,72 @@
 //! checks that nothing acknowledged was lost and the nodes are identical.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use hadr_admin_api::{ConnectStatus, PairState, Status};
+use hadr_testkit::{free_port, local, Hadr, Server};
 use tokio_postgres::NoTls;
 
-fn free_port(preferred: u16) -> u16 {
+/// `preferred` if it is free (0: none), else a free port.
+fn port_or_free(preferred: u16) -> u16 {
     if preferred != 0 && std::net::TcpListener::bind(("127.0.0.1", preferred)).is_ok() {
         return preferred;
     }
-    std::net::TcpListener::bind(("127.0.0.1", 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(preferred)
+    free_port()
 }
 
-/// One `hadr server` child process.
-struct Node {
-    name: &'static str,
-    dir: PathBuf,
-    pg: u16,
-    admin: u16,
-    local: u16,
-    peer_local: u16,
-    child: Option<Child>,
+/// One `hadr server` child process of the pair: the flags every start of
+/// it gets (the data directory knows the role).
+fn node(hadr: &Hadr, dir: &Path, pg: u16, admin: u16, local_port: u16, peer: u16) -> Server {
+    let extra = [
+        "--hadr-local",
+        &local(local_port),
+        "--hadr-target-list",
+        &local(peer),
+        "--hadr-syncmode",
+        "NEARSYNC",
+        "--hadr-peer-window",
+        "15s",
+        "--hadr-timeout",
+        "1s",
+    ]
+    .map(String::from)
+    .to_vec();
+    Server::on_ports(hadr, dir.to_path_buf(), "127.0.0.1", pg, admin, extra)
 }
 
-impl Node {
-    fn admin(&self) -> String {
-        format!("127.0.0.1:{}", self.admin)
-    }
-
-    fn log_path(&self) -> PathBuf {
-        self.dir.with_extension("log")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.log_path()).unwrap_or_default()
-    }
-
-    fn spawn(&mut self, primary: bool) -> Result<()> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .with_context(|| format!("opening {}", self.log_path().display()))?;
-        let exe = std::env::current_exe().context("finding the hadr binary")?;
-        let mut cmd = Command::new(exe);
-        cmd.arg("server")
-            .arg("--data")
-            .arg(&self.dir)
-            .args(["--listen", &format!("127.0.0.1:{}", self.pg)])
-            .args(["--admin", &format!("127.0.0.1:{}", self.admin)])
-            .args(["--hadr-local", &format!("127.0.0.1:{}", self.local)])
-            .args([
-                "--hadr-target-list",
-                &format!("127.0.0.1:{}", self.peer_local),
-            ])
-            .args(["--hadr-syncmode", "NEARSYNC"])
-            .args(["--hadr-peer-window", "15s"])
-            .args(["--hadr-timeout", "1s"])
-            .env("HADR_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log);
-        if primary {
-            cmd.args(["--role", "primary"]);
-        }
-        self.child = Some(cmd.spawn().context("starting hadr server")?);
-        Ok(())
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// SIGTERM (a clean shutdown), SIGKILL if it does not exit in 20 s.
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    async fn status(&self) -> Option<serde_json::Value> {
-        let body = crate::http::get(&self.admin(), "/status?hash=false", Duration::from_secs(5))
-            .await
-            .ok()?;
-        serde_json::from_str(&body).ok()
-    }
-
-    /// Wait until the node's status satisfies `f`.
-    async fn wait_for(
-        &self,
-        what: &str,
-        secs: u64,
-        f: impl Fn(&serde_json::Value) -> bool,
-    ) -> Result<serde_json::Value> {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            if let Some(st) = self.status().await {
-                if f(&st) {
-                    return Ok(st);
-                }
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "node {} did not reach \"{what}\" within {secs}s; its log is {}",
-                    self.name,
-                    self.log_path().display()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
+/// Wait up to `secs` for `what` on `node` ("A" or "B").
+async fn wait(
+    name: &str,
+    node: &Server,
+    what: &str,
+    secs: u64,
+    f: impl Fn(&Status) -> bool,
+) -> Result<Status> {
+    node.wait_for(what, Duration::from_secs(secs), f)
+        .await
+        .with_context(|| {
+            format!(
+                "node {name} did not reach \"{what}\"; its log is {}",
+                node.log_path().display()
+            )
+        })
 }
 
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill9();
-    }
+fn is_primary(st: &Status) -> bool {
+    st.is_writable_primary()
 }
 
-fn is_primary(st: &serde_json::Value) -> bool {
-    st["role"] == "primary" && st["writable"] == true
+fn follows(st: &Status) -> bool {
+    st.follows()
 }
 
-fn follows(st: &serde_json::Value) -> bool {
-    st["role"] == "standby" && st["hadr"]["hadr_connect_status"] == "CONNECTED"
-}
-
-fn in_peer(st: &serde_json::Value) -> bool {
-    st["hadr"]["standbys"][0]["hadr_state"] == "PEER"
+fn in_peer(st: &Status) -> bool {
+    st.principal_in(PairState::Peer)
 }
 
 /// What the bank clients saw.
@@ -189,39 +107,26 @@ async fn run_in(root: &Path, port: u16, seconds: Duration, no_wait: bool) -> Res
         log_segment_size: hadr_server::config::ByteSize(4 << 20),
         ..Default::default()
     };
-    let a_pg = free_port(port);
-    let p: Vec<u16> = (0..5).map(|_| free_port(0)).collect();
-    let mut a = Node {
-        name: "A",
-        dir: root.join("a"),
-        pg: a_pg,
-        admin: p[0],
-        local: p[1],
-        peer_local: p[4],
-        child: None,
-    };
-    let mut b = Node {
-        name: "B",
-        dir: root.join("b"),
-        pg: p[2],
-        admin: p[3],
-        local: p[4],
-        peer_local: p[1],
-        child: None,
-    };
+    let hadr = Hadr::new(std::env::current_exe().context("finding the hadr binary")?);
+    let a_pg = port_or_free(port);
+    let p: Vec<u16> = (0..5).map(|_| free_port()).collect();
+    let mut a = node(&hadr, &root.join("a"), a_pg, p[0], p[1], p[4]);
+    let mut b = node(&hadr, &root.join("b"), p[2], p[3], p[4], p[1]);
     println!(
         "== hadr demo in {} (node logs: a.log, b.log)",
         root.display()
     );
     hadr_engine::Engine::init(&a.dir, &seg(&a.dir).log_config())?;
-    a.spawn(true)?;
-    a.wait_for("serving", 30, |_| true).await?;
+    a.extra
+        .extend(["--role".to_string(), "primary".to_string()]);
+    a.spawn()?;
+    wait("A", &a, "serving", 30, |_| true).await?;
     println!(
         "== A: primary on port {} (admin {}), NEARSYNC, peer window 15 s",
-        a.pg,
-        a.admin()
+        a.port,
+        a.admin_addr()
     );
-    let a_conn = format!("host=127.0.0.1 port={} user=demo dbname=demo", a.pg);
+    let a_conn = format!("host=127.0.0.1 port={} user=demo dbname=demo", a.port);
     let c = connect(&a_conn).await?;
     c.batch_execute(
         "CREATE TABLE accounts(aid INTEGER PRIMARY KEY, balance INTEGER NOT NULL);
@@ -234,7 +139,7 @@ async fn run_in(root: &Path, port: u16, seconds: Duration, no_wait: bool) -> Res
     // The clients know both hosts and want the writable one.
     let both = format!(
         "host=127.0.0.1,127.0.0.1 port={},{} user=demo dbname=demo target_session_attrs=read-write connect_timeout=2",
-        a.pg, b.pg
+        a.port, b.port
     );
     let ledger = Arc::new(Ledger::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -255,20 +160,20 @@ async fn run_in(root: &Path, port: u16, seconds: Duration, no_wait: bool) -> Res
 
     // A standby cloned while the clients write.
     let lsn = hadr_replication::clone::clone_from(
-        &format!("127.0.0.1:{}", a.local),
+        &local(p[1]),
         &b.dir,
         &seg(&b.dir).log_config(),
         Duration::from_secs(10),
         |_| {},
     )
     .await?;
-    b.spawn(false)?;
+    b.spawn()?;
     println!(
         "== B: cloned from the running primary at LSN {lsn}; standby on port {} (admin {})",
-        b.pg,
-        b.admin()
+        b.port,
+        b.admin_addr()
     );
-    a.wait_for("PEER", 30, in_peer).await?;
+    wait("A", &a, "PEER", 30, in_peer).await?;
     println!("== A and B in PEER: every commit now waits until B has received it");
     // The workload runs through three phases: before, between and after the switches.
     let step = (seconds / 3).max(Duration::from_secs(1));
@@ -278,43 +183,45 @@ async fn run_in(root: &Path, port: u16, seconds: Duration, no_wait: bool) -> Res
     let t = Instant::now();
     println!(
         "\n-- hadr takeover --node {}   (graceful: B becomes primary)",
-        b.admin()
+        b.admin_addr()
     );
-    crate::http::post(&b.admin(), "/takeover", Duration::from_secs(60))
-        .await
-        .ok();
-    let st = b.wait_for("primary", 60, is_primary).await?;
+    // B restarts as primary right after it answers: a cut-off answer is fine.
+    let _ = b
+        .admin()
+        .with_timeout(Duration::from_secs(60))
+        .takeover(false, false)
+        .await;
+    let st = wait("B", &b, "primary", 60, is_primary).await?;
     println!(
         "   B is the writable primary of epoch {} after {} ms; A hands over and follows it",
-        st["epoch"],
+        st.epoch,
         t.elapsed().as_millis()
     );
-    a.wait_for("A following B", 60, follows).await?;
+    wait("A", &a, "A following B", 60, follows).await?;
     tokio::time::sleep(step).await;
 
     // 2. The primary's host dies; forced takeover inside the peer window.
     println!("\n-- kill -9 of the primary B (a crashed host, in the middle of commits)");
     let killed = Instant::now();
     b.kill9();
-    a.wait_for("A disconnected", 30, |s| {
-        s["hadr"]["hadr_connect_status"] == "DISCONNECTED"
+    wait("A", &a, "A disconnected", 30, |s| {
+        s.standby_view()
+            .is_some_and(|v| v.hadr_connect_status == ConnectStatus::Disconnected)
     })
     .await?;
     println!(
         "-- hadr takeover --node {} --force --peer-window-only   (A: DISCONNECTED_PEER, window still open)",
-        a.admin()
+        a.admin_addr()
     );
-    crate::http::post(
-        &a.admin(),
-        "/takeover?force=true&peer_window_only=true",
-        Duration::from_secs(30),
-    )
-    .await
-    .context("forced takeover on A")?;
-    let st = a.wait_for("primary", 60, is_primary).await?;
+    a.admin()
+        .with_timeout(Duration::from_secs(30))
+        .takeover(true, true)
+        .await
+        .context("forced takeover on A")?;
+    let st = wait("A", &a, "primary", 60, is_primary).await?;
     println!(
         "   A is the writable primary of epoch {}, {} ms after the kill; nothing acknowledged can be missing",
-        st["epoch"],
+        st.epoch,
         killed.elapsed().as_millis()
     );
     tokio::time::sleep(step).await;
@@ -322,10 +229,11 @@ async fn run_in(root: &Path, port: u16, seconds: Duration, no_wait: bool) -> Res
     // 3. The old primary comes back.
     println!("\n-- the old primary B restarts, still believing it is primary");
     let t = Instant::now();
-    b.spawn(false)?;
-    let refused = write_on(b.pg).await?;
+    // Without waiting for its port: the write goes out as early as it can.
+    b.spawn_nowait()?;
+    let refused = write_on(b.port).await?;
     println!("   a write sent straight to B right after its start: {refused}");
-    b.wait_for("B following A", 120, follows).await?;
+    wait("B", &b, "B following A", 120, follows).await?;
     let blog = b.log();
     let how = if blog.contains("rewind complete") {
         "rewound its unshipped records (page-level rewind)"
@@ -336,7 +244,7 @@ async fn run_in(root: &Path, port: u16, seconds: Duration, no_wait: bool) -> Res
     };
     println!(
         "   B saw epoch {} on A, fenced itself, {how}, and follows A as a standby ({} ms)",
-        st["epoch"],
+        st.epoch,
         t.elapsed().as_millis()
     );
     tokio::time::sleep(step).await;
@@ -381,32 +289,36 @@ async fn run_in(root: &Path, port: u16, seconds: Duration, no_wait: bool) -> Res
     println!();
     println!(
         "primary:  psql \"host=127.0.0.1 port={} user=demo dbname=demo\"",
-        a.pg
+        a.port
     );
     println!(
         "standby:  psql \"host=127.0.0.1 port={} user=demo dbname=demo\"   (read-only)",
-        b.pg
+        b.port
     );
     println!("either:   psql \"{both}\"");
     println!(
         "status:   cargo run --release -- status --node {}",
-        a.admin()
+        a.admin_addr()
     );
     println!(
         "verify:   cargo run --release -- verify --node {} --node {}",
-        a.admin(),
-        b.admin()
+        a.admin_addr(),
+        b.admin_addr()
     );
     println!(
         "switch:   cargo run --release -- takeover --node {}",
-        b.admin()
+        b.admin_addr()
     );
     if !no_wait {
         println!("serving until Ctrl-C ...");
         let _ = tokio::signal::ctrl_c().await;
     }
-    b.stop();
-    a.stop();
+    // A clean shutdown; one that takes too long is killed (and said so).
+    for (name, n) in [("B", &mut b), ("A", &mut a)] {
+        if let Err(e) = n.stop() {
+            eprintln!("stopping {name}: {e:#}");
+        }
+    }
     Ok(())
 }
 
@@ -441,25 +353,16 @@ async fn write_on(port: u16) -> Result<String> {
 
 /// Page hashes of both nodes at one LSN (the standby's replay position
 /// catches up with the idle primary).
-async fn compare(a: &Node, b: &Node) -> Result<bool> {
+async fn compare(a: &Server, b: &Server) -> Result<bool> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let get = |n: &Node| {
-            let addr = n.admin();
-            async move {
-                let body = crate::http::get(&addr, "/status?hash=true", Duration::from_secs(60))
-                    .await
-                    .ok()?;
-                let v: serde_json::Value = serde_json::from_str(&body).ok()?;
-                Some((
-                    v["page_hash"]["lsn"].as_u64()?,
-                    v["page_hash"]["hash"].clone(),
-                ))
-            }
+        let hash = |n: &Server| {
+            let admin = n.admin().with_timeout(Duration::from_secs(60));
+            async move { admin.status_with_hash(true).await.ok()?.page_hash }
         };
-        if let (Some((la, ha)), Some((lb, hb))) = (get(a).await, get(b).await) {
-            if la == lb {
-                return Ok(ha == hb);
+        if let (Some(ha), Some(hb)) = (hash(a).await, hash(b).await) {
+            if ha.lsn == hb.lsn {
+                return Ok(ha.hash == hb.hash);
             }
         }
         if Instant::now() > deadline {

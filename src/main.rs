@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
+use hadr_admin_api::{AdminClient, AdminError, NodeRole};
 use hadr_server::config::{ByteSize, Config, Dur, FlushMode, RoleSetting, SyncModeSetting};
 use tracing_subscriber::EnvFilter;
 
 mod demo;
-mod http;
+mod status_text;
 
 /// A highly available SQL database in one binary: SQLite behind the PostgreSQL
 /// wire protocol, with its own transaction log.
@@ -366,39 +367,45 @@ fn main() -> Result<()> {
 /// Ask a standby to take over, then wait until it serves as primary.
 async fn takeover(node: &str, timeout: Duration, force: bool, window_only: bool) -> Result<()> {
     let started = std::time::Instant::now();
-    let before: serde_json::Value = serde_json::from_str(
-        &http::get(node, "/status?hash=false", Duration::from_secs(10)).await?,
-    )?;
-    if before["role"] != "standby" {
-        bail!("{node} is a {}, not a standby: a takeover is issued against the standby that should become primary", before["role"]);
+    let admin = AdminClient::new(node);
+    let before = admin.status_with_hash(false).await?;
+    if before.role != NodeRole::Standby {
+        bail!("{node} is a {}, not a standby: a takeover is issued against the standby that should become primary", before.role);
     }
-    let epoch = before["epoch"].as_u64().unwrap_or(0);
     // The standby restarts as primary right after it answers, so a cut-off
-    // answer is not a failure; a refusal is.
-    let path = if force {
-        format!("/takeover?force=true&peer_window_only={window_only}")
-    } else {
-        "/takeover".to_string()
-    };
-    match http::post(node, &path, timeout).await {
-        Ok(answer) => println!("{}", answer.trim()),
-        Err(e) if format!("{e:#}").contains("answered 409") => {
-            return Err(e.context("takeover refused"))
+    // answer is not a failure; a refusal (or any other answer) is.
+    match admin
+        .with_timeout(timeout)
+        .takeover(force, window_only)
+        .await
+    {
+        Ok(a) => println!(
+            "{node} accepted the {} takeover: promoting from LSN {}{}",
+            if a.forced { "forced" } else { "graceful" },
+            a.end_lsn,
+            a.state
+                .map(|s| format!(" (it was in {})", hadr_admin_api::spelling(&s)))
+                .unwrap_or_default()
+        ),
+        Err(e @ AdminError::Http { .. }) => {
+            let what = if e.is_refusal() {
+                "takeover refused"
+            } else {
+                "takeover failed"
+            };
+            return Err(anyhow::Error::new(e).context(what));
         }
         Err(_) => {}
     }
     let deadline = started + timeout;
+    let poll = admin.with_timeout(Duration::from_secs(5));
     loop {
-        if let Ok(body) = http::get(node, "/status?hash=false", Duration::from_secs(5)).await {
-            let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-            if v["role"] == "primary"
-                && v["writable"] == true
-                && v["epoch"].as_u64().unwrap_or(0) > epoch
-            {
+        if let Ok(st) = poll.status_with_hash(false).await {
+            if st.is_writable_primary() && st.epoch > before.epoch {
                 println!(
                     "takeover complete in {:.0} ms: {node} is the primary of epoch {}",
                     started.elapsed().as_secs_f64() * 1000.0,
-                    v["epoch"]
+                    st.epoch
                 );
                 return Ok(());
             }
@@ -520,43 +527,14 @@ fn verify(data: PathBuf, json: bool) -> Result<()> {
 }
 
 async fn status(node: &str, json: bool) -> Result<()> {
-    let body = http::get(node, "/status", Duration::from_secs(5)).await?;
-    let v: serde_json::Value = serde_json::from_str(&body).context("status is not JSON")?;
+    let st = AdminClient::new(node).status().await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        println!("{}", serde_json::to_string_pretty(&st)?);
         return Ok(());
     }
-    let g = |p: &str| {
-        v.pointer(p)
-            .map(|x| x.to_string().trim_matches('"').to_string())
-            .unwrap_or_else(|| "-".into())
-    };
-    println!("role            {}", g("/role"));
-    println!("epoch           {}", g("/epoch"));
-    println!("epoch history   {}", g("/epoch_history"));
-    println!("writes          {}", g("/writes/state"));
-    if let Some(why) = v.pointer("/write_refusal").and_then(|x| x.as_str()) {
-        println!("  refused       {why}");
-    }
-    if let Some(a) = v.pointer("/activity").filter(|a| !a.is_null()) {
-        println!(
-            "in progress     {}: {}",
-            a["what"].as_str().unwrap_or("-"),
-            a["step"].as_str().unwrap_or("-")
-        );
-    }
-    println!("database id     {}", g("/database_id"));
-    println!("writable        {}", g("/writable"));
-    println!("log end LSN     {}", g("/log/end_lsn"));
-    println!("log flushed LSN {}", g("/log/flushed_lsn"));
-    println!("log start LSN   {}", g("/log/start_lsn"));
-    println!("checkpoint LSN  {}", g("/checkpoint_lsn"));
-    println!("sessions open   {}", g("/sessions_open"));
-    println!("commits         {}", g("/commits"));
-    println!(
-        "page hash       {} at LSN {}",
-        g("/page_hash/hash"),
-        g("/page_hash/lsn")
+    print!(
+        "{}",
+        status_text::render(&st, hadr_replication::now_micros())
     );
     Ok(())
 }
@@ -621,18 +599,12 @@ async fn clone(from: &str, cfg: &Config) -> Result<()> {
 }
 
 async fn node_hash(node: &str) -> Result<(u64, String)> {
-    let body = http::get(node, "/status?hash=true", Duration::from_secs(300)).await?;
-    let v: serde_json::Value = serde_json::from_str(&body).context("status is not JSON")?;
-    let lsn = v
-        .pointer("/page_hash/lsn")
-        .and_then(|x| x.as_u64())
-        .context("node reports no page hash")?;
-    let hash = v
-        .pointer("/page_hash/hash")
-        .and_then(|x| x.as_str())
-        .context("node reports no page hash")?
-        .to_string();
-    Ok((lsn, hash))
+    let st = AdminClient::new(node)
+        .with_timeout(Duration::from_secs(300))
+        .status_with_hash(true)
+        .await?;
+    let h = st.page_hash.context("node reports no page hash")?;
+    Ok((h.lsn, h.hash))
 }
 
 /// Compare running nodes at one LSN: standbys report their hash at their

@@ -9,9 +9,9 @@ use std::process::Command;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn malformed_and_oversized_messages_close_only_that_connection() {
-    let s = Server::start(&["--max-message-size", "1MiB"]);
-    let c = s.client().await;
+async fn malformed_and_oversized_messages_close_only_that_connection() -> Result<()> {
+    let s = start(&["--max-message-size", "1MiB"])?;
+    let c = s.client().await?;
     c.batch_execute("CREATE TABLE keep(v INTEGER); INSERT INTO keep VALUES (42);")
         .await
         .unwrap();
@@ -51,7 +51,7 @@ async fn malformed_and_oversized_messages_close_only_that_connection() {
         .unwrap()
         .get::<_, i64>(0) as i32;
     assert_eq!(v, 42);
-    let c2 = s.client().await;
+    let c2 = s.client().await?;
     assert_eq!(
         c2.query_one("SELECT count(*) FROM keep", &[])
             .await
@@ -59,13 +59,14 @@ async fn malformed_and_oversized_messages_close_only_that_connection() {
             .get::<_, i64>(0),
         1
     );
+    Ok(())
 }
 
 #[test]
-fn garbage_config_file_is_refused_with_a_clear_message() {
+fn garbage_config_file_is_refused_with_a_clear_message() -> Result<()> {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d");
-    init(&data);
+    init(&data)?;
     for (content, needle) in [
         ("this is = not [ toml", "config file"),
         ("no_such_key = 1\n", "no_such_key"),
@@ -97,13 +98,14 @@ fn garbage_config_file_is_refused_with_a_clear_message() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));
+    Ok(())
 }
 
 #[test]
-fn init_refuses_to_overwrite_and_server_refuses_a_non_data_dir() {
+fn init_refuses_to_overwrite_and_server_refuses_a_non_data_dir() -> Result<()> {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d");
-    init(&data);
+    init(&data)?;
     let out = Command::new(bin())
         .arg("init")
         .arg("--data")
@@ -120,11 +122,12 @@ fn init_refuses_to_overwrite_and_server_refuses_a_non_data_dir() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("hadr init"));
+    Ok(())
 }
 
 #[test]
-fn a_second_server_on_the_same_directory_is_refused() {
-    let s = Server::start(&[]);
+fn a_second_server_on_the_same_directory_is_refused() -> Result<()> {
+    let s = start(&[])?;
     let out = Command::new(bin())
         .args([
             "server",
@@ -143,17 +146,18 @@ fn a_second_server_on_the_same_directory_is_refused() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn newer_format_version_is_refused_and_data_survives() {
-    let mut s = Server::start(&[]);
+async fn newer_format_version_is_refused_and_data_survives() -> Result<()> {
+    let mut s = start(&[])?;
     s.client()
-        .await
+        .await?
         .batch_execute("CREATE TABLE t(v); INSERT INTO t VALUES ('precious');")
         .await
         .unwrap();
-    s.stop();
+    s.stop()?;
     let control = s.dir.join("control.json");
     let original = std::fs::read_to_string(&control).unwrap();
     std::fs::write(
@@ -175,27 +179,28 @@ async fn newer_format_version_is_refused_and_data_survives() {
     );
     // Nothing was touched: restoring the file brings the data back.
     std::fs::write(&control, original).unwrap();
-    s.spawn();
+    s.spawn()?;
     let v: String = s
         .client()
-        .await
+        .await?
         .query_one("SELECT v FROM t", &[])
         .await
         .unwrap()
         .get(0);
     assert_eq!(v, "precious");
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn corrupt_segment_in_the_middle_stops_start_up_naming_segment_and_offset() {
+async fn corrupt_segment_in_the_middle_stops_start_up_naming_segment_and_offset() -> Result<()> {
     // No checkpoint, so recovery must read the whole log after kill -9.
-    let mut s = Server::start(&[
+    let mut s = start(&[
         "--log-segment-size",
         "64KiB",
         "--checkpoint-wal-size",
         "1GiB",
-    ]);
-    let c = s.client().await;
+    ])?;
+    let c = s.client().await?;
     c.batch_execute("CREATE TABLE t(id INTEGER PRIMARY KEY, pad BLOB)")
         .await
         .unwrap();
@@ -242,4 +247,5 @@ async fn corrupt_segment_in_the_middle_stops_start_up_naming_segment_and_offset(
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains(&*name));
+    Ok(())
 }

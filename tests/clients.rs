@@ -7,9 +7,9 @@ use common::*;
 use tokio_postgres::types::Type;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn typed_and_untyped_parameters_and_binary_results() {
-    let s = Server::start(&[]);
-    let c = s.client().await;
+async fn typed_and_untyped_parameters_and_binary_results() -> Result<()> {
+    let s = start(&[])?;
+    let c = s.client().await?;
     c.batch_execute(
         "CREATE TABLE v(id INTEGER PRIMARY KEY, i INTEGER, b BIGINT, f REAL, d DOUBLE PRECISION, t TEXT, vc VARCHAR(10),
                         bl BLOB, by BYTEA, ok BOOLEAN, n NUMERIC, ts TIMESTAMP, dt DATE, js JSON)",
@@ -91,12 +91,13 @@ async fn typed_and_untyped_parameters_and_binary_results() {
     };
     assert_eq!(r.get(0), Some("t"));
     assert_eq!(r.get(1), Some("\\x000102ff"));
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn large_blobs_of_several_mib() {
-    let s = Server::start(&[]);
-    let c = s.client().await;
+async fn large_blobs_of_several_mib() -> Result<()> {
+    let s = start(&[])?;
+    let c = s.client().await?;
     c.batch_execute("CREATE TABLE big(id INTEGER PRIMARY KEY, data BLOB)")
         .await
         .unwrap();
@@ -119,12 +120,13 @@ async fn large_blobs_of_several_mib() {
         .unwrap()
         .get(0);
     assert_eq!(len, blob.len() as i64);
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn transactions_prepared_statements_and_portals() {
-    let s = Server::start(&[]);
-    let mut c = s.client().await;
+async fn transactions_prepared_statements_and_portals() -> Result<()> {
+    let s = start(&[])?;
+    let mut c = s.client().await?;
     c.batch_execute("CREATE TABLE acct(id INTEGER PRIMARY KEY, bal INTEGER NOT NULL)")
         .await
         .unwrap();
@@ -182,12 +184,13 @@ async fn transactions_prepared_statements_and_portals() {
             .get::<_, i64>(0),
         1
     );
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancel_request_stops_a_running_query() {
-    let s = Server::start(&[]);
-    let c = s.client().await;
+async fn cancel_request_stops_a_running_query() -> Result<()> {
+    let s = start(&[])?;
+    let c = s.client().await?;
     let token = c.cancel_token();
     let started = std::time::Instant::now();
     let canceller = tokio::spawn(async move {
@@ -210,11 +213,12 @@ async fn cancel_request_stops_a_running_query() {
             .get::<_, i64>(0),
         2
     );
+    Ok(())
 }
 
 #[test]
-fn pgbench_runs_clean_and_money_is_conserved() {
-    let s = Server::start(&[]);
+fn pgbench_runs_clean_and_money_is_conserved() -> Result<()> {
+    let s = start(&[])?;
     let (ok, _, err) = psql(
         &s.conninfo(),
         &[],
@@ -249,4 +253,5 @@ fn pgbench_runs_clean_and_money_is_conserved() {
     }
     let (_, out, _) = psql(&s.conninfo(), &["-A", "-t"], "SELECT (SELECT sum(abalance) FROM accounts) = (SELECT sum(delta) FROM history), (SELECT count(*) FROM history) > 300;");
     assert_eq!(out.trim(), "t|t", "balances and history disagree: {out}");
+    Ok(())
 }

@@ -5,9 +5,9 @@ use common::*;
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_hundred_sessions_mix_reads_and_writes_without_busy_errors() {
-    let s = Server::start(&[]);
-    let c = s.client().await;
+async fn two_hundred_sessions_mix_reads_and_writes_without_busy_errors() -> Result<()> {
+    let s = start(&[])?;
+    let c = s.client().await?;
     c.batch_execute("CREATE TABLE hits(id INTEGER PRIMARY KEY, session INTEGER, n INTEGER); CREATE TABLE ctr(id INTEGER PRIMARY KEY, v INTEGER); INSERT INTO ctr VALUES (1, 0);")
         .await
         .unwrap();
@@ -15,7 +15,7 @@ async fn two_hundred_sessions_mix_reads_and_writes_without_busy_errors() {
     for sess in 0..200i64 {
         let ci = s.conninfo();
         tasks.push(tokio::spawn(async move {
-            let c = connect(&ci).await;
+            let c = connect(&ci).await.unwrap();
             for n in 0..10i64 {
                 // Autocommit writes must never fail with busy.
                 c.execute("INSERT INTO hits(session, n) VALUES ($1, $2)", &[&sess, &n])
@@ -54,13 +54,14 @@ async fn two_hundred_sessions_mix_reads_and_writes_without_busy_errors() {
         .get(0);
     assert_eq!(total, 2000);
     assert_eq!(v, 2000, "lost updates");
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn write_conflict_after_a_read_is_40001_not_a_hang() {
-    let s = Server::start(&[]);
-    let a = s.client().await;
-    let b = s.client().await;
+async fn write_conflict_after_a_read_is_40001_not_a_hang() -> Result<()> {
+    let s = start(&[])?;
+    let a = s.client().await?;
+    let b = s.client().await?;
     a.batch_execute(
         "CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER); INSERT INTO t VALUES (1, 0);",
     )
@@ -98,13 +99,14 @@ async fn write_conflict_after_a_read_is_40001_not_a_hang() {
         .unwrap()
         .get(0);
     assert_eq!(v, 6);
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idle_in_transaction_session_releases_the_write_lock() {
-    let s = Server::start(&["--idle-in-transaction-timeout", "1s"]);
-    let a = s.client().await;
-    let b = s.client().await;
+async fn idle_in_transaction_session_releases_the_write_lock() -> Result<()> {
+    let s = start(&["--idle-in-transaction-timeout", "1s"])?;
+    let a = s.client().await?;
+    let b = s.client().await?;
     a.batch_execute("CREATE TABLE t(id INTEGER PRIMARY KEY)")
         .await
         .unwrap();
@@ -127,4 +129,5 @@ async fn idle_in_transaction_session_releases_the_write_lock() {
         .unwrap()
         .get(0);
     assert_eq!(n, 1);
+    Ok(())
 }

@@ -9,7 +9,7 @@ use common::*;
 use std::process::Command;
 
 #[test]
-fn the_demo_switches_roles_twice_and_loses_nothing() {
+fn the_demo_switches_roles_twice_and_loses_nothing() -> Result<()> {
     let out = Command::new(bin())
         .args(["demo", "--no-wait", "--seconds", "3", "--port", "0"])
         .output()
@@ -30,4 +30,5 @@ fn the_demo_switches_roles_twice_and_loses_nothing() {
     ] {
         assert!(stdout.contains(want), "no {want:?} in:\n{stdout}");
     }
+    Ok(())
 }

@@ -7,6 +7,7 @@
 //! so delay is not tested here.
 
 mod common;
+use anyhow::Context;
 use common::*;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -158,10 +159,15 @@ impl Drop for Netns {
 
 /// Primary in the root namespace, standby in `ns`; returns the primary and
 /// the standby's admin address once the pair is in PEER.
-fn pair(ns: &mut Netns, mode: &str, window: &str, tmp: &std::path::Path) -> (Server, String) {
+async fn pair(
+    ns: &mut Netns,
+    mode: &str,
+    window: &str,
+    tmp: &std::path::Path,
+) -> Result<(Server, String)> {
     let p_local = format!("{}:{}", ns.root_ip, free_port());
     let s_local = format!("{}:{}", ns.ns_ip, 9433);
-    let primary = Server::start(&[
+    let primary = start(&[
         "--role",
         "primary",
         "--hadr-syncmode",
@@ -174,9 +180,9 @@ fn pair(ns: &mut Netns, mode: &str, window: &str, tmp: &std::path::Path) -> (Ser
         &p_local,
         "--hadr-target-list",
         &s_local,
-    ]);
+    ])?;
     let sdir = tmp.join("standby");
-    clone_to(&p_local, &sdir);
+    clone_to(&p_local, &sdir)?;
     let s_admin = format!("{}:8433", ns.ns_ip);
     let args: Vec<String> = [
         "server",
@@ -199,38 +205,33 @@ fn pair(ns: &mut Netns, mode: &str, window: &str, tmp: &std::path::Path) -> (Ser
     .map(|s| s.to_string())
     .collect();
     ns.spawn(&args, &tmp.join("standby.log"));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let st = primary.status();
-        if st["hadr"]["standbys"][0]["hadr_state"] == "PEER" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no PEER: {st}\n{}",
-            std::fs::read_to_string(tmp.join("standby.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (primary, s_admin)
+    primary
+        .wait_for("PEER", Duration::from_secs(30), |st| {
+            st.principal()
+                .is_some_and(|s| s.hadr_state == PairState::Peer)
+        })
+        .await
+        .with_context(|| std::fs::read_to_string(tmp.join("standby.log")).unwrap_or_default())?;
+    Ok((primary, s_admin))
 }
 
 /// Create the table and let heartbeats renew the peer-window promise.
-async fn prepare(primary: &Server) {
-    let c = primary.client().await;
+async fn prepare(primary: &Server) -> Result<()> {
+    let c = primary.client().await?;
     c.batch_execute("CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY)")
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(800)).await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn black_holed_standby_blocks_commits_for_hadr_timeout_then_they_continue() {
+async fn black_holed_standby_blocks_commits_for_hadr_timeout_then_they_continue() -> Result<()> {
     let tmp = tempfile::tempdir().unwrap();
     let mut ns = Netns::new(41);
-    let (primary, _) = pair(&mut ns, "NEARSYNC", "0", tmp.path());
-    prepare(&primary).await;
-    let c = primary.client().await;
+    let (primary, _) = pair(&mut ns, "NEARSYNC", "0", tmp.path()).await?;
+    prepare(&primary).await?;
+    let c = primary.client().await?;
     ns.black_hole();
     let started = Instant::now();
     c.execute("INSERT INTO t VALUES (1)", &[]).await.unwrap();
@@ -244,24 +245,27 @@ async fn black_holed_standby_blocks_commits_for_hadr_timeout_then_they_continue(
         blocked <= Duration::from_millis(2500),
         "commit blocked {blocked:?}, more than hadr_timeout allows"
     );
-    let st = primary.status();
+    let st = primary.status().await?;
     assert_eq!(
-        st["hadr"]["standbys"][0]["hadr_state"], "REMOTE_CATCHUP_PENDING",
-        "{st}"
+        st.principal().map(|s| s.hadr_state),
+        Some(PairState::RemoteCatchupPending),
+        "{}",
+        brief(&st)
     );
     // Later commits do not wait at all.
     let started = Instant::now();
     c.execute("INSERT INTO t VALUES (2)", &[]).await.unwrap();
     assert!(started.elapsed() < Duration::from_millis(500));
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_a_peer_window_commits_block_at_most_timeout_plus_window() {
+async fn with_a_peer_window_commits_block_at_most_timeout_plus_window() -> Result<()> {
     let tmp = tempfile::tempdir().unwrap();
     let mut ns = Netns::new(42);
-    let (primary, _) = pair(&mut ns, "SYNC", "3s", tmp.path());
-    prepare(&primary).await;
-    let c = primary.client().await;
+    let (primary, _) = pair(&mut ns, "SYNC", "3s", tmp.path()).await?;
+    prepare(&primary).await?;
+    let c = primary.client().await?;
     ns.black_hole();
     let started = Instant::now();
     c.execute("INSERT INTO t VALUES (1)", &[]).await.unwrap();
@@ -274,11 +278,14 @@ async fn with_a_peer_window_commits_block_at_most_timeout_plus_window() {
         blocked <= Duration::from_millis(1000 + 3000 + 1500),
         "commit blocked {blocked:?} > hadr_timeout + hadr_peer_window"
     );
-    let st = primary.status();
+    let st = primary.status().await?;
     assert_eq!(
-        st["hadr"]["standbys"][0]["hadr_state"], "REMOTE_CATCHUP_PENDING",
-        "{st}"
+        st.principal().map(|s| s.hadr_state),
+        Some(PairState::RemoteCatchupPending),
+        "{}",
+        brief(&st)
     );
+    Ok(())
 }
 
 /// The primary's host vanishes (black hole, no reset) while clients commit in
@@ -288,13 +295,13 @@ async fn with_a_peer_window_commits_block_at_most_timeout_plus_window() {
 /// meets the new epoch, stops writing, and rejoins as a standby; the nodes
 /// verify identical.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_partitioned_primary_is_fenced_when_the_link_heals() {
+async fn a_partitioned_primary_is_fenced_when_the_link_heals() -> Result<()> {
     use std::collections::BTreeSet;
     use std::sync::{Arc, Mutex};
     let tmp = tempfile::tempdir().unwrap();
     let mut ns = Netns::new(43);
-    let (primary, s_admin) = pair(&mut ns, "SYNC", "20s", tmp.path());
-    let c = primary.client().await;
+    let (primary, s_admin) = pair(&mut ns, "SYNC", "20s", tmp.path()).await?;
+    let c = primary.client().await?;
     c.batch_execute("CREATE TABLE acked(id INTEGER PRIMARY KEY, pad BLOB)")
         .await
         .unwrap();
@@ -330,13 +337,12 @@ async fn a_partitioned_primary_is_fenced_when_the_link_heals() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // The old primary still runs and has not heard of it: its commits block.
-    assert_eq!(primary.status()["role"], "primary");
+    assert_eq!(primary.status().await?.role, NodeRole::Primary);
     ns.heal();
     let healed = Instant::now();
     loop {
         // Unreachable counts as stopped: a fenced node restarts as a standby.
-        let st = std::panic::catch_unwind(|| primary.status()).ok();
-        if st.is_none_or(|s| s["writable"] == false) {
+        if !primary.status().await.is_ok_and(|s| s.writable) {
             break;
         }
         assert!(
@@ -362,27 +368,17 @@ async fn a_partitioned_primary_is_fenced_when_the_link_heals() {
     .await
     .unwrap();
     tokio::spawn(conn);
-    let present = acked_ids(&nc).await;
+    let present = acked_ids(&nc).await?;
     let want = acked.lock().unwrap().clone();
     assert!(want.len() > 20, "load barely ran: {}", want.len());
     let missing: Vec<_> = want.difference(&present).take(10).collect();
     assert!(missing.is_empty(), "lost acknowledged commits: {missing:?}");
     // The old primary rejoins by itself and the nodes are identical.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let st = std::panic::catch_unwind(|| primary.status()).ok();
-        if st.is_some_and(|s| {
-            s["role"] == "standby" && s["hadr"]["hadr_connect_status"] == "CONNECTED"
-        }) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "old primary did not rejoin: {}",
-            primary.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    primary
+        .wait_for("the old primary rejoined", Duration::from_secs(60), |s| {
+            s.follows()
+        })
+        .await?;
     nc.execute("INSERT INTO acked(id) VALUES (-1)", &[])
         .await
         .unwrap();
@@ -404,4 +400,5 @@ async fn a_partitioned_primary_is_fenced_when_the_link_heals() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    Ok(())
 }

@@ -5,8 +5,8 @@ mod common;
 use common::*;
 
 #[test]
-fn psql_end_to_end() {
-    let s = Server::start(&[]);
+fn psql_end_to_end() -> Result<()> {
+    let s = start(&[])?;
     let ci = s.conninfo();
     let (ok, out, err) = psql(
         &ci,
@@ -78,11 +78,12 @@ SELECT name FROM t WHERE score = 4;
     // COMMIT of a failed block reports ROLLBACK, as in PostgreSQL.
     let (_, out, _) = psql(&ci, &[], "\\set QUIET off\nBEGIN;\nSELECT nope;\nCOMMIT;\n");
     assert!(out.contains("ROLLBACK"), "{out}");
+    Ok(())
 }
 
 #[test]
-fn psql_command_tags_and_settings() {
-    let s = Server::start(&[]);
+fn psql_command_tags_and_settings() -> Result<()> {
+    let s = start(&[])?;
     let (ok, out, err) = psql(
         &s.conninfo(),
         &["-v", "ON_ERROR_STOP=1"],
@@ -103,28 +104,27 @@ fn psql_command_tags_and_settings() {
     ] {
         assert!(out.contains(tag), "missing {tag:?} in:\n{out}");
     }
+    Ok(())
 }
 
-#[test]
-fn status_endpoint_and_health_checks() {
-    let s = Server::start(&[]);
+#[tokio::test]
+async fn status_endpoint_and_health_checks() -> Result<()> {
+    let s = start(&[])?;
     let (ok, _, err) = psql(
         &s.conninfo(),
         &[],
         "CREATE TABLE x(a); INSERT INTO x VALUES (1);",
     );
     assert!(ok, "{err}");
-    let (code, body) = s.admin_get("/status");
-    assert_eq!(code, 200);
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(v["role"], "standard");
-    assert_eq!(v["epoch"], 1);
-    assert!(v["log"]["end_lsn"].as_u64().unwrap() > 0);
-    assert_eq!(v["log"]["end_lsn"], v["log"]["flushed_lsn"]);
-    assert_eq!(v["page_hash"]["hash"].as_str().unwrap().len(), 64);
-    assert_eq!(s.admin_get("/primary").0, 200);
-    assert_eq!(s.admin_get("/standby").0, 503);
-    let (_, metrics) = s.admin_get("/metrics");
+    let v = s.admin().status().await?;
+    assert_eq!(v.role, NodeRole::Standard);
+    assert_eq!(v.epoch, 1);
+    assert!(v.log.end_lsn > 0);
+    assert_eq!(v.log.end_lsn, v.log.flushed_lsn);
+    assert_eq!(v.page_hash.map(|h| h.hash.len()), Some(64));
+    assert!(s.admin().is_primary().await?);
+    assert!(!s.admin().is_standby().await?);
+    let metrics = s.admin().metrics().await?;
     assert!(
         metrics.contains("hadr_commits_total 1") || metrics.contains("hadr_commits_total 2"),
         "{metrics}"
@@ -136,11 +136,12 @@ fn status_endpoint_and_health_checks() {
         .unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("standard"));
+    Ok(())
 }
 
 #[test]
-fn refused_statements_and_implicit_transactions() {
-    let s = Server::start(&[]);
+fn refused_statements_and_implicit_transactions() -> Result<()> {
+    let s = start(&[])?;
     let ci = s.conninfo();
     let (_, _, err) = psql(&ci, &["-c", "ATTACH DATABASE '/tmp/x.db' AS x"], "");
     assert!(err.contains("0A000"), "{err}");
@@ -165,35 +166,37 @@ fn refused_statements_and_implicit_transactions() {
         "0",
         "the first statement of a failed query string was kept"
     );
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_ends_sessions_with_57p01_and_frees_the_port() {
-    let mut s = Server::start(&[]);
-    let c = s.client().await;
+async fn sigterm_ends_sessions_with_57p01_and_frees_the_port() -> Result<()> {
+    let mut s = start(&[])?;
+    let c = s.client().await?;
     c.batch_execute("CREATE TABLE t(v); INSERT INTO t VALUES (1);")
         .await
         .unwrap();
     let port = s.port;
-    assert_eq!(s.stop().code(), Some(0));
+    assert_eq!(s.stop()?.code(), Some(0));
     let e = c.simple_query("SELECT 1").await.unwrap_err();
     let fatal = e.code().map(|c| c.code().to_string());
     assert!(fatal.as_deref() == Some("57P01") || e.is_closed(), "{e:?}");
     std::net::TcpListener::bind(("127.0.0.1", port)).expect("the port was not freed");
-    s.spawn();
+    s.spawn()?;
     let n: i64 = s
         .client()
-        .await
+        .await?
         .query_one("SELECT count(*) FROM t", &[])
         .await
         .unwrap()
         .get(0);
     assert_eq!(n, 1);
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psql_refused_over_max_connections_says_why() {
-    let s = Server::start(&["--max-connections", "1"]);
+    let s = start(&["--max-connections", "1"]).expect("the server starts");
     let ci = s.conninfo();
     // The one slot, once the harness's readiness probe has given its back.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);

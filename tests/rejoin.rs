@@ -6,44 +6,33 @@
 
 mod common;
 use common::*;
+use hadr_admin_api::Writes;
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-fn status(admin: u16) -> Option<serde_json::Value> {
-    let (code, body) = std::panic::catch_unwind(|| http_get(admin, "/status?hash=false")).ok()?;
-    if code != 200 {
-        return None;
-    }
-    serde_json::from_str(&body).ok()
+/// Wait up to `secs` until `f` holds for the node's status.
+async fn wait_for(
+    node: &Server,
+    what: &str,
+    secs: u64,
+    f: impl Fn(&Status) -> bool,
+) -> Result<Status> {
+    node.wait_for(what, Duration::from_secs(secs), f).await
 }
 
-/// Wait until `f` holds for the node's status.
-fn wait_for(admin: u16, what: &str, secs: u64, f: impl Fn(&serde_json::Value) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(st) = status(admin) {
-            if f(&st) {
-                return;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what} on admin port {admin}: {:?}",
-            status(admin)
-        );
-        std::thread::sleep(Duration::from_millis(25));
-    }
+fn is_primary(st: &Status) -> bool {
+    st.is_writable_primary()
 }
 
-fn is_primary(st: &serde_json::Value) -> bool {
-    st["role"] == "primary" && st["writable"] == true
+fn follows(st: &Status) -> bool {
+    st.follows()
 }
 
-fn follows(st: &serde_json::Value) -> bool {
-    st["role"] == "standby" && st["hadr"]["hadr_connect_status"] == "CONNECTED"
+fn in_peer(st: &Status) -> bool {
+    st.principal()
+        .is_some_and(|s| s.hadr_state == PairState::Peer)
 }
 
 fn takeover(admin: u16, flags: &[&str]) -> (bool, String) {
@@ -70,21 +59,21 @@ struct Pair {
 }
 
 /// A primary A and a standby B cloned from it.
-fn pair(mode: &str, a_extra: &[&str], b_extra: &[&str]) -> Pair {
-    let a_local = format!("127.0.0.1:{}", free_port());
-    let b_local = format!("127.0.0.1:{}", free_port());
+async fn pair(mode: &str, a_extra: &[&str], b_extra: &[&str]) -> Result<Pair> {
+    let a_local = repl_addr();
+    let b_local = repl_addr();
     let mut a_args = hadr_args(&a_local, &b_local, &["--hadr-syncmode", mode]);
     a_args.extend(["--role".to_string(), "primary".to_string()]);
     a_args.extend(a_extra.iter().map(|s| s.to_string()));
-    let a = Server::start_with(a_args);
-    let tmp = tempfile::tempdir().unwrap();
+    let a = start_with(a_args)?;
+    let tmp = tempfile::tempdir()?;
     let bdir = tmp.path().join("b");
-    clone_to(&a_local, &bdir);
+    clone_to(&a_local, &bdir)?;
     let mut b_args = hadr_args(&b_local, &a_local, &["--hadr-syncmode", mode]);
     b_args.extend(b_extra.iter().map(|s| s.to_string()));
-    let b = Server::on_dir(bdir, &b_args);
-    wait_for(b.admin, "B following A", 30, follows);
-    Pair { a, b, _tmp: tmp }
+    let b = on_dir(bdir, &b_args)?;
+    wait_for(&b, "B following A", 30, follows).await?;
+    Ok(Pair { a, b, _tmp: tmp })
 }
 
 async fn count(c: &tokio_postgres::Client, sql: &str) -> i64 {
@@ -92,7 +81,7 @@ async fn count(c: &tokio_postgres::Client, sql: &str) -> i64 {
 }
 
 /// Try writes on `node` until it is a standby following its primary; none may succeed.
-async fn never_writes_until_standby(node: &Server) {
+async fn never_writes_until_standby(node: &Server) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut refused = 0;
     loop {
@@ -121,7 +110,7 @@ async fn never_writes_until_standby(node: &Server) {
                 }
             }
         }
-        if status(node.admin).is_some_and(|s| follows(&s)) {
+        if node.status().await.is_ok_and(|s| follows(&s)) {
             break;
         }
         assert!(
@@ -132,14 +121,15 @@ async fn never_writes_until_standby(node: &Server) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(refused > 0, "no write was even attempted");
+    Ok(())
 }
 
 /// ASYNC primary A with records B never received (B was down), killed;
 /// B forced to take over and written to; A restarted. A must refuse writes,
 /// fence itself, rewind (or re-clone) and follow B; both verify identical.
-async fn diverged_old_primary(b_extra: &[&str], expect_reclone: bool, a_force: bool) {
-    let mut p = pair("ASYNC", &[], b_extra);
-    let a = p.a.client().await;
+async fn diverged_old_primary(b_extra: &[&str], expect_reclone: bool, a_force: bool) -> Result<()> {
+    let mut p = pair("ASYNC", &[], b_extra).await?;
+    let a = p.a.client().await?;
     a.batch_execute(
         "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);
          WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM s WHERE i < 3000)
@@ -147,7 +137,7 @@ async fn diverged_old_primary(b_extra: &[&str], expect_reclone: bool, a_force: b
     )
     .await
     .unwrap();
-    verify_nodes(p.a.admin, p.b.admin);
+    verify_nodes(p.a.admin, p.b.admin)?;
     // Records B never gets: B is down while A commits them.
     p.b.kill9();
     a.batch_execute(
@@ -159,8 +149,8 @@ async fn diverged_old_primary(b_extra: &[&str], expect_reclone: bool, a_force: b
     .unwrap();
     drop(a);
     p.a.kill9();
-    p.b.spawn();
-    wait_for(p.b.admin, "B disconnected", 30, |s| s["role"] == "standby");
+    p.b.spawn()?;
+    wait_for(&p.b, "B disconnected", 30, |s| s.role == NodeRole::Standby).await?;
     // A graceful takeover needs the primary; a peer-window-only one needs a window.
     let (ok, out) = takeover(p.b.admin, &[]);
     assert!(!ok, "graceful takeover without a primary succeeded: {out}");
@@ -168,11 +158,10 @@ async fn diverged_old_primary(b_extra: &[&str], expect_reclone: bool, a_force: b
     assert!(!ok && out.contains("peer"), "{out}");
     let (ok, out) = takeover(p.b.admin, &["--force"]);
     assert!(ok, "forced takeover failed: {out}\n{}", p.b.log());
-    wait_for(p.b.admin, "B primary", 30, is_primary);
-    let st = status(p.b.admin).unwrap();
-    assert_eq!(st["epoch"], 2, "{st}");
-    assert_eq!(st["epoch_history"].as_array().unwrap().len(), 2, "{st}");
-    let b = p.b.client().await;
+    let st = wait_for(&p.b, "B primary", 30, is_primary).await?;
+    assert_eq!(st.epoch, 2, "{}", brief(&st));
+    assert_eq!(st.epoch_history.len(), 2, "{:?}", st.epoch_history);
+    let b = p.b.client().await?;
     b.batch_execute(
         "UPDATE t SET v = 'new ' || id WHERE id % 5 = 0;
          WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM s WHERE i < 2000)
@@ -190,12 +179,12 @@ async fn diverged_old_primary(b_extra: &[&str], expect_reclone: bool, a_force: b
             .await
             .unwrap();
         }
-        let st = status(p.b.admin).unwrap();
-        let start = st["log"]["start_lsn"].as_u64().unwrap();
-        let takeover_lsn = st["epoch_history"][1]["start_lsn"].as_u64().unwrap();
+        let st = p.b.status().await?;
+        let start = st.log.start_lsn;
+        let takeover_lsn = st.epoch_history[1].start_lsn;
         assert!(
             start > takeover_lsn,
-            "B's log still reaches back to the takeover point ({start} <= {takeover_lsn}): {st}"
+            "B's log still reaches back to the takeover point ({start} <= {takeover_lsn})"
         );
     }
     // The old primary comes back while the new one runs (with --force, the
@@ -203,9 +192,9 @@ async fn diverged_old_primary(b_extra: &[&str], expect_reclone: bool, a_force: b
     if a_force {
         p.a.extra.push("--force".into());
     }
-    p.a.spawn();
-    never_writes_until_standby(&p.a).await;
-    wait_for(p.a.admin, "A following B", 60, follows);
+    p.a.spawn()?;
+    never_writes_until_standby(&p.a).await?;
+    wait_for(&p.a, "A following B", 60, follows).await?;
     let log = p.a.log();
     assert!(log.contains("FENCED"), "{log}");
     if expect_reclone {
@@ -219,14 +208,14 @@ async fn diverged_old_primary(b_extra: &[&str], expect_reclone: bool, a_force: b
     }) {
         eprintln!("old primary: {line}");
     }
-    let st = status(p.a.admin).unwrap();
-    assert_eq!(st["epoch"], 2, "{st}");
+    let st = p.a.status().await?;
+    assert_eq!(st.epoch, 2, "{}", brief(&st));
     b.execute("INSERT INTO t(v) VALUES ('after rejoin')", &[])
         .await
         .unwrap();
-    verify_nodes(p.a.admin, p.b.admin);
+    verify_nodes(p.a.admin, p.b.admin)?;
     // A's unshipped records are gone; B's are there.
-    let a = p.a.client().await;
+    let a = p.a.client().await?;
     assert_eq!(
         count(&a, "SELECT count(*) FROM t WHERE v LIKE 'lost%'").await,
         0
@@ -241,7 +230,7 @@ async fn diverged_old_primary(b_extra: &[&str], expect_reclone: bool, a_force: b
     );
     // The offline check passes too.
     drop(a);
-    p.a.stop();
+    p.a.stop()?;
     let out = Command::new(bin())
         .args(["verify", "--data"])
         .arg(&p.a.dir)
@@ -252,32 +241,35 @@ async fn diverged_old_primary(b_extra: &[&str], expect_reclone: bool, a_force: b
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn diverged_old_primary_rewinds_and_rejoins() {
-    diverged_old_primary(&[], false, false).await;
+async fn diverged_old_primary_rewinds_and_rejoins() -> Result<()> {
+    diverged_old_primary(&[], false, false).await?;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_old_primary_started_with_force_is_still_fenced() {
-    diverged_old_primary(&[], false, true).await;
+async fn an_old_primary_started_with_force_is_still_fenced() -> Result<()> {
+    diverged_old_primary(&[], false, true).await?;
+    Ok(())
 }
 
 /// A primary restarted without its standby accepts no writes until the
 /// standby is back; `--force` waives the wait once its peers were asked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn start_up_rule_waits_for_the_standby_and_force_waives_it() {
-    let mut p = pair("NEARSYNC", &[], &[]);
+async fn start_up_rule_waits_for_the_standby_and_force_waives_it() -> Result<()> {
+    let mut p = pair("NEARSYNC", &[], &[]).await?;
     p.a.client()
-        .await
+        .await?
         .batch_execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
         .await
         .unwrap();
-    p.b.stop();
-    p.a.stop();
-    p.a.spawn();
-    let a = p.a.client().await;
+    p.b.stop()?;
+    p.a.stop()?;
+    p.a.spawn()?;
+    let a = p.a.client().await?;
     let e = a
         .execute("INSERT INTO t(v) VALUES ('alone')", &[])
         .await
@@ -291,30 +283,31 @@ async fn start_up_rule_waits_for_the_standby_and_force_waives_it() {
         .unwrap()
         .get(0);
     assert_eq!(ro, "on");
-    let st = status(p.a.admin).unwrap();
-    assert_eq!(st["writes"]["state"], "awaiting_standby", "{st}");
-    assert_eq!(p.a.admin_get("/primary").0, 503);
+    let st = p.a.status().await?;
+    assert_eq!(st.writes, Writes::AwaitingStandby, "{}", brief(&st));
+    assert!(!p.a.admin().is_primary().await?);
     // The standby comes back: writes open.
-    p.b.spawn();
-    wait_for(p.a.admin, "writable", 30, is_primary);
+    p.b.spawn()?;
+    wait_for(&p.a, "writable", 30, is_primary).await?;
     a.execute("INSERT INTO t(v) VALUES ('with standby')", &[])
         .await
         .unwrap();
     // Alone again, with --force: writable once the (unreachable) peer was asked.
-    p.b.stop();
-    p.a.stop();
+    p.b.stop()?;
+    p.a.stop()?;
     p.a.extra.push("--force".into());
-    p.a.spawn();
-    wait_for(p.a.admin, "writable with --force", 30, is_primary);
+    p.a.spawn()?;
+    wait_for(&p.a, "writable with --force", 30, is_primary).await?;
     p.a.client()
-        .await
+        .await?
         .execute("INSERT INTO t(v) VALUES ('forced')", &[])
         .await
         .unwrap();
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn diverged_old_primary_recloned_when_the_new_primary_log_is_gone() {
+async fn diverged_old_primary_recloned_when_the_new_primary_log_is_gone() -> Result<()> {
     diverged_old_primary(
         &[
             "--log-segment-size",
@@ -327,23 +320,22 @@ async fn diverged_old_primary_recloned_when_the_new_primary_log_is_gone() {
         true,
         false,
     )
-    .await;
+    .await?;
+    Ok(())
 }
 
 /// kill -9 of the primary under load, then `takeover --force
 /// --peer-window-only` on the standby: every acknowledged commit is there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn peer_window_only_forced_takeover_loses_no_acknowledged_commit() {
+async fn peer_window_only_forced_takeover_loses_no_acknowledged_commit() -> Result<()> {
     for mode in ["SYNC", "NEARSYNC"] {
-        let mut p = pair(mode, &["--hadr-peer-window", "20s"], &[]);
+        let mut p = pair(mode, &["--hadr-peer-window", "20s"], &[]).await?;
         p.a.client()
-            .await
+            .await?
             .batch_execute("CREATE TABLE acked(id INTEGER PRIMARY KEY, pad BLOB)")
             .await
             .unwrap();
-        wait_for(p.a.admin, "PEER", 30, |s| {
-            s["hadr"]["standbys"][0]["hadr_state"] == "PEER"
-        });
+        wait_for(&p.a, "PEER", 30, in_peer).await?;
         let acked: Arc<Mutex<BTreeSet<i64>>> = Arc::default();
         let writers: Vec<_> = (0..4)
             .map(|w| tokio::spawn(acked_writer(p.a.conninfo(), acked.clone(), w * 1_000_000)))
@@ -356,10 +348,10 @@ async fn peer_window_only_forced_takeover_loses_no_acknowledged_commit() {
         let started = Instant::now();
         let (ok, out) = takeover(p.b.admin, &["--force", "--peer-window-only"]);
         assert!(ok, "{mode}: {out}\n{}", p.b.log());
-        wait_for(p.b.admin, "B primary", 30, is_primary);
+        wait_for(&p.b, "B primary", 30, is_primary).await?;
         let took = started.elapsed();
-        let b = p.b.client().await;
-        let present = acked_ids(&b).await;
+        let b = p.b.client().await?;
+        let present = acked_ids(&b).await?;
         let want = acked.lock().unwrap().clone();
         assert!(want.len() > 50, "{mode}: load barely ran ({})", want.len());
         let missing: Vec<_> = want.difference(&present).collect();
@@ -376,34 +368,38 @@ async fn peer_window_only_forced_takeover_loses_no_acknowledged_commit() {
             want.len()
         );
     }
+    Ok(())
 }
 
 /// A primary that meets a newer epoch stops writing within one heartbeat:
 /// here the standby is forced to take over while the primary still runs.
 /// The old primary then rejoins as a standby by itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_primary_that_sees_a_newer_epoch_stops_writing() {
-    let p = pair("NEARSYNC", &[], &[]);
-    let a = p.a.client().await;
+async fn a_primary_that_sees_a_newer_epoch_stops_writing() -> Result<()> {
+    let p = pair("NEARSYNC", &[], &[]).await?;
+    let a = p.a.client().await?;
     a.batch_execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
         .await
         .unwrap();
-    wait_for(p.a.admin, "PEER", 30, |s| {
-        s["hadr"]["standbys"][0]["hadr_state"] == "PEER"
-    });
+    wait_for(&p.a, "PEER", 30, in_peer).await?;
     let (ok, out) = takeover(p.b.admin, &["--force"]);
     assert!(ok, "{out}");
     // From B's first moment as primary, A must stop within one heartbeat
     // (hadr_timeout 1s / 4) plus scheduling slack.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !status(p.b.admin).is_some_and(|s| s["role"] == "primary") {
+    while !p
+        .b
+        .status()
+        .await
+        .is_ok_and(|s| s.role == NodeRole::Primary)
+    {
         assert!(Instant::now() < deadline, "B never became primary");
-        std::thread::sleep(Duration::from_millis(5));
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let b_up = Instant::now();
     loop {
-        match status(p.a.admin) {
-            Some(s) if s["writable"] == true => {}
+        match p.a.status().await {
+            Ok(s) if s.writable => {}
             _ => break,
         }
         assert!(
@@ -411,7 +407,7 @@ async fn a_primary_that_sees_a_newer_epoch_stops_writing() {
             "A still writable {} ms after B became primary",
             b_up.elapsed().as_millis()
         );
-        std::thread::sleep(Duration::from_millis(5));
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let fenced_after = b_up.elapsed();
     assert!(
@@ -423,32 +419,31 @@ async fn a_primary_that_sees_a_newer_epoch_stops_writing() {
         .execute("INSERT INTO t(v) VALUES ('x')", &[])
         .await
         .is_err());
-    never_writes_until_standby(&p.a).await;
-    verify_nodes(p.a.admin, p.b.admin);
+    never_writes_until_standby(&p.a).await?;
+    verify_nodes(p.a.admin, p.b.admin)?;
     eprintln!(
         "old primary fenced {} ms after the new one came up",
         fenced_after.as_millis()
     );
+    Ok(())
 }
 
 /// `POST /fence?epoch=N`: an admin report of a newer epoch stops writes at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_admin_report_of_a_newer_epoch_fences_the_primary() {
-    let p = pair("NEARSYNC", &[], &[]);
-    let a = p.a.client().await;
+async fn an_admin_report_of_a_newer_epoch_fences_the_primary() -> Result<()> {
+    let p = pair("NEARSYNC", &[], &[]).await?;
+    let a = p.a.client().await?;
     a.batch_execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
         .await
         .unwrap();
-    let (code, body) = http_post(p.a.admin, "/fence?epoch=1");
-    assert_eq!(code, 200, "{body}");
-    assert!(body.contains("\"fenced\":false"), "{body}");
+    let answer = p.a.admin().fence(1).await?;
+    assert!(!answer.fenced, "{answer:?}");
     a.execute("INSERT INTO t(v) VALUES ('still primary')", &[])
         .await
         .unwrap();
-    let (code, body) = http_post(p.a.admin, "/fence?epoch=7");
-    assert_eq!(code, 200, "{body}");
-    assert!(body.contains("\"fenced\":true"), "{body}");
-    assert!(body.contains("\"writable\":false"), "{body}");
+    let answer = p.a.admin().fence(7).await?;
+    assert!(answer.fenced, "{answer:?}");
+    assert!(!answer.writable, "{answer:?}");
     let e = a
         .execute("INSERT INTO t(v) VALUES ('x')", &[])
         .await
@@ -460,34 +455,10 @@ async fn an_admin_report_of_a_newer_epoch_fences_the_primary() {
         ),
         "{e:?}"
     );
-    let log_path = p.a.dir.with_extension("log");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !std::fs::read_to_string(&log_path)
-        .unwrap_or_default()
-        .contains("FENCED")
-    {
+    while !p.a.log().contains("FENCED") {
         assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(20));
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let _ = Path::new(&log_path);
-}
-
-fn http_post(port: u16, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    let code = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    (code, body)
+    Ok(())
 }

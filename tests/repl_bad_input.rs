@@ -9,9 +9,9 @@ use std::io::{Read, Write};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn primary(s_local: &str) -> (Server, String) {
-    let p_local = format!("127.0.0.1:{}", free_port());
-    let p = Server::start(&[
+fn primary(s_local: &str) -> Result<(Server, String)> {
+    let p_local = repl_addr();
+    let p = start(&[
         "--role",
         "primary",
         "--hadr-local",
@@ -20,13 +20,14 @@ fn primary(s_local: &str) -> (Server, String) {
         s_local,
         "--hadr-timeout",
         "1s",
-    ]);
-    (p, p_local)
+    ])?;
+    Ok((p, p_local))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn garbage_and_a_newer_protocol_version_are_refused_and_the_primary_serves_on() {
-    let (p, p_local) = primary("127.0.0.1:1");
+async fn garbage_and_a_newer_protocol_version_are_refused_and_the_primary_serves_on() -> Result<()>
+{
+    let (p, p_local) = primary("127.0.0.1:1")?;
     // Garbage: the connection is dropped.
     let mut g = std::net::TcpStream::connect(&p_local).unwrap();
     g.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -63,11 +64,12 @@ async fn garbage_and_a_newer_protocol_version_are_refused_and_the_primary_serves
         }
     }
     // The primary still serves SQL.
-    let c = p.client().await;
+    let c = p.client().await?;
     c.batch_execute("CREATE TABLE t(v); INSERT INTO t VALUES (1);")
         .await
         .unwrap();
     assert!(p.log().contains("refusing replication peer"), "{}", p.log());
+    Ok(())
 }
 
 struct Tmpfs(std::path::PathBuf);
@@ -78,9 +80,9 @@ impl Drop for Tmpfs {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_standby_with_a_full_disk_says_so_and_the_primary_commits_on() {
+async fn a_standby_with_a_full_disk_says_so_and_the_primary_commits_on() -> Result<()> {
     let s_local = format!("127.0.0.1:{}", free_port());
-    let (p, p_local) = primary(&s_local);
+    let (p, p_local) = primary(&s_local)?;
     let tmp = tempfile::tempdir().unwrap();
     let mnt = tmp.path().join("small");
     std::fs::create_dir_all(&mnt).unwrap();
@@ -132,7 +134,7 @@ async fn a_standby_with_a_full_disk_says_so_and_the_primary_commits_on() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut standby = Server::on_dir(
+    let mut standby = on_dir(
         sdir,
         &[
             "--hadr-local",
@@ -145,8 +147,8 @@ async fn a_standby_with_a_full_disk_says_so_and_the_primary_commits_on() {
             "1MiB",
         ]
         .map(String::from),
-    );
-    let c = p.client().await;
+    )?;
+    let c = p.client().await?;
     c.batch_execute("CREATE TABLE big(id INTEGER PRIMARY KEY, b BLOB)")
         .await
         .unwrap();
@@ -162,22 +164,14 @@ async fn a_standby_with_a_full_disk_says_so_and_the_primary_commits_on() {
         "commits stalled on the full standby: {:?}",
         started.elapsed()
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let st = standby.status();
-        let err = st["hadr"]["last_error"]
-            .as_str()
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        if err.contains("space") || err.contains("full") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "standby does not report its full disk: {st}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    standby
+        .wait_for("its full disk reported", Duration::from_secs(20), |st| {
+            st.standby_view()
+                .and_then(|v| v.last_error.as_deref())
+                .map(str::to_ascii_lowercase)
+                .is_some_and(|err| err.contains("space") || err.contains("full"))
+        })
+        .await?;
     let n: i64 = c
         .query_one("SELECT count(*) FROM big", &[])
         .await
@@ -185,4 +179,5 @@ async fn a_standby_with_a_full_disk_says_so_and_the_primary_commits_on() {
         .get(0);
     assert_eq!(n, 40);
     standby.kill9();
+    Ok(())
 }

@@ -3,6 +3,7 @@
 //! replicas, reads on the standby, refusals.
 
 mod common;
+use anyhow::Context;
 use common::*;
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -17,17 +18,19 @@ struct Cluster {
     _tmp: tempfile::TempDir,
 }
 
-/// A primary in `mode` with one standby cloned from it while it serves.
-fn cluster(mode: &str, extra_primary: &[&str]) -> Cluster {
-    let p_local = format!("127.0.0.1:{}", free_port());
-    let s_local = format!("127.0.0.1:{}", free_port());
+/// A primary in `mode` with one standby cloned from it while it serves,
+/// once the standby has caught up: in PEER, or for SUPERASYNC (which never
+/// enters PEER) in REMOTE_CATCHUP with nothing left to send.
+async fn cluster(mode: &str, extra_primary: &[&str]) -> Result<Cluster> {
+    let p_local = repl_addr();
+    let s_local = repl_addr();
     let mut pargs = vec!["--role", "primary", "--hadr-syncmode", mode];
     pargs.extend_from_slice(extra_primary);
-    let primary = Server::start_with(hadr_args(&p_local, &s_local, &pargs));
-    let tmp = tempfile::tempdir().unwrap();
+    let primary = start_with(hadr_args(&p_local, &s_local, &pargs))?;
+    let tmp = tempfile::tempdir()?;
     let sdir = tmp.path().join("standby");
-    clone_to(&p_local, &sdir);
-    let standby = Server::on_dir(sdir, &hadr_args(&s_local, &p_local, &[]));
+    clone_to(&p_local, &sdir)?;
+    let standby = on_dir(sdir, &hadr_args(&s_local, &p_local, &[]))?;
     let c = Cluster {
         primary,
         standby,
@@ -35,63 +38,67 @@ fn cluster(mode: &str, extra_primary: &[&str]) -> Cluster {
         s_local,
         _tmp: tmp,
     };
-    c.wait_state("PEER", Duration::from_secs(20))
-        .or_else(|e| if mode == "SUPERASYNC" { Ok(()) } else { Err(e) })
-        .unwrap();
-    c
+    if mode == "SUPERASYNC" {
+        c.primary
+            .wait_for(
+                "standby caught up in REMOTE_CATCHUP",
+                Duration::from_secs(20),
+                |st| {
+                    st.principal_in(PairState::RemoteCatchup)
+                        && st.principal().is_some_and(|s| s.hadr_log_gap_bytes == 0)
+                },
+            )
+            .await?;
+    } else {
+        c.wait_state(PairState::Peer, Duration::from_secs(20))
+            .await?;
+    }
+    Ok(c)
 }
 
 impl Cluster {
-    fn pair_status(&self) -> serde_json::Value {
-        self.primary.status()["hadr"]["standbys"][0].clone()
+    /// The primary's view of its standby.
+    async fn pair_status(&self) -> Result<StandbyPair> {
+        let st = self.primary.status().await?;
+        Ok(st
+            .principal()
+            .context("the primary lists no standby")?
+            .clone())
     }
 
-    fn wait_state(&self, state: &str, within: Duration) -> Result<(), String> {
-        let deadline = Instant::now() + within;
-        loop {
-            let st = self.pair_status();
-            if st["hadr_state"] == state {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "pair not {state} after {within:?}: {st}\nprimary: {}\nstandby: {}",
-                    self.primary.log(),
-                    self.standby.log()
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+    async fn wait_state(&self, state: PairState, within: Duration) -> Result<Status> {
+        self.primary
+            .wait_for(&format!("{state:?}"), within, |st| {
+                st.principal().is_some_and(|s| s.hadr_state == state)
+            })
+            .await
+            .with_context(|| format!("standby log:\n{}", self.standby.log_tail(30)))
     }
 
-    fn verify(&self) {
-        verify_nodes(self.primary.admin, self.standby.admin);
+    fn verify(&self) -> Result<()> {
+        verify_nodes(self.primary.admin, self.standby.admin)
     }
 }
 
 /// Wait until the standby has replayed everything it has durably received.
-fn standby_settled(s: &Server) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let st = s.status();
-        let h = &st["hadr"];
-        if h["standby_replay_lsn"] == h["standby_flushed_lsn"]
-            && h["standby_flushed_lsn"] == h["standby_received_lsn"]
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "standby never settled: {st}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+async fn standby_settled(s: &Server) -> Result<()> {
+    s.wait_for("replayed what it received", Duration::from_secs(30), |st| {
+        st.standby_view().is_some_and(|h| {
+            h.standby_replay_lsn == h.standby_flushed_lsn
+                && h.standby_flushed_lsn == h.standby_received_lsn
+        })
+    })
+    .await
+    .map(|_| ())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sync_and_nearsync_lose_no_acknowledged_commit_when_the_primary_dies() {
+async fn sync_and_nearsync_lose_no_acknowledged_commit_when_the_primary_dies() -> Result<()> {
     for mode in ["SYNC", "NEARSYNC"] {
-        let mut c = cluster(mode, &[]);
+        let mut c = cluster(mode, &[]).await?;
         c.primary
             .client()
-            .await
+            .await?
             .batch_execute("CREATE TABLE acked(id INTEGER PRIMARY KEY, pad BLOB)")
             .await
             .unwrap();
@@ -110,9 +117,9 @@ async fn sync_and_nearsync_lose_no_acknowledged_commit_when_the_primary_dies() {
         for w in writers {
             let _ = w.await;
         }
-        standby_settled(&c.standby);
-        let s = c.standby.client().await;
-        let present = acked_ids(&s).await;
+        standby_settled(&c.standby).await?;
+        let s = c.standby.client().await?;
+        let present = acked_ids(&s).await?;
         let want = acked.lock().unwrap().clone();
         assert!(
             want.len() > 50,
@@ -129,12 +136,13 @@ async fn sync_and_nearsync_lose_no_acknowledged_commit_when_the_primary_dies() {
             want.len()
         );
     }
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn superasync_keeps_committing_with_the_standby_down_and_it_catches_up() {
-    let mut c = cluster("SUPERASYNC", &[]);
-    let p = c.primary.client().await;
+async fn superasync_keeps_committing_with_the_standby_down_and_it_catches_up() -> Result<()> {
+    let mut c = cluster("SUPERASYNC", &[]).await?;
+    let p = c.primary.client().await?;
     p.batch_execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
         .await
         .unwrap();
@@ -149,34 +157,35 @@ async fn superasync_keeps_committing_with_the_standby_down_and_it_catches_up() {
         started.elapsed() < Duration::from_secs(10),
         "commits stalled without the standby"
     );
-    assert_eq!(c.pair_status()["hadr_connect_status"], "DISCONNECTED");
+    assert_eq!(
+        c.pair_status().await?.hadr_connect_status,
+        ConnectStatus::Disconnected
+    );
     // Restarted, the standby catches up from the primary's retained log.
-    c.standby.spawn();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while c.pair_status()["standby_replay_lsn"] != c.primary.status()["log"]["end_lsn"] {
-        assert!(
-            Instant::now() < deadline,
-            "standby did not catch up: {}",
-            c.pair_status()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    c.standby.spawn()?;
+    c.primary
+        .wait_for("standby caught up", Duration::from_secs(20), |st| {
+            st.principal()
+                .is_some_and(|s| s.standby_replay_lsn == st.log.end_lsn)
+        })
+        .await?;
     let n: i64 = c
         .standby
         .client()
-        .await
+        .await?
         .query_one("SELECT count(*) FROM t", &[])
         .await
         .unwrap()
         .get(0);
     assert_eq!(n, 200);
-    c.verify();
+    c.verify()?;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_a_peer_window_a_lost_standby_blocks_commits_at_most_hadr_timeout() {
-    let mut c = cluster("SYNC", &[]);
-    let p = c.primary.client().await;
+async fn without_a_peer_window_a_lost_standby_blocks_commits_at_most_hadr_timeout() -> Result<()> {
+    let mut c = cluster("SYNC", &[]).await?;
+    let p = c.primary.client().await?;
     p.batch_execute("CREATE TABLE t(id INTEGER PRIMARY KEY)")
         .await
         .unwrap();
@@ -189,12 +198,42 @@ async fn without_a_peer_window_a_lost_standby_blocks_commits_at_most_hadr_timeou
         "commit blocked {:?}",
         started.elapsed()
     );
+    Ok(())
+}
+
+/// A standby that hangs (SIGSTOP: its sockets stay open, nothing answers)
+/// holds a SYNC commit only until hadr_timeout finds it silent; woken up
+/// (SIGCONT), it reconnects and the pair is in PEER again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_standby_is_dropped_after_hadr_timeout_and_rejoins_when_it_wakes() -> Result<()> {
+    let c = cluster("SYNC", &[]).await?;
+    let p = c.primary.client().await?;
+    p.batch_execute("CREATE TABLE t(id INTEGER PRIMARY KEY)")
+        .await?;
+    c.standby.sigstop()?;
+    let started = Instant::now();
+    p.execute("INSERT INTO t VALUES (1)", &[]).await?;
+    let blocked = started.elapsed();
+    // No reset arrives from a frozen process: only hadr_timeout (1 s) notices.
+    assert!(
+        blocked >= Duration::from_millis(300) && blocked <= Duration::from_millis(3000),
+        "commit blocked {blocked:?} with the standby frozen"
+    );
+    assert_eq!(
+        c.pair_status().await?.hadr_state,
+        PairState::RemoteCatchupPending
+    );
+    c.standby.sigcont()?;
+    c.wait_state(PairState::Peer, Duration::from_secs(30))
+        .await?;
+    p.execute("INSERT INTO t VALUES (2)", &[]).await?;
+    c.verify()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn peer_window_blocks_commits_until_it_ends() {
-    let mut c = cluster("NEARSYNC", &["--hadr-peer-window", "3s"]);
-    let p = c.primary.client().await;
+async fn peer_window_blocks_commits_until_it_ends() -> Result<()> {
+    let mut c = cluster("NEARSYNC", &["--hadr-peer-window", "3s"]).await?;
+    let p = c.primary.client().await?;
     p.batch_execute("CREATE TABLE t(id INTEGER PRIMARY KEY)")
         .await
         .unwrap();
@@ -212,13 +251,17 @@ async fn peer_window_blocks_commits_until_it_ends() {
         blocked < Duration::from_secs(3 + 1 + 2),
         "blocked longer than window + timeout: {blocked:?}"
     );
-    assert_eq!(c.pair_status()["hadr_state"], "REMOTE_CATCHUP_PENDING");
+    assert_eq!(
+        c.pair_status().await?.hadr_state,
+        PairState::RemoteCatchupPending
+    );
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replicas_are_page_identical_after_ddl_vacuum_blobs_and_restarts() {
-    let mut c = cluster("NEARSYNC", &[]);
-    let p = c.primary.client().await;
+async fn replicas_are_page_identical_after_ddl_vacuum_blobs_and_restarts() -> Result<()> {
+    let mut c = cluster("NEARSYNC", &[]).await?;
+    let p = c.primary.client().await?;
     p.batch_execute(
         "CREATE TABLE a(id INTEGER PRIMARY KEY, v TEXT); CREATE INDEX a_v ON a(v);
          WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM s WHERE i < 2000) INSERT INTO a(v) SELECT 'row ' || i FROM s;
@@ -234,16 +277,16 @@ async fn replicas_are_page_identical_after_ddl_vacuum_blobs_and_restarts() {
         .await
         .unwrap();
     p.batch_execute("VACUUM").await.unwrap();
-    c.verify();
+    c.verify()?;
     // Standby restart: it resumes from its own log and catches up.
-    c.standby.stop();
+    c.standby.stop()?;
     p.batch_execute("ALTER TABLE a ADD COLUMN w INTEGER DEFAULT 1; UPDATE a SET w = id;")
         .await
         .unwrap();
-    c.standby.spawn();
-    c.verify();
+    c.standby.spawn()?;
+    c.verify()?;
     // Reads on the standby see the new column without reconnecting, and writes are refused.
-    let s = c.standby.client().await;
+    let s = c.standby.client().await?;
     let w: i64 = s
         .query_one("SELECT w FROM a WHERE id = 3", &[])
         .await
@@ -255,11 +298,12 @@ async fn replicas_are_page_identical_after_ddl_vacuum_blobs_and_restarts() {
         .await
         .unwrap_err();
     assert_eq!(e.code().unwrap().code(), "25006");
+    Ok(())
 }
 
-#[test]
-fn libpq_target_session_attrs_choose_primary_and_standby() {
-    let c = cluster("NEARSYNC", &[]);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn libpq_target_session_attrs_choose_primary_and_standby() -> Result<()> {
+    let c = cluster("NEARSYNC", &[]).await?;
     let hosts = format!(
         "host=127.0.0.1,127.0.0.1 port={},{} user=t dbname=t",
         c.standby.port, c.primary.port
@@ -281,18 +325,19 @@ fn libpq_target_session_attrs_choose_primary_and_standby() {
     );
     assert!(ok, "{err}");
     assert_eq!(out.trim(), "on", "standby should land on the standby");
-    assert_eq!(c.primary.admin_get("/primary").0, 200);
-    assert_eq!(c.standby.admin_get("/primary").0, 503);
-    assert_eq!(c.standby.admin_get("/standby").0, 200);
+    assert!(c.primary.admin().is_primary().await?);
+    assert!(!c.standby.admin().is_primary().await?);
+    assert!(c.standby.admin().is_standby().await?);
     let _ = (&c.p_local, &c.s_local);
+    Ok(())
 }
 
-#[test]
-fn a_standby_of_another_database_is_refused_with_a_clear_message() {
-    let c = cluster("NEARSYNC", &[]);
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_of_another_database_is_refused_with_a_clear_message() -> Result<()> {
+    let c = cluster("NEARSYNC", &[]).await?;
     // An unrelated primary that lists the same standby address.
-    let other_local = format!("127.0.0.1:{}", free_port());
-    let other = Server::start_with(hadr_args(&other_local, &c.s_local, &["--role", "primary"]));
+    let other_local = repl_addr();
+    let other = start_with(hadr_args(&other_local, &c.s_local, &["--role", "primary"]))?;
     // Point a clone of the first primary at the other one.
     let tmp = tempfile::tempdir().unwrap();
     let sdir = tmp.path().join("s2");
@@ -302,7 +347,7 @@ fn a_standby_of_another_database_is_refused_with_a_clear_message() {
         .status()
         .unwrap()
         .success());
-    let s2 = Server::on_dir(
+    let s2 = on_dir(
         sdir,
         &hadr_args(
             &c.s_local
@@ -310,28 +355,27 @@ fn a_standby_of_another_database_is_refused_with_a_clear_message() {
             &other_local,
             &[],
         ),
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let st = s2.status();
-        let err = st["hadr"]["last_error"].as_str().unwrap_or("").to_string();
-        if err.contains("holds database") || err.contains("not in this primary's hadr_target_list")
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no refusal reported: {st}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    )?;
+    s2.wait_for("a refusal reported", Duration::from_secs(10), |st| {
+        st.standby_view()
+            .and_then(|v| v.last_error.as_deref())
+            .is_some_and(|err| {
+                err.contains("holds database")
+                    || err.contains("not in this primary's hadr_target_list")
+            })
+    })
+    .await?;
     // Both primaries keep serving.
     let (ok, _, err) = psql(&other.conninfo(), &["-c", "SELECT 1"], "");
     assert!(ok, "{err}");
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn remote_apply_gives_read_your_writes_on_the_standby() {
-    let c = cluster("NEARSYNC", &[]);
-    let p = c.primary.client().await;
-    let s = c.standby.client().await;
+async fn remote_apply_gives_read_your_writes_on_the_standby() -> Result<()> {
+    let c = cluster("NEARSYNC", &[]).await?;
+    let p = c.primary.client().await?;
+    let s = c.standby.client().await?;
     p.batch_execute(
         "CREATE TABLE t(id INTEGER PRIMARY KEY); SET hadr.commit_wait = 'remote_apply';",
     )
@@ -356,17 +400,18 @@ async fn remote_apply_gives_read_your_writes_on_the_standby() {
         .await
         .unwrap_err();
     assert_eq!(e.code().unwrap().code(), "22023");
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replay_delay_holds_back_replay_and_max_replay_lag_refuses_stale_reads() {
-    let p_local = format!("127.0.0.1:{}", free_port());
-    let s_local = format!("127.0.0.1:{}", free_port());
-    let primary = Server::start_with(hadr_args(
+async fn replay_delay_holds_back_replay_and_max_replay_lag_refuses_stale_reads() -> Result<()> {
+    let p_local = repl_addr();
+    let s_local = repl_addr();
+    let primary = start_with(hadr_args(
         &p_local,
         &s_local,
         &["--role", "primary", "--hadr-syncmode", "SUPERASYNC"],
-    ));
+    ))?;
     let tmp = tempfile::tempdir().unwrap();
     let sdir = tmp.path().join("standby");
     assert!(Command::new(bin())
@@ -376,12 +421,12 @@ async fn replay_delay_holds_back_replay_and_max_replay_lag_refuses_stale_reads()
         .unwrap()
         .status
         .success());
-    let standby = Server::on_dir(
+    let standby = on_dir(
         sdir,
         &hadr_args(&s_local, &p_local, &["--hadr-replay-delay", "2s"]),
-    );
-    let p = primary.client().await;
-    let s = standby.client().await;
+    )?;
+    let p = primary.client().await?;
+    let s = standby.client().await?;
     p.batch_execute("CREATE TABLE t(id INTEGER PRIMARY KEY); INSERT INTO t VALUES (1);")
         .await
         .unwrap();
@@ -407,10 +452,11 @@ async fn replay_delay_holds_back_replay_and_max_replay_lag_refuses_stale_reads()
         .unwrap()
         .get(0);
     assert_eq!(n, 1, "replayed after the delay");
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_standby_whose_log_is_gone_re_clones_itself() {
+async fn a_standby_whose_log_is_gone_re_clones_itself() -> Result<()> {
     let small = [
         "--log-segment-size",
         "64KiB",
@@ -419,12 +465,12 @@ async fn a_standby_whose_log_is_gone_re_clones_itself() {
         "--checkpoint-wal-size",
         "64KiB",
     ];
-    let mut c = cluster("NEARSYNC", &small);
-    let p = c.primary.client().await;
+    let mut c = cluster("NEARSYNC", &small).await?;
+    let p = c.primary.client().await?;
     p.batch_execute("CREATE TABLE t(id INTEGER PRIMARY KEY, b BLOB)")
         .await
         .unwrap();
-    assert_eq!(c.standby.stop().code(), Some(0));
+    assert_eq!(c.standby.stop()?.code(), Some(0));
     let standby_end = {
         let out = Command::new(bin())
             .args(["verify", "--json", "--data"])
@@ -440,28 +486,28 @@ async fn a_standby_whose_log_is_gone_re_clones_itself() {
             .await
             .unwrap();
     }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while c.primary.status()["log"]["start_lsn"].as_u64().unwrap() <= standby_end {
-        assert!(
-            Instant::now() < deadline,
-            "retention never dropped the old log: {}",
-            c.primary.status()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    c.standby.spawn();
-    c.wait_state("PEER", Duration::from_secs(60)).unwrap();
-    c.verify();
+    c.primary
+        .wait_for(
+            "retention dropped the log the standby needs",
+            Duration::from_secs(20),
+            |st| st.log.start_lsn > standby_end,
+        )
+        .await?;
+    c.standby.spawn()?;
+    c.wait_state(PairState::Peer, Duration::from_secs(60))
+        .await?;
+    c.verify()?;
     assert!(c.standby.log().contains("re-clon"), "{}", c.standby.log());
     let n: i64 = c
         .standby
         .client()
-        .await
+        .await?
         .query_one("SELECT count(*) FROM t", &[])
         .await
         .unwrap()
         .get(0);
     assert_eq!(n, 60);
+    Ok(())
 }
 
 /// Transfers that keep the bank's total at 1,000,000, until `stop`.
@@ -470,7 +516,7 @@ async fn transfers(
     seed: u64,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> u64 {
-    let mut c = connect(&conninfo).await;
+    let mut c = connect(&conninfo).await.unwrap();
     let mut x = seed | 1;
     let mut n = 0;
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -496,14 +542,14 @@ async fn transfers(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn clone_under_load_and_standby_reads_are_consistent_snapshots() {
+async fn clone_under_load_and_standby_reads_are_consistent_snapshots() -> Result<()> {
     use std::sync::atomic::{AtomicBool, Ordering};
-    let p_local = format!("127.0.0.1:{}", free_port());
-    let s_local = format!("127.0.0.1:{}", free_port());
-    let primary = Server::start_with(hadr_args(&p_local, &s_local, &["--role", "primary"]));
+    let p_local = repl_addr();
+    let s_local = repl_addr();
+    let primary = start_with(hadr_args(&p_local, &s_local, &["--role", "primary"]))?;
     primary
         .client()
-        .await
+        .await?
         .batch_execute("CREATE TABLE bank(id INTEGER PRIMARY KEY, bal INTEGER); WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM s WHERE i < 100) INSERT INTO bank SELECT i, 10000 FROM s;")
         .await
         .unwrap();
@@ -515,11 +561,11 @@ async fn clone_under_load_and_standby_reads_are_consistent_snapshots() {
     // Clone while the transfers run.
     let tmp = tempfile::tempdir().unwrap();
     let sdir = tmp.path().join("standby");
-    clone_to(&p_local, &sdir);
-    let standby = Server::on_dir(sdir, &hadr_args(&s_local, &p_local, &[]));
+    clone_to(&p_local, &sdir)?;
+    let standby = on_dir(sdir, &hadr_args(&s_local, &p_local, &[]))?;
     // Reads on the standby during replay: every snapshot shows the conserved
     // total, within a transaction too, even as batches are applied underneath.
-    let s = standby.client().await;
+    let s = standby.client().await?;
     let started = Instant::now();
     let mut reads = 0;
     while started.elapsed() < Duration::from_secs(3) {
@@ -563,5 +609,6 @@ async fn clone_under_load_and_standby_reads_are_consistent_snapshots() {
         done > 100 && reads > 20,
         "load too small: {done} transfers, {reads} reads"
     );
-    verify_nodes(primary.admin, standby.admin);
+    verify_nodes(primary.admin, standby.admin)?;
+    Ok(())
 }

@@ -58,9 +58,8 @@ fn until_ready(s: &mut TcpStream) -> Vec<(u8, Vec<u8>)> {
 }
 
 /// A counter from /metrics.
-fn metric(s: &Server, name: &str) -> u64 {
-    let (code, body) = s.admin_get("/metrics");
-    assert_eq!(code, 200, "{body}");
+async fn metric(s: &Server, name: &str) -> u64 {
+    let body = s.admin().metrics().await.expect("/metrics answers");
     body.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or_else(|| panic!("no {name} in {body}"))
@@ -68,12 +67,12 @@ fn metric(s: &Server, name: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_through_row_limited_portals_count_as_commits() {
-    let s = Server::start(&[]);
-    let c = s.client().await;
+    let s = start(&[]).expect("the server starts");
+    let c = s.client().await.expect("connect");
     c.batch_execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER)")
         .await
         .unwrap();
-    let before = metric(&s, "hadr_commits_total");
+    let before = metric(&s, "hadr_commits_total").await;
 
     let mut r = raw_session(s.port);
     // Completes within the limit: DataRow, CommandComplete.
@@ -98,13 +97,13 @@ async fn writes_through_row_limited_portals_count_as_commits() {
         .unwrap()
         .get(0);
     assert_eq!(n, 5);
-    assert_eq!(metric(&s, "hadr_commits_total"), before + 4);
+    assert_eq!(metric(&s, "hadr_commits_total").await, before + 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_cannot_hold_the_write_lock() {
-    let s = Server::start(&["--client-write-timeout", "1s"]);
-    let c = s.client().await;
+    let s = start(&["--client-write-timeout", "1s"]).expect("the server starts");
+    let c = s.client().await.expect("connect");
     c.batch_execute("CREATE TABLE t(v INTEGER)").await.unwrap();
 
     // Opens a write transaction, asks for ~40 MB of rows, never reads them.
@@ -126,7 +125,7 @@ async fn a_client_that_stops_reading_cannot_hold_the_write_lock() {
 
     // Another writer gets the write lock once the stuck session's send times out.
     let began = Instant::now();
-    let other = s.client().await;
+    let other = s.client().await.expect("connect");
     tokio::time::timeout(
         Duration::from_secs(15),
         other.execute("INSERT INTO t VALUES (2)", &[]),
@@ -176,7 +175,7 @@ async fn burst(conninfo: &str, n: usize) -> (Vec<tokio_postgres::Client>, usize)
 async fn connections_beyond_max_connections_get_53300_and_the_node_keeps_serving() {
     const MAX: usize = 4;
     const EXTRA: usize = 3;
-    let s = Server::start(&["--max-connections", &MAX.to_string()]);
+    let s = start(&["--max-connections", &MAX.to_string()]).expect("the server starts");
     // MAX + EXTRA at once: never more than MAX admitted, and EXTRA refused
     // once the slots of connections that just closed (the harness's
     // readiness probe, an earlier round) are given back.

@@ -17,33 +17,23 @@ fn takeovers() -> usize {
         .unwrap_or(50)
 }
 
-fn status(admin: u16) -> serde_json::Value {
-    let (code, body) = http_get(admin, "/status?hash=false");
-    assert_eq!(code, 200, "{body}");
-    serde_json::from_str(&body).unwrap()
-}
-
-fn wait_peer(primary_admin: u16) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(st) = std::panic::catch_unwind(|| status(primary_admin)) {
-            if st["role"] == "primary" && st["hadr"]["standbys"][0]["hadr_state"] == "PEER" {
-                return;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no PEER on the primary at admin port {primary_admin}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+/// Wait until `primary` is a primary whose standby is in PEER.
+async fn wait_peer(primary: &Server) -> Result<Status> {
+    primary
+        .wait_for("PEER on the primary", Duration::from_secs(30), |st| {
+            st.role == NodeRole::Primary
+                && st
+                    .principal()
+                    .is_some_and(|s| s.hadr_state == PairState::Peer)
+        })
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn alternating_graceful_takeovers_under_load_lose_nothing() {
-    let a_local = format!("127.0.0.1:{}", free_port());
-    let b_local = format!("127.0.0.1:{}", free_port());
-    let a = Server::start(&[
+async fn alternating_graceful_takeovers_under_load_lose_nothing() -> Result<()> {
+    let a_local = repl_addr();
+    let b_local = repl_addr();
+    let a = start(&[
         "--role",
         "primary",
         "--hadr-local",
@@ -52,11 +42,11 @@ async fn alternating_graceful_takeovers_under_load_lose_nothing() {
         &b_local,
         "--hadr-timeout",
         "1s",
-    ]);
+    ])?;
     let tmp = tempfile::tempdir().unwrap();
     let bdir = tmp.path().join("b");
-    clone_to(&a_local, &bdir);
-    let b = Server::on_dir(
+    clone_to(&a_local, &bdir)?;
+    let b = on_dir(
         bdir,
         &[
             "--hadr-local",
@@ -67,10 +57,10 @@ async fn alternating_graceful_takeovers_under_load_lose_nothing() {
             "1s",
         ]
         .map(String::from),
-    );
-    wait_peer(a.admin);
+    )?;
+    wait_peer(&a).await?;
     a.client()
-        .await
+        .await?
         .batch_execute(
             "CREATE TABLE bank(id INTEGER PRIMARY KEY, bal INTEGER);
              WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM s WHERE i < 50) INSERT INTO bank SELECT i, 1000 FROM s;
@@ -132,12 +122,11 @@ async fn alternating_graceful_takeovers_under_load_lose_nothing() {
             reconnects
         }));
     }
-    let admins = [a.admin, b.admin];
+    let nodes = [&a, &b];
     let mut primary = 0usize;
     for round in 0..takeovers() {
         tokio::time::sleep(Duration::from_millis(400)).await;
-        wait_peer(admins[primary]);
-        let epoch = status(admins[primary])["epoch"].as_u64().unwrap();
+        let epoch = wait_peer(nodes[primary]).await?.epoch;
         let standby = 1 - primary;
         let started = Instant::now();
         // A pair that leaves PEER between the check and the request (a
@@ -152,7 +141,7 @@ async fn alternating_graceful_takeovers_under_load_lose_nothing() {
                     "--timeout",
                     "30s",
                     "--node",
-                    &format!("127.0.0.1:{}", admins[standby]),
+                    &nodes[standby].admin_addr(),
                 ])
                 .output()
                 .unwrap();
@@ -168,22 +157,18 @@ async fn alternating_graceful_takeovers_under_load_lose_nothing() {
                 b.log()
             );
             eprintln!("round {round}: refused outside PEER, retrying: {err}");
-            wait_peer(admins[primary]);
+            wait_peer(nodes[primary]).await?;
         }
         eprintln!("round {round}: takeover in {:?}", started.elapsed());
         primary = standby;
-        let st = status(admins[primary]);
-        assert_eq!(st["role"], "primary");
-        assert_eq!(
-            st["epoch"].as_u64().unwrap(),
-            epoch + 1,
-            "each takeover starts a new epoch"
-        );
-        wait_peer(admins[primary]);
-        assert_eq!(status(admins[1 - primary])["role"], "standby");
+        let st = nodes[primary].status().await?;
+        assert_eq!(st.role, NodeRole::Primary);
+        assert_eq!(st.epoch, epoch + 1, "each takeover starts a new epoch");
+        wait_peer(nodes[primary]).await?;
+        assert_eq!(nodes[1 - primary].status().await?.role, NodeRole::Standby);
         // Page-identical after each switch.
         pause.store(true, Ordering::Relaxed);
-        verify_nodes(a.admin, b.admin);
+        verify_nodes(a.admin, b.admin)?;
         pause.store(false, Ordering::Relaxed);
     }
     stop.store(true, Ordering::Relaxed);
@@ -197,54 +182,56 @@ async fn alternating_graceful_takeovers_under_load_lose_nothing() {
         reconnects >= takeovers(),
         "clients should have been moved at each takeover"
     );
-    let c = connect(&both).await;
+    let c = connect(&both).await?;
     let total: i64 = c
         .query_one("SELECT sum(bal) FROM bank", &[])
         .await
         .unwrap()
         .get(0);
     assert_eq!(total, 50_000, "money created or destroyed across takeovers");
-    let present = acked_ids(&c).await;
+    let present = acked_ids(&c).await?;
     let missing: Vec<_> = want.difference(&present).take(10).collect();
     assert!(
         missing.is_empty(),
         "acknowledged commits lost across takeovers: {missing:?}"
     );
-    verify_nodes(a.admin, b.admin);
+    verify_nodes(a.admin, b.admin)?;
+    Ok(())
 }
 
-#[test]
-fn takeover_is_refused_against_a_primary() {
-    let s = Server::start(&["--role", "primary"]);
+#[tokio::test]
+async fn takeover_is_refused_against_a_primary() -> Result<()> {
+    let s = start(&["--role", "primary"])?;
     let out = Command::new(bin())
         .args(["takeover", "--node", &format!("127.0.0.1:{}", s.admin)])
         .output()
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a standby"));
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_superasync_standby_takes_over_from_remote_catchup_and_loses_nothing() {
+async fn a_superasync_standby_takes_over_from_remote_catchup_and_loses_nothing() -> Result<()> {
     // SUPERASYNC never reaches PEER; DB2 lets its standby take over
     // gracefully from REMOTE_CATCHUP after the gap is shipped.
-    let a_local = format!("127.0.0.1:{}", free_port());
-    let b_local = format!("127.0.0.1:{}", free_port());
-    let a = Server::start_with(hadr_args(
+    let a_local = repl_addr();
+    let b_local = repl_addr();
+    let a = start_with(hadr_args(
         &a_local,
         &b_local,
         &["--role", "primary", "--hadr-syncmode", "SUPERASYNC"],
-    ));
+    ))?;
     let tmp = tempfile::tempdir().unwrap();
     let bdir = tmp.path().join("b");
-    clone_to(&a_local, &bdir);
-    let b = Server::on_dir(bdir, &hadr_args(&b_local, &a_local, &[]));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while status(a.admin)["hadr"]["standbys"][0]["hadr_connect_status"] != "CONNECTED" {
-        assert!(Instant::now() < deadline, "standby never connected");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let c = a.client().await;
+    clone_to(&a_local, &bdir)?;
+    let b = on_dir(bdir, &hadr_args(&b_local, &a_local, &[]))?;
+    a.wait_for("standby connected", Duration::from_secs(20), |st| {
+        st.principal()
+            .is_some_and(|s| s.hadr_connect_status == ConnectStatus::Connected)
+    })
+    .await?;
+    let c = a.client().await?;
     c.batch_execute(
         "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB);
          WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM s WHERE i < 2000)
@@ -252,9 +239,12 @@ async fn a_superasync_standby_takes_over_from_remote_catchup_and_loses_nothing()
     )
     .await
     .unwrap();
+    let st = a.status().await?;
     assert_eq!(
-        status(a.admin)["hadr"]["standbys"][0]["hadr_state"],
-        "REMOTE_CATCHUP"
+        st.principal().map(|s| s.hadr_state),
+        Some(PairState::RemoteCatchup),
+        "{}",
+        brief(&st)
     );
     let out = Command::new(bin())
         .args([
@@ -272,22 +262,19 @@ async fn a_superasync_standby_takes_over_from_remote_catchup_and_loses_nothing()
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(status(b.admin)["role"], "primary");
+    assert_eq!(b.status().await?.role, NodeRole::Primary);
     let n: i64 = b
         .client()
-        .await
+        .await?
         .query_one("SELECT count(*) FROM t", &[])
         .await
         .unwrap()
         .get(0);
     assert_eq!(n, 2000);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while status(a.admin)["role"] != "standby" {
-        assert!(
-            Instant::now() < deadline,
-            "old primary never became a standby"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    verify_nodes(a.admin, b.admin);
+    a.wait_for("the old primary a standby", Duration::from_secs(30), |st| {
+        st.role == NodeRole::Standby
+    })
+    .await?;
+    verify_nodes(a.admin, b.admin)?;
+    Ok(())
 }

@@ -6,15 +6,19 @@
 //!     [--hadr target/release/hadr] [--out docs/benchmarks.md] [--quick]
 //!     [--single-node] [--replication] [--hadr-modes SYNC,...] [--pg-levels on,...] [--clone-mb 256]
 //!     [--takeover] [--takeover-runs 20] [--rewind-db-mb 1024] [--rewind-diverged-mb 10] [--rewind-runs 3]
+//!     [--commit-latency] [--commit-latency-records 2000]
 //! ```
 //!
-//! Three parts, each writing its own section of the document: single node
+//! Four parts, each writing its own section of the document: single node
 //! (one hadr node against one PostgreSQL server), replication (a primary
 //! with one standby: hadr per sync mode, PostgreSQL per synchronous_commit
-//! level, plus hadr's clone and replay throughput) and takeover (graceful
-//! and forced takeover times under load, rejoin, rewind against re-clone).
-//! With none of `--single-node`, `--replication` and `--takeover`, all run.
+//! level, plus hadr's clone and replay throughput), takeover (graceful
+//! and forced takeover times under load, rejoin, rewind against re-clone)
+//! and commit latency (one durable 8 KiB commit in hadr's log alone). With
+//! none of `--single-node`, `--replication`, `--takeover` and
+//! `--commit-latency`, all run.
 
+mod commit_latency;
 mod pgbench;
 mod proc;
 mod replication;
@@ -93,6 +97,13 @@ struct Cli {
     /// rejoin, and rewind against re-clone (with any other parts named).
     #[arg(long)]
     takeover: bool,
+    /// Run the commit-latency part: durable 8 KiB commits in hadr's log
+    /// alone, with 64 MiB and 4 MiB segments (with any other parts named).
+    #[arg(long)]
+    commit_latency: bool,
+    /// Commits per segment size in the commit-latency part [default: 2000; 300 with --quick].
+    #[arg(long)]
+    commit_latency_records: Option<usize>,
     /// Takeovers of each kind in the takeover part [default: 20; 3 with --quick].
     #[arg(long)]
     takeover_runs: Option<usize>,
@@ -323,11 +334,21 @@ fn render_json(path: &Path, out: &Path) -> Result<()> {
         Some(j) if !j.is_null() => Some(serde_json::from_value(j.clone()).context("takeover")?),
         _ => None,
     };
-    if single.is_none() && repl.is_none() && takeover.is_none() {
+    let latency: Option<commit_latency::LatencyReport> = match v.get("commit_latency") {
+        Some(j) if !j.is_null() => {
+            Some(serde_json::from_value(j.clone()).context("commit_latency")?)
+        }
+        _ => None,
+    };
+    if single.is_none() && repl.is_none() && takeover.is_none() && latency.is_none() {
         bail!(
-            "{} holds no single_node, replication or takeover results",
+            "{} holds no single_node, replication, takeover or commit_latency results",
             path.display()
         );
+    }
+    if let Some(r) = &latency {
+        r.write(out)?;
+        eprintln!("rewrote the commit-latency section of {}", out.display());
     }
     if let Some(r) = &takeover {
         r.write(out)?;
@@ -388,8 +409,13 @@ fn run() -> Result<()> {
         }
     }
     // No part named: all of them.
-    let (do_single, do_repl, do_takeover) = match (cli.single_node, cli.replication, cli.takeover) {
-        (false, false, false) => (true, true, true),
+    let (do_single, do_repl, do_takeover, do_latency) = match (
+        cli.single_node,
+        cli.replication,
+        cli.takeover,
+        cli.commit_latency,
+    ) {
+        (false, false, false, false) => (true, true, true, true),
         flags => flags,
     };
     let mut kinds = cli.targets.clone();
@@ -456,9 +482,23 @@ fn run() -> Result<()> {
     } else {
         None
     };
+    let latency = if do_latency {
+        Some(commit_latency::run_part(
+            &ctx,
+            &commit_latency::default_dir(&root),
+            cli.commit_latency_records
+                .unwrap_or(if cli.quick { 300 } else { 2000 }),
+        )?)
+    } else {
+        None
+    };
     if let Some(j) = &cli.json {
-        let v =
-            serde_json::json!({ "single_node": single, "replication": repl, "takeover": takeover });
+        let v = serde_json::json!({
+            "single_node": single,
+            "replication": repl,
+            "takeover": takeover,
+            "commit_latency": latency,
+        });
         std::fs::write(j, serde_json::to_string_pretty(&v)?)
             .with_context(|| format!("writing {}", j.display()))?;
     }

@@ -7,13 +7,12 @@
 //! its standby has caught up, and how to check the standby against the
 //! primary after a run.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
+use hadr_testkit::{self as kit, spelling, ConnectStatus, PairState, Server, Status};
 use serde_json::Value;
 
 use crate::proc;
@@ -48,106 +47,20 @@ pub trait Replicated: Target {
 }
 
 // ---------------------------------------------------------------------------
-// A tiny HTTP client for hadr's admin endpoint.
-
-/// GET `path` from `addr` and parse the 200 response's body as JSON.
-pub fn http_json(addr: &str, path: &str, timeout: Duration) -> Result<Value> {
-    let (status, body) = http("GET", addr, path, timeout)?;
-    if status != 200 {
-        bail!("{addr}{path} answered {status}: {}", body.trim());
-    }
-    serde_json::from_str(&body).with_context(|| format!("{addr}{path} is not JSON"))
-}
-
-/// One request without a body; returns the status and the (de-chunked) body.
-pub fn http(method: &str, addr: &str, path: &str, timeout: Duration) -> Result<(u16, String)> {
-    let sa: SocketAddr = addr
-        .parse()
-        .with_context(|| format!("bad address {addr}"))?;
-    let mut s =
-        TcpStream::connect_timeout(&sa, timeout).with_context(|| format!("cannot reach {addr}"))?;
-    s.set_read_timeout(Some(timeout))?;
-    s.set_write_timeout(Some(timeout))?;
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf)
-        .with_context(|| format!("reading {addr}{path}"))?;
-    let text = String::from_utf8_lossy(&buf);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .with_context(|| format!("malformed HTTP response from {addr}{path}"))?;
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
-    Ok((status, body))
-}
-
-fn dechunk(body: &str) -> String {
-    let mut out = String::new();
-    let mut rest = body;
-    while let Some((size, tail)) = rest.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if n == 0 || tail.len() < n {
-            break;
-        }
-        out.push_str(&tail[..n]);
-        rest = tail[n..].trim_start_matches("\r\n");
-    }
-    out
-}
-
-fn u64_at(v: &Value, pointer: &str) -> Option<u64> {
-    v.pointer(pointer).and_then(Value::as_u64)
-}
-
-fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
-    v.pointer(pointer).and_then(Value::as_str)
-}
-
-// ---------------------------------------------------------------------------
 // hadr nodes: what every part that runs hadr servers needs.
 
-/// Spawns `hadr server ARGS`, its stdout and stderr appended to `log`;
-/// does not wait for it to serve.
-pub fn spawn_server(bin: &Path, args: &[String], log: &Path) -> Result<Child> {
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .with_context(|| format!("opening {}", log.display()))?;
-    let mut c = Command::new(bin);
-    c.arg("server")
-        .args(args)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(file.try_clone()?)
-        .stderr(file);
-    proc::spawn(&mut c)
+/// A [`Server`] (not started) of the `hadr` binary `bin` on `dir`, on
+/// 127.0.0.1 `pg` and `admin`, with `extra` flags; its waits end on Ctrl-C.
+pub fn server(bin: &Path, dir: PathBuf, pg: u16, admin: u16, extra: Vec<String>) -> Server {
+    Server::on_ports(&kit::Hadr::new(bin), dir, "127.0.0.1", pg, admin, extra)
+        .interruptible(proc::interrupted)
 }
 
 /// `hadr clone --from FROM --data DIR`; returns the wall time it took and
 /// what it printed.
 pub fn hadr_clone(bin: &Path, from: &str, dir: &Path) -> Result<(Duration, String)> {
-    let mut c = Command::new(bin);
-    c.arg("clone")
-        .args(["--from", from, "--data"])
-        .arg(dir)
-        .env("NO_COLOR", "1");
+    let mut c = kit::Hadr::new(bin).command(&["clone", "--from", from, "--data"]);
+    c.arg(dir);
     let t = Instant::now();
     let out = proc::run_ok(&mut c, Duration::from_secs(1800), "hadr clone")?;
     Ok((t.elapsed(), targets::strip_ansi(&out.stdout)))
@@ -174,7 +87,11 @@ pub fn verify_nodes(bin: &Path, a: &str, b: &str) -> StandbyCheck {
         .as_ref()
         .and_then(|j| j.get("identical"))
         .and_then(Value::as_bool);
-    let lsn = json.as_ref().and_then(|j| u64_at(j, "/lsn")).unwrap_or(0);
+    let lsn = json
+        .as_ref()
+        .and_then(|j| j.get("lsn"))
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
     match (out.status.success(), identical) {
         (true, Some(true)) => StandbyCheck::PagesIdentical { lsn },
         (_, Some(false)) => StandbyCheck::Differ(format!(
@@ -226,87 +143,104 @@ pub struct HadrPair {
     home: PathBuf,
     mode: String,
     name: String,
-    /// Primary: pg, admin, replication; standby: pg, admin, replication.
-    ports: [u16; 6],
-    primary: Option<Child>,
-    standby: Option<Child>,
+    primary: Server,
+    standby: Server,
+}
+
+/// What the primary's /status says of its standby.
+struct StandbyView {
+    state: PairState,
+    connect: ConnectStatus,
+    replayed: u64,
+    /// The primary's log end.
+    end: u64,
 }
 
 impl HadrPair {
     pub fn new(bin: &Path, workdir: &Path, mode: &str, tag: &str) -> Result<Self> {
         let p = targets::free_ports(6)?;
         let name = format!("hadr-{tag}");
+        let home = workdir.join(&name);
+        let addr = kit::local;
+        let primary = server(
+            bin,
+            home.join("primary"),
+            p[0],
+            p[1],
+            [
+                "--role",
+                "primary",
+                "--hadr-local",
+                &addr(p[2]),
+                "--hadr-target-list",
+                &addr(p[5]),
+                "--hadr-syncmode",
+                mode,
+            ]
+            .map(String::from)
+            .to_vec(),
+        );
+        let standby = server(
+            bin,
+            home.join("standby"),
+            p[3],
+            p[4],
+            [
+                "--hadr-local",
+                &addr(p[5]),
+                "--hadr-target-list",
+                &addr(p[2]),
+            ]
+            .map(String::from)
+            .to_vec(),
+        );
         Ok(HadrPair {
             bin: bin.to_path_buf(),
-            home: workdir.join(&name),
+            home,
             mode: mode.to_string(),
             name,
-            ports: [p[0], p[1], p[2], p[3], p[4], p[5]],
-            primary: None,
-            standby: None,
+            primary,
+            standby,
         })
     }
 
-    fn addr(port: u16) -> String {
-        format!("127.0.0.1:{port}")
-    }
-
     pub fn primary_admin(&self) -> String {
-        Self::addr(self.ports[1])
+        self.primary.admin_addr()
     }
 
     pub fn standby_admin(&self) -> String {
-        Self::addr(self.ports[4])
+        self.standby.admin_addr()
     }
 
-    fn primary_data(&self) -> PathBuf {
-        self.home.join("primary")
+    /// The primary's replication address (what `hadr clone --from` takes).
+    fn primary_local(&self) -> String {
+        let at = self.primary.extra.iter().position(|a| a == "--hadr-local");
+        at.and_then(|i| self.primary.extra.get(i + 1))
+            .cloned()
+            .unwrap_or_default()
     }
 
     pub fn standby_data(&self) -> PathBuf {
-        self.home.join("standby")
+        self.standby.dir.clone()
     }
 
     fn primary_log(&self) -> PathBuf {
-        self.home.join("primary.log")
+        self.primary.log_path().to_path_buf()
     }
 
     fn standby_log(&self) -> PathBuf {
-        self.home.join("standby.log")
+        self.standby.log_path().to_path_buf()
     }
 
-    fn standby_conninfo(&self) -> ConnInfo {
-        ConnInfo {
-            host: "127.0.0.1".into(),
-            port: self.ports[3],
-            user: "postgres".into(),
-            dbname: "postgres".into(),
-        }
-    }
-
-    /// Spawns one node, its output appended to `log`, and waits until it
-    /// answers `select 1`.
-    fn spawn_node(&self, args: Vec<String>, log: &Path, conn: &ConnInfo) -> Result<Child> {
-        let mut child = spawn_server(&self.bin, &args, log)?;
-        let res = targets::wait_ready(conn, Duration::from_secs(60), || {
-            match child.try_wait()? {
-                Some(st) => bail!(
-                    "hadr server exited during startup ({st}); its log:\n{}",
-                    proc::tail_file(log, 20)
-                ),
-                None => Ok(()),
-            }
-        });
-        if let Err(e) = res {
-            let _ = proc::terminate(&mut child, Duration::from_secs(10));
-            return Err(e.context(format!(
-                "{}: hadr server log {}:\n{}",
-                self.name,
-                log.display(),
-                proc::tail_file(log, 20)
-            )));
-        }
-        Ok(child)
+    /// Starts one node and waits until it accepts connections.
+    fn spawn_node(name: &str, node: &mut Server) -> Result<()> {
+        node.spawn().with_context(|| {
+            format!(
+                "{name}: hadr server log {}:\n{}",
+                node.log_path().display(),
+                proc::tail_file(node.log_path(), 20)
+            )
+        })
     }
 
     /// `hadr init` and the primary's server.
@@ -319,77 +253,32 @@ impl HadrPair {
         }
         std::fs::create_dir_all(&self.home)
             .with_context(|| format!("creating {}", self.home.display()))?;
-        let mut c = Command::new(&self.bin);
-        c.arg("init").arg("--data").arg(self.primary_data());
+        let mut c = kit::Hadr::new(&self.bin).command(&["init", "--data"]);
+        c.arg(&self.primary.dir);
         proc::run_ok(&mut c, Duration::from_secs(60), "hadr init")?;
-        let p = self.ports;
-        let args = vec![
-            "--data".into(),
-            self.primary_data().display().to_string(),
-            "--role".into(),
-            "primary".into(),
-            "--listen".into(),
-            Self::addr(p[0]),
-            "--admin".into(),
-            Self::addr(p[1]),
-            "--hadr-local".into(),
-            Self::addr(p[2]),
-            "--hadr-target-list".into(),
-            Self::addr(p[5]),
-            "--hadr-syncmode".into(),
-            self.mode.clone(),
-        ];
-        let conn = self.conninfo();
-        let log = self.primary_log();
-        self.primary = Some(self.spawn_node(args, &log, &conn)?);
-        Ok(())
+        Self::spawn_node(&self.name, &mut self.primary)
     }
 
     /// `hadr clone` from the running primary; returns the wall time it took.
     pub fn clone_standby(&mut self) -> Result<Duration> {
-        Ok(hadr_clone(&self.bin, &Self::addr(self.ports[2]), &self.standby_data())?.0)
+        Ok(hadr_clone(&self.bin, &self.primary_local(), &self.standby.dir)?.0)
     }
 
-    /// Spawns the standby's server (its data must exist); returns when it
+    /// Starts the standby's server (its data must exist); returns when it
     /// answers queries, not when it has caught up.
     pub fn start_standby(&mut self) -> Result<()> {
-        let conn = self.standby_conninfo();
-        let log = self.standby_log();
-        self.standby = Some(self.spawn_node(self.standby_args(), &log, &conn)?);
-        Ok(())
+        Self::spawn_node(&self.name, &mut self.standby)
     }
 
-    fn standby_args(&self) -> Vec<String> {
-        let p = self.ports;
-        vec![
-            "--data".into(),
-            self.standby_data().display().to_string(),
-            "--listen".into(),
-            Self::addr(p[3]),
-            "--admin".into(),
-            Self::addr(p[4]),
-            "--hadr-local".into(),
-            Self::addr(p[5]),
-            "--hadr-target-list".into(),
-            Self::addr(p[2]),
-        ]
-    }
-
-    /// Spawns the standby without waiting for anything (for timing).
+    /// Starts the standby without waiting for anything (for timing).
     fn spawn_standby_nowait(&mut self) -> Result<()> {
-        self.standby = Some(spawn_server(
-            &self.bin,
-            &self.standby_args(),
-            &self.standby_log(),
-        )?);
-        Ok(())
+        self.standby.spawn_nowait()
     }
 
     /// SIGTERM to the standby; waits for it to exit.
     pub fn stop_standby(&mut self) -> Result<()> {
-        if let Some(mut c) = self.standby.take() {
-            let st = proc::terminate(&mut c, Duration::from_secs(30))
-                .context("stopping the hadr standby")?;
+        if self.standby.alive() {
+            let st = self.standby.stop().context("stopping the hadr standby")?;
             if !st.success() {
                 bail!(
                     "hadr standby exited with {st}; log tail:\n{}",
@@ -400,61 +289,71 @@ impl HadrPair {
         Ok(())
     }
 
-    /// The primary's /status.
-    pub fn primary_status(&self) -> Result<Value> {
-        http_json(&self.primary_admin(), "/status", Duration::from_secs(30))
+    /// The primary's /status (with the page hash of a database up to 256 MiB).
+    pub fn primary_status(&self) -> Result<Status> {
+        let admin = self.primary.admin().with_timeout(Duration::from_secs(30));
+        Ok(kit::block_on(admin.status())?)
     }
 
-    /// (state, connect status, standby replay LSN, primary log end) from the primary's /status.
-    fn standby_view(&self) -> Result<(String, String, u64, u64)> {
-        let v = self.primary_status()?;
-        let end = u64_at(&v, "/log/end_lsn").context("status has no log.end_lsn")?;
+    /// The primary's view of its standby.
+    fn standby_view(&self) -> Result<StandbyView> {
+        let v = kit::block_on(self.primary.status())?;
         let s = v
-            .pointer("/hadr/standbys/0")
+            .principal()
             .context("the primary's status lists no standby")?;
-        Ok((
-            str_at(s, "/hadr_state").unwrap_or("?").to_string(),
-            str_at(s, "/hadr_connect_status").unwrap_or("?").to_string(),
-            u64_at(s, "/standby_replay_lsn").unwrap_or(0),
-            end,
-        ))
+        Ok(StandbyView {
+            state: s.hadr_state,
+            connect: s.hadr_connect_status,
+            replayed: s.standby_replay_lsn,
+            end: v.log.end_lsn,
+        })
     }
 
-    /// Waits until the standby is connected and has replayed the primary's log end (any state).
-    pub fn wait_caught_up(&mut self, timeout: Duration) -> Result<String> {
+    /// Waits until the standby is connected and has replayed the primary's
+    /// log end in `state` (any state if none); returns the state.
+    fn wait_standby(&mut self, state: Option<PairState>, timeout: Duration) -> Result<String> {
         let start = Instant::now();
         let mut last = String::from("no status yet");
         while start.elapsed() < timeout {
             proc::check_interrupted()?;
             self.check_children()?;
             match self.standby_view() {
-                Ok((state, conn, replay, end)) => {
-                    if conn == "CONNECTED" && replay >= end {
-                        return Ok(state);
+                Ok(v) => {
+                    if v.connect == ConnectStatus::Connected
+                        && v.replayed >= v.end
+                        && state.is_none_or(|s| s == v.state)
+                    {
+                        return Ok(spelling(&v.state));
                     }
-                    last = format!("{state}, {conn}, replay LSN {replay}, log end {end}");
+                    last = format!(
+                        "{}, {}, replay LSN {}, log end {}",
+                        spelling(&v.state),
+                        spelling(&v.connect),
+                        v.replayed,
+                        v.end
+                    );
                 }
                 Err(e) => last = format!("{e:#}"),
             }
             proc::sleep(Duration::from_millis(100))?;
         }
         bail!(
-            "{}: standby not caught up within {} s ({last})",
+            "{}: standby not {} with everything replayed within {} s ({last})",
             self.name,
+            state.map_or("connected".to_string(), |s| spelling(&s)),
             timeout.as_secs()
         )
     }
 
+    /// Waits until the standby is connected and has replayed the primary's log end (any state).
+    pub fn wait_caught_up(&mut self, timeout: Duration) -> Result<String> {
+        self.wait_standby(None, timeout)
+    }
+
     fn check_children(&mut self) -> Result<()> {
-        for (who, child) in [
-            ("primary", &mut self.primary),
-            ("standby", &mut self.standby),
-        ] {
-            if let Some(c) = child.as_mut() {
-                if let Some(st) = c.try_wait()? {
-                    bail!("{} {who} exited ({st})", self.name);
-                }
-            }
+        for (who, node) in [("primary", &self.primary), ("standby", &self.standby)] {
+            node.check_running("the benchmark")
+                .with_context(|| format!("{} {who}", self.name))?;
         }
         Ok(())
     }
@@ -494,7 +393,7 @@ impl Target for HadrPair {
     fn conninfo(&self) -> ConnInfo {
         ConnInfo {
             host: "127.0.0.1".into(),
-            port: self.ports[0],
+            port: self.primary.port,
             user: "postgres".into(),
             dbname: "postgres".into(),
         }
@@ -505,7 +404,7 @@ impl Target for HadrPair {
     }
 
     fn alive(&mut self) -> Option<bool> {
-        Some(self.check_children().is_ok() && self.primary.is_some() && self.standby.is_some())
+        Some(self.primary.alive() && self.standby.alive())
     }
 
     fn log_findings(&self) -> Vec<String> {
@@ -520,19 +419,21 @@ impl Target for HadrPair {
 
     fn stop(&mut self) -> Result<()> {
         let mut errors = Vec::new();
-        for (who, child, log) in [
-            ("standby", self.standby.take(), self.standby_log()),
-            ("primary", self.primary.take(), self.primary_log()),
+        for (who, node) in [
+            ("standby", &mut self.standby),
+            ("primary", &mut self.primary),
         ] {
-            if let Some(mut c) = child {
-                match proc::terminate(&mut c, Duration::from_secs(30)) {
-                    Ok(st) if st.success() => {}
-                    Ok(st) => errors.push(format!(
-                        "hadr {who} exited with {st}; log tail:\n{}",
-                        proc::tail_file(&log, 10)
-                    )),
-                    Err(e) => errors.push(format!("stopping hadr {who}: {e:#}")),
-                }
+            if !node.alive() {
+                node.kill9();
+                continue;
+            }
+            match node.stop() {
+                Ok(st) if st.success() => {}
+                Ok(st) => errors.push(format!(
+                    "hadr {who} exited with {st}; log tail:\n{}",
+                    proc::tail_file(node.log_path(), 10)
+                )),
+                Err(e) => errors.push(format!("stopping hadr {who}: {e:#}")),
             }
         }
         let _ = std::fs::remove_dir_all(&self.home);
@@ -567,37 +468,17 @@ impl Replicated for HadrPair {
     /// PEER (REMOTE_CATCHUP for SUPERASYNC, which never enters PEER) with
     /// the standby's replay LSN at the primary's log end.
     fn wait_synced(&mut self, timeout: Duration) -> Result<String> {
-        let start = Instant::now();
         let want = if self.mode == "SUPERASYNC" {
-            "REMOTE_CATCHUP"
+            PairState::RemoteCatchup
         } else {
-            "PEER"
+            PairState::Peer
         };
-        let mut last = String::from("no status yet");
-        while start.elapsed() < timeout {
-            proc::check_interrupted()?;
-            self.check_children()?;
-            match self.standby_view() {
-                Ok((state, conn, replay, end)) => {
-                    if state == want && conn == "CONNECTED" && replay >= end {
-                        return Ok(state);
-                    }
-                    last = format!("{state}, {conn}, replay LSN {replay}, log end {end}");
-                }
-                Err(e) => last = format!("{e:#}"),
-            }
-            proc::sleep(Duration::from_millis(100))?;
-        }
-        bail!(
-            "{}: standby not in {want} with everything replayed within {} s ({last})",
-            self.name,
-            timeout.as_secs()
-        )
+        self.wait_standby(Some(want), timeout)
     }
 
     fn pair_state(&mut self) -> String {
         match self.standby_view() {
-            Ok((state, _, _, _)) => state,
+            Ok(v) => spelling(&v.state),
             Err(e) => format!("unknown ({e:#})"),
         }
     }
@@ -1104,13 +985,13 @@ pub fn measure_clone_and_replay(
         bulk_insert(&conn, next_id)?;
         next_id += u64::from(BULK_ROWS);
         let v = pair.primary_status()?;
-        let pages = u64_at(&v, "/page_hash/pages").context("primary reports no page count")?;
+        let pages = u64::from(v.page_hash.context("primary reports no page count")?.pages);
         if pages * HADR_PAGE_SIZE >= target_bytes {
             break pages;
         }
     };
     let first_load_secs = t.elapsed().as_secs_f64();
-    let first_log = u64_at(&pair.primary_status()?, "/log/end_lsn").unwrap_or(0);
+    let first_log = pair.primary_status()?.log.end_lsn;
 
     // 2. Clone it.
     eprintln!(
@@ -1129,8 +1010,8 @@ pub fn measure_clone_and_replay(
 
     // 3. Standby down, bulk load on the primary.
     pair.stop_standby()?;
-    let (_, _, replay0, end0) = pair.standby_view()?;
-    let start_lsn = replay0.min(end0);
+    let v = pair.standby_view()?;
+    let start_lsn = v.replayed.min(v.end);
     eprintln!(
         "== replay: standby stopped at LSN {start_lsn}; loading about {:.0} MB on the primary",
         target_bytes as f64 / MB
@@ -1140,7 +1021,7 @@ pub fn measure_clone_and_replay(
         proc::check_interrupted()?;
         bulk_insert(&conn, next_id)?;
         next_id += u64::from(BULK_ROWS);
-        let end = u64_at(&pair.primary_status()?, "/log/end_lsn").unwrap_or(0);
+        let end = pair.primary_status()?.log.end_lsn;
         if end.saturating_sub(start_lsn) >= target_bytes {
             break end;
         }
@@ -1149,8 +1030,8 @@ pub fn measure_clone_and_replay(
     // The primary's page hash is cached while its log end stays put: make
     // sure it is computed now, not while the standby catches up.
     let v = pair.primary_status()?;
-    let pages1 = u64_at(&v, "/page_hash/pages").unwrap_or(0);
-    let end_check = u64_at(&pair.primary_status()?, "/log/end_lsn").unwrap_or(0);
+    let pages1 = v.page_hash.map_or(0, |h| u64::from(h.pages));
+    let end_check = pair.primary_status()?.log.end_lsn;
     if end_check != end1 {
         bail!("the primary's log end moved from {end1} to {end_check} while idle");
     }
@@ -1170,19 +1051,20 @@ pub fn measure_clone_and_replay(
         if t0.elapsed() > Duration::from_secs(1800) {
             bail!("the standby did not catch up within 1800 s");
         }
-        if let Ok((_, conn_status, replay, _)) = pair.standby_view() {
+        if let Ok(v) = pair.standby_view() {
             polls += 1;
-            if connected_at.is_none() && conn_status == "CONNECTED" {
+            let connected = v.connect == ConnectStatus::Connected;
+            if connected_at.is_none() && connected {
                 connected_at = Some(t0.elapsed().as_secs_f64());
             }
-            if conn_status == "CONNECTED" && replay >= end1 {
+            if connected && v.replayed >= end1 {
                 break t0.elapsed().as_secs_f64();
             }
         }
         std::thread::sleep(Duration::from_millis(20));
     };
     let connected_at = connected_at.unwrap_or(replay_total);
-    let end_after = u64_at(&pair.primary_status()?, "/log/end_lsn").unwrap_or(0);
+    let end_after = pair.primary_status()?.log.end_lsn;
     let verify_after_replay = pair.run_verify();
     let replay_bytes = end1 - start_lsn;
     let catchup_secs = (replay_total - connected_at).max(1e-6);

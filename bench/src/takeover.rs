@@ -15,23 +15,24 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use hadr_admin_api::steps;
+use hadr_testkit::{self as kit, spelling, ConnectStatus, NodeRole, PairState, Server, Status};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::proc;
-use crate::replication::{self, http, http_json};
+use crate::replication;
 use crate::report::{Consistency, Machine, StandbyCheck};
 use crate::targets::{self, ConnInfo};
 use crate::Ctx;
 
-/// Markers of this part's section of docs/benchmarks.md.
-pub const BEGIN: &str = "<!-- hadr-bench:takeover:begin -->";
-/// End marker.
-pub const END: &str = "<!-- hadr-bench:takeover:end -->";
-const HEADING: &str = "## Takeover and rewind";
-const INTRO: &str = "How long a role switch takes, and how an old primary comes back.";
-/// A new section goes before the hand-written analysis.
-const INSERT_BEFORE: &str = "## Why hadr falls short";
+/// This part's section of docs/benchmarks.md.
+const PART: crate::report::Part = crate::report::Part {
+    begin: "<!-- hadr-bench:takeover:begin -->",
+    end: "<!-- hadr-bench:takeover:end -->",
+    heading: "## Takeover and rewind",
+    intro: "How long a role switch takes, and how an old primary comes back.",
+    insert_before: Some(crate::report::BEFORE_ANALYSIS),
+};
 
 /// pgbench clients of the load during each takeover.
 const CLIENTS: u32 = 4;
@@ -66,11 +67,12 @@ pub struct Switch {
     pub rejoin_ms: Option<f64>,
     /// Forced: whether the restarted node rewound (its log says so).
     pub rewound: Option<bool>,
-    /// From the new primary's log: its first takeover line to "the primary
-    /// handed over" (graceful only).
+    /// From the new primary's /status (`activity_history`): its first
+    /// takeover step to the step "the primary handed over" (graceful only).
     pub handover_ms: Option<f64>,
-    /// From the new primary's log: from the hand-over (graceful) or its
-    /// first takeover line (forced) to serving as primary.
+    /// From the new primary's /status: from the hand-over (graceful) or its
+    /// first takeover step (forced) to the start of its run as primary
+    /// (`started_micros`).
     pub restart_ms: Option<f64>,
     /// sum(accounts.abalance) = sum(history.delta) on the new primary.
     pub sums: Consistency,
@@ -281,10 +283,6 @@ pub struct TakeoverReport {
     pub notes: Vec<String>,
 }
 
-fn addr(port: u16) -> String {
-    format!("127.0.0.1:{port}")
-}
-
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -292,140 +290,86 @@ fn ms(d: Duration) -> f64 {
 /// One `hadr server` of a two-node cluster; its role changes.
 struct Node {
     name: &'static str,
-    bin: PathBuf,
-    dir: PathBuf,
-    log: PathBuf,
-    pg: u16,
-    admin: u16,
-    local: u16,
-    peer_local: u16,
-    child: Option<Child>,
+    server: Server,
+    /// Its replication address.
+    local: String,
+    /// The flags of every start (the data directory knows the role).
+    flags: Vec<String>,
 }
 
 impl Node {
     fn conn(&self) -> ConnInfo {
         ConnInfo {
             host: "127.0.0.1".into(),
-            port: self.pg,
+            port: self.server.port,
             user: "postgres".into(),
             dbname: "postgres".into(),
         }
     }
 
     fn admin_addr(&self) -> String {
-        addr(self.admin)
+        self.server.admin_addr()
     }
 
     fn repl_addr(&self) -> String {
-        addr(self.local)
+        self.local.clone()
     }
 
-    /// `hadr server` with this node's flags (the same at every start; the
-    /// data directory knows the role) plus `extra`.
+    fn dir(&self) -> &Path {
+        &self.server.dir
+    }
+
+    fn log(&self) -> &Path {
+        self.server.log_path()
+    }
+
+    /// `hadr server` with this node's flags plus `extra`; does not wait.
     fn spawn(&mut self, extra: &[&str]) -> Result<()> {
-        let mut args: Vec<String> = vec![
-            "--data".into(),
-            self.dir.display().to_string(),
-            "--listen".into(),
-            addr(self.pg),
-            "--admin".into(),
-            addr(self.admin),
-            "--hadr-local".into(),
-            addr(self.local),
-            "--hadr-target-list".into(),
-            addr(self.peer_local),
-            "--hadr-syncmode".into(),
-            SYNCMODE.into(),
-            "--hadr-timeout".into(),
-            HADR_TIMEOUT.into(),
-        ];
+        let mut args = self.flags.clone();
         args.extend(extra.iter().map(|s| s.to_string()));
-        self.child = Some(replication::spawn_server(&self.bin, &args, &self.log)?);
-        Ok(())
+        self.server.extra = args;
+        self.server.spawn_nowait()
     }
 
     fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.server.kill9();
     }
 
     /// SIGTERM; an unclean exit is an error.
     fn stop(&mut self) -> Result<()> {
-        if let Some(mut c) = self.child.take() {
-            let st = proc::terminate(&mut c, Duration::from_secs(30))
-                .with_context(|| format!("stopping node {}", self.name))?;
-            if !st.success() {
-                bail!(
-                    "node {} exited with {st} on SIGTERM; log tail:\n{}",
-                    self.name,
-                    proc::tail_file(&self.log, 15)
-                );
-            }
+        if !self.server.alive() {
+            self.server.kill9();
+            return Ok(());
+        }
+        let st = self
+            .server
+            .stop()
+            .with_context(|| format!("stopping node {}", self.name))?;
+        if !st.success() {
+            bail!(
+                "node {} exited with {st} on SIGTERM; log tail:\n{}",
+                self.name,
+                proc::tail_file(self.log(), 15)
+            );
         }
         Ok(())
     }
 
-    fn status(&self) -> Option<Value> {
-        http_json(
-            &self.admin_addr(),
-            "/status?hash=false",
-            Duration::from_secs(10),
-        )
-        .ok()
+    fn status(&self) -> Option<Status> {
+        kit::block_on(self.server.status()).ok()
     }
 
     /// Polls /status every 10 ms until `f` holds; fails after `secs` or when
     /// the server exits. Returns the status that satisfied `f`.
-    fn wait_for(&mut self, what: &str, secs: u64, f: impl Fn(&Value) -> bool) -> Result<Value> {
-        let start = Instant::now();
-        let mut last = None;
-        loop {
-            proc::check_interrupted()?;
-            if let Some(c) = self.child.as_mut() {
-                if let Some(st) = c.try_wait()? {
-                    self.child = None;
-                    bail!(
-                        "node {} exited ({st}) while waiting for \"{what}\"; log tail:\n{}",
-                        self.name,
-                        proc::tail_file(&self.log, 20)
-                    );
-                }
-            }
-            if let Some(s) = self.status() {
-                if f(&s) {
-                    return Ok(s);
-                }
-                last = Some(s);
-            }
-            if start.elapsed() > Duration::from_secs(secs) {
-                bail!(
-                    "node {} did not reach \"{what}\" within {secs} s; last status: {}; log tail:\n{}",
-                    self.name,
-                    last.map(|s| brief(&s)).unwrap_or_else(|| "none".into()),
-                    proc::tail_file(&self.log, 20)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn log_len(&self) -> u64 {
-        std::fs::metadata(&self.log).map_or(0, |m| m.len())
-    }
-
-    /// Its log from byte `from` on.
-    fn log_since(&self, from: u64) -> String {
-        let text = std::fs::read(&self.log).unwrap_or_default();
-        let from = usize::try_from(from).unwrap_or(usize::MAX).min(text.len());
-        targets::strip_ansi(&String::from_utf8_lossy(&text[from..]))
+    fn wait_for(&mut self, what: &str, secs: u64, f: impl Fn(&Status) -> bool) -> Result<Status> {
+        kit::block_on(self.server.wait_for(what, Duration::from_secs(secs), f))
+            .with_context(|| format!("node {}", self.name))
     }
 
     /// Lines of its log containing `needle`.
     fn log_count(&self, needle: &str) -> usize {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
+        self.server
+            .log()
             .lines()
             .filter(|l| l.contains(needle))
             .count()
@@ -433,74 +377,48 @@ impl Node {
 
     fn end_lsn(&self) -> Result<u64> {
         self.status()
-            .and_then(|s| s.pointer("/log/end_lsn").and_then(Value::as_u64))
-            .with_context(|| format!("node {}: no log.end_lsn in /status", self.name))
+            .map(|s| s.log.end_lsn)
+            .with_context(|| format!("node {}: no /status", self.name))
     }
 }
 
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill9();
-    }
+fn is_primary(s: &Status) -> bool {
+    s.is_writable_primary()
 }
 
-/// Role, writability, epoch and HADR states of a /status, on one line.
-fn brief(s: &Value) -> String {
-    format!(
-        "role {} writable {} epoch {} connect {} state {} standby[0] {} {}",
-        s["role"],
-        s["writable"],
-        s["epoch"],
-        s["hadr"]["hadr_connect_status"],
-        s["hadr"]["hadr_state"],
-        s["hadr"]["standbys"][0]["hadr_state"],
-        s["hadr"]["standbys"][0]["hadr_connect_status"],
-    )
+fn follows(s: &Status) -> bool {
+    s.follows()
 }
 
-fn is_primary(s: &Value) -> bool {
-    s["role"] == "primary" && s["writable"] == true
+fn in_peer(s: &Status) -> bool {
+    s.principal_in(PairState::Peer)
 }
 
-fn follows(s: &Value) -> bool {
-    s["role"] == "standby" && s["hadr"]["hadr_connect_status"] == "CONNECTED"
+/// µs since the Unix epoch (the clock the nodes' status times use).
+fn now_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
-fn in_peer(s: &Value) -> bool {
-    s["hadr"]["standbys"][0]["hadr_state"] == "PEER"
-        && s["hadr"]["standbys"][0]["hadr_connect_status"] == "CONNECTED"
-}
-
-fn commits(s: &Value) -> Option<u64> {
-    s.pointer("/commits").and_then(Value::as_u64)
-}
-
-/// Seconds since midnight UTC of a log line's timestamp
-/// ("2026-11-24T18:04:06.864084Z ...").
-fn log_time(line: &str) -> Option<f64> {
-    let t = line.get(11..26)?;
-    let mut it = t.split(':');
-    let h: f64 = it.next()?.parse().ok()?;
-    let m: f64 = it.next()?.parse().ok()?;
-    let s: f64 = it.next()?.parse().ok()?;
-    Some(h * 3600.0 + m * 60.0 + s)
-}
-
-/// (hand-over, restart) in ms from the new primary's log lines written
-/// during a takeover; see [`Switch`].
-fn phases(log: &str) -> (Option<f64>, Option<f64>) {
-    let at = |needle: &str| log.lines().find(|l| l.contains(needle)).and_then(log_time);
-    let span = |a: f64, b: f64| {
-        let d = b - a;
-        // Across midnight.
-        1000.0 * if d < 0.0 { d + 86_400.0 } else { d }
-    };
-    let start = at("role change");
-    let handed = at("handed over; promoting");
-    let serving = log
-        .lines()
-        .find(|l| l.contains("hadr node serving") && l.contains("role=\"primary\""))
-        .and_then(log_time);
+/// (hand-over, restart) in ms, from the new primary's /status after a
+/// takeover requested at `since_us` (µs since the Unix epoch); see [`Switch`].
+fn phases(st: &Status, since_us: u64) -> (Option<f64>, Option<f64>) {
+    let steps: Vec<_> = st
+        .activity_history
+        .iter()
+        .filter(|a| a.since_micros >= since_us)
+        .collect();
+    let start = steps
+        .iter()
+        .find(|a| a.what == steps::GRACEFUL_TAKEOVER || a.what == steps::FORCED_TAKEOVER)
+        .map(|a| a.since_micros);
+    let handed = steps
+        .iter()
+        .find(|a| a.what == steps::GRACEFUL_TAKEOVER && a.step == steps::HANDED_OVER)
+        .map(|a| a.since_micros);
+    let serving = (st.started_micros >= since_us).then_some(st.started_micros);
+    let span = |a: u64, b: u64| b.saturating_sub(a) as f64 / 1000.0;
     let handover = start.zip(handed).map(|(a, b)| span(a, b));
     let restart = handed.or(start).zip(serving).map(|(a, b)| span(a, b));
     (handover, restart)
@@ -673,16 +591,25 @@ fn two_nodes(bin: &Path, home: &Path) -> Result<[Node; 2]> {
     }
     std::fs::create_dir_all(home).with_context(|| format!("creating {}", home.display()))?;
     let p = targets::free_ports(6)?;
-    let node = |name: &'static str, pg, admin, local, peer_local| Node {
-        name,
-        bin: bin.to_path_buf(),
-        dir: home.join(name),
-        log: home.join(format!("{name}.log")),
-        pg,
-        admin,
-        local,
-        peer_local,
-        child: None,
+    let node = |name: &'static str, pg, admin, local, peer_local| {
+        let flags = [
+            "--hadr-local",
+            &kit::local(local),
+            "--hadr-target-list",
+            &kit::local(peer_local),
+            "--hadr-syncmode",
+            SYNCMODE,
+            "--hadr-timeout",
+            HADR_TIMEOUT,
+        ]
+        .map(String::from)
+        .to_vec();
+        Node {
+            name,
+            server: replication::server(bin, home.join(name), pg, admin, Vec::new()),
+            local: kit::local(local),
+            flags,
+        }
     };
     Ok([
         node("a", p[0], p[1], p[2], p[5]),
@@ -692,17 +619,17 @@ fn two_nodes(bin: &Path, home: &Path) -> Result<[Node; 2]> {
 
 /// `hadr init` A, start it as primary, run `setup` on it, clone B from it,
 /// start B, wait for PEER. Returns the seconds `setup` took.
-fn start_pair(nodes: &mut [Node; 2], setup: &[String]) -> Result<f64> {
+fn start_pair(bin: &Path, nodes: &mut [Node; 2], setup: &[String]) -> Result<f64> {
     let [a, b] = nodes;
-    let mut c = Command::new(&a.bin);
-    c.arg("init").arg("--data").arg(&a.dir);
+    let mut c = Command::new(bin);
+    c.arg("init").arg("--data").arg(a.dir());
     proc::run_ok(&mut c, Duration::from_secs(60), "hadr init")?;
     a.spawn(&["--role", "primary"])?;
     a.wait_for("writable primary", 60, is_primary)?;
     let t = Instant::now();
     targets::psql(&a.conn(), setup, Duration::from_secs(1800))?;
     let setup_secs = t.elapsed().as_secs_f64();
-    replication::hadr_clone(&a.bin, &a.repl_addr(), &b.dir)?;
+    replication::hadr_clone(bin, &a.repl_addr(), b.dir())?;
     b.spawn(&[])?;
     a.wait_for("standby in PEER", 300, in_peer)?;
     Ok(setup_secs)
@@ -793,7 +720,7 @@ fn measure(
         "== takeover: starting a {SYNCMODE} pair with {} accounts",
         targets::ACCOUNTS
     );
-    start_pair(&mut nodes, &setup)?;
+    start_pair(bin, &mut nodes, &setup)?;
     let pgbench_log = home.join("pgbench.log");
 
     // The probe's own cost: rounds against a primary that accepts them.
@@ -857,7 +784,7 @@ fn measure(
         }
         notes.extend(unexpected_log_lines(
             &format!("takeover node {}", n.name),
-            &n.log,
+            n.log(),
         ));
     }
     drop(nodes);
@@ -916,10 +843,10 @@ fn switch_inner(
 ) -> Result<Switch> {
     // Let pgbench connect and get going, then measure its commit rate.
     proc::sleep(Duration::from_millis(300))?;
-    let c0 = nodes[p].status().as_ref().and_then(commits);
+    let c0 = nodes[p].status().map(|s| s.commits);
     let t0 = Instant::now();
     proc::sleep(Duration::from_millis(500))?;
-    let c1 = nodes[p].status().as_ref().and_then(commits);
+    let c1 = nodes[p].status().map(|s| s.commits);
     let load_tps = match (c0, c1) {
         (Some(a), Some(b)) => b.saturating_sub(a) as f64 / t0.elapsed().as_secs_f64(),
         _ => 0.0,
@@ -933,46 +860,31 @@ fn switch_inner(
         nodes[p].kill9();
         // The standby must have noticed before it may be forced.
         nodes[s].wait_for("its primary gone", 30, |st| {
-            st["hadr"]["hadr_connect_status"] != "CONNECTED"
+            st.standby_view()
+                .is_some_and(|v| v.hadr_connect_status != ConnectStatus::Connected)
         })?;
     }
-    let log_from = nodes[s].log_len();
-    let path = if forced {
-        "/takeover?force=true"
-    } else {
-        "/takeover"
-    };
+    let admin = nodes[s]
+        .server
+        .admin()
+        .with_timeout(Duration::from_secs(60));
+    let requested_us = now_micros();
     let t = Instant::now();
-    let (code, body) = http(
-        "POST",
-        &nodes[s].admin_addr(),
-        path,
-        Duration::from_secs(60),
-    )?;
+    let answer = kit::block_on(admin.takeover(forced, false))
+        .with_context(|| format!("standby log tail:\n{}", proc::tail_file(nodes[s].log(), 15)))?;
     let request_ms = ms(t.elapsed());
-    if code != 200 {
-        bail!(
-            "POST {path} refused ({code}): {}; standby log tail:\n{}",
-            body.trim(),
-            proc::tail_file(&nodes[s].log, 15)
-        );
-    }
     first_write(&nodes[s].conn(), 60).with_context(|| {
         format!(
-            "after POST {path} answered {}; log tail:\n{}",
-            body.trim(),
-            proc::tail_file(&nodes[s].log, 20)
+            "after the takeover answered {answer:?}; log tail:\n{}",
+            proc::tail_file(nodes[s].log(), 20)
         )
     })?;
     let first_write_ms = ms(t.elapsed());
     let from_kill_ms = forced.then(|| ms(killed.elapsed()));
-    let standby_state = if forced {
-        serde_json::from_str::<Value>(body.trim())
-            .ok()
-            .and_then(|v| v["state"].as_str().map(str::to_string))
-            .unwrap_or_else(|| "?".into())
-    } else {
-        "PEER".into()
+    let standby_state = match answer.state {
+        Some(state) => spelling(&state),
+        None if forced => "?".into(),
+        None => spelling(&PairState::Peer),
     };
     if let Some(l) = load.take() {
         stop_load(l);
@@ -989,8 +901,8 @@ fn switch_inner(
     } else {
         nodes[p].wait_for("old primary following as a connected standby", 60, follows)?;
     }
-    nodes[s].wait_for("new primary writable", 10, is_primary)?;
-    let (handover_ms, restart_ms) = phases(&nodes[s].log_since(log_from));
+    let st = nodes[s].wait_for("new primary writable", 10, is_primary)?;
+    let (handover_ms, restart_ms) = phases(&st, requested_us);
     Ok(Switch {
         from: nodes[p].name.into(),
         to: nodes[s].name.into(),
@@ -1099,7 +1011,7 @@ fn rewind_vs_clone(
         done += n;
     }
     eprintln!("== rewind: building a {db_mib} MiB database ({rows} rows of 4000 bytes)");
-    let load_secs = start_pair(&mut nodes, &setup)?;
+    let load_secs = start_pair(bin, &mut nodes, &setup)?;
     eprintln!("== rewind: loaded in {load_secs:.1} s");
     let every = (rows * 4096 / (diverged_mib * MIB)).max(1);
     let mut out = Vec::new();
@@ -1147,7 +1059,7 @@ fn rewind_vs_clone(
         }
         notes.extend(unexpected_log_lines(
             &format!("rewind node {}", n.name),
-            &n.log,
+            n.log(),
         ));
     }
     Ok(RewindResult {
@@ -1186,16 +1098,12 @@ fn rewind_once(
     let diverged_log_bytes = nodes[p].end_lsn()?.saturating_sub(lsn0);
     nodes[p].kill9();
     nodes[s].spawn(&[])?;
-    nodes[s].wait_for("standby up", 120, |st| st["role"] == "standby")?;
-    let (code, body) = http(
-        "POST",
-        &nodes[s].admin_addr(),
-        "/takeover?force=true",
-        Duration::from_secs(60),
-    )?;
-    if code != 200 {
-        bail!("forced takeover refused ({code}): {}", body.trim());
-    }
+    nodes[s].wait_for("standby up", 120, |st| st.role == NodeRole::Standby)?;
+    let admin = nodes[s]
+        .server
+        .admin()
+        .with_timeout(Duration::from_secs(60));
+    kit::block_on(admin.takeover(true, false)).context("forced takeover")?;
     nodes[s].wait_for("new primary writable", 120, is_primary)?;
     let lsn1 = nodes[s].end_lsn()?;
     targets::psql(
@@ -1208,7 +1116,7 @@ fn rewind_once(
     // The old primary is stopped: rewind it offline, timed.
     let mut c = Command::new(bin);
     c.args(["rejoin", "--from", &nodes[s].repl_addr(), "--data"])
-        .arg(&nodes[p].dir)
+        .arg(nodes[p].dir())
         .env("NO_COLOR", "1");
     let t = Instant::now();
     let out = proc::run_ok(&mut c, Duration::from_secs(1800), "hadr rejoin")?;
@@ -1335,11 +1243,11 @@ impl TakeoverReport {
                 summary(g.iter().map(|x| x.request_ms)),
             ),
             (
-                "graceful, new primary's log: the old primary hands over",
+                "graceful, new primary's `/status`: the old primary hands over",
                 summary(g.iter().filter_map(|x| x.handover_ms)),
             ),
             (
-                "graceful, new primary's log: hand-over → serving as primary",
+                "graceful, new primary's `/status`: hand-over → running as primary",
                 summary(g.iter().filter_map(|x| x.restart_ms)),
             ),
             (
@@ -1351,7 +1259,7 @@ impl TakeoverReport {
                 summary(f.iter().map(|x| x.request_ms)),
             ),
             (
-                "forced, new primary's log: takeover begins → serving as primary",
+                "forced, new primary's `/status`: takeover begins → running as primary",
                 summary(f.iter().filter_map(|x| x.restart_ms)),
             ),
             (
@@ -1375,16 +1283,7 @@ impl TakeoverReport {
 
     /// The generated section, markers included.
     pub fn section(&self) -> String {
-        let mut s = String::new();
-        let _ = writeln!(s, "{BEGIN}");
-        s.push_str(
-            "<!-- Generated by the hadr-bench program (bench/); rerun it instead of editing this section. -->\n\n",
-        );
-        let _ = writeln!(
-            s,
-            "Run on {} by:\n\n```\n{}\n```\n",
-            self.date, self.command
-        );
+        let mut s = PART.start(&self.date, &self.command);
         s.push_str("### Setup\n\n");
         let m = &self.machine;
         if self.load_program_start != m.load_before {
@@ -1445,7 +1344,9 @@ impl TakeoverReport {
              STANDBY` sends), to the first `{PROBE_SQL}` the new primary accepts, retried every millisecond over a \
              fresh connection (the program speaks the wire protocol itself: starting psql costs tens of \
              milliseconds on a busy machine); one such round against a primary takes {:.1} ms here, which bounds \
-             the resolution. The two phases in between come from the timestamps of the new primary's own log. \
+             the resolution. The two phases in between come from the new primary's `/status`: the times of its takeover \
+             steps (`activity_history`, kept across its restart as primary) and when its run as primary began \
+             (`started_micros`). \
              Roles alternate every run (a→b, b→a, ...).",
             self.probe_ms
         );
@@ -1541,21 +1442,13 @@ impl TakeoverReport {
                 let _ = writeln!(s, "- {}", n.replace('\n', " "));
             }
         }
-        let _ = writeln!(s, "\n{END}");
+        let _ = writeln!(s, "\n{}", PART.end);
         s
     }
 
     /// Writes the section into the document at `out`.
     pub fn write(&self, out: &Path) -> Result<()> {
-        crate::report::write_section(
-            out,
-            BEGIN,
-            END,
-            HEADING,
-            INTRO,
-            &self.section(),
-            Some(INSERT_BEFORE),
-        )
+        PART.write(out, &self.section())
     }
 }
 
@@ -1574,19 +1467,46 @@ mod tests {
         assert_eq!(parse_rewind_line("no rewind needed"), (None, None, None));
     }
 
+    fn step(what: &str, step: &str, since_micros: u64) -> hadr_admin_api::Activity {
+        hadr_admin_api::Activity {
+            what: what.into(),
+            step: step.into(),
+            since_micros,
+        }
+    }
+
     #[test]
-    fn phases_from_the_log() {
-        let log = "2026-11-24T18:03:57.882651Z  INFO role change what=graceful takeover step=asking\n\
-                   2026-11-24T18:03:57.991439Z  INFO the primary handed over; promoting end_lsn=1\n\
-                   2026-11-24T18:03:58.328890Z  INFO hadr node serving pg=x role=\"primary\" epoch=3\n";
-        let (h, r) = phases(log);
+    fn phases_from_the_status() {
+        let mut st: Status = serde_json::from_value(serde_json::json!({
+            "version": "0", "role": "primary", "epoch": 3, "epoch_history": [],
+            "highest_seen_epoch": 3, "database_id": "d", "writable": true,
+            "writes": {"state": "open"}, "write_refusal": null, "activity": null,
+            "log": {"start_lsn": 0, "end_lsn": 0, "flushed_lsn": 0, "size_bytes": 0},
+            "checkpoint_lsn": 0, "sessions_open": 0, "commits": 0, "statements": 0,
+            "checkpoints": 0, "uptime_seconds": 0,
+            "recovery": {"truncated_tail_bytes": 0, "captured_from_wal": 0,
+                         "reapplied_records": 0, "end_lsn": 0},
+            "hadr": null, "page_hash": null
+        }))
+        .unwrap();
+        st.activity_history = vec![
+            // An earlier takeover: before the request, ignored.
+            step(steps::GRACEFUL_TAKEOVER, "asking", 500),
+            step(steps::GRACEFUL_TAKEOVER, "asking", 1_000_000),
+            step(steps::GRACEFUL_TAKEOVER, steps::HANDED_OVER, 1_108_788),
+        ];
+        st.started_micros = 1_446_239;
+        let (h, r) = phases(&st, 900_000);
         assert!((h.unwrap_or(0.0) - 108.788).abs() < 0.01);
         assert!((r.unwrap_or(0.0) - 337.451).abs() < 0.01);
-        let forced = "2026-11-24T23:59:59.900000Z  INFO role change what=forced takeover\n\
-                      2026-11-25T00:00:00.100000Z  INFO hadr node serving role=\"primary\"\n";
-        let (h, r) = phases(forced);
+        st.activity_history = vec![step(steps::FORCED_TAKEOVER, "in PEER", 2_000_000)];
+        st.started_micros = 2_200_000;
+        let (h, r) = phases(&st, 1_900_000);
         assert_eq!(h, None);
         assert!((r.unwrap_or(0.0) - 200.0).abs() < 0.01);
+        // A run as primary that began before the request is not this takeover's.
+        st.started_micros = 1_000;
+        assert_eq!(phases(&st, 1_900_000).1, None);
     }
 
     #[test]

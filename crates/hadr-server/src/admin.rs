@@ -9,8 +9,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use hadr_admin_api as api;
 use hadr_engine::Role;
-use serde_json::json;
 use tokio::net::TcpListener;
 use tracing::warn;
 
@@ -51,7 +51,7 @@ struct TakeoverQuery {
 /// checked against the standby's view of the pair (hadr-ha's link rules),
 /// then the node restarts as the primary of the next epoch; its probes tell
 /// the old primary, if reachable, to stop writing.
-fn force_takeover(node: &Arc<Node>, peer_window_only: bool) -> (StatusCode, String) {
+fn force_takeover(node: &Arc<Node>, peer_window_only: bool) -> Response {
     let Repl::Standby { status, .. } = &node.repl else {
         return refused(hadr_ha::takeover::TakeoverRefusal::NotAStandby);
     };
@@ -69,27 +69,27 @@ fn force_takeover(node: &Arc<Node>, peer_window_only: bool) -> (StatusCode, Stri
                 StatusCode::CONFLICT,
                 format!("forced takeover refused: {refusal}\n"),
             )
+                .into_response()
         }
     };
     node.set_activity(
-        "forced takeover",
+        api::steps::FORCED_TAKEOVER,
         Some(&format!(
             "in {state:?}: stopping replication; promoting at the log end"
         )),
     );
     node.stop_for(crate::roles::RoleChange::Promote { end: None });
-    (
-        StatusCode::OK,
-        // The same spelling as /status (REMOTE_CATCHUP_PENDING, ...).
-        format!(
-            "{}\n",
-            json!({"takeover": "promoting", "forced": true, "state": state, "end_lsn": end})
-        ),
-    )
+    Json(api::TakeoverAnswer {
+        takeover: api::TakeoverProgress::Promoting,
+        forced: true,
+        state: Some(state),
+        end_lsn: end,
+    })
+    .into_response()
 }
 
-fn refused(r: hadr_ha::takeover::TakeoverRefusal) -> (StatusCode, String) {
-    (StatusCode::CONFLICT, format!("{r}\n"))
+fn refused(r: hadr_ha::takeover::TakeoverRefusal) -> Response {
+    (StatusCode::CONFLICT, format!("{r}\n")).into_response()
 }
 
 /// Query of /fence.
@@ -101,35 +101,33 @@ struct FenceQuery {
 
 /// `POST /fence?epoch=N`: tell a node that epoch N exists; a primary of an
 /// older epoch stops writing at once and rejoins as a standby.
-async fn fence(State(node): State<Arc<Node>>, Query(q): Query<FenceQuery>) -> (StatusCode, String) {
+async fn fence(
+    State(node): State<Arc<Node>>,
+    Query(q): Query<FenceQuery>,
+) -> Json<api::FenceAnswer> {
     let actions = node.on_peer(hadr_ha::GuardEvent::EpochReported { epoch: q.epoch });
     let fenced = actions
         .iter()
         .any(|a| matches!(a, hadr_ha::GuardAction::Fence { .. }));
-    let epoch = node.engine.control().epoch;
-    (
-        StatusCode::OK,
-        format!(
-            "{{\"fenced\":{fenced},\"epoch\":{epoch},\"writable\":{}}}\n",
-            node.writable()
-        ),
-    )
+    Json(api::FenceAnswer {
+        fenced,
+        epoch: node.engine.control().epoch,
+        writable: node.writable(),
+    })
 }
 
 /// Takeover, issued against the standby that should become primary:
 /// graceful by default, forced with `?force=true[&peer_window_only=true]`.
-async fn takeover(
-    State(node): State<Arc<Node>>,
-    Query(q): Query<TakeoverQuery>,
-) -> (StatusCode, String) {
+async fn takeover(State(node): State<Arc<Node>>, Query(q): Query<TakeoverQuery>) -> Response {
     if q.force {
         return force_takeover(&node, q.peer_window_only);
     }
     if q.peer_window_only {
         return (
             StatusCode::BAD_REQUEST,
-            "peer_window_only applies to a forced takeover (add force=true)\n".into(),
-        );
+            "peer_window_only applies to a forced takeover (add force=true)\n",
+        )
+            .into_response();
     }
     let Repl::Standby { status, .. } = &node.repl else {
         return refused(hadr_ha::takeover::TakeoverRefusal::NotAStandby);
@@ -142,7 +140,10 @@ async fn takeover(
     if let Err(r) = asked {
         return refused(r);
     }
-    node.set_activity("graceful takeover", Some("asking the primary to hand over"));
+    node.set_activity(
+        api::steps::GRACEFUL_TAKEOVER,
+        Some("asking the primary to hand over"),
+    );
     let mut answer = node.takeover_answer.subscribe();
     node.takeover_answer.send_replace(None);
     answer.borrow_and_update();
@@ -154,20 +155,24 @@ async fn takeover(
         _ => None,
     };
     match got {
-        Some(TakeoverAnswer::Promoting { end_lsn }) => (
-            StatusCode::OK,
-            format!("{{\"takeover\":\"promoting\",\"end_lsn\":{end_lsn}}}\n"),
-        ),
+        Some(TakeoverAnswer::Promoting { end_lsn }) => Json(api::TakeoverAnswer {
+            takeover: api::TakeoverProgress::Promoting,
+            forced: false,
+            state: None,
+            end_lsn,
+        })
+        .into_response(),
         Some(TakeoverAnswer::Refused(why)) => {
             node.set_activity("graceful takeover", None);
-            (StatusCode::CONFLICT, format!("{why}\n"))
+            (StatusCode::CONFLICT, format!("{why}\n")).into_response()
         }
         None => {
             node.set_activity("graceful takeover", None);
             (
                 StatusCode::GATEWAY_TIMEOUT,
-                "the primary did not hand over in time\n".into(),
+                "the primary did not hand over in time\n",
             )
+                .into_response()
         }
     }
 }
@@ -219,71 +224,72 @@ async fn page_hash(node: &Arc<Node>) -> Option<(u64, hadr_engine::PageHash)> {
     Some(r)
 }
 
-fn hadr_status(node: &Node) -> serde_json::Value {
+fn hadr_status(node: &Node) -> Option<api::HadrView> {
     let now = hadr_replication::now_micros();
     let log = node.engine.log();
     match &node.repl {
-        Repl::None => json!(null),
+        Repl::None => None,
         Repl::Primary { standbys, .. } => {
             let end = log.end_lsn();
-            let standbys_json: Vec<serde_json::Value> = standbys
+            let pairs = standbys
                 .slots()
                 .into_iter()
                 .map(|s| {
                     let p = &s.pair;
-                    json!({
-                        "standby": s.address,
-                        "principal": s.principal,
-                        "hadr_syncmode": p.config().mode,
-                        "hadr_state": p.state,
-                        "hadr_connect_status": p.connect_status(),
-                        "hadr_connect_status_time_us": p.status_since,
-                        "heartbeat_interval_ms": p.config().heartbeat_us() / 1000,
-                        "heartbeats_missed": p.heartbeats_missed,
-                        "time_since_last_recv_ms": now.saturating_sub(p.last_heard) / 1000,
-                        "hadr_timeout_ms": p.config().timeout_us / 1000,
-                        "primary_log_lsn": end,
-                        "sent_lsn": p.sent,
-                        "standby_received_lsn": p.received,
-                        "standby_flushed_lsn": p.flushed,
-                        "standby_replay_lsn": p.replayed,
-                        "hadr_log_gap_bytes": end.saturating_sub(p.received),
-                        "standby_recv_replay_gap_bytes": p.received.saturating_sub(p.replayed),
-                        "peer_window_ms": p.config().peer_window_us / 1000,
-                        "peer_window_end_us": p.peer_window_end,
-                        "peer_wait_limit_ms": p.config().peer_wait_limit_us / 1000,
-                        "last_error": s.last_error,
-                    })
+                    let c = p.config();
+                    api::StandbyPair {
+                        standby: s.address,
+                        principal: s.principal,
+                        hadr_syncmode: c.mode,
+                        hadr_state: p.state,
+                        hadr_connect_status: p.connect_status(),
+                        hadr_connect_status_time_us: p.status_since,
+                        heartbeat_interval_ms: c.heartbeat_us() / 1000,
+                        heartbeats_missed: p.heartbeats_missed,
+                        time_since_last_recv_ms: now.saturating_sub(p.last_heard) / 1000,
+                        hadr_timeout_ms: c.timeout_us / 1000,
+                        primary_log_lsn: end,
+                        sent_lsn: p.sent,
+                        standby_received_lsn: p.received,
+                        standby_flushed_lsn: p.flushed,
+                        standby_replay_lsn: p.replayed,
+                        hadr_log_gap_bytes: end.saturating_sub(p.received),
+                        standby_recv_replay_gap_bytes: p.received.saturating_sub(p.replayed),
+                        peer_window_ms: c.peer_window_us / 1000,
+                        peer_window_end_us: p.peer_window_end,
+                        peer_wait_limit_ms: c.peer_wait_limit_us / 1000,
+                        last_error: s.last_error,
+                    }
                 })
                 .collect();
             let w = standbys.wait_stats(now);
-            json!({
-                "role": "PRIMARY",
-                "hadr_local": node.config.hadr_local.to_string(),
-                "standbys": standbys_json,
-                "log_hadr_wait_cur_ms": w.current_us / 1000,
-                "log_hadr_wait_accumulated_ms": w.accumulated_us / 1000,
-                "log_hadr_wait_count": w.count,
-            })
+            Some(api::HadrView::Primary(api::PrimaryView {
+                hadr_local: node.config.hadr_local.to_string(),
+                standbys: pairs,
+                log_hadr_wait_cur_ms: w.current_us / 1000,
+                log_hadr_wait_accumulated_ms: w.accumulated_us / 1000,
+                log_hadr_wait_count: w.count,
+            }))
         }
         Repl::Standby { status, .. } => {
             let st = status.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            json!({
-                "role": "STANDBY",
-                "hadr_connect_status": st.link.connect_status,
-                "hadr_connect_status_time_us": st.link.connect_status_since,
-                "primary": st.link.primary,
-                "primary_log_lsn": st.link.primary_end_lsn,
-                "standby_received_lsn": log.end_lsn(),
-                "standby_flushed_lsn": log.flushed_lsn(),
-                "standby_replay_lsn": node.engine.applied_lsn(),
-                "hadr_log_gap_bytes": st.link.primary_end_lsn.saturating_sub(log.end_lsn()),
-                "standby_recv_replay_gap_bytes": log.flushed_lsn().saturating_sub(node.engine.applied_lsn()),
-                "time_since_last_recv_ms": now.saturating_sub(st.link.last_receive) / 1000,
-                "standby_replay_log_time_us": st.replay_log_time,
-                "peer_window_end_us": st.link.peer_window_end,
-                "last_error": st.last_error,
-            })
+            let (received, flushed, replayed) =
+                (log.end_lsn(), log.flushed_lsn(), node.engine.applied_lsn());
+            Some(api::HadrView::Standby(api::StandbyView {
+                hadr_connect_status: st.link.connect_status,
+                hadr_connect_status_time_us: st.link.connect_status_since,
+                primary: st.link.primary,
+                primary_log_lsn: st.link.primary_end_lsn,
+                standby_received_lsn: received,
+                standby_flushed_lsn: flushed,
+                standby_replay_lsn: replayed,
+                hadr_log_gap_bytes: st.link.primary_end_lsn.saturating_sub(received),
+                standby_recv_replay_gap_bytes: flushed.saturating_sub(replayed),
+                time_since_last_recv_ms: now.saturating_sub(st.link.last_receive) / 1000,
+                standby_replay_log_time_us: st.replay_log_time,
+                peer_window_end_us: st.link.peer_window_end,
+                last_error: st.last_error,
+            }))
         }
     }
 }
@@ -311,33 +317,59 @@ async fn status(State(node): State<Arc<Node>>, Query(q): Query<StatusQuery>) -> 
     } else {
         None
     };
-    let body = json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "role": c.role.as_str(),
-        "epoch": c.epoch,
-        "epoch_history": c.epoch_history,
-        "highest_seen_epoch": c.highest_seen_epoch,
-        "database_id": c.database_id,
-        "writable": writable(&node),
-        "writes": node.guard().writes.clone(),
-        "write_refusal": node.write_refusal(),
-        "activity": node.activity.lock().unwrap_or_else(|p| p.into_inner()).clone(),
-        "log": {
-            "start_lsn": log.start_lsn(),
-            "end_lsn": log.end_lsn(),
-            "flushed_lsn": log.flushed_lsn(),
-            "size_bytes": log.size_bytes(),
+    let role = match c.role {
+        Role::Standard => api::NodeRole::Standard,
+        Role::Primary => api::NodeRole::Primary,
+        Role::Standby => api::NodeRole::Standby,
+    };
+    let r = &node.recovery;
+    let uptime = node.started.elapsed();
+    // Locked and released here: write_refusal below locks the guard again.
+    let writes = node.guard().writes.clone();
+    let activity = node
+        .activity
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let body = api::Status {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        role,
+        epoch: c.epoch,
+        epoch_history: c.epoch_history.clone(),
+        highest_seen_epoch: c.highest_seen_epoch,
+        database_id: c.database_id.clone(),
+        writable: writable(&node),
+        writes,
+        write_refusal: node.write_refusal(),
+        activity,
+        activity_history: crate::activity::recent(&node.config.data),
+        log: api::LogStatus {
+            start_lsn: log.start_lsn(),
+            end_lsn: log.end_lsn(),
+            flushed_lsn: log.flushed_lsn(),
+            size_bytes: log.size_bytes(),
         },
-        "checkpoint_lsn": c.checkpoint_lsn,
-        "sessions_open": node.open_sessions.load(Ordering::SeqCst),
-        "commits": node.stats.commits.load(Ordering::Relaxed),
-        "statements": node.stats.statements.load(Ordering::Relaxed),
-        "checkpoints": node.stats.checkpoints.load(Ordering::Relaxed),
-        "uptime_seconds": node.started.elapsed().as_secs(),
-        "recovery": node.recovery,
-        "hadr": hadr_status(&node),
-        "page_hash": hash.map(|(lsn, h)| json!({"lsn": lsn, "pages": h.pages, "hash": h.hash})),
-    });
+        checkpoint_lsn: c.checkpoint_lsn,
+        sessions_open: node.open_sessions.load(Ordering::SeqCst) as u64,
+        commits: node.stats.commits.load(Ordering::Relaxed),
+        statements: node.stats.statements.load(Ordering::Relaxed),
+        checkpoints: node.stats.checkpoints.load(Ordering::Relaxed),
+        uptime_seconds: uptime.as_secs(),
+        started_micros: hadr_replication::now_micros().saturating_sub(uptime.as_micros() as u64),
+        recovery: api::Recovery {
+            truncated_tail_bytes: r.truncated_tail_bytes,
+            captured_from_wal: r.captured_from_wal as u64,
+            reapplied_records: r.reapplied_records as u64,
+            end_lsn: r.end_lsn,
+        },
+        hadr: hadr_status(&node),
+        page_hash: hash.map(|(lsn, h)| api::PageHashStatus {
+            lsn,
+            pages: h.pages,
+            hash: h.hash,
+        }),
+        transitions: node.events.recent(),
+    };
     Json(body).into_response()
 }
 

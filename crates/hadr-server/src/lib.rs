@@ -2,6 +2,7 @@
 //! the configuration, wired around the engine.
 
 pub mod accept;
+pub mod activity;
 pub mod admin;
 pub mod config;
 pub mod demotion;

@@ -145,15 +145,7 @@ pub enum TakeoverAnswer {
 }
 
 /// A role change in progress (takeover, fencing), shown in status.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct Activity {
-    /// What is happening.
-    pub what: String,
-    /// The step it is at.
-    pub step: String,
-    /// Since when (µs since the Unix epoch).
-    pub since_micros: u64,
-}
+pub use hadr_admin_api::Activity;
 
 impl Node {
     /// Open (and recover) the database and build the node state.
@@ -388,6 +380,7 @@ impl Node {
         });
         if let Some(a) = a.as_ref() {
             info!(what = %a.what, step = %a.step, "role change");
+            crate::activity::record(&self.config.data, a);
         }
     }
 }

@@ -211,6 +211,10 @@ async fn start_replication(
                     Arc::new(move |end: u64| {
                         if let Some(node) = weak.upgrade() {
                             info!(end_lsn = end, "takeover: restarting as primary");
+                            node.set_activity(
+                                hadr_admin_api::steps::GRACEFUL_TAKEOVER,
+                                Some(hadr_admin_api::steps::HANDED_OVER),
+                            );
                             node.takeover_answer
                                 .send_replace(Some(TakeoverAnswer::Promoting { end_lsn: end }));
                             node.stop_for(RoleChange::Promote { end: Some(end) });

@@ -1,0 +1,20 @@
+//! hadr's admin HTTP API as types: what `GET /status`, `POST /takeover` and
+//! `POST /fence` answer ([`Status`], [`TakeoverAnswer`], [`FenceAnswer`]),
+//! and [`AdminClient`], the one client every consumer (the CLI, the demo,
+//! the tests, the benchmark) talks to a node's admin port with.
+//!
+//! The JSON is the wire format: field names and shapes are those `/status`
+//! has always had, so that scripts reading it keep working. Fields added
+//! later carry `#[serde(default)]`, so that this client also reads a node
+//! that does not send them yet.
+
+mod client;
+mod status;
+
+pub use client::{AdminClient, AdminError, DEFAULT_TIMEOUT};
+pub use hadr_ha::{ConnectStatus, PairState, RoleEvent, SyncMode, Transition, Writes};
+pub use hadr_log::EpochStart;
+pub use status::{
+    spelling, steps, Activity, FenceAnswer, HadrView, LogStatus, NodeRole, PageHashStatus,
+    PrimaryView, Recovery, StandbyPair, StandbyView, Status, TakeoverAnswer, TakeoverProgress,
+};

@@ -1,0 +1,53 @@
+//! One kit for everything that runs real `hadr server` processes: the
+//! integration tests, the benchmark (`bench/`) and `hadr demo`.
+//!
+//! - [`free_port`]: a port below Linux's ephemeral range, free on every address.
+//! - [`Hadr`]: the binary: `init`, `clone`, `verify`, and [`Server`]s on data directories.
+//! - [`Server`]: one node as a child process: start, restart, kill -9,
+//!   SIGTERM, SIGSTOP/SIGCONT, its log, its typed status, waits for states.
+//! - [`acked_writer`] and [`acked_ids`]: writes whose acknowledgement is recorded.
+//!
+//! Every helper returns a [`Result`]; nothing here panics on a node that
+//! misbehaves, so callers can poll a node that is restarting.
+
+mod hadr;
+mod ports;
+mod server;
+mod sql;
+
+pub use hadr::Hadr;
+pub use hadr_admin_api::{
+    spelling, AdminClient, AdminError, ConnectStatus, HadrView, NodeRole, PairState, PrimaryView,
+    StandbyPair, StandbyView, Status, SyncMode,
+};
+pub use ports::free_port;
+
+/// Run `f` to completion from synchronous code (the benchmark), on a
+/// runtime the kit keeps for that. Not from inside another tokio runtime.
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            // Only a system without threads or timers fails here.
+            .expect("cannot start a tokio runtime")
+    })
+    .block_on(f)
+}
+pub use server::{brief, Server};
+pub use sql::{acked_ids, acked_writer, connect};
+
+/// What the kit's helpers return.
+pub type Result<T, E = anyhow::Error> = std::result::Result<T, E>;
+
+/// `host:port`.
+pub fn addr(host: &str, port: u16) -> String {
+    format!("{host}:{port}")
+}
+
+/// `127.0.0.1:port`.
+pub fn local(port: u16) -> String {
+    addr("127.0.0.1", port)
+}

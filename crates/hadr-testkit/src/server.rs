@@ -1,0 +1,345 @@
+//! One `hadr server` child process.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use hadr_admin_api::{AdminClient, Status};
+
+use crate::{free_port, Hadr, Result};
+
+/// How long a start may take before it is an error.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a SIGTERM may take before the process is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A node: a `hadr server` process on its data directory, with a log file
+/// next to it (`DIR.log`) that every start appends to. Its ports stay the
+/// same across restarts. Dropping it kills the process.
+pub struct Server {
+    /// The data directory.
+    pub dir: PathBuf,
+    /// The address it listens on.
+    pub host: String,
+    /// PostgreSQL port.
+    pub port: u16,
+    /// Admin port.
+    pub admin: u16,
+    /// Flags after `--data`, `--listen` and `--admin`.
+    pub extra: Vec<String>,
+    bin: PathBuf,
+    log: PathBuf,
+    client: AdminClient,
+    interrupted: Option<fn() -> bool>,
+    child: Mutex<Option<Child>>,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// A node on `dir` (not started) on 127.0.0.1 with free ports.
+    pub fn new(hadr: &Hadr, dir: PathBuf, extra: Vec<String>) -> Server {
+        let (port, admin) = (free_port(), free_port());
+        Server::on_ports(hadr, dir, "127.0.0.1", port, admin, extra)
+    }
+
+    /// A node on `dir` (not started) on the given address and ports.
+    pub fn on_ports(
+        hadr: &Hadr,
+        dir: PathBuf,
+        host: &str,
+        port: u16,
+        admin: u16,
+        extra: Vec<String>,
+    ) -> Server {
+        Server {
+            log: dir.with_extension("log"),
+            client: AdminClient::new(crate::addr(host, admin)),
+            dir,
+            host: host.to_string(),
+            port,
+            admin,
+            extra,
+            bin: hadr.path().to_path_buf(),
+            interrupted: None,
+            child: Mutex::new(None),
+            _tmp: None,
+        }
+    }
+
+    /// Keep `tmp` (the directory holding `dir`) until the server is dropped.
+    pub fn keep(mut self, tmp: tempfile::TempDir) -> Server {
+        self._tmp = Some(tmp);
+        self
+    }
+
+    /// Waits end early (with an error) once `f` says so (the benchmark's Ctrl-C).
+    pub fn interruptible(mut self, f: fn() -> bool) -> Server {
+        self.interrupted = Some(f);
+        self
+    }
+
+    fn child(&self) -> std::sync::MutexGuard<'_, Option<Child>> {
+        self.child.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Start the process (again), and wait until its PostgreSQL port accepts connections.
+    pub fn spawn(&mut self) -> Result<()> {
+        self.spawn_nowait()?;
+        self.wait_ready(START_TIMEOUT)
+    }
+
+    /// Start the process (again) without waiting for anything.
+    pub fn spawn_nowait(&mut self) -> Result<()> {
+        if self.child().is_some() {
+            bail!("{} is already running", self.name());
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .with_context(|| format!("opening {}", self.log.display()))?;
+        let mut c = Command::new(&self.bin);
+        c.arg("server")
+            .arg("--data")
+            .arg(&self.dir)
+            .arg("--listen")
+            .arg(crate::addr(&self.host, self.port))
+            .arg("--admin")
+            .arg(crate::addr(&self.host, self.admin))
+            .args(&self.extra)
+            .env(
+                "HADR_LOG",
+                std::env::var("HADR_LOG").unwrap_or("info".into()),
+            )
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        let child = c
+            .spawn()
+            .with_context(|| format!("cannot run {}", self.bin.display()))?;
+        *self.child() = Some(child);
+        Ok(())
+    }
+
+    /// Wait until the PostgreSQL port accepts connections; an error if the
+    /// process exits first or `timeout` passes.
+    pub fn wait_ready(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if std::net::TcpStream::connect((self.host.as_str(), self.port)).is_ok() {
+                return Ok(());
+            }
+            self.check_running("start-up")?;
+            if Instant::now() > deadline {
+                bail!(
+                    "{} did not start within {timeout:?}: {}",
+                    self.name(),
+                    self.log_tail(30)
+                );
+            }
+            self.check_interrupt()?;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn name(&self) -> String {
+        format!("hadr server on {}", self.dir.display())
+    }
+
+    fn check_interrupt(&self) -> Result<()> {
+        if self.interrupted.is_some_and(|f| f()) {
+            bail!("interrupted");
+        }
+        Ok(())
+    }
+
+    /// An error if the process was started and has exited.
+    pub fn check_running(&self, during: &str) -> Result<()> {
+        let mut child = self.child();
+        if let Some(c) = child.as_mut() {
+            if let Some(st) = c.try_wait()? {
+                *child = None;
+                drop(child);
+                bail!(
+                    "{} exited during {during} ({st}): {}",
+                    self.name(),
+                    self.log_tail(30)
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the process is running.
+    pub fn alive(&self) -> bool {
+        matches!(self.child().as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// kill -9 (and reap it).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child().take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for the exit; killed, and an error, if it takes
+    /// longer than 30 s.
+    pub fn stop(&mut self) -> Result<ExitStatus> {
+        let Some(mut c) = self.child().take() else {
+            bail!("{} is not running", self.name());
+        };
+        signal(&c, libc::SIGTERM)?;
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            if let Some(st) = c.try_wait()? {
+                return Ok(st);
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                bail!(
+                    "{} did not stop on SIGTERM: {}",
+                    self.name(),
+                    self.log_tail(30)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGSTOP: the process freezes (a hung host: its sockets stay open).
+    pub fn sigstop(&self) -> Result<()> {
+        match self.child().as_ref() {
+            Some(c) => signal(c, libc::SIGSTOP),
+            None => bail!("{} is not running", self.name()),
+        }
+    }
+
+    /// SIGCONT after [`Server::sigstop`].
+    pub fn sigcont(&self) -> Result<()> {
+        match self.child().as_ref() {
+            Some(c) => signal(c, libc::SIGCONT),
+            None => bail!("{} is not running", self.name()),
+        }
+    }
+
+    /// The log file.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// Everything the server logged so far (all its starts).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The last `n` lines of its log.
+    pub fn log_tail(&self, n: usize) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// libpq-style connection string.
+    pub fn conninfo(&self) -> String {
+        format!(
+            "host={} port={} user=test dbname=test connect_timeout=10",
+            self.host, self.port
+        )
+    }
+
+    /// A tokio-postgres connection, driven in the background.
+    pub async fn client(&self) -> Result<tokio_postgres::Client> {
+        crate::connect(&self.conninfo()).await
+    }
+
+    /// Its admin address.
+    pub fn admin_addr(&self) -> String {
+        crate::addr(&self.host, self.admin)
+    }
+
+    /// The client for its admin endpoint.
+    pub fn admin(&self) -> &AdminClient {
+        &self.client
+    }
+
+    /// `/status` without a page hash.
+    pub async fn status(&self) -> Result<Status> {
+        Ok(self.client.status_with_hash(false).await?)
+    }
+
+    /// Poll `/status` every 10 ms until `f` holds, and return that status;
+    /// an error after `timeout` (with the last status seen), or as soon as
+    /// the process exits. Unreachable moments (a restart) are waited out.
+    pub async fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        f: impl Fn(&Status) -> bool,
+    ) -> Result<Status> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let last = match self.status().await {
+                Ok(st) if f(&st) => return Ok(st),
+                Ok(st) => brief(&st),
+                Err(e) => format!("{e:#}"),
+            };
+            self.check_running(&format!("the wait for {what}"))?;
+            self.check_interrupt()?;
+            if Instant::now() > deadline {
+                bail!(
+                    "{} did not reach \"{what}\" within {timeout:?}; last status: {last}; log tail:\n{}",
+                    self.name(),
+                    self.log_tail(30)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn signal(c: &Child, sig: libc::c_int) -> Result<()> {
+    let pid = libc::pid_t::try_from(c.id()).context("pid out of range")?;
+    // SAFETY: kill(2) on our own child, not reaped yet (we hold its Child).
+    if unsafe { libc::kill(pid, sig) } != 0 {
+        bail!("kill({pid}, {sig}): {}", std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Role, writability, epoch and the HADR states of a status, on one line.
+pub fn brief(s: &Status) -> String {
+    use hadr_admin_api::HadrView;
+    let hadr = match &s.hadr {
+        None => "no HADR".to_string(),
+        Some(HadrView::Primary(p)) => p
+            .standbys
+            .iter()
+            .map(|b| {
+                format!(
+                    "standby {} {:?} {:?} gap {}",
+                    b.standby, b.hadr_state, b.hadr_connect_status, b.hadr_log_gap_bytes
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        Some(HadrView::Standby(v)) => format!(
+            "{:?} to {:?}, replayed {} of {}",
+            v.hadr_connect_status, v.primary, v.standby_replay_lsn, v.primary_log_lsn
+        ),
+    };
+    format!(
+        "{} epoch {} writable {} ({hadr})",
+        s.role, s.epoch, s.writable
+    )
+}
