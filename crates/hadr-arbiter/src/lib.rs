@@ -1,0 +1,150 @@
+//! The tiebreakers a node must win before it may write alone
+//! (docs/failover.md §Arbiters). Every backend stores one small record — who
+//! holds the lease, in which epoch, which standby is out of sync — and offers
+//! one primitive: a conditional write that succeeds only if the stored record
+//! is still the version the writer last read. Acquire, renew, take over and
+//! release are all that write; when each may happen is decided by the pure
+//! lease rules in `hadr_ha::lease`, never here.
+//!
+//! Backends: [`file`] (a path on storage both nodes mount), [`s3`] (any
+//! S3-compatible store with conditional PUTs), [`etcd`] (a transaction on the
+//! key's mod revision), [`network`] (an address that must answer: it holds
+//! no state, so both halves of a partition can win — allowed, with a loud
+//! warning, as DB2 documents for its network tiebreaker).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub mod check;
+pub mod etcd;
+pub mod file;
+pub mod network;
+pub mod s3;
+pub mod spec;
+
+pub use check::{check, CheckReport};
+pub use spec::{open, ArbiterSpec};
+
+/// A standby the primary acknowledged commits without (Patroni's `/sync`
+/// key plays this role): it must never promote automatically.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct OutOfSync {
+    /// The standby's name (its replication address).
+    pub standby: String,
+    /// The first LSN it may lack.
+    pub from_lsn: u64,
+}
+
+/// The record an arbiter keeps.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LeaseRecord {
+    /// The node holding the lease (None: released or never taken).
+    pub holder: Option<String>,
+    /// The holder's epoch.
+    pub epoch: u64,
+    /// Raised by one on every write: a fencing token, and what makes two
+    /// writes of the same holder differ (S3's ETag is the MD5 of the body).
+    pub token: u64,
+    /// Random per write, for the same reason.
+    pub nonce: u64,
+    /// Standbys marked out of sync.
+    #[serde(default)]
+    pub out_of_sync: Vec<OutOfSync>,
+    /// The writer's wall clock (µs since 1970), for status and clock-sanity
+    /// checks only: no rule reads it.
+    pub written_at_micros: u64,
+}
+
+/// What a backend uses to tell one stored version from the next (a file's
+/// token, an S3 ETag, an etcd mod revision). Opaque to everyone else.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Version(pub String);
+
+/// A record as stored, with its version.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Stored {
+    /// The record.
+    pub record: LeaseRecord,
+    /// Its version.
+    pub version: Version,
+}
+
+/// Which backend and where, for status and logs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArbiterInfo {
+    /// `file`, `s3`, `etcd` or `net`.
+    pub kind: String,
+    /// Where (path, bucket/key and endpoint, etcd endpoints and key, address).
+    pub endpoint: String,
+    /// False for `net`: it keeps no record, so it cannot stop two winners.
+    pub stateful: bool,
+}
+
+/// Why an arbiter call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ArbiterError {
+    /// The stored version is not the one expected: someone else wrote.
+    #[error("the arbiter's record changed since it was read")]
+    Conflict,
+    /// The backend could not be reached or answered with an error.
+    #[error("{endpoint}: {message}")]
+    Unavailable {
+        /// Where.
+        endpoint: String,
+        /// What happened.
+        message: String,
+    },
+    /// No answer in time.
+    #[error("{endpoint}: no answer within {timeout:?}")]
+    Timeout {
+        /// Where.
+        endpoint: String,
+        /// How long we waited.
+        timeout: Duration,
+    },
+    /// Credentials missing, unreadable, too widely readable, or refused.
+    #[error("credentials: {0}")]
+    Credentials(String),
+    /// The store does not honour conditional writes: it must not be trusted.
+    #[error("{0}: the store ignored a conditional write; it cannot be an arbiter")]
+    NotConditional(String),
+    /// The stored record does not parse.
+    #[error("the arbiter's record at {endpoint} is not a hadr lease record: {message}")]
+    Corrupt {
+        /// Where.
+        endpoint: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The specification is malformed.
+    #[error("arbiter {spec:?}: {message}")]
+    Spec {
+        /// The text given.
+        spec: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// A tiebreaker.
+#[async_trait::async_trait]
+pub trait Arbiter: Send + Sync {
+    /// The stored record, or None if there is none.
+    async fn read(&self) -> Result<Option<Stored>, ArbiterError>;
+
+    /// Store `record` only if the stored version is still `expected` (None:
+    /// only if there is no record). [`ArbiterError::Conflict`] otherwise.
+    async fn write(
+        &self,
+        expected: Option<&Version>,
+        record: &LeaseRecord,
+    ) -> Result<Stored, ArbiterError>;
+
+    /// The same backend at a sibling key, for `check` to try conditional
+    /// writes without touching the real record.
+    fn probe(&self) -> Box<dyn Arbiter>;
+
+    /// Which backend and where.
+    fn info(&self) -> ArbiterInfo;
+}
