@@ -16,13 +16,18 @@
 //! - [`rejoin`]: how an old primary rejoins a new one.
 //! - [`epoch`]: epoch choice and history invariants.
 //! - [`events`]: the typed role transitions the supervisor publishes.
+//! - [`lease`]: the arbiter lease's arithmetic, by local monotonic time.
+//! - [`failover`]: when a standby promotes itself and when a primary may
+//!   acknowledge alone, through the arbiter.
 
 pub mod admission;
 pub mod commit_wait;
 pub mod epoch;
 pub mod events;
+pub mod failover;
 pub mod fencing;
 pub mod handover;
+pub mod lease;
 pub mod pair;
 pub mod rejoin;
 pub mod standby_link;

@@ -49,8 +49,20 @@ pub async fn run(
             reason: format!("a rewind from LSN {d} was interrupted"),
         });
     }
-    let pg = bind(node.config.listen).await?;
-    let admin = bind(node.config.admin).await?;
+    // The replication port first: once the client port answers, a test or
+    // an operator may expect every port of the node to be there.
+    let repl_tasks = start_replication(&node).await?;
+    let abort_repl = || repl_tasks.iter().for_each(|t| t.abort());
+    let (pg, admin) = match (
+        bind(node.config.listen).await,
+        bind(node.config.admin).await,
+    ) {
+        (Ok(pg), Ok(admin)) => (pg, admin),
+        (Err(e), _) | (_, Err(e)) => {
+            abort_repl();
+            return Err(e);
+        }
+    };
     let bound = Bound {
         pg: pg.local_addr().map_err(|e| NodeError::Bind {
             addr: node.config.listen,
@@ -79,7 +91,6 @@ pub async fn run(
         Role::Standard => RoleEvent::Standard,
     });
 
-    let repl_tasks = start_replication(&node).await?;
     let accept = tokio::spawn(crate::accept::accept_loop(node.clone(), pg));
     let admin_task = tokio::spawn(crate::admin::serve(node.clone(), admin));
     let ckpt = tokio::spawn(checkpointer(node.clone()));
