@@ -159,6 +159,20 @@ struct ServerArgs {
     /// long, rolling back its transaction; 0 = never [default: 30s].
     #[arg(long)]
     client_write_timeout: Option<Dur>,
+    /// Tiebreaker for automatic failover: file:PATH, s3://BUCKET/KEY?endpoint=URL,
+    /// etcd://HOST:PORT/KEY or net:HOST:PORT [default: none, no automatic failover].
+    #[arg(long)]
+    arbiter: Option<String>,
+    /// auto or manual [default: auto once an arbiter is set].
+    #[arg(long)]
+    failover: Option<hadr_server::config::FailoverMode>,
+    /// Arbiter lease time to live [default: 2s].
+    #[arg(long)]
+    lease_ttl: Option<Dur>,
+    /// Arbiter lease safety margin, below a third of the TTL [default: 500ms].
+    #[arg(long)]
+    lease_margin: Option<Dur>,
+
     /// Longest wait for a commit to become durable [default: 60s].
     #[arg(long)]
     commit_timeout: Option<Dur>,
@@ -223,6 +237,8 @@ impl ServerArgs {
             idle_in_transaction_timeout,
             write_wait_timeout,
             client_write_timeout,
+            lease_ttl,
+            lease_margin,
             commit_timeout,
             max_connections,
             max_message_size,
@@ -238,6 +254,13 @@ impl ServerArgs {
         if self.role.is_some() {
             c.role = self.role;
         }
+        if self.arbiter.is_some() {
+            c.arbiter = self.arbiter;
+        }
+        if self.failover.is_some() {
+            c.failover = self.failover;
+        }
+
         c.force = self.force;
         c.validate()?;
         Ok(c)

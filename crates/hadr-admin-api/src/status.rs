@@ -109,6 +109,51 @@ pub struct Status {
     /// The node's recent role transitions, oldest first.
     #[serde(default)]
     pub transitions: Vec<Transition>,
+    /// Automatic failover (None: no arbiter, or `failover = manual`).
+    #[serde(default)]
+    pub failover: Option<FailoverStatus>,
+}
+
+/// Which arbiter, for status.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArbiterView {
+    /// `file`, `s3`, `etcd` or `net`.
+    pub kind: String,
+    /// Where.
+    pub endpoint: String,
+    /// False for `net`: it cannot stop two winners.
+    pub stateful: bool,
+}
+
+/// Automatic failover as a node sees it (`db2pd -ha` / `lssam` in spirit).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailoverStatus {
+    /// The arbiter.
+    pub arbiter: Option<ArbiterView>,
+    /// `primary` or `standby`.
+    pub side: String,
+    /// Paused by `hadr cluster pause`.
+    pub paused: bool,
+    /// The arbiter answered its last call.
+    pub arbiter_ok: bool,
+    /// Its last error.
+    pub arbiter_error: Option<String>,
+    /// The lease holder as last read or written.
+    pub holder: Option<String>,
+    /// The record's epoch.
+    pub epoch: u64,
+    /// Primary: the lease is ours this much longer (ms; 0: not ours).
+    pub lease_left_ms: u64,
+    /// Primary: may acknowledge commits its standby lacks.
+    pub acknowledging_alone: bool,
+    /// Primary: accepts writes.
+    pub may_write: bool,
+    /// Standbys recorded out of sync, with the LSN each may lack from.
+    pub out_of_sync: Vec<(String, u64)>,
+    /// Standby: why it is not promoting.
+    pub hold: Option<String>,
+    /// The last decisions with their reasons, newest last.
+    pub decisions: Vec<String>,
 }
 
 impl Status {

@@ -329,9 +329,11 @@ impl StandbyFailover {
             }
             Err(h) => {
                 self.hold = Some(h);
-                // Watch the arbiter only while a take-over could follow:
-                // a connected or paused standby does not load it.
-                let watching = !self.paused && !self.connected;
+                // Watch the record while connected too: the watch then dates
+                // the holder's last renewal, so a take-over can follow the
+                // primary's death by ttl + margin however long the link takes
+                // to notice. A paused standby does not load the arbiter.
+                let watching = !self.paused;
                 let due = self
                     .last_poll
                     .is_none_or(|t| now >= t.saturating_add(self.poll_us));

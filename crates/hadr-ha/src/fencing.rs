@@ -75,6 +75,10 @@ pub enum GuardEvent {
     },
     /// Every listed peer was probed once (answered, refused or timed out).
     ProbeRoundDone,
+    /// The arbiter's lease is this node's again, in its own epoch (automatic
+    /// failover): nobody took over while it was down, so it may write — the
+    /// proof the start-up rule otherwise waits for a standby to give.
+    LeaseHeld,
 }
 
 /// The write permission of a node in its current role and epoch.
@@ -125,6 +129,13 @@ impl WriteGuard {
                 address,
             } => (Some(role), epoch, address),
             GuardEvent::EpochReported { epoch } => (None, epoch, "an admin request".to_string()),
+            GuardEvent::LeaseHeld => {
+                if matches!(self.writes, Writes::AwaitingStandby | Writes::Checking) {
+                    self.writes = Writes::Open;
+                    return vec![GuardAction::OpenWrites];
+                }
+                return vec![];
+            }
             GuardEvent::ProbeRoundDone => {
                 if self.writes == Writes::Checking {
                     self.writes = Writes::Open;

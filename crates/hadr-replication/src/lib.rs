@@ -46,3 +46,16 @@ pub fn now_micros() -> u64 {
         .map(|d| d.as_micros() as u64)
         .unwrap_or(0)
 }
+
+/// Microseconds on this process's monotonic clock (lease arithmetic: it
+/// never jumps with the wall clock and keeps running while the process is
+/// stopped, so a frozen holder finds its lease over when it resumes).
+pub fn mono_micros() -> u64 {
+    static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    // Offset by one so that 0 never means "now".
+    ORIGIN
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_micros() as u64
+        + 1
+}

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use hadr_ha::commit_wait::{may_release, remote_applied};
+use hadr_ha::commit_wait::{may_release, may_release_guarded, remote_applied};
 use hadr_ha::{Action, Event, Pair, PairConfig};
 
 /// One configured standby.
@@ -66,6 +66,9 @@ pub struct Standbys {
     cv: Condvar,
     /// Woken with the condvar, for async waiters (a hand-over waiting for an ack).
     acks: tokio::sync::Notify,
+    /// Under automatic failover: until when (`mono_micros`) this primary may
+    /// release commits its principal standby lacks. None: no arbiter.
+    alone_until: Option<std::sync::atomic::AtomicU64>,
 }
 
 impl Standbys {
@@ -88,6 +91,7 @@ impl Standbys {
             }),
             cv: Condvar::new(),
             acks: tokio::sync::Notify::new(),
+            alone_until: None,
         }
     }
 
@@ -150,8 +154,41 @@ impl Standbys {
         self.cv.notify_all();
     }
 
-    fn open(g: &Inner, lsn: u64) -> bool {
-        may_release(g.slots.iter().map(|s| &s.pair), lsn)
+    /// Guard commits by the arbiter's lease (automatic failover): until
+    /// [`Standbys::set_alone_until`] says otherwise, a commit the principal
+    /// standby may lack waits.
+    pub fn guarded(mut self) -> Standbys {
+        self.alone_until = Some(std::sync::atomic::AtomicU64::new(0));
+        self
+    }
+
+    /// Let commits the principal standby lacks return until `until`
+    /// (`mono_micros`; 0: not at all), and wake the waiting ones.
+    pub fn set_alone_until(&self, until: u64) {
+        if let Some(a) = &self.alone_until {
+            a.store(until, std::sync::atomic::Ordering::SeqCst);
+            let _g = self.lock();
+            self.cv.notify_all();
+        }
+    }
+
+    /// Whether the principal standby is in PEER.
+    pub fn principal_in_peer(&self) -> bool {
+        self.lock()
+            .slots
+            .first()
+            .is_some_and(|s| s.pair.state == hadr_ha::PairState::Peer)
+    }
+
+    fn open(&self, g: &Inner, lsn: u64) -> bool {
+        let pairs = g.slots.iter().map(|s| &s.pair);
+        match &self.alone_until {
+            None => may_release(pairs, lsn),
+            Some(until) => {
+                let alone = crate::mono_micros() < until.load(std::sync::atomic::Ordering::SeqCst);
+                may_release_guarded(pairs, lsn, alone)
+            }
+        }
     }
 
     /// Block until the commit whose record ends at `lsn` may return, or `timeout`.
@@ -165,7 +202,7 @@ impl Standbys {
         if let Some(r) = &g.closed {
             return Err(AckWaitError::Closed(r.clone()));
         }
-        if Self::open(&g, lsn) {
+        if self.open(&g, lsn) {
             return Ok(());
         }
         let id = g.next_waiter;
@@ -177,7 +214,7 @@ impl Standbys {
             if let Some(r) = &g.closed {
                 break Err(AckWaitError::Closed(r.clone()));
             }
-            if Self::open(&g, lsn) {
+            if self.open(&g, lsn) {
                 break Ok(());
             }
             let left = deadline.saturating_duration_since(Instant::now());

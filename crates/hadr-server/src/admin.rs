@@ -78,7 +78,10 @@ fn force_takeover(node: &Arc<Node>, peer_window_only: bool) -> Response {
             "in {state:?}: stopping replication; promoting at the log end"
         )),
     );
-    node.stop_for(crate::roles::RoleChange::Promote { end: None });
+    node.stop_for(crate::roles::RoleChange::Promote {
+        end: None,
+        epoch: None,
+    });
     Json(api::TakeoverAnswer {
         takeover: api::TakeoverProgress::Promoting,
         forced: true,
@@ -369,6 +372,10 @@ async fn status(State(node): State<Arc<Node>>, Query(q): Query<StatusQuery>) -> 
             hash: h.hash,
         }),
         transitions: node.events.recent(),
+        failover: node
+            .failover
+            .as_ref()
+            .map(|f| f.status.lock().unwrap_or_else(|p| p.into_inner()).clone()),
     };
     Json(body).into_response()
 }

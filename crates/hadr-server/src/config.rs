@@ -42,6 +42,9 @@ pub enum ValueError {
     /// Not a role.
     #[error("{0:?} is not a role (primary or standby)")]
     Role(String),
+    /// Not a failover mode.
+    #[error("{0:?} is not a failover mode (auto or manual)")]
+    Failover(String),
     /// Not a sync mode.
     #[error(transparent)]
     SyncMode(#[from] hadr_ha::pair::UnknownSyncMode),
@@ -180,6 +183,27 @@ impl<'de> Deserialize<'de> for Dur {
 
 pub use hadr_log::FlushMode;
 
+/// Whether a node fails over by itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailoverMode {
+    /// Through the arbiter, by the rules of `hadr_ha::failover`.
+    Auto,
+    /// Only by `hadr takeover`.
+    Manual,
+}
+
+impl FromStr for FailoverMode {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, ValueError> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(FailoverMode::Auto),
+            "manual" => Ok(FailoverMode::Manual),
+            _ => Err(ValueError::Failover(s.to_string())),
+        }
+    }
+}
+
 /// The role a node is started in (kept in the control file once set).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -280,6 +304,15 @@ pub struct Config {
     /// itself from the primary; when its own log diverged (an old primary),
     /// rewind itself, or re-clone if rewind is impossible (false: say so and wait).
     pub auto_reclone: bool,
+    /// The tiebreaker: `file:PATH`, `s3://BUCKET/KEY?endpoint=URL&…`,
+    /// `etcd://HOST:PORT/KEY`, `net:HOST:PORT` (unset: no automatic failover).
+    pub arbiter: Option<String>,
+    /// `auto` (the default once an arbiter is set) or `manual`.
+    pub failover: Option<FailoverMode>,
+    /// The arbiter lease's time to live.
+    pub lease_ttl: Dur,
+    /// The lease's safety margin (clock drift, scheduling pauses); below a third of the TTL.
+    pub lease_margin: Dur,
     /// Start-up only (`hadr server --force`, never in a file): a restarted
     /// primary accepts writes without first reaching a standby.
     #[serde(skip)]
@@ -303,6 +336,10 @@ impl Default for Config {
             idle_in_transaction_timeout: Dur(Duration::from_secs(60)),
             write_wait_timeout: Dur(Duration::from_secs(120)),
             client_write_timeout: Dur(Duration::from_secs(30)),
+            arbiter: None,
+            failover: None,
+            lease_ttl: Dur(Duration::from_secs(2)),
+            lease_margin: Dur(Duration::from_millis(500)),
             commit_timeout: Dur(Duration::from_secs(60)),
             max_connections: 500,
             max_message_size: ByteSize(256 << 20),
@@ -371,6 +408,34 @@ impl Config {
                 message: "must be at least 100ms".into(),
             });
         }
+        if let Some(spec) = &self.arbiter {
+            spec.parse::<hadr_arbiter::ArbiterSpec>()
+                .map_err(|e| ConfigError::Invalid {
+                    key: "arbiter",
+                    message: e.to_string(),
+                })?;
+        }
+        self.lease_timing().map_err(|e| ConfigError::Invalid {
+            key: "lease_margin",
+            message: e.to_string(),
+        })?;
+        if self.automatic_failover()
+            && !matches!(
+                self.hadr_syncmode.0,
+                hadr_ha::SyncMode::Sync | hadr_ha::SyncMode::Nearsync
+            )
+        {
+            return Err(ConfigError::Invalid {
+                key: "failover",
+                message: "automatic failover needs hadr_syncmode SYNC or NEARSYNC: in ASYNC and SUPERASYNC a standby may lack acknowledged commits (set failover = \"manual\")".into(),
+            });
+        }
+        if self.failover == Some(FailoverMode::Auto) && self.arbiter.is_none() {
+            return Err(ConfigError::Invalid {
+                key: "failover",
+                message: "automatic failover needs an arbiter (file:PATH, s3://…, etcd://…, net:HOST:PORT)".into(),
+            });
+        }
         if self.listen == self.admin {
             return Err(ConfigError::Invalid {
                 key: "admin",
@@ -378,6 +443,27 @@ impl Config {
             });
         }
         Ok(())
+    }
+
+    /// Whether this node fails over by itself: an arbiter is set and
+    /// `failover` is not `manual`.
+    pub fn automatic_failover(&self) -> bool {
+        self.arbiter.is_some() && self.failover != Some(FailoverMode::Manual)
+    }
+
+    /// The lease timing, checked.
+    pub fn lease_timing(&self) -> Result<hadr_ha::lease::LeaseTiming, hadr_ha::lease::TimingError> {
+        hadr_ha::lease::LeaseTiming::new(
+            self.lease_ttl.0.as_micros() as u64,
+            self.lease_margin.0.as_micros() as u64,
+        )
+    }
+
+    /// This node's name in the arbiter: its replication address, the name
+    /// its primary's `hadr_target_list` knows it by (so a mark the primary
+    /// writes is found by the standby it means).
+    pub fn node_name(&self) -> String {
+        self.hadr_local.to_string()
     }
 
     /// The entries of `hadr_target_list`.

@@ -4,6 +4,7 @@
 pub mod accept;
 pub mod activity;
 pub mod admin;
+pub mod auto_failover;
 pub mod config;
 pub mod demotion;
 pub mod errors;

@@ -114,6 +114,8 @@ pub struct Node {
     pub next: Mutex<Option<RoleChange>>,
     /// Where role transitions are published.
     pub events: Arc<RoleEvents>,
+    /// Automatic failover's shared state (None: no arbiter, or `failover = manual`).
+    pub failover: Option<Arc<crate::auto_failover::FailoverShared>>,
     /// Set while a primary hands over: sessions end, new ones are refused.
     pub demoting: AtomicBool,
     /// The write lock, held for good by a primary that handed over.
@@ -173,6 +175,7 @@ impl Node {
             }
         }
         let now = hadr_replication::now_micros();
+        let automatic = config.automatic_failover();
         let repl = match engine.control().role {
             Role::Primary => {
                 let pair = |i: usize| PairConfig {
@@ -193,8 +196,13 @@ impl Node {
                     .map(|(i, a)| (a, pair(i)))
                     .collect();
                 let (end_tx, _) = watch::channel(engine.log().end_lsn());
+                let standbys = Standbys::new(targets, now);
                 Repl::Primary {
-                    standbys: Arc::new(Standbys::new(targets, now)),
+                    standbys: Arc::new(if automatic {
+                        standbys.guarded()
+                    } else {
+                        standbys
+                    }),
                     end_tx,
                 }
             }
@@ -222,6 +230,7 @@ impl Node {
             ending_reason: Mutex::new(String::new()),
             next: Mutex::new(None),
             events,
+            failover: automatic.then(Arc::default),
             demoting: AtomicBool::new(false),
             demote_permit: Mutex::new(None),
             takeover_tx: watch::channel(0).0,
@@ -343,6 +352,14 @@ impl Node {
             Repl::None => None,
             Repl::Standby { .. } => Some("this node is a standby; write on the primary".into()),
             Repl::Primary { .. } => match &self.guard().writes {
+                Writes::Open
+                    if self
+                        .failover
+                        .as_ref()
+                        .is_some_and(|f| f.refuse_writes.load(Ordering::SeqCst)) =>
+                {
+                    Some("this primary has lost its standby and does not hold the arbiter's lease: it accepts no writes alone (automatic failover); the standby may take over".into())
+                }
                 Writes::Open => None,
                 Writes::AwaitingStandby => Some("this primary restarted and has not reached its standby yet (start-up rule against split brain); it accepts writes once a standby answers, or when started with --force".into()),
                 Writes::Checking => Some("this primary was started with --force and is asking its peers whether a newer epoch exists".into()),

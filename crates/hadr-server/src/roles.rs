@@ -34,6 +34,9 @@ pub enum RoleChange {
     Promote {
         /// The old primary's final LSN (graceful), or None (forced).
         end: Option<u64>,
+        /// The epoch won in the arbiter (automatic failover); None: the
+        /// next epoch above every epoch this node knows.
+        epoch: Option<u64>,
     },
     /// An old primary whose log diverged from the primary at `from`: rewind
     /// (or re-clone) and run as its standby.

@@ -163,6 +163,42 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, NodeError> {
 async fn start_replication(
     node: &Arc<Node>,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, NodeError> {
+    let mut tasks = start_pair(node).await?;
+    if let Some(t) = start_failover(node)? {
+        tasks.push(t);
+    }
+    Ok(tasks)
+}
+
+/// Automatic failover's driver for this node's role, if configured.
+fn start_failover(node: &Arc<Node>) -> Result<Option<tokio::task::JoinHandle<()>>, NodeError> {
+    let (Some(shared), Some(spec)) = (&node.failover, &node.config.arbiter) else {
+        return Ok(None);
+    };
+    let spec: hadr_arbiter::ArbiterSpec = spec
+        .parse()
+        .map_err(|e: hadr_arbiter::ArbiterError| NodeError::Role(format!("arbiter: {e}")))?;
+    let arbiter: Arc<dyn hadr_arbiter::Arbiter> =
+        Arc::from(hadr_arbiter::open(&spec).map_err(|e| NodeError::Role(format!("arbiter: {e}")))?);
+    let info = arbiter.info();
+    if !info.stateful {
+        warn!(arbiter = %info.endpoint, "the network arbiter keeps no state: if both nodes still reach it while they cannot reach each other, BOTH can become primary (split brain). Use a file, S3 or etcd arbiter unless that partition cannot happen.");
+    }
+    info!(kind = %info.kind, endpoint = %info.endpoint, "automatic failover through the arbiter");
+    let (node, shared) = (node.clone(), shared.clone());
+    Ok(match &node.repl {
+        Repl::Primary { .. } => Some(tokio::spawn(crate::auto_failover::run_primary(
+            node, arbiter, shared,
+        ))),
+        Repl::Standby { .. } => Some(tokio::spawn(crate::auto_failover::run_standby(
+            node, arbiter, shared,
+        ))),
+        Repl::None => None,
+    })
+}
+
+/// The replication tasks of the node's role.
+async fn start_pair(node: &Arc<Node>) -> Result<Vec<tokio::task::JoinHandle<()>>, NodeError> {
     let timeout = node.config.hadr_timeout.0;
     let address = node.config.hadr_local.to_string();
     match &node.repl {
@@ -228,7 +264,10 @@ async fn start_replication(
                             );
                             node.takeover_answer
                                 .send_replace(Some(TakeoverAnswer::Promoting { end_lsn: end }));
-                            node.stop_for(RoleChange::Promote { end: Some(end) });
+                            node.stop_for(RoleChange::Promote {
+                                end: Some(end),
+                                epoch: None,
+                            });
                         }
                     })
                 },

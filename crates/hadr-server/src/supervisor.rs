@@ -113,8 +113,8 @@ pub async fn supervise(
                 return Ok(());
             }
             RoleChange::Restart => None,
-            RoleChange::Promote { end } => {
-                promote(&config, end, &events)?;
+            RoleChange::Promote { end, epoch } => {
+                promote(&config, end, epoch, &events)?;
                 config.promoted = true;
                 None
             }
@@ -172,14 +172,23 @@ fn log_progress(what: &'static str) -> impl FnMut(Progress) {
 
 /// Promote the stopped node's data directory into the epoch the HA rules
 /// choose (above every epoch it has heard of), from `end` or its log end.
-fn promote(config: &Config, end: Option<u64>, events: &RoleEvents) -> Result<(), SupervisorError> {
+fn promote(
+    config: &Config,
+    end: Option<u64>,
+    won: Option<u64>,
+    events: &RoleEvents,
+) -> Result<(), SupervisorError> {
     // Recovery ends with a truncating checkpoint, so the WAL is empty before
     // the promoted node captures its first transaction.
     let (engine, _) =
         Engine::open(&config.data, &config.log_config()).map_err(SupervisorError::Promote)?;
     let at = end.unwrap_or_else(|| engine.log().end_lsn());
     let known = engine.control();
-    let epoch = hadr_ha::epoch::next_epoch(known.epoch, known.highest_seen_epoch);
+    let next = hadr_ha::epoch::next_epoch(known.epoch, known.highest_seen_epoch);
+    // An epoch won in the arbiter is above everything the standby knew when
+    // it took the lease; should the node have heard of more since, the
+    // engine refuses and the supervisor reports it rather than reuse a term.
+    let epoch = won.unwrap_or(next);
     events.publish(RoleEvent::Promoting {
         epoch,
         start_lsn: at,

@@ -1,0 +1,370 @@
+//! The driver of automatic failover (docs/failover.md): reads and writes
+//! the arbiter, watches the replication link and the monotonic clock, feeds
+//! what it saw to `hadr_ha::failover`'s rules, and carries out what they
+//! decide. A primary renews its lease, records a lost standby out of sync
+//! before it acknowledges alone, lets the commit wait release such commits
+//! only until its lease deadline, and fences itself when a newer epoch holds
+//! the record; a standby takes the lease over and promotes.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hadr_admin_api::ArbiterView;
+use hadr_arbiter::{Arbiter, ArbiterError, ArbiterInfo, LeaseRecord, OutOfSync, Stored, Version};
+use hadr_ha::failover::{
+    Hold, PrimaryAction, PrimaryEvent, PrimaryFailover, Record, StandbyAction, StandbyEvent,
+    StandbyFailover,
+};
+use hadr_ha::{ConnectStatus, GuardEvent};
+use hadr_replication::{mono_micros, now_micros};
+use tracing::{info, warn};
+
+use crate::node::{Node, Repl};
+use crate::roles::RoleChange;
+
+/// How often the driver looks (the rules decide how often the arbiter is called).
+const TICK: Duration = Duration::from_millis(25);
+
+/// Longest wait for one arbiter call.
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub use hadr_admin_api::FailoverStatus;
+
+/// What the driver shares with the node (status, pause, write permission).
+#[derive(Default)]
+pub struct FailoverShared {
+    /// For status.
+    pub status: Mutex<FailoverStatus>,
+    /// `hadr cluster pause`.
+    pub paused: AtomicBool,
+    /// The rules refuse new writes (lost the standby and the lease).
+    pub refuse_writes: AtomicBool,
+}
+
+impl FailoverShared {
+    fn with_status(&self, f: impl FnOnce(&mut FailoverStatus)) {
+        f(&mut self.status.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    fn decide(&self, what: String) {
+        self.with_status(|s| {
+            if s.decisions.last() != Some(&what) {
+                info!(decision = %what, "automatic failover");
+                if s.decisions.len() == 16 {
+                    s.decisions.remove(0);
+                }
+                s.decisions.push(what);
+            }
+        });
+    }
+}
+
+fn record(s: &Stored) -> Record {
+    Record {
+        version: s.version.0.clone(),
+        holder: s.record.holder.clone(),
+        epoch: s.record.epoch,
+        out_of_sync: s
+            .record
+            .out_of_sync
+            .iter()
+            .map(|o| (o.standby.clone(), o.from_lsn))
+            .collect(),
+    }
+}
+
+/// One arbiter call with a deadline: a hung backend reads as down.
+async fn call<T>(
+    f: impl std::future::Future<Output = Result<T, ArbiterError>>,
+) -> Result<T, ArbiterError> {
+    match tokio::time::timeout(CALL_TIMEOUT, f).await {
+        Ok(r) => r,
+        Err(_) => Err(ArbiterError::Timeout {
+            endpoint: "arbiter".into(),
+            timeout: CALL_TIMEOUT,
+        }),
+    }
+}
+
+/// A record this node writes: its name, an epoch, the marks; a token above
+/// every token seen and a fresh nonce (two writes never have the same body).
+fn lease_record(me: &str, epoch: u64, token: u64, out_of_sync: &[(String, u64)]) -> LeaseRecord {
+    LeaseRecord {
+        holder: Some(me.to_string()),
+        epoch,
+        token,
+        nonce: now_micros() ^ (u64::from(std::process::id()) << 40),
+        out_of_sync: out_of_sync
+            .iter()
+            .map(|(standby, from_lsn)| OutOfSync {
+                standby: standby.clone(),
+                from_lsn: *from_lsn,
+            })
+            .collect(),
+        written_at_micros: now_micros(),
+    }
+}
+
+/// Run a primary's side until the task is aborted.
+pub async fn run_primary(node: Arc<Node>, arbiter: Arc<dyn Arbiter>, shared: Arc<FailoverShared>) {
+    let Repl::Primary { standbys, .. } = &node.repl else {
+        return;
+    };
+    let standbys = standbys.clone();
+    let timing = match node.config.lease_timing() {
+        Ok(t) => t,
+        Err(e) => {
+            warn!(error = %e, "automatic failover off");
+            return;
+        }
+    };
+    let me = node.config.node_name();
+    let principal = node.config.targets().into_iter().next().unwrap_or_default();
+    let epoch = node.engine.control().epoch;
+    let mut rules = PrimaryFailover::new(me.clone(), epoch, timing, principal);
+    let mut token = 0u64;
+    let mut in_peer = false;
+    let mut opened = false;
+    shared.with_status(|s| {
+        s.arbiter = Some(view(arbiter.info()));
+        s.side = "primary".into();
+    });
+    loop {
+        let now = mono_micros();
+        let peer_now = standbys.principal_in_peer();
+        let mut todo = Vec::new();
+        if peer_now != in_peer {
+            in_peer = peer_now;
+            rules.step(PrimaryEvent::StandbyPeer {
+                in_peer,
+                lsn: node.engine.log().end_lsn(),
+            });
+        }
+        todo.extend(rules.step(PrimaryEvent::Tick { now }));
+        while let Some(action) = todo.pop() {
+            let ev = match action {
+                PrimaryAction::Read => match call(arbiter.read()).await {
+                    Ok(r) => {
+                        if let Some(s) = &r {
+                            token = token.max(s.record.token);
+                        }
+                        PrimaryEvent::Read {
+                            now: mono_micros(),
+                            record: r.as_ref().map(record),
+                        }
+                    }
+                    Err(e) => arbiter_down(&shared, e, primary_down),
+                },
+                PrimaryAction::Write {
+                    expected,
+                    out_of_sync,
+                } => {
+                    token += 1;
+                    let rec = lease_record(&me, epoch, token, &out_of_sync);
+                    let sent = mono_micros();
+                    let expected = expected.map(Version);
+                    match call(arbiter.write(expected.as_ref(), &rec)).await {
+                        Ok(stored) => {
+                            shared.with_status(|s| {
+                                s.arbiter_ok = true;
+                                s.arbiter_error = None;
+                            });
+                            PrimaryEvent::Wrote {
+                                sent,
+                                version: stored.version.0,
+                                out_of_sync,
+                            }
+                        }
+                        Err(ArbiterError::Conflict) => {
+                            shared.decide("the arbiter's record changed under our write: the lease is not ours".into());
+                            PrimaryEvent::Conflict
+                        }
+                        Err(e) => arbiter_down(&shared, e, primary_down),
+                    }
+                }
+                PrimaryAction::Fence { by_epoch } => {
+                    shared.decide(format!(
+                        "the arbiter's record belongs to epoch {by_epoch}: this primary was superseded"
+                    ));
+                    node.on_peer(GuardEvent::EpochReported { epoch: by_epoch });
+                    continue;
+                }
+            };
+            todo.extend(rules.step(ev));
+        }
+        let now = mono_micros();
+        let alone = rules.may_ack_alone(now);
+        let deadline = rules
+            .held
+            .as_ref()
+            .map(|(_, sent)| timing.holder_deadline(*sent))
+            .unwrap_or(0);
+        standbys.set_alone_until(if alone { deadline } else { 0 });
+        shared
+            .refuse_writes
+            .store(!rules.may_write(now), Ordering::SeqCst);
+        if rules.holds_lease(now) && !opened {
+            opened = true;
+            // A restarted primary that got its own lease back may write.
+            node.on_peer(GuardEvent::LeaseHeld);
+        }
+        shared.with_status(|s| {
+            s.arbiter_ok = rules.arbiter_ok;
+            s.holder = rules.held.as_ref().map(|_| me.clone());
+            s.epoch = epoch;
+            s.lease_left_ms = deadline.saturating_sub(now) / 1000;
+            s.acknowledging_alone = alone;
+            s.may_write = rules.may_write(now);
+            s.out_of_sync = rules.recorded_out_of_sync.clone();
+        });
+        tokio::time::sleep(TICK).await;
+    }
+}
+
+fn arbiter_down<E>(shared: &FailoverShared, e: ArbiterError, down: fn(u64) -> E) -> E {
+    let msg = e.to_string();
+    shared.with_status(|s| {
+        s.arbiter_ok = false;
+        s.arbiter_error = Some(msg.clone());
+    });
+    shared.decide(format!("the arbiter is unreachable: {msg}"));
+    down(mono_micros())
+}
+
+fn primary_down(now: u64) -> PrimaryEvent {
+    PrimaryEvent::ArbiterDown { now }
+}
+
+fn standby_down(now: u64) -> StandbyEvent {
+    StandbyEvent::ArbiterDown { now }
+}
+
+/// Run a standby's side until the task is aborted (or it promotes).
+pub async fn run_standby(node: Arc<Node>, arbiter: Arc<dyn Arbiter>, shared: Arc<FailoverShared>) {
+    let Repl::Standby { status, .. } = &node.repl else {
+        return;
+    };
+    let status = status.clone();
+    let timing = match node.config.lease_timing() {
+        Ok(t) => t,
+        Err(e) => {
+            warn!(error = %e, "automatic failover off");
+            return;
+        }
+    };
+    let me = node.config.node_name();
+    let control = node.engine.control();
+    let sync = matches!(
+        node.config.hadr_syncmode.0,
+        hadr_ha::SyncMode::Sync | hadr_ha::SyncMode::Nearsync
+    );
+    let mut rules = StandbyFailover::new(
+        me.clone(),
+        timing,
+        sync,
+        control.epoch.max(control.highest_seen_epoch),
+    );
+    let mut token = 0u64;
+    let mut connected = false;
+    let mut caught_up = false;
+    let mut last_hold: Option<Hold> = None;
+    shared.with_status(|s| {
+        s.arbiter = Some(view(arbiter.info()));
+        s.side = "standby".into();
+    });
+    loop {
+        let link = status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .link
+            .clone();
+        let up = link.connect_status == ConnectStatus::Connected;
+        let our_end = node.engine.log().end_lsn();
+        if up && !connected {
+            rules.step(StandbyEvent::LinkUp);
+        }
+        if up {
+            caught_up = our_end >= link.primary_end_lsn;
+        }
+        if !up && connected {
+            rules.step(StandbyEvent::LinkLost { in_peer: caught_up });
+        }
+        connected = up;
+        let c = node.engine.control();
+        rules.step(StandbyEvent::EpochSeen(c.epoch.max(c.highest_seen_epoch)));
+        rules.step(StandbyEvent::Paused(shared.paused.load(Ordering::SeqCst)));
+        let mut todo = rules.step(StandbyEvent::Tick { now: mono_micros() });
+        while let Some(action) = todo.pop() {
+            let ev = match action {
+                StandbyAction::Read => match call(arbiter.read()).await {
+                    Ok(r) => {
+                        if let Some(s) = &r {
+                            token = token.max(s.record.token);
+                        }
+                        shared.with_status(|s| {
+                            s.arbiter_ok = true;
+                            s.arbiter_error = None;
+                            s.holder = r.as_ref().and_then(|x| x.record.holder.clone());
+                            s.epoch = r.as_ref().map(|x| x.record.epoch).unwrap_or(0);
+                            s.out_of_sync = r
+                                .as_ref()
+                                .map(|x| record(x).out_of_sync)
+                                .unwrap_or_default();
+                        });
+                        StandbyEvent::Read {
+                            now: mono_micros(),
+                            record: r.as_ref().map(record),
+                        }
+                    }
+                    Err(e) => arbiter_down(&shared, e, standby_down),
+                },
+                StandbyAction::TakeOver { expected, epoch } => {
+                    token += 1;
+                    let rec = lease_record(&me, epoch, token, &[]);
+                    let expected = expected.map(Version);
+                    shared.decide(format!(
+                        "the lease ran out unchanged and this standby was in PEER: taking the arbiter in epoch {epoch}"
+                    ));
+                    match call(arbiter.write(expected.as_ref(), &rec)).await {
+                        Ok(_) => StandbyEvent::Won { now: mono_micros() },
+                        Err(ArbiterError::Conflict) => StandbyEvent::Lost,
+                        Err(e) => arbiter_down(&shared, e, standby_down),
+                    }
+                }
+                StandbyAction::Promote { epoch } => {
+                    shared.decide(format!("won the arbiter in epoch {epoch}: promoting"));
+                    node.set_activity(
+                        "automatic failover",
+                        Some(&format!("won the arbiter in epoch {epoch}; promoting")),
+                    );
+                    node.stop_for(RoleChange::Promote {
+                        end: None,
+                        epoch: Some(epoch),
+                    });
+                    return;
+                }
+            };
+            todo.extend(rules.step(ev));
+        }
+        if rules.hold != last_hold {
+            if let Some(h) = &rules.hold {
+                shared.decide(h.to_string());
+            }
+            last_hold = rules.hold.clone();
+        }
+        shared.with_status(|s| {
+            s.paused = rules.paused;
+            s.hold = rules.hold.as_ref().map(|h| h.to_string());
+        });
+        tokio::time::sleep(TICK).await;
+    }
+}
+
+fn view(i: ArbiterInfo) -> ArbiterView {
+    ArbiterView {
+        kind: i.kind,
+        endpoint: i.endpoint,
+        stateful: i.stateful,
+    }
+}
