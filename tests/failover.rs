@@ -1,0 +1,222 @@
+//! Automatic failover through a file arbiter, with real processes: the
+//! standby takes over by itself after kill -9 of the primary and nothing
+//! acknowledged is lost; the old primary comes back as a standby by itself;
+//! a standby the primary recorded out of sync never promotes; a healthy pair
+//! keeps serving with the arbiter gone.
+
+mod common;
+use common::*;
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+struct Pair {
+    a: Server,
+    b: Server,
+    a_local: String,
+    b_local: String,
+    _arbiter_dir: tempfile::TempDir,
+    _b_tmp: tempfile::TempDir,
+}
+
+fn failover_args(arbiter: &str) -> Vec<String> {
+    [
+        "--hadr-timeout",
+        "1s",
+        "--hadr-syncmode",
+        "NEARSYNC",
+        "--arbiter",
+        arbiter,
+        "--lease-ttl",
+        "2s",
+        "--lease-margin",
+        "500ms",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// A primary and a standby sharing a file arbiter, the standby in PEER.
+async fn pair() -> Result<Pair> {
+    let arbiter_dir = tempfile::tempdir()?;
+    let arbiter = format!("file:{}", arbiter_dir.path().join("lease").display());
+    let a_local = repl_addr();
+    let b_local = repl_addr();
+    let mut args = vec![
+        "--role".to_string(),
+        "primary".into(),
+        "--hadr-local".into(),
+        a_local.clone(),
+        "--hadr-target-list".into(),
+        b_local.clone(),
+    ];
+    args.extend(failover_args(&arbiter));
+    let a = start_with(args)?;
+    let b_tmp = tempfile::tempdir()?;
+    let bdir = b_tmp.path().join("b");
+    clone_to(&a_local, &bdir)?;
+    let mut bargs = vec![
+        "--hadr-local".to_string(),
+        b_local.clone(),
+        "--hadr-target-list".into(),
+        a_local.clone(),
+    ];
+    bargs.extend(failover_args(&arbiter));
+    let b = on_dir(bdir, &bargs)?;
+    a.wait_for("PEER and the lease", Duration::from_secs(30), |st| {
+        st.principal().is_some_and(|s| s.hadr_state == PairState::Peer)
+            && st.failover.as_ref().is_some_and(|f| f.lease_left_ms > 0)
+    })
+    .await?;
+    Ok(Pair {
+        a,
+        b,
+        a_local,
+        b_local,
+        _arbiter_dir: arbiter_dir,
+        _b_tmp: b_tmp,
+    })
+}
+
+/// Insert rows through a multi-host connection string until `stop`, noting
+/// every id whose COMMIT was acknowledged.
+fn writers(
+    conn: String,
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<BTreeSet<i64>>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut next = 0i64;
+        while !stop.load(Ordering::SeqCst) {
+            let Ok((c, task)) = tokio_postgres::connect(&conn, tokio_postgres::NoTls).await else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            tokio::spawn(task);
+            while !stop.load(Ordering::SeqCst) {
+                next += 1;
+                match c.execute("INSERT INTO acked(id) VALUES ($1)", &[&next]).await {
+                    Ok(_) => {
+                        acked.lock().unwrap().insert(next);
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_standby_takes_over_by_itself_and_the_old_primary_follows() -> Result<()> {
+    let mut p = pair().await?;
+    p.a.client()
+        .await?
+        .batch_execute("CREATE TABLE acked(id INTEGER PRIMARY KEY)")
+        .await?;
+    let both = format!(
+        "host=127.0.0.1,127.0.0.1 port={},{} user=t dbname=t target_session_attrs=read-write connect_timeout=2",
+        p.a.port, p.b.port
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked: Arc<Mutex<BTreeSet<i64>>> = Arc::default();
+    let w = writers(both, stop.clone(), acked.clone());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = p.b.status().await?.epoch;
+    assert!(!acked.lock().unwrap().is_empty(), "no writes before the crash");
+    p.a.kill9();
+    let killed = Instant::now();
+    let st = p
+        .b
+        .wait_for("B primary by itself", Duration::from_secs(20), |st| {
+            st.is_writable_primary() && st.epoch > before
+        })
+        .await?;
+    let took = killed.elapsed();
+    eprintln!("automatic failover: B writable in epoch {} {took:?} after kill -9", st.epoch);
+    // The lease (2 s) plus its margin (0.5 s) bound it from below; well under 10 s from above.
+    assert!(took >= Duration::from_millis(2000), "promoted before the lease could have run out: {took:?}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    // Writes go on against B.
+    let n_at_failover = acked.lock().unwrap().len();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(acked.lock().unwrap().len() > n_at_failover, "no writes acknowledged on B");
+    // The old primary comes back and follows by itself (fenced by the arbiter's newer epoch).
+    p.a.spawn()?;
+    p.a.wait_for("A a standby of B", Duration::from_secs(60), |st| {
+        st.role == NodeRole::Standby && st.follows()
+    })
+    .await?;
+    stop.store(true, Ordering::SeqCst);
+    let _ = w.await;
+    let acked = acked.lock().unwrap().clone();
+    let rows: BTreeSet<i64> = p
+        .b
+        .client()
+        .await?
+        .query("SELECT id FROM acked", &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let missing: Vec<_> = acked.difference(&rows).collect();
+    assert!(missing.is_empty(), "acknowledged but missing on the new primary: {missing:?}");
+    verify_nodes(p.a.admin, p.b.admin)?;
+    let _ = (&p.a_local, &p.b_local);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_recorded_out_of_sync_never_promotes() -> Result<()> {
+    let mut p = pair().await?;
+    let c = p.a.client().await?;
+    c.batch_execute("CREATE TABLE t(v INTEGER)").await?;
+    // Freeze the standby: the primary drops it after hadr_timeout, records it
+    // out of sync in the arbiter, and only then acknowledges commits alone.
+    p.b.sigstop()?;
+    let st = p
+        .a
+        .wait_for("B recorded out of sync", Duration::from_secs(20), |st| {
+            st.failover
+                .as_ref()
+                .is_some_and(|f| f.out_of_sync.iter().any(|(s, _)| *s == p.b_local))
+        })
+        .await?;
+    assert!(st.failover.as_ref().is_some_and(|f| f.acknowledging_alone));
+    c.execute("INSERT INTO t VALUES (1)", &[]).await?;
+    // The primary dies; the standby wakes up: it must not promote.
+    p.a.kill9();
+    p.b.sigcont()?;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let st = p.b.status().await?;
+    assert_eq!(st.role, NodeRole::Standby, "a standby recorded out of sync promoted");
+    let hold = st.failover.and_then(|f| f.hold).unwrap_or_default();
+    assert!(hold.contains("out of sync"), "{hold}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_pair_keeps_serving_without_its_arbiter() -> Result<()> {
+    let p = pair().await?;
+    let c = p.a.client().await?;
+    c.batch_execute("CREATE TABLE t(v INTEGER)").await?;
+    // The arbiter's directory disappears (an unmounted share).
+    let dir = p._arbiter_dir.path().to_path_buf();
+    std::fs::remove_dir_all(&dir)?;
+    let st = p
+        .a
+        .wait_for("the arbiter seen down", Duration::from_secs(20), |st| {
+            st.failover.as_ref().is_some_and(|f| !f.arbiter_ok)
+        })
+        .await?;
+    assert!(st.writable);
+    // Past every lease deadline: the pair still serves, nobody promotes.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    for i in 0..20 {
+        c.execute("INSERT INTO t VALUES ($1)", &[&i]).await?;
+    }
+    let b = p.b.status().await?;
+    assert_eq!(b.role, NodeRole::Standby);
+    assert!(p.a.status().await?.is_writable_primary());
+    Ok(())
+}
