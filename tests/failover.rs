@@ -212,7 +212,7 @@ async fn a_healthy_pair_keeps_serving_without_its_arbiter() -> Result<()> {
     assert!(st.writable);
     // Past every lease deadline: the pair still serves, nobody promotes.
     tokio::time::sleep(Duration::from_secs(4)).await;
-    for i in 0..20 {
+    for i in 0..20i64 {
         c.execute("INSERT INTO t VALUES ($1)", &[&i]).await?;
     }
     let b = p.b.status().await?;
