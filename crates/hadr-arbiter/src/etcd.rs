@@ -27,18 +27,31 @@
 //!
 //! Reads are linearizable (etcd's default, not `serializable`), and the client
 //! asks for a leader (`require_leader`), so a member cut off from its quorum
-//! refuses at once instead of answering with a stale record or hanging.
+//! never answers with a stale record: it times out until it notices it has
+//! no leader, and from then on refuses at once.
 //!
 //! Every call, connecting included, is bounded by the timeout (2 s unless
-//! [`EtcdArbiter::with_timeout`] says otherwise): etcd-client's own request and
-//! connect timeouts, and a `tokio::time::timeout` around the whole call. The
-//! connection is made on first use and dropped after any error or timeout,
-//! so the next call connects afresh. A write that timed out may still have
-//! landed: the caller finds out by reading (its record names it, with its
-//! token and nonce).
+//! [`EtcdArbiter::with_timeout`] says otherwise): etcd-client's own request
+//! timeout and a connect timeout of half of it, and a `tokio::time::timeout`
+//! around each attempt with what is left of the call's budget.
+//!
+//! **Members.** etcd-client balances requests over all its endpoints and does
+//! not skip a dead one (etcdv3/etcd-client#12, #39): with one member of three
+//! down, a share of the calls fails. So there is one client per member,
+//! connected on first use and dropped after any error or timeout (the next
+//! use connects afresh). A call goes to the member that last answered; when a
+//! member fails it, the next call starts at the next member. Within one call,
+//! a read goes on to the next member after any failure; a write only after
+//! a failure that proves the member never took it — the TCP connect failed,
+//! or the member said it has no leader — because a write sent and not
+//! answered may still land, and sending it again elsewhere would then report
+//! a conflict with ourselves. Such a write ends the call as `Timeout` or
+//! `Unavailable`; the caller finds out whether it landed by reading (its
+//! record names it, with its token and nonce).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use etcd_client::{Client, Compare, CompareOp, ConnectOptions, Txn, TxnOp, TxnOpResponse};
 use tokio::sync::Mutex;
@@ -52,7 +65,12 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 const GRPC_CANCELLED: i32 = 1;
 const GRPC_DEADLINE_EXCEEDED: i32 = 4;
 const GRPC_PERMISSION_DENIED: i32 = 7;
+const GRPC_UNAVAILABLE: i32 = 14;
 const GRPC_UNAUTHENTICATED: i32 = 16;
+
+/// What etcd answers, with `require_leader`, when the member has no leader
+/// (etcd's `rpctypes.ErrNoLeader`): it refused before proposing anything.
+const NO_LEADER: &str = "etcdserver: no leader";
 
 /// A key in etcd.
 pub struct EtcdArbiter {
@@ -60,15 +78,22 @@ pub struct EtcdArbiter {
     key: String,
 }
 
-/// What an arbiter and its probe share: where etcd is, the timeout, and the
-/// client once connected.
+/// What an arbiter and its probe share: the members, the timeout, a client
+/// per member once connected, and which member answered last.
 struct Connection {
     endpoints: Vec<String>,
     timeout: Duration,
-    /// The client and its generation: an error drops the client only if no
-    /// other call has replaced it since.
-    client: Mutex<Option<(u64, Client)>>,
-    generation: std::sync::atomic::AtomicU64,
+    clients: Vec<Mutex<Option<Client>>>,
+    preferred: AtomicUsize,
+}
+
+/// Whether a call may be sent to another member after a failure.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// A read: always.
+    Any,
+    /// A write: only if the member surely never took it.
+    Undelivered,
 }
 
 impl EtcdArbiter {
@@ -107,93 +132,147 @@ impl EtcdArbiter {
         }
     }
 
-    fn map_error(&self, e: etcd_client::Error) -> ArbiterError {
-        let etcd_client::Error::GRpcStatus(status) = &e else {
-            return self.unavailable(e.to_string());
+    /// Our error for member `member`'s failure.
+    fn map_error(&self, member: &str, e: &etcd_client::Error) -> ArbiterError {
+        let etcd_client::Error::GRpcStatus(status) = e else {
+            return self.unavailable(format!("{member}: {e}"));
         };
-        let code = i32::from(status.code());
-        match code {
+        match i32::from(status.code()) {
             GRPC_DEADLINE_EXCEEDED => self.timeout(),
             // tonic reports its own request timeout as "cancelled".
             GRPC_CANCELLED if status.message().contains("Timeout expired") => self.timeout(),
             GRPC_PERMISSION_DENIED | GRPC_UNAUTHENTICATED => {
-                ArbiterError::Credentials(format!("{}: {}", self.endpoint(), status.message()))
+                ArbiterError::Credentials(format!("{member}: {}", status.message()))
             }
-            _ => self.unavailable(format!("{:?}: {}", status.code(), status.message())),
+            _ => self.unavailable(format!(
+                "{member}: {:?}: {}",
+                status.code(),
+                status.message()
+            )),
         }
     }
 
-    /// Run one call against etcd within the timeout, connecting first if
-    /// need be; on any failure the connection is dropped.
-    async fn call<T, F, Fut>(&self, op: F) -> Result<T, ArbiterError>
+    /// Run `op` on a member within the timeout: the preferred member first,
+    /// then, as `retry` allows, the others.
+    async fn call<T, F, Fut>(&self, retry: Retry, op: F) -> Result<T, ArbiterError>
     where
-        F: FnOnce(Client) -> Fut,
+        F: Fn(Client) -> Fut,
         Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
     {
         let conn = &self.conn;
-        let attempt = async {
-            let (generation, client) = conn.client().await?;
-            let result = op(client).await;
-            Ok::<_, etcd_client::Error>((generation, result))
-        };
-        match tokio::time::timeout(conn.timeout, attempt).await {
-            Ok(Ok((_, Ok(value)))) => Ok(value),
-            Ok(Ok((generation, Err(e)))) => {
-                conn.forget(Some(generation)).await;
-                Err(self.map_error(e))
-            }
-            Ok(Err(e)) => {
-                conn.forget(None).await;
-                Err(self.map_error(e))
-            }
-            Err(_elapsed) => {
-                conn.forget(None).await;
-                Err(self.timeout())
+        let started = Instant::now();
+        let n = conn.endpoints.len();
+        if n == 0 {
+            return Err(self.unavailable("no etcd endpoints given"));
+        }
+        let first = conn.preferred.load(Ordering::Relaxed) % n;
+        let mut failures: Vec<ArbiterError> = Vec::new();
+        for i in (first..n).chain(0..first) {
+            let Some(left) = conn.timeout.checked_sub(started.elapsed()) else {
+                failures.push(self.timeout());
+                break;
+            };
+            let attempt = async { op(conn.client(i).await?).await };
+            let e = match tokio::time::timeout(left, attempt).await {
+                Ok(Ok(value)) => {
+                    conn.preferred.store(i, Ordering::Relaxed);
+                    return Ok(value);
+                }
+                Ok(Err(e)) => e,
+                Err(_elapsed) => {
+                    // The whole budget is spent: no member is left to try.
+                    conn.failed(i).await;
+                    failures.push(self.timeout());
+                    break;
+                }
+            };
+            conn.failed(i).await;
+            failures.push(self.map_error(&conn.endpoints[i], &e));
+            if retry == Retry::Undelivered && !undelivered(&e) {
+                break;
             }
         }
+        Err(self.summarise(failures))
     }
+
+    /// One error for a call that failed on one member or more: a timeout if
+    /// the last attempt ran out of time, credentials if they were refused,
+    /// otherwise every member's reason.
+    fn summarise(&self, mut failures: Vec<ArbiterError>) -> ArbiterError {
+        let last = failures.pop().unwrap_or_else(|| self.timeout());
+        match last {
+            ArbiterError::Unavailable { endpoint, message } => {
+                let mut messages: Vec<String> = failures
+                    .into_iter()
+                    .map(|f| match f {
+                        ArbiterError::Unavailable { message, .. } => message,
+                        other => other.to_string(),
+                    })
+                    .collect();
+                messages.push(message);
+                ArbiterError::Unavailable {
+                    endpoint,
+                    message: messages.join("; "),
+                }
+            }
+            other => other,
+        }
+    }
+}
+
+/// Did the member surely never take the request? Its TCP connect failed
+/// (tonic's `ConnectError` somewhere in the chain), or it has no leader.
+fn undelivered(e: &etcd_client::Error) -> bool {
+    let etcd_client::Error::GRpcStatus(status) = e else {
+        return false;
+    };
+    if i32::from(status.code()) == GRPC_UNAVAILABLE && status.message() == NO_LEADER {
+        return true;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(status);
+    while let Some(err) = source {
+        if err.downcast_ref::<tonic::ConnectError>().is_some() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 impl Connection {
     fn new(endpoints: Vec<String>, timeout: Duration) -> Connection {
         Connection {
+            clients: endpoints.iter().map(|_| Mutex::new(None)).collect(),
             endpoints,
             timeout,
-            client: Mutex::new(None),
-            generation: std::sync::atomic::AtomicU64::new(0),
+            preferred: AtomicUsize::new(0),
         }
     }
 
-    /// The connected client, connecting if there is none.
-    async fn client(&self) -> Result<(u64, Client), etcd_client::Error> {
-        let mut slot = self.client.lock().await;
-        if let Some((generation, client)) = slot.as_ref() {
-            return Ok((*generation, client.clone()));
+    /// Member `i`'s client, made if there is none (etcd-client connects
+    /// lazily: a member that is down fails the first request, not this).
+    async fn client(&self, i: usize) -> Result<Client, etcd_client::Error> {
+        let mut slot = self.clients[i].lock().await;
+        if let Some(client) = slot.as_ref() {
+            return Ok(client.clone());
         }
         let options = ConnectOptions::new()
             .with_timeout(self.timeout)
-            .with_connect_timeout(self.timeout)
+            .with_connect_timeout(self.timeout / 2)
             .with_require_leader(true);
-        let client = Client::connect(&self.endpoints, Some(options)).await?;
-        let generation = self
-            .generation
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        *slot = Some((generation, client.clone()));
-        Ok((generation, client))
+        let client = Client::connect([&self.endpoints[i]], Some(options)).await?;
+        *slot = Some(client.clone());
+        Ok(client)
     }
 
-    /// Drop the client after a failure: the one of `generation`, or
-    /// whichever there is (a timeout does not know which one it used).
-    async fn forget(&self, generation: Option<u64>) {
-        let mut slot = self.client.lock().await;
-        let same = match (slot.as_ref(), generation) {
-            (Some((current, _)), Some(used)) => *current == used,
-            (Some(_), None) => true,
-            (None, _) => false,
-        };
-        if same {
-            *slot = None;
-        }
+    /// Member `i` failed a call: drop its client, and let the next call
+    /// start at the next member (unless another call already moved on).
+    async fn failed(&self, i: usize) {
+        *self.clients[i].lock().await = None;
+        let next = (i + 1) % self.endpoints.len();
+        let _ = self
+            .preferred
+            .compare_exchange(i, next, Ordering::Relaxed, Ordering::Relaxed);
     }
 }
 
@@ -207,7 +286,10 @@ impl Arbiter for EtcdArbiter {
     async fn read(&self) -> Result<Option<Stored>, ArbiterError> {
         let key = self.key.clone();
         let mut resp = self
-            .call(|client| async move { client.kv_client().get(key, None).await })
+            .call(Retry::Any, |client| {
+                let key = key.clone();
+                async move { client.kv_client().get(key, None).await }
+            })
             .await?;
         let Some(kv) = resp.take_kvs().into_iter().next() else {
             return Ok(None);
@@ -242,7 +324,10 @@ impl Arbiter for EtcdArbiter {
             .when([condition])
             .and_then([TxnOp::put(key, value, None), TxnOp::get(key, None)]);
         let resp = self
-            .call(|client| async move { client.kv_client().txn(txn).await })
+            .call(Retry::Undelivered, |client| {
+                let txn = txn.clone();
+                async move { client.kv_client().txn(txn).await }
+            })
             .await?;
         if !resp.succeeded() {
             return Err(ArbiterError::Conflict);
@@ -299,7 +384,16 @@ mod tests {
                 .await;
             assert!(matches!(r, Err(ArbiterError::Conflict)), "{v:?}: {r:?}");
         }
-        assert!(a.conn.client.lock().await.is_none());
+        assert!(a.conn.clients[0].lock().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn no_endpoints_is_unavailable() {
+        let a = EtcdArbiter::new(Vec::new(), "/k".into());
+        assert!(matches!(
+            a.read().await,
+            Err(ArbiterError::Unavailable { .. })
+        ));
     }
 
     #[test]
