@@ -65,7 +65,8 @@ async fn pair() -> Result<Pair> {
     bargs.extend(failover_args(&arbiter));
     let b = on_dir(bdir, &bargs)?;
     a.wait_for("PEER and the lease", Duration::from_secs(30), |st| {
-        st.principal().is_some_and(|s| s.hadr_state == PairState::Peer)
+        st.principal()
+            .is_some_and(|s| s.hadr_state == PairState::Peer)
             && st.failover.as_ref().is_some_and(|f| f.lease_left_ms > 0)
     })
     .await?;
@@ -96,7 +97,10 @@ fn writers(
             tokio::spawn(task);
             while !stop.load(Ordering::SeqCst) {
                 next += 1;
-                match c.execute("INSERT INTO acked(id) VALUES ($1)", &[&next]).await {
+                match c
+                    .execute("INSERT INTO acked(id) VALUES ($1)", &[&next])
+                    .await
+                {
                     Ok(_) => {
                         acked.lock().unwrap().insert(next);
                     }
@@ -123,24 +127,35 @@ async fn the_standby_takes_over_by_itself_and_the_old_primary_follows() -> Resul
     let w = writers(both, stop.clone(), acked.clone());
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = p.b.status().await?.epoch;
-    assert!(!acked.lock().unwrap().is_empty(), "no writes before the crash");
+    assert!(
+        !acked.lock().unwrap().is_empty(),
+        "no writes before the crash"
+    );
     p.a.kill9();
     let killed = Instant::now();
-    let st = p
-        .b
-        .wait_for("B primary by itself", Duration::from_secs(20), |st| {
+    let st =
+        p.b.wait_for("B primary by itself", Duration::from_secs(20), |st| {
             st.is_writable_primary() && st.epoch > before
         })
         .await?;
     let took = killed.elapsed();
-    eprintln!("automatic failover: B writable in epoch {} {took:?} after kill -9", st.epoch);
+    eprintln!(
+        "automatic failover: B writable in epoch {} {took:?} after kill -9",
+        st.epoch
+    );
     // The lease (2 s) plus its margin (0.5 s) bound it from below; well under 10 s from above.
-    assert!(took >= Duration::from_millis(2000), "promoted before the lease could have run out: {took:?}");
+    assert!(
+        took >= Duration::from_millis(2000),
+        "promoted before the lease could have run out: {took:?}"
+    );
     assert!(took < Duration::from_secs(10), "{took:?}");
     // Writes go on against B.
     let n_at_failover = acked.lock().unwrap().len();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(acked.lock().unwrap().len() > n_at_failover, "no writes acknowledged on B");
+    assert!(
+        acked.lock().unwrap().len() > n_at_failover,
+        "no writes acknowledged on B"
+    );
     // The old primary comes back and follows by itself (fenced by the arbiter's newer epoch).
     p.a.spawn()?;
     p.a.wait_for("A a standby of B", Duration::from_secs(60), |st| {
@@ -150,17 +165,19 @@ async fn the_standby_takes_over_by_itself_and_the_old_primary_follows() -> Resul
     stop.store(true, Ordering::SeqCst);
     let _ = w.await;
     let acked = acked.lock().unwrap().clone();
-    let rows: BTreeSet<i64> = p
-        .b
-        .client()
-        .await?
-        .query("SELECT id FROM acked", &[])
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let rows: BTreeSet<i64> =
+        p.b.client()
+            .await?
+            .query("SELECT id FROM acked", &[])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
     let missing: Vec<_> = acked.difference(&rows).collect();
-    assert!(missing.is_empty(), "acknowledged but missing on the new primary: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "acknowledged but missing on the new primary: {missing:?}"
+    );
     verify_nodes(p.a.admin, p.b.admin)?;
     let _ = (&p.a_local, &p.b_local);
     Ok(())
@@ -174,9 +191,8 @@ async fn a_standby_recorded_out_of_sync_never_promotes() -> Result<()> {
     // Freeze the standby: the primary drops it after hadr_timeout, records it
     // out of sync in the arbiter, and only then acknowledges commits alone.
     p.b.sigstop()?;
-    let st = p
-        .a
-        .wait_for("B recorded out of sync", Duration::from_secs(20), |st| {
+    let st =
+        p.a.wait_for("B recorded out of sync", Duration::from_secs(20), |st| {
             st.failover
                 .as_ref()
                 .is_some_and(|f| f.out_of_sync.iter().any(|(s, _)| *s == p.b_local))
@@ -189,7 +205,11 @@ async fn a_standby_recorded_out_of_sync_never_promotes() -> Result<()> {
     p.b.sigcont()?;
     tokio::time::sleep(Duration::from_secs(6)).await;
     let st = p.b.status().await?;
-    assert_eq!(st.role, NodeRole::Standby, "a standby recorded out of sync promoted");
+    assert_eq!(
+        st.role,
+        NodeRole::Standby,
+        "a standby recorded out of sync promoted"
+    );
     let hold = st.failover.and_then(|f| f.hold).unwrap_or_default();
     assert!(hold.contains("out of sync"), "{hold}");
     Ok(())
@@ -203,9 +223,8 @@ async fn a_healthy_pair_keeps_serving_without_its_arbiter() -> Result<()> {
     // The arbiter's directory disappears (an unmounted share).
     let dir = p._arbiter_dir.path().to_path_buf();
     std::fs::remove_dir_all(&dir)?;
-    let st = p
-        .a
-        .wait_for("the arbiter seen down", Duration::from_secs(20), |st| {
+    let st =
+        p.a.wait_for("the arbiter seen down", Duration::from_secs(20), |st| {
             st.failover.as_ref().is_some_and(|f| !f.arbiter_ok)
         })
         .await?;

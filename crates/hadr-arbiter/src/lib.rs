@@ -6,7 +6,7 @@
 //! release are all that write; when each may happen is decided by the pure
 //! lease rules in `hadr_ha::lease`, never here.
 //!
-//! Backends: [`file`] (a path on storage both nodes mount), [`s3`] (any
+//! Backends: [`file`](crate::file) (a path on storage both nodes mount), [`s3`] (any
 //! S3-compatible store with conditional PUTs), [`etcd`] (a transaction on the
 //! key's mod revision), [`network`] (an address that must answer: it holds
 //! no state, so both halves of a partition can win — allowed, with a loud
