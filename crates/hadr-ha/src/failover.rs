@@ -438,6 +438,10 @@ pub struct PrimaryFailover {
     pub superseded: bool,
     /// After an arbiter failure, no call before this (µs).
     pub backoff_until: Option<u64>,
+    /// This primary was promoted by a graceful hand-over: its predecessor
+    /// stopped writing for good before it told us, so a record it still
+    /// holds in an older epoch need not be waited out.
+    pub predecessor_stopped: bool,
 }
 
 impl PrimaryFailover {
@@ -458,6 +462,7 @@ impl PrimaryFailover {
             arbiter_ok: false,
             superseded: false,
             backoff_until: None,
+            predecessor_stopped: false,
         }
     }
 
@@ -562,6 +567,9 @@ impl PrimaryFailover {
                     Some(r) if r.holder.is_none() => {
                         return self.write(now, Some(r.version));
                     }
+                    Some(r) if self.predecessor_stopped && r.epoch < self.epoch => {
+                        return self.write(now, Some(r.version));
+                    }
                     Some(r) => {
                         // Another holder of an older or equal epoch: wait its lease out.
                         self.watch = Some(Watch::observe(self.watch.take(), &r.version, now));
@@ -640,10 +648,17 @@ mod tests {
     fn a_standby_promotes_only_after_the_lease_ran_out_unchanged() {
         let mut s = StandbyFailover::new("b".into(), timing(), true, 3);
         s.step(StandbyEvent::LinkUp);
-        assert_eq!(s.step(StandbyEvent::Tick { now: 0 }), vec![]);
-        s.step(StandbyEvent::LinkLost { in_peer: true });
+        // Connected, it watches the record (so the watch dates the holder's
+        // last renewal) but never takes over.
         assert_eq!(
-            s.step(StandbyEvent::Tick { now: 10 }),
+            s.step(StandbyEvent::Tick { now: 0 }),
+            vec![StandbyAction::Read]
+        );
+        assert_eq!(s.hold, Some(Hold::Connected));
+        s.step(StandbyEvent::LinkLost { in_peer: true });
+        assert_eq!(s.step(StandbyEvent::Tick { now: 10 }), vec![]);
+        assert_eq!(
+            s.step(StandbyEvent::Tick { now: 200 * MS }),
             vec![StandbyAction::Read]
         );
         s.step(StandbyEvent::Read {
@@ -810,6 +825,32 @@ mod tests {
         );
         assert!(p.superseded);
         assert_eq!(p.step(PrimaryEvent::Tick { now: 10_000 * MS }), vec![]);
+    }
+
+    #[test]
+    fn after_a_graceful_hand_over_the_record_is_taken_at_once() {
+        let mut p = PrimaryFailover::new("b".into(), 4, timing(), "a".into());
+        p.predecessor_stopped = true;
+        assert_eq!(
+            p.step(PrimaryEvent::Read {
+                now: 0,
+                record: Some(rec("v1", "a", 3))
+            }),
+            vec![PrimaryAction::Write {
+                expected: Some("v1".into()),
+                out_of_sync: vec![("a".into(), 0)]
+            }]
+        );
+        // Not a record of the same or a newer epoch, though.
+        let mut p = PrimaryFailover::new("b".into(), 4, timing(), "a".into());
+        p.predecessor_stopped = true;
+        assert_eq!(
+            p.step(PrimaryEvent::Read {
+                now: 0,
+                record: Some(rec("v1", "a", 4))
+            }),
+            vec![]
+        );
     }
 
     #[test]

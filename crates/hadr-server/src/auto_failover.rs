@@ -123,6 +123,7 @@ pub async fn run_primary(node: Arc<Node>, arbiter: Arc<dyn Arbiter>, shared: Arc
     let principal = node.config.targets().into_iter().next().unwrap_or_default();
     let epoch = node.engine.control().epoch;
     let mut rules = PrimaryFailover::new(me.clone(), epoch, timing, principal);
+    rules.predecessor_stopped = node.config.handed_over;
     let mut token = 0u64;
     let mut in_peer = false;
     let mut opened = false;

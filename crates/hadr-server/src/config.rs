@@ -321,6 +321,10 @@ pub struct Config {
     /// authority of its new epoch; the start-up rule does not apply.
     #[serde(skip)]
     pub promoted: bool,
+    /// Runtime only: that promotion was a graceful hand-over (the old
+    /// primary stopped writing for good before it told this node).
+    #[serde(skip)]
+    pub handed_over: bool,
 }
 
 impl Default for Config {
@@ -354,6 +358,7 @@ impl Default for Config {
             auto_reclone: true,
             force: false,
             promoted: false,
+            handed_over: false,
         }
     }
 }

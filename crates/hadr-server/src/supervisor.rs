@@ -107,6 +107,7 @@ pub async fn supervise(
         // start-up rule for the run that follows (it is the authority of its epoch).
         config.force = false;
         config.promoted = false;
+        config.handed_over = false;
         let failed = match change {
             RoleChange::Stopped => {
                 events.publish(RoleEvent::Stopped);
@@ -116,6 +117,7 @@ pub async fn supervise(
             RoleChange::Promote { end, epoch } => {
                 promote(&config, end, epoch, &events)?;
                 config.promoted = true;
+                config.handed_over = end.is_some();
                 None
             }
             RoleChange::Reclone { from, reason } => {
