@@ -454,26 +454,34 @@ async fn record_survives_a_crash_before_rename() {
     assert!(!stray.exists() && !half.exists(), "stray temp files left");
 }
 
+/// Open `path` and take an exclusive OFD lock on it, as another writer would.
+fn hold_lock(path: &Path) -> std::fs::File {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .unwrap();
+    // SAFETY: a zeroed flock is valid (whole file); a valid descriptor.
+    let rc = unsafe {
+        let mut fl: libc::flock = std::mem::zeroed();
+        fl.l_type = libc::F_WRLCK as _;
+        libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &mut fl)
+    };
+    assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+    file
+}
+
 #[tokio::test]
 async fn lock_held_elsewhere_times_out_and_writes_nothing() {
-    use std::os::fd::AsRawFd;
     let d = dir();
     let path = d.path().join("hadr.lease");
     let arb = FileArbiter::new(path.clone()).with_timeout(Duration::from_millis(300));
     let old = arb.write(None, &rec("a", 1)).await.unwrap();
     // Someone (a writer on a hung node) holds the lock.
-    let lock = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(d.path().join("hadr.lease.lock"))
-        .unwrap();
-    // SAFETY: a zeroed flock is valid; a valid descriptor.
-    let rc = unsafe {
-        let mut fl: libc::flock = std::mem::zeroed();
-        fl.l_type = libc::F_WRLCK as _;
-        libc::fcntl(lock.as_raw_fd(), libc::F_OFD_SETLK, &mut fl)
-    };
-    assert_eq!(rc, 0);
+    let lock = hold_lock(&d.path().join("hadr.lease.lock"));
     let started = Instant::now();
     let err = arb
         .write(Some(&old.version), &rec("a", 2))
@@ -488,6 +496,39 @@ async fn lock_held_elsewhere_times_out_and_writes_nothing() {
     drop(lock);
     assert_eq!(arb.read().await.unwrap(), Some(old.clone()));
     arb.write(Some(&old.version), &rec("a", 2)).await.unwrap();
+}
+
+#[tokio::test]
+async fn lock_on_a_removed_lock_file_is_not_trusted() {
+    let d = dir();
+    let path = d.path().join("hadr.lease");
+    let lock_path = d.path().join("hadr.lease.lock");
+    let old = FileArbiter::new(path.clone())
+        .write(None, &rec("a", 1))
+        .await
+        .unwrap();
+    let first = hold_lock(&lock_path);
+    // A writer opens the lock file and waits for it...
+    let waiter = {
+        let (path, v) = (path.clone(), old.version.clone());
+        tokio::spawn(async move {
+            FileArbiter::new(path)
+                .with_timeout(Duration::from_secs(3))
+                .write(Some(&v), &rec("waiter", 2))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // ...while someone removes it, and another writer locks the new one.
+    std::fs::remove_file(&lock_path).unwrap();
+    let second = hold_lock(&lock_path);
+    drop(first);
+    // The waiter gets the old file's lock, sees it is no longer the lock
+    // file, and waits on the new one: it must not write meanwhile.
+    let err = waiter.await.unwrap().unwrap_err();
+    assert!(matches!(err, ArbiterError::Timeout { .. }), "{err:?}");
+    drop(second);
+    assert_eq!(FileArbiter::new(path).read().await.unwrap(), Some(old));
 }
 
 #[tokio::test]
