@@ -16,6 +16,10 @@
 //! 4. rename it over the record, fsync the directory;
 //! 5. close the lock file, which releases the lock.
 //!
+//! The lock file is never removed (by hadr or by hand while nodes run): a
+//! writer that finds it replaced after locking it opens it again, but a
+//! lock on a removed file excludes nobody.
+//!
 //! Nothing ever writes the record in place, so a reader sees the old record
 //! or the new one, never half of one, and a crash between 3 and 4 leaves a
 //! stray temporary file that the next writer removes (under the lock, where
@@ -349,6 +353,34 @@ impl Paths {
 
     /// Take the lock, polling until `deadline`. Held until the file closes.
     fn lock(&self, kind: LockKind, deadline: Instant) -> Result<File, ArbiterError> {
+        let mut pause = Duration::from_micros(200);
+        loop {
+            let file = self.open_lock_file(kind)?;
+            loop {
+                match try_lock(&file, kind) {
+                    Ok(true) => break,
+                    Ok(false) => {}
+                    Err(e) => return Err(self.io_error("locking", &self.lock, e)),
+                }
+                let now = Instant::now();
+                if now >= deadline {
+                    return Err(self.timeout());
+                }
+                std::thread::sleep(pause.min(deadline - now));
+                pause = (pause * 2).min(Duration::from_millis(10));
+            }
+            // A lock on a file someone removed (or replaced) while we waited
+            // excludes no one who opens the path now: open it again.
+            if self.is_still_the_lock_file(&file) {
+                return Ok(file);
+            }
+            if Instant::now() >= deadline {
+                return Err(self.timeout());
+            }
+        }
+    }
+
+    fn open_lock_file(&self, kind: LockKind) -> Result<File, ArbiterError> {
         let mut options = OpenOptions::new();
         match kind {
             // A read lock needs only a descriptor open for reading, so a node
@@ -356,29 +388,23 @@ impl Paths {
             LockKind::Shared => options.read(true),
             LockKind::Exclusive => options.read(true).write(true),
         };
-        let file = match options.clone().open(&self.lock) {
-            Ok(f) => f,
+        match options.clone().open(&self.lock) {
+            Ok(f) => Ok(f),
             Err(e) if e.kind() == io::ErrorKind::NotFound => options
                 .write(true)
                 .create(true)
                 .mode(0o644)
                 .open(&self.lock)
-                .map_err(|e| self.io_error("creating the lock file", &self.lock, e))?,
-            Err(e) => return Err(self.io_error("opening the lock file", &self.lock, e)),
-        };
-        let mut pause = Duration::from_micros(200);
-        loop {
-            match try_lock(&file, kind) {
-                Ok(true) => return Ok(file),
-                Ok(false) => {}
-                Err(e) => return Err(self.io_error("locking", &self.lock, e)),
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(self.timeout());
-            }
-            std::thread::sleep(pause.min(deadline - now));
-            pause = (pause * 2).min(Duration::from_millis(10));
+                .map_err(|e| self.io_error("creating the lock file", &self.lock, e)),
+            Err(e) => Err(self.io_error("opening the lock file", &self.lock, e)),
+        }
+    }
+
+    fn is_still_the_lock_file(&self, file: &File) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match (file.metadata(), std::fs::metadata(&self.lock)) {
+            (Ok(held), Ok(now)) => held.dev() == now.dev() && held.ino() == now.ino(),
+            _ => false,
         }
     }
 

@@ -133,6 +133,8 @@ const ROUNDS: usize = 400;
 
 /// `RACERS` threads, each with its own arbiter and runtime, race each round
 /// on `paths[round]` from `expected[round]`; the winners of each round.
+/// A racer never panics (the others would wait at the barrier for ever):
+/// anything but a win or a conflict is collected and fails the test here.
 fn race(paths: Vec<PathBuf>, expected: Vec<Option<Version>>) -> Vec<Vec<usize>> {
     let barrier = Arc::new(Barrier::new(RACERS));
     let (paths, expected) = (Arc::new(paths), Arc::new(expected));
@@ -141,28 +143,28 @@ fn race(paths: Vec<PathBuf>, expected: Vec<Option<Version>>) -> Vec<Vec<usize>> 
             let (barrier, paths, expected) = (barrier.clone(), paths.clone(), expected.clone());
             std::thread::spawn(move || {
                 let rt = runtime();
-                let mut won = Vec::new();
+                let (mut won, mut errors) = (Vec::new(), Vec::new());
                 for round in 0..paths.len() {
                     let arb = FileArbiter::new(paths[round].clone())
                         .with_timeout(Duration::from_secs(20));
                     let r = rec(&format!("racer-{me}"), round as u64 + 10);
                     barrier.wait();
                     match rt.block_on(arb.write(expected[round].as_ref(), &r)) {
-                        Ok(stored) => {
-                            assert_eq!(stored.record, r);
-                            won.push(round);
-                        }
+                        Ok(stored) if stored.record == r => won.push(round),
+                        Ok(stored) => errors.push(format!("round {round}: stored {stored:?}")),
                         Err(ArbiterError::Conflict) => {}
-                        Err(e) => panic!("racer {me}, round {round}: {e}"),
+                        Err(e) => errors.push(format!("round {round}: {e}")),
                     }
                 }
-                won
+                (won, errors)
             })
         })
         .collect();
     let mut winners = vec![Vec::new(); paths.len()];
     for (me, t) in threads.into_iter().enumerate() {
-        for round in t.join().unwrap() {
+        let (won, errors) = t.join().unwrap();
+        assert!(errors.is_empty(), "racer {me}: {errors:#?}");
+        for round in won {
             winners[round].push(me);
         }
     }
@@ -452,26 +454,34 @@ async fn record_survives_a_crash_before_rename() {
     assert!(!stray.exists() && !half.exists(), "stray temp files left");
 }
 
+/// Open `path` and take an exclusive OFD lock on it, as another writer would.
+fn hold_lock(path: &Path) -> std::fs::File {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .unwrap();
+    // SAFETY: a zeroed flock is valid (whole file); a valid descriptor.
+    let rc = unsafe {
+        let mut fl: libc::flock = std::mem::zeroed();
+        fl.l_type = libc::F_WRLCK as _;
+        libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &mut fl)
+    };
+    assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+    file
+}
+
 #[tokio::test]
 async fn lock_held_elsewhere_times_out_and_writes_nothing() {
-    use std::os::fd::AsRawFd;
     let d = dir();
     let path = d.path().join("hadr.lease");
     let arb = FileArbiter::new(path.clone()).with_timeout(Duration::from_millis(300));
     let old = arb.write(None, &rec("a", 1)).await.unwrap();
     // Someone (a writer on a hung node) holds the lock.
-    let lock = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(d.path().join("hadr.lease.lock"))
-        .unwrap();
-    // SAFETY: a zeroed flock is valid; a valid descriptor.
-    let rc = unsafe {
-        let mut fl: libc::flock = std::mem::zeroed();
-        fl.l_type = libc::F_WRLCK as _;
-        libc::fcntl(lock.as_raw_fd(), libc::F_OFD_SETLK, &mut fl)
-    };
-    assert_eq!(rc, 0);
+    let lock = hold_lock(&d.path().join("hadr.lease.lock"));
     let started = Instant::now();
     let err = arb
         .write(Some(&old.version), &rec("a", 2))
@@ -486,6 +496,39 @@ async fn lock_held_elsewhere_times_out_and_writes_nothing() {
     drop(lock);
     assert_eq!(arb.read().await.unwrap(), Some(old.clone()));
     arb.write(Some(&old.version), &rec("a", 2)).await.unwrap();
+}
+
+#[tokio::test]
+async fn lock_on_a_removed_lock_file_is_not_trusted() {
+    let d = dir();
+    let path = d.path().join("hadr.lease");
+    let lock_path = d.path().join("hadr.lease.lock");
+    let old = FileArbiter::new(path.clone())
+        .write(None, &rec("a", 1))
+        .await
+        .unwrap();
+    let first = hold_lock(&lock_path);
+    // A writer opens the lock file and waits for it...
+    let waiter = {
+        let (path, v) = (path.clone(), old.version.clone());
+        tokio::spawn(async move {
+            FileArbiter::new(path)
+                .with_timeout(Duration::from_secs(3))
+                .write(Some(&v), &rec("waiter", 2))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // ...while someone removes it, and another writer locks the new one.
+    std::fs::remove_file(&lock_path).unwrap();
+    let second = hold_lock(&lock_path);
+    drop(first);
+    // The waiter gets the old file's lock, sees it is no longer the lock
+    // file, and waits on the new one: it must not write meanwhile.
+    let err = waiter.await.unwrap().unwrap_err();
+    assert!(matches!(err, ArbiterError::Timeout { .. }), "{err:?}");
+    drop(second);
+    assert_eq!(FileArbiter::new(path).read().await.unwrap(), Some(old));
 }
 
 #[tokio::test]
