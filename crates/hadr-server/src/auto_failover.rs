@@ -6,8 +6,8 @@
 //! only until its lease deadline, and fences itself when a newer epoch holds
 //! the record; a standby takes the lease over and promotes.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hadr_admin_api::ArbiterView;
@@ -18,8 +18,9 @@ use hadr_ha::failover::{
 };
 use hadr_ha::{ConnectStatus, GuardEvent};
 use hadr_replication::{mono_micros, now_micros};
-use tracing::{info, warn};
+use tracing::warn;
 
+use crate::failover_state::FailoverShared;
 use crate::node::{Node, Repl};
 use crate::roles::RoleChange;
 
@@ -28,37 +29,6 @@ const TICK: Duration = Duration::from_millis(25);
 
 /// Longest wait for one arbiter call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
-
-pub use hadr_admin_api::FailoverStatus;
-
-/// What the driver shares with the node (status, pause, write permission).
-#[derive(Default)]
-pub struct FailoverShared {
-    /// For status.
-    pub status: Mutex<FailoverStatus>,
-    /// `hadr cluster pause`.
-    pub paused: AtomicBool,
-    /// The rules refuse new writes (lost the standby and the lease).
-    pub refuse_writes: AtomicBool,
-}
-
-impl FailoverShared {
-    fn with_status(&self, f: impl FnOnce(&mut FailoverStatus)) {
-        f(&mut self.status.lock().unwrap_or_else(|p| p.into_inner()));
-    }
-
-    fn decide(&self, what: String) {
-        self.with_status(|s| {
-            if s.decisions.last() != Some(&what) {
-                info!(decision = %what, "automatic failover");
-                if s.decisions.len() == 16 {
-                    s.decisions.remove(0);
-                }
-                s.decisions.push(what);
-            }
-        });
-    }
-}
 
 fn record(s: &Stored) -> Record {
     Record {

@@ -9,6 +9,7 @@ pub mod config;
 pub mod demotion;
 pub mod errors;
 pub mod exec;
+pub mod failover_state;
 pub mod node;
 pub mod roles;
 pub mod runtime;

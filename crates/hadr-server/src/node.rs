@@ -115,7 +115,7 @@ pub struct Node {
     /// Where role transitions are published.
     pub events: Arc<RoleEvents>,
     /// Automatic failover's shared state (None: no arbiter, or `failover = manual`).
-    pub failover: Option<Arc<crate::auto_failover::FailoverShared>>,
+    pub failover: Option<Arc<crate::failover_state::FailoverShared>>,
     /// Set while a primary hands over: sessions end, new ones are refused.
     pub demoting: AtomicBool,
     /// The write lock, held for good by a primary that handed over.

@@ -1,0 +1,40 @@
+//! What automatic failover's driver shares with the rest of the node: the
+//! status it shows, the pause switch, and whether the rules refuse new
+//! writes. A leaf module, so that the node's state can hold it without
+//! knowing the driver.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Mutex;
+
+use tracing::info;
+
+pub use hadr_admin_api::FailoverStatus;
+
+/// What the driver shares with the node (status, pause, write permission).
+#[derive(Default)]
+pub struct FailoverShared {
+    /// For status.
+    pub status: Mutex<FailoverStatus>,
+    /// `hadr cluster pause`.
+    pub paused: AtomicBool,
+    /// The rules refuse new writes (lost the standby and the lease).
+    pub refuse_writes: AtomicBool,
+}
+
+impl FailoverShared {
+    pub(crate) fn with_status(&self, f: impl FnOnce(&mut FailoverStatus)) {
+        f(&mut self.status.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    pub(crate) fn decide(&self, what: String) {
+        self.with_status(|s| {
+            if s.decisions.last() != Some(&what) {
+                info!(decision = %what, "automatic failover");
+                if s.decisions.len() == 16 {
+                    s.decisions.remove(0);
+                }
+                s.decisions.push(what);
+            }
+        });
+    }
+}
