@@ -237,5 +237,13 @@ async fn a_healthy_pair_keeps_serving_without_its_arbiter() -> Result<()> {
     let b = p.b.status().await?;
     assert_eq!(b.role, NodeRole::Standby);
     assert!(p.a.status().await?.is_writable_primary());
+    // A dashboard sees it too.
+    let m = p.a.admin().metrics().await?;
+    assert!(m.contains("hadr_arbiter_up 0"), "{m}");
+    let peer = format!(
+        "hadr_standby_state{{standby=\"{}\",state=\"PEER\"}} 1",
+        p.b_local
+    );
+    assert!(m.contains(&peer), "{m}");
     Ok(())
 }

@@ -444,5 +444,96 @@ async fn metrics(State(node): State<Arc<Node>>) -> String {
         "counter",
         node.stats.connections.load(Ordering::Relaxed),
     );
+    replication_metrics(&node, &mut s);
     s
+}
+
+/// Per standby (what `db2pd -hadr` shows) and automatic failover, so that a
+/// dashboard sees a lagging or disconnected standby and a lost lease.
+fn replication_metrics(node: &Node, s: &mut String) {
+    use std::fmt::Write;
+    let mut family = |name: &str, help: &str, rows: Vec<(String, u64)>| {
+        if rows.is_empty() {
+            return;
+        }
+        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (labels, v) in rows {
+            let _ = writeln!(s, "{name}{labels} {v}");
+        }
+    };
+    if let Repl::Primary { standbys, .. } = &node.repl {
+        let end = node.engine.log().end_lsn();
+        let slots = standbys.slots();
+        let label = |a: &str| format!("{{standby=\"{a}\"}}");
+        family(
+            "hadr_standby_state",
+            "DB2 pair state of each standby (1 for the state it is in).",
+            slots
+                .iter()
+                .flat_map(|sl| {
+                    [
+                        hadr_ha::PairState::RemoteCatchupPending,
+                        hadr_ha::PairState::RemoteCatchup,
+                        hadr_ha::PairState::Peer,
+                        hadr_ha::PairState::DisconnectedPeer,
+                    ]
+                    .map(|st| {
+                        (
+                            format!(
+                                "{{standby=\"{}\",state=\"{}\"}}",
+                                sl.address,
+                                hadr_admin_api::spelling(&st)
+                            ),
+                            u64::from(sl.pair.state == st),
+                        )
+                    })
+                })
+                .collect(),
+        );
+        family(
+            "hadr_standby_log_gap_bytes",
+            "Primary log end minus what the standby received.",
+            slots
+                .iter()
+                .map(|sl| (label(&sl.address), end.saturating_sub(sl.pair.received)))
+                .collect(),
+        );
+        family(
+            "hadr_standby_replay_gap_bytes",
+            "What the standby received minus what it replayed.",
+            slots
+                .iter()
+                .map(|sl| {
+                    (
+                        label(&sl.address),
+                        sl.pair.received.saturating_sub(sl.pair.replayed),
+                    )
+                })
+                .collect(),
+        );
+        let w = standbys.wait_stats(hadr_replication::now_micros());
+        family(
+            "hadr_commit_wait_accumulated_ms",
+            "Total time commits waited for standbys.",
+            vec![(String::new(), w.accumulated_us / 1000)],
+        );
+    }
+    if let Some(f) = &node.failover {
+        let st = f.status.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        family(
+            "hadr_arbiter_up",
+            "The arbiter answered its last call.",
+            vec![(String::new(), u64::from(st.arbiter_ok))],
+        );
+        family(
+            "hadr_lease_remaining_ms",
+            "Primary: how long the arbiter's lease is still ours.",
+            vec![(String::new(), st.lease_left_ms)],
+        );
+        family(
+            "hadr_acknowledging_alone",
+            "Primary: acknowledges commits its standby lacks (recorded out of sync).",
+            vec![(String::new(), u64::from(st.acknowledging_alone))],
+        );
+    }
 }
