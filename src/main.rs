@@ -96,6 +96,19 @@ enum Cmd {
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
         reclone: bool,
     },
+    /// Check the arbiter a configuration names before trusting it: it answers,
+    /// the credentials work, and it honours conditional writes (tried on a
+    /// sibling key; the lease record is only read).
+    Arbiter {
+        #[command(subcommand)]
+        what: ArbiterCmd,
+    },
+    /// Automatic failover on running nodes: pause (maintenance: no standby
+    /// promotes by itself), resume, or list every node.
+    Cluster {
+        #[command(subcommand)]
+        what: ClusterCmd,
+    },
     /// Show a running node's status (from its admin endpoint).
     Status {
         /// Admin address of the node.
@@ -119,6 +132,41 @@ enum Cmd {
         /// Exit after the workload instead of serving until Ctrl-C.
         #[arg(long)]
         no_wait: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ArbiterCmd {
+    /// Reachability, credentials, conditional writes.
+    Check {
+        /// TOML configuration file naming the arbiter.
+        #[arg(long, conflicts_with = "arbiter")]
+        config: Option<PathBuf>,
+        /// Or the arbiter itself (file:…, s3://…, etcd://…, net:…).
+        #[arg(long)]
+        arbiter: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// No automatic promotion on these nodes until `resume` (a primary still renews its lease).
+    Pause {
+        /// Admin address of each node.
+        #[arg(long, required = true)]
+        node: Vec<String>,
+    },
+    /// Automatic failover again.
+    Resume {
+        /// Admin address of each node.
+        #[arg(long, required = true)]
+        node: Vec<String>,
+    },
+    /// One line per node: role, epoch, state, lag, lease, automation.
+    List {
+        /// Admin address of each node.
+        #[arg(long, required = true)]
+        node: Vec<String>,
     },
 }
 
@@ -375,6 +423,23 @@ fn main() -> Result<()> {
         Cmd::Status { node, json } => {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(status(&node, json))
+        }
+        Cmd::Arbiter {
+            what: ArbiterCmd::Check { config, arbiter },
+        } => {
+            let spec = match (config, arbiter) {
+                (Some(p), _) => Config::from_file(&p)?
+                    .arbiter
+                    .with_context(|| format!("{} sets no arbiter", p.display()))?,
+                (None, Some(a)) => a,
+                (None, None) => bail!("give --config FILE or --arbiter SPEC"),
+            };
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(arbiter_check(&spec))
+        }
+        Cmd::Cluster { what } => {
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(cluster(what))
         }
         Cmd::Demo {
             port,
@@ -671,4 +736,84 @@ async fn verify_nodes(nodes: &[String], json: bool, timeout: Duration) -> Result
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// `hadr arbiter check`.
+async fn arbiter_check(spec: &str) -> Result<()> {
+    let parsed: hadr_arbiter::ArbiterSpec = spec.parse()?;
+    let arbiter = hadr_arbiter::open(&parsed)?;
+    let report = hadr_arbiter::check(arbiter.as_ref())
+        .await
+        .with_context(|| format!("arbiter {spec} failed its check: do not use it"))?;
+    println!("arbiter      {} {}", report.info.kind, report.info.endpoint);
+    match &report.current {
+        None => println!("lease        none yet"),
+        Some(s) => println!(
+            "lease        held by {} in epoch {} (token {}){}",
+            s.record.holder.as_deref().unwrap_or("nobody"),
+            s.record.epoch,
+            s.record.token,
+            if s.record.out_of_sync.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; out of sync: {}",
+                    s.record
+                        .out_of_sync
+                        .iter()
+                        .map(|o| format!("{} from LSN {}", o.standby, o.from_lsn))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        ),
+    }
+    if report.info.stateful {
+        println!(
+            "conditional  honoured (a stale and an absent-only write were refused); one write took {:.1} ms",
+            report.write_round_trip.as_secs_f64() * 1000.0
+        );
+        println!("ok: this arbiter can decide between two nodes");
+    } else {
+        println!("WARNING: a network arbiter keeps no state: if both nodes still reach it but not each other, both become primary");
+    }
+    Ok(())
+}
+
+/// `hadr cluster pause|resume|list`.
+async fn cluster(what: ClusterCmd) -> Result<()> {
+    match what {
+        ClusterCmd::Pause { node } | ClusterCmd::Resume { node } if node.is_empty() => {
+            bail!("name at least one --node")
+        }
+        ClusterCmd::Pause { node } => set_paused(&node, true).await,
+        ClusterCmd::Resume { node } => set_paused(&node, false).await,
+        ClusterCmd::List { node } => {
+            println!(
+                "{:<22} {:<8} {:>5}  {:<24} {:>12}  {:<28} automation",
+                "node", "role", "epoch", "state", "lag bytes", "lease"
+            );
+            for n in &node {
+                match hadr_admin_api::AdminClient::new(n.clone()).status().await {
+                    Ok(st) => println!("{}", status_text::cluster_row(n, &st)),
+                    Err(e) => println!("{n:<22} unreachable: {e}"),
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn set_paused(nodes: &[String], paused: bool) -> Result<()> {
+    for n in nodes {
+        hadr_admin_api::AdminClient::new(n.clone())
+            .pause(paused)
+            .await
+            .with_context(|| format!("{n}"))?;
+        println!(
+            "{n}: automatic failover {}",
+            if paused { "paused" } else { "resumed" }
+        );
+    }
+    Ok(())
 }

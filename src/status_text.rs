@@ -12,6 +12,55 @@ use hadr_admin_api::{
 /// Most recent role-change steps shown.
 const STEPS_SHOWN: usize = 5;
 
+/// One line of `hadr cluster list` (in the spirit of `patronictl list`).
+pub fn cluster_row(addr: &str, st: &Status) -> String {
+    let (state, lag) = match &st.hadr {
+        Some(HadrView::Primary(p)) => match p.standbys.first() {
+            Some(sb) => (
+                format!("{} to {}", spelling(&sb.hadr_state), sb.standby),
+                sb.hadr_log_gap_bytes,
+            ),
+            None => ("no standby".to_string(), 0),
+        },
+        Some(HadrView::Standby(v)) => (
+            format!(
+                "{} {}",
+                spelling(&v.hadr_connect_status),
+                v.primary.as_deref().unwrap_or("-")
+            ),
+            v.hadr_log_gap_bytes,
+        ),
+        None => ("single".to_string(), 0),
+    };
+    let (lease, automation) = match &st.failover {
+        None => ("-".to_string(), "manual".to_string()),
+        Some(f) => {
+            let lease = if f.side == "primary" && f.lease_left_ms > 0 {
+                format!("ours, {:.1} s left", f.lease_left_ms as f64 / 1000.0)
+            } else {
+                match &f.holder {
+                    Some(h) => format!("held by {h}"),
+                    None if f.arbiter_ok => "free".into(),
+                    None => "arbiter down".into(),
+                }
+            };
+            let automation = if f.paused {
+                "paused".to_string()
+            } else if !f.arbiter_ok {
+                "auto (arbiter down)".to_string()
+            } else {
+                "auto".to_string()
+            };
+            (lease, automation)
+        }
+    };
+    format!(
+        "{addr:<22} {:<8} {:>5}  {state:<24} {lag:>12}  {lease:<28} {automation}",
+        spelling(&st.role),
+        st.epoch
+    )
+}
+
 /// The whole text; `now_us`: the current time, µs since the Unix epoch.
 pub fn render(st: &Status, now_us: u64) -> String {
     let mut s = String::new();
@@ -21,8 +70,58 @@ pub fn render(st: &Status, now_us: u64) -> String {
         Some(HadrView::Primary(p)) => primary(&mut s, p, now_us),
         Some(HadrView::Standby(v)) => standby(&mut s, v, now_us),
     }
+    failover(&mut s, st);
     history(&mut s, st, now_us);
     s
+}
+
+fn failover(s: &mut String, st: &Status) {
+    let Some(f) = &st.failover else { return };
+    let _ = writeln!(s);
+    let arbiter = f
+        .arbiter
+        .as_ref()
+        .map(|a| format!("{} {}", a.kind, a.endpoint))
+        .unwrap_or_else(|| "-".into());
+    let _ = writeln!(
+        s,
+        "failover        automatic{} through {arbiter}",
+        if f.paused { " (PAUSED)" } else { "" }
+    );
+    if let Some(e) = &f.arbiter_error {
+        let _ = writeln!(s, "  arbiter       DOWN: {e}");
+    }
+    let _ = writeln!(
+        s,
+        "  lease         {} (epoch {}){}",
+        f.holder.as_deref().unwrap_or("nobody"),
+        f.epoch,
+        if f.side == "primary" && f.lease_left_ms > 0 {
+            format!(", ours for {:.1} s more", f.lease_left_ms as f64 / 1000.0)
+        } else {
+            String::new()
+        }
+    );
+    for (sb, lsn) in &f.out_of_sync {
+        let _ = writeln!(s, "  out of sync   {sb} from LSN {lsn}");
+    }
+    if f.side == "primary" {
+        let _ = writeln!(
+            s,
+            "  alone         {}",
+            if f.acknowledging_alone {
+                "acknowledging commits without the standby (it is recorded out of sync)"
+            } else {
+                "no"
+            }
+        );
+    }
+    if let Some(h) = &f.hold {
+        let _ = writeln!(s, "  decision      {h}");
+    }
+    for d in f.decisions.iter().rev().take(3) {
+        let _ = writeln!(s, "  recently      {d}");
+    }
 }
 
 fn node(s: &mut String, st: &Status) {

@@ -191,6 +191,13 @@ impl AdminClient {
         self.parse(&path, &body)
     }
 
+    /// `POST /failover/pause?paused=BOOL`: stop (or resume) automatic
+    /// promotion on this node (maintenance mode).
+    pub async fn pause(&self, paused: bool) -> Result<(), AdminError> {
+        let path = format!("/failover/pause?paused={paused}");
+        self.send(reqwest::Method::POST, &path).await.map(|_| ())
+    }
+
     /// `GET /metrics`: Prometheus text.
     pub async fn metrics(&self) -> Result<String, AdminError> {
         self.send(reqwest::Method::GET, "/metrics").await

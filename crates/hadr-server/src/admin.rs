@@ -26,6 +26,7 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener) {
         .route("/health", get(|| async { "ok" }))
         .route("/takeover", axum::routing::post(takeover))
         .route("/fence", axum::routing::post(fence))
+        .route("/failover/pause", axum::routing::post(pause))
         .with_state(node);
     if let Err(e) = axum::serve(listener, app).await {
         warn!(error = %e, "admin server stopped");
@@ -93,6 +94,29 @@ fn force_takeover(node: &Arc<Node>, peer_window_only: bool) -> Response {
 
 fn refused(r: hadr_ha::takeover::TakeoverRefusal) -> Response {
     (StatusCode::CONFLICT, format!("{r}\n")).into_response()
+}
+
+/// Query of /failover/pause.
+#[derive(serde::Deserialize)]
+struct PauseQuery {
+    paused: bool,
+}
+
+/// `POST /failover/pause?paused=BOOL`: maintenance mode on this node.
+async fn pause(State(node): State<Arc<Node>>, Query(q): Query<PauseQuery>) -> Response {
+    let Some(f) = &node.failover else {
+        return (
+            StatusCode::CONFLICT,
+            "automatic failover is not configured on this node (no arbiter, or failover = manual)\n",
+        )
+            .into_response();
+    };
+    f.paused.store(q.paused, Ordering::SeqCst);
+    tracing::info!(
+        paused = q.paused,
+        "automatic failover paused or resumed by an operator"
+    );
+    (StatusCode::OK, "ok\n").into_response()
 }
 
 /// Query of /fence.
