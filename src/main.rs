@@ -809,7 +809,7 @@ async fn set_paused(nodes: &[String], paused: bool) -> Result<()> {
         hadr_admin_api::AdminClient::new(n.clone())
             .pause(paused)
             .await
-            .with_context(|| format!("{n}"))?;
+            .with_context(|| n.to_string())?;
         println!(
             "{n}: automatic failover {}",
             if paused { "paused" } else { "resumed" }
