@@ -1,5 +1,6 @@
 //! The README's first command: `hadr demo` runs a pair through a graceful
-//! takeover, a kill -9 with a forced takeover and a rejoin, and checks its
+//! takeover, a kill -9 with an automatic failover (no takeover command) and
+//! a rejoin, and checks its
 //! own results (it exits non-zero if any acknowledged transfer is missing,
 //! the money does not add up, a restarted old primary accepts a write, or
 //! the nodes differ).
@@ -22,7 +23,7 @@ fn the_demo_switches_roles_twice_and_loses_nothing() -> Result<()> {
     );
     for want in [
         "B is the writable primary of epoch 2",
-        "A is the writable primary of epoch 3",
+        "automatic failover: A saw B's lease run out unchanged, won the arbiter and is the writable primary of epoch 3",
         "right after its start: refused",
         "follows A as a standby",
         "missing on the primary: 0; money in the bank: 1000000",

@@ -165,9 +165,20 @@ async fn pair(
     window: &str,
     tmp: &std::path::Path,
 ) -> Result<(Server, String)> {
+    pair_with(ns, mode, window, tmp, &[]).await
+}
+
+/// [`pair`] with more flags for both nodes.
+async fn pair_with(
+    ns: &mut Netns,
+    mode: &str,
+    window: &str,
+    tmp: &std::path::Path,
+    both: &[&str],
+) -> Result<(Server, String)> {
     let p_local = format!("{}:{}", ns.root_ip, free_port());
     let s_local = format!("{}:{}", ns.ns_ip, 9433);
-    let primary = start(&[
+    let mut pargs = vec![
         "--role",
         "primary",
         "--hadr-syncmode",
@@ -180,7 +191,9 @@ async fn pair(
         &p_local,
         "--hadr-target-list",
         &s_local,
-    ])?;
+    ];
+    pargs.extend_from_slice(both);
+    let primary = start(&pargs)?;
     let sdir = tmp.join("standby");
     clone_to(&p_local, &sdir)?;
     let s_admin = format!("{}:8433", ns.ns_ip);
@@ -189,7 +202,9 @@ async fn pair(
         "--data",
         sdir.to_str().unwrap(),
         "--listen",
-        &format!("{}:5433", ns.ns_ip),
+        // Every address of the namespace: a write probe run inside it
+        // reaches the standby even while the link is black-holed.
+        "0.0.0.0:5433",
         // Every address of the namespace, loopback included: the CLI run
         // inside it reaches the admin port even while the link is black-holed.
         "--admin",
@@ -202,6 +217,7 @@ async fn pair(
         "1s",
     ]
     .iter()
+    .chain(both)
     .map(|s| s.to_string())
     .collect();
     ns.spawn(&args, &tmp.join("standby.log"));
@@ -400,5 +416,88 @@ async fn a_partitioned_primary_is_fenced_when_the_link_heals() -> Result<()> {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    Ok(())
+}
+
+/// Automatic failover, the two nodes cut off from each other while both
+/// still reach the arbiter (a file both see): exactly one primary. The
+/// primary keeps its lease, records the standby out of sync and goes on
+/// alone; the standby sees the lease renewed and never promotes. A probe
+/// tries a write on each node every 100 ms and records who accepted it:
+/// never both. When the link heals, the standby catches up and the mark is
+/// cleared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_link_with_both_reaching_the_arbiter_leaves_exactly_one_primary() -> Result<()> {
+    let tmp = tempfile::tempdir().unwrap();
+    let arbiter = format!("file:{}", tmp.path().join("lease").display());
+    let mut ns = Netns::new(44);
+    let (primary, _) = pair_with(
+        &mut ns,
+        "NEARSYNC",
+        "0",
+        tmp.path(),
+        &[
+            "--arbiter",
+            &arbiter,
+            "--lease-ttl",
+            "2s",
+            "--lease-margin",
+            "500ms",
+        ],
+    )
+    .await?;
+    let c = primary.client().await?;
+    c.batch_execute("CREATE TABLE t(id INTEGER PRIMARY KEY, node TEXT)")
+        .await?;
+    ns.black_hole();
+    let mut accepted = Vec::new();
+    let mut id = 0i64;
+    let until = Instant::now() + Duration::from_secs(8);
+    while Instant::now() < until {
+        id += 1;
+        let a = tokio::time::timeout(
+            Duration::from_millis(1500),
+            c.execute("INSERT INTO t VALUES ($1, 'A')", &[&id]),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok());
+        // The same write on the standby, from inside its namespace.
+        let b = Command::new("ip")
+            .args(["netns", "exec", &ns.name, "psql"])
+            .arg("host=127.0.0.1 port=5433 user=t dbname=t connect_timeout=1")
+            .args(["-v", "ON_ERROR_STOP=1", "-c"])
+            .arg(format!("INSERT INTO t VALUES ({}, 'B')", -id))
+            .output()
+            .is_ok_and(|o| o.status.success());
+        accepted.push((a, b));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        accepted.iter().all(|(a, b)| !(*a && *b)),
+        "both nodes accepted writes at once: {accepted:?}"
+    );
+    assert!(
+        accepted.iter().all(|(_, b)| !*b),
+        "the standby accepted a write while the primary held the lease"
+    );
+    assert!(
+        accepted.iter().rev().take(20).all(|(a, _)| *a),
+        "the primary stopped accepting writes alone: {accepted:?}"
+    );
+    let st = primary.status().await?;
+    let f = st.failover.expect("failover status");
+    assert!(f.acknowledging_alone && !f.out_of_sync.is_empty(), "{f:?}");
+    // Heal: the standby catches up, PEER again, the mark goes.
+    ns.heal();
+    primary
+        .wait_for("PEER and no mark", Duration::from_secs(30), |st| {
+            st.principal()
+                .is_some_and(|s| s.hadr_state == PairState::Peer)
+                && st
+                    .failover
+                    .as_ref()
+                    .is_some_and(|f| f.out_of_sync.is_empty())
+        })
+        .await?;
     Ok(())
 }
