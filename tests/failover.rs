@@ -143,11 +143,9 @@ async fn the_standby_takes_over_by_itself_and_the_old_primary_follows() -> Resul
         "automatic failover: B writable in epoch {} {took:?} after kill -9",
         st.epoch
     );
-    // The lease (2 s) plus its margin (0.5 s) bound it from below; well under 10 s from above.
-    assert!(
-        took >= Duration::from_millis(2000),
-        "promoted before the lease could have run out: {took:?}"
-    );
+    // The take-over follows the primary's last renewal (up to a third of the
+    // TTL before the kill) by TTL + margin: about 1.8 to 2.7 s here. That it
+    // is safe is the rules' and the model's business; this bounds it from above.
     assert!(took < Duration::from_secs(10), "{took:?}");
     // Writes go on against B.
     let n_at_failover = acked.lock().unwrap().len();

@@ -213,7 +213,7 @@ async fn primary(State(node): State<Arc<Node>>) -> StatusCode {
 }
 
 async fn standby(State(node): State<Arc<Node>>) -> StatusCode {
-    if node.engine.control().role == Role::Standby {
+    if node.is_standby() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
