@@ -422,7 +422,12 @@ mod tests {
         let old: serde_json::Value = serde_json::from_str(OLD_PRIMARY).unwrap();
         let mut new = serde_json::to_value(&s).unwrap();
         let obj = new.as_object_mut().unwrap();
-        for added in ["activity_history", "started_micros", "transitions", "failover"] {
+        for added in [
+            "activity_history",
+            "started_micros",
+            "transitions",
+            "failover",
+        ] {
             assert!(obj.remove(added).is_some(), "{added}");
         }
         assert_eq!(new, old);
