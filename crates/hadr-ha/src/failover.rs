@@ -498,11 +498,29 @@ impl PrimaryFailover {
         }
     }
 
+    /// Until when (µs, local monotonic) a commit the standby lacks may be
+    /// acknowledged: the lease deadline while [`Self::may_ack_alone`], else 0.
+    /// The driver hands this to the commit wait before every arbiter call,
+    /// so no call's outcome can leave the gate trusting more than the rules.
+    pub fn alone_until(&self, now: u64) -> u64 {
+        match &self.held {
+            Some((_, sent)) if self.may_ack_alone(now) => self.timing.holder_deadline(*sent),
+            _ => 0,
+        }
+    }
+
     fn write(&mut self, now: u64, expected: Option<String>) -> Vec<PrimaryAction> {
         self.writing = Some(now);
+        let marks = self.desired_marks();
+        // A mark the write drops stops counting when the write is *sent*: the
+        // arbiter may store it even if its answer is lost, and a standby that
+        // reads the unmarked record may then take over (the failover model
+        // found this). A mark the write adds counts only once it is answered.
+        self.recorded_out_of_sync
+            .retain(|(s, _)| marks.iter().any(|(t, _)| t == s));
         vec![PrimaryAction::Write {
             expected,
-            out_of_sync: self.desired_marks(),
+            out_of_sync: marks,
         }]
     }
 
@@ -800,6 +818,36 @@ mod tests {
         assert!(p.may_ack_alone(30 + 1500 * MS - 1));
         assert!(!p.may_ack_alone(30 + 1500 * MS));
         assert!(!p.may_write(30 + 1500 * MS));
+    }
+
+    #[test]
+    fn a_mark_being_cleared_stops_counting_when_the_write_is_sent() {
+        let mut p = PrimaryFailover::new("a".into(), 3, timing(), "b".into());
+        p.step(PrimaryEvent::Read {
+            now: 0,
+            record: None,
+        });
+        p.step(PrimaryEvent::Wrote {
+            sent: 0,
+            version: "v1".into(),
+            out_of_sync: vec![("b".into(), 0)],
+        });
+        assert!(p.may_ack_alone(1));
+        assert_eq!(p.alone_until(1), 1500 * MS);
+        p.step(PrimaryEvent::StandbyPeer {
+            in_peer: true,
+            lsn: 0,
+        });
+        let a = p.step(PrimaryEvent::Tick { now: 10 });
+        assert!(
+            matches!(&a[..], [PrimaryAction::Write { out_of_sync, .. }] if out_of_sync.is_empty())
+        );
+        // Unanswered (slow, or lost): the arbiter may already hold the
+        // unmarked record, so nothing may be acknowledged alone any more.
+        assert!(!p.may_ack_alone(11));
+        assert_eq!(p.alone_until(11), 0);
+        p.step(PrimaryEvent::ArbiterDown { now: 2000 * MS });
+        assert!(!p.may_ack_alone(2000 * MS + 1));
     }
 
     #[test]

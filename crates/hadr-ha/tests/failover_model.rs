@@ -79,10 +79,10 @@
 //!    time", which `sometimes` (one path) would not, and `eventually` (every
 //!    path from the start) cannot express.
 //!
-//! **Finding**: hadr's rules break property 2 (the first test pins the
-//! counterexample the checker finds, 11 steps; times below by A's clock).
-//! A primary acknowledges alone on a mark that a write of its own has
-//! already removed from the stored record:
+//! **Finding (fixed)**: this model found that hadr's rules as first written
+//! broke property 2 (11 steps; times below by A's clock). A primary
+//! acknowledged alone on a mark that a write of its own had already removed
+//! from the stored record:
 //!
 //! 1. A creates the record v1 marking B out of sync (sent at 0 s); it holds
 //!    the lease: `alone_until` = 1.5 s.
@@ -100,21 +100,20 @@
 //!    unchanged for TTL + margin: `TakeOver { expected: v2 }` wins, B
 //!    promotes into epoch 2 without w.
 //!
-//! Two faults reach the same loss with a prompt answer: A is killed (or
-//! loses the arbiter) right after step 3, before its next iteration writes
-//! the mark (the second test walks that trace by hand). The rule at fault is `PrimaryFailover::write` (failover.rs),
-//! which counts `recorded_out_of_sync` only from answered writes, together
-//! with `run_primary`, which refreshes `alone_until` only at the end of an
-//! iteration: between a write that drops a mark being sent and its answer
-//! — or for good, if the answer is lost — `may_ack_alone` and the gate still
-//! trust the mark. The proposed fix ([`Fix`], emulated in the glue and
-//! checked here; each half alone still fails): `write()` drops a mark from
+//! Two faults reached the same loss with a prompt answer: A killed (or
+//! cut from the arbiter) right after step 3, before its next iteration
+//! wrote the mark (a test walks that trace by hand and now finds nothing
+//! acknowledged alone). At fault were `PrimaryFailover::write`, which
+//! counted `recorded_out_of_sync` only from answered writes, and
+//! `run_primary`, which refreshed `alone_until` only at the end of an
+//! iteration. The fix, in both: `write()` drops a mark from
 //! `recorded_out_of_sync` when a write that lacks it is *sent* (a mark
-//! added still counts only once `Wrote`), and `run_primary` calls
-//! `set_alone_until` before every arbiter call.
+//! added still counts only once `Wrote`; a unit test in failover.rs fails
+//! without it), and the driver hands `alone_until()` to the commit wait
+//! before every arbiter call (`Bug::GateRefreshedPerIteration` undoes it
+//! here, and the checker finds the loss again).
 //!
-//! Negative controls, each overriding one call in the glue (on top of the
-//! fix): the standby ignores the marks (→ 2); the primary acks alone on the
+//! Negative controls, each overriding one call in the glue: the standby ignores the marks (→ 2); the primary acks alone on the
 //! lease without the mark (→ 2; property 1 still holds: the lease timing
 //! alone keeps the epochs apart, also checked); with that, the holder's
 //! deadline `sent + TTL + margin`, the contender waiting only `TTL − margin`,
@@ -473,6 +472,10 @@ enum Bug {
     /// Clocks drift by W = 2 units each over a run (4 apart, twice what the
     /// margin covers).
     WideDrift,
+    /// The driver hands `alone_until` to the commit wait only at the end of
+    /// an iteration, not before every arbiter call (the driver before the
+    /// finding in the header).
+    GateRefreshedPerIteration,
 }
 
 /// How far a run goes: its last tick, its client writes, and how many of
@@ -501,34 +504,9 @@ const BOUNDS: Bounds = Bounds {
     faults: 1,
 };
 
-/// The proposed fix, in two parts; the finding needs both (each alone is
-/// checked to fail).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Fix {
-    /// `PrimaryFailover::write`: a write that drops a standby's mark drops
-    /// it from `recorded_out_of_sync` when it is *sent*, not when it is
-    /// answered (its outcome may never be known).
-    rules: bool,
-    /// `run_primary`: `set_alone_until` is refreshed before every arbiter
-    /// call, not only at the end of an iteration.
-    driver: bool,
-}
-
-const NO_FIX: Fix = Fix {
-    rules: false,
-    driver: false,
-};
-const FIX: Fix = Fix {
-    rules: true,
-    driver: true,
-};
-
 struct FailoverModel {
     /// The deliberate mistakes in force (none: hadr's rules).
     bugs: &'static [Bug],
-    /// The fix proposed for the finding (see the header), emulated in the
-    /// glue.
-    fix: Fix,
     bounds: Bounds,
     /// Progress mode may be entered (off for the safety controls, where it
     /// only slows the search), and within how many units B must be primary.
@@ -677,7 +655,7 @@ impl FailoverModel {
                     return;
                 }
                 Some(PrimaryAction::Read) => {
-                    if self.fix.driver {
+                    if !self.has(Bug::GateRefreshedPerIteration) {
                         self.set_alone_until(n.prim(), now);
                     }
                     match reach {
@@ -697,12 +675,7 @@ impl FailoverModel {
                     out_of_sync,
                 }) => {
                     let p = n.prim();
-                    if self.fix.rules {
-                        p.rules
-                            .recorded_out_of_sync
-                            .retain(|(s, _)| out_of_sync.iter().any(|(t, _)| t == s));
-                    }
-                    if self.fix.driver {
+                    if !self.has(Bug::GateRefreshedPerIteration) {
                         self.set_alone_until(p, now);
                     }
                     if !reach && i == A {
@@ -1207,28 +1180,27 @@ impl Model for FailoverModel {
     }
 }
 
-fn model(bugs: &'static [Bug], fix: Fix) -> FailoverModel {
+fn model(bugs: &'static [Bug]) -> FailoverModel {
     FailoverModel {
         bugs,
-        fix,
         bounds: BOUNDS,
         liveness: bugs.is_empty().then_some(PATIENCE),
     }
 }
 
-/// The finding (see the header): hadr's rules as they are lose an
-/// acknowledged write. This pins the counterexample until the fix lands in
-/// `src/`; then it becomes `check_model("failover model", model(&[], NO_FIX))`.
+/// hadr's rules and driver, as they are since the finding was fixed.
 #[test]
-fn the_production_rules_lose_an_acknowledged_write() {
-    assert_caught("production rules", model(&[], NO_FIX), LOST);
+fn failover_keeps_its_promises() {
+    check_model("failover model", model(&[]));
 }
 
-/// The finding again, by hand, with the clearing write answered at once:
-/// A is killed before its next iteration writes the mark (two faults).
+/// The finding's trace, by hand, with the clearing write answered at once
+/// and A killed before its next iteration writes the mark (two faults):
+/// since the fix, the write that arrives after the cut is not acknowledged
+/// alone, and nothing acknowledged is lost.
 #[test]
-fn the_finding_with_a_prompt_answer_and_a_crash() {
-    let mut m = model(&[], NO_FIX);
+fn the_finding_with_a_prompt_answer_and_a_crash_is_fixed() {
+    let mut m = model(&[]);
     m.bounds.faults = 2;
     let lost = |w: &World| {
         let b = &w.nodes[B];
@@ -1269,52 +1241,37 @@ fn the_finding_with_a_prompt_answer_and_a_crash() {
         assert!(!lost(&w));
         w = m.next_state(&w, act).unwrap();
     }
-    assert_eq!(w.ledger.acked.len(), 1, "{w:?}");
-    assert!(lost(&w), "{w:?}");
+    assert!(
+        w.ledger.acked.is_empty(),
+        "acknowledged alone without a mark: {w:?}"
+    );
+    assert!(!lost(&w), "{w:?}");
 }
 
+/// Negative control for the driver's half of the fix: refreshing the gate
+/// only at the end of an iteration loses an acknowledged write again.
 #[test]
-fn with_the_proposed_fix_failover_keeps_its_promises() {
-    check_model("failover model, proposed fix", model(&[], FIX));
+fn the_checker_finds_lost_writes_when_the_gate_is_refreshed_only_per_iteration() {
+    assert_caught(
+        "GateRefreshedPerIteration",
+        model(&[Bug::GateRefreshedPerIteration]),
+        LOST,
+    );
 }
 
-#[test]
-fn the_fix_needs_both_parts() {
-    for (part, fix) in [
-        (
-            "the rules' part alone",
-            Fix {
-                rules: true,
-                driver: false,
-            },
-        ),
-        (
-            "the driver's part alone",
-            Fix {
-                rules: false,
-                driver: true,
-            },
-        ),
-    ] {
-        assert_caught(part, model(&[], fix), LOST);
-    }
-}
-
-/// The same with two faults in a run (any two of a cut, an arbiter cut, a
-/// crash and a freeze): 10.8 M states, about 70 s on two cores.
 #[test]
 #[ignore = "about 70 s: cargo test -p hadr-ha --test failover_model -- --ignored"]
-fn with_the_proposed_fix_and_two_faults() {
-    let mut m = model(&[], FIX);
+fn with_two_faults() {
+    let mut m = model(&[]);
     m.bounds.faults = 2;
-    check_model("failover model, proposed fix, two faults", m);
+    check_model("failover model, two faults", m);
 }
 
 // Negative controls. The standby's rules broken:
 
 #[test]
 fn the_checker_finds_lost_writes_when_the_standby_ignores_marks() {
-    assert_caught("IgnoreMarks", model(&[Bug::IgnoreMarks], FIX), LOST);
+    assert_caught("IgnoreMarks", model(&[Bug::IgnoreMarks]), LOST);
 }
 
 // The mark rule broken: writes are lost, but the lease timing alone still
@@ -1322,13 +1279,13 @@ fn the_checker_finds_lost_writes_when_the_standby_ignores_marks() {
 
 #[test]
 fn the_checker_finds_lost_writes_when_the_primary_acks_alone_without_the_mark() {
-    assert_caught("NoMark", model(&[Bug::NoMark], FIX), LOST);
+    assert_caught("NoMark", model(&[Bug::NoMark]), LOST);
 }
 
 #[test]
 fn without_the_mark_the_lease_timing_alone_keeps_acks_apart() {
     let started = std::time::Instant::now();
-    let checker = model(&[Bug::NoMark], FIX)
+    let checker = model(&[Bug::NoMark])
         .checker()
         .threads(2)
         .spawn_bfs()
@@ -1351,19 +1308,19 @@ fn without_the_mark_the_lease_timing_alone_keeps_acks_apart() {
 
 #[test]
 fn the_checker_finds_overlapping_acks_when_the_holder_keeps_ttl_plus_margin() {
-    let m = model(&[Bug::NoMark, Bug::LongDeadline], FIX);
+    let m = model(&[Bug::NoMark, Bug::LongDeadline]);
     assert_caught("NoMark + LongDeadline", m, OVERLAP);
 }
 
 #[test]
 fn the_checker_finds_overlapping_acks_when_the_contender_waits_ttl_minus_margin() {
-    let m = model(&[Bug::NoMark, Bug::ShortWait], FIX);
+    let m = model(&[Bug::NoMark, Bug::ShortWait]);
     assert_caught("NoMark + ShortWait", m, OVERLAP);
 }
 
 #[test]
 fn the_checker_finds_overlapping_acks_when_clocks_drift_beyond_the_margin() {
-    let m = model(&[Bug::NoMark, Bug::WideDrift], FIX);
+    let m = model(&[Bug::NoMark, Bug::WideDrift]);
     assert_caught("NoMark + WideDrift", m, OVERLAP);
 }
 
@@ -1371,7 +1328,7 @@ fn the_checker_finds_overlapping_acks_when_clocks_drift_beyond_the_margin() {
 /// clock stood still for one).
 #[test]
 fn the_checker_finds_a_slow_failover_when_too_little_patience_is_allowed() {
-    let mut m = model(&[], FIX);
+    let mut m = model(&[]);
     m.liveness = Some(PATIENCE - 2);
     assert_caught("impatient", m, STUCK);
 }

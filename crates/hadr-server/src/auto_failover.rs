@@ -76,18 +76,23 @@ fn lease_record(me: &str, epoch: u64, token: u64, out_of_sync: &[(String, u64)])
     }
 }
 
+/// The lease timing, or None (logged) if the configuration makes it unusable
+/// (config validation refuses such a node at start; this is the last guard).
+fn lease_timing(node: &Node) -> Option<hadr_ha::lease::LeaseTiming> {
+    node.config
+        .lease_timing()
+        .map_err(|e| warn!(error = %e, "automatic failover off"))
+        .ok()
+}
+
 /// Run a primary's side until the task is aborted.
 pub async fn run_primary(node: Arc<Node>, arbiter: Arc<dyn Arbiter>, shared: Arc<FailoverShared>) {
     let Repl::Primary { standbys, .. } = &node.repl else {
         return;
     };
     let standbys = standbys.clone();
-    let timing = match node.config.lease_timing() {
-        Ok(t) => t,
-        Err(e) => {
-            warn!(error = %e, "automatic failover off");
-            return;
-        }
+    let Some(timing) = lease_timing(&node) else {
+        return;
     };
     let me = node.config.node_name();
     let principal = node.config.targets().into_iter().next().unwrap_or_default();
@@ -114,6 +119,9 @@ pub async fn run_primary(node: Arc<Node>, arbiter: Arc<dyn Arbiter>, shared: Arc
         }
         todo.extend(rules.step(PrimaryEvent::Tick { now }));
         while let Some(action) = todo.pop() {
+            // Before any call: the rules may just have stopped trusting a
+            // mark this call removes, and its answer may never come.
+            standbys.set_alone_until(rules.alone_until(mono_micros()));
             let ev = match action {
                 PrimaryAction::Read => match call(arbiter.read()).await {
                     Ok(r) => {
@@ -171,7 +179,7 @@ pub async fn run_primary(node: Arc<Node>, arbiter: Arc<dyn Arbiter>, shared: Arc
             .as_ref()
             .map(|(_, sent)| timing.holder_deadline(*sent))
             .unwrap_or(0);
-        standbys.set_alone_until(if alone { deadline } else { 0 });
+        standbys.set_alone_until(rules.alone_until(now));
         shared
             .refuse_writes
             .store(!rules.may_write(now), Ordering::SeqCst);
@@ -217,12 +225,8 @@ pub async fn run_standby(node: Arc<Node>, arbiter: Arc<dyn Arbiter>, shared: Arc
         return;
     };
     let status = status.clone();
-    let timing = match node.config.lease_timing() {
-        Ok(t) => t,
-        Err(e) => {
-            warn!(error = %e, "automatic failover off");
-            return;
-        }
+    let Some(timing) = lease_timing(&node) else {
+        return;
     };
     let me = node.config.node_name();
     let control = node.engine.control();
