@@ -37,6 +37,9 @@ pub struct Record {
     pub epoch: u64,
     /// Standbys marked out of sync, with the LSN each may lack from.
     pub out_of_sync: Vec<(String, u64)>,
+    /// The lease timing its writer runs by (None: not stated, an older
+    /// writer); a contender waits by the longer of it and its own.
+    pub timing: Option<LeaseTiming>,
 }
 
 /// Why a standby does not promote (shown in status, logged when it changes).
@@ -233,7 +236,10 @@ impl StandbyFailover {
                 });
             }
         }
-        if !watch.expired(&self.timing, now) {
+        let timing = self
+            .timing
+            .at_least(self.record.as_ref().and_then(|r| r.timing));
+        if !watch.expired(&timing, now) {
             let holder = self
                 .record
                 .as_ref()
@@ -241,11 +247,7 @@ impl StandbyFailover {
                 .unwrap_or_else(|| "nobody".into());
             return Err(Hold::LeaseRunning {
                 holder,
-                left_ms: self
-                    .timing
-                    .takeover_at(watch.first_seen)
-                    .saturating_sub(now)
-                    / 1000,
+                left_ms: timing.takeover_at(watch.first_seen).saturating_sub(now) / 1000,
             });
         }
         Ok(())
@@ -432,6 +434,8 @@ pub struct PrimaryFailover {
     pub watch: Option<Watch>,
     /// The version to expect when taking it over.
     pub other_version: Option<String>,
+    /// That holder's lease timing, as it wrote it.
+    pub other_timing: Option<LeaseTiming>,
     /// The arbiter answered the last call.
     pub arbiter_ok: bool,
     /// The record belongs to a newer epoch: fenced for good.
@@ -459,6 +463,7 @@ impl PrimaryFailover {
             left_peer_at: Some(0),
             watch: None,
             other_version: None,
+            other_timing: None,
             arbiter_ok: false,
             superseded: false,
             backoff_until: None,
@@ -548,6 +553,7 @@ impl PrimaryFailover {
                 self.recorded_out_of_sync = out_of_sync;
                 self.watch = None;
                 self.other_version = None;
+                self.other_timing = None;
                 return Vec::new();
             }
             PrimaryEvent::Conflict => {
@@ -592,6 +598,7 @@ impl PrimaryFailover {
                         // Another holder of an older or equal epoch: wait its lease out.
                         self.watch = Some(Watch::observe(self.watch.take(), &r.version, now));
                         self.other_version = Some(r.version);
+                        self.other_timing = r.timing;
                     }
                     None => return self.write(now, None),
                 }
@@ -614,7 +621,7 @@ impl PrimaryFailover {
             }
         }
         if let Some(w) = &self.watch {
-            if w.expired(&self.timing, now) {
+            if w.expired(&self.timing.at_least(self.other_timing), now) {
                 let expected = self.other_version.clone();
                 return self.write(now, expected);
             }
@@ -659,6 +666,7 @@ mod tests {
             holder: Some(holder.into()),
             epoch,
             out_of_sync: vec![],
+            timing: None,
         }
     }
 
@@ -709,6 +717,33 @@ mod tests {
             s.step(StandbyEvent::Won { now: 3600 * MS }),
             vec![StandbyAction::Promote { epoch: 4 }]
         );
+    }
+
+    #[test]
+    fn a_standby_waits_out_a_holder_configured_with_a_longer_lease() {
+        let mut s = StandbyFailover::new("b".into(), timing(), true, 3);
+        s.step(StandbyEvent::LinkUp);
+        s.step(StandbyEvent::LinkLost { in_peer: true });
+        let mut r = rec("v1", "a", 3);
+        r.timing = Some(LeaseTiming::new(10_000 * MS, 1000 * MS).unwrap());
+        let read = |s: &mut StandbyFailover, now| {
+            s.step(StandbyEvent::Read {
+                now,
+                record: Some(r.clone()),
+            })
+        };
+        read(&mut s, 0);
+        // Its own 2.5 s would allow it; the holder's 11 s does not.
+        assert_eq!(read(&mut s, 5000 * MS), vec![]);
+        assert!(
+            matches!(s.hold, Some(Hold::LeaseRunning { left_ms: 6000, .. })),
+            "{:?}",
+            s.hold
+        );
+        assert!(matches!(
+            read(&mut s, 11_000 * MS).as_slice(),
+            [StandbyAction::TakeOver { .. }]
+        ));
     }
 
     #[test]

@@ -217,6 +217,7 @@ impl Arbiter {
             holder: Some(NAMES[holder].to_string()),
             epoch,
             out_of_sync: out_of_sync.to_vec(),
+            timing: None,
         });
         Some(version)
     }

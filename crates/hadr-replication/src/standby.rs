@@ -82,8 +82,14 @@ pub struct StandbyCtx {
     pub targets: Vec<String>,
     /// Our replication address, as the primary's target list names it.
     pub address: String,
-    /// `hadr_timeout`.
+    /// `hadr_timeout`: for connecting and sending.
     pub timeout: Duration,
+    /// Silence from the primary longer than this ends the link. It is
+    /// `hadr_timeout`, or shorter under automatic failover (see
+    /// `hadr_server::config::Config::link_silence`): the standby then stops
+    /// acknowledging before it may take the lease over, so a shorter wait
+    /// costs no safety and a crashed host is noticed sooner.
+    pub silence: Duration,
     /// Status for /status.
     pub status: Arc<Mutex<StandbyStatus>>,
     /// Flushed LSN, updated by the log's flusher.
@@ -303,7 +309,7 @@ async fn follow(ctx: &Arc<StandbyCtx>, target: &str, stream: TcpStream) -> Resul
     };
     loop {
         tokio::select! {
-            m = reader.next(ctx.timeout) => {
+            m = reader.next(ctx.silence) => {
                 let m = m?;
                 ctx.status().link.heard(now_micros());
                 match m {

@@ -41,6 +41,10 @@ fn record(s: &Stored) -> Record {
             .iter()
             .map(|o| (o.standby.clone(), o.from_lsn))
             .collect(),
+        // A record that states no timing (an older writer) or an unusable
+        // one leaves the reader's own.
+        timing: hadr_ha::lease::LeaseTiming::new(s.record.lease_ttl_us, s.record.lease_margin_us)
+            .ok(),
     }
 }
 
@@ -59,8 +63,16 @@ async fn call<T>(
 
 /// A record this node writes: its name, an epoch, the marks; a token above
 /// every token seen and a fresh nonce (two writes never have the same body).
-fn lease_record(me: &str, epoch: u64, token: u64, out_of_sync: &[(String, u64)]) -> LeaseRecord {
+fn lease_record(
+    me: &str,
+    epoch: u64,
+    token: u64,
+    out_of_sync: &[(String, u64)],
+    timing: hadr_ha::lease::LeaseTiming,
+) -> LeaseRecord {
     LeaseRecord {
+        lease_ttl_us: timing.ttl_us,
+        lease_margin_us: timing.margin_us,
         holder: Some(me.to_string()),
         epoch,
         token,
@@ -140,7 +152,7 @@ pub async fn run_primary(node: Arc<Node>, arbiter: Arc<dyn Arbiter>, shared: Arc
                     out_of_sync,
                 } => {
                     token += 1;
-                    let rec = lease_record(&me, epoch, token, &out_of_sync);
+                    let rec = lease_record(&me, epoch, token, &out_of_sync, timing);
                     let sent = mono_micros();
                     let expected = expected.map(Version);
                     match call(arbiter.write(expected.as_ref(), &rec)).await {
@@ -296,7 +308,7 @@ pub async fn run_standby(node: Arc<Node>, arbiter: Arc<dyn Arbiter>, shared: Arc
                 },
                 StandbyAction::TakeOver { expected, epoch } => {
                     token += 1;
-                    let rec = lease_record(&me, epoch, token, &[]);
+                    let rec = lease_record(&me, epoch, token, &[], timing);
                     let expected = expected.map(Version);
                     shared.decide(format!(
                         "the lease ran out unchanged and this standby was in PEER: taking the arbiter in epoch {epoch}"
