@@ -154,6 +154,12 @@ pub struct FailoverStatus {
     pub hold: Option<String>,
     /// The last decisions with their reasons, newest last.
     pub decisions: Vec<String>,
+    /// Why automation is off although an arbiter is configured (its
+    /// start-up check failed: a store that ignores conditional writes,
+    /// refused credentials, a foreign record). The node still serves;
+    /// `hadr takeover` still works.
+    #[serde(default)]
+    pub disabled: Option<String>,
 }
 
 impl Status {

@@ -216,9 +216,6 @@ impl StandbyFailover {
         if !self.sync_mode {
             return Err(Hold::AsyncMode);
         }
-        if !self.in_peer_at_loss {
-            return Err(Hold::NotInPeer);
-        }
         if let Some(at) = self.last_promotion {
             if now < at.saturating_add(self.min_promotion_interval_us) {
                 return Err(Hold::RateLimited {
@@ -226,9 +223,6 @@ impl StandbyFailover {
                 });
             }
         }
-        let Some(watch) = &self.watch else {
-            return Err(Hold::ArbiterDown);
-        };
         if let Some(r) = &self.record {
             if let Some((_, from_lsn)) = r.out_of_sync.iter().find(|(s, _)| *s == self.me) {
                 return Err(Hold::OutOfSync {
@@ -236,6 +230,14 @@ impl StandbyFailover {
                 });
             }
         }
+        // After the mark: when both hold, the mark is what an operator must
+        // act on (`hadr takeover --force`, accepting the loss).
+        if !self.in_peer_at_loss {
+            return Err(Hold::NotInPeer);
+        }
+        let Some(watch) = &self.watch else {
+            return Err(Hold::ArbiterDown);
+        };
         let timing = self
             .timing
             .at_least(self.record.as_ref().and_then(|r| r.timing));
