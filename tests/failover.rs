@@ -157,6 +157,14 @@ async fn the_standby_takes_over_by_itself_and_the_old_primary_follows() -> Resul
     // TTL before the kill) by TTL + margin: about 1.8 to 2.7 s here. That it
     // is safe is the rules' and the model's business; this bounds it from above.
     assert!(took < Duration::from_secs(10), "{took:?}");
+    // A dashboard counts the promotion (an automatic one is a promotion
+    // without a hand-over) and the lease writes of B's new role.
+    let m = p.b.admin().metrics().await?;
+    assert!(
+        m.contains("hadr_role_transitions_total{event=\"promoting_forced\"} 1"),
+        "{m}"
+    );
+    assert!(m.contains("# TYPE hadr_lease_writes_total counter"), "{m}");
     // Writes go on against B.
     let n_at_failover = acked.lock().unwrap().len();
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -254,6 +262,18 @@ async fn a_healthy_pair_keeps_serving_without_its_arbiter() -> Result<()> {
     // A dashboard sees it too.
     let m = p.a.admin().metrics().await?;
     assert!(m.contains("hadr_arbiter_up 0"), "{m}");
+    let value = |name: &str| -> f64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {m}"))
+    };
+    assert!(value("hadr_arbiter_failures_total ") >= 1.0, "{m}");
+    // NEARSYNC in PEER: the inserts waited for the standby's receipt (one
+    // whose ack had already come need not), and the histogram's buckets add
+    // up to its count.
+    let count = value("hadr_commit_wait_seconds_count ");
+    assert!(count >= 10.0, "{m}");
+    assert_eq!(value("hadr_commit_wait_seconds_bucket{le=\"+Inf\"} "), count);
     let peer = format!(
         "hadr_standby_state{{standby=\"{}\",state=\"PEER\"}} 1",
         p.b_local

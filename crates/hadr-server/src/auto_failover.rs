@@ -227,6 +227,7 @@ pub async fn run_primary(node: Arc<Node>, arbiter: Arc<dyn Arbiter>, shared: Arc
                     let expected = expected.map(Version);
                     match call(arbiter.write(expected.as_ref(), &rec)).await {
                         Ok(stored) => {
+                            shared.lease_writes.fetch_add(1, Ordering::Relaxed);
                             shared.with_status(|s| {
                                 s.arbiter_ok = true;
                                 s.arbiter_error = None;
@@ -284,6 +285,7 @@ pub async fn run_primary(node: Arc<Node>, arbiter: Arc<dyn Arbiter>, shared: Arc
 }
 
 fn arbiter_down<E>(shared: &FailoverShared, e: ArbiterError, down: fn(u64) -> E) -> E {
+    shared.arbiter_failures.fetch_add(1, Ordering::Relaxed);
     let msg = e.to_string();
     shared.with_status(|s| {
         s.arbiter_ok = false;
@@ -385,7 +387,10 @@ pub async fn run_standby(node: Arc<Node>, arbiter: Arc<dyn Arbiter>, shared: Arc
                         "the lease ran out unchanged and this standby was in PEER: taking the arbiter in epoch {epoch}"
                     ));
                     match call(arbiter.write(expected.as_ref(), &rec)).await {
-                        Ok(_) => StandbyEvent::Won { now: mono_micros() },
+                        Ok(_) => {
+                            shared.lease_writes.fetch_add(1, Ordering::Relaxed);
+                            StandbyEvent::Won { now: mono_micros() }
+                        }
                         Err(ArbiterError::Conflict) => StandbyEvent::Lost,
                         Err(e) => arbiter_down(&shared, e, standby_down),
                     }

@@ -3,7 +3,7 @@
 //! writes. A leaf module, so that the node's state can hold it without
 //! knowing the driver.
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Mutex;
 
 use tracing::info;
@@ -19,6 +19,10 @@ pub struct FailoverShared {
     pub paused: AtomicBool,
     /// The rules refuse new writes (lost the standby and the lease).
     pub refuse_writes: AtomicBool,
+    /// Successful lease writes (renewals, marks, take-overs) in this role.
+    pub lease_writes: AtomicU64,
+    /// Arbiter calls that failed (unreachable, timed out, refused) in this role.
+    pub arbiter_failures: AtomicU64,
 }
 
 impl FailoverShared {
