@@ -273,7 +273,10 @@ async fn a_healthy_pair_keeps_serving_without_its_arbiter() -> Result<()> {
     // up to its count.
     let count = value("hadr_commit_wait_seconds_count ");
     assert!(count >= 10.0, "{m}");
-    assert_eq!(value("hadr_commit_wait_seconds_bucket{le=\"+Inf\"} "), count);
+    assert_eq!(
+        value("hadr_commit_wait_seconds_bucket{le=\"+Inf\"} "),
+        count
+    );
     let peer = format!(
         "hadr_standby_state{{standby=\"{}\",state=\"PEER\"}} 1",
         p.b_local
@@ -346,5 +349,60 @@ async fn an_arbiter_that_fails_its_start_up_check_turns_automation_off() -> Resu
     // The file was left as it was for a human to look at.
     let left = std::fs::read_to_string(p._arbiter_dir.path().join("lease"))?;
     assert!(left.contains("some other program"), "{left}");
+    Ok(())
+}
+
+/// `hadr arbiter check` passes an honest store, shows the record with its
+/// writer's lease timing, warns when the writer's wall clock runs ahead,
+/// and refuses (non-zero exit) a key holding something that is not a lease.
+#[test]
+fn arbiter_check_reports_the_record_and_the_writers_clock() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let spec = format!("file:{}", dir.path().join("lease").display());
+    let run = |spec: &str| {
+        let out = std::process::Command::new(bin())
+            .args(["arbiter", "check", "--arbiter", spec])
+            .output()
+            .expect("run hadr");
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (ok, out) = run(&spec);
+    assert!(
+        ok && out.contains("lease        none yet") && out.contains("ok: "),
+        "{out}"
+    );
+    // A record written by a node whose clock is a minute ahead.
+    let future = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_micros() as u64
+        + 60_000_000;
+    let record = serde_json::json!({
+        "hadr_lease": 1,
+        "version": "7",
+        "record": {
+            "holder": "10.0.0.1:9433", "epoch": 4, "token": 7, "nonce": 1,
+            "out_of_sync": [], "written_at_micros": future,
+            "lease_ttl_us": 2_000_000, "lease_margin_us": 500_000
+        }
+    });
+    std::fs::write(dir.path().join("lease"), record.to_string())?;
+    let (ok, out) = run(&spec);
+    assert!(ok, "{out}");
+    assert!(out.contains("held by 10.0.0.1:9433 in epoch 4"), "{out}");
+    assert!(out.contains("2000 ms lease with a 500 ms margin"), "{out}");
+    assert!(
+        out.contains("WARNING: the record's writer's wall clock"),
+        "{out}"
+    );
+    std::fs::write(dir.path().join("lease"), "not a lease")?;
+    let (ok, out) = run(&spec);
+    assert!(!ok && out.contains("do not use it"), "{out}");
     Ok(())
 }
