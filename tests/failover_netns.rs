@@ -95,6 +95,10 @@ enum Mode {
     NearSync,
     /// SYNC with a 2 s peer window.
     SyncWindow,
+    /// NEARSYNC through a `net:` arbiter (the etcd host's port must
+    /// answer): it keeps no state, so both halves of a split can win. Only
+    /// for the negative control.
+    NetArbiter,
 }
 
 /// What happens to the primary.
@@ -264,31 +268,68 @@ impl Load {
 
     /// Two writes accepted by different nodes in overlapping intervals, if any.
     fn overlap(&self) -> Option<(Accept, Accept)> {
-        let mut all = lock(&self.accepted).clone();
-        all.sort_by_key(|a| a.sent);
-        // Two intervals overlap iff the later-sent one was sent before the
-        // earlier one was acknowledged: keep, per node, the latest
-        // acknowledgement among the writes sent so far.
-        let mut latest: [Option<Accept>; 2] = [None, None];
-        for a in all {
-            let other = latest[1 - a.node];
-            if let Some(o) = other {
-                if o.acked > a.sent {
-                    return Some((o, a));
-                }
-            }
-            if latest[a.node].is_none_or(|l| l.acked < a.acked) {
-                latest[a.node] = Some(a);
-            }
-        }
-        None
+        overlap(lock(&self.accepted).clone())
     }
 
-    async fn stop(self) {
+    async fn stop(mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        for t in self.tasks {
+        for t in std::mem::take(&mut self.tasks) {
             // Every wait inside is bounded; this bounds the whole.
             let _ = tokio::time::timeout(PROBE_WAIT + Duration::from_secs(5), t).await;
+        }
+    }
+}
+
+/// Two writes accepted by different nodes in overlapping intervals, if any.
+fn overlap(mut all: Vec<Accept>) -> Option<(Accept, Accept)> {
+    all.sort_by_key(|a| a.sent);
+    // Two intervals overlap iff the later-sent one was sent before the
+    // earlier one was acknowledged: keep, per node, the latest
+    // acknowledgement among the writes sent so far.
+    let mut latest: [Option<Accept>; 2] = [None, None];
+    for a in all {
+        if let Some(o) = latest[1 - a.node] {
+            if o.acked > a.sent {
+                return Some((o, a));
+            }
+        }
+        if latest[a.node].is_none_or(|l| l.acked < a.acked) {
+            latest[a.node] = Some(a);
+        }
+    }
+    None
+}
+
+/// The probe's check itself: it finds overlaps, including one hidden behind
+/// a long write, and accepts a clean hand-over.
+#[test]
+fn the_overlap_check_finds_two_writers() {
+    let t = Instant::now();
+    let ms = |n: u64| t + Duration::from_millis(n);
+    let w = |node, sent, acked| Accept {
+        node,
+        id: 0,
+        sent: ms(sent),
+        acked: ms(acked),
+    };
+    // A until 100, B from 200: a hand-over.
+    assert!(overlap(vec![w(0, 0, 50), w(0, 60, 100), w(1, 200, 210)]).is_none());
+    // B's write sent before A's last one was acknowledged.
+    assert!(overlap(vec![w(0, 0, 50), w(0, 60, 300), w(1, 200, 210)]).is_some());
+    // A frozen write acknowledged late, after short ones of its own.
+    assert!(overlap(vec![w(0, 0, 900), w(0, 10, 20), w(1, 500, 510)]).is_some());
+    // B first, then A inside B's interval.
+    assert!(overlap(vec![w(1, 0, 100), w(0, 50, 60)]).is_some());
+    // Writes on one node never conflict with each other.
+    assert!(overlap(vec![w(0, 0, 100), w(0, 50, 60)]).is_none());
+}
+
+impl Drop for Load {
+    /// A failed test returns early: its load stops with it.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in &self.tasks {
+            t.abort();
         }
     }
 }
@@ -458,11 +499,12 @@ impl Rng {
 }
 
 /// A cluster: the network, etcd on the arbiter host, nodes A and B, the load.
+/// Fields drop in order: the load and the processes before the network.
 struct Fx {
-    net: Arc<Cluster>,
-    etcd: Proc,
-    nodes: Vec<Server>,
     load: Option<Load>,
+    nodes: Vec<Server>,
+    etcd: Proc,
+    net: Arc<Cluster>,
     began: Instant,
     timings: Vec<Timing>,
     _tmp: tempfile::TempDir,
@@ -470,8 +512,12 @@ struct Fx {
 
 fn node_args(net: &Cluster, me: &str, other: &str, mode: Mode) -> Vec<String> {
     let (sync, window) = match mode {
-        Mode::NearSync => ("NEARSYNC", "0"),
+        Mode::NearSync | Mode::NetArbiter => ("NEARSYNC", "0"),
         Mode::SyncWindow => ("SYNC", "2s"),
+    };
+    let arbiter = match mode {
+        Mode::NetArbiter => format!("net:{}", net.addr("arb", ETCD_CLIENT)),
+        _ => format!("etcd://{}/hadr/lease", net.addr("arb", ETCD_CLIENT)),
     };
     [
         "--hadr-local",
@@ -485,7 +531,7 @@ fn node_args(net: &Cluster, me: &str, other: &str, mode: Mode) -> Vec<String> {
         "--hadr-peer-window",
         window,
         "--arbiter",
-        &format!("etcd://{}/hadr/lease", net.addr("arb", ETCD_CLIENT)),
+        &arbiter,
         "--lease-ttl",
         "2s",
         "--lease-margin",
@@ -1334,4 +1380,41 @@ async fn twenty_automatic_failovers_in_a_row() -> Result<()> {
         max(|t| t.first_ack)
     );
     fx.finish().await
+}
+
+/// Negative control: with a `net:` arbiter, which keeps no state (DB2's
+/// network tiebreaker; docs/failover.md says both halves may win), a cut
+/// between nodes that both reach it makes two primaries, and the probe must
+/// see it. Without this, a probe that never reached a node would pass every
+/// scenario above.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_probe_sees_the_split_brain_a_stateless_arbiter_allows() -> Result<()> {
+    let _one = SERIAL.lock().await;
+    let Some(fx) = Fx::start(Mode::NetArbiter).await? else {
+        return Ok(());
+    };
+    fx.say("link a-b cut, net: arbiter");
+    fx.net.cut("a", "b")?;
+    fx.nodes[1]
+        .wait_for("b promoted too", Duration::from_secs(30), |st| {
+            st.is_writable_primary()
+        })
+        .await?;
+    let until = Instant::now() + Duration::from_secs(10);
+    let found = loop {
+        if let Some(pair) = fx.load().overlap() {
+            break Some(pair);
+        }
+        if Instant::now() > until {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let err = fx.no_overlap().err().map(|e| e.to_string());
+    fx.say(&format!("probe: {}", err.as_deref().unwrap_or("nothing")));
+    anyhow::ensure!(
+        found.is_some(),
+        "two primaries and the probe saw no overlapping writes"
+    );
+    Ok(())
 }
