@@ -307,10 +307,19 @@ async fn follow(ctx: &Arc<StandbyCtx>, target: &str, stream: TcpStream) -> Resul
         flushed: log.flushed_lsn(),
         replayed: ctx.engine.applied_lsn(),
     };
+    // The read below restarts (and with it its own timeout) whenever
+    // another branch fires, and the tick fires every timeout/4: only this
+    // deadline, moved when something arrives, finds a silent primary (a
+    // black-holed or frozen host sends no reset).
+    let mut silent_at = tokio::time::Instant::now() + ctx.silence;
     loop {
         tokio::select! {
+            () = tokio::time::sleep_until(silent_at) => {
+                return Err(WireError::Timeout(ctx.silence).into());
+            }
             m = reader.next(ctx.silence) => {
                 let m = m?;
+                silent_at = tokio::time::Instant::now() + ctx.silence;
                 ctx.status().link.heard(now_micros());
                 match m {
                     Message::Records { start_lsn, bytes } => {
