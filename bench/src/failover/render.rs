@@ -1,0 +1,306 @@
+//! The failover section of docs/benchmarks.md.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+
+use super::{pct, sorted, Series};
+use crate::report::Machine;
+
+const PART: crate::report::Part = crate::report::Part {
+    begin: "<!-- hadr-bench:failover:begin -->",
+    end: "<!-- hadr-bench:failover:end -->",
+    heading: "## Automatic failover against Patroni",
+    intro:
+        "How long until the survivor accepts writes after the primary's host dies, and whether any \
+            acknowledged commit is lost (issue 15).",
+    insert_before: Some(crate::report::BEFORE_ANALYSIS),
+};
+
+/// What the part measured.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FailoverReport {
+    pub date: String,
+    pub command: String,
+    pub machine: Machine,
+    pub load_program_start: String,
+    pub versions: Vec<(String, String)>,
+    pub clients: u32,
+    pub runs: usize,
+    pub fence_runs: usize,
+    pub patroni_runs: usize,
+    pub series: Vec<Series>,
+    pub notes: Vec<String>,
+}
+
+fn secs(ms: f64) -> String {
+    if ms.is_nan() {
+        "—".into()
+    } else {
+        format!("{:.2}", ms / 1000.0)
+    }
+}
+
+/// "p50 / max" in ms of some values, or a dash.
+fn p50_max(v: Vec<f64>) -> String {
+    if v.is_empty() {
+        return "—".into();
+    }
+    let v = sorted(v.into_iter());
+    format!("{:.0} / {:.0}", pct(&v, 50.0), v[v.len() - 1])
+}
+
+impl FailoverReport {
+    /// Lost commits, accepted writes after a freeze, series that stopped early.
+    pub fn failures(&self) -> usize {
+        self.series.iter().map(Series::failures).sum()
+    }
+
+    /// p50 of a series' failover times, ms.
+    fn p50(s: &Series) -> f64 {
+        pct(&sorted(s.crash.iter().map(|r| r.failover_ms)), 50.0)
+    }
+
+    /// The tables, for the terminal and the document.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        s.push_str(
+            "| system | arbiter | settings | runs | p50 s | p99 s | max s | acknowledged commits lost |\n\
+             | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |\n",
+        );
+        for x in &self.series {
+            let v = sorted(x.crash.iter().map(|r| r.failover_ms));
+            let acked: u64 = x.crash.iter().map(|r| r.acked).sum();
+            let lost: u64 = x.crash.iter().map(|r| r.lost).sum();
+            let runs = if x.crash.len() == x.runs_asked {
+                x.crash.len().to_string()
+            } else {
+                format!("**{} of {}**", x.crash.len(), x.runs_asked)
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {runs} | {} | {} | {} | {} of {acked} |",
+                x.system,
+                x.arbiter,
+                x.flags,
+                secs(pct(&v, 50.0)),
+                secs(pct(&v, 99.0)),
+                secs(v.last().copied().unwrap_or(f64::NAN)),
+                if lost == 0 {
+                    "0".to_string()
+                } else {
+                    format!("**{lost}**")
+                },
+            );
+        }
+        let hadr: Vec<&Series> = self.series.iter().filter(|x| x.system == "hadr").collect();
+        if !hadr.is_empty() {
+            s.push_str(
+                "\n| hadr arbiter | settings | isolated primary: refuses writes after, ms (p50 / max) | its lease \
+                 left at the cut, ms (max) | standby writes after, ms (p50 / max) | frozen primary resumed: writes \
+                 accepted after SIGCONT | refuses writes after SIGCONT, ms (p50 / max) | standby wrote after \
+                 SIGSTOP, ms (p50 / max) | commits lost |\n\
+                 | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+            );
+            for x in hadr {
+                let isolated = if x.fence.is_empty() {
+                    match &x.fence_note {
+                        Some(_) => "n/a (see below)".to_string(),
+                        None => "—".to_string(),
+                    }
+                } else {
+                    p50_max(x.fence.iter().map(|r| r.fence_ms).collect())
+                };
+                let lease = x
+                    .fence
+                    .iter()
+                    .filter_map(|r| r.lease_left_ms)
+                    .max()
+                    .map_or("—".into(), |m| m.to_string());
+                let accepted: u64 = x.stop.iter().map(|r| r.accepted + r.probe_accepted).sum();
+                let queued: u64 = x.stop.iter().map(|r| r.queued).sum();
+                let unfenced = x.stop.iter().filter(|r| r.fenced_ms.is_none()).count();
+                let lost: u64 = x.fence.iter().map(|r| r.lost).sum::<u64>()
+                    + x.stop.iter().map(|r| r.lost).sum::<u64>();
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {isolated} | {lease} | {} | {} | {}{} | {} | {} |",
+                    x.arbiter,
+                    x.flags,
+                    p50_max(x.fence.iter().map(|r| r.takeover_ms).collect()),
+                    if accepted == 0 {
+                        format!("0 (of {queued} queued, {} runs)", x.stop.len())
+                    } else {
+                        format!("**{accepted}** (of {queued} queued)")
+                    },
+                    p50_max(x.stop.iter().filter_map(|r| r.fenced_ms).collect()),
+                    if unfenced > 0 {
+                        format!(" (**{unfenced} never**)")
+                    } else {
+                        String::new()
+                    },
+                    p50_max(x.stop.iter().map(|r| r.takeover_ms).collect()),
+                    if lost == 0 {
+                        "0".to_string()
+                    } else {
+                        format!("**{lost}**")
+                    },
+                );
+            }
+        }
+        s
+    }
+
+    /// The generated section, markers included.
+    pub fn section(&self) -> String {
+        let mut s = PART.start(&self.date, &self.command);
+        s.push_str("### Setup\n\n");
+        let m = &self.machine;
+        let _ = writeln!(
+            s,
+            "- Machine: {} CPUs ({}), {} RAM, Linux {}; 1-minute load average {} when the program started, {} \
+             at the start of this part, {} at its end",
+            m.nproc,
+            m.cpu,
+            m.memory,
+            m.kernel,
+            self.load_program_start,
+            m.load_before,
+            m.load_after
+        );
+        for (prog, v) in &self.versions {
+            let _ = writeln!(s, "- {prog}: `{v}`");
+        }
+        let _ = writeln!(
+            s,
+            "- Hosts: three Linux network namespaces on a bridge (`hadr_testkit::netns`): node a, node b, and the \
+             arbiter's host, where etcd runs (one member, its own ports). The S3 arbiter is moto behind a proxy \
+             that lets one request through at a time (moto is not atomic under concurrent conditional PUTs), on \
+             the bridge's address; the file arbiter is a file in a directory both nodes' processes open. The \
+             program's clients reach every host through the bridge."
+        );
+        let _ = writeln!(
+            s,
+            "- hadr: a pair in NEARSYNC (no peer window, log flush `fsync`), made fresh for every arbiter and \
+             setting: `hadr init` on a, then `hadr clone` for b. Patroni: two PostgreSQL 15 nodes, \
+             `synchronous_mode: true` (its setting that loses no acknowledged commit on failover, as NEARSYNC), \
+             `use_pg_rewind: true`, etcd on the arbiter's host as its DCS, the watchdog off."
+        );
+        let _ = writeln!(
+            s,
+            "- Load: `pgbench -n -M prepared -c {} -j 2 -f bench/pgbench.sql` against the primary during every run.",
+            self.clients
+        );
+        s.push_str(
+            "- **Crash**: the primary's host is black-holed (nftables drops every frame to and from it, no reset, \
+             no ICMP) and everything running there is killed with SIGKILL (hadr; or Patroni and its postgres). \
+             Failover time is from that moment to the first write the survivor acknowledges: a probe retries \
+             `UPDATE tk SET n = n + 1 WHERE id = 1` on both hosts at once, each attempt over a fresh connection \
+             (at most 1 s each, 5 ms apart). Meanwhile a separate writer inserts rows with increasing ids through \
+             a multi-host connection (`host=A,B target_session_attrs=read-write`, each INSERT given up after 2 s, \
+             then it reconnects) and records every acknowledged one; after the run every one of them must be on \
+             the new primary (\"acknowledged commits lost\"). The old primary's host is then healed and its \
+             server restarted with the same command; the next run waits until it is back in sync (PEER and the \
+             lease held; Patroni: the streaming synchronous standby). Roles alternate.\n",
+        );
+        let _ = writeln!(
+            s,
+            "- **Isolated** (hadr, {} run(s) per series): the primary's host is black-holed but nothing is \
+             killed; its `/status`, asked from inside its own namespace every 5 ms, must soon say it accepts no \
+             writes (its lease deadline bounds this); the standby then takes over. **Frozen**: the primary is \
+             stopped with SIGSTOP; once the standby took over, one write is sent on each of 4 sessions opened to \
+             the old primary before the freeze (the kernel queues them), and it is resumed with SIGCONT. None may \
+             be acknowledged (the probe's writes to it count too); measured: from SIGCONT to its first `/status` \
+             saying it accepts no writes. After both, the old primary must come back as a standby by itself.",
+            self.fence_runs
+        );
+        if self.patroni_runs < self.runs {
+            let _ = writeln!(
+                s,
+                "- Patroni ran {} crash(es) per setting against hadr's {} (`--patroni-runs`): each of its runs \
+                 takes about a minute at its defaults.",
+                self.patroni_runs, self.runs
+            );
+        }
+        s.push_str("\n### Results\n\n");
+        s.push_str(&self.table());
+        s.push('\n');
+        for x in &self.series {
+            if let Some(n) = &x.fence_note {
+                let _ = writeln!(
+                    s,
+                    "- {} {} ({}): isolated primary {n}.",
+                    x.system, x.arbiter, x.setting
+                );
+            }
+            if let Some(e) = &x.error {
+                let _ = writeln!(
+                    s,
+                    "- **{} {} ({}) stopped early**: {}",
+                    x.system,
+                    x.arbiter,
+                    x.setting,
+                    e.replace('\n', " ")
+                );
+            }
+        }
+        s.push_str("\n### Targets (issue 15)\n\n");
+        let patroni_default = self
+            .series
+            .iter()
+            .find(|x| x.system == "Patroni" && x.defaults && !x.crash.is_empty());
+        for x in self
+            .series
+            .iter()
+            .filter(|x| x.system == "hadr" && x.defaults)
+        {
+            let v = sorted(x.crash.iter().map(|r| r.failover_ms));
+            if v.is_empty() {
+                continue;
+            }
+            let (p50, p99) = (pct(&v, 50.0), pct(&v, 99.0));
+            let ratio = patroni_default.map(|pd| Self::p50(pd) / p50);
+            let _ = writeln!(
+                s,
+                "- hadr, {} arbiter, defaults: p50 {} s (target < 3 s: **{}**), p99 {} s (target < 5 s: **{}**){}; \
+                 acknowledged commits lost: {} (target 0: **{}**).",
+                x.arbiter,
+                secs(p50),
+                if p50 < 3000.0 { "met" } else { "not met" },
+                secs(p99),
+                if p99 < 5000.0 { "met" } else { "not met" },
+                match ratio {
+                    Some(r) => format!(
+                        "; {r:.1}× faster than Patroni at its defaults by p50 (target ≥ 9×: **{}**)",
+                        if r >= 9.0 { "met" } else { "not met" }
+                    ),
+                    None => String::new(),
+                },
+                x.lost(),
+                if x.lost() == 0 { "met" } else { "not met" },
+            );
+        }
+        if self
+            .series
+            .iter()
+            .any(|x| x.crash.len() <= 100 && !x.crash.is_empty())
+        {
+            s.push_str("- With at most 100 runs, p99 is the slowest run.\n");
+        }
+        if !self.notes.is_empty() {
+            s.push_str("\n### Notes\n\n");
+            for n in &self.notes {
+                let _ = writeln!(s, "- {}", n.replace('\n', " "));
+            }
+        }
+        let _ = writeln!(s, "\n{}", PART.end);
+        s
+    }
+
+    /// Writes the section into the document at `out`.
+    pub fn write(&self, out: &Path) -> Result<()> {
+        PART.write(out, &self.section())
+    }
+}
