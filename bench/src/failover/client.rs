@@ -382,3 +382,81 @@ pub fn http_get(rt: &Handle, addr: &str, path: &str, timeout: Duration) -> Resul
         http_get_on(s, path, timeout).await
     })
 }
+
+/// Writes tried on a node from inside its own namespace (its host being
+/// black-holed): every attempt over its own connection, started every
+/// [`INSIDE_EVERY`], allowed [`INSIDE_TIMEOUT`] to answer, so that a commit
+/// held waiting for a standby and acknowledged late is still seen.
+pub struct InsideWrites {
+    state: Arc<Mutex<InsideState>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// How often the inside prober starts an attempt.
+pub const INSIDE_EVERY: Duration = Duration::from_millis(50);
+/// How long one inside attempt may wait for its answer.
+const INSIDE_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[derive(Default)]
+struct InsideState {
+    /// When each acknowledgement arrived.
+    acks: Vec<Instant>,
+    /// The first error answer (not a timeout) and when.
+    first_refusal: Option<(Instant, String)>,
+}
+
+impl InsideWrites {
+    pub fn new() -> InsideWrites {
+        InsideWrites {
+            state: Arc::default(),
+            tasks: Vec::new(),
+        }
+    }
+
+    /// One attempt on `stream`, a connection made inside the namespace.
+    pub fn attempt(&mut self, rt: &Handle, stream: std::net::TcpStream, sql: &'static str) {
+        let state = self.state.clone();
+        self.tasks.push(rt.spawn(async move {
+            let work = async {
+                let s = tokio::net::TcpStream::from_std(stream).map_err(|e| e.to_string())?;
+                let mut cfg = Config::new();
+                cfg.user("postgres").dbname("postgres");
+                let (client, conn) = cfg.connect_raw(s, NoTls).await.map_err(|e| e.to_string())?;
+                let driver = tokio::spawn(conn);
+                let r = client
+                    .batch_execute(sql)
+                    .await
+                    .map_err(|e| match e.as_db_error() {
+                        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+                        None => e.to_string(),
+                    });
+                driver.abort();
+                r
+            };
+            let r = tokio::time::timeout(INSIDE_TIMEOUT, work).await;
+            let now = Instant::now();
+            let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+            match r {
+                Ok(Ok(())) => st.acks.push(now),
+                Ok(Err(e)) => {
+                    if st.first_refusal.is_none() {
+                        st.first_refusal = Some((now, e));
+                    }
+                }
+                Err(_) => {}
+            }
+        }));
+    }
+
+    /// Waits for every attempt to end (each ends within INSIDE_TIMEOUT);
+    /// returns the acknowledgement times and the first refusal.
+    pub fn finish(self, rt: &Handle) -> (Vec<Instant>, Option<(Instant, String)>) {
+        for t in self.tasks {
+            let _ = rt.block_on(async {
+                tokio::time::timeout(INSIDE_TIMEOUT + Duration::from_secs(5), t).await
+            });
+        }
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        (st.acks.clone(), st.first_refusal.clone())
+    }
+}

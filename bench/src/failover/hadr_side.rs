@@ -108,7 +108,7 @@ pub fn run(
                 ),
             };
             let mut s = Series::new("hadr", &label, &setting, opts.runs);
-            eprintln!("== failover: {tag}: {}", setting.describe);
+            eprintln!("{} == failover: {tag}: {}", p.clock(), setting.describe);
             let r = run_series(p, opts, arb, &setting, &spec, &dir, &mut s);
             let _ = p.net.heal_all();
             if let Err(e) = r {
@@ -352,42 +352,83 @@ impl<'a> Pair<'a> {
         let (p, s) = (self.primary, self.standby());
         let r = self.load()?;
         let probe = r.probe()?;
-        let lease_left_ms = kit::block_on(self.nodes[p].status())
-            .ok()
-            .and_then(|st| st.failover.map(|f| f.lease_left_ms));
+        let st = kit::block_on(self.nodes[p].status())?;
+        // The node's lease deadline, as late as it can be by our clock.
+        let lease_left_ms = st.failover.map(|f| f.lease_left_ms);
+        let deadline = Instant::now() + Duration::from_millis(lease_left_ms.unwrap_or(0));
         let t0 = Instant::now();
         probe.mark(t0);
         self.p.net.black_hole(HOSTS[p])?;
-        let (fence_ms, refusal) = loop {
-            if let Ok(st) = self.status_inside(p) {
-                if !st.writable {
-                    break (
-                        ms(t0.elapsed()),
-                        st.write_refusal
-                            .unwrap_or_else(|| format!("role {}", st.role)),
-                    );
-                }
-            }
+        let pg = SocketAddr::new(self.p.net.ip(HOSTS[p]).into(), PG_PORT);
+        let mut inside = client::InsideWrites::new();
+        let mut next_attempt = t0;
+        let mut fenced: Option<(f64, String)> = None;
+        let mut took_over: Option<Instant> = None;
+        // Until the isolated primary says it accepts no writes and the
+        // standby has written, trying writes on the isolated one meanwhile.
+        while fenced.is_none() || took_over.is_none() {
             if t0.elapsed() > FAILOVER_TIMEOUT {
+                let _ = inside.finish(&self.p.rt);
                 bail!(
-                    "the isolated primary still accepted writes {} s after the cut",
-                    FAILOVER_TIMEOUT.as_secs()
+                    "{} s after the cut: the isolated primary {} and the standby {}",
+                    FAILOVER_TIMEOUT.as_secs(),
+                    if fenced.is_some() {
+                        "stopped"
+                    } else {
+                        "still accepted writes"
+                    },
+                    if took_over.is_some() {
+                        "took over"
+                    } else {
+                        "did not take over"
+                    },
                 );
             }
+            if Instant::now() >= next_attempt {
+                next_attempt += client::INSIDE_EVERY;
+                if let Ok(s) = self
+                    .p
+                    .net
+                    .connect_from(HOSTS[p], pg, Duration::from_secs(1))
+                {
+                    inside.attempt(&self.p.rt, s, PROBE_SQL);
+                }
+            }
+            if fenced.is_none() {
+                if let Ok(st) = self.status_inside(p) {
+                    if !st.writable {
+                        fenced = Some((
+                            ms(t0.elapsed()),
+                            st.write_refusal
+                                .unwrap_or_else(|| format!("role {}", st.role)),
+                        ));
+                    }
+                }
+            }
+            if took_over.is_none() {
+                took_over = probe.first_after_mark(s);
+            }
             proc::sleep(Duration::from_millis(5))?;
-        };
-        let first = probe.wait_first(s, FAILOVER_TIMEOUT)?;
-        let takeover_ms = ms(first - t0);
+        }
+        let (fence_ms, refusal) = fenced.unwrap_or_default();
+        let takeover_ms = took_over.map_or(f64::NAN, |t| ms(t - t0));
         let (acked, lost, _) = self.check(r, s)?;
         self.p.net.heal(HOSTS[p])?;
         self.primary = s;
         self.rejoin_by_itself(p)?;
+        // Attempts still waiting (a commit held for the standby) have ended
+        // by now, acknowledged or not.
+        let (acks, refused) = inside.finish(&self.p.rt);
+        let after_cut: Vec<Instant> = acks.into_iter().filter(|&t| t > t0).collect();
         Ok(FenceRun {
             from: HOSTS[p].into(),
             lease_left_ms,
             fence_ms,
             refusal,
             takeover_ms,
+            last_ack_ms: after_cut.iter().max().map(|&t| ms(t - t0)),
+            acked_after_deadline: after_cut.iter().filter(|&&t| t > deadline).count() as u64,
+            refused_ms: refused.map(|(t, _)| ms(t.saturating_duration_since(t0))),
             acked,
             lost,
         })
@@ -615,10 +656,15 @@ fn run_series(
                     .isolate()
                     .with_context(|| format!("isolation run {}", i + 1))?;
                 eprintln!(
-                    "  isolated {} (lease left {} ms): refuses writes after {:>6.0} ms, standby writes after {:>6.0} ms; lost {}",
+                    "  isolated {} (lease left {} ms): status not writable after {:>5.0} ms, a write from inside \
+                     refused after {} ms, last acknowledged {} ms, {} after the lease deadline; standby writes after \
+                     {:>5.0} ms; lost {}",
                     r.from,
                     r.lease_left_ms.map_or("?".into(), |l| l.to_string()),
                     r.fence_ms,
+                    r.refused_ms.map_or("-".into(), |v| format!("{v:.0}")),
+                    r.last_ack_ms.map_or("-".into(), |v| format!("{v:.0}")),
+                    r.acked_after_deadline,
                     r.takeover_ms,
                     r.lost
                 );

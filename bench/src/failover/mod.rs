@@ -110,6 +110,12 @@ pub struct FenceRun {
     pub refusal: String,
     /// Until the standby acknowledged its first write.
     pub takeover_ms: f64,
+    /// Writes tried from inside its namespace: the last one it acknowledged
+    /// after the cut, and the first it refused with an error.
+    pub last_ack_ms: Option<f64>,
+    pub refused_ms: Option<f64>,
+    /// Of those, acknowledged after its lease deadline (must be 0).
+    pub acked_after_deadline: u64,
     pub acked: u64,
     pub lost: u64,
 }
@@ -183,6 +189,11 @@ impl Series {
     pub fn failures(&self) -> usize {
         usize::from(self.lost() > 0)
             + self
+                .fence
+                .iter()
+                .filter(|r| r.acked_after_deadline > 0)
+                .count()
+            + self
                 .stop
                 .iter()
                 .filter(|r| r.accepted + r.probe_accepted > 0)
@@ -208,6 +219,15 @@ pub struct PartCtx<'a> {
     pub rt: tokio::runtime::Handle,
     pub net: &'a Cluster,
     pub work: PathBuf,
+    pub started: std::time::Instant,
+}
+
+impl PartCtx<'_> {
+    /// "[mm:ss]" since the part started, for progress lines.
+    pub fn clock(&self) -> String {
+        let s = self.started.elapsed().as_secs();
+        format!("[{:02}:{:02}]", s / 60, s % 60)
+    }
 }
 
 /// Nearest-rank percentile of sorted values.
@@ -278,6 +298,7 @@ pub fn run_part(ctx: &Ctx, opts: &Options) -> Result<FailoverReport> {
         rt: rt.handle().clone(),
         net: &net,
         work: work.clone(),
+        started: std::time::Instant::now(),
     };
     let etcd = servers::Etcd::start(&p.rt, &net, "arb", &work.join("etcd"))?;
     versions.push(("etcd".into(), etcd.version.clone()));

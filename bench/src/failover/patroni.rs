@@ -404,7 +404,8 @@ pub fn run(
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut s = Series::new("Patroni", "etcd (1 member)", &setting, opts.patroni_runs);
         eprintln!(
-            "== failover: {tag}: {} ({} runs{})",
+            "{} == failover: {tag}: {} ({} runs{})",
+            p.clock(),
             setting.describe,
             opts.patroni_runs,
             if opts.patroni_runs < opts.runs {

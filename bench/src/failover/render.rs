@@ -96,57 +96,92 @@ impl FailoverReport {
             );
         }
         let hadr: Vec<&Series> = self.series.iter().filter(|x| x.system == "hadr").collect();
-        if !hadr.is_empty() {
+        let lost_cell = |lost: u64| {
+            if lost == 0 {
+                "0".to_string()
+            } else {
+                format!("**{lost}**")
+            }
+        };
+        if hadr
+            .iter()
+            .any(|x| !x.fence.is_empty() || x.fence_note.is_some())
+        {
             s.push_str(
-                "\n| hadr arbiter | settings | isolated primary: refuses writes after, ms (p50 / max) | its lease \
-                 left at the cut, ms (max) | standby writes after, ms (p50 / max) | frozen primary resumed: writes \
-                 accepted after SIGCONT | refuses writes after SIGCONT, ms (p50 / max) | standby wrote after \
-                 SIGSTOP, ms (p50 / max) | commits lost |\n\
-                 | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+                "\n**Isolated primary** (host black-holed, not killed), ms after the cut:\n\n\
+                 | hadr arbiter | settings | runs | lease left at the cut (max) | `/status` not writable (p50 / max) \
+                 | a write from inside refused (p50 / max) | last write acknowledged (max) | acknowledged after the \
+                 lease deadline | standby's first write (p50 / max) | commits lost |\n\
+                 | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
             );
-            for x in hadr {
-                let isolated = if x.fence.is_empty() {
-                    match &x.fence_note {
-                        Some(_) => "n/a (see below)".to_string(),
-                        None => "—".to_string(),
-                    }
-                } else {
-                    p50_max(x.fence.iter().map(|r| r.fence_ms).collect())
-                };
-                let lease = x
-                    .fence
-                    .iter()
-                    .filter_map(|r| r.lease_left_ms)
-                    .max()
-                    .map_or("—".into(), |m| m.to_string());
-                let accepted: u64 = x.stop.iter().map(|r| r.accepted + r.probe_accepted).sum();
-                let queued: u64 = x.stop.iter().map(|r| r.queued).sum();
-                let unfenced = x.stop.iter().filter(|r| r.fenced_ms.is_none()).count();
-                let lost: u64 = x.fence.iter().map(|r| r.lost).sum::<u64>()
-                    + x.stop.iter().map(|r| r.lost).sum::<u64>();
+            for x in &hadr {
+                if x.fence.is_empty() {
+                    let _ = writeln!(
+                        s,
+                        "| {} | {} | 0 | n/a (below) | | | | | | |",
+                        x.arbiter, x.flags
+                    );
+                    continue;
+                }
+                let f = &x.fence;
+                let after: u64 = f.iter().map(|r| r.acked_after_deadline).sum();
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {isolated} | {lease} | {} | {} | {}{} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     x.arbiter,
                     x.flags,
-                    p50_max(x.fence.iter().map(|r| r.takeover_ms).collect()),
-                    if accepted == 0 {
-                        format!("0 (of {queued} queued, {} runs)", x.stop.len())
+                    f.len(),
+                    f.iter()
+                        .filter_map(|r| r.lease_left_ms)
+                        .max()
+                        .map_or("—".into(), |m| m.to_string()),
+                    p50_max(f.iter().map(|r| r.fence_ms).collect()),
+                    p50_max(f.iter().filter_map(|r| r.refused_ms).collect()),
+                    f.iter()
+                        .filter_map(|r| r.last_ack_ms)
+                        .max_by(f64::total_cmp)
+                        .map_or("none".into(), |v| format!("{v:.0}")),
+                    if after == 0 {
+                        "0".to_string()
                     } else {
-                        format!("**{accepted}** (of {queued} queued)")
+                        format!("**{after}**")
                     },
-                    p50_max(x.stop.iter().filter_map(|r| r.fenced_ms).collect()),
+                    p50_max(f.iter().map(|r| r.takeover_ms).collect()),
+                    lost_cell(f.iter().map(|r| r.lost).sum()),
+                );
+            }
+        }
+        if hadr.iter().any(|x| !x.stop.is_empty()) {
+            s.push_str(
+                "\n**Frozen primary** (SIGSTOP, resumed with SIGCONT once the standby took over):\n\n\
+                 | hadr arbiter | settings | runs | standby's first write after SIGSTOP, ms (p50 / max) | writes \
+                 acknowledged after SIGCONT | `/status` not writable after SIGCONT, ms (p50 / max) | commits lost |\n\
+                 | --- | --- | ---: | ---: | ---: | ---: | ---: |\n",
+            );
+            for x in &hadr {
+                let st = &x.stop;
+                let accepted: u64 = st.iter().map(|r| r.accepted + r.probe_accepted).sum();
+                let queued: u64 = st.iter().map(|r| r.queued).sum();
+                let unfenced = st.iter().filter(|r| r.fenced_ms.is_none()).count();
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {} | {}{} | {} |",
+                    x.arbiter,
+                    x.flags,
+                    st.len(),
+                    p50_max(st.iter().map(|r| r.takeover_ms).collect()),
+                    if accepted == 0 {
+                        format!("0 ({queued} queued)")
+                    } else {
+                        format!("**{accepted}** ({queued} queued)")
+                    },
+                    p50_max(st.iter().filter_map(|r| r.fenced_ms).collect()),
                     if unfenced > 0 {
                         format!(" (**{unfenced} never**)")
                     } else {
                         String::new()
                     },
-                    p50_max(x.stop.iter().map(|r| r.takeover_ms).collect()),
-                    if lost == 0 {
-                        "0".to_string()
-                    } else {
-                        format!("**{lost}**")
-                    },
+                    lost_cell(st.iter().map(|r| r.lost).sum()),
                 );
             }
         }
@@ -208,19 +243,23 @@ impl FailoverReport {
         let _ = writeln!(
             s,
             "- **Isolated** (hadr, {} run(s) per series): the primary's host is black-holed but nothing is \
-             killed; its `/status`, asked from inside its own namespace every 5 ms, must soon say it accepts no \
-             writes (its lease deadline bounds this); the standby then takes over. **Frozen**: the primary is \
-             stopped with SIGSTOP; once the standby took over, one write is sent on each of 4 sessions opened to \
-             the old primary before the freeze (the kernel queues them), and it is resumed with SIGCONT. None may \
-             be acknowledged (the probe's writes to it count too); measured: from SIGCONT to its first `/status` \
-             saying it accepts no writes. After both, the old primary must come back as a standby by itself.",
+             killed. From inside its own namespace the program asks its `/status` every 5 ms until it says it \
+             accepts no writes, and starts a write (the probe's UPDATE, each over its own connection, allowed 20 s \
+             to answer) every 50 ms: none may be acknowledged after the lease deadline its `/status` gave just \
+             before the cut. **Frozen**: the primary is stopped with SIGSTOP; once the standby took over, one \
+             write is sent on each of 4 sessions opened to the old primary before the freeze (the kernel queues \
+             them), and it is resumed with SIGCONT. None may be acknowledged (the probe's writes to it count \
+             too); measured: from SIGCONT to its first `/status` saying it accepts no writes. After both, the old \
+             primary must come back as a standby by itself. The file arbiter is left out of the isolated runs: \
+             the lease file stays reachable from a black-holed host here.",
             self.fence_runs
         );
         if self.patroni_runs < self.runs {
             let _ = writeln!(
                 s,
-                "- Patroni ran {} crash(es) per setting against hadr's {} (`--patroni-runs`): each of its runs \
-                 takes about a minute at its defaults.",
+                "- Patroni ran {} crash(es) per setting against hadr's {} (`--patroni-runs`), to keep the whole \
+                 run under half an hour: each of its runs takes tens of seconds (failover, then its rewind and \
+                 rejoin as the synchronous standby).",
                 self.patroni_runs, self.runs
             );
         }
