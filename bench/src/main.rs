@@ -7,7 +7,7 @@
 //!     [--single-node] [--replication] [--hadr-modes SYNC,...] [--pg-levels on,...] [--clone-mb 256]
 //!     [--takeover] [--takeover-runs 20] [--rewind-db-mb 1024] [--rewind-diverged-mb 10] [--rewind-runs 3]
 //!     [--commit-latency] [--commit-latency-records 2000]
-//!     [--failover] [--runs 20] [--fence-runs 2] [--patroni-runs 5] [--arbiters file,s3,etcd]
+//!     [--failover] [--runs 20] [--fence-runs 2] [--patroni-runs 8] [--arbiters file,s3,etcd]
 //!     [--patroni /opt/patroni-4.1.5/bin/patroni]
 //! ```
 //!
@@ -157,7 +157,7 @@ struct Cli {
     #[arg(long)]
     fence_runs: Option<usize>,
     /// Failover part: crashes per Patroni setting; 0 leaves Patroni out
-    /// [default: 5; 1 with --quick].
+    /// [default: 8; 1 with --quick].
     #[arg(long)]
     patroni_runs: Option<usize>,
     /// Failover part: the arbiters hadr is measured with.
@@ -469,7 +469,7 @@ fn run() -> Result<()> {
         arbiters: cli.arbiters.clone(),
         runs: cli.runs.unwrap_or(if cli.quick { 3 } else { 20 }),
         fence_runs: cli.fence_runs.unwrap_or(if cli.quick { 1 } else { 2 }),
-        patroni_runs: cli.patroni_runs.unwrap_or(if cli.quick { 1 } else { 5 }),
+        patroni_runs: cli.patroni_runs.unwrap_or(if cli.quick { 1 } else { 8 }),
         patroni: cli.patroni.clone(),
     };
     if cli.failover && (failover_opts.runs == 0 || failover_opts.arbiters.is_empty()) {

@@ -109,7 +109,14 @@ pub fn run(
             };
             let mut s = Series::new("hadr", &label, &setting, opts.runs);
             eprintln!("{} == failover: {tag}: {}", p.clock(), setting.describe);
-            let r = run_series(p, opts, arb, &setting, &spec, &dir, &mut s);
+            // The lease file's directory is a mount of its own, so that it
+            // can be made read-only for one host's processes alone.
+            let storage = match arb {
+                ArbiterKind::File => Some(BindMount::new(&dir.join("arbiter"))?),
+                _ => None,
+            };
+            let r = run_series(p, opts, storage.as_ref(), &setting, &spec, &dir, &mut s);
+            drop(storage);
             let _ = p.net.heal_all();
             if let Err(e) = r {
                 if proc::interrupted() {
@@ -168,6 +175,9 @@ struct Pair<'a> {
     script: PathBuf,
     load_log: PathBuf,
     next_id: i64,
+    /// The file arbiter's directory (a bind mount): made read-only for
+    /// the isolated host's processes, as a cut from shared storage.
+    storage: Option<PathBuf>,
 }
 
 fn is_in_sync(st: &Status) -> bool {
@@ -213,6 +223,7 @@ impl<'a> Pair<'a> {
             script: p.ctx.script.clone(),
             load_log: dir.join("pgbench.log"),
             next_id: 1,
+            storage: None,
         };
         hadr.init(&dir.join("a"))?;
         let flags = pair.nodes[0].extra.clone();
@@ -359,6 +370,9 @@ impl<'a> Pair<'a> {
         let t0 = Instant::now();
         probe.mark(t0);
         self.p.net.black_hole(HOSTS[p])?;
+        if let Some(dir) = &self.storage {
+            storage_access(self.p, HOSTS[p], dir, false)?;
+        }
         let pg = SocketAddr::new(self.p.net.ip(HOSTS[p]).into(), PG_PORT);
         let mut inside = client::InsideWrites::new();
         let mut next_attempt = t0;
@@ -413,6 +427,10 @@ impl<'a> Pair<'a> {
         let (fence_ms, refusal) = fenced.unwrap_or_default();
         let takeover_ms = took_over.map_or(f64::NAN, |t| ms(t - t0));
         let (acked, lost, _) = self.check(r, s)?;
+        if let Some(dir) = &self.storage {
+            // A node restarted since has a fresh, writable view anyway.
+            let _ = storage_access(self.p, HOSTS[p], dir, true);
+        }
         self.p.net.heal(HOSTS[p])?;
         self.primary = s;
         self.rejoin_by_itself(p)?;
@@ -617,13 +635,14 @@ impl Running {
 fn run_series(
     p: &PartCtx,
     opts: &Options,
-    arb: ArbiterKind,
+    storage: Option<&BindMount>,
     setting: &Setting,
     spec: &str,
     dir: &Path,
     s: &mut Series,
 ) -> Result<()> {
     let mut pair = Pair::start(p, spec, setting, dir)?;
+    pair.storage = storage.map(|b| b.0.clone());
     let result = (|| {
         for i in 0..opts.runs {
             proc::check_interrupted()?;
@@ -642,14 +661,7 @@ fn run_series(
             );
             s.crash.push(r);
         }
-        if arb == ArbiterKind::File {
-            s.fence_note = Some(
-                "not measured: the lease file stays reachable from a black-holed host here (both nodes' \
-                 processes open the same local file), so the isolated primary keeps its lease and rightly \
-                 goes on alone with its standby marked out of sync"
-                    .into(),
-            );
-        } else {
+        {
             for i in 0..opts.fence_runs {
                 proc::check_interrupted()?;
                 let r = pair
@@ -697,6 +709,68 @@ fn run_series(
         s.fence_note
             .get_or_insert_with(String::new)
             .push_str(&stop_notes.join("; "));
+    }
+    Ok(())
+}
+
+/// A directory bind-mounted on itself (a mount of its own, which every
+/// namespace started later gets a copy of); unmounted on drop.
+pub struct BindMount(PathBuf);
+
+impl BindMount {
+    fn new(dir: &Path) -> Result<BindMount> {
+        proc::run_ok(
+            std::process::Command::new("mount")
+                .arg("--bind")
+                .arg(dir)
+                .arg(dir),
+            Duration::from_secs(10),
+            "mount --bind",
+        )?;
+        Ok(BindMount(dir.to_path_buf()))
+    }
+}
+
+impl Drop for BindMount {
+    fn drop(&mut self) {
+        if let Err(e) = proc::run_cleanup(
+            std::process::Command::new("umount").arg(&self.0),
+            Duration::from_secs(30),
+            "umount",
+        ) {
+            eprintln!("warning: {e:#}");
+            crate::targets::mark_stop_failed();
+        }
+    }
+}
+
+/// Makes the lease file's directory read-only (or writable again) for
+/// the processes on `host` alone: `ip netns exec` gave them a mount
+/// namespace of their own, whose copy of the bind mount is remounted.
+fn storage_access(p: &PartCtx, host: &str, dir: &Path, writable: bool) -> Result<()> {
+    let ns = p.net.host(host)?.netns.clone();
+    let out = proc::run_ok(
+        std::process::Command::new("ip").args(["netns", "pids", &ns]),
+        Duration::from_secs(10),
+        "ip netns pids",
+    )?;
+    let pids: Vec<&str> = out.stdout.split_whitespace().collect();
+    if pids.is_empty() {
+        bail!("no process on host {host}");
+    }
+    for pid in pids {
+        proc::run_ok(
+            std::process::Command::new("nsenter")
+                .args(["-t", pid, "-m", "mount", "-o"])
+                .arg(if writable {
+                    "remount,bind,rw"
+                } else {
+                    "remount,bind,ro"
+                })
+                .arg(dir),
+            Duration::from_secs(10),
+            "nsenter mount -o remount",
+        )?;
     }
     Ok(())
 }

@@ -250,8 +250,9 @@ impl FailoverReport {
              write is sent on each of 4 sessions opened to the old primary before the freeze (the kernel queues \
              them), and it is resumed with SIGCONT. None may be acknowledged (the probe's writes to it count \
              too); measured: from SIGCONT to its first `/status` saying it accepts no writes. After both, the old \
-             primary must come back as a standby by itself. The file arbiter is left out of the isolated runs: \
-             the lease file stays reachable from a black-holed host here.",
+             primary must come back as a standby by itself. With the file arbiter, the isolation also cuts the \
+             host from the shared storage: the lease file's directory (a bind mount) is remounted read-only in \
+             the isolated processes' mount namespace, so reads work and every write fails.",
             self.fence_runs
         );
         if self.patroni_runs < self.runs {
