@@ -17,6 +17,9 @@ use super::{
 use crate::{proc, replication, targets};
 
 const HOSTS: [&str; 2] = ["a", "b"];
+/// Longest wait for the standby to take over from a frozen primary
+/// (failover takes hadr_timeout plus the lease's TTL and margin, a few s).
+const FROZEN_TAKEOVER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Sessions opened to the primary before it is frozen, each given one
 /// write while it is stopped.
 const QUEUED: usize = 4;
@@ -452,6 +455,23 @@ impl<'a> Pair<'a> {
         })
     }
 
+    /// Whichever node is primary holds the lease with the other in PEER.
+    fn wait_any_in_sync(&mut self) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            for i in 0..2 {
+                if kit::block_on(self.nodes[i].status()).is_ok_and(|st| is_in_sync(&st)) {
+                    self.primary = i;
+                    return self.wait_in_sync();
+                }
+            }
+            if start.elapsed() > SYNC_TIMEOUT {
+                bail!("neither node became a primary in sync with the other");
+            }
+            proc::sleep(Duration::from_millis(50))?;
+        }
+    }
+
     /// The old primary `i` comes back as a standby by itself (restarted
     /// only if its process ended).
     fn rejoin_by_itself(&mut self, i: usize) -> Result<()> {
@@ -492,15 +512,38 @@ impl<'a> Pair<'a> {
         let t0 = Instant::now();
         probe.mark(t0);
         self.nodes[p].sigstop()?;
-        let first = probe.wait_first(s, FAILOVER_TIMEOUT);
-        let first = match first {
+        let first = match probe.wait_first(s, FROZEN_TAKEOVER_TIMEOUT) {
             Ok(t) => t,
             Err(e) => {
-                let _ = self.nodes[p].sigcont();
-                return Err(e);
+                if proc::interrupted() {
+                    let _ = self.nodes[p].sigcont();
+                    return Err(e);
+                }
+                // No failover while the primary is frozen: say why (the
+                // standby's own reason), resume it, and go on.
+                let hold = kit::block_on(self.nodes[s].status())
+                    .ok()
+                    .and_then(|st| st.failover)
+                    .and_then(|f| f.hold.or(f.arbiter_error))
+                    .unwrap_or_else(|| format!("{e:#}"));
+                self.nodes[p].sigcont()?;
+                self.wait_any_in_sync()?;
+                let (acked, lost, _) = self.check(r, self.primary)?;
+                return Ok(StopRun {
+                    from: HOSTS[p].into(),
+                    takeover_ms: None,
+                    no_takeover: Some(hold),
+                    queued: 0,
+                    accepted: 0,
+                    refused: 0,
+                    probe_accepted: 0,
+                    fenced_ms: None,
+                    acked,
+                    lost,
+                });
             }
         };
-        let takeover_ms = ms(first - t0);
+        let takeover_ms = Some(ms(first - t0));
         // Each session sends one write while the primary is frozen: the
         // kernel queues them; the resumed process reads them first thing.
         let queued: Vec<_> = sessions
@@ -550,6 +593,7 @@ impl<'a> Pair<'a> {
         Ok(StopRun {
             from: HOSTS[p].into(),
             takeover_ms,
+            no_takeover: None,
             queued: QUEUED as u64,
             accepted,
             refused,
@@ -688,11 +732,18 @@ fn run_series(
             let r = pair
                 .freeze()
                 .with_context(|| format!("SIGSTOP run {}", i + 1))?;
+            if let Some(why) = &r.no_takeover {
+                eprintln!(
+                    "  !! SIGSTOP {}: the standby did not take over within {} s: {why}",
+                    r.from,
+                    FROZEN_TAKEOVER_TIMEOUT.as_secs()
+                );
+            }
             eprintln!(
-                "  SIGSTOP {}: standby writes after {:>6.0} ms; after SIGCONT: {} of {} queued writes accepted, \
+                "  SIGSTOP {}: standby writes after {} ms; after SIGCONT: {} of {} queued writes accepted, \
                  probe writes accepted {}, fenced after {} ms; lost {}",
                 r.from,
-                r.takeover_ms,
+                r.takeover_ms.map_or("-".into(), |v| format!("{v:.0}")),
                 r.accepted,
                 r.queued,
                 r.probe_accepted,

@@ -124,8 +124,11 @@ pub struct FenceRun {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StopRun {
     pub from: String,
-    /// From SIGSTOP to the standby's first acknowledged write.
-    pub takeover_ms: f64,
+    /// From SIGSTOP to the standby's first acknowledged write (None: it
+    /// did not take over while the primary was frozen).
+    pub takeover_ms: Option<f64>,
+    /// Why not, as the standby's `/status` said.
+    pub no_takeover: Option<String>,
     /// Statements queued on the frozen primary's sessions before SIGCONT.
     pub queued: u64,
     /// Of those, acknowledged (must be 0).
@@ -196,7 +199,7 @@ impl Series {
             + self
                 .stop
                 .iter()
-                .filter(|r| r.accepted + r.probe_accepted > 0)
+                .filter(|r| r.accepted + r.probe_accepted > 0 || r.takeover_ms.is_none())
                 .count()
             + usize::from(self.error.is_some())
     }

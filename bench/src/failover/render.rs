@@ -169,7 +169,15 @@ impl FailoverReport {
                     x.arbiter,
                     x.flags,
                     st.len(),
-                    p50_max(st.iter().map(|r| r.takeover_ms).collect()),
+                    {
+                        let none = st.iter().filter(|r| r.takeover_ms.is_none()).count();
+                        let cell = p50_max(st.iter().filter_map(|r| r.takeover_ms).collect());
+                        if none > 0 {
+                            format!("{cell} (**{none} never**)")
+                        } else {
+                            cell
+                        }
+                    },
                     if accepted == 0 {
                         format!("0 ({queued} queued)")
                     } else {
@@ -273,6 +281,18 @@ impl FailoverReport {
                     s,
                     "- {} {} ({}): isolated primary {n}.",
                     x.system, x.arbiter, x.setting
+                );
+            }
+            for r in x.stop.iter().filter(|r| r.takeover_ms.is_none()) {
+                let _ = writeln!(
+                    s,
+                    "- **{} {} ({}): with {} frozen, the standby did not take over** within 30 s; its `/status` \
+                     said: {}",
+                    x.system,
+                    x.arbiter,
+                    x.setting,
+                    r.from,
+                    r.no_takeover.as_deref().unwrap_or("?").replace('\n', " ")
                 );
             }
             if let Some(e) = &x.error {
