@@ -71,7 +71,18 @@ pub fn run(
         Duration::from_secs(10),
         "hadr --version",
     )?;
-    let versions = vec![("hadr".to_string(), out.stdout.trim().to_string())];
+    let build = if bin.components().any(|c| c.as_os_str() == "debug") {
+        " (a debug build)"
+    } else {
+        ""
+    };
+    let versions = vec![
+        ("hadr".to_string(), out.stdout.trim().to_string()),
+        (
+            "hadr binary".to_string(),
+            format!("{}{build}", bin.display()),
+        ),
+    ];
     let s3 = if opts.arbiters.contains(&ArbiterKind::S3) {
         Some(S3::start(
             &p.rt,

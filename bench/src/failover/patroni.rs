@@ -457,3 +457,37 @@ pub fn run(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_roles_from_patronis_cluster_answer() {
+        // The shape of Patroni 4.1's GET /cluster.
+        let v: Value = serde_json::from_str(
+            r#"{"members": [
+                {"name": "a", "role": "sync_standby", "state": "streaming", "host": "10.78.1.10",
+                 "port": 5433, "timeline": 3, "lag": 0},
+                {"name": "b", "role": "leader", "state": "running", "host": "10.78.1.11",
+                 "port": 5433, "timeline": 3}
+            ], "scope": "bench-defaults-1"}"#,
+        )
+        .unwrap();
+        assert_eq!(member(&v, "a"), Some(("sync_standby", "streaming")));
+        assert_eq!(member(&v, "b"), Some(("leader", "running")));
+        assert_eq!(member(&v, "c"), None);
+        assert_eq!(member(&Value::Null, "a"), None);
+    }
+
+    #[test]
+    fn settings_keep_patronis_rule() {
+        for s in settings() {
+            let n: Vec<u32> = s.flags.iter().map(|f| f.parse().unwrap()).collect();
+            let (ttl, loop_wait, retry_timeout) = (n[0], n[1], n[2]);
+            assert!(ttl >= 20, "{s:?}");
+            assert!(loop_wait >= 1 && retry_timeout >= 3, "{s:?}");
+            assert!(loop_wait + 2 * retry_timeout <= ttl, "{s:?}");
+        }
+    }
+}

@@ -276,6 +276,26 @@ impl FailoverReport {
         s.push_str(&self.table());
         s.push('\n');
         for x in &self.series {
+            let overlap = x
+                .fence
+                .iter()
+                .map(|r| r.fence_ms - r.takeover_ms)
+                .fold(f64::NAN, f64::max);
+            if overlap > 0.0 {
+                let _ = writeln!(
+                    s,
+                    "- {} {} ({}): the isolated primary's `/status` still said writable up to {overlap:.0} ms after \
+                     the standby's first write; it acknowledged {} write after the cut meanwhile.",
+                    x.system,
+                    x.arbiter,
+                    x.setting,
+                    if x.fence.iter().all(|r| r.last_ack_ms.is_none()) {
+                        "no"
+                    } else {
+                        "some"
+                    }
+                );
+            }
             if let Some(n) = &x.fence_note {
                 let _ = writeln!(
                     s,
@@ -342,6 +362,14 @@ impl FailoverReport {
                 if x.lost() == 0 { "met" } else { "not met" },
             );
         }
+        if self.runs < 20 {
+            let _ = writeln!(
+                s,
+                "- A short run: {} crash(es) per hadr series; the issue's measurement is 20 (`--runs 20`, the \
+                 default).",
+                self.runs
+            );
+        }
         if self
             .series
             .iter()
@@ -362,5 +390,105 @@ impl FailoverReport {
     /// Writes the section into the document at `out`.
     pub fn write(&self, out: &Path) -> Result<()> {
         PART.write(out, &self.section())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{CrashRun, Series, StopRun};
+    use super::*;
+
+    fn crash(ms: f64, lost: u64) -> CrashRun {
+        CrashRun {
+            from: "a".into(),
+            to: "b".into(),
+            failover_ms: ms,
+            acked: 10,
+            lost,
+            lost_ids: Vec::new(),
+            rejoin_ms: None,
+        }
+    }
+
+    fn series(system: &str, times: &[f64]) -> Series {
+        Series {
+            system: system.into(),
+            arbiter: "etcd".into(),
+            setting: "defaults".into(),
+            flags: "x".into(),
+            defaults: true,
+            runs_asked: times.len(),
+            crash: times.iter().map(|&t| crash(t, 0)).collect(),
+            fence: Vec::new(),
+            stop: Vec::new(),
+            fence_note: None,
+            error: None,
+        }
+    }
+
+    fn report(series: Vec<Series>) -> FailoverReport {
+        FailoverReport {
+            date: "d".into(),
+            command: "c".into(),
+            machine: Machine {
+                nproc: 2,
+                cpu: "cpu".into(),
+                kernel: "k".into(),
+                memory: "m".into(),
+                load_before: "1".into(),
+                load_after: "1".into(),
+            },
+            load_program_start: "1".into(),
+            versions: Vec::new(),
+            clients: 4,
+            runs: 20,
+            fence_runs: 2,
+            patroni_runs: 8,
+            series,
+            notes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn targets_are_judged_on_the_defaults() {
+        let hadr = series("hadr", &[2000.0, 2500.0, 4000.0]);
+        let patroni = series("Patroni", &[27000.0, 28000.0]);
+        let r = report(vec![hadr, patroni]);
+        let text = r.section();
+        assert!(
+            text.contains("p50 2.50 s (target < 3 s: **met**)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("p99 4.00 s (target < 5 s: **met**)"),
+            "{text}"
+        );
+        // 27 s / 2.5 s.
+        assert!(text.contains("10.8× faster"), "{text}");
+        assert_eq!(r.failures(), 0);
+    }
+
+    #[test]
+    fn lost_commits_and_writes_after_a_freeze_are_failures() {
+        let mut s = series("hadr", &[1000.0]);
+        s.crash.push(crash(1000.0, 2));
+        assert_eq!(s.lost(), 2);
+        assert!(report(vec![s]).table().contains("**2** of 20"));
+        let mut s = series("hadr", &[1000.0]);
+        s.stop.push(StopRun {
+            from: "a".into(),
+            takeover_ms: Some(1000.0),
+            no_takeover: None,
+            queued: 4,
+            accepted: 1,
+            refused: 3,
+            probe_accepted: 0,
+            fenced_ms: Some(5.0),
+            acked: 1,
+            lost: 0,
+        });
+        let r = report(vec![s]);
+        assert_eq!(r.failures(), 1);
+        assert!(r.table().contains("**1** (4 queued)"), "{}", r.table());
     }
 }
