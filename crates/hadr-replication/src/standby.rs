@@ -301,18 +301,10 @@ async fn follow(ctx: &Arc<StandbyCtx>, target: &str, stream: TcpStream) -> Resul
         flushed: log.flushed_lsn(),
         replayed: ctx.engine.applied_lsn(),
     };
-    // The silence limit counts from the last message heard, not from the
-    // last pass of the loop: the ack ticker below wakes the loop every
-    // timeout/4, and a read timeout restarted on every pass would never
-    // expire, so a black-holed primary went unnoticed for good.
-    let mut heard = tokio::time::Instant::now();
     loop {
-        let silence_left =
-            (heard + ctx.timeout).saturating_duration_since(tokio::time::Instant::now());
         tokio::select! {
-            m = reader.next(silence_left) => {
+            m = reader.next(ctx.timeout) => {
                 let m = m?;
-                heard = tokio::time::Instant::now();
                 ctx.status().link.heard(now_micros());
                 match m {
                     Message::Records { start_lsn, bytes } => {
