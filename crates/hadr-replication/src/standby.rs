@@ -301,10 +301,19 @@ async fn follow(ctx: &Arc<StandbyCtx>, target: &str, stream: TcpStream) -> Resul
         flushed: log.flushed_lsn(),
         replayed: ctx.engine.applied_lsn(),
     };
+    // The read below restarts (and with it its own timeout) whenever
+    // another branch fires, and the tick fires every timeout/4: only this
+    // deadline, moved when something arrives, finds a silent primary (a
+    // black-holed or frozen host sends no reset).
+    let mut silent_at = tokio::time::Instant::now() + ctx.timeout;
     loop {
         tokio::select! {
+            () = tokio::time::sleep_until(silent_at) => {
+                return Err(WireError::Timeout(ctx.timeout).into());
+            }
             m = reader.next(ctx.timeout) => {
                 let m = m?;
+                silent_at = tokio::time::Instant::now() + ctx.timeout;
                 ctx.status().link.heard(now_micros());
                 match m {
                     Message::Records { start_lsn, bytes } => {
