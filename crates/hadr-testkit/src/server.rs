@@ -85,7 +85,7 @@ impl Server {
     /// Run inside the network namespace `netns` (`ip netns exec`, which
     /// execs the server: signals reach it directly), listening on every
     /// address there; the test still reaches it at `host` (see
-    /// [`crate::netns::Cluster::server`]).
+    /// `netns::Cluster::server`).
     pub fn in_netns(mut self, netns: &str) -> Server {
         self.netns = Some(netns.to_string());
         self
