@@ -420,7 +420,8 @@ fn arbiter_check_reports_the_record_and_the_writers_clock() -> Result<()> {
 /// standby in between (the limit outlives the run that promoted). Freezes,
 /// not kills, so that both processes live on: B takes over from a frozen A;
 /// A, resumed, rejoins; A takes over from a frozen B; B, resumed, rejoins;
-/// then A freezes again and B, though eligible, waits out its interval.
+/// then A freezes again and B, though eligible, stays a standby for the
+/// rest of its interval.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn promotions_are_rate_limited_across_role_changes() -> Result<()> {
     const INTERVAL: Duration = Duration::from_secs(30);
@@ -466,30 +467,16 @@ async fn promotions_are_rate_limited_across_role_changes() -> Result<()> {
         )
         .await?;
     assert_eq!(st.role, NodeRole::Standby);
-    // Still held a few seconds later, well past the lease.
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    if b_promoted.elapsed() + Duration::from_secs(1) < INTERVAL {
-        assert_eq!(
-            p.b.status().await?.role,
-            NodeRole::Standby,
-            "promoted within the interval"
-        );
+    // Still held, well past the lease, until the interval is over. Whether
+    // it then takes over depends on more than the limit (a primary that
+    // had only just cleared the mark of B's rejoin may be frozen with it
+    // still in the record; B then rightly never promotes), and taking over
+    // is what the other tests check.
+    while b_promoted.elapsed() + Duration::from_secs(1) < INTERVAL {
+        let st = p.b.status().await?;
+        assert_eq!(st.role, NodeRole::Standby, "promoted within the interval");
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // Once the interval has passed it does take over.
-    let st =
-        p.b.wait_for(
-            "B primary after its interval",
-            Duration::from_secs(45),
-            |st| st.is_writable_primary() && st.epoch > epoch,
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}\nA:\n{}", p.a.log_tail(60)))?;
-    let waited = b_promoted.elapsed();
-    assert!(waited >= INTERVAL, "B promoted again after {waited:?}");
-    eprintln!(
-        "B promoted again {waited:?} after its first promotion (epoch {})",
-        st.epoch
-    );
     p.a.sigcont()?;
     Ok(())
 }

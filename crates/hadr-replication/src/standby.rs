@@ -298,7 +298,8 @@ async fn follow(ctx: &Arc<StandbyCtx>, target: &str, stream: TcpStream) -> Resul
     let log = ctx.engine.log().clone();
     let mut flushed = ctx.flushed.clone();
     let mut replayed = ctx.replayed.clone();
-    let heartbeat = (ctx.timeout / 4).max(Duration::from_millis(50));
+    // Four acks per silence period, whatever ends the link sooner.
+    let heartbeat = (ctx.silence / 4).max(Duration::from_millis(50));
     let mut tick = tokio::time::interval(heartbeat);
     let mut takeover = ctx.takeover.clone();
     takeover.borrow_and_update();

@@ -412,12 +412,15 @@ pub async fn run_standby(node: Arc<Node>, arbiter: Arc<dyn Arbiter>, shared: Arc
             };
             todo.extend(rules.step(ev));
         }
-        if rules.hold != last_hold {
+        // Log a hold when its kind changes, not when only its numbers do
+        // (the lease's time left changes on every tick).
+        let kind = |h: &Option<Hold>| h.as_ref().map(std::mem::discriminant);
+        if kind(&rules.hold) != kind(&last_hold) {
             if let Some(h) = &rules.hold {
                 shared.decide(h.to_string());
             }
-            last_hold = rules.hold.clone();
         }
+        last_hold = rules.hold.clone();
         shared.with_status(|s| {
             s.paused = rules.paused;
             s.hold = rules.hold.as_ref().map(|h| h.to_string());

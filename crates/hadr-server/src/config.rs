@@ -460,8 +460,8 @@ impl Config {
         self.arbiter.is_some() && self.failover != Some(FailoverMode::Manual)
     }
 
-    /// How long a standby waits in silence before it ends its link to the
-    /// primary. Without automatic failover: `hadr_timeout`, as in DB2. With
+    /// How long either end of a replication link waits in silence before it
+    /// ends the link. Without automatic failover: `hadr_timeout`, as in DB2. With
     /// it, no longer than the lease's TTL: a crashed host sends no reset,
     /// and a standby that waited the whole `hadr_timeout` (3 s by default)
     /// would fail over that late even though the lease ran out sooner. It is

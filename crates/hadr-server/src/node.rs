@@ -185,7 +185,11 @@ impl Node {
                     } else {
                         SyncMode::Superasync
                     },
-                    timeout_us: config.hadr_timeout.0.as_micros() as u64,
+                    // Under automation a silent standby is given up after the
+                    // lease's TTL too (`Config::link_silence`): a primary cut
+                    // off from everything then stops calling itself writable
+                    // before its standby can take over.
+                    timeout_us: config.link_silence().as_micros() as u64,
                     peer_window_us: config.hadr_peer_window.0.as_micros() as u64,
                     peer_wait_limit_us: config.hadr_peer_wait_limit.0.as_micros() as u64,
                 };
