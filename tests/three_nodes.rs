@@ -76,8 +76,7 @@ async fn wait_following(
             |st| {
                 st.follows()
                     && st.standby_view().is_some_and(|v| {
-                        v.primary.as_deref() == Some(primary_local)
-                            && v.standby_received_lsn >= end
+                        v.primary.as_deref() == Some(primary_local) && v.standby_received_lsn >= end
                     })
             },
         )
@@ -141,10 +140,7 @@ async fn after_a_graceful_takeover_the_auxiliary_follows_the_new_primary() -> Re
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    eprintln!(
-        "C follows B {:?} after B became writable",
-        took.elapsed()
-    );
+    eprintln!("C follows B {:?} after B became writable", took.elapsed());
     // A rejoined as B's standby too, and everyone is page-identical.
     wait_following(a, &cl.locals[1], end, Duration::from_secs(30)).await?;
     verify_nodes(b.admin, c.admin)?;

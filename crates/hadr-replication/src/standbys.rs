@@ -69,6 +69,9 @@ pub struct Standbys {
     /// Under automatic failover: until when (`mono_micros`) this primary may
     /// release commits its principal standby lacks. None: no arbiter.
     alone_until: Option<std::sync::atomic::AtomicU64>,
+    /// Set with the reason once this node stops being a primary: every
+    /// sender then refuses its standby (`RefuseCode::NotPrimary`) and ends.
+    retired: tokio::sync::watch::Sender<Option<String>>,
 }
 
 impl Standbys {
@@ -92,6 +95,7 @@ impl Standbys {
             cv: Condvar::new(),
             acks: tokio::sync::Notify::new(),
             alone_until: None,
+            retired: tokio::sync::watch::channel(None).0,
         }
     }
 
@@ -146,12 +150,29 @@ impl Standbys {
     /// Release no more commits: every waiting and future wait fails with
     /// [`AckWaitError::Closed`]. A fenced primary must never acknowledge a
     /// commit its successor may not have, even when its peer window ends.
+    ///
+    /// The senders hear of it too ([`Standbys::retired`]): a node that no
+    /// longer releases commits is no longer a primary its standbys may follow.
     pub fn close(&self, reason: String) {
         let mut g = self.lock();
         if g.closed.is_none() {
-            g.closed = Some(reason);
+            g.closed = Some(reason.clone());
         }
         self.cv.notify_all();
+        drop(g);
+        self.retired.send_if_modified(|r| {
+            if r.is_none() {
+                *r = Some(reason);
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Why this node stopped being a primary, once it has ([`Standbys::close`]).
+    pub fn retired(&self) -> tokio::sync::watch::Receiver<Option<String>> {
+        self.retired.subscribe()
     }
 
     /// Guard commits by the arbiter's lease (automatic failover): until

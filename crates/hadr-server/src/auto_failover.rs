@@ -17,6 +17,7 @@ use hadr_ha::failover::{
     StandbyFailover,
 };
 use hadr_ha::{ConnectStatus, GuardEvent};
+use hadr_replication::standby::Leader;
 use hadr_replication::{mono_micros, now_micros};
 use tracing::warn;
 
@@ -277,6 +278,7 @@ pub async fn run_standby(node: Arc<Node>, arbiter: Arc<dyn Arbiter>, shared: Arc
                         if let Some(s) = &r {
                             token = token.max(s.record.token);
                         }
+                        publish_leader(&node, r.as_ref());
                         shared.with_status(|s| {
                             s.arbiter_ok = true;
                             s.arbiter_error = None;
@@ -334,6 +336,25 @@ pub async fn run_standby(node: Arc<Node>, arbiter: Arc<dyn Arbiter>, shared: Arc
         });
         tokio::time::sleep(TICK).await;
     }
+}
+
+/// Tell the receiver which node the record names primary (only when that
+/// changes: it wakes the receiver).
+fn publish_leader(node: &Node, stored: Option<&Stored>) {
+    let leader = stored.and_then(|s| {
+        s.record.holder.clone().map(|address| Leader {
+            address,
+            epoch: s.record.epoch,
+        })
+    });
+    node.leader.send_if_modified(|l| {
+        if *l != leader {
+            *l = leader;
+            true
+        } else {
+            false
+        }
+    });
 }
 
 fn view(i: ArbiterInfo) -> ArbiterView {

@@ -124,6 +124,9 @@ pub struct Node {
     pub takeover_tx: watch::Sender<u64>,
     /// How the last graceful takeover asked of this standby ended.
     pub takeover_answer: watch::Sender<Option<TakeoverAnswer>>,
+    /// The primary the arbiter's record names (set by automatic failover's
+    /// driver; a standby tries it first and follows no older primary).
+    pub leader: watch::Sender<Option<hadr_replication::standby::Leader>>,
     /// Cached page hash: (lsn, hash).
     pub hash_cache: tokio::sync::Mutex<Option<(Lsn, hadr_engine::PageHash)>>,
     /// Whether this primary may write: the start-up rule and fencing.
@@ -235,6 +238,7 @@ impl Node {
             demote_permit: Mutex::new(None),
             takeover_tx: watch::channel(0).0,
             takeover_answer: watch::channel(None).0,
+            leader: watch::channel(None).0,
             repl,
             meta,
             config,

@@ -102,7 +102,25 @@ pub async fn run(
     info!("shutting down");
     node.begin_shutdown();
     if let Repl::Primary { standbys, .. } = &node.repl {
-        standbys.close("the server is shutting down".into());
+        let why = match node.next.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            Some(RoleChange::Restart) => {
+                "it restarts as a standby (it handed over or was superseded)"
+            }
+            _ => "the server is shutting down",
+        };
+        standbys.close(why.into());
+        // Let the senders tell their standbys (RefuseCode::NotPrimary), so
+        // that they look for the primary elsewhere at once rather than after
+        // hadr_timeout; the tasks are aborted below in any case.
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < deadline
+            && standbys
+                .slots()
+                .iter()
+                .any(|s| s.pair.connect_status() == hadr_ha::ConnectStatus::Connected)
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
     accept.abort();
     admin_task.abort();
@@ -253,6 +271,7 @@ async fn start_pair(node: &Arc<Node>) -> Result<Vec<tokio::task::JoinHandle<()>>
                 flushed,
                 replayed,
                 takeover: node.takeover_tx.subscribe(),
+                leader: node.leader.subscribe(),
                 on_takeover_ready: {
                     let weak = Arc::downgrade(node);
                     Arc::new(move |end: u64| {
