@@ -61,6 +61,41 @@ pub fn cluster_row(addr: &str, st: &Status) -> String {
     )
 }
 
+/// The cluster's members as the arbiter's record lists them (written by
+/// the lease holder at each renewal): the table `hadr cluster list` prints
+/// after its per-node rows, from whichever node answered.
+pub fn cluster_members(st: &Status) -> Option<String> {
+    let f = st.failover.as_ref()?;
+    let holder = f.holder.as_deref()?;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "\nmembers per the arbiter's record (written by the lease holder, epoch {}):",
+        f.epoch
+    );
+    let _ = writeln!(
+        s,
+        "{:<22} {:<10} {:<24} {:>12}",
+        "member", "role", "state", "lag bytes"
+    );
+    let _ = writeln!(
+        s,
+        "{holder:<22} {:<10} {:<24} {:>12}",
+        "primary", "holds the lease", 0
+    );
+    for m in &f.members {
+        let _ = writeln!(
+            s,
+            "{:<22} {:<10} {:<24} {:>12}",
+            m.standby,
+            if m.sync { "principal" } else { "auxiliary" },
+            if m.state.is_empty() { "-" } else { &m.state },
+            f.holder_end_lsn.saturating_sub(m.flushed_lsn)
+        );
+    }
+    Some(s)
+}
+
 /// The whole text; `now_us`: the current time, µs since the Unix epoch.
 pub fn render(st: &Status, now_us: u64) -> String {
     let mut s = String::new();
@@ -106,14 +141,24 @@ fn failover(s: &mut String, st: &Status) {
         let _ = writeln!(s, "  out of sync   {sb} from LSN {lsn}");
     }
     if f.side == "primary" {
+        let alone = match (&f.alone_hold, f.acknowledging_alone) {
+            (Some(why), _) => why.clone(),
+            (None, true) => {
+                "acknowledging commits without the standby (it is recorded out of sync)".into()
+            }
+            (None, false) => "no".into(),
+        };
+        let _ = writeln!(s, "  alone         {alone}");
+    }
+    for m in &f.members {
         let _ = writeln!(
             s,
-            "  alone         {}",
-            if f.acknowledging_alone {
-                "acknowledging commits without the standby (it is recorded out of sync)"
-            } else {
-                "no"
-            }
+            "  member        {} {} {}, flushed LSN {} (lag {} bytes)",
+            m.standby,
+            if m.sync { "principal" } else { "auxiliary" },
+            if m.state.is_empty() { "-" } else { &m.state },
+            m.flushed_lsn,
+            f.holder_end_lsn.saturating_sub(m.flushed_lsn)
         );
     }
     if let Some(h) = &f.hold {

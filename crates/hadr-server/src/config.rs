@@ -321,10 +321,11 @@ pub struct Config {
     /// authority of its new epoch; the start-up rule does not apply.
     #[serde(skip)]
     pub promoted: bool,
-    /// Runtime only: that promotion was a graceful hand-over (the old
-    /// primary stopped writing for good before it told this node).
+    /// Runtime only: that promotion was a graceful hand-over from this node
+    /// (its replication address), which stopped writing for good before it
+    /// told this node: its record in the arbiter is taken over at once.
     #[serde(skip)]
-    pub handed_over: bool,
+    pub handed_over_by: Option<String>,
 }
 
 impl Default for Config {
@@ -358,7 +359,7 @@ impl Default for Config {
             auto_reclone: true,
             force: false,
             promoted: false,
-            handed_over: false,
+            handed_over_by: None,
         }
     }
 }

@@ -4,7 +4,9 @@
 //! knowing the driver.
 
 use std::sync::atomic::AtomicBool;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use hadr_arbiter::Arbiter;
 
 use tracing::info;
 
@@ -19,11 +21,21 @@ pub struct FailoverShared {
     pub paused: AtomicBool,
     /// The rules refuse new writes (lost the standby and the lease).
     pub refuse_writes: AtomicBool,
+    /// The arbiter, once the driver opened it (a graceful takeover reads it first).
+    pub arbiter: Mutex<Option<Arc<dyn Arbiter>>>,
 }
 
 impl FailoverShared {
     pub(crate) fn with_status(&self, f: impl FnOnce(&mut FailoverStatus)) {
         f(&mut self.status.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    /// The arbiter, if the driver opened one.
+    pub fn arbiter(&self) -> Option<Arc<dyn Arbiter>> {
+        self.arbiter
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub(crate) fn decide(&self, what: String) {

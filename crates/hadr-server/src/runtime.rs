@@ -203,6 +203,7 @@ fn start_failover(node: &Arc<Node>) -> Result<Option<tokio::task::JoinHandle<()>
         warn!(arbiter = %info.endpoint, "the network arbiter keeps no state: if both nodes still reach it while they cannot reach each other, BOTH can become primary (split brain). Use a file, S3 or etcd arbiter unless that partition cannot happen.");
     }
     info!(kind = %info.kind, endpoint = %info.endpoint, "automatic failover through the arbiter");
+    *shared.arbiter.lock().unwrap_or_else(|p| p.into_inner()) = Some(arbiter.clone());
     let (node, shared) = (node.clone(), shared.clone());
     Ok(match &node.repl {
         Repl::Primary { .. } => Some(tokio::spawn(crate::auto_failover::run_primary(
@@ -283,9 +284,21 @@ async fn start_pair(node: &Arc<Node>) -> Result<Vec<tokio::task::JoinHandle<()>>
                             );
                             node.takeover_answer
                                 .send_replace(Some(TakeoverAnswer::Promoting { end_lsn: end }));
+                            // The primary that handed over: the one this
+                            // standby follows (its target, as the record names it).
+                            let predecessor = match &node.repl {
+                                Repl::Standby { status, .. } => status
+                                    .lock()
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .link
+                                    .primary
+                                    .clone(),
+                                _ => None,
+                            };
                             node.stop_for(RoleChange::Promote {
                                 end: Some(end),
                                 epoch: None,
+                                predecessor,
                             });
                         }
                     })
