@@ -156,6 +156,20 @@ async fn after_a_graceful_takeover_the_auxiliary_follows_the_new_primary() -> Re
     eprintln!("C follows B {:?} after B became writable", took.elapsed());
     // A rejoined as B's standby too, and everyone is page-identical.
     wait_following(a, &cl.locals[1], end, Duration::from_secs(30)).await?;
+    // B shows its actual members (SHOW, and ParameterStatus at start-up).
+    let members: String = b
+        .client()
+        .await?
+        .query_one("SHOW hadr_members", &[])
+        .await?
+        .get(0);
+    for want in [
+        format!("{}=primary", cl.locals[1]),
+        format!("{}=principal:", cl.locals[0]),
+        format!("{}=auxiliary:", cl.locals[2]),
+    ] {
+        assert!(members.contains(&want), "{want} not in {members}");
+    }
     verify_nodes(b.admin, c.admin)?;
     verify_nodes(b.admin, a.admin)?;
     Ok(())
