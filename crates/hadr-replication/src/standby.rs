@@ -120,34 +120,37 @@ pub struct Leader {
     pub epoch: u64,
 }
 
-impl StandbyCtx {
-    /// The addresses to try, in order: the leader, then `hadr_target_list`
-    /// (never this node itself, never one twice).
-    fn candidates(&self, leader: Option<&Leader>) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
-        for t in leader
-            .map(|l| l.address.clone())
-            .into_iter()
-            .chain(self.targets.iter().cloned())
-        {
-            if t != self.address && !out.contains(&t) {
-                out.push(t);
-            }
+/// The addresses to try, in order: the leader, then `targets` (never
+/// `me`, never one twice).
+fn candidates(me: &str, targets: &[String], leader: Option<&Leader>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for t in leader
+        .map(|l| l.address.clone())
+        .into_iter()
+        .chain(targets.iter().cloned())
+    {
+        if t != me && !out.contains(&t) {
+            out.push(t);
         }
-        out
     }
+    out
+}
 
-    /// Why `target`, a primary of `epoch`, cannot feed this standby: the
-    /// cluster names another primary in a newer epoch.
+/// Why `target`, a primary of `epoch`, cannot feed this standby: the
+/// cluster names another primary in a newer epoch.
+fn superseded(leader: Option<&Leader>, target: &str, epoch: u64) -> Option<String> {
+    let l = leader?;
+    (l.epoch > epoch && l.address != target).then(|| {
+        format!(
+            "the arbiter names {} primary in epoch {}; {target} is of epoch {epoch} and can no longer feed this standby",
+            l.address, l.epoch
+        )
+    })
+}
+
+impl StandbyCtx {
     fn superseded(&self, target: &str, epoch: u64) -> Option<String> {
-        let leader = self.leader.borrow();
-        let l = leader.as_ref()?;
-        (l.epoch > epoch && l.address != target).then(|| {
-            format!(
-                "the arbiter names {} primary in epoch {}; {target} is of epoch {epoch} and can no longer feed this standby",
-                l.address, l.epoch
-            )
-        })
+        superseded(self.leader.borrow().as_ref(), target, epoch)
     }
 }
 
@@ -174,7 +177,11 @@ pub async fn run(ctx: Arc<StandbyCtx>) {
     ctx.status().link.lost(now_micros());
     let mut leader = ctx.leader.clone();
     loop {
-        let candidates = ctx.candidates(leader.borrow_and_update().as_ref());
+        let candidates = candidates(
+            &ctx.address,
+            &ctx.targets,
+            leader.borrow_and_update().as_ref(),
+        );
         for target in candidates {
             let conn = tokio::time::timeout(ctx.timeout, TcpStream::connect(&target)).await;
             let stream = match conn {
@@ -499,6 +506,33 @@ pub fn replay_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_leader_goes_first_and_an_older_primary_cannot_feed_us() {
+        let targets = vec!["a".to_string(), "b".to_string(), "me".to_string()];
+        assert_eq!(candidates("me", &targets, None), vec!["a", "b"]);
+        let b = Leader {
+            address: "b".into(),
+            epoch: 4,
+        };
+        assert_eq!(candidates("me", &targets, Some(&b)), vec!["b", "a"]);
+        // A leader this node's list does not name is tried all the same.
+        let d = Leader {
+            address: "d".into(),
+            epoch: 5,
+        };
+        assert_eq!(candidates("me", &targets, Some(&d)), vec!["d", "a", "b"]);
+        // Never itself (a record it still holds from before it was fenced).
+        let me = Leader {
+            address: "me".into(),
+            epoch: 3,
+        };
+        assert_eq!(candidates("me", &targets, Some(&me)), vec!["a", "b"]);
+        assert!(superseded(Some(&b), "a", 3).is_some_and(|w| w.contains("epoch 4")));
+        assert_eq!(superseded(Some(&b), "b", 4), None);
+        assert_eq!(superseded(Some(&b), "a", 4), None);
+        assert_eq!(superseded(None, "a", 1), None);
+    }
 
     #[test]
     fn pending_stays_bounded_when_replay_stops_and_the_lag_stays_exact() {

@@ -193,14 +193,6 @@ impl Standbys {
         }
     }
 
-    /// Whether the principal standby is in PEER.
-    pub fn principal_in_peer(&self) -> bool {
-        self.lock()
-            .slots
-            .first()
-            .is_some_and(|s| s.pair.state == hadr_ha::PairState::Peer)
-    }
-
     fn open(&self, g: &Inner, lsn: u64) -> bool {
         let pairs = g.slots.iter().map(|s| &s.pair);
         match &self.alone_until {
@@ -297,5 +289,35 @@ impl Standbys {
             accumulated_us: g.wait_accumulated_us,
             count: g.wait_count,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closing_retires_the_senders_once_with_the_first_reason() {
+        let cfg = PairConfig {
+            mode: hadr_ha::SyncMode::Nearsync,
+            timeout_us: 1_000_000,
+            peer_window_us: 0,
+            peer_wait_limit_us: 0,
+        };
+        let s = Standbys::new(vec![("b".into(), cfg)], 0);
+        let mut retired = s.retired();
+        assert_eq!(*retired.borrow_and_update(), None);
+        s.close("superseded by epoch 4".into());
+        s.close("the server is shutting down".into());
+        assert!(retired.has_changed().unwrap_or(false));
+        assert_eq!(
+            retired.borrow_and_update().as_deref(),
+            Some("superseded by epoch 4")
+        );
+        // Commits are refused with the same reason.
+        assert_eq!(
+            s.wait_commit(10, Duration::from_millis(1), || 0),
+            Err(AckWaitError::Closed("superseded by epoch 4".into()))
+        );
     }
 }
