@@ -769,6 +769,33 @@ async fn arbiter_check(spec: &str) -> Result<()> {
             }
         ),
     }
+    if let Some(s) = &report.current {
+        if s.record.lease_ttl_us > 0 {
+            println!(
+                "timing       its writer runs a {} ms lease with a {} ms margin (a contender waits by the longer of that and its own)",
+                s.record.lease_ttl_us / 1000,
+                s.record.lease_margin_us / 1000
+            );
+        }
+        // Clock sanity: the rules read only monotonic clocks, but a writer
+        // whose wall clock runs ahead makes logs and status lie.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as i64)
+            .unwrap_or(0);
+        let age_ms = (now - s.record.written_at_micros as i64) / 1000;
+        if age_ms < -1000 {
+            println!(
+                "WARNING: the record's writer's wall clock is at least {:.1} s ahead of this node's; hadr's lease rules use only monotonic time, but fix NTP before comparing logs",
+                -age_ms as f64 / 1000.0
+            );
+        } else {
+            println!(
+                "written      {:.1} s ago (by its writer's clock)",
+                age_ms as f64 / 1000.0
+            );
+        }
+    }
     if report.info.stateful {
         println!(
             "conditional  honoured (a stale and an absent-only write were refused); one write took {:.1} ms",

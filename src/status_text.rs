@@ -123,6 +123,9 @@ fn failover(s: &mut String, st: &Status) {
         "failover        automatic{} through {arbiter}",
         if f.paused { " (PAUSED)" } else { "" }
     );
+    if let Some(why) = &f.disabled {
+        let _ = writeln!(s, "  AUTOMATION OFF {why}");
+    }
     if let Some(e) = &f.arbiter_error {
         let _ = writeln!(s, "  arbiter       DOWN: {e}");
     }

@@ -39,7 +39,17 @@ fn failover_args(arbiter: &str) -> Vec<String> {
 
 /// A primary and a standby sharing a file arbiter, the standby in PEER.
 async fn pair() -> Result<Pair> {
+    pair_with(None).await
+}
+
+/// [`pair`], the arbiter's file holding `lease_file` before the nodes start
+/// (then the primary is not expected to win the lease).
+async fn pair_with(lease_file: Option<&str>) -> Result<Pair> {
     let arbiter_dir = tempfile::tempdir()?;
+    if let Some(text) = lease_file {
+        std::fs::write(arbiter_dir.path().join("lease"), text)?;
+    }
+    let want_lease = lease_file.is_none();
     let arbiter = format!("file:{}", arbiter_dir.path().join("lease").display());
     let a_local = repl_addr();
     let b_local = repl_addr();
@@ -67,7 +77,7 @@ async fn pair() -> Result<Pair> {
     a.wait_for("PEER and the lease", Duration::from_secs(30), |st| {
         st.principal()
             .is_some_and(|s| s.hadr_state == PairState::Peer)
-            && st.failover.as_ref().is_some_and(|f| f.lease_left_ms > 0)
+            && (!want_lease || st.failover.as_ref().is_some_and(|f| f.lease_left_ms > 0))
     })
     .await?;
     Ok(Pair {
@@ -147,6 +157,14 @@ async fn the_standby_takes_over_by_itself_and_the_old_primary_follows() -> Resul
     // TTL before the kill) by TTL + margin: about 1.8 to 2.7 s here. That it
     // is safe is the rules' and the model's business; this bounds it from above.
     assert!(took < Duration::from_secs(10), "{took:?}");
+    // A dashboard counts the promotion (an automatic one is a promotion
+    // without a hand-over) and the lease writes of B's new role.
+    let m = p.b.admin().metrics().await?;
+    assert!(
+        m.contains("hadr_role_transitions_total{event=\"promoting_forced\"} 1"),
+        "{m}"
+    );
+    assert!(m.contains("# TYPE hadr_lease_writes_total counter"), "{m}");
     // Writes go on against B.
     let n_at_failover = acked.lock().unwrap().len();
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -220,7 +238,13 @@ async fn a_healthy_pair_keeps_serving_without_its_arbiter() -> Result<()> {
     c.batch_execute("CREATE TABLE t(v INTEGER)").await?;
     // The arbiter's directory disappears (an unmounted share).
     let dir = p._arbiter_dir.path().to_path_buf();
-    std::fs::remove_dir_all(&dir)?;
+    // The nodes may be creating a temporary file in it at that moment.
+    let mut tries = 0;
+    while let Err(e) = std::fs::remove_dir_all(&dir) {
+        tries += 1;
+        assert!(tries < 50, "cannot remove the arbiter's directory: {e}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let st =
         p.a.wait_for("the arbiter seen down", Duration::from_secs(20), |st| {
             st.failover.as_ref().is_some_and(|f| !f.arbiter_ok)
@@ -238,10 +262,147 @@ async fn a_healthy_pair_keeps_serving_without_its_arbiter() -> Result<()> {
     // A dashboard sees it too.
     let m = p.a.admin().metrics().await?;
     assert!(m.contains("hadr_arbiter_up 0"), "{m}");
+    let value = |name: &str| -> f64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {m}"))
+    };
+    assert!(value("hadr_arbiter_failures_total ") >= 1.0, "{m}");
+    // NEARSYNC in PEER: the inserts waited for the standby's receipt (one
+    // whose ack had already come need not), and the histogram's buckets add
+    // up to its count.
+    let count = value("hadr_commit_wait_seconds_count ");
+    assert!(count >= 10.0, "{m}");
+    assert_eq!(
+        value("hadr_commit_wait_seconds_bucket{le=\"+Inf\"} "),
+        count
+    );
     let peer = format!(
         "hadr_standby_state{{standby=\"{}\",state=\"PEER\"}} 1",
         p.b_local
     );
     assert!(m.contains(&peer), "{m}");
+    Ok(())
+}
+
+/// An arbiter that fails its start-up check for a reason waiting will not
+/// mend (here: the key holds something that is not a hadr lease record)
+/// turns automation off on both nodes, and status says why. The pair still
+/// serves (the healthy-pair rule), and when the primary dies the standby
+/// does not promote by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_arbiter_that_fails_its_start_up_check_turns_automation_off() -> Result<()> {
+    let mut p = pair_with(Some("{\"some other program\": true}")).await?;
+    for (name, node) in [("A", &p.a), ("B", &p.b)] {
+        let st = node
+            .wait_for("automation off", Duration::from_secs(20), |st| {
+                st.failover.as_ref().is_some_and(|f| f.disabled.is_some())
+            })
+            .await?;
+        let why = st.failover.and_then(|f| f.disabled).unwrap_or_default();
+        assert!(
+            why.contains("start-up check") && why.contains("not a hadr lease record"),
+            "{name}: {why}"
+        );
+    }
+    let c = p.a.client().await?;
+    // Without a lease the primary writes only while its standby is in PEER;
+    // on a loaded machine a 1 s hadr_timeout can drop it for a moment, so
+    // the pair must serve again within a bound, not at every instant.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut done = 0i64;
+    while done < 10 {
+        let r = if done == 0 {
+            c.batch_execute("CREATE TABLE IF NOT EXISTS t(v INTEGER)")
+                .await
+        } else {
+            c.execute("INSERT INTO t VALUES ($1)", &[&done])
+                .await
+                .map(|_| ())
+        };
+        match r {
+            Ok(()) => done += 1,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("write refused for now: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!(
+                "the pair stopped serving: {e:?}\n{}",
+                brief(&p.a.status().await?)
+            ),
+        }
+    }
+    // The operator sees it in `hadr status`.
+    let out = std::process::Command::new(bin())
+        .args(["status", "--node", &format!("127.0.0.1:{}", p.a.admin)])
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("AUTOMATION OFF"), "{text}");
+    p.a.kill9();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let st = p.b.status().await?;
+    assert_eq!(
+        st.role,
+        NodeRole::Standby,
+        "promoted without a usable arbiter"
+    );
+    // The file was left as it was for a human to look at.
+    let left = std::fs::read_to_string(p._arbiter_dir.path().join("lease"))?;
+    assert!(left.contains("some other program"), "{left}");
+    Ok(())
+}
+
+/// `hadr arbiter check` passes an honest store, shows the record with its
+/// writer's lease timing, warns when the writer's wall clock runs ahead,
+/// and refuses (non-zero exit) a key holding something that is not a lease.
+#[test]
+fn arbiter_check_reports_the_record_and_the_writers_clock() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let spec = format!("file:{}", dir.path().join("lease").display());
+    let run = |spec: &str| {
+        let out = std::process::Command::new(bin())
+            .args(["arbiter", "check", "--arbiter", spec])
+            .output()
+            .expect("run hadr");
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (ok, out) = run(&spec);
+    assert!(
+        ok && out.contains("lease        none yet") && out.contains("ok: "),
+        "{out}"
+    );
+    // A record written by a node whose clock is a minute ahead.
+    let future = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_micros() as u64
+        + 60_000_000;
+    let record = serde_json::json!({
+        "hadr_lease": 1,
+        "version": "7",
+        "record": {
+            "holder": "10.0.0.1:9433", "epoch": 4, "token": 7, "nonce": 1,
+            "out_of_sync": [], "written_at_micros": future,
+            "lease_ttl_us": 2_000_000, "lease_margin_us": 500_000
+        }
+    });
+    std::fs::write(dir.path().join("lease"), record.to_string())?;
+    let (ok, out) = run(&spec);
+    assert!(ok, "{out}");
+    assert!(out.contains("held by 10.0.0.1:9433 in epoch 4"), "{out}");
+    assert!(out.contains("2000 ms lease with a 500 ms margin"), "{out}");
+    assert!(
+        out.contains("WARNING: the record's writer's wall clock"),
+        "{out}"
+    );
+    std::fs::write(dir.path().join("lease"), "not a lease")?;
+    let (ok, out) = run(&spec);
+    assert!(!ok && out.contains("do not use it"), "{out}");
     Ok(())
 }

@@ -230,6 +230,33 @@ async fn a_frozen_standby_is_dropped_after_hadr_timeout_and_rejoins_when_it_wake
     c.verify()
 }
 
+/// A primary that hangs (SIGSTOP: its kernel still acknowledges TCP, it
+/// sends nothing) is found silent by its standby after hadr_timeout, though
+/// the standby's own acknowledgements still leave without an error. Before
+/// the standby kept a deadline across its loop, every heartbeat tick
+/// restarted the read timeout and the link stayed CONNECTED forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_primary_is_found_silent_by_its_standby_after_hadr_timeout() -> Result<()> {
+    let c = cluster("NEARSYNC", &[]).await?;
+    c.primary.sigstop()?;
+    let frozen = Instant::now();
+    let st = c
+        .standby
+        .wait_for("the link down", Duration::from_secs(10), |st| !st.follows())
+        .await;
+    let took = frozen.elapsed();
+    c.primary.sigcont()?;
+    st?;
+    // hadr_timeout is 1 s here.
+    assert!(
+        took >= Duration::from_millis(500) && took < Duration::from_millis(3000),
+        "the standby noticed a frozen primary after {took:?}"
+    );
+    c.wait_state(PairState::Peer, Duration::from_secs(30))
+        .await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peer_window_blocks_commits_until_it_ends() -> Result<()> {
     let mut c = cluster("NEARSYNC", &["--hadr-peer-window", "3s"]).await?;

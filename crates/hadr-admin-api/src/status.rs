@@ -165,6 +165,12 @@ pub struct FailoverStatus {
     /// The holder's log end when it wrote the record.
     #[serde(default)]
     pub holder_end_lsn: u64,
+    /// Why automation is off although an arbiter is configured (its
+    /// start-up check failed: a store that ignores conditional writes,
+    /// refused credentials, a foreign record). The node still serves;
+    /// `hadr takeover` still works.
+    #[serde(default)]
+    pub disabled: Option<String>,
 }
 
 /// A standby of the lease holder, as the arbiter's record lists it.

@@ -76,6 +76,13 @@ pub struct LeaseRecord {
     /// The writer's wall clock (µs since 1970), for status and clock-sanity
     /// checks only: no rule reads it.
     pub written_at_micros: u64,
+    /// The writer's lease TTL (µs; 0: not stated). A contender waits by the
+    /// longer of this and its own (`hadr_ha::lease::LeaseTiming::at_least`).
+    #[serde(default)]
+    pub lease_ttl_us: u64,
+    /// The writer's lease margin (µs).
+    #[serde(default)]
+    pub lease_margin_us: u64,
 }
 
 /// What a backend uses to tell one stored version from the next (a file's

@@ -69,6 +69,26 @@ pub enum RoleEvent {
     Stopped,
 }
 
+impl RoleEvent {
+    /// The event's name, as in its JSON form (a metric label).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RoleEvent::Starting => "starting",
+            RoleEvent::Standard => "standard",
+            RoleEvent::Primary { .. } => "primary",
+            RoleEvent::Standby { .. } => "standby",
+            RoleEvent::Promoting { forced: false, .. } => "promoting",
+            RoleEvent::Promoting { forced: true, .. } => "promoting_forced",
+            RoleEvent::Demoting { .. } => "demoting",
+            RoleEvent::Fenced { .. } => "fenced",
+            RoleEvent::Rewinding { .. } => "rewinding",
+            RoleEvent::Recloning { .. } => "recloning",
+            RoleEvent::Failed { .. } => "failed",
+            RoleEvent::Stopped => "stopped",
+        }
+    }
+}
+
 /// A transition and when it happened.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transition {

@@ -50,6 +50,9 @@ pub struct Record {
     /// The holder's standbys as it recorded them (None: a writer that
     /// predates this field; then only the marks speak).
     pub standbys: Option<Vec<Recorded>>,
+    /// The lease timing its writer runs by (None: not stated, an older
+    /// writer); a contender waits by the longer of it and its own.
+    pub timing: Option<LeaseTiming>,
 }
 
 /// Why a standby does not promote (shown in status, logged when it changes).
@@ -256,9 +259,6 @@ impl StandbyFailover {
                 .unwrap_or_else(|| "the primary".into());
             return Err(Hold::Auxiliary { primary });
         }
-        if !self.in_peer_at_loss {
-            return Err(Hold::NotInPeer);
-        }
         if let Some(at) = self.last_promotion {
             if now < at.saturating_add(self.min_promotion_interval_us) {
                 return Err(Hold::RateLimited {
@@ -266,13 +266,21 @@ impl StandbyFailover {
                 });
             }
         }
-        let Some(watch) = &self.watch else {
-            return Err(Hold::ArbiterDown);
-        };
         if let Err(NotEligible::OutOfSync { from_lsn }) = standing {
             return Err(Hold::OutOfSync { from_lsn });
         }
-        if !watch.expired(&self.timing, now) {
+        // After the mark: when both hold, the mark is what an operator must
+        // act on (`hadr takeover --force`, accepting the loss).
+        if !self.in_peer_at_loss {
+            return Err(Hold::NotInPeer);
+        }
+        let Some(watch) = &self.watch else {
+            return Err(Hold::ArbiterDown);
+        };
+        let timing = self
+            .timing
+            .at_least(self.record.as_ref().and_then(|r| r.timing));
+        if !watch.expired(&timing, now) {
             let holder = self
                 .record
                 .as_ref()
@@ -280,18 +288,13 @@ impl StandbyFailover {
                 .unwrap_or_else(|| "nobody".into());
             return Err(Hold::LeaseRunning {
                 holder,
-                left_ms: self
-                    .timing
-                    .takeover_at(watch.first_seen)
-                    .saturating_sub(now)
-                    / 1000,
+                left_ms: timing.takeover_at(watch.first_seen).saturating_sub(now) / 1000,
             });
         }
         if let Ok(Standing::Defer { to, flushed_lsn }) = standing {
-            let at = self
-                .timing
+            let at = timing
                 .takeover_at(watch.first_seen)
-                .saturating_add(self.timing.ttl_us);
+                .saturating_add(timing.ttl_us);
             if now < at {
                 return Err(Hold::Deferring {
                     to,
@@ -544,6 +547,8 @@ pub struct PrimaryFailover {
     pub watch: Option<Watch>,
     /// The version to expect when taking it over.
     pub other_version: Option<String>,
+    /// That holder's lease timing, as it wrote it.
+    pub other_timing: Option<LeaseTiming>,
     /// The arbiter answered the last call.
     pub arbiter_ok: bool,
     /// The record belongs to a newer epoch: fenced for good.
@@ -571,6 +576,7 @@ impl PrimaryFailover {
             recorded_out_of_sync: Vec::new(),
             watch: None,
             other_version: None,
+            other_timing: None,
             arbiter_ok: false,
             superseded: false,
             backoff_until: None,
@@ -708,6 +714,7 @@ impl PrimaryFailover {
                 self.recorded_out_of_sync = out_of_sync;
                 self.watch = None;
                 self.other_version = None;
+                self.other_timing = None;
                 return Vec::new();
             }
             PrimaryEvent::Conflict => {
@@ -758,6 +765,7 @@ impl PrimaryFailover {
                         // Another holder of an older or equal epoch: wait its lease out.
                         self.watch = Some(Watch::observe(self.watch.take(), &r.version, now));
                         self.other_version = Some(r.version);
+                        self.other_timing = r.timing;
                     }
                     None => return self.write(now, None),
                 }
@@ -780,7 +788,7 @@ impl PrimaryFailover {
             }
         }
         if let Some(w) = &self.watch {
-            if w.expired(&self.timing, now) {
+            if w.expired(&self.timing.at_least(self.other_timing), now) {
                 let expected = self.other_version.clone();
                 return self.write(now, expected);
             }

@@ -13,6 +13,7 @@ fn rec(version: &str, holder: &str, epoch: u64) -> Record {
         epoch,
         out_of_sync: vec![],
         standbys: None,
+        timing: None,
     }
 }
 
@@ -63,6 +64,33 @@ fn a_standby_promotes_only_after_the_lease_ran_out_unchanged() {
         s.step(StandbyEvent::Won { now: 3600 * MS }),
         vec![StandbyAction::Promote { epoch: 4 }]
     );
+}
+
+#[test]
+fn a_standby_waits_out_a_holder_configured_with_a_longer_lease() {
+    let mut s = StandbyFailover::new("b".into(), timing(), true, 3);
+    s.step(StandbyEvent::LinkUp);
+    s.step(StandbyEvent::LinkLost { in_peer: true });
+    let mut r = rec("v1", "a", 3);
+    r.timing = Some(LeaseTiming::new(10_000 * MS, 1000 * MS).unwrap());
+    let read = |s: &mut StandbyFailover, now| {
+        s.step(StandbyEvent::Read {
+            now,
+            record: Some(r.clone()),
+        })
+    };
+    read(&mut s, 0);
+    // Its own 2.5 s would allow it; the holder's 11 s does not.
+    assert_eq!(read(&mut s, 5000 * MS), vec![]);
+    assert!(
+        matches!(s.hold, Some(Hold::LeaseRunning { left_ms: 6000, .. })),
+        "{:?}",
+        s.hold
+    );
+    assert!(matches!(
+        read(&mut s, 11_000 * MS).as_slice(),
+        [StandbyAction::TakeOver { .. }]
+    ));
 }
 
 #[test]

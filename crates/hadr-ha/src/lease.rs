@@ -79,6 +79,18 @@ impl LeaseTiming {
         sent.saturating_add(self.ttl_us - self.margin_us)
     }
 
+    /// The timing a contender must wait by, given the timing the holder
+    /// wrote into the record: whichever makes it wait longer. The holder
+    /// stops by its own `ttl - margin`; a contender configured with a
+    /// shorter lease would otherwise take over while the holder still
+    /// acknowledges (nodes configured differently by mistake).
+    pub fn at_least(self, holder: Option<LeaseTiming>) -> LeaseTiming {
+        match holder {
+            Some(h) if h.ttl_us + h.margin_us > self.ttl_us + self.margin_us => h,
+            _ => self,
+        }
+    }
+
     /// When a contender that first saw the current version at `first_seen`
     /// may take the lease.
     pub fn takeover_at(&self, first_seen: u64) -> u64 {
@@ -137,6 +149,20 @@ mod tests {
         assert_eq!(w2, w);
         let w3 = Watch::observe(Some(w), "v2", 999);
         assert_eq!(w3.first_seen, 999);
+    }
+
+    #[test]
+    fn a_contender_waits_by_the_longer_of_its_own_and_the_holders_lease() {
+        let short = LeaseTiming::new(1000 * MS, 200 * MS).unwrap();
+        let long = LeaseTiming::new(10_000 * MS, 500 * MS).unwrap();
+        assert_eq!(short.at_least(Some(long)), long);
+        assert_eq!(long.at_least(Some(short)), long);
+        assert_eq!(short.at_least(None), short);
+        // The holder with the long lease stops before the short-configured
+        // contender may act.
+        let sent = 5 * MS;
+        assert!(long.holder_deadline(sent) < short.at_least(Some(long)).takeover_at(sent));
+        assert!(long.holder_deadline(sent) > short.takeover_at(sent));
     }
 
     #[test]

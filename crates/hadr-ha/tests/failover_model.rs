@@ -230,6 +230,7 @@ impl Arbiter {
             } else {
                 vec![]
             }),
+            timing: None,
         });
         Some(version)
     }

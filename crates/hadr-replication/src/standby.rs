@@ -82,8 +82,14 @@ pub struct StandbyCtx {
     pub targets: Vec<String>,
     /// Our replication address, as the primary's target list names it.
     pub address: String,
-    /// `hadr_timeout`.
+    /// `hadr_timeout`: for connecting and sending.
     pub timeout: Duration,
+    /// Silence from the primary longer than this ends the link. It is
+    /// `hadr_timeout`, or shorter under automatic failover (see
+    /// `hadr_server::config::Config::link_silence`): the standby then stops
+    /// acknowledging before it may take the lease over, so a shorter wait
+    /// costs no safety and a crashed host is noticed sooner.
+    pub silence: Duration,
     /// Status for /status.
     pub status: Arc<Mutex<StandbyStatus>>,
     /// Flushed LSN, updated by the log's flusher.
@@ -375,10 +381,19 @@ async fn follow(ctx: &Arc<StandbyCtx>, target: &str, stream: TcpStream) -> Resul
         flushed: log.flushed_lsn(),
         replayed: ctx.engine.applied_lsn(),
     };
+    // The read below restarts (and with it its own timeout) whenever
+    // another branch fires, and the tick fires every timeout/4: only this
+    // deadline, moved when something arrives, finds a silent primary (a
+    // black-holed or frozen host sends no reset).
+    let mut silent_at = tokio::time::Instant::now() + ctx.silence;
     loop {
         tokio::select! {
-            m = reader.next(ctx.timeout) => {
+            () = tokio::time::sleep_until(silent_at) => {
+                return Err(WireError::Timeout(ctx.silence).into());
+            }
+            m = reader.next(ctx.silence) => {
                 let m = m?;
+                silent_at = tokio::time::Instant::now() + ctx.silence;
                 ctx.status().link.heard(now_micros());
                 match m {
                     Message::Records { start_lsn, bytes } => {

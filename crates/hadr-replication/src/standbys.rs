@@ -33,9 +33,17 @@ struct Inner {
     next_waiter: u64,
     wait_accumulated_us: u64,
     wait_count: u64,
+    /// Waits per bucket of [`WAIT_BUCKETS_US`] (the last: longer than all).
+    wait_buckets: [u64; WAIT_BUCKETS_US.len() + 1],
     /// Set when this node may no longer release commits (fenced, shutting down).
     closed: Option<String>,
 }
+
+/// Upper bounds (µs) of the commit-wait histogram's buckets: from a loopback
+/// ack (~0.1 ms) to a peer window's worth.
+pub const WAIT_BUCKETS_US: [u64; 12] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 100_000, 500_000, 2_000_000, 10_000_000,
+];
 
 /// Commit-wait statistics (DB2's LOG_HADR_WAIT_*).
 #[derive(Clone, Debug, Default, Serialize)]
@@ -46,6 +54,9 @@ pub struct WaitStats {
     pub accumulated_us: u64,
     /// Commits that waited.
     pub count: u64,
+    /// Waits per bucket of [`WAIT_BUCKETS_US`], not cumulative; the last
+    /// counts the waits longer than every bound.
+    pub buckets: Vec<u64>,
 }
 
 /// Why a commit could not be released.
@@ -241,8 +252,14 @@ impl Standbys {
                 .0;
         };
         g.waiters.remove(&id);
+        let waited = now_us().saturating_sub(start);
         g.wait_count += 1;
-        g.wait_accumulated_us += now_us().saturating_sub(start);
+        g.wait_accumulated_us += waited;
+        let bucket = WAIT_BUCKETS_US
+            .iter()
+            .position(|b| waited <= *b)
+            .unwrap_or(WAIT_BUCKETS_US.len());
+        g.wait_buckets[bucket] += 1;
         result
     }
 
@@ -288,6 +305,7 @@ impl Standbys {
                 .unwrap_or(0),
             accumulated_us: g.wait_accumulated_us,
             count: g.wait_count,
+            buckets: g.wait_buckets.to_vec(),
         }
     }
 }

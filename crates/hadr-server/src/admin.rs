@@ -216,6 +216,16 @@ async fn arbiter_readable(node: &Node) -> Result<(), hadr_ha::takeover::Takeover
     let Some(f) = &node.failover else {
         return Ok(());
     };
+    // Automation switched off at start-up (the arbiter failed its check):
+    // the node behaves as without an arbiter, and so does its takeover.
+    if f.status
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .disabled
+        .is_some()
+    {
+        return Ok(());
+    }
     let unreadable =
         |reason: String| hadr_ha::takeover::TakeoverRefusal::ArbiterUnreadable { reason };
     let Some(arbiter) = f.arbiter() else {
@@ -503,20 +513,13 @@ async fn metrics(State(node): State<Arc<Node>>) -> String {
 /// dashboard sees a lagging or disconnected standby and a lost lease.
 fn replication_metrics(node: &Node, s: &mut String) {
     use std::fmt::Write;
-    let mut family = |name: &str, help: &str, rows: Vec<(String, u64)>| {
-        if rows.is_empty() {
-            return;
-        }
-        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} gauge");
-        for (labels, v) in rows {
-            let _ = writeln!(s, "{name}{labels} {v}");
-        }
-    };
     if let Repl::Primary { standbys, .. } = &node.repl {
         let end = node.engine.log().end_lsn();
         let slots = standbys.slots();
         let label = |a: &str| format!("{{standby=\"{a}\"}}");
         family(
+            s,
+            "gauge",
             "hadr_standby_state",
             "DB2 pair state of each standby (1 for the state it is in).",
             slots
@@ -542,6 +545,8 @@ fn replication_metrics(node: &Node, s: &mut String) {
                 .collect(),
         );
         family(
+            s,
+            "gauge",
             "hadr_standby_log_gap_bytes",
             "Primary log end minus what the standby received.",
             slots
@@ -550,6 +555,8 @@ fn replication_metrics(node: &Node, s: &mut String) {
                 .collect(),
         );
         family(
+            s,
+            "gauge",
             "hadr_standby_replay_gap_bytes",
             "What the standby received minus what it replayed.",
             slots
@@ -564,27 +571,110 @@ fn replication_metrics(node: &Node, s: &mut String) {
         );
         let w = standbys.wait_stats(hadr_replication::now_micros());
         family(
+            s,
+            "gauge",
             "hadr_commit_wait_accumulated_ms",
             "Total time commits waited for standbys.",
             vec![(String::new(), w.accumulated_us / 1000)],
         );
+        commit_wait_histogram(&w, s);
     }
+    if let Repl::Standby { status, .. } = &node.repl {
+        let lag = status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replay_lag_us(hadr_replication::now_micros());
+        let _ = writeln!(
+            s,
+            "# HELP hadr_replay_lag_seconds Standby: how stale reads here may be (the oldest received but unreplayed batch's age, or the time since the primary was last heard).\n# TYPE hadr_replay_lag_seconds gauge\nhadr_replay_lag_seconds {:.6}",
+            lag as f64 / 1e6
+        );
+    }
+    family(
+        s,
+        "counter",
+        "hadr_role_transitions_total",
+        "Role transitions since the process started (promoting: graceful or automatic; promoting_forced: a takeover by force or an automatic failover's promotion; fenced: a primary superseded).",
+        node.events
+            .counts()
+            .into_iter()
+            .map(|(k, v)| (format!("{{event=\"{k}\"}}"), v))
+            .collect(),
+    );
     if let Some(f) = &node.failover {
         let st = f.status.lock().unwrap_or_else(|p| p.into_inner()).clone();
         family(
+            s,
+            "gauge",
             "hadr_arbiter_up",
             "The arbiter answered its last call.",
             vec![(String::new(), u64::from(st.arbiter_ok))],
         );
         family(
+            s,
+            "gauge",
             "hadr_lease_remaining_ms",
             "Primary: how long the arbiter's lease is still ours.",
             vec![(String::new(), st.lease_left_ms)],
         );
         family(
+            s,
+            "counter",
+            "hadr_lease_writes_total",
+            "Successful lease writes (renewals, marks, take-overs) since this node took its current role.",
+            vec![(String::new(), f.lease_writes.load(Ordering::Relaxed))],
+        );
+        family(
+            s,
+            "counter",
+            "hadr_arbiter_failures_total",
+            "Arbiter calls that failed since this node took its current role.",
+            vec![(String::new(), f.arbiter_failures.load(Ordering::Relaxed))],
+        );
+        family(
+            s,
+            "gauge",
             "hadr_acknowledging_alone",
             "Primary: acknowledges commits its standby lacks (recorded out of sync).",
             vec![(String::new(), u64::from(st.acknowledging_alone))],
         );
+    }
+}
+
+/// `hadr_commit_wait_seconds`: how long commits waited for standbys, as a
+/// Prometheus histogram (cumulative buckets).
+fn commit_wait_histogram(w: &hadr_replication::standbys::WaitStats, s: &mut String) {
+    use std::fmt::Write;
+    let name = "hadr_commit_wait_seconds";
+    let _ = writeln!(
+        s,
+        "# HELP {name} How long commits waited for standbys (those that waited).\n# TYPE {name} histogram"
+    );
+    let mut cumulative = 0u64;
+    for (i, bound) in hadr_replication::standbys::WAIT_BUCKETS_US
+        .iter()
+        .enumerate()
+    {
+        cumulative += w.buckets.get(i).copied().unwrap_or(0);
+        let _ = writeln!(
+            s,
+            "{name}_bucket{{le=\"{}\"}} {cumulative}",
+            *bound as f64 / 1e6
+        );
+    }
+    let _ = writeln!(s, "{name}_bucket{{le=\"+Inf\"}} {}", w.count);
+    let _ = writeln!(s, "{name}_sum {:.6}", w.accumulated_us as f64 / 1e6);
+    let _ = writeln!(s, "{name}_count {}", w.count);
+}
+
+/// One metric family of `kind` (gauge, counter); nothing if it has no rows.
+fn family(s: &mut String, kind: &str, name: &str, help: &str, rows: Vec<(String, u64)>) {
+    use std::fmt::Write;
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (labels, v) in rows {
+        let _ = writeln!(s, "{name}{labels} {v}");
     }
 }

@@ -56,6 +56,10 @@ fn record(s: &Stored) -> Record {
                 })
                 .collect()
         }),
+        // A record that states no timing (an older writer) or an unusable
+        // one leaves the reader's own.
+        timing: hadr_ha::lease::LeaseTiming::new(s.record.lease_ttl_us, s.record.lease_margin_us)
+            .ok(),
     }
 }
 
@@ -86,19 +90,22 @@ async fn call<T>(
     }
 }
 
-/// A record this node writes: its name, an epoch, the marks, its standbys
-/// (a take-over lists none yet: nobody may promote from a record whose
-/// holder has not said whom it waits for); a token above every token seen
-/// and a fresh nonce (two writes never have the same body).
+/// A record this node writes: its name, an epoch, the marks, its lease
+/// timing, its standbys (a take-over lists none yet: nobody may promote from
+/// a record whose holder has not said whom it waits for); a token above
+/// every token seen and a fresh nonce (two writes never have the same body).
 fn lease_record(
     me: &str,
     epoch: u64,
     token: u64,
     out_of_sync: &[(String, u64)],
+    timing: hadr_ha::lease::LeaseTiming,
     standbys: Vec<RecordedStandby>,
     end_lsn: u64,
 ) -> LeaseRecord {
     LeaseRecord {
+        lease_ttl_us: timing.ttl_us,
+        lease_margin_us: timing.margin_us,
         standbys: Some(standbys),
         end_lsn,
         holder: Some(me.to_string()),
@@ -125,8 +132,78 @@ fn lease_timing(node: &Node) -> Option<hadr_ha::lease::LeaseTiming> {
         .ok()
 }
 
+/// Longest wait for the start-up check.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An arbiter automation must not use: every call fails with why. The rules
+/// then behave as with an unreachable arbiter — a primary never
+/// acknowledges alone (it serves while its standby is in PEER), a standby
+/// never promotes — which is the only safe way to "not automate" once the
+/// other node may be automating.
+struct Refused(String, ArbiterInfo);
+
+#[async_trait::async_trait]
+impl Arbiter for Refused {
+    async fn read(&self) -> Result<Option<Stored>, ArbiterError> {
+        Err(self.error())
+    }
+    async fn write(&self, _: Option<&Version>, _: &LeaseRecord) -> Result<Stored, ArbiterError> {
+        Err(self.error())
+    }
+    fn probe(&self) -> Box<dyn Arbiter> {
+        Box::new(Refused(self.0.clone(), self.1.clone()))
+    }
+    fn info(&self) -> ArbiterInfo {
+        self.1.clone()
+    }
+}
+
+impl Refused {
+    fn error(&self) -> ArbiterError {
+        ArbiterError::Unavailable {
+            endpoint: self.1.endpoint.clone(),
+            message: format!("automation is off: {}", self.0),
+        }
+    }
+}
+
+/// `hadr arbiter check` at start-up (DB2's `samtb_cld` step). A store that
+/// ignores conditional writes, refused credentials or a record that is not
+/// hadr's are configuration errors that waiting will not mend: automation
+/// is switched off and status says why. An unreachable or busy arbiter (or
+/// the other node checking at the same moment) is not: the rules handle an
+/// arbiter that is down.
+async fn checked(arbiter: Arc<dyn Arbiter>, shared: &FailoverShared) -> Arc<dyn Arbiter> {
+    let result = match tokio::time::timeout(CHECK_TIMEOUT, hadr_arbiter::check(&*arbiter)).await {
+        Ok(r) => r.map(|_| ()),
+        Err(_) => Err(ArbiterError::Timeout {
+            endpoint: arbiter.info().endpoint,
+            timeout: CHECK_TIMEOUT,
+        }),
+    };
+    match result {
+        Err(
+            e @ (ArbiterError::NotConditional(_)
+            | ArbiterError::Credentials(_)
+            | ArbiterError::Corrupt { .. }),
+        ) => {
+            let why = format!("the arbiter failed its start-up check: {e}");
+            tracing::error!(error = %e, "automatic failover is OFF: the arbiter failed its start-up check (fix it and restart the node; `hadr arbiter check` tells more)");
+            shared.with_status(|s| s.disabled = Some(why.clone()));
+            shared.decide(why.clone());
+            Arc::new(Refused(why, arbiter.info()))
+        }
+        Err(e) => {
+            warn!(error = %e, "the arbiter's start-up check did not complete; automation goes on and treats it as down until it answers");
+            arbiter
+        }
+        Ok(()) => arbiter,
+    }
+}
+
 /// Run a primary's side until the task is aborted.
 pub async fn run_primary(node: Arc<Node>, arbiter: Arc<dyn Arbiter>, shared: Arc<FailoverShared>) {
+    let arbiter = checked(arbiter, &shared).await;
     let Repl::Primary { standbys, .. } = &node.repl else {
         return;
     };
@@ -216,6 +293,7 @@ pub async fn run_primary(node: Arc<Node>, arbiter: Arc<dyn Arbiter>, shared: Arc
                         epoch,
                         token,
                         &out_of_sync,
+                        timing,
                         recorded_standbys(&rules, &standbys),
                         node.engine.log().end_lsn(),
                     );
@@ -223,6 +301,7 @@ pub async fn run_primary(node: Arc<Node>, arbiter: Arc<dyn Arbiter>, shared: Arc
                     let expected = expected.map(Version);
                     match call(arbiter.write(expected.as_ref(), &rec)).await {
                         Ok(stored) => {
+                            shared.lease_writes.fetch_add(1, Ordering::Relaxed);
                             shared.with_status(|s| {
                                 s.arbiter_ok = true;
                                 s.arbiter_error = None;
@@ -304,6 +383,7 @@ fn recorded_standbys(rules: &PrimaryFailover, standbys: &Standbys) -> Vec<Record
 }
 
 fn arbiter_down<E>(shared: &FailoverShared, e: ArbiterError, down: fn(u64) -> E) -> E {
+    shared.arbiter_failures.fetch_add(1, Ordering::Relaxed);
     let msg = e.to_string();
     shared.with_status(|s| {
         s.arbiter_ok = false;
@@ -323,6 +403,7 @@ fn standby_down(now: u64) -> StandbyEvent {
 
 /// Run a standby's side until the task is aborted (or it promotes).
 pub async fn run_standby(node: Arc<Node>, arbiter: Arc<dyn Arbiter>, shared: Arc<FailoverShared>) {
+    let arbiter = checked(arbiter, &shared).await;
     let Repl::Standby { status, .. } = &node.repl else {
         return;
     };
@@ -409,6 +490,7 @@ pub async fn run_standby(node: Arc<Node>, arbiter: Arc<dyn Arbiter>, shared: Arc
                         epoch,
                         token,
                         &[],
+                        timing,
                         Vec::new(),
                         node.engine.log().end_lsn(),
                     );
@@ -417,7 +499,10 @@ pub async fn run_standby(node: Arc<Node>, arbiter: Arc<dyn Arbiter>, shared: Arc
                         "the lease ran out unchanged and this standby was in PEER: taking the arbiter in epoch {epoch}"
                     ));
                     match call(arbiter.write(expected.as_ref(), &rec)).await {
-                        Ok(_) => StandbyEvent::Won { now: mono_micros() },
+                        Ok(_) => {
+                            shared.lease_writes.fetch_add(1, Ordering::Relaxed);
+                            StandbyEvent::Won { now: mono_micros() }
+                        }
                         Err(ArbiterError::Conflict) => StandbyEvent::Lost,
                         Err(e) => arbiter_down(&shared, e, standby_down),
                     }

@@ -470,6 +470,32 @@ impl Config {
         self.arbiter.is_some() && self.failover != Some(FailoverMode::Manual)
     }
 
+    /// How long a standby waits in silence before it ends its link to the
+    /// primary. Without automatic failover: `hadr_timeout`, as in DB2. With
+    /// it, no longer than the lease's TTL: a crashed host sends no reset,
+    /// and a standby that waited the whole `hadr_timeout` (3 s by default)
+    /// would fail over that late even though the lease ran out sooner. It is
+    /// safe: the standby stops acknowledging when it ends the link, before
+    /// it may take the lease. It never drops below two of the primary's
+    /// heartbeat intervals (`hadr_timeout` must match on both nodes, as in
+    /// DB2, so this node's own setting gives the primary's interval), so an
+    /// idle link is not cut between heartbeats.
+    pub fn link_silence(&self) -> Duration {
+        let timeout = self.hadr_timeout.0;
+        if !self.automatic_failover() {
+            return timeout;
+        }
+        let heartbeat = hadr_ha::PairConfig {
+            mode: self.hadr_syncmode.0,
+            timeout_us: timeout.as_micros() as u64,
+            peer_window_us: self.hadr_peer_window.0.as_micros() as u64,
+            peer_wait_limit_us: 0,
+        }
+        .heartbeat_us();
+        let floor = Duration::from_micros(heartbeat.saturating_mul(2));
+        timeout.min(self.lease_ttl.0.max(floor))
+    }
+
     /// The lease timing, checked.
     pub fn lease_timing(&self) -> Result<hadr_ha::lease::LeaseTiming, hadr_ha::lease::TimingError> {
         hadr_ha::lease::LeaseTiming::new(
@@ -534,6 +560,34 @@ mod tests {
         let etcd =
             "arbiter = \"etcd://127.0.0.1:9/k\"\nhadr_target_list = \"127.0.0.1:1|127.0.0.1:2\"";
         assert!(Config::from_toml(etcd).unwrap().validate().is_ok());
+    }
+
+    #[test]
+    fn a_standby_under_automation_ends_a_silent_link_after_the_lease_not_hadr_timeout() {
+        let manual = Config::from_toml("hadr_timeout = \"3s\"").unwrap();
+        assert_eq!(manual.link_silence(), Duration::from_secs(3));
+        let auto = Config::from_toml(
+            "hadr_timeout = \"3s\"\narbiter = \"file:/tmp/x\"\nlease_ttl = \"2s\"",
+        )
+        .unwrap();
+        assert_eq!(auto.link_silence(), Duration::from_secs(2));
+        // Never below two heartbeats (hadr_timeout/4 each).
+        let slow = Config::from_toml(
+            "hadr_timeout = \"10s\"\narbiter = \"file:/tmp/x\"\nlease_ttl = \"1s\"\nlease_margin = \"200ms\"",
+        )
+        .unwrap();
+        assert_eq!(slow.link_silence(), Duration::from_millis(5000));
+        // Never above hadr_timeout.
+        let fast = Config::from_toml(
+            "hadr_timeout = \"1s\"\narbiter = \"file:/tmp/x\"\nlease_ttl = \"2s\"",
+        )
+        .unwrap();
+        assert_eq!(fast.link_silence(), Duration::from_secs(1));
+        let off = Config::from_toml(
+            "hadr_timeout = \"3s\"\narbiter = \"file:/tmp/x\"\nfailover = \"manual\"",
+        )
+        .unwrap();
+        assert_eq!(off.link_silence(), Duration::from_secs(3));
     }
 
     #[test]

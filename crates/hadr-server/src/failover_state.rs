@@ -3,7 +3,7 @@
 //! writes. A leaf module, so that the node's state can hold it without
 //! knowing the driver.
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 
 use hadr_arbiter::Arbiter;
@@ -23,6 +23,10 @@ pub struct FailoverShared {
     pub refuse_writes: AtomicBool,
     /// The arbiter, once the driver opened it (a graceful takeover reads it first).
     pub arbiter: Mutex<Option<Arc<dyn Arbiter>>>,
+    /// Successful lease writes (renewals, marks, take-overs) in this role.
+    pub lease_writes: AtomicU64,
+    /// Arbiter calls that failed (unreachable, timed out, refused) in this role.
+    pub arbiter_failures: AtomicU64,
 }
 
 impl FailoverShared {

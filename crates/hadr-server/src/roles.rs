@@ -56,6 +56,9 @@ pub enum RoleChange {
 pub struct RoleEvents {
     tx: broadcast::Sender<Transition>,
     history: Mutex<VecDeque<Transition>>,
+    /// Transitions since the process started, by kind (for /metrics: the
+    /// history is bounded, a counter is not).
+    counts: Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
 
 impl Default for RoleEvents {
@@ -63,6 +66,7 @@ impl Default for RoleEvents {
         RoleEvents {
             tx: broadcast::channel(64).0,
             history: Mutex::new(VecDeque::with_capacity(HISTORY)),
+            counts: Mutex::default(),
         }
     }
 }
@@ -75,6 +79,12 @@ impl RoleEvents {
             event,
         };
         info!(event = ?t.event, "role transition");
+        *self
+            .counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(t.event.kind())
+            .or_default() += 1;
         {
             let mut h = self.history.lock().unwrap_or_else(|p| p.into_inner());
             if h.len() == HISTORY {
@@ -89,6 +99,16 @@ impl RoleEvents {
     /// Follow transitions from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Transition> {
         self.tx.subscribe()
+    }
+
+    /// How many transitions of each kind since the process started.
+    pub fn counts(&self) -> Vec<(&'static str, u64)> {
+        self.counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (*k, *v))
+            .collect()
     }
 
     /// The most recent transitions, oldest first.

@@ -268,6 +268,7 @@ async fn start_pair(node: &Arc<Node>) -> Result<Vec<tokio::task::JoinHandle<()>>
                 targets: node.config.targets(),
                 address,
                 timeout,
+                silence: node.config.link_silence(),
                 status: status.clone(),
                 flushed,
                 replayed,

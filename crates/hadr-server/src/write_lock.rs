@@ -142,14 +142,19 @@ mod tests {
         let order = Arc::new(Mutex::new(Vec::new()));
         let mut hs = Vec::new();
         for i in 0..4 {
-            let (g, order) = (g.clone(), order.clone());
+            let (g2, order) = (g.clone(), order.clone());
             hs.push(std::thread::spawn(move || {
                 let no = AtomicBool::new(false);
-                let _p = g.acquire(Duration::from_secs(5), &no).unwrap();
+                let _p = g2.acquire(Duration::from_secs(5), &no).unwrap();
                 order.lock().unwrap().push(i);
             }));
-            // Let each thread take its ticket before the next.
-            std::thread::sleep(Duration::from_millis(30));
+            // Each thread takes its ticket before the next starts (a sleep
+            // is not enough on a loaded machine).
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while g.lock().waiters.len() < i + 1 {
+                assert!(Instant::now() < deadline, "waiter {i} never queued");
+                std::thread::sleep(Duration::from_millis(1));
+            }
         }
         drop(p);
         for h in hs {

@@ -5,12 +5,14 @@
 //! - [`Hadr`]: the binary: `init`, `clone`, `verify`, and [`Server`]s on data directories.
 //! - [`Server`]: one node as a child process: start, restart, kill -9,
 //!   SIGTERM, SIGSTOP/SIGCONT, its log, its typed status, waits for states.
+//! - [`netns::Cluster`]: hosts in network namespaces on a bridge, black holes and cut links.
 //! - [`acked_writer`] and [`acked_ids`]: writes whose acknowledgement is recorded.
 //!
 //! Every helper returns a [`Result`]; nothing here panics on a node that
 //! misbehaves, so callers can poll a node that is restarting.
 
 mod hadr;
+pub mod netns;
 mod ports;
 mod server;
 mod sql;

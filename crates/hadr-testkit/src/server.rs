@@ -33,6 +33,7 @@ pub struct Server {
     log: PathBuf,
     client: AdminClient,
     interrupted: Option<fn() -> bool>,
+    netns: Option<String>,
     child: Mutex<Option<Child>>,
     _tmp: Option<tempfile::TempDir>,
 }
@@ -63,6 +64,7 @@ impl Server {
             extra,
             bin: hadr.path().to_path_buf(),
             interrupted: None,
+            netns: None,
             child: Mutex::new(None),
             _tmp: None,
         }
@@ -77,6 +79,15 @@ impl Server {
     /// Waits end early (with an error) once `f` says so (the benchmark's Ctrl-C).
     pub fn interruptible(mut self, f: fn() -> bool) -> Server {
         self.interrupted = Some(f);
+        self
+    }
+
+    /// Run inside the network namespace `netns` (`ip netns exec`, which
+    /// execs the server: signals reach it directly), listening on every
+    /// address there; the test still reaches it at `host` (see
+    /// `netns::Cluster::server`).
+    pub fn in_netns(mut self, netns: &str) -> Server {
+        self.netns = Some(netns.to_string());
         self
     }
 
@@ -100,14 +111,21 @@ impl Server {
             .append(true)
             .open(&self.log)
             .with_context(|| format!("opening {}", self.log.display()))?;
-        let mut c = Command::new(&self.bin);
+        let (mut c, listen) = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&self.bin);
+                (c, "0.0.0.0")
+            }
+            None => (Command::new(&self.bin), self.host.as_str()),
+        };
         c.arg("server")
             .arg("--data")
             .arg(&self.dir)
             .arg("--listen")
-            .arg(crate::addr(&self.host, self.port))
+            .arg(crate::addr(listen, self.port))
             .arg("--admin")
-            .arg(crate::addr(&self.host, self.admin))
+            .arg(crate::addr(listen, self.admin))
             .args(&self.extra)
             .env(
                 "HADR_LOG",
@@ -129,7 +147,14 @@ impl Server {
     pub fn wait_ready(&self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
-            if std::net::TcpStream::connect((self.host.as_str(), self.port)).is_ok() {
+            // A bounded connect: a black-holed host never answers a SYN.
+            let up = std::net::ToSocketAddrs::to_socket_addrs(&(self.host.as_str(), self.port))
+                .ok()
+                .and_then(|mut a| a.next())
+                .is_some_and(|a| {
+                    std::net::TcpStream::connect_timeout(&a, Duration::from_secs(1)).is_ok()
+                });
+            if up {
                 return Ok(());
             }
             self.check_running("start-up")?;
@@ -308,7 +333,7 @@ impl Drop for Server {
     }
 }
 
-fn signal(c: &Child, sig: libc::c_int) -> Result<()> {
+pub(crate) fn signal(c: &Child, sig: libc::c_int) -> Result<()> {
     let pid = libc::pid_t::try_from(c.id()).context("pid out of range")?;
     // SAFETY: kill(2) on our own child, not reaped yet (we hold its Child).
     if unsafe { libc::kill(pid, sig) } != 0 {

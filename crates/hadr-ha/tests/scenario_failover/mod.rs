@@ -96,6 +96,7 @@ fn record(tc: &mut TestCase) -> Result<Option<Record>, String> {
             Some(s) => Some(recorded(&s)?),
             None => None,
         },
+        timing: None,
     }))
 }
 
