@@ -456,6 +456,57 @@ mod tests {
     }
 
     #[test]
+    fn the_members_table_lists_the_holder_then_its_standbys_with_their_lag() {
+        let mut st: Status = serde_json::from_value(serde_json::json!({
+            "version": "x", "role": "standby", "epoch": 4, "epoch_history": [],
+            "highest_seen_epoch": 4, "database_id": "d", "writable": false,
+            "writes": {"state": "open"}, "write_refusal": null, "activity": null,
+            "log": {"start_lsn": 0, "end_lsn": 0, "flushed_lsn": 0, "size_bytes": 0},
+            "checkpoint_lsn": 0, "sessions_open": 0, "commits": 0, "statements": 0,
+            "checkpoints": 0, "uptime_seconds": 1,
+            "recovery": {"truncated_tail_bytes": 0, "captured_from_wal": 0,
+                         "reapplied_records": 0, "end_lsn": 0},
+            "hadr": null, "page_hash": null
+        }))
+        .unwrap();
+        assert_eq!(cluster_members(&st), None);
+        st.failover = Some(hadr_admin_api::FailoverStatus {
+            holder: Some("b:1".into()),
+            epoch: 4,
+            holder_end_lsn: 1000,
+            members: vec![
+                hadr_admin_api::ClusterMember {
+                    standby: "a:1".into(),
+                    sync: true,
+                    state: "PEER".into(),
+                    flushed_lsn: 1000,
+                },
+                hadr_admin_api::ClusterMember {
+                    standby: "c:1".into(),
+                    sync: false,
+                    state: "REMOTE_CATCHUP".into(),
+                    flushed_lsn: 600,
+                },
+            ],
+            ..Default::default()
+        });
+        let t = cluster_members(&st).unwrap();
+        let rows: Vec<&str> = t.lines().filter(|l| l.contains(":1")).collect();
+        assert!(
+            rows[0].starts_with("b:1") && rows[0].contains("primary"),
+            "{t}"
+        );
+        assert!(
+            rows[1].contains("principal") && rows[1].ends_with(" 0"),
+            "{t}"
+        );
+        assert!(
+            rows[2].contains("auxiliary") && rows[2].ends_with(" 400"),
+            "{t}"
+        );
+    }
+
+    #[test]
     fn peer_window_ends() {
         assert_eq!(window_end(0, 10), "none promised");
         assert_eq!(window_end(5_200_000, 1_000_000), "in 4.2 s");
