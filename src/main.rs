@@ -221,6 +221,10 @@ struct ServerArgs {
     /// Arbiter lease safety margin, below a third of the TTL [default: 500ms].
     #[arg(long)]
     lease_margin: Option<Dur>,
+    /// Least time between two automatic promotions of this node, against
+    /// failover ping-pong [default: 60s].
+    #[arg(long)]
+    min_promotion_interval: Option<Dur>,
 
     /// Longest wait for a commit to become durable [default: 60s].
     #[arg(long)]
@@ -288,6 +292,7 @@ impl ServerArgs {
             client_write_timeout,
             lease_ttl,
             lease_margin,
+            min_promotion_interval,
             commit_timeout,
             max_connections,
             max_message_size,

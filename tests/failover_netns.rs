@@ -536,6 +536,10 @@ fn node_args(net: &Cluster, me: &str, other: &str, mode: Mode) -> Vec<String> {
         "2s",
         "--lease-margin",
         "500ms",
+        // Twenty failovers in a row alternate the nodes every ~14 s; the
+        // default minute between two promotions of a node would hold them.
+        "--min-promotion-interval",
+        "5s",
     ]
     .map(String::from)
     .to_vec()

@@ -7,18 +7,24 @@
 //!     [--single-node] [--replication] [--hadr-modes SYNC,...] [--pg-levels on,...] [--clone-mb 256]
 //!     [--takeover] [--takeover-runs 20] [--rewind-db-mb 1024] [--rewind-diverged-mb 10] [--rewind-runs 3]
 //!     [--commit-latency] [--commit-latency-records 2000]
+//!     [--failover] [--runs 20] [--fence-runs 2] [--patroni-runs 8] [--arbiters file,s3,etcd]
+//!     [--patroni /opt/patroni-4.1.5/bin/patroni]
 //! ```
 //!
-//! Four parts, each writing its own section of the document: single node
+//! Five parts, each writing its own section of the document: single node
 //! (one hadr node against one PostgreSQL server), replication (a primary
 //! with one standby: hadr per sync mode, PostgreSQL per synchronous_commit
 //! level, plus hadr's clone and replay throughput), takeover (graceful
-//! and forced takeover times under load, rejoin, rewind against re-clone)
-//! and commit latency (one durable 8 KiB commit in hadr's log alone). With
-//! none of `--single-node`, `--replication`, `--takeover` and
-//! `--commit-latency`, all run.
+//! and forced takeover times under load, rejoin, rewind against re-clone),
+//! commit latency (one durable 8 KiB commit in hadr's log alone), and
+//! failover (automatic failover after the primary's host dies, hadr with
+//! each arbiter against Patroni, in network namespaces). With none of
+//! `--single-node`, `--replication`, `--takeover`, `--commit-latency` and
+//! `--failover`, all but the failover part run (it needs root, nftables,
+//! etcd, moto and Patroni, and takes about half an hour).
 
 mod commit_latency;
+mod failover;
 mod pgbench;
 mod proc;
 mod replication;
@@ -137,6 +143,34 @@ struct Cli {
     /// measuring anything (after a change to how results are written up).
     #[arg(long)]
     render_json: Option<PathBuf>,
+    /// Run the failover part: automatic failover after the primary's host
+    /// dies, hadr (file, s3 and etcd arbiters) side by side with Patroni, in
+    /// network namespaces. Needs root, nftables, etcd, moto and Patroni; not
+    /// run unless named.
+    #[arg(long)]
+    failover: bool,
+    /// Failover part: crashes per hadr arbiter and setting [default: 20; 3 with --quick].
+    #[arg(long)]
+    runs: Option<usize>,
+    /// Failover part: isolations, and freezes, of the primary per hadr
+    /// arbiter and setting [default: 2; 1 with --quick].
+    #[arg(long)]
+    fence_runs: Option<usize>,
+    /// Failover part: crashes per Patroni setting; 0 leaves Patroni out
+    /// [default: 8; 1 with --quick].
+    #[arg(long)]
+    patroni_runs: Option<usize>,
+    /// Failover part: the arbiters hadr is measured with.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "file,s3,etcd"
+    )]
+    arbiters: Vec<failover::ArbiterKind>,
+    /// Failover part: the Patroni program (run as the postgres user).
+    #[arg(long, default_value = failover::DEFAULT_PATRONI)]
+    patroni: PathBuf,
     /// Size in MB (10^6 bytes) of the database hadr clones, and of the log its
     /// standby replays, in the replication part; 0 skips that measurement
     /// [default: 256; 32 with --quick].
@@ -340,7 +374,20 @@ fn render_json(path: &Path, out: &Path) -> Result<()> {
         }
         _ => None,
     };
-    if single.is_none() && repl.is_none() && takeover.is_none() && latency.is_none() {
+    let failover: Option<failover::FailoverReport> = match v.get("failover") {
+        Some(j) if !j.is_null() => Some(serde_json::from_value(j.clone()).context("failover")?),
+        _ => None,
+    };
+    if let Some(r) = &failover {
+        r.write(out)?;
+        eprintln!("rewrote the failover section of {}", out.display());
+    }
+    if single.is_none()
+        && repl.is_none()
+        && takeover.is_none()
+        && latency.is_none()
+        && failover.is_none()
+    {
         bail!(
             "{} holds no single_node, replication, takeover or commit_latency results",
             path.display()
@@ -408,16 +455,26 @@ fn run() -> Result<()> {
             );
         }
     }
-    // No part named: all of them.
+    // No part named: all of them but the failover part.
     let (do_single, do_repl, do_takeover, do_latency) = match (
         cli.single_node,
         cli.replication,
         cli.takeover,
         cli.commit_latency,
     ) {
-        (false, false, false, false) => (true, true, true, true),
+        (false, false, false, false) if !cli.failover => (true, true, true, true),
         flags => flags,
     };
+    let failover_opts = failover::Options {
+        arbiters: cli.arbiters.clone(),
+        runs: cli.runs.unwrap_or(if cli.quick { 3 } else { 20 }),
+        fence_runs: cli.fence_runs.unwrap_or(if cli.quick { 1 } else { 2 }),
+        patroni_runs: cli.patroni_runs.unwrap_or(if cli.quick { 1 } else { 8 }),
+        patroni: cli.patroni.clone(),
+    };
+    if cli.failover && (failover_opts.runs == 0 || failover_opts.arbiters.is_empty()) {
+        bail!("the failover part needs --runs > 0 and at least one arbiter");
+    }
     let mut kinds = cli.targets.clone();
     kinds.dedup();
     let root = workspace_root();
@@ -438,7 +495,9 @@ fn run() -> Result<()> {
 
     let psql_version = client_version("psql")?;
     let pgbench_version = client_version("pgbench")?;
-    if kinds.contains(&TargetKind::Postgres) && (do_single || do_repl) {
+    if (kinds.contains(&TargetKind::Postgres) && (do_single || do_repl))
+        || (cli.failover && failover_opts.patroni_runs > 0)
+    {
         Postgres::ensure_installed(&cli.pg_bindir)?;
     }
 
@@ -492,12 +551,18 @@ fn run() -> Result<()> {
     } else {
         None
     };
+    let failover = if cli.failover {
+        Some(failover::run_part(&ctx, &failover_opts)?)
+    } else {
+        None
+    };
     if let Some(j) = &cli.json {
         let v = serde_json::json!({
             "single_node": single,
             "replication": repl,
             "takeover": takeover,
             "commit_latency": latency,
+            "failover": failover,
         });
         std::fs::write(j, serde_json::to_string_pretty(&v)?)
             .with_context(|| format!("writing {}", j.display()))?;
@@ -517,6 +582,16 @@ fn run() -> Result<()> {
             "consistency checks failed: {bad_single} single-node run(s) (SQL sums), {bad_repl} replication check(s) \
              (SQL sums or standby verification), {bad_takeover} takeover check(s) (SQL sums after a takeover or \
              hadr verify); see {}",
+            ctx.out_path.display()
+        );
+    }
+    let bad_failover = failover
+        .as_ref()
+        .map_or(0, failover::FailoverReport::failures);
+    if bad_failover > 0 {
+        bail!(
+            "the failover part found {bad_failover} problem(s) (acknowledged commits lost, writes accepted by a \
+             resumed frozen primary, or a series that stopped early); see {}",
             ctx.out_path.display()
         );
     }

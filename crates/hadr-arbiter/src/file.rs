@@ -7,13 +7,13 @@
 //! Every write is a read-modify-write under an exclusive lock held on a
 //! separate lock file next to the record (`NAME.lock`):
 //!
-//! 1. take the lock (polling, so that the call's deadline bounds the wait);
-//! 2. read the record and compare its version with the one expected
+//! 1. write the new record to a temporary file in the same directory
+//!    (`.NAME.tmp.PID.RANDOM`), fsync it (before the lock: see below);
+//! 2. take the lock (polling, so that the call's deadline bounds the wait);
+//! 3. read the record and compare its version with the one expected
 //!    ([`ArbiterError::Conflict`] if they differ, [`ArbiterError::Corrupt`]
 //!    if the file is not a lease record — it is never overwritten then);
-//! 3. write the new record to a temporary file in the same directory
-//!    (`.NAME.tmp.PID.RANDOM`), fsync it;
-//! 4. rename it over the record, fsync the directory;
+//! 4. rename the temporary file over the record, fsync the directory;
 //! 5. close the lock file, which releases the lock.
 //!
 //! The lock file is never removed (by hadr or by hand while nodes run): a
@@ -23,7 +23,11 @@
 //! Nothing ever writes the record in place, so a reader sees the old record
 //! or the new one, never half of one, and a crash between 3 and 4 leaves a
 //! stray temporary file that the next writer removes (under the lock, where
-//! no live writer can be using it). Reads take the same lock shared.
+//! no live writer can be using it: it is older than any call may live).
+//! Reads take no lock (a rename is atomic); a writer writes and syncs its
+//! temporary file before it takes the lock, so that the lock is held only
+//! for compare, rename and the directory sync: a holder frozen inside it
+//! (SIGSTOP, a hung VM) blocks every other writer until it resumes.
 //!
 //! # The record and its version
 //!
@@ -213,11 +217,12 @@ impl FileArbiter {
 #[async_trait::async_trait]
 impl Arbiter for FileArbiter {
     async fn read(&self) -> Result<Option<Stored>, ArbiterError> {
-        self.run(|paths, deadline| {
-            let _lock = paths.lock(LockKind::Shared, deadline)?;
-            paths.read_record()
-        })
-        .await
+        // No lock: the record is only ever replaced by a rename, so a reader
+        // sees one whole record, and what a reader saw is only ever acted on
+        // by a conditional write, which compares under the exclusive lock.
+        // A shared lock here would let a frozen reader (SIGSTOP, a hung VM)
+        // block every writer, the lease holder's renewals included.
+        self.run(|paths, _| paths.read_record()).await
     }
 
     async fn write(
@@ -228,18 +233,28 @@ impl Arbiter for FileArbiter {
         let expected = expected.cloned();
         let record = record.clone();
         self.run(move |paths, deadline| {
-            let _lock = paths.lock(LockKind::Exclusive, deadline)?;
-            let current = paths.read_record()?;
+            // The slow part (writing and syncing the new record) comes before
+            // the lock: a writer frozen while holding the lock blocks every
+            // other writer, so the lock covers only compare, rename and sync.
+            let prepared = paths.prepare(record)?;
+            let _lock = match paths.lock(deadline) {
+                Ok(l) => l,
+                Err(e) => return Err(prepared.discard(e)),
+            };
+            let current = match paths.read_record() {
+                Ok(c) => c,
+                Err(e) => return Err(prepared.discard(e)),
+            };
             let matches = match (&current, &expected) {
                 (None, None) => true,
                 (Some(stored), Some(v)) => stored.version == *v,
                 _ => false,
             };
             if !matches {
-                return Err(ArbiterError::Conflict);
+                return Err(prepared.discard(ArbiterError::Conflict));
             }
-            paths.remove_stray_temps();
-            paths.replace_record(record, deadline)
+            paths.remove_stray_temps(&prepared.temp);
+            paths.replace_record(prepared, deadline)
         })
         .await
     }
@@ -270,12 +285,6 @@ struct Envelope {
     hadr_lease: u32,
     version: String,
     record: LeaseRecord,
-}
-
-#[derive(Clone, Copy)]
-enum LockKind {
-    Shared,
-    Exclusive,
 }
 
 /// The files one arbiter uses.
@@ -352,12 +361,12 @@ impl Paths {
     }
 
     /// Take the lock, polling until `deadline`. Held until the file closes.
-    fn lock(&self, kind: LockKind, deadline: Instant) -> Result<File, ArbiterError> {
+    fn lock(&self, deadline: Instant) -> Result<File, ArbiterError> {
         let mut pause = Duration::from_micros(200);
         loop {
-            let file = self.open_lock_file(kind)?;
+            let file = self.open_lock_file()?;
             loop {
-                match try_lock(&file, kind) {
+                match try_lock(&file) {
                     Ok(true) => break,
                     Ok(false) => {}
                     Err(e) => return Err(self.io_error("locking", &self.lock, e)),
@@ -380,14 +389,9 @@ impl Paths {
         }
     }
 
-    fn open_lock_file(&self, kind: LockKind) -> Result<File, ArbiterError> {
+    fn open_lock_file(&self) -> Result<File, ArbiterError> {
         let mut options = OpenOptions::new();
-        match kind {
-            // A read lock needs only a descriptor open for reading, so a node
-            // may read a record in a directory it cannot write.
-            LockKind::Shared => options.read(true),
-            LockKind::Exclusive => options.read(true).write(true),
-        };
+        options.read(true).write(true);
         match options.clone().open(&self.lock) {
             Ok(f) => Ok(f),
             Err(e) if e.kind() == io::ErrorKind::NotFound => options
@@ -444,8 +448,12 @@ impl Paths {
 
     /// Temporary files of this record left by a writer that crashed before
     /// its rename. Called under the exclusive lock: no live writer has one.
-    fn remove_stray_temps(&self) {
+    /// Remove temporary files a crashed writer left. Another writer's temp
+    /// file is written before it takes the lock, so only files older than
+    /// any call may live (ten times the timeout) count as stray.
+    fn remove_stray_temps(&self, own: &Path) {
         let prefix = format!(".{}.tmp.", self.name);
+        let young = self.timeout.saturating_mul(10);
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;
         };
@@ -456,6 +464,14 @@ impl Paths {
                 .is_some_and(|n| n.starts_with(&prefix))
             {
                 let path = entry.path();
+                let age = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok());
+                if path == own || age.is_none_or(|a| a < young) {
+                    continue;
+                }
                 match std::fs::remove_file(&path) {
                     Ok(()) => {
                         tracing::info!(path = %path.display(), "removed a stray arbiter temp file")
@@ -468,12 +484,9 @@ impl Paths {
         }
     }
 
-    /// Write `record` to a temporary file and rename it over the record.
-    fn replace_record(
-        &self,
-        record: LeaseRecord,
-        deadline: Instant,
-    ) -> Result<Stored, ArbiterError> {
+    /// Write `record` to a new temporary file in the record's directory and
+    /// sync it, ready to be renamed over the record.
+    fn prepare(&self, record: LeaseRecord) -> Result<Prepared, ArbiterError> {
         let version = Version(format!("{}-{:016x}", record.token, write_id()));
         let envelope = Envelope {
             hadr_lease: FORMAT,
@@ -501,6 +514,24 @@ impl Paths {
             let _ = std::fs::remove_file(&temp);
             return Err(self.io_error("writing", &temp, e));
         }
+        Ok(Prepared {
+            temp,
+            version,
+            record: envelope.record,
+        })
+    }
+
+    /// Rename a prepared record over the record (under the exclusive lock).
+    fn replace_record(
+        &self,
+        prepared: Prepared,
+        deadline: Instant,
+    ) -> Result<Stored, ArbiterError> {
+        let Prepared {
+            temp,
+            version,
+            record,
+        } = prepared;
         if Instant::now() >= deadline {
             // The caller has given up (or is about to): it must not find
             // later that it won after all.
@@ -523,24 +554,33 @@ impl Paths {
             }
             _ => {}
         }
-        Ok(Stored {
-            record: envelope.record,
-            version,
-        })
+        Ok(Stored { record, version })
+    }
+}
+
+/// A new record written and synced to a temporary file, not yet in place.
+struct Prepared {
+    temp: PathBuf,
+    version: Version,
+    record: LeaseRecord,
+}
+
+impl Prepared {
+    /// Give up on it: remove the temporary file and return `e`.
+    fn discard(self, e: ArbiterError) -> ArbiterError {
+        let _ = std::fs::remove_file(&self.temp);
+        e
     }
 }
 
 /// Try to take the lock: Ok(false) if someone else holds it.
 #[cfg(target_os = "linux")]
-fn try_lock(file: &File, kind: LockKind) -> io::Result<bool> {
+fn try_lock(file: &File) -> io::Result<bool> {
     use std::os::fd::AsRawFd;
     // SAFETY: an all-zero `flock` is a valid value (whole file from offset
     // 0, l_pid 0 as OFD locks require); we set the type and whence.
     let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-    fl.l_type = match kind {
-        LockKind::Shared => libc::F_RDLCK,
-        LockKind::Exclusive => libc::F_WRLCK,
-    } as _;
+    fl.l_type = libc::F_WRLCK as _;
     fl.l_whence = libc::SEEK_SET as _;
     // SAFETY: a valid descriptor and a pointer to an initialised `flock`.
     let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &mut fl) };
@@ -557,12 +597,9 @@ fn try_lock(file: &File, kind: LockKind) -> io::Result<bool> {
 
 /// Try to take the lock: Ok(false) if someone else holds it.
 #[cfg(not(target_os = "linux"))]
-fn try_lock(file: &File, kind: LockKind) -> io::Result<bool> {
+fn try_lock(file: &File) -> io::Result<bool> {
     use std::os::fd::AsRawFd;
-    let op = match kind {
-        LockKind::Shared => libc::LOCK_SH,
-        LockKind::Exclusive => libc::LOCK_EX,
-    } | libc::LOCK_NB;
+    let op = libc::LOCK_EX | libc::LOCK_NB;
     // SAFETY: a valid descriptor.
     if unsafe { libc::flock(file.as_raw_fd(), op) } == 0 {
         return Ok(true);

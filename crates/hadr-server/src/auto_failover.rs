@@ -423,6 +423,8 @@ pub async fn run_standby(node: Arc<Node>, arbiter: Arc<dyn Arbiter>, shared: Arc
         sync,
         control.epoch.max(control.highest_seen_epoch),
     );
+    rules.min_promotion_interval_us = node.config.min_promotion_interval.0.as_micros() as u64;
+    rules.last_promotion = node.events.last_promotion();
     let mut token = 0u64;
     let mut connected = false;
     let mut caught_up = false;

@@ -313,6 +313,9 @@ pub struct Config {
     pub lease_ttl: Dur,
     /// The lease's safety margin (clock drift, scheduling pauses); below a third of the TTL.
     pub lease_margin: Dur,
+    /// Least time between two automatic promotions of this node (against
+    /// failover ping-pong over a flapping link).
+    pub min_promotion_interval: Dur,
     /// Start-up only (`hadr server --force`, never in a file): a restarted
     /// primary accepts writes without first reaching a standby.
     #[serde(skip)]
@@ -345,6 +348,7 @@ impl Default for Config {
             failover: None,
             lease_ttl: Dur(Duration::from_secs(2)),
             lease_margin: Dur(Duration::from_millis(500)),
+            min_promotion_interval: Dur(Duration::from_secs(60)),
             commit_timeout: Dur(Duration::from_secs(60)),
             max_connections: 500,
             max_message_size: ByteSize(256 << 20),

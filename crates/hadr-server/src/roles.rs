@@ -59,6 +59,10 @@ pub struct RoleEvents {
     /// Transitions since the process started, by kind (for /metrics: the
     /// history is bounded, a counter is not).
     counts: Mutex<std::collections::BTreeMap<&'static str, u64>>,
+    /// When this process last began a promotion (monotonic µs, 0: never):
+    /// the failover rules' rate limit must outlive the standby run that
+    /// promoted, or it would never apply.
+    last_promotion: std::sync::atomic::AtomicU64,
 }
 
 impl Default for RoleEvents {
@@ -67,6 +71,7 @@ impl Default for RoleEvents {
             tx: broadcast::channel(64).0,
             history: Mutex::new(VecDeque::with_capacity(HISTORY)),
             counts: Mutex::default(),
+            last_promotion: Default::default(),
         }
     }
 }
@@ -79,6 +84,12 @@ impl RoleEvents {
             event,
         };
         info!(event = ?t.event, "role transition");
+        if matches!(t.event, RoleEvent::Promoting { .. }) {
+            self.last_promotion.store(
+                hadr_replication::mono_micros(),
+                std::sync::atomic::Ordering::SeqCst,
+            );
+        }
         *self
             .counts
             .lock()
@@ -99,6 +110,17 @@ impl RoleEvents {
     /// Follow transitions from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Transition> {
         self.tx.subscribe()
+    }
+
+    /// When this process last began a promotion (monotonic µs), if ever.
+    pub fn last_promotion(&self) -> Option<u64> {
+        match self
+            .last_promotion
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            0 => None,
+            t => Some(t),
+        }
     }
 
     /// How many transitions of each kind since the process started.

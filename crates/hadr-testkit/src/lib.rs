@@ -7,6 +7,7 @@
 //!   SIGTERM, SIGSTOP/SIGCONT, its log, its typed status, waits for states.
 //! - [`netns::Cluster`]: hosts in network namespaces on a bridge, black holes and cut links.
 //! - [`acked_writer`] and [`acked_ids`]: writes whose acknowledgement is recorded.
+//! - [`s3`]: moto's S3 server and a proxy that serialises its requests.
 //!
 //! Every helper returns a [`Result`]; nothing here panics on a node that
 //! misbehaves, so callers can poll a node that is restarting.
@@ -14,6 +15,7 @@
 mod hadr;
 pub mod netns;
 mod ports;
+pub mod s3;
 mod server;
 mod sql;
 

@@ -1,38 +1,18 @@
-//! A real S3 server for the tests: moto's `moto_server`, started on a free
-//! loopback port and killed on drop, and a proxy in front of it that lets
-//! one HTTP request through at a time (moto checks a PUT's condition and
-//! stores the object in two steps, with no lock between them, so
-//! concurrent conditional PUTs can all succeed; see `tests/s3.rs`). The
-//! proxy can also strip `If-Match` and `If-None-Match`, to play a store that
-//! ignores conditional writes.
+//! A real S3 server for the tests: moto's `moto_server` and the proxy in
+//! front of it that lets one HTTP request through at a time, both from
+//! `hadr_testkit::s3` (the failover benchmark uses the same ones). Here:
+//! skipping outside CI when moto is missing, and failing loudly in tests.
 
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-
-/// The moto release `.ci/run` installs and the tests were written against.
-pub const MOTO_PIN: &str = "moto[server]==5.2.1";
+use hadr_testkit::s3::{self, MotoOptions};
+pub use hadr_testkit::s3::{Mode, MOTO_PIN};
 
 /// True where a missing moto must fail the test rather than skip it.
 fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
-}
-
-fn moto_installed() -> bool {
-    Command::new("moto_server")
-        .arg("-h")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 /// A free port on 127.0.0.1 (free when asked: whoever binds it next wins).
@@ -45,36 +25,46 @@ pub fn free_port() -> u16 {
 }
 
 /// A running `moto_server`, killed on drop.
-pub struct Moto {
-    child: Child,
-    /// Where it listens.
-    pub addr: SocketAddr,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
+pub struct Moto(s3::Moto);
+
+impl std::ops::Deref for Moto {
+    type Target = s3::Moto;
+    fn deref(&self) -> &s3::Moto {
+        &self.0
+    }
 }
 
 impl Moto {
     /// Start moto, or None (with a message) if it is not installed and this
     /// is not CI. Under CI a missing moto panics.
     pub async fn start(test: &str) -> Option<Moto> {
-        Moto::start_with_env(test, &[]).await
+        Moto::launch(test, MotoOptions::default()).await
     }
 
     /// Likewise, with extra environment variables for the server.
     pub async fn start_with_env(test: &str, env: &[(&str, &str)]) -> Option<Moto> {
-        Moto::launch(test, env, false).await
+        let opts = MotoOptions {
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..MotoOptions::default()
+        };
+        Moto::launch(test, opts).await
     }
 
-    /// moto with Python's thread switch interval at 1 µs instead of 5 ms,
-    /// so that werkzeug's request threads interleave inside a request as
-    /// they would on a loaded machine: moto's check-then-store races show.
-    /// For demonstrations only.
+    /// moto with its request threads interleaving inside a request, so
+    /// that its check-then-store races show. For demonstrations only.
     pub async fn start_interleaved(test: &str) -> Option<Moto> {
-        Moto::launch(test, &[], true).await
+        let opts = MotoOptions {
+            interleaved: true,
+            ..MotoOptions::default()
+        };
+        Moto::launch(test, opts).await
     }
 
-    async fn launch(test: &str, env: &[(&str, &str)], interleaved: bool) -> Option<Moto> {
-        if !moto_installed() {
+    async fn launch(test: &str, opts: MotoOptions) -> Option<Moto> {
+        if !s3::moto_installed() {
             if in_ci() {
                 panic!(
                     "{test}: moto_server is not installed and CI is set: \
@@ -91,306 +81,45 @@ impl Moto {
             );
             return None;
         }
-        let mut last_err = String::new();
-        // The port is free when chosen, not necessarily when moto binds it:
-        // try a few.
-        for _ in 0..5 {
-            let dir = tempfile::tempdir().unwrap();
-            let log = dir.path().join("moto.log");
-            let port = free_port();
-            let mut cmd = if interleaved {
-                let mut c = Command::new("python3");
-                c.args([
-                    "-c",
-                    "import sys; sys.setswitchinterval(1e-6); sys.argv[0] = 'moto_server'; \
-                     from moto.server import main; main()",
-                ]);
-                c
-            } else {
-                Command::new("moto_server")
-            };
-            cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log).unwrap());
-            for (k, v) in env {
-                cmd.env(k, v);
-            }
-            let mut moto = Moto {
-                child: cmd.spawn().expect("spawn moto_server"),
-                addr: SocketAddr::from(([127, 0, 0, 1], port)),
-                log,
-                _dir: dir,
-            };
-            match moto.wait_ready(Duration::from_secs(60)).await {
-                Ok(()) => return Some(moto),
-                Err(e) if e.contains("in use") => last_err = e,
-                Err(e) => panic!("{test}: moto_server did not start: {e}"),
-            }
+        match s3::Moto::start(&opts).await {
+            Ok(m) => Some(Moto(m)),
+            Err(e) => panic!("{test}: {e:#}"),
         }
-        panic!("{test}: moto_server did not start: {last_err}")
-    }
-
-    async fn wait_ready(&mut self, within: Duration) -> Result<(), String> {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Err(format!("moto_server exited with {status}: {}", self.log()));
-            }
-            // Werkzeug binds its socket only once moto is imported and
-            // ready. A connect alone, not a request, so that servers told to
-            // authenticate after N requests (INITIAL_NO_AUTH_ACTION_COUNT)
-            // count only the tests' own.
-            if TcpStream::connect(self.addr).await.is_ok() {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(format!("no answer within {within:?}: {}", self.log()));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// What moto wrote to stderr so far.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Create a bucket with a plain, unsigned `PUT /bucket`.
     pub async fn create_bucket(&self, bucket: &str) {
-        let (status, body) = raw_request(self.addr, "PUT", &format!("/{bucket}"), b"").await;
-        assert_eq!(status, 200, "create bucket {bucket}: {body}");
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Err(e) = self.0.create_bucket(bucket).await {
+            panic!("{e:#}");
+        }
     }
 }
 
 /// One HTTP/1.1 request on a fresh connection (`Connection: close`):
 /// the status and the body as text.
 pub async fn raw_request(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/octet-stream\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).await.unwrap();
-    s.write_all(body).await.unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).await.unwrap();
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP response: {text:?}"));
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    (status, body.to_string())
+    match s3::raw_request(addr, method, path, body).await {
+        Ok(r) => r,
+        Err(e) => panic!("{e:#}"),
+    }
 }
 
-/// What the proxy does to requests.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    /// Pass them on unchanged (one at a time).
-    Serialise,
-    /// Also remove `If-Match` and `If-None-Match`: a store that ignores
-    /// conditional writes.
-    StripConditions,
-}
+/// The kit's serialising proxy, on a free loopback port; stops on drop.
+pub struct Proxy(s3::Proxy);
 
-/// A proxy in front of one upstream: one request/response at a time, over
-/// all its connections together. Stops accepting on drop.
-pub struct Proxy {
-    /// Where it listens.
-    pub addr: SocketAddr,
-    /// Requests passed upstream.
-    pub requests: Arc<AtomicUsize>,
-    /// Conditional headers removed (StripConditions only).
-    pub stripped: Arc<AtomicUsize>,
-    accept: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.accept.abort();
+impl std::ops::Deref for Proxy {
+    type Target = s3::Proxy;
+    fn deref(&self) -> &s3::Proxy {
+        &self.0
     }
 }
 
 impl Proxy {
-    /// Start one on a free loopback port.
+    /// Start one in front of `upstream`.
     pub async fn start(upstream: SocketAddr, mode: Mode) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let requests = Arc::new(AtomicUsize::new(0));
-        let stripped = Arc::new(AtomicUsize::new(0));
-        let one_at_a_time = Arc::new(tokio::sync::Mutex::new(()));
-        let (r, st) = (requests.clone(), stripped.clone());
-        let accept = tokio::spawn(async move {
-            loop {
-                let Ok((client, _)) = listener.accept().await else {
-                    return;
-                };
-                let (lock, r, st) = (one_at_a_time.clone(), r.clone(), st.clone());
-                tokio::spawn(async move {
-                    if let Err(e) = relay(client, upstream, mode, &lock, &r, &st).await {
-                        eprintln!("proxy: {e}");
-                    }
-                });
-            }
-        });
-        Proxy {
-            addr,
-            requests,
-            stripped,
-            accept,
+        match s3::Proxy::start(upstream, mode).await {
+            Ok(p) => Proxy(p),
+            Err(e) => panic!("starting the S3 proxy: {e:#}"),
         }
     }
-}
-
-/// A parsed message head: the start line and the headers.
-struct Head {
-    start: String,
-    headers: Vec<(String, String)>,
-}
-
-impl Head {
-    fn get(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Without hop-by-hop connection headers, with `Connection: close`.
-    fn encode(&self) -> Vec<u8> {
-        let mut out = format!("{}\r\n", self.start);
-        for (k, v) in &self.headers {
-            if !k.eq_ignore_ascii_case("connection") && !k.eq_ignore_ascii_case("keep-alive") {
-                out.push_str(&format!("{k}: {v}\r\n"));
-            }
-        }
-        out.push_str("Connection: close\r\n\r\n");
-        out.into_bytes()
-    }
-}
-
-/// Read a head; None on a clean EOF before any byte. Bytes after the head
-/// stay in `buf`.
-async fn read_head(s: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Option<Head>, String> {
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let text = String::from_utf8(buf[..end].to_vec()).map_err(|e| e.to_string())?;
-            buf.drain(..end + 4);
-            let mut lines = text.split("\r\n");
-            let start = lines.next().unwrap_or_default().to_string();
-            let headers = lines
-                .filter_map(|l| l.split_once(':'))
-                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-                .collect();
-            return Ok(Some(Head { start, headers }));
-        }
-        let mut chunk = [0u8; 8192];
-        let n = s.read(&mut chunk).await.map_err(|e| e.to_string())?;
-        if n == 0 {
-            return if buf.is_empty() {
-                Ok(None)
-            } else {
-                Err("EOF inside a message head".into())
-            };
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
-/// Read exactly `len` body bytes (some may already be in `buf`).
-async fn read_body(s: &mut TcpStream, buf: &mut Vec<u8>, len: usize) -> Result<Vec<u8>, String> {
-    while buf.len() < len {
-        let mut chunk = [0u8; 8192];
-        let n = s.read(&mut chunk).await.map_err(|e| e.to_string())?;
-        if n == 0 {
-            return Err("EOF inside a body".into());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    Ok(buf.drain(..len).collect())
-}
-
-fn content_length(h: &Head) -> Result<Option<usize>, String> {
-    if h.get("transfer-encoding").is_some() {
-        return Err(format!("chunked bodies are not supported: {}", h.start));
-    }
-    h.get("content-length")
-        .map(|v| v.parse().map_err(|_| format!("bad Content-Length {v:?}")))
-        .transpose()
-}
-
-/// Serve one client connection: one request, upstream under the lock, the
-/// response back, close.
-async fn relay(
-    mut client: TcpStream,
-    upstream: SocketAddr,
-    mode: Mode,
-    lock: &tokio::sync::Mutex<()>,
-    requests: &AtomicUsize,
-    stripped: &AtomicUsize,
-) -> Result<(), String> {
-    let mut buf = Vec::new();
-    let Some(mut req) = read_head(&mut client, &mut buf).await? else {
-        return Ok(());
-    };
-    let body = read_body(&mut client, &mut buf, content_length(&req)?.unwrap_or(0)).await?;
-    if mode == Mode::StripConditions {
-        let before = req.headers.len();
-        req.headers.retain(|(k, _)| {
-            !k.eq_ignore_ascii_case("if-match") && !k.eq_ignore_ascii_case("if-none-match")
-        });
-        stripped.fetch_add(before - req.headers.len(), Ordering::SeqCst);
-    }
-    let no_body = req.start.starts_with("HEAD ");
-
-    let response = {
-        let _one = lock.lock().await;
-        requests.fetch_add(1, Ordering::SeqCst);
-        let mut up = TcpStream::connect(upstream)
-            .await
-            .map_err(|e| format!("upstream: {e}"))?;
-        up.write_all(&req.encode())
-            .await
-            .map_err(|e| e.to_string())?;
-        up.write_all(&body).await.map_err(|e| e.to_string())?;
-        let mut ubuf = Vec::new();
-        let resp = read_head(&mut up, &mut ubuf)
-            .await?
-            .ok_or("upstream closed without answering")?;
-        let status: u16 = resp
-            .start
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| format!("bad status line {:?}", resp.start))?;
-        let rbody = if no_body || status / 100 == 1 || status == 204 || status == 304 {
-            Vec::new()
-        } else {
-            match content_length(&resp)? {
-                Some(n) => read_body(&mut up, &mut ubuf, n).await?,
-                None => {
-                    up.read_to_end(&mut ubuf).await.map_err(|e| e.to_string())?;
-                    std::mem::take(&mut ubuf)
-                }
-            }
-        };
-        let mut out = resp.encode();
-        out.extend_from_slice(&rbody);
-        out
-    };
-    client
-        .write_all(&response)
-        .await
-        .map_err(|e| e.to_string())?;
-    client.shutdown().await.map_err(|e| e.to_string())
 }
