@@ -162,7 +162,8 @@ enum ClusterCmd {
         #[arg(long, required = true)]
         node: Vec<String>,
     },
-    /// One line per node: role, epoch, state, lag, lease, automation.
+    /// One line per node: role, epoch, state, lag, lease, automation; then
+    /// the members the arbiter's record lists (from any one node).
     List {
         /// Admin address of each node.
         #[arg(long, required = true)]
@@ -825,11 +826,24 @@ async fn cluster(what: ClusterCmd) -> Result<()> {
                 "{:<22} {:<8} {:>5}  {:<24} {:>12}  {:<28} automation",
                 "node", "role", "epoch", "state", "lag bytes", "lease"
             );
+            // The record's member list, from the node that knows the newest epoch.
+            let mut members: Option<(u64, String)> = None;
             for n in &node {
                 match hadr_admin_api::AdminClient::new(n.clone()).status().await {
-                    Ok(st) => println!("{}", status_text::cluster_row(n, &st)),
+                    Ok(st) => {
+                        println!("{}", status_text::cluster_row(n, &st));
+                        let epoch = st.failover.as_ref().map(|f| f.epoch).unwrap_or(0);
+                        if let Some(table) = status_text::cluster_members(&st) {
+                            if members.as_ref().is_none_or(|(e, _)| epoch > *e) {
+                                members = Some((epoch, table));
+                            }
+                        }
+                    }
                     Err(e) => println!("{n:<22} unreachable: {e}"),
                 }
+            }
+            if let Some((_, table)) = members {
+                print!("{table}");
             }
             Ok(())
         }

@@ -61,6 +61,41 @@ pub fn cluster_row(addr: &str, st: &Status) -> String {
     )
 }
 
+/// The cluster's members as the arbiter's record lists them (written by
+/// the lease holder at each renewal): the table `hadr cluster list` prints
+/// after its per-node rows, from whichever node answered.
+pub fn cluster_members(st: &Status) -> Option<String> {
+    let f = st.failover.as_ref()?;
+    let holder = f.holder.as_deref()?;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "\nmembers per the arbiter's record (written by the lease holder, epoch {}):",
+        f.epoch
+    );
+    let _ = writeln!(
+        s,
+        "{:<22} {:<10} {:<24} {:>12}",
+        "member", "role", "state", "lag bytes"
+    );
+    let _ = writeln!(
+        s,
+        "{holder:<22} {:<10} {:<24} {:>12}",
+        "primary", "holds the lease", 0
+    );
+    for m in &f.members {
+        let _ = writeln!(
+            s,
+            "{:<22} {:<10} {:<24} {:>12}",
+            m.standby,
+            if m.sync { "principal" } else { "auxiliary" },
+            if m.state.is_empty() { "-" } else { &m.state },
+            f.holder_end_lsn.saturating_sub(m.flushed_lsn)
+        );
+    }
+    Some(s)
+}
+
 /// The whole text; `now_us`: the current time, µs since the Unix epoch.
 pub fn render(st: &Status, now_us: u64) -> String {
     let mut s = String::new();
@@ -109,14 +144,24 @@ fn failover(s: &mut String, st: &Status) {
         let _ = writeln!(s, "  out of sync   {sb} from LSN {lsn}");
     }
     if f.side == "primary" {
+        let alone = match (&f.alone_hold, f.acknowledging_alone) {
+            (Some(why), _) => why.clone(),
+            (None, true) => {
+                "acknowledging commits without the standby (it is recorded out of sync)".into()
+            }
+            (None, false) => "no".into(),
+        };
+        let _ = writeln!(s, "  alone         {alone}");
+    }
+    for m in &f.members {
         let _ = writeln!(
             s,
-            "  alone         {}",
-            if f.acknowledging_alone {
-                "acknowledging commits without the standby (it is recorded out of sync)"
-            } else {
-                "no"
-            }
+            "  member        {} {} {}, flushed LSN {} (lag {} bytes)",
+            m.standby,
+            if m.sync { "principal" } else { "auxiliary" },
+            if m.state.is_empty() { "-" } else { &m.state },
+            m.flushed_lsn,
+            f.holder_end_lsn.saturating_sub(m.flushed_lsn)
         );
     }
     if let Some(h) = &f.hold {
@@ -408,6 +453,57 @@ mod tests {
         assert_eq!(human(Duration::from_secs(192)), "3m12s");
         assert_eq!(human(Duration::from_secs(7500)), "2h05m");
         assert_eq!(human(Duration::from_secs(3 * 86_400 + 4 * 3600)), "3d04h");
+    }
+
+    #[test]
+    fn the_members_table_lists_the_holder_then_its_standbys_with_their_lag() {
+        let mut st: Status = serde_json::from_value(serde_json::json!({
+            "version": "x", "role": "standby", "epoch": 4, "epoch_history": [],
+            "highest_seen_epoch": 4, "database_id": "d", "writable": false,
+            "writes": {"state": "open"}, "write_refusal": null, "activity": null,
+            "log": {"start_lsn": 0, "end_lsn": 0, "flushed_lsn": 0, "size_bytes": 0},
+            "checkpoint_lsn": 0, "sessions_open": 0, "commits": 0, "statements": 0,
+            "checkpoints": 0, "uptime_seconds": 1,
+            "recovery": {"truncated_tail_bytes": 0, "captured_from_wal": 0,
+                         "reapplied_records": 0, "end_lsn": 0},
+            "hadr": null, "page_hash": null
+        }))
+        .unwrap();
+        assert_eq!(cluster_members(&st), None);
+        st.failover = Some(hadr_admin_api::FailoverStatus {
+            holder: Some("b:1".into()),
+            epoch: 4,
+            holder_end_lsn: 1000,
+            members: vec![
+                hadr_admin_api::ClusterMember {
+                    standby: "a:1".into(),
+                    sync: true,
+                    state: "PEER".into(),
+                    flushed_lsn: 1000,
+                },
+                hadr_admin_api::ClusterMember {
+                    standby: "c:1".into(),
+                    sync: false,
+                    state: "REMOTE_CATCHUP".into(),
+                    flushed_lsn: 600,
+                },
+            ],
+            ..Default::default()
+        });
+        let t = cluster_members(&st).unwrap();
+        let rows: Vec<&str> = t.lines().filter(|l| l.contains(":1")).collect();
+        assert!(
+            rows[0].starts_with("b:1") && rows[0].contains("primary"),
+            "{t}"
+        );
+        assert!(
+            rows[1].contains("principal") && rows[1].ends_with(" 0"),
+            "{t}"
+        );
+        assert!(
+            rows[2].contains("auxiliary") && rows[2].ends_with(" 400"),
+            "{t}"
+        );
     }
 
     #[test]

@@ -453,7 +453,9 @@ async fn promotions_are_rate_limited_across_role_changes() -> Result<()> {
         since + Duration::from_secs(8) < INTERVAL,
         "the first two failovers took {since:?}: too slow to see the limit"
     );
-    p.a.sigstop()?;
+    // Frozen only once B is in PEER and A has cleared the mark it wrote
+    // when it took over: a B still marked would rightly never promote.
+    freeze_between_renewals(&p.a).await?;
     let st =
         p.b.wait_for(
             "B held back by the rate limit",

@@ -85,9 +85,17 @@ async fn never_writes_until_standby(node: &Server) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut refused = 0;
     loop {
-        if let Ok((c, conn)) =
-            tokio_postgres::connect(&node.conninfo(), tokio_postgres::NoTls).await
-        {
+        let attempt = tokio_postgres::connect(&node.conninfo(), tokio_postgres::NoTls).await;
+        // A session refused at start-up (57P03: the node is fenced, or its
+        // short-lived run before a rewind is stopping) was an attempt too:
+        // a node that restarts, rewinds and follows within one poll would
+        // otherwise leave nothing counted.
+        if let Err(e) = &attempt {
+            if e.code().is_some_and(|c| c.code() == "57P03") {
+                refused += 1;
+            }
+        }
+        if let Ok((c, conn)) = attempt {
             tokio::spawn(conn);
             match c
                 .execute("INSERT INTO t(v) VALUES ('split-brain')", &[])

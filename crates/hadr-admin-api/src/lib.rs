@@ -15,7 +15,7 @@ pub use client::{AdminClient, AdminError, DEFAULT_TIMEOUT};
 pub use hadr_ha::{ConnectStatus, PairState, RoleEvent, SyncMode, Transition, Writes};
 pub use hadr_log::EpochStart;
 pub use status::{
-    spelling, steps, Activity, ArbiterView, FailoverStatus, FenceAnswer, HadrView, LogStatus,
-    NodeRole, PageHashStatus, PrimaryView, Recovery, StandbyPair, StandbyView, Status,
+    spelling, steps, Activity, ArbiterView, ClusterMember, FailoverStatus, FenceAnswer, HadrView,
+    LogStatus, NodeRole, PageHashStatus, PrimaryView, Recovery, StandbyPair, StandbyView, Status,
     TakeoverAnswer, TakeoverProgress,
 };

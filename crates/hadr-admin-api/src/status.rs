@@ -154,12 +154,37 @@ pub struct FailoverStatus {
     pub hold: Option<String>,
     /// The last decisions with their reasons, newest last.
     pub decisions: Vec<String>,
+    /// Primary: why it does not acknowledge alone the commits a standby it
+    /// waits for lacks (None: it may, or no standby is out of PEER).
+    #[serde(default)]
+    pub alone_hold: Option<String>,
+    /// The holder's standbys as the arbiter's record lists them: the
+    /// cluster's actual members, whatever this node's own configuration says.
+    #[serde(default)]
+    pub members: Vec<ClusterMember>,
+    /// The holder's log end when it wrote the record.
+    #[serde(default)]
+    pub holder_end_lsn: u64,
     /// Why automation is off although an arbiter is configured (its
     /// start-up check failed: a store that ignores conditional writes,
     /// refused credentials, a foreign record). The node still serves;
     /// `hadr takeover` still works.
     #[serde(default)]
     pub disabled: Option<String>,
+}
+
+/// A standby of the lease holder, as the arbiter's record lists it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterMember {
+    /// Its replication address.
+    pub standby: String,
+    /// The holder waits for it (principal, SYNC or NEARSYNC): it may promote
+    /// automatically. False: an auxiliary, which never does.
+    pub sync: bool,
+    /// Its pair state as the holder saw it.
+    pub state: String,
+    /// Its flushed LSN as the holder knew it.
+    pub flushed_lsn: u64,
 }
 
 impl Status {

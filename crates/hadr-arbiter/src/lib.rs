@@ -36,6 +36,21 @@ pub struct OutOfSync {
     pub from_lsn: u64,
 }
 
+/// A standby as the holder recorded it (docs/failover.md §Three and more
+/// nodes): whether the holder waits for it, which is what lets it promote
+/// automatically, and how far it was, which orders several candidates.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RecordedStandby {
+    /// Its name (its replication address).
+    pub standby: String,
+    /// The holder waits for it (its principal in SYNC or NEARSYNC).
+    pub sync: bool,
+    /// Its pair state as the holder saw it (`PEER`, …), for status.
+    pub state: String,
+    /// Its flushed LSN as the holder knew it.
+    pub flushed_lsn: u64,
+}
+
 /// The record an arbiter keeps.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct LeaseRecord {
@@ -51,6 +66,13 @@ pub struct LeaseRecord {
     /// Standbys marked out of sync.
     #[serde(default)]
     pub out_of_sync: Vec<OutOfSync>,
+    /// The holder's standbys (None: written by a version that did not
+    /// record them; older readers ignore the field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standbys: Option<Vec<RecordedStandby>>,
+    /// The holder's log end when it wrote, for status (lag).
+    #[serde(default)]
+    pub end_lsn: u64,
     /// The writer's wall clock (µs since 1970), for status and clock-sanity
     /// checks only: no rule reads it.
     pub written_at_micros: u64,
@@ -154,4 +176,45 @@ pub trait Arbiter: Send + Sync {
 
     /// Which backend and where.
     fn info(&self) -> ArbiterInfo;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Nodes of different versions share one record during an upgrade: a
+    /// record without the newer fields reads, and the newer fields are
+    /// skipped by a reader that does not know them.
+    #[test]
+    fn records_of_older_and_newer_writers_read_both_ways() {
+        let old = r#"{"holder":"a","epoch":3,"token":9,"nonce":1,
+            "out_of_sync":[{"standby":"b","from_lsn":5}],"written_at_micros":7}"#;
+        let r: LeaseRecord = serde_json::from_str(old).unwrap();
+        assert_eq!(r.standbys, None);
+        assert_eq!(r.end_lsn, 0);
+        let newer = LeaseRecord {
+            standbys: Some(vec![RecordedStandby {
+                standby: "b".into(),
+                sync: true,
+                state: "PEER".into(),
+                flushed_lsn: 40,
+            }]),
+            end_lsn: 41,
+            ..r.clone()
+        };
+        #[derive(Deserialize)]
+        struct OlderReader {
+            holder: Option<String>,
+            epoch: u64,
+            out_of_sync: Vec<OutOfSync>,
+        }
+        let o: OlderReader = serde_json::from_str(&serde_json::to_string(&newer).unwrap()).unwrap();
+        assert_eq!(
+            (o.holder.as_deref(), o.epoch, o.out_of_sync.len()),
+            (Some("a"), 3, 1)
+        );
+        let back: LeaseRecord =
+            serde_json::from_str(&serde_json::to_string(&newer).unwrap()).unwrap();
+        assert_eq!(back, newer);
+    }
 }

@@ -28,7 +28,6 @@ fn record(holder: &str, token: u64) -> LeaseRecord {
         epoch: 1,
         token,
         nonce: token.wrapping_mul(0x9e37_79b9_7f4a_7c15),
-        out_of_sync: Vec::new(),
         written_at_micros: 1_700_000_000_000_000 + token,
         ..LeaseRecord::default()
     }

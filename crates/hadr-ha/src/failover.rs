@@ -20,9 +20,19 @@
 //!   never promotes.
 //! - **No ping-pong**: promotions are at least `min_promotion_interval`
 //!   apart on a node, and nothing fails back by itself.
+//! - **Several standbys** (docs/failover.md §Three and more nodes): the
+//!   primary tracks each; it marks every standby it waits for (its
+//!   principal) that leaves PEER, and records which standbys it waits for.
+//!   Only those may promote (`candidates`): an auxiliary, always SUPERASYNC,
+//!   never does, and says why ([`Hold::Auxiliary`]).
+//! - **A graceful hand-over goes through the arbiter**: the new primary's
+//!   first act is the conditional write of the record in its new epoch
+//!   over its predecessor's (which stopped for good before it handed over);
+//!   until that write is made it never acknowledges alone.
 
 use serde::{Deserialize, Serialize};
 
+use crate::candidates::{self, NotEligible, Recorded, Standing};
 use crate::epoch::next_epoch;
 use crate::lease::{LeaseTiming, Watch};
 
@@ -37,6 +47,9 @@ pub struct Record {
     pub epoch: u64,
     /// Standbys marked out of sync, with the LSN each may lack from.
     pub out_of_sync: Vec<(String, u64)>,
+    /// The holder's standbys as it recorded them (None: a writer that
+    /// predates this field; then only the marks speak).
+    pub standbys: Option<Vec<Recorded>>,
     /// The lease timing its writer runs by (None: not stated, an older
     /// writer); a contender waits by the longer of it and its own.
     pub timing: Option<LeaseTiming>,
@@ -86,6 +99,23 @@ pub enum Hold {
     /// A conditional take-over lost: someone wrote the record first.
     #[error("not promoting: the arbiter's record changed under the take-over")]
     LostRace,
+    /// The primary does not wait for this standby: an auxiliary (always
+    /// SUPERASYNC), or not one of its standbys at all.
+    #[error("not promoting: an auxiliary standby of {primary} (SUPERASYNC: the primary does not wait for it, so it may lack acknowledged commits); only a standby the primary waits for promotes automatically, and `hadr takeover --force` remains for a human who accepts the loss")]
+    Auxiliary {
+        /// The holder whose record says so.
+        primary: String,
+    },
+    /// A more advanced eligible standby goes first.
+    #[error("not promoting yet: {to} is further ahead (flushed LSN {flushed_lsn}) and goes first; this standby tries {left_ms} ms later if it has not")]
+    Deferring {
+        /// That standby.
+        to: String,
+        /// Its recorded flushed LSN.
+        flushed_lsn: u64,
+        /// Until this standby tries anyway.
+        left_ms: u64,
+    },
 }
 
 /// What a standby's driver must do.
@@ -216,6 +246,19 @@ impl StandbyFailover {
         if !self.sync_mode {
             return Err(Hold::AsyncMode);
         }
+        // What the holder's record says of this standby.
+        let standing = match &self.record {
+            None => Ok(Standing::Best),
+            Some(r) => candidates::standing(&self.me, r.standbys.as_deref(), &r.out_of_sync),
+        };
+        if standing == Err(NotEligible::Auxiliary) {
+            let primary = self
+                .record
+                .as_ref()
+                .and_then(|r| r.holder.clone())
+                .unwrap_or_else(|| "the primary".into());
+            return Err(Hold::Auxiliary { primary });
+        }
         if let Some(at) = self.last_promotion {
             if now < at.saturating_add(self.min_promotion_interval_us) {
                 return Err(Hold::RateLimited {
@@ -223,12 +266,8 @@ impl StandbyFailover {
                 });
             }
         }
-        if let Some(r) = &self.record {
-            if let Some((_, from_lsn)) = r.out_of_sync.iter().find(|(s, _)| *s == self.me) {
-                return Err(Hold::OutOfSync {
-                    from_lsn: *from_lsn,
-                });
-            }
+        if let Err(NotEligible::OutOfSync { from_lsn }) = standing {
+            return Err(Hold::OutOfSync { from_lsn });
         }
         // After the mark: when both hold, the mark is what an operator must
         // act on (`hadr takeover --force`, accepting the loss).
@@ -251,6 +290,18 @@ impl StandbyFailover {
                 holder,
                 left_ms: timing.takeover_at(watch.first_seen).saturating_sub(now) / 1000,
             });
+        }
+        if let Ok(Standing::Defer { to, flushed_lsn }) = standing {
+            let at = timing
+                .takeover_at(watch.first_seen)
+                .saturating_add(timing.ttl_us);
+            if now < at {
+                return Err(Hold::Deferring {
+                    to,
+                    flushed_lsn,
+                    left_ms: (at - now) / 1000,
+                });
+            }
         }
         Ok(())
     }
@@ -379,8 +430,10 @@ pub enum PrimaryEvent {
         /// Now.
         now: u64,
     },
-    /// The principal standby entered PEER (true) or left it at log end `lsn` (false).
+    /// A standby entered PEER (true) or left it at log end `lsn` (false).
     StandbyPeer {
+        /// Which (a name [`PrimaryFailover::new`] was given; others are ignored).
+        standby: String,
         /// In PEER.
         in_peer: bool,
         /// The log end when it left (the first LSN it may lack).
@@ -411,6 +464,68 @@ pub enum PrimaryEvent {
     },
 }
 
+/// One standby of a primary, as the rules track it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Member {
+    /// Its name (its `hadr_local`, as the primary's `hadr_target_list` has it).
+    pub name: String,
+    /// The primary waits for it (its principal in SYNC or NEARSYNC): it is
+    /// marked out of sync before the primary acknowledges a commit it may
+    /// lack, and it may promote automatically. An auxiliary (always
+    /// SUPERASYNC) never holds a commit back and is never marked; the record
+    /// lists it as not waited for, which keeps it from promoting.
+    pub sync: bool,
+    /// In PEER.
+    pub in_peer: bool,
+    /// Where it left PEER (what a mark must say); None while in PEER.
+    pub left_peer_at: Option<u64>,
+}
+
+impl Member {
+    /// A standby the primary waits for, not yet in PEER (so marked from 0).
+    pub fn sync(name: impl Into<String>) -> Member {
+        Member {
+            name: name.into(),
+            sync: true,
+            in_peer: false,
+            left_peer_at: Some(0),
+        }
+    }
+
+    /// An auxiliary standby.
+    pub fn auxiliary(name: impl Into<String>) -> Member {
+        Member {
+            sync: false,
+            ..Member::sync(name)
+        }
+    }
+}
+
+/// Why a primary does not acknowledge alone the commits a standby it waits
+/// for lacks (shown in status).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum AloneHold {
+    /// A newer epoch holds the record.
+    #[error("not acknowledging alone: a newer epoch holds the arbiter's record")]
+    Superseded,
+    /// Promoted by a graceful hand-over, it has not yet written the record in its epoch.
+    #[error("not acknowledging alone: after the graceful takeover from {predecessor} this primary has not yet recorded itself in the arbiter; it serves while its standby is in PEER")]
+    NotClaimed {
+        /// Who handed over.
+        predecessor: String,
+    },
+    /// The lease is not ours (the arbiter is down, or another holder is waited out).
+    #[error("not acknowledging alone: this primary does not hold the arbiter's lease; it serves while its standby is in PEER")]
+    NoLease,
+    /// A standby out of PEER is not yet recorded out of sync.
+    #[error("not acknowledging alone: {standby} is not yet recorded out of sync in the arbiter")]
+    NotMarked {
+        /// That standby.
+        standby: String,
+    },
+}
+
 /// A primary's automatic-failover state.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PrimaryFailover {
@@ -420,18 +535,14 @@ pub struct PrimaryFailover {
     pub epoch: u64,
     /// The lease's timing.
     pub timing: LeaseTiming,
-    /// The principal standby's name.
-    pub standby: String,
-    /// Is it in PEER?
-    pub standby_in_peer: bool,
+    /// Its standbys, in `hadr_target_list` order.
+    pub standbys: Vec<Member>,
     /// The version we wrote last and when that write was sent (the lease).
     pub held: Option<(String, u64)>,
     /// A write in flight since (µs).
     pub writing: Option<u64>,
     /// What the record says is out of sync (as we last wrote it).
     pub recorded_out_of_sync: Vec<(String, u64)>,
-    /// Where the standby left PEER (what a mark must say).
-    pub left_peer_at: Option<u64>,
     /// Another holder's version we wait out before taking the record.
     pub watch: Option<Watch>,
     /// The version to expect when taking it over.
@@ -444,33 +555,70 @@ pub struct PrimaryFailover {
     pub superseded: bool,
     /// After an arbiter failure, no call before this (µs).
     pub backoff_until: Option<u64>,
-    /// This primary was promoted by a graceful hand-over: its predecessor
-    /// stopped writing for good before it told us, so a record it still
-    /// holds in an older epoch need not be waited out.
-    pub predecessor_stopped: bool,
+    /// This primary was promoted by a graceful hand-over from this node
+    /// (its name in the record). It stopped writing for good before it told
+    /// us, so the record it still holds in an older epoch is written over at
+    /// once: the new primary's first act (after reading the version) is
+    /// that conditional write. A record anyone else holds is waited out.
+    pub handed_over_by: Option<String>,
 }
 
 impl PrimaryFailover {
-    /// A primary of `epoch` whose principal standby is `standby` (not yet in PEER).
-    pub fn new(me: String, epoch: u64, timing: LeaseTiming, standby: String) -> Self {
+    /// A primary of `epoch` with these standbys (none in PEER yet).
+    pub fn new(me: String, epoch: u64, timing: LeaseTiming, standbys: Vec<Member>) -> Self {
         PrimaryFailover {
             me,
             epoch,
             timing,
-            standby,
-            standby_in_peer: false,
+            standbys,
             held: None,
             writing: None,
             recorded_out_of_sync: Vec::new(),
-            left_peer_at: Some(0),
             watch: None,
             other_version: None,
             other_timing: None,
             arbiter_ok: false,
             superseded: false,
             backoff_until: None,
-            predecessor_stopped: false,
+            handed_over_by: None,
         }
+    }
+
+    fn recorded(&self, name: &str) -> bool {
+        self.recorded_out_of_sync.iter().any(|(s, _)| s == name)
+    }
+
+    /// Every standby it waits for is in PEER (and there is one).
+    fn waited_for_in_peer(&self) -> bool {
+        let mut sync = self.standbys.iter().filter(|m| m.sync).peekable();
+        sync.peek().is_some() && sync.all(|m| m.in_peer)
+    }
+
+    /// Why it does not acknowledge alone at `now`, for status: None when
+    /// it may, or when the question does not arise (every standby it waits
+    /// for is in PEER). A primary made by a hand-over that has not yet
+    /// written the record says so even then.
+    pub fn alone_hold(&self, now: u64) -> Option<AloneHold> {
+        if self.superseded {
+            return Some(AloneHold::Superseded);
+        }
+        if let (Some(p), None) = (&self.handed_over_by, &self.held) {
+            return Some(AloneHold::NotClaimed {
+                predecessor: p.clone(),
+            });
+        }
+        if self.may_ack_alone(now) || self.waited_for_in_peer() {
+            return None;
+        }
+        if !self.holds_lease(now) {
+            return Some(AloneHold::NoLease);
+        }
+        self.standbys
+            .iter()
+            .find(|m| m.sync && !m.in_peer && !self.recorded(&m.name))
+            .map(|m| AloneHold::NotMarked {
+                standby: m.name.clone(),
+            })
     }
 
     /// Whether the lease is ours and running at `now`.
@@ -483,26 +631,31 @@ impl PrimaryFailover {
     /// Whether a commit the standby lacks may be acknowledged at `now`: the
     /// lease is ours and the standby is recorded out of sync.
     pub fn may_ack_alone(&self, now: u64) -> bool {
+        let mut sync = self.standbys.iter().filter(|m| m.sync);
         !self.superseded
             && self.holds_lease(now)
-            && self
-                .recorded_out_of_sync
-                .iter()
-                .any(|(s, _)| *s == self.standby)
+            && sync.clone().all(|m| m.in_peer || self.recorded(&m.name))
+            && sync.any(|m| self.recorded(&m.name))
     }
 
-    /// Whether this primary may accept writes at `now`: with its standby in
-    /// PEER (the healthy-pair rule: the standby cannot promote while
-    /// connected), or alone under the rules above.
+    /// Whether this primary may accept writes at `now`: with every standby
+    /// it waits for in PEER (the healthy-pair rule: a connected standby
+    /// cannot promote, and an auxiliary never does), or alone under the
+    /// rules above.
     pub fn may_write(&self, now: u64) -> bool {
-        !self.superseded && (self.standby_in_peer || self.holds_lease(now))
+        !self.superseded && (self.waited_for_in_peer() || self.holds_lease(now))
     }
 
+    /// The marks the record must carry: every standby it waits for that is
+    /// out of PEER, from where it left. Auxiliaries are never marked: they
+    /// hold no commit back, and the record's list of standbys already keeps
+    /// them from promoting.
     fn desired_marks(&self) -> Vec<(String, u64)> {
-        match (self.standby_in_peer, self.left_peer_at) {
-            (false, Some(lsn)) => vec![(self.standby.clone(), lsn)],
-            _ => Vec::new(),
-        }
+        self.standbys
+            .iter()
+            .filter(|m| m.sync && !m.in_peer)
+            .filter_map(|m| m.left_peer_at.map(|lsn| (m.name.clone(), lsn)))
+            .collect()
     }
 
     /// Until when (µs, local monotonic) a commit the standby lacks may be
@@ -538,9 +691,15 @@ impl PrimaryFailover {
         }
         let now = match ev {
             PrimaryEvent::Tick { now } => now,
-            PrimaryEvent::StandbyPeer { in_peer, lsn } => {
-                self.standby_in_peer = in_peer;
-                self.left_peer_at = if in_peer { None } else { Some(lsn) };
+            PrimaryEvent::StandbyPeer {
+                standby,
+                in_peer,
+                lsn,
+            } => {
+                if let Some(m) = self.standbys.iter_mut().find(|m| m.name == standby) {
+                    m.in_peer = in_peer;
+                    m.left_peer_at = if in_peer { None } else { Some(lsn) };
+                }
                 // The next tick writes the mark (or clears it) at once.
                 return Vec::new();
             }
@@ -593,7 +752,13 @@ impl PrimaryFailover {
                     Some(r) if r.holder.is_none() => {
                         return self.write(now, Some(r.version));
                     }
-                    Some(r) if self.predecessor_stopped && r.epoch < self.epoch => {
+                    Some(r)
+                        if r.epoch < self.epoch
+                            && r.holder.is_some()
+                            && r.holder == self.handed_over_by =>
+                    {
+                        // Our predecessor's record: it stopped for good before
+                        // it handed over, so nothing is waited out.
                         return self.write(now, Some(r.version));
                     }
                     Some(r) => {
@@ -653,316 +818,5 @@ impl PrimaryFailover {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MS: u64 = 1000;
-
-    fn timing() -> LeaseTiming {
-        LeaseTiming::new(2000 * MS, 500 * MS).unwrap()
-    }
-
-    fn rec(version: &str, holder: &str, epoch: u64) -> Record {
-        Record {
-            version: version.into(),
-            holder: Some(holder.into()),
-            epoch,
-            out_of_sync: vec![],
-            timing: None,
-        }
-    }
-
-    #[test]
-    fn a_standby_promotes_only_after_the_lease_ran_out_unchanged() {
-        let mut s = StandbyFailover::new("b".into(), timing(), true, 3);
-        s.step(StandbyEvent::LinkUp);
-        // Connected, it watches the record (so the watch dates the holder's
-        // last renewal) but never takes over.
-        assert_eq!(
-            s.step(StandbyEvent::Tick { now: 0 }),
-            vec![StandbyAction::Read]
-        );
-        assert_eq!(s.hold, Some(Hold::Connected));
-        s.step(StandbyEvent::LinkLost { in_peer: true });
-        assert_eq!(s.step(StandbyEvent::Tick { now: 10 }), vec![]);
-        assert_eq!(
-            s.step(StandbyEvent::Tick { now: 200 * MS }),
-            vec![StandbyAction::Read]
-        );
-        s.step(StandbyEvent::Read {
-            now: 20,
-            record: Some(rec("v1", "a", 3)),
-        });
-        assert!(matches!(s.hold, Some(Hold::LeaseRunning { .. })));
-        // A renewal restarts the wait.
-        s.step(StandbyEvent::Read {
-            now: 1000 * MS,
-            record: Some(rec("v2", "a", 3)),
-        });
-        let a = s.step(StandbyEvent::Read {
-            now: 3000 * MS,
-            record: Some(rec("v2", "a", 3)),
-        });
-        assert_eq!(a, vec![]);
-        let a = s.step(StandbyEvent::Read {
-            now: 3500 * MS,
-            record: Some(rec("v2", "a", 3)),
-        });
-        assert_eq!(
-            a,
-            vec![StandbyAction::TakeOver {
-                expected: Some("v2".into()),
-                epoch: 4
-            }]
-        );
-        assert_eq!(
-            s.step(StandbyEvent::Won { now: 3600 * MS }),
-            vec![StandbyAction::Promote { epoch: 4 }]
-        );
-    }
-
-    #[test]
-    fn a_standby_waits_out_a_holder_configured_with_a_longer_lease() {
-        let mut s = StandbyFailover::new("b".into(), timing(), true, 3);
-        s.step(StandbyEvent::LinkUp);
-        s.step(StandbyEvent::LinkLost { in_peer: true });
-        let mut r = rec("v1", "a", 3);
-        r.timing = Some(LeaseTiming::new(10_000 * MS, 1000 * MS).unwrap());
-        let read = |s: &mut StandbyFailover, now| {
-            s.step(StandbyEvent::Read {
-                now,
-                record: Some(r.clone()),
-            })
-        };
-        read(&mut s, 0);
-        // Its own 2.5 s would allow it; the holder's 11 s does not.
-        assert_eq!(read(&mut s, 5000 * MS), vec![]);
-        assert!(
-            matches!(s.hold, Some(Hold::LeaseRunning { left_ms: 6000, .. })),
-            "{:?}",
-            s.hold
-        );
-        assert!(matches!(
-            read(&mut s, 11_000 * MS).as_slice(),
-            [StandbyAction::TakeOver { .. }]
-        ));
-    }
-
-    #[test]
-    fn a_standby_never_promotes_when_it_could_lose_commits() {
-        for (sync, in_peer, marked, want) in [
-            (false, true, false, Hold::AsyncMode),
-            (true, false, false, Hold::NotInPeer),
-            (true, true, true, Hold::OutOfSync { from_lsn: 77 }),
-        ] {
-            let mut s = StandbyFailover::new("b".into(), timing(), sync, 3);
-            s.step(StandbyEvent::LinkUp);
-            s.step(StandbyEvent::LinkLost { in_peer });
-            let mut r = rec("v", "a", 3);
-            if marked {
-                r.out_of_sync.push(("b".into(), 77));
-            }
-            for now in [0, 5000 * MS, 60_000 * MS] {
-                let a = s.step(StandbyEvent::Read {
-                    now,
-                    record: Some(r.clone()),
-                });
-                assert!(a
-                    .iter()
-                    .all(|a| !matches!(a, StandbyAction::TakeOver { .. })));
-            }
-            assert_eq!(s.hold, Some(want));
-        }
-        // Connected, paused, or without the arbiter: never.
-        let mut s = StandbyFailover::new("b".into(), timing(), true, 3);
-        s.step(StandbyEvent::LinkUp);
-        s.step(StandbyEvent::Read {
-            now: 0,
-            record: Some(rec("v", "a", 3)),
-        });
-        s.step(StandbyEvent::Tick { now: 9_000 * MS });
-        assert_eq!(s.hold, Some(Hold::Connected));
-        s.step(StandbyEvent::LinkLost { in_peer: true });
-        s.step(StandbyEvent::ArbiterDown { now: 9_100 * MS });
-        assert_eq!(s.step(StandbyEvent::Tick { now: 9_200 * MS }), vec![]);
-        assert_eq!(s.hold, Some(Hold::ArbiterDown));
-    }
-
-    #[test]
-    fn a_primary_acks_alone_only_with_the_lease_and_the_mark() {
-        let mut p = PrimaryFailover::new("a".into(), 3, timing(), "b".into());
-        assert_eq!(
-            p.step(PrimaryEvent::Tick { now: 0 }),
-            vec![PrimaryAction::Read]
-        );
-        let a = p.step(PrimaryEvent::Read {
-            now: 0,
-            record: None,
-        });
-        assert_eq!(
-            a,
-            vec![PrimaryAction::Write {
-                expected: None,
-                out_of_sync: vec![("b".into(), 0)]
-            }]
-        );
-        p.step(PrimaryEvent::Wrote {
-            sent: 0,
-            version: "v1".into(),
-            out_of_sync: vec![("b".into(), 0)],
-        });
-        assert!(p.may_ack_alone(1));
-        p.step(PrimaryEvent::StandbyPeer {
-            in_peer: true,
-            lsn: 0,
-        });
-        // Entering PEER clears the mark at once.
-        assert_eq!(
-            p.step(PrimaryEvent::Tick { now: 10 }),
-            vec![PrimaryAction::Write {
-                expected: Some("v1".into()),
-                out_of_sync: vec![]
-            }]
-        );
-        p.step(PrimaryEvent::Wrote {
-            sent: 10,
-            version: "v2".into(),
-            out_of_sync: vec![],
-        });
-        assert!(!p.may_ack_alone(20));
-        assert!(p.may_write(20));
-        // The standby drops: no ack alone until the mark is written.
-        p.step(PrimaryEvent::StandbyPeer {
-            in_peer: false,
-            lsn: 500,
-        });
-        assert!(!p.may_ack_alone(30));
-        let a = p.step(PrimaryEvent::Tick { now: 30 });
-        assert_eq!(
-            a,
-            vec![PrimaryAction::Write {
-                expected: Some("v2".into()),
-                out_of_sync: vec![("b".into(), 500)]
-            }]
-        );
-        p.step(PrimaryEvent::Wrote {
-            sent: 30,
-            version: "v3".into(),
-            out_of_sync: vec![("b".into(), 500)],
-        });
-        assert!(p.may_ack_alone(40));
-        // Without renewals the lease runs out strictly before a contender may take it.
-        assert!(p.may_ack_alone(30 + 1500 * MS - 1));
-        assert!(!p.may_ack_alone(30 + 1500 * MS));
-        assert!(!p.may_write(30 + 1500 * MS));
-    }
-
-    #[test]
-    fn a_mark_being_cleared_stops_counting_when_the_write_is_sent() {
-        let mut p = PrimaryFailover::new("a".into(), 3, timing(), "b".into());
-        p.step(PrimaryEvent::Read {
-            now: 0,
-            record: None,
-        });
-        p.step(PrimaryEvent::Wrote {
-            sent: 0,
-            version: "v1".into(),
-            out_of_sync: vec![("b".into(), 0)],
-        });
-        assert!(p.may_ack_alone(1));
-        assert_eq!(p.alone_until(1), 1500 * MS);
-        p.step(PrimaryEvent::StandbyPeer {
-            in_peer: true,
-            lsn: 0,
-        });
-        let a = p.step(PrimaryEvent::Tick { now: 10 });
-        assert!(
-            matches!(&a[..], [PrimaryAction::Write { out_of_sync, .. }] if out_of_sync.is_empty())
-        );
-        // Unanswered (slow, or lost): the arbiter may already hold the
-        // unmarked record, so nothing may be acknowledged alone any more.
-        assert!(!p.may_ack_alone(11));
-        assert_eq!(p.alone_until(11), 0);
-        p.step(PrimaryEvent::ArbiterDown { now: 2000 * MS });
-        assert!(!p.may_ack_alone(2000 * MS + 1));
-    }
-
-    #[test]
-    fn a_primary_that_lost_the_record_to_a_newer_epoch_fences() {
-        let mut p = PrimaryFailover::new("a".into(), 3, timing(), "b".into());
-        p.step(PrimaryEvent::Read {
-            now: 0,
-            record: Some(rec("v1", "a", 3)),
-        });
-        p.step(PrimaryEvent::Wrote {
-            sent: 0,
-            version: "v2".into(),
-            out_of_sync: vec![("b".into(), 0)],
-        });
-        assert_eq!(p.step(PrimaryEvent::Conflict), vec![PrimaryAction::Read]);
-        assert!(!p.may_write(1));
-        assert_eq!(
-            p.step(PrimaryEvent::Read {
-                now: 2,
-                record: Some(rec("v3", "b", 4))
-            }),
-            vec![PrimaryAction::Fence { by_epoch: 4 }]
-        );
-        assert!(p.superseded);
-        assert_eq!(p.step(PrimaryEvent::Tick { now: 10_000 * MS }), vec![]);
-    }
-
-    #[test]
-    fn after_a_graceful_hand_over_the_record_is_taken_at_once() {
-        let mut p = PrimaryFailover::new("b".into(), 4, timing(), "a".into());
-        p.predecessor_stopped = true;
-        assert_eq!(
-            p.step(PrimaryEvent::Read {
-                now: 0,
-                record: Some(rec("v1", "a", 3))
-            }),
-            vec![PrimaryAction::Write {
-                expected: Some("v1".into()),
-                out_of_sync: vec![("a".into(), 0)]
-            }]
-        );
-        // Not a record of the same or a newer epoch, though.
-        let mut p = PrimaryFailover::new("b".into(), 4, timing(), "a".into());
-        p.predecessor_stopped = true;
-        assert_eq!(
-            p.step(PrimaryEvent::Read {
-                now: 0,
-                record: Some(rec("v1", "a", 4))
-            }),
-            vec![]
-        );
-    }
-
-    #[test]
-    fn a_primary_waits_out_a_stale_holder_before_taking_the_record() {
-        let mut p = PrimaryFailover::new("b".into(), 4, timing(), "a".into());
-        assert_eq!(
-            p.step(PrimaryEvent::Read {
-                now: 0,
-                record: Some(rec("v1", "a", 3))
-            }),
-            vec![]
-        );
-        assert!(!p.may_write(1));
-        assert_eq!(
-            p.step(PrimaryEvent::Tick { now: 700 * MS }),
-            vec![PrimaryAction::Read]
-        );
-        p.step(PrimaryEvent::Read {
-            now: 700 * MS,
-            record: Some(rec("v1", "a", 3)),
-        });
-        assert_eq!(
-            p.step(PrimaryEvent::Tick { now: 2500 * MS }),
-            vec![PrimaryAction::Write {
-                expected: Some("v1".into()),
-                out_of_sync: vec![("a".into(), 0)]
-            }]
-        );
-    }
-}
+#[path = "failover_tests.rs"]
+mod tests;

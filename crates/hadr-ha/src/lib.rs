@@ -19,8 +19,10 @@
 //! - [`lease`]: the arbiter lease's arithmetic, by local monotonic time.
 //! - [`failover`]: when a standby promotes itself and when a primary may
 //!   acknowledge alone, through the arbiter.
+//! - [`candidates`]: which of several standbys may take over, best first.
 
 pub mod admission;
+pub mod candidates;
 pub mod commit_wait;
 pub mod epoch;
 pub mod events;

@@ -42,6 +42,14 @@ pub enum TakeoverRefusal {
     /// Asked of a node that is not a standby.
     #[error("this node is not a standby; issue the takeover against the standby")]
     NotAStandby,
+    /// A graceful takeover while automatic failover is on and the arbiter
+    /// cannot be read: the new primary's first act, writing the record in
+    /// its epoch, could not be made (docs/failover.md §Graceful takeover).
+    #[error("automatic failover is on and the arbiter cannot be read ({reason}): a graceful takeover goes through the arbiter, so it is refused; repair the arbiter and retry, or, as a human who accepts the risk, use `hadr takeover --force`")]
+    ArbiterUnreadable {
+        /// What the arbiter answered.
+        reason: String,
+    },
 }
 
 /// Whether a forced takeover is allowed now (DB2's rules, docs/takeover.md §Forced takeover).

@@ -135,9 +135,10 @@
 
 mod model_kit;
 
+use hadr_ha::candidates::Recorded;
 use hadr_ha::commit_wait::may_release_guarded;
 use hadr_ha::failover::{
-    PrimaryAction, PrimaryEvent, PrimaryFailover, Record, StandbyAction, StandbyEvent,
+    Member, PrimaryAction, PrimaryEvent, PrimaryFailover, Record, StandbyAction, StandbyEvent,
     StandbyFailover,
 };
 use hadr_ha::lease::LeaseTiming;
@@ -206,6 +207,7 @@ impl Arbiter {
         holder: usize,
         epoch: u64,
         out_of_sync: &[(String, u64)],
+        as_primary: bool,
     ) -> Option<String> {
         if self.version() != expected {
             return None;
@@ -217,6 +219,17 @@ impl Arbiter {
             holder: Some(NAMES[holder].to_string()),
             epoch,
             out_of_sync: out_of_sync.to_vec(),
+            // As the drivers record it: a primary lists the standby it waits
+            // for; a take-over lists nobody yet.
+            standbys: Some(if as_primary {
+                vec![Recorded {
+                    name: NAMES[1 - holder].to_string(),
+                    sync: true,
+                    flushed_lsn: 0,
+                }]
+            } else {
+                vec![]
+            }),
             timing: None,
         });
         Some(version)
@@ -285,7 +298,7 @@ impl Prim {
                 NAMES[i].to_string(),
                 epoch,
                 timing(),
-                NAMES[1 - i].to_string(),
+                vec![Member::sync(NAMES[1 - i])],
             ),
             pair: Pair::new(pair_config(), 0),
             guard: WriteGuard::start(epoch, true, restarted, false),
@@ -544,7 +557,7 @@ impl FailoverModel {
                 let marked = rules
                     .recorded_out_of_sync
                     .iter()
-                    .any(|(s, _)| *s == rules.standby);
+                    .any(|(s, _)| rules.standbys.iter().any(|m| m.sync && m.name == *s));
                 !rules.superseded && now < deadline && (marked || no_mark)
             }
         };
@@ -622,6 +635,7 @@ impl FailoverModel {
         if peer_now != p.in_peer {
             p.in_peer = peer_now;
             p.rules.step(PrimaryEvent::StandbyPeer {
+                standby: NAMES[1 - i].to_string(),
                 in_peer: peer_now,
                 lsn: end,
             });
@@ -687,14 +701,18 @@ impl FailoverModel {
                     } else {
                         // `sent` is stamped before the request goes out; the
                         // arbiter applies it at once (the latest `sent` can be).
-                        let reply = match w.arb.write(expected.as_deref(), i, epoch, &out_of_sync) {
-                            Some(version) => Reply::Stored {
-                                sent: now,
-                                version,
-                                out_of_sync,
-                            },
-                            None => Reply::Conflict,
-                        };
+                        let reply =
+                            match w
+                                .arb
+                                .write(expected.as_deref(), i, epoch, &out_of_sync, true)
+                            {
+                                Some(version) => Reply::Stored {
+                                    sent: now,
+                                    version,
+                                    out_of_sync,
+                                },
+                                None => Reply::Conflict,
+                            };
                         if i == A {
                             n.call = Some((n.clock, reply));
                             return;
@@ -786,7 +804,7 @@ impl FailoverModel {
                 }
                 Some(StandbyAction::TakeOver { .. }) if !reach => StandbyEvent::ArbiterDown { now },
                 Some(StandbyAction::TakeOver { expected, epoch }) => {
-                    match w.arb.write(expected.as_deref(), i, epoch, &[]) {
+                    match w.arb.write(expected.as_deref(), i, epoch, &[], false) {
                         Some(_) => StandbyEvent::Won { now },
                         None => StandbyEvent::Lost,
                     }

@@ -23,6 +23,10 @@
 //!   feeds it and prints its actions and step.
 //! - `standby_link.txt`: `link` starts one; `hello`, `connected`,
 //!   `received`, `heartbeat`, `lost` feed it; `force`, `graceful` ask it.
+//! - `failover.txt`: automatic failover with one primary and several
+//!   standbys (the runner and its commands: `scenario_failover/mod.rs`).
+
+mod scenario_failover;
 
 use std::fmt::Write as _;
 
@@ -54,12 +58,13 @@ fn scenarios() {
             "admission" => run(f, admission_case),
             "handover" => run(f, handover_case),
             "standby_link" => run(f, standby_link_case),
+            "failover" => run(f, scenario_failover::failover_case),
             other => panic!("no runner for testdata/{other}"),
         }
     });
     // RUN=pair.txt runs one file (datadriven's filter).
     if std::env::var_os("RUN").is_none() {
-        assert_eq!(files, 6, "every scenario file ran");
+        assert_eq!(files, 7, "every scenario file ran");
     }
 }
 

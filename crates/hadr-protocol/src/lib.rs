@@ -93,6 +93,11 @@ pub enum RefuseCode {
     WrongRole,
     /// A graceful takeover was refused; the pair goes on as before.
     TakeoverRefused,
+    /// The node stopped being a primary (it handed over, was fenced, or
+    /// shuts down): the standby looks for the primary elsewhere at once.
+    /// A peer older than this code reads it as [`RefuseCode::Other`] and,
+    /// as for any refusal, stops following and retries its targets.
+    NotPrimary,
     /// Anything else (the reason says what).
     Other,
 }
@@ -108,6 +113,7 @@ impl RefuseCode {
             RefuseCode::NeedsClone => 6,
             RefuseCode::WrongRole => 7,
             RefuseCode::TakeoverRefused => 8,
+            RefuseCode::NotPrimary => 9,
             RefuseCode::Other => 255,
         }
     }
@@ -124,6 +130,7 @@ impl RefuseCode {
             6 => RefuseCode::NeedsClone,
             7 => RefuseCode::WrongRole,
             8 => RefuseCode::TakeoverRefused,
+            9 => RefuseCode::NotPrimary,
             _ => RefuseCode::Other,
         }
     }
@@ -745,6 +752,7 @@ mod tests {
         vec![
             Message::Hello(hello()),
             Message::Refuse(Refuse::new(RefuseCode::NeedsClone, "no")),
+            Message::Refuse(Refuse::new(RefuseCode::NotPrimary, "handed over")),
             Message::Refuse(Refuse::new(RefuseCode::Version, "old")),
             Message::Records {
                 start_lsn: 99,
@@ -824,6 +832,28 @@ mod tests {
         // Every other refusal carries its code.
         let b = Message::Refuse(Refuse::new(RefuseCode::NeedsRewind, "x")).encode();
         assert_eq!(b[4], T_REFUSE_CODED);
+    }
+
+    /// A code added later (here `NotPrimary`, 9) reaches an older peer as a
+    /// coded refusal it decodes: only the code is unknown to it, and an
+    /// unknown code reads as `Other`, so no version bump is needed.
+    #[test]
+    fn an_unknown_refusal_code_reads_as_other_with_its_reason() {
+        let b = Message::Refuse(Refuse::new(RefuseCode::NotPrimary, "gone")).encode();
+        assert_eq!(b[4], T_REFUSE_CODED);
+        assert_eq!(b[5], 9);
+        let mut unknown = b.clone();
+        unknown[5] = 200;
+        let body_len = unknown.len() - 4;
+        let crc = crc32c::crc32c(&unknown[4..body_len]);
+        unknown[body_len..].copy_from_slice(&crc.to_be_bytes());
+        match Message::decode(&unknown) {
+            Ok((Message::Refuse(r), _)) => {
+                assert_eq!(r.code, RefuseCode::Other);
+                assert_eq!(r.reason, "gone");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     /// A page count the frame cannot hold is refused before anything is allocated for it.

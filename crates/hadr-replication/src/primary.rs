@@ -18,6 +18,12 @@ use crate::wire::{Reader, WireError, Writer};
 
 /// Accept standbys and cloners until the task is aborted; also ticks
 /// disconnected pairs so peer windows expire.
+///
+/// Every connection runs on a task this one owns, so aborting `serve` ends
+/// them all: a sender left running after its node stopped being a primary
+/// would keep a standby "connected" to a node that can no longer feed it.
+/// Once this node is retired ([`Standbys::close`]) every sender refuses its
+/// standby with [`RefuseCode::NotPrimary`], and so does every new connection.
 pub async fn serve(ctx: Arc<PrimaryCtx>, listener: TcpListener) {
     // Aborted with this task: dropping a JoinHandle alone would leave it running.
     struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -28,23 +34,66 @@ pub async fn serve(ctx: Arc<PrimaryCtx>, listener: TcpListener) {
     }
     let _ticker = AbortOnDrop(tokio::spawn(tick_disconnected(ctx.clone())));
     let _prober = AbortOnDrop(tokio::spawn(probe_targets(ctx.clone())));
+    let retired = ctx.standbys.retired();
+    let mut conns = tokio::task::JoinSet::new();
     loop {
-        match listener.accept().await {
-            Ok((stream, peer)) => {
-                let _ = stream.set_nodelay(true);
-                let ctx = ctx.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = handle(ctx, stream).await {
-                        warn!(%peer, error = %e, "replication connection ended");
-                    }
-                });
-            }
-            Err(e) => {
-                warn!(error = %e, "replication accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let ctx = ctx.clone();
+                    let why = retired.borrow().clone();
+                    conns.spawn(async move {
+                        let r = match why {
+                            Some(why) => refuse_not_primary(&ctx, stream, why).await,
+                            None => handle(ctx, stream).await,
+                        };
+                        if let Err(e) = r {
+                            warn!(%peer, error = %e, "replication connection ended");
+                        }
+                    });
+                }
+                Err(e) => {
+                    warn!(error = %e, "replication accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            // Reap finished connections (the set stays as small as the live ones).
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
         }
     }
+}
+
+/// What a node that is no longer a primary tells a peer that says hello.
+fn not_primary(ctx: &PrimaryCtx, why: &str) -> Message {
+    Message::Refuse(Refuse::new(
+        RefuseCode::NotPrimary,
+        format!("{} is no longer a primary: {why}", ctx.address),
+    ))
+}
+
+/// Resolves with the reason once this node is retired (an error if nobody
+/// can retire it any more).
+async fn retired_reason(
+    retired: &mut tokio::sync::watch::Receiver<Option<String>>,
+) -> Result<String, tokio::sync::watch::error::RecvError> {
+    loop {
+        if let Some(why) = retired.borrow_and_update().clone() {
+            return Ok(why);
+        }
+        retired.changed().await?;
+    }
+}
+
+async fn refuse_not_primary(
+    ctx: &PrimaryCtx,
+    stream: TcpStream,
+    why: String,
+) -> Result<(), WireError> {
+    let (r, w) = stream.into_split();
+    let (mut reader, mut writer) = (Reader::new(r), Writer::new(w));
+    reader.next(ctx.timeout).await?;
+    writer.send(&not_primary(ctx, &why), ctx.timeout).await
 }
 
 async fn tick_disconnected(ctx: Arc<PrimaryCtx>) {
@@ -307,6 +356,7 @@ async fn stream_to(
     });
     let mut pos = from;
     let mut end_rx = ctx.end.clone();
+    let mut retired = ctx.standbys.retired();
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     let result: Result<(), StreamEnd> = loop {
         let end = ctx.engine.log().end_lsn();
@@ -351,6 +401,10 @@ async fn stream_to(
             }
             r = &mut lost_rx => {
                 break Err(r.map(StreamEnd::Wire).unwrap_or(StreamEnd::Lost));
+            }
+            Ok(why) = retired_reason(&mut retired) => {
+                let _ = writer.send(&not_primary(&ctx, &why), ctx.timeout).await;
+                break Err(StreamEnd::Retired(why));
             }
             Some(()) = takeover_rx.recv() => {
                 match hand_over(&ctx, slot, pos, &mut writer).await {
@@ -516,6 +570,8 @@ enum StreamEnd {
     Lost,
     #[error(transparent)]
     Handover(HandoverFailure),
+    #[error("this node is no longer a primary: {0}")]
+    Retired(String),
 }
 
 /// Ship one batch of the log from `from` (at most up to `to`); return where it ended.

@@ -109,6 +109,62 @@ pub struct StandbyCtx {
     pub on_takeover_ready: Arc<dyn Fn(u64) + Send + Sync>,
     /// Called when the primary refused a graceful takeover (with why).
     pub on_takeover_refused: Arc<dyn Fn(String) + Send + Sync>,
+    /// The primary the cluster names (the arbiter record's holder), kept
+    /// up to date by automatic failover's driver; None without an arbiter.
+    pub leader: watch::Receiver<Option<Leader>>,
+}
+
+/// The primary the cluster names: the arbiter record's holder (its
+/// `hadr_local`) and its epoch. The topology comes from the cluster, not from
+/// this node's `hadr_target_list` alone: a standby tries the leader first,
+/// and never follows a primary of an epoch older than the leader's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Leader {
+    /// Its replication address.
+    pub address: String,
+    /// The epoch it holds the record in.
+    pub epoch: u64,
+}
+
+/// The addresses to try, in order: the leader, then `targets` (never
+/// `me`, never one twice).
+fn candidates(me: &str, targets: &[String], leader: Option<&Leader>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for t in leader
+        .map(|l| l.address.clone())
+        .into_iter()
+        .chain(targets.iter().cloned())
+    {
+        if t != me && !out.contains(&t) {
+            out.push(t);
+        }
+    }
+    out
+}
+
+/// Why `target`, a primary of `epoch`, cannot feed this standby: the
+/// cluster names another primary in a newer epoch.
+fn superseded(leader: Option<&Leader>, target: &str, epoch: u64) -> Option<String> {
+    let l = leader?;
+    (l.epoch > epoch && l.address != target).then(|| {
+        format!(
+            "the arbiter names {} primary in epoch {}; {target} is of epoch {epoch} and can no longer feed this standby",
+            l.address, l.epoch
+        )
+    })
+}
+
+impl StandbyCtx {
+    fn superseded(&self, target: &str, epoch: u64) -> Option<String> {
+        superseded(self.leader.borrow().as_ref(), target, epoch)
+    }
+}
+
+/// Resolves when the leader changes; never, once nobody can change it.
+async fn leader_changed(leader: &mut watch::Receiver<Option<Leader>>) {
+    if leader.changed().await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 impl StandbyCtx {
@@ -121,11 +177,18 @@ impl StandbyCtx {
     }
 }
 
-/// Keep a connection to the primary, reconnecting every second, until aborted.
+/// Keep a connection to the primary, reconnecting every second (at once
+/// when the leader changes), until aborted.
 pub async fn run(ctx: Arc<StandbyCtx>) {
     ctx.status().link.lost(now_micros());
+    let mut leader = ctx.leader.clone();
     loop {
-        for target in ctx.targets.clone() {
+        let candidates = candidates(
+            &ctx.address,
+            &ctx.targets,
+            leader.borrow_and_update().as_ref(),
+        );
+        for target in candidates {
             let conn = tokio::time::timeout(ctx.timeout, TcpStream::connect(&target)).await;
             let stream = match conn {
                 Ok(Ok(s)) => s,
@@ -168,7 +231,10 @@ pub async fn run(ctx: Arc<StandbyCtx>) {
                 warn!(primary = %target, error = %e, "replication from primary ended");
             }
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = leader_changed(&mut leader) => {}
+        }
     }
 }
 
@@ -190,6 +256,9 @@ pub enum FollowError {
     /// Our log holds records the primary never had.
     #[error("{0}")]
     Diverged(String),
+    /// The cluster names a primary of a newer epoch.
+    #[error("{0}")]
+    Superseded(String),
 }
 
 /// Decide with [`rejoin`] whether to follow this primary: as is, after
@@ -288,6 +357,9 @@ async fn follow(ctx: &Arc<StandbyCtx>, target: &str, stream: TcpStream) -> Resul
             "{target} is not a primary"
         )));
     }
+    if let Some(why) = ctx.superseded(target, theirs.epoch) {
+        return Err(FollowError::Superseded(why));
+    }
     adopt_epochs(ctx, target, &ours, &theirs)?;
     info!(primary = %target, from_lsn = ours.lsn, "following primary");
     {
@@ -303,6 +375,8 @@ async fn follow(ctx: &Arc<StandbyCtx>, target: &str, stream: TcpStream) -> Resul
     let mut tick = tokio::time::interval(heartbeat);
     let mut takeover = ctx.takeover.clone();
     takeover.borrow_and_update();
+    let mut leader = ctx.leader.clone();
+    leader.borrow_and_update();
     let ack = |ctx: &StandbyCtx| Message::Ack {
         received: log.end_lsn(),
         flushed: log.flushed_lsn(),
@@ -347,6 +421,11 @@ async fn follow(ctx: &Arc<StandbyCtx>, target: &str, stream: TcpStream) -> Resul
                         return Ok(());
                     }
                     _ => {}
+                }
+            }
+            _ = leader_changed(&mut leader) => {
+                if let Some(why) = ctx.superseded(target, theirs.epoch) {
+                    return Err(FollowError::Superseded(why));
                 }
             }
             r = takeover.changed() => {
@@ -443,6 +522,33 @@ pub fn replay_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_leader_goes_first_and_an_older_primary_cannot_feed_us() {
+        let targets = vec!["a".to_string(), "b".to_string(), "me".to_string()];
+        assert_eq!(candidates("me", &targets, None), vec!["a", "b"]);
+        let b = Leader {
+            address: "b".into(),
+            epoch: 4,
+        };
+        assert_eq!(candidates("me", &targets, Some(&b)), vec!["b", "a"]);
+        // A leader this node's list does not name is tried all the same.
+        let d = Leader {
+            address: "d".into(),
+            epoch: 5,
+        };
+        assert_eq!(candidates("me", &targets, Some(&d)), vec!["d", "a", "b"]);
+        // Never itself (a record it still holds from before it was fenced).
+        let me = Leader {
+            address: "me".into(),
+            epoch: 3,
+        };
+        assert_eq!(candidates("me", &targets, Some(&me)), vec!["a", "b"]);
+        assert!(superseded(Some(&b), "a", 3).is_some_and(|w| w.contains("epoch 4")));
+        assert_eq!(superseded(Some(&b), "b", 4), None);
+        assert_eq!(superseded(Some(&b), "a", 4), None);
+        assert_eq!(superseded(None, "a", 1), None);
+    }
 
     #[test]
     fn pending_stays_bounded_when_replay_stops_and_the_lag_stays_exact() {

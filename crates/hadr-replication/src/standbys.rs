@@ -80,6 +80,9 @@ pub struct Standbys {
     /// Under automatic failover: until when (`mono_micros`) this primary may
     /// release commits its principal standby lacks. None: no arbiter.
     alone_until: Option<std::sync::atomic::AtomicU64>,
+    /// Set with the reason once this node stops being a primary: every
+    /// sender then refuses its standby (`RefuseCode::NotPrimary`) and ends.
+    retired: tokio::sync::watch::Sender<Option<String>>,
 }
 
 impl Standbys {
@@ -103,6 +106,7 @@ impl Standbys {
             cv: Condvar::new(),
             acks: tokio::sync::Notify::new(),
             alone_until: None,
+            retired: tokio::sync::watch::channel(None).0,
         }
     }
 
@@ -157,12 +161,29 @@ impl Standbys {
     /// Release no more commits: every waiting and future wait fails with
     /// [`AckWaitError::Closed`]. A fenced primary must never acknowledge a
     /// commit its successor may not have, even when its peer window ends.
+    ///
+    /// The senders hear of it too ([`Standbys::retired`]): a node that no
+    /// longer releases commits is no longer a primary its standbys may follow.
     pub fn close(&self, reason: String) {
         let mut g = self.lock();
         if g.closed.is_none() {
-            g.closed = Some(reason);
+            g.closed = Some(reason.clone());
         }
         self.cv.notify_all();
+        drop(g);
+        self.retired.send_if_modified(|r| {
+            if r.is_none() {
+                *r = Some(reason);
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Why this node stopped being a primary, once it has ([`Standbys::close`]).
+    pub fn retired(&self) -> tokio::sync::watch::Receiver<Option<String>> {
+        self.retired.subscribe()
     }
 
     /// Guard commits by the arbiter's lease (automatic failover): until
@@ -181,14 +202,6 @@ impl Standbys {
             let _g = self.lock();
             self.cv.notify_all();
         }
-    }
-
-    /// Whether the principal standby is in PEER.
-    pub fn principal_in_peer(&self) -> bool {
-        self.lock()
-            .slots
-            .first()
-            .is_some_and(|s| s.pair.state == hadr_ha::PairState::Peer)
     }
 
     fn open(&self, g: &Inner, lsn: u64) -> bool {
@@ -294,5 +307,35 @@ impl Standbys {
             count: g.wait_count,
             buckets: g.wait_buckets.to_vec(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closing_retires_the_senders_once_with_the_first_reason() {
+        let cfg = PairConfig {
+            mode: hadr_ha::SyncMode::Nearsync,
+            timeout_us: 1_000_000,
+            peer_window_us: 0,
+            peer_wait_limit_us: 0,
+        };
+        let s = Standbys::new(vec![("b".into(), cfg)], 0);
+        let mut retired = s.retired();
+        assert_eq!(*retired.borrow_and_update(), None);
+        s.close("superseded by epoch 4".into());
+        s.close("the server is shutting down".into());
+        assert!(retired.has_changed().unwrap_or(false));
+        assert_eq!(
+            retired.borrow_and_update().as_deref(),
+            Some("superseded by epoch 4")
+        );
+        // Commits are refused with the same reason.
+        assert_eq!(
+            s.wait_commit(10, Duration::from_millis(1), || 0),
+            Err(AckWaitError::Closed("superseded by epoch 4".into()))
+        );
     }
 }

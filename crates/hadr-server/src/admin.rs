@@ -82,6 +82,7 @@ fn force_takeover(node: &Arc<Node>, peer_window_only: bool) -> Response {
     node.stop_for(crate::roles::RoleChange::Promote {
         end: None,
         epoch: None,
+        predecessor: None,
     });
     Json(api::TakeoverAnswer {
         takeover: api::TakeoverProgress::Promoting,
@@ -159,6 +160,9 @@ async fn takeover(State(node): State<Arc<Node>>, Query(q): Query<TakeoverQuery>)
     let Repl::Standby { status, .. } = &node.repl else {
         return refused(hadr_ha::takeover::TakeoverRefusal::NotAStandby);
     };
+    if let Err(r) = arbiter_readable(&node).await {
+        return refused(r);
+    }
     let asked = status
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -201,6 +205,39 @@ async fn takeover(State(node): State<Arc<Node>>, Query(q): Query<TakeoverQuery>)
             )
                 .into_response()
         }
+    }
+}
+
+/// With automatic failover on, a graceful takeover goes through the
+/// arbiter (docs/failover.md §Graceful takeover): the new primary's first
+/// act is writing the record in its epoch, so the takeover is refused up
+/// front if the arbiter cannot even be read. A forced takeover does not ask.
+async fn arbiter_readable(node: &Node) -> Result<(), hadr_ha::takeover::TakeoverRefusal> {
+    let Some(f) = &node.failover else {
+        return Ok(());
+    };
+    // Automation switched off at start-up (the arbiter failed its check):
+    // the node behaves as without an arbiter, and so does its takeover.
+    if f.status
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .disabled
+        .is_some()
+    {
+        return Ok(());
+    }
+    let unreadable =
+        |reason: String| hadr_ha::takeover::TakeoverRefusal::ArbiterUnreadable { reason };
+    let Some(arbiter) = f.arbiter() else {
+        return Err(unreadable(
+            "the arbiter was not opened (see the server log)".into(),
+        ));
+    };
+    let limit = std::time::Duration::from_secs(2);
+    match tokio::time::timeout(limit, arbiter.read()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(unreadable(e.to_string())),
+        Err(_) => Err(unreadable(format!("no answer within {limit:?}"))),
     }
 }
 

@@ -11,12 +11,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hadr_admin_api::ArbiterView;
-use hadr_arbiter::{Arbiter, ArbiterError, ArbiterInfo, LeaseRecord, OutOfSync, Stored, Version};
-use hadr_ha::failover::{
-    Hold, PrimaryAction, PrimaryEvent, PrimaryFailover, Record, StandbyAction, StandbyEvent,
-    StandbyFailover,
+use hadr_admin_api::ClusterMember;
+use hadr_arbiter::{
+    Arbiter, ArbiterError, ArbiterInfo, LeaseRecord, OutOfSync, RecordedStandby, Stored, Version,
 };
-use hadr_ha::{ConnectStatus, GuardEvent};
+use hadr_ha::candidates::Recorded;
+use hadr_ha::failover::{
+    Hold, Member, PrimaryAction, PrimaryEvent, PrimaryFailover, Record, StandbyAction,
+    StandbyEvent, StandbyFailover,
+};
+use hadr_ha::{ConnectStatus, GuardEvent, PairState};
+use hadr_replication::standby::Leader;
+use hadr_replication::Standbys;
 use hadr_replication::{mono_micros, now_micros};
 use tracing::warn;
 
@@ -41,11 +47,34 @@ fn record(s: &Stored) -> Record {
             .iter()
             .map(|o| (o.standby.clone(), o.from_lsn))
             .collect(),
+        standbys: s.record.standbys.as_ref().map(|v| {
+            v.iter()
+                .map(|r| Recorded {
+                    name: r.standby.clone(),
+                    sync: r.sync,
+                    flushed_lsn: r.flushed_lsn,
+                })
+                .collect()
+        }),
         // A record that states no timing (an older writer) or an unusable
         // one leaves the reader's own.
         timing: hadr_ha::lease::LeaseTiming::new(s.record.lease_ttl_us, s.record.lease_margin_us)
             .ok(),
     }
+}
+
+/// The record's standbys, for status (the cluster's actual members).
+fn cluster_members(r: &LeaseRecord) -> Vec<ClusterMember> {
+    r.standbys
+        .iter()
+        .flatten()
+        .map(|s| ClusterMember {
+            standby: s.standby.clone(),
+            sync: s.sync,
+            state: s.state.clone(),
+            flushed_lsn: s.flushed_lsn,
+        })
+        .collect()
 }
 
 /// One arbiter call with a deadline: a hung backend reads as down.
@@ -61,7 +90,9 @@ async fn call<T>(
     }
 }
 
-/// A record this node writes: its name, an epoch, the marks; a token above
+/// A record this node writes: its name, an epoch, the marks, its lease
+/// timing, its standbys (a take-over lists none yet: nobody may promote from
+/// a record whose holder has not said whom it waits for); a token above
 /// every token seen and a fresh nonce (two writes never have the same body).
 fn lease_record(
     me: &str,
@@ -69,10 +100,14 @@ fn lease_record(
     token: u64,
     out_of_sync: &[(String, u64)],
     timing: hadr_ha::lease::LeaseTiming,
+    standbys: Vec<RecordedStandby>,
+    end_lsn: u64,
 ) -> LeaseRecord {
     LeaseRecord {
         lease_ttl_us: timing.ttl_us,
         lease_margin_us: timing.margin_us,
+        standbys: Some(standbys),
+        end_lsn,
         holder: Some(me.to_string()),
         epoch,
         token,
@@ -177,27 +212,58 @@ pub async fn run_primary(node: Arc<Node>, arbiter: Arc<dyn Arbiter>, shared: Arc
         return;
     };
     let me = node.config.node_name();
-    let principal = node.config.targets().into_iter().next().unwrap_or_default();
+    let sync = matches!(
+        node.config.hadr_syncmode.0,
+        hadr_ha::SyncMode::Sync | hadr_ha::SyncMode::Nearsync
+    );
+    // The principal (first entry) is waited for in SYNC or NEARSYNC; the
+    // auxiliaries never are (they are always SUPERASYNC).
+    let members = node
+        .config
+        .targets()
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| match i == 0 && sync {
+            true => Member::sync(t),
+            false => Member::auxiliary(t),
+        })
+        .collect();
     let epoch = node.engine.control().epoch;
-    let mut rules = PrimaryFailover::new(me.clone(), epoch, timing, principal);
-    rules.predecessor_stopped = node.config.handed_over;
+    let mut rules = PrimaryFailover::new(me.clone(), epoch, timing, members);
+    rules.handed_over_by = node.config.handed_over_by.clone();
+    if let Some(p) = &rules.handed_over_by {
+        shared.decide(format!(
+            "promoted by a graceful takeover from {p}: first act, writing the arbiter's record in epoch {epoch} over {p}'s"
+        ));
+    }
     let mut token = 0u64;
-    let mut in_peer = false;
+    let mut in_peer: Vec<bool> = vec![false; rules.standbys.len()];
     let mut opened = false;
     shared.with_status(|s| {
         s.arbiter = Some(view(arbiter.info()));
         s.side = "primary".into();
     });
     loop {
+        if node.demoting.load(Ordering::SeqCst) {
+            // Handing over (or being fenced): writes stopped for good unless
+            // the hand-over fails. The successor writes the record next; a
+            // renewal racing its write would only find a newer epoch and
+            // fence a node that is already leaving. The lease runs out by itself.
+            tokio::time::sleep(TICK).await;
+            continue;
+        }
         let now = mono_micros();
-        let peer_now = standbys.principal_in_peer();
         let mut todo = Vec::new();
-        if peer_now != in_peer {
-            in_peer = peer_now;
-            rules.step(PrimaryEvent::StandbyPeer {
-                in_peer,
-                lsn: node.engine.log().end_lsn(),
-            });
+        for (i, slot) in standbys.slots().iter().enumerate() {
+            let peer_now = slot.pair.state == PairState::Peer;
+            if in_peer.get(i).is_some_and(|p| *p != peer_now) {
+                in_peer[i] = peer_now;
+                rules.step(PrimaryEvent::StandbyPeer {
+                    standby: slot.address.clone(),
+                    in_peer: peer_now,
+                    lsn: node.engine.log().end_lsn(),
+                });
+            }
         }
         todo.extend(rules.step(PrimaryEvent::Tick { now }));
         while let Some(action) = todo.pop() {
@@ -222,7 +288,15 @@ pub async fn run_primary(node: Arc<Node>, arbiter: Arc<dyn Arbiter>, shared: Arc
                     out_of_sync,
                 } => {
                     token += 1;
-                    let rec = lease_record(&me, epoch, token, &out_of_sync, timing);
+                    let rec = lease_record(
+                        &me,
+                        epoch,
+                        token,
+                        &out_of_sync,
+                        timing,
+                        recorded_standbys(&rules, &standbys),
+                        node.engine.log().end_lsn(),
+                    );
                     let sent = mono_micros();
                     let expected = expected.map(Version);
                     match call(arbiter.write(expected.as_ref(), &rec)).await {
@@ -231,6 +305,8 @@ pub async fn run_primary(node: Arc<Node>, arbiter: Arc<dyn Arbiter>, shared: Arc
                             shared.with_status(|s| {
                                 s.arbiter_ok = true;
                                 s.arbiter_error = None;
+                                s.members = cluster_members(&stored.record);
+                                s.holder_end_lsn = stored.record.end_lsn;
                             });
                             PrimaryEvent::Wrote {
                                 sent,
@@ -279,9 +355,31 @@ pub async fn run_primary(node: Arc<Node>, arbiter: Arc<dyn Arbiter>, shared: Arc
             s.acknowledging_alone = alone;
             s.may_write = rules.may_write(now);
             s.out_of_sync = rules.recorded_out_of_sync.clone();
+            s.alone_hold = rules.alone_hold(now).map(|h| h.to_string());
         });
         tokio::time::sleep(TICK).await;
     }
+}
+
+/// This primary's standbys as the record lists them: whom it waits for
+/// (the rules' members) and how far each is (its pair).
+fn recorded_standbys(rules: &PrimaryFailover, standbys: &Standbys) -> Vec<RecordedStandby> {
+    let slots = standbys.slots();
+    rules
+        .standbys
+        .iter()
+        .map(|m| {
+            let pair = slots.iter().find(|s| s.address == m.name).map(|s| &s.pair);
+            RecordedStandby {
+                standby: m.name.clone(),
+                sync: m.sync,
+                state: pair
+                    .map(|p| hadr_admin_api::spelling(&p.state))
+                    .unwrap_or_default(),
+                flushed_lsn: pair.map(|p| p.flushed).unwrap_or(0),
+            }
+        })
+        .collect()
 }
 
 fn arbiter_down<E>(shared: &FailoverShared, e: ArbiterError, down: fn(u64) -> E) -> E {
@@ -364,9 +462,15 @@ pub async fn run_standby(node: Arc<Node>, arbiter: Arc<dyn Arbiter>, shared: Arc
                         if let Some(s) = &r {
                             token = token.max(s.record.token);
                         }
+                        publish_leader(&node, r.as_ref());
                         shared.with_status(|s| {
                             s.arbiter_ok = true;
                             s.arbiter_error = None;
+                            s.members = r
+                                .as_ref()
+                                .map(|x| cluster_members(&x.record))
+                                .unwrap_or_default();
+                            s.holder_end_lsn = r.as_ref().map(|x| x.record.end_lsn).unwrap_or(0);
                             s.holder = r.as_ref().and_then(|x| x.record.holder.clone());
                             s.epoch = r.as_ref().map(|x| x.record.epoch).unwrap_or(0);
                             s.out_of_sync = r
@@ -383,7 +487,15 @@ pub async fn run_standby(node: Arc<Node>, arbiter: Arc<dyn Arbiter>, shared: Arc
                 },
                 StandbyAction::TakeOver { expected, epoch } => {
                     token += 1;
-                    let rec = lease_record(&me, epoch, token, &[], timing);
+                    let rec = lease_record(
+                        &me,
+                        epoch,
+                        token,
+                        &[],
+                        timing,
+                        Vec::new(),
+                        node.engine.log().end_lsn(),
+                    );
                     let expected = expected.map(Version);
                     shared.decide(format!(
                         "the lease ran out unchanged and this standby was in PEER: taking the arbiter in epoch {epoch}"
@@ -406,14 +518,14 @@ pub async fn run_standby(node: Arc<Node>, arbiter: Arc<dyn Arbiter>, shared: Arc
                     node.stop_for(RoleChange::Promote {
                         end: None,
                         epoch: Some(epoch),
+                        predecessor: None,
                     });
                     return;
                 }
             };
             todo.extend(rules.step(ev));
         }
-        // Log a hold when its kind changes, not when only its numbers do
-        // (the lease's time left changes on every tick).
+        // A new reason is a decision; the same reason with a new countdown is not.
         let kind = |h: &Option<Hold>| h.as_ref().map(std::mem::discriminant);
         if kind(&rules.hold) != kind(&last_hold) {
             if let Some(h) = &rules.hold {
@@ -427,6 +539,25 @@ pub async fn run_standby(node: Arc<Node>, arbiter: Arc<dyn Arbiter>, shared: Arc
         });
         tokio::time::sleep(TICK).await;
     }
+}
+
+/// Tell the receiver which node the record names primary (only when that
+/// changes: it wakes the receiver).
+fn publish_leader(node: &Node, stored: Option<&Stored>) {
+    let leader = stored.and_then(|s| {
+        s.record.holder.clone().map(|address| Leader {
+            address,
+            epoch: s.record.epoch,
+        })
+    });
+    node.leader.send_if_modified(|l| {
+        if *l != leader {
+            *l = leader;
+            true
+        } else {
+            false
+        }
+    });
 }
 
 fn view(i: ArbiterInfo) -> ArbiterView {

@@ -324,10 +324,11 @@ pub struct Config {
     /// authority of its new epoch; the start-up rule does not apply.
     #[serde(skip)]
     pub promoted: bool,
-    /// Runtime only: that promotion was a graceful hand-over (the old
-    /// primary stopped writing for good before it told this node).
+    /// Runtime only: that promotion was a graceful hand-over from this node
+    /// (its replication address), which stopped writing for good before it
+    /// told this node: its record in the arbiter is taken over at once.
     #[serde(skip)]
-    pub handed_over: bool,
+    pub handed_over_by: Option<String>,
 }
 
 impl Default for Config {
@@ -362,7 +363,7 @@ impl Default for Config {
             auto_reclone: true,
             force: false,
             promoted: false,
-            handed_over: false,
+            handed_over_by: None,
         }
     }
 }
@@ -418,11 +419,24 @@ impl Config {
             });
         }
         if let Some(spec) = &self.arbiter {
-            spec.parse::<hadr_arbiter::ArbiterSpec>()
-                .map_err(|e| ConfigError::Invalid {
+            let parsed =
+                spec.parse::<hadr_arbiter::ArbiterSpec>()
+                    .map_err(|e| ConfigError::Invalid {
+                        key: "arbiter",
+                        message: e.to_string(),
+                    })?;
+            // Only the record says which standby the primary waits for
+            // (docs/failover.md §Three and more nodes); a stateless arbiter
+            // keeps none, so an auxiliary could not tell it must not promote.
+            if matches!(parsed, hadr_arbiter::ArbiterSpec::Net { .. })
+                && self.automatic_failover()
+                && self.targets().len() > 1
+            {
+                return Err(ConfigError::Invalid {
                     key: "arbiter",
-                    message: e.to_string(),
-                })?;
+                    message: "a net: arbiter keeps no record, so with more than one peer in hadr_target_list an auxiliary standby could promote without acknowledged commits; use a file, s3 or etcd arbiter, or failover = \"manual\"".into(),
+                });
+            }
         }
         self.lease_timing().map_err(|e| ConfigError::Invalid {
             key: "lease_margin",
@@ -536,6 +550,20 @@ mod tests {
         );
         assert_eq!(c.log_segment_size, ByteSize(1 << 20));
         assert_eq!(c.listen, Config::default().listen);
+    }
+
+    #[test]
+    fn a_stateless_arbiter_is_for_two_nodes_only() {
+        let two = "arbiter = \"net:127.0.0.1:9\"\nhadr_target_list = \"127.0.0.1:1\"";
+        assert!(Config::from_toml(two).unwrap().validate().is_ok());
+        let three = "arbiter = \"net:127.0.0.1:9\"\nhadr_target_list = \"127.0.0.1:1|127.0.0.1:2\"";
+        let e = Config::from_toml(three).unwrap().validate().unwrap_err();
+        assert!(e.to_string().contains("arbiter"), "{e}");
+        let manual = format!("{three}\nfailover = \"manual\"");
+        assert!(Config::from_toml(&manual).unwrap().validate().is_ok());
+        let etcd =
+            "arbiter = \"etcd://127.0.0.1:9/k\"\nhadr_target_list = \"127.0.0.1:1|127.0.0.1:2\"";
+        assert!(Config::from_toml(etcd).unwrap().validate().is_ok());
     }
 
     #[test]

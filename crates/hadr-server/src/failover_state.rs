@@ -4,7 +4,9 @@
 //! knowing the driver.
 
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use hadr_arbiter::Arbiter;
 
 use tracing::info;
 
@@ -19,6 +21,8 @@ pub struct FailoverShared {
     pub paused: AtomicBool,
     /// The rules refuse new writes (lost the standby and the lease).
     pub refuse_writes: AtomicBool,
+    /// The arbiter, once the driver opened it (a graceful takeover reads it first).
+    pub arbiter: Mutex<Option<Arc<dyn Arbiter>>>,
     /// Successful lease writes (renewals, marks, take-overs) in this role.
     pub lease_writes: AtomicU64,
     /// Arbiter calls that failed (unreachable, timed out, refused) in this role.
@@ -28,6 +32,14 @@ pub struct FailoverShared {
 impl FailoverShared {
     pub(crate) fn with_status(&self, f: impl FnOnce(&mut FailoverStatus)) {
         f(&mut self.status.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    /// The arbiter, if the driver opened one.
+    pub fn arbiter(&self) -> Option<Arc<dyn Arbiter>> {
+        self.arbiter
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub(crate) fn decide(&self, what: String) {

@@ -124,6 +124,9 @@ pub struct Node {
     pub takeover_tx: watch::Sender<u64>,
     /// How the last graceful takeover asked of this standby ended.
     pub takeover_answer: watch::Sender<Option<TakeoverAnswer>>,
+    /// The primary the arbiter's record names (set by automatic failover's
+    /// driver; a standby tries it first and follows no older primary).
+    pub leader: watch::Sender<Option<hadr_replication::standby::Leader>>,
     /// Cached page hash: (lsn, hash).
     pub hash_cache: tokio::sync::Mutex<Option<(Lsn, hadr_engine::PageHash)>>,
     /// Whether this primary may write: the start-up rule and fencing.
@@ -239,6 +242,7 @@ impl Node {
             demote_permit: Mutex::new(None),
             takeover_tx: watch::channel(0).0,
             takeover_answer: watch::channel(None).0,
+            leader: watch::channel(None).0,
             repl,
             meta,
             config,
@@ -438,6 +442,62 @@ pub enum Repl {
 }
 
 impl Node {
+    /// The cluster's actual members as this node knows them, for
+    /// ParameterStatus and `SHOW hadr_members`: `ADDR=ROLE[:STATE]`, comma
+    /// separated. A primary lists itself and the standbys connected to it;
+    /// a standby, the members the arbiter's record lists, else its primary
+    /// and itself. Replication addresses, as `hadr_target_list` has them.
+    pub fn members(&self) -> String {
+        let me = self.config.node_name();
+        let mut v = Vec::new();
+        match &self.repl {
+            Repl::None => {}
+            Repl::Primary { standbys, .. } => {
+                v.push(format!("{me}=primary"));
+                for s in standbys.slots() {
+                    if s.pair.connect_status() == hadr_ha::ConnectStatus::Connected {
+                        let role = if s.principal {
+                            "principal"
+                        } else {
+                            "auxiliary"
+                        };
+                        let state = hadr_admin_api::spelling(&s.pair.state);
+                        v.push(format!("{}={role}:{state}", s.address));
+                    }
+                }
+            }
+            Repl::Standby { status, .. } => {
+                let recorded = self.failover.as_ref().and_then(|f| {
+                    let st = f.status.lock().unwrap_or_else(|p| p.into_inner());
+                    let holder = st.holder.clone()?;
+                    let mut r = vec![format!("{holder}=primary")];
+                    for m in &st.members {
+                        let role = if m.sync { "principal" } else { "auxiliary" };
+                        r.push(format!("{}={role}:{}", m.standby, m.state));
+                    }
+                    Some(r)
+                });
+                match recorded {
+                    Some(r) => v = r,
+                    None => {
+                        let link = status
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .link
+                            .clone();
+                        if let (Some(p), hadr_ha::ConnectStatus::Connected) =
+                            (link.primary, link.connect_status)
+                        {
+                            v.push(format!("{p}=primary"));
+                        }
+                        v.push(format!("{me}=standby"));
+                    }
+                }
+            }
+        }
+        v.join(",")
+    }
+
     /// Whether this node follows a primary (read-only).
     pub fn is_standby(&self) -> bool {
         matches!(self.repl, Repl::Standby { .. })

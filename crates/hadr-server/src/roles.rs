@@ -37,6 +37,9 @@ pub enum RoleChange {
         /// The epoch won in the arbiter (automatic failover); None: the
         /// next epoch above every epoch this node knows.
         epoch: Option<u64>,
+        /// Graceful: the primary that handed over (its replication
+        /// address, as the arbiter's record names it).
+        predecessor: Option<String>,
     },
     /// An old primary whose log diverged from the primary at `from`: rewind
     /// (or re-clone) and run as its standby.

@@ -102,7 +102,25 @@ pub async fn run(
     info!("shutting down");
     node.begin_shutdown();
     if let Repl::Primary { standbys, .. } = &node.repl {
-        standbys.close("the server is shutting down".into());
+        let why = match node.next.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            Some(RoleChange::Restart) => {
+                "it restarts as a standby (it handed over or was superseded)"
+            }
+            _ => "the server is shutting down",
+        };
+        standbys.close(why.into());
+        // Let the senders tell their standbys (RefuseCode::NotPrimary), so
+        // that they look for the primary elsewhere at once rather than after
+        // hadr_timeout; the tasks are aborted below in any case.
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < deadline
+            && standbys
+                .slots()
+                .iter()
+                .any(|s| s.pair.connect_status() == hadr_ha::ConnectStatus::Connected)
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
     accept.abort();
     admin_task.abort();
@@ -185,6 +203,7 @@ fn start_failover(node: &Arc<Node>) -> Result<Option<tokio::task::JoinHandle<()>
         warn!(arbiter = %info.endpoint, "the network arbiter keeps no state: if both nodes still reach it while they cannot reach each other, BOTH can become primary (split brain). Use a file, S3 or etcd arbiter unless that partition cannot happen.");
     }
     info!(kind = %info.kind, endpoint = %info.endpoint, "automatic failover through the arbiter");
+    *shared.arbiter.lock().unwrap_or_else(|p| p.into_inner()) = Some(arbiter.clone());
     let (node, shared) = (node.clone(), shared.clone());
     Ok(match &node.repl {
         Repl::Primary { .. } => Some(tokio::spawn(crate::auto_failover::run_primary(
@@ -254,6 +273,7 @@ async fn start_pair(node: &Arc<Node>) -> Result<Vec<tokio::task::JoinHandle<()>>
                 flushed,
                 replayed,
                 takeover: node.takeover_tx.subscribe(),
+                leader: node.leader.subscribe(),
                 on_takeover_ready: {
                     let weak = Arc::downgrade(node);
                     Arc::new(move |end: u64| {
@@ -265,9 +285,21 @@ async fn start_pair(node: &Arc<Node>) -> Result<Vec<tokio::task::JoinHandle<()>>
                             );
                             node.takeover_answer
                                 .send_replace(Some(TakeoverAnswer::Promoting { end_lsn: end }));
+                            // The primary that handed over: the one this
+                            // standby follows (its target, as the record names it).
+                            let predecessor = match &node.repl {
+                                Repl::Standby { status, .. } => status
+                                    .lock()
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .link
+                                    .primary
+                                    .clone(),
+                                _ => None,
+                            };
                             node.stop_for(RoleChange::Promote {
                                 end: Some(end),
                                 epoch: None,
+                                predecessor,
                             });
                         }
                     })

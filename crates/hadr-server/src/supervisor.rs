@@ -107,17 +107,21 @@ pub async fn supervise(
         // start-up rule for the run that follows (it is the authority of its epoch).
         config.force = false;
         config.promoted = false;
-        config.handed_over = false;
+        config.handed_over_by = None;
         let failed = match change {
             RoleChange::Stopped => {
                 events.publish(RoleEvent::Stopped);
                 return Ok(());
             }
             RoleChange::Restart => None,
-            RoleChange::Promote { end, epoch } => {
+            RoleChange::Promote {
+                end,
+                epoch,
+                predecessor,
+            } => {
                 promote(&config, end, epoch, &events)?;
                 config.promoted = true;
-                config.handed_over = end.is_some();
+                config.handed_over_by = predecessor;
                 None
             }
             RoleChange::Reclone { from, reason } => {

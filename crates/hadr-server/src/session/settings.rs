@@ -151,6 +151,9 @@ impl Settings {
             ),
             ("in_hot_standby", on_off(node.is_standby())),
             ("default_transaction_read_only", on_off(!node.writable())),
+            // Not a PostgreSQL parameter: clients ignore ParameterStatus
+            // they do not know, as the protocol asks of them.
+            ("hadr_members", node.members()),
         ]
     }
 
