@@ -30,7 +30,7 @@ pub fn settings() -> Vec<Setting> {
         Setting {
             name: "defaults",
             defaults: true,
-            describe: "lease_ttl 2s, lease_margin 500ms, hadr_timeout 3s (the defaults)".into(),
+            describe: "lease_ttl 2s, lease_margin 500ms, hadr_timeout 3s (the defaults; every series runs with `--min-promotion-interval 1s`, since its failovers come back to back)".into(),
             flags: Vec::new(),
         },
         Setting {
@@ -214,6 +214,11 @@ impl<'a> Pair<'a> {
                 "NEARSYNC".into(),
                 "--arbiter".into(),
                 spec.into(),
+                // Back-to-back failovers of one pair: the default minute
+                // between two promotions of a node (against ping-pong)
+                // would otherwise be measured instead of the failover.
+                "--min-promotion-interval".into(),
+                "1s".into(),
             ];
             flags.extend(setting.flags.iter().cloned());
             nodes.push(
