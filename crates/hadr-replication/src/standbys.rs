@@ -288,6 +288,14 @@ impl Standbys {
         }
     }
 
+    /// Whether the principal standby (the one commits wait for) is in PEER.
+    pub fn principal_in_peer(&self) -> bool {
+        self.lock()
+            .slots
+            .iter()
+            .any(|s| s.principal && s.pair.state == hadr_ha::PairState::Peer)
+    }
+
     /// A copy of every slot, for status.
     pub fn slots(&self) -> Vec<Slot> {
         self.lock().slots.clone()

@@ -270,6 +270,9 @@ pub async fn run_primary(node: Arc<Node>, arbiter: Arc<dyn Arbiter>, shared: Arc
             // Before any call: the rules may just have stopped trusting a
             // mark this call removes, and its answer may never come.
             standbys.set_alone_until(rules.alone_until(mono_micros()));
+            shared
+                .lease_until
+                .store(lease_until(&rules, &timing), Ordering::SeqCst);
             let ev = match action {
                 PrimaryAction::Read => match call(arbiter.read()).await {
                     Ok(r) => {
@@ -340,6 +343,9 @@ pub async fn run_primary(node: Arc<Node>, arbiter: Arc<dyn Arbiter>, shared: Arc
             .unwrap_or(0);
         standbys.set_alone_until(rules.alone_until(now));
         shared
+            .lease_until
+            .store(lease_until(&rules, &timing), Ordering::SeqCst);
+        shared
             .refuse_writes
             .store(!rules.may_write(now), Ordering::SeqCst);
         if rules.holds_lease(now) && !opened {
@@ -380,6 +386,14 @@ fn recorded_standbys(rules: &PrimaryFailover, standbys: &Standbys) -> Vec<Record
             }
         })
         .collect()
+}
+
+/// Until when the lease is ours (0: it is not, or we were superseded).
+fn lease_until(rules: &PrimaryFailover, timing: &hadr_ha::lease::LeaseTiming) -> u64 {
+    match &rules.held {
+        Some((_, sent)) if !rules.superseded => timing.holder_deadline(*sent),
+        _ => 0,
+    }
 }
 
 fn arbiter_down<E>(shared: &FailoverShared, e: ArbiterError, down: fn(u64) -> E) -> E {

@@ -21,6 +21,11 @@ pub struct FailoverShared {
     pub paused: AtomicBool,
     /// The rules refuse new writes (lost the standby and the lease).
     pub refuse_writes: AtomicBool,
+    /// Until when (monotonic µs) the lease is ours; 0: not ours. Read when
+    /// a write starts, so that a primary whose driver is stuck in an
+    /// arbiter call (up to its timeout) still stops calling itself
+    /// writable the moment its lease runs out without its standby.
+    pub lease_until: AtomicU64,
     /// The arbiter, once the driver opened it (a graceful takeover reads it first).
     pub arbiter: Mutex<Option<Arc<dyn Arbiter>>>,
     /// Successful lease writes (renewals, marks, take-overs) in this role.

@@ -359,12 +359,14 @@ impl Node {
         match &self.repl {
             Repl::None => None,
             Repl::Standby { .. } => Some("this node is a standby; write on the primary".into()),
-            Repl::Primary { .. } => match &self.guard().writes {
+            Repl::Primary { standbys, .. } => match &self.guard().writes {
                 Writes::Open
-                    if self
-                        .failover
-                        .as_ref()
-                        .is_some_and(|f| f.refuse_writes.load(Ordering::SeqCst)) =>
+                    if self.failover.as_ref().is_some_and(|f| {
+                        f.refuse_writes.load(Ordering::SeqCst)
+                            || (!standbys.principal_in_peer()
+                                && hadr_replication::mono_micros()
+                                    >= f.lease_until.load(Ordering::SeqCst))
+                    }) =>
                 {
                     Some("this primary has lost its standby and does not hold the arbiter's lease: it accepts no writes alone (automatic failover); the standby may take over".into())
                 }
