@@ -310,6 +310,7 @@ async fn stream_to(
         }
         actions
     };
+    let owner = ctx.standbys.claim(slot);
     report(ctx.standbys.step(
         slot,
         Event::Connected {
@@ -382,6 +383,9 @@ async fn stream_to(
                 }
             }
             _ = tick.tick() => {
+                if !ctx.standbys.owns(slot, owner) {
+                    break Err(StreamEnd::Replaced);
+                }
                 let mut stop = None;
                 for a in report(ctx.standbys.step(slot, Event::Tick { now: now_micros(), oldest_commit_wait_since: None })) {
                     match a {
@@ -420,6 +424,12 @@ async fn stream_to(
         }
     };
     acks.abort();
+    if !ctx.standbys.owns(slot, owner) {
+        // A newer connection of this standby owns the slot: this one's end
+        // says nothing about the pair.
+        info!(slot, "an older connection of this standby ended");
+        return Ok(());
+    }
     if let Err(reason) = &result {
         warn!(slot, %reason, "standby connection lost");
         ctx.standbys.note_error(slot, reason.to_string());
@@ -572,6 +582,8 @@ enum StreamEnd {
     Handover(HandoverFailure),
     #[error("this node is no longer a primary: {0}")]
     Retired(String),
+    #[error("a newer connection of this standby took its place")]
+    Replaced,
 }
 
 /// Ship one batch of the log from `from` (at most up to `to`); return where it ended.

@@ -37,6 +37,9 @@ struct Inner {
     wait_buckets: [u64; WAIT_BUCKETS_US.len() + 1],
     /// Set when this node may no longer release commits (fenced, shutting down).
     closed: Option<String>,
+    /// Per slot, the connection that owns it (the newest to connect); 0: none.
+    owners: BTreeMap<usize, u64>,
+    next_owner: u64,
 }
 
 /// Upper bounds (µs) of the commit-wait histogram's buckets: from a loopback
@@ -149,6 +152,26 @@ impl Standbys {
     /// Resolves at the next ack or state change (create it, then check, then await).
     pub fn acked(&self) -> tokio::sync::futures::Notified<'_> {
         self.acks.notified()
+    }
+
+    /// A connection for `slot` begins: it owns the slot from now on, and
+    /// any older connection of the same standby stops counting. A standby
+    /// that retried while this node was frozen (SIGSTOP) leaves dead
+    /// connections in the listen backlog, accepted all at once on resume:
+    /// without an owner, the loss of a dead one marked the slot lost while
+    /// the live one went on feeding the standby, which then never got back
+    /// to PEER.
+    pub fn claim(&self, slot: usize) -> u64 {
+        let mut g = self.lock();
+        g.next_owner += 1;
+        let id = g.next_owner;
+        g.owners.insert(slot, id);
+        id
+    }
+
+    /// Whether connection `id` still owns `slot`.
+    pub fn owns(&self, slot: usize, id: u64) -> bool {
+        self.lock().owners.get(&slot) == Some(&id)
     }
 
     /// Record why a connection ended.
@@ -345,5 +368,22 @@ mod tests {
             s.wait_commit(10, Duration::from_millis(1), || 0),
             Err(AckWaitError::Closed("superseded by epoch 4".into()))
         );
+    }
+
+    #[test]
+    fn the_newest_connection_of_a_standby_owns_its_slot() {
+        let cfg = PairConfig {
+            mode: hadr_ha::SyncMode::Nearsync,
+            timeout_us: 1_000_000,
+            peer_window_us: 0,
+            peer_wait_limit_us: 0,
+        };
+        let s = Standbys::new(vec![("b".into(), cfg), ("c".into(), cfg)], 0);
+        let stale = s.claim(0);
+        let live = s.claim(0);
+        let other = s.claim(1);
+        assert!(!s.owns(0, stale), "an older connection still owns the slot");
+        assert!(s.owns(0, live));
+        assert!(s.owns(1, other) && !s.owns(1, live));
     }
 }
