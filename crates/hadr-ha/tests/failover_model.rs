@@ -1801,3 +1801,50 @@ fn the_checker_finds_lost_writes_when_the_hand_over_tells_before_it_marks() {
     let m = handover_model(&[Bug::TellBeforeMark]);
     assert_caught("TellBeforeMark", m, LOST);
 }
+
+/// A walked by hand: A freezes between recording its standby role and
+/// telling B; B gives up on it, waits out A's record (A's driver stopped
+/// renewing when the hand-over began) and promotes by itself. A resumes,
+/// cannot tell B, unmarks itself and takes writes again as the primary of
+/// epoch 1 — and acknowledges none: its gate's deadline has passed, and its
+/// next write to the arbiter finds epoch 2 and fences it.
+#[test]
+fn a_primary_frozen_in_mid_hand_over_acknowledges_nothing_after_b_promotes() {
+    let mut m = handover_model(&[]);
+    m.bounds.max_time = 8;
+    let tick = Act::Tick {
+        adv: [1, 1],
+        b_first: false,
+    };
+    let mut trace = vec![
+        Act::Answer,
+        Act::Ask,
+        Act::HandoverMark,
+        Act::Freeze,
+        Act::StandbyNotices,
+    ];
+    trace.extend(std::iter::repeat_n(tick.clone(), 5));
+    trace.extend([
+        Act::Resume,
+        Act::HandoverTell,
+        Act::PrimaryNotices(A),
+        Act::Write(A),
+        tick,
+        Act::Answer,
+    ]);
+    let mut w = m.init_states().remove(0);
+    for act in trace {
+        let mut enabled = vec![];
+        m.actions(&w, &mut enabled);
+        assert!(enabled.contains(&act), "{act:?} not enabled in {w:?}");
+        w = m.next_state(&w, act).unwrap();
+    }
+    let (a, b) = (&w.nodes[A], &w.nodes[B]);
+    assert!(b.primary && b.epoch == 2, "B promoted by itself: {w:?}");
+    assert!(w.ledger.handover_failed, "{w:?}");
+    assert!(
+        !a.primary && matches!(a.role, Role::Stopped),
+        "A fenced: {w:?}"
+    );
+    assert!(w.ledger.acked.is_empty(), "{w:?}");
+}
