@@ -158,21 +158,20 @@
 //!
 //! Left out: more than one standby; B crashing or freezing (so after a
 //! hand-over only A's faults and the cuts threaten B); A rejoining B after a
-//! fence or a crash when its log diverged (a rewind); the standby's own
-//! timeouts on a frozen *standby*; B's calls answered late (its claim write
-//! is answered at once or fails at once); the hand-over's flush wait (the
-//! standby acks at once, so a tail that did not ship fails it); a
-//! `TakeoverReady` whose send fails although it was delivered (the wire
-//! write fails only if the bytes did not go out); pausing; SYNC and the peer window; a freeze
-//! between a commit's check and its reply (the margin's other purpose: here
-//! the check and the ack are one step); the pair's own timeouts (A notices a
+//! fence or a crash when its log diverged (a rewind); a frozen *standby*;
+//! B's calls answered late or hanging (its claim write is answered at once,
+//! or fails at once); the hand-over's flush wait (the standby acks at once,
+//! so a tail that did not ship fails it); a `TakeoverReady` whose send
+//! fails although it was delivered (the wire write fails only if the bytes
+//! did not go out); pausing; SYNC and the peer window; a freeze between a
+//! commit's check and its reply (the margin's other purpose: here the check
+//! and the ack are one step); the pair's own timeouts (a primary notices a
 //! dead connection at any later step); slow answers from a reachable
-//! arbiter to reads (answered at once); B's calls hanging; at most one
-//! fault (a cut, an arbiter cut, a crash or a freeze) per run by default,
-//! two in ignored tests, two client writes, 6 units (3 s) of time (5 with a
-//! hand-over, starting in PEER); one hand-over per run;
-//! record contents beyond holder, epoch and marks; byte LSNs (an LSN is a
-//! record count).
+//! arbiter to reads (answered at once); at most one fault (a cut, an
+//! arbiter cut, a crash or a freeze) per run by default, two in ignored
+//! tests; two client writes; 6 units (3 s) of time (5 with a hand-over,
+//! starting in PEER); one hand-over per run; record contents beyond holder,
+//! epoch, marks and standbys; byte LSNs (an LSN is a record count).
 
 mod model_kit;
 
