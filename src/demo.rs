@@ -134,7 +134,12 @@ async fn run_in(root: &Path, port: u16, seconds: Duration, no_wait: bool) -> Res
     a.extra
         .extend(["--role".to_string(), "primary".to_string()]);
     a.spawn()?;
-    wait("A", &a, "serving", 30, |_| true).await?;
+    // Writable once its driver holds the arbiter's lease (a primary with
+    // no standby in PEER writes only under the lease).
+    wait("A", &a, "writable (holding the lease)", 30, |st| {
+        st.is_writable_primary()
+    })
+    .await?;
     println!(
         "== A: primary on port {} (admin {}), NEARSYNC, automatic failover through the arbiter {arbiter} (lease 2 s, margin 0.5 s)",
         a.port,
