@@ -10,6 +10,7 @@ use hadr_server::config::{ByteSize, Config, Dur, FlushMode, RoleSetting, SyncMod
 use tracing_subscriber::EnvFilter;
 
 mod demo;
+mod filesync_text;
 mod status_text;
 
 /// A highly available SQL database in one binary: SQLite behind the PostgreSQL
@@ -268,6 +269,20 @@ struct ServerArgs {
     /// once: one that reports a newer epoch fences this node.
     #[arg(long)]
     force: bool,
+    /// A directory kept in sync through the log, NAME=ABSOLUTE_PATH
+    /// (repeatable; adds to the file's sync_paths) [default: none].
+    #[arg(long = "sync-path", value_name = "NAME=PATH")]
+    sync_path: Vec<String>,
+    /// A glob of paths (relative to their root) not synced (repeatable;
+    /// adds to the file's sync_exclude).
+    #[arg(long = "sync-exclude", value_name = "GLOB")]
+    sync_exclude: Vec<String>,
+    /// Larger files are not synced (reported in status) [default: 256MiB].
+    #[arg(long)]
+    sync_max_file_size: Option<ByteSize>,
+    /// Full scan of the synced directories, besides inotify [default: 30s].
+    #[arg(long)]
+    sync_scan_interval: Option<Dur>,
 }
 
 impl ServerArgs {
@@ -303,8 +318,17 @@ impl ServerArgs {
             hadr_peer_window,
             hadr_peer_wait_limit,
             hadr_replay_delay,
-            auto_reclone
+            auto_reclone,
+            sync_max_file_size,
+            sync_scan_interval
         );
+        for spec in &self.sync_path {
+            let Some((name, path)) = spec.split_once('=') else {
+                bail!("invalid setting sync_paths: --sync-path {spec:?} is not NAME=PATH");
+            };
+            c.sync_paths.insert(name.to_string(), PathBuf::from(path));
+        }
+        c.sync_exclude.extend(self.sync_exclude.iter().cloned());
         if self.role.is_some() {
             c.role = self.role;
         }
@@ -731,7 +755,7 @@ async fn verify_nodes(nodes: &[String], json: bool, timeout: Duration) -> Result
             if !same {
                 bail!("nodes differ at LSN {lsn0}");
             }
-            return Ok(());
+            return verify_files(nodes, json, deadline).await;
         }
         if std::time::Instant::now() > deadline {
             let desc: Vec<String> = seen
@@ -741,6 +765,62 @@ async fn verify_nodes(nodes: &[String], json: bool, timeout: Duration) -> Result
             bail!("nodes did not reach a common LSN within {timeout:?} ({}); is the primary still taking writes, or a standby disconnected?", desc.join(", "));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Each node's synced directories against its tables (the tables are
+/// covered by the page hash). A standby writes files shortly after it
+/// replays them, so differences are looked at again until `deadline`.
+async fn verify_files(nodes: &[String], json: bool, deadline: std::time::Instant) -> Result<()> {
+    loop {
+        let mut seen = Vec::new();
+        for n in nodes {
+            match AdminClient::new(n.as_str())
+                .with_timeout(Duration::from_secs(300))
+                .files_verify()
+                .await
+            {
+                Ok(v) => seen.push((n.clone(), v)),
+                // A node from before file sync: nothing to compare.
+                Err(e) if e.http_status() == Some(404) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let bad = seen.iter().any(|(_, v)| !v.identical);
+        if !bad || std::time::Instant::now() > deadline {
+            if json {
+                println!("{}", serde_json::json!({"files": seen.iter().map(|(n, v)| serde_json::json!({"node": n, "verify": v})).collect::<Vec<_>>()}));
+            }
+            for (n, v) in &seen {
+                for m in &v.mismatches {
+                    eprintln!("{n}: files: {}/{}: {}", m.root, m.path, m.why);
+                }
+                for m in &v.unsynced {
+                    eprintln!("{n}: files: not synced: {}/{}: {}", m.root, m.path, m.why);
+                }
+            }
+            if bad {
+                let which: Vec<String> = seen
+                    .iter()
+                    .filter(|(_, v)| !v.identical)
+                    .map(|(n, v)| {
+                        let paths: Vec<String> = v
+                            .mismatches
+                            .iter()
+                            .take(10)
+                            .map(|m| format!("{}/{}", m.root, m.path))
+                            .collect();
+                        format!("{n} ({})", paths.join(", "))
+                    })
+                    .collect();
+                bail!("synced files differ from the tables on {}", which.join("; "));
+            }
+            if !json && !seen.is_empty() {
+                println!("synced files identical");
+            }
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

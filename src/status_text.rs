@@ -106,6 +106,7 @@ pub fn render(st: &Status, now_us: u64) -> String {
         Some(HadrView::Standby(v)) => standby(&mut s, v, now_us),
     }
     failover(&mut s, st);
+    crate::filesync_text::render(&mut s, st);
     history(&mut s, st, now_us);
     s
 }

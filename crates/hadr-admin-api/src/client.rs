@@ -198,6 +198,12 @@ impl AdminClient {
         self.send(reqwest::Method::POST, &path).await.map(|_| ())
     }
 
+    /// `GET /files/verify`: whether the node's synced directories match
+    /// its tables (hashes every file: allow time for large trees).
+    pub async fn files_verify(&self) -> Result<crate::FileVerify, AdminError> {
+        self.get_json("/files/verify").await
+    }
+
     /// `GET /metrics`: Prometheus text.
     pub async fn metrics(&self) -> Result<String, AdminError> {
         self.send(reqwest::Method::GET, "/metrics").await

@@ -9,9 +9,11 @@
 //! that does not send them yet.
 
 mod client;
+mod filesync;
 mod status;
 
 pub use client::{AdminClient, AdminError, DEFAULT_TIMEOUT};
+pub use filesync::{FileMismatch, FileSyncProblem, FileSyncRoot, FileSyncStatus, FileVerify};
 pub use hadr_ha::{ConnectStatus, PairState, RoleEvent, SyncMode, Transition, Writes};
 pub use hadr_log::EpochStart;
 pub use status::{

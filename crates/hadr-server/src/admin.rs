@@ -23,6 +23,7 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener) {
         .route("/primary", get(primary))
         .route("/standby", get(standby))
         .route("/metrics", get(metrics))
+        .route("/files/verify", get(files_verify))
         .route("/health", get(|| async { "ok" }))
         .route("/takeover", axum::routing::post(takeover))
         .route("/fence", axum::routing::post(fence))
@@ -437,6 +438,7 @@ async fn status(State(node): State<Arc<Node>>, Query(q): Query<StatusQuery>) -> 
             .failover
             .as_ref()
             .map(|f| f.status.lock().unwrap_or_else(|p| p.into_inner()).clone()),
+        file_sync: node.file_sync_status(),
     };
     Json(body).into_response()
 }
@@ -506,7 +508,17 @@ async fn metrics(State(node): State<Arc<Node>>) -> String {
         node.stats.connections.load(Ordering::Relaxed),
     );
     replication_metrics(&node, &mut s);
+    node.file_sync_metrics(&mut s);
     s
+}
+
+/// `GET /files/verify`: the synced directories against their tables.
+async fn files_verify(State(node): State<Arc<Node>>) -> Response {
+    match tokio::task::spawn_blocking(move || node.verify_files()).await {
+        Ok(Ok(v)) => Json(v).into_response(),
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, e).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
 }
 
 /// Per standby (what `db2pd -hadr` shows) and automatic failover, so that a

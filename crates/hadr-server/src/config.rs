@@ -69,6 +69,14 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
+    /// A value under a key named at run time (`sync_paths.NAME`) is invalid.
+    #[error("invalid setting {key}: {message}")]
+    InvalidEntry {
+        /// The key.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A value is out of range.
     #[error("invalid setting {key}: {message}")]
     Invalid {
@@ -316,6 +324,15 @@ pub struct Config {
     /// Least time between two automatic promotions of this node (against
     /// failover ping-pong over a flapping link).
     pub min_promotion_interval: Dur,
+    /// Directories kept in sync through the log (docs/filesync.md): a
+    /// name, the same on every node, to this node's absolute path.
+    pub sync_paths: std::collections::BTreeMap<String, PathBuf>,
+    /// Glob patterns of paths (relative to their root) not synced.
+    pub sync_exclude: Vec<String>,
+    /// Larger files are not synced (and are reported in status).
+    pub sync_max_file_size: ByteSize,
+    /// The periodic full scan of the synced directories (a safety net for inotify).
+    pub sync_scan_interval: Dur,
     /// Start-up only (`hadr server --force`, never in a file): a restarted
     /// primary accepts writes without first reaching a standby.
     #[serde(skip)]
@@ -361,6 +378,10 @@ impl Default for Config {
             hadr_peer_wait_limit: Dur(Duration::ZERO),
             hadr_replay_delay: Dur(Duration::ZERO),
             auto_reclone: true,
+            sync_paths: Default::default(),
+            sync_exclude: Vec::new(),
+            sync_max_file_size: ByteSize(256 << 20),
+            sync_scan_interval: Dur(Duration::from_secs(30)),
             force: false,
             promoted: false,
             handed_over_by: None,
@@ -459,10 +480,61 @@ impl Config {
                 message: "automatic failover needs an arbiter (file:PATH, s3://…, etcd://…, net:HOST:PORT)".into(),
             });
         }
+        self.validate_sync()?;
         if self.listen == self.admin {
             return Err(ConfigError::Invalid {
                 key: "admin",
                 message: "must differ from listen".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The file-sync settings: names, absolute paths that neither overlap
+    /// each other nor the data directory, globs.
+    fn validate_sync(&self) -> Result<(), ConfigError> {
+        let entry = |key: String, message: String| ConfigError::InvalidEntry { key, message };
+        let data = real_path(&self.data);
+        let mut seen: Vec<(&String, PathBuf)> = Vec::new();
+        for (name, path) in &self.sync_paths {
+            let key = format!("sync_paths.{name}");
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                return Err(entry(key, "a name is letters, digits, _ and - only".into()));
+            }
+            if !path.is_absolute() {
+                return Err(entry(key, format!("{} is not an absolute path", path.display())));
+            }
+            let p = real_path(path);
+            if p.starts_with(&data) || data.starts_with(&p) {
+                return Err(entry(
+                    key,
+                    format!(
+                        "{} overlaps the data directory {}",
+                        path.display(),
+                        data.display()
+                    ),
+                ));
+            }
+            if let Some((other, _)) = seen.iter().find(|(_, q)| p.starts_with(q) || q.starts_with(&p)) {
+                return Err(entry(
+                    key,
+                    format!("{} overlaps sync_paths.{other}", path.display()),
+                ));
+            }
+            seen.push((name, p));
+        }
+        hadr_filesync::glob_set(&self.sync_exclude).map_err(|e| ConfigError::Invalid {
+            key: "sync_exclude",
+            message: e,
+        })?;
+        if self.sync_scan_interval.0 < Duration::from_millis(100) {
+            return Err(ConfigError::Invalid {
+                key: "sync_scan_interval",
+                message: "must be at least 100ms".into(),
             });
         }
         Ok(())
@@ -536,6 +608,45 @@ impl Config {
     }
 }
 
+/// `p` absolute, with symlinks resolved as far as it exists and `.` and
+/// `..` removed, for the overlap checks.
+fn real_path(p: &Path) -> PathBuf {
+    let abs = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(p)
+    };
+    let mut out = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    // Resolve the longest existing prefix (a symlinked parent).
+    let mut rest = Vec::new();
+    let mut cur = out.clone();
+    loop {
+        if let Ok(c) = std::fs::canonicalize(&cur) {
+            let mut r = c;
+            for part in rest.iter().rev() {
+                r.push(part);
+            }
+            return r;
+        }
+        match (cur.file_name().map(|n| n.to_os_string()), cur.parent()) {
+            (Some(n), Some(parent)) => {
+                rest.push(n);
+                cur = parent.to_path_buf();
+            }
+            _ => return out,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -604,6 +715,28 @@ mod tests {
         assert!(Config::from_toml("log_retention = \"12 parsecs\"").is_err());
         assert!(Config::from_toml("\u{0}\u{1}garbage[[[").is_err());
         assert!(Config::from_toml("log_flush_mode = \"sometimes\"").is_err());
+    }
+
+    #[test]
+    fn bad_sync_paths_name_their_key() {
+        let bad = |toml: &str, key: &str| {
+            let e = Config::from_toml(&format!("data = \"/srv/hadr-data\"\n{toml}"))
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{toml}: {e}");
+        };
+        bad("sync_paths = { www = \"srv/www\" }", "sync_paths.www");
+        bad("sync_paths = { \"w w\" = \"/srv/www\" }", "sync_paths.w w");
+        bad("sync_paths = { a = \"/srv/www\", b = \"/srv/www/x\" }", "sync_paths.b");
+        bad("sync_paths = { a = \"/srv/hadr-data/files\" }", "sync_paths.a");
+        bad("sync_paths = { a = \"/srv\" }", "sync_paths.a");
+        bad("sync_exclude = [\"a[\"]", "sync_exclude");
+        let ok = Config::from_toml("data = \"/srv/hadr-data\"\nsync_paths = { www = \"/srv/www\", certs = \"/etc/ssl/hadr\" }\nsync_exclude = [\"*.tmp\"]\nsync_max_file_size = \"1MiB\"").unwrap();
+        ok.validate().unwrap();
+        assert_eq!(ok.sync_paths["www"], PathBuf::from("/srv/www"));
+        assert_eq!(ok.sync_max_file_size, ByteSize(1 << 20));
     }
 
     #[test]

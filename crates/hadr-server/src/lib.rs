@@ -10,6 +10,7 @@ pub mod demotion;
 pub mod errors;
 pub mod exec;
 pub mod failover_state;
+pub mod filesync;
 pub mod node;
 pub mod roles;
 pub mod runtime;

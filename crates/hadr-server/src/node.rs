@@ -135,6 +135,8 @@ pub struct Node {
     pub activity: Mutex<Option<Activity>>,
     /// Why sessions are being ended, for their FATAL message.
     pub(crate) ending_reason: Mutex<String>,
+    /// What the file sync reports (None: no `sync_paths`).
+    pub file_sync: Option<Arc<hadr_filesync::SyncStatus>>,
 }
 
 /// How a graceful takeover asked of this standby ended.
@@ -232,6 +234,7 @@ impl Node {
             warn!("this node was already primary before this start: it accepts writes only once it reaches a standby (start-up rule against split brain); `hadr server --force` skips the wait");
         }
         Ok(Arc::new(Node {
+            file_sync: crate::filesync::status_for(&config),
             guard: Mutex::new(guard),
             activity: Mutex::new(None),
             ending_reason: Mutex::new(String::new()),

@@ -35,6 +35,7 @@ pub async fn run(
     on_bound: impl FnOnce(Bound),
 ) -> Result<RoleChange, NodeError> {
     let node = Node::open(config, events)?;
+    crate::filesync::prepare(&node.config)?;
     if let Some(d) = node.engine.control().rewind_pending {
         // A rewind was cut short: the database is neither the old state nor
         // the new one. Only a fresh copy is safe.
@@ -94,6 +95,13 @@ pub async fn run(
     let accept = tokio::spawn(crate::accept::accept_loop(node.clone(), pg));
     let admin_task = tokio::spawn(crate::admin::serve(node.clone(), admin));
     let ckpt = tokio::spawn(checkpointer(node.clone()));
+    let file_sync = match crate::filesync::start(&node) {
+        Ok(f) => f,
+        Err(e) => {
+            error!(error = %e, "file sync did not start");
+            None
+        }
+    };
 
     tokio::select! {
         _ = stop => {}
@@ -101,6 +109,9 @@ pub async fn run(
     }
     info!("shutting down");
     node.begin_shutdown();
+    if let Some(f) = &file_sync {
+        f.stop();
+    }
     if let Repl::Primary { standbys, .. } = &node.repl {
         let why = match node.next.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
             Some(RoleChange::Restart) => {
@@ -143,6 +154,9 @@ pub async fn run(
             sessions = left,
             "sessions still open at shutdown; their transactions roll back"
         );
+    }
+    if let Some(f) = file_sync {
+        let _ = tokio::task::spawn_blocking(move || f.join(Duration::from_secs(10))).await;
     }
     // A primary that handed over already holds the write lock for good.
     let held = node
