@@ -17,11 +17,7 @@ pub fn render(s: &mut String, st: &Status) {
     );
     for r in &f.roots {
         let _ = writeln!(s, "  {:<14}{} ({})", r.name, r.path, r.state);
-        let _ = writeln!(
-            s,
-            "    files         {} ({} bytes)",
-            r.files, r.bytes
-        );
+        let _ = writeln!(s, "    files         {} ({} bytes)", r.files, r.bytes);
         let _ = writeln!(
             s,
             "    seq           written {}, applied {}, pending {}",

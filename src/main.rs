@@ -789,7 +789,10 @@ async fn verify_files(nodes: &[String], json: bool, deadline: std::time::Instant
         let bad = seen.iter().any(|(_, v)| !v.identical);
         if !bad || std::time::Instant::now() > deadline {
             if json {
-                println!("{}", serde_json::json!({"files": seen.iter().map(|(n, v)| serde_json::json!({"node": n, "verify": v})).collect::<Vec<_>>()}));
+                println!(
+                    "{}",
+                    serde_json::json!({"files": seen.iter().map(|(n, v)| serde_json::json!({"node": n, "verify": v})).collect::<Vec<_>>()})
+                );
             }
             for (n, v) in &seen {
                 for m in &v.mismatches {
@@ -813,7 +816,10 @@ async fn verify_files(nodes: &[String], json: bool, deadline: std::time::Instant
                         format!("{n} ({})", paths.join(", "))
                     })
                     .collect();
-                bail!("synced files differ from the tables on {}", which.join("; "));
+                bail!(
+                    "synced files differ from the tables on {}",
+                    which.join("; ")
+                );
             }
             if !json && !seen.is_empty() {
                 println!("synced files identical");

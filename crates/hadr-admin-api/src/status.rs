@@ -111,7 +111,8 @@ pub struct Status {
     pub transitions: Vec<Transition>,
     /// Automatic failover (None: no arbiter, or `failover = manual`).
     #[serde(default)]
-    pub failover: Option<FailoverStatus>,    /// Files kept in sync through the log (None: no `sync_paths`).
+    pub failover: Option<FailoverStatus>,
+    /// Files kept in sync through the log (None: no `sync_paths`).
     #[serde(default)]
     pub file_sync: Option<crate::FileSyncStatus>,
 }

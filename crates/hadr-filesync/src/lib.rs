@@ -15,6 +15,8 @@ pub mod scan;
 pub mod status;
 pub mod table;
 pub mod tree;
+pub mod verify;
+pub mod watch;
 
 use std::path::PathBuf;
 use std::time::Duration;

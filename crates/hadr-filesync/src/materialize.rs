@@ -68,15 +68,19 @@ impl<'a> Materializer<'a> {
             let after = self.applied;
             let settings = self.settings;
             let status = self.status;
+            // Directories are fsynced once per round, before the watermark
+            // moves past the rows that changed them.
+            let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
             self.db.read(&mut |conn| {
                 let rows = table::rows_after(conn, after, ROUND)?;
                 n = rows.len();
+                tracing::debug!(rows = n, after, "file sync: applying");
                 for r in rows {
                     max_seq = max_seq.max(r.seq);
                     let Some(i) = settings.roots.iter().position(|x| x.name == r.root) else {
                         continue;
                     };
-                    match apply_row(conn, settings, i, &r, status) {
+                    match apply_row(conn, settings, i, &r, status, &mut dirs) {
                         Ok(()) => oks.push((i, r.changed_at_us)),
                         Err(e) => {
                             if first_failed.is_none() {
@@ -92,6 +96,18 @@ impl<'a> Materializer<'a> {
                 }
                 Ok(())
             })?;
+            for d in &dirs {
+                if let Err(e) = fsync_dir(d) {
+                    if matches!(&e, SyncError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+                    {
+                        // Removed later in the round; its parent is in the set.
+                        continue;
+                    }
+                    // Not durable yet: apply this round again.
+                    self.status.error(None, &describe(&e));
+                    return Ok(failed_total + 1);
+                }
+            }
             let now = crate::now_us();
             for (i, changed) in &oks {
                 self.status
@@ -166,16 +182,27 @@ impl<'a> Materializer<'a> {
             extra.sort();
             extra.dedup();
             let (mut gone, mut failed) = (0usize, 0usize);
+            let mut dirs = BTreeSet::new();
             for p in extra.iter().rev() {
                 if tree::check_rel(p).is_err() {
                     continue;
                 }
-                match remove(&r.path, p) {
+                match remove(&r.path, p, &mut dirs) {
                     Ok(()) => gone += 1,
                     Err(e) => {
                         failed += 1;
                         self.status.error(Some(i), &describe(&e));
                     }
+                }
+            }
+            for d in &dirs {
+                if let Err(e) = fsync_dir(d) {
+                    if matches!(&e, SyncError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+                    {
+                        continue;
+                    }
+                    failed += 1;
+                    self.status.error(Some(i), &describe(&e));
                 }
             }
             if gone > 0 {
@@ -238,8 +265,9 @@ fn fsync_dir(dir: &Path) -> Result<(), SyncError> {
     f.sync_all().map_err(|e| SyncError::io(dir, e))
 }
 
-/// Remove `rel` (a directory with everything in it; never following a symlink).
-fn remove(root: &Path, rel: &str) -> Result<(), SyncError> {
+/// Remove `rel` (a directory with everything in it; never following a
+/// symlink); its directory goes into `dirs`.
+fn remove(root: &Path, rel: &str, dirs: &mut BTreeSet<PathBuf>) -> Result<(), SyncError> {
     let Some(dir) = parent_dir(root, rel, false)? else {
         return Ok(());
     };
@@ -252,7 +280,10 @@ fn remove(root: &Path, rel: &str) -> Result<(), SyncError> {
         Ok(_) => std::fs::remove_file(&p),
     };
     match r {
-        Ok(()) => fsync_dir(&dir),
+        Ok(()) => {
+            dirs.insert(dir);
+            Ok(())
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(SyncError::io(&p, e)),
     }
@@ -271,13 +302,15 @@ fn is_root_user() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Apply one row of root `i`.
+/// Apply one row of root `i`; the directories whose entries changed are
+/// added to `dirs`, for the caller to fsync.
 pub fn apply_row(
     conn: &rusqlite::Connection,
     settings: &Settings,
     i: usize,
     r: &Row,
     status: &SyncStatus,
+    dirs: &mut BTreeSet<PathBuf>,
 ) -> Result<(), SyncError> {
     let root = &settings.roots[i].path;
     let bad = |why: String| SyncError::BadRow {
@@ -290,7 +323,7 @@ pub fn apply_row(
         return Ok(());
     }
     if r.deleted {
-        return remove(root, &r.path);
+        return remove(root, &r.path, dirs);
     }
     let Some(dir) = parent_dir(root, &r.path, true)? else {
         return Ok(());
@@ -318,7 +351,7 @@ pub fn apply_row(
                 std::os::unix::fs::lchown(&p, Some(r.uid), Some(r.gid)).map_err(io)?;
             }
             if existing.is_none() {
-                fsync_dir(&dir)?;
+                dirs.insert(dir);
             }
         }
         Kind::Symlink => {
@@ -343,7 +376,7 @@ pub fn apply_row(
                 let _ = std::fs::remove_file(&tmp);
                 return Err(io(e));
             }
-            fsync_dir(&dir)?;
+            dirs.insert(dir);
         }
         Kind::File => {
             let want = r.hash.clone().unwrap_or_default();
@@ -373,7 +406,7 @@ pub fn apply_row(
                 let _ = std::fs::remove_file(&tmp);
                 return Err(io(e));
             }
-            fsync_dir(&dir)?;
+            dirs.insert(dir);
             status.bytes_total.fetch_add(r.size, Ordering::Relaxed);
         }
     }
@@ -420,103 +453,6 @@ fn write_tmp(conn: &rusqlite::Connection, r: &Row, tmp: &Path) -> Result<(), Syn
     f.sync_all().map_err(io)?;
     set_meta(&f, r).map_err(io)?;
     Ok(())
-}
-
-/// A difference between a disk and its table.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Mismatch {
-    /// Root name.
-    pub root: String,
-    /// Relative path.
-    pub path: String,
-    /// What differs.
-    pub why: String,
-}
-
-/// Compare each root's disk with its table: content hash, kind, mode,
-/// symlink target; paths on one side only. `unsynced` lists the paths the
-/// scanner refuses (reported in status, not a mismatch).
-pub fn verify(
-    settings: &Settings,
-    db: &dyn Db,
-) -> Result<(Vec<Mismatch>, Vec<Mismatch>), SyncError> {
-    let mut live: Vec<Vec<Row>> = vec![vec![]; settings.roots.len()];
-    db.read(&mut |conn| {
-        for (i, r) in settings.roots.iter().enumerate() {
-            live[i] = table::live_rows(conn, &r.name)?;
-        }
-        Ok(())
-    })?;
-    let (mut bad, mut unsynced) = (Vec::new(), Vec::new());
-    for (i, root) in settings.roots.iter().enumerate() {
-        let w = tree::walk(&root.path, "", settings)?;
-        let mut m = |path: &str, why: String| {
-            bad.push(Mismatch {
-                root: root.name.clone(),
-                path: path.to_string(),
-                why,
-            })
-        };
-        let mut in_table = BTreeSet::new();
-        for r in &live[i] {
-            if settings.excluded(&r.path) {
-                continue;
-            }
-            in_table.insert(r.path.clone());
-            let Some(e) = w.entries.get(&r.path) else {
-                if !w.problems.contains_key(&r.path) {
-                    m(&r.path, "missing on disk".into());
-                }
-                continue;
-            };
-            if e.kind != r.kind {
-                m(
-                    &r.path,
-                    format!(
-                        "a {} on disk, a {} in the table",
-                        e.kind.as_str(),
-                        r.kind.as_str()
-                    ),
-                );
-                continue;
-            }
-            match r.kind {
-                Kind::Dir => {}
-                Kind::Symlink if e.target != r.target => m(
-                    &r.path,
-                    format!("symlink target {:?}, table {:?}", e.target, r.target),
-                ),
-                Kind::Symlink => {}
-                Kind::File => {
-                    let p = tree::join(&root.path, &r.path);
-                    match tree::hash_file(&p) {
-                        Ok((h, n)) if n == r.size && r.hash.as_deref() == Some(&h[..]) => {}
-                        Ok(_) => m(&r.path, "content differs".into()),
-                        Err(e) => m(&r.path, format!("unreadable: {e}")),
-                    }
-                }
-            }
-            if r.kind != Kind::Symlink && e.mode != r.mode {
-                m(
-                    &r.path,
-                    format!("mode {:o} on disk, {:o} in the table", e.mode, r.mode),
-                );
-            }
-        }
-        for p in w.entries.keys() {
-            if !in_table.contains(p) {
-                m(p, "not in the table".into());
-            }
-        }
-        for (p, why) in &w.problems {
-            unsynced.push(Mismatch {
-                root: root.name.clone(),
-                path: p.clone(),
-                why: why.clone(),
-            });
-        }
-    }
-    Ok((bad, unsynced))
 }
 
 /// The standby's loop: reconcile the whole tree, then apply new rows as
@@ -631,8 +567,8 @@ mod tests {
         let sb = settings(&[b]);
         let mut m = Materializer::new(&sb, db, &st);
         assert_eq!(m.reconcile(&stop).unwrap(), 0, "{:?}", st.views());
-        assert_eq!(verify(&sa, db).unwrap().0, vec![]);
-        assert_eq!(verify(&sb, db).unwrap().0, vec![]);
+        assert_eq!(crate::verify::verify(&sa, db).unwrap().0, vec![]);
+        assert_eq!(crate::verify::verify(&sb, db).unwrap().0, vec![]);
     }
 
     #[test]
@@ -716,18 +652,42 @@ mod tests {
             .unwrap();
         std::fs::remove_dir_all(b.join("dir")).unwrap();
         std::os::unix::fs::symlink(&outside, b.join("dir")).unwrap();
-        let e = apply_row(&db.conn.lock().unwrap(), &sb, 0, &row, &st).unwrap_err();
+        let e = apply_row(
+            &db.conn.lock().unwrap(),
+            &sb,
+            0,
+            &row,
+            &st,
+            &mut BTreeSet::new(),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("not a directory"), "{e}");
         assert!(std::fs::read_dir(&outside).unwrap().next().is_none());
         // A row whose path climbs out is refused.
         let mut evil = row.clone();
         evil.path = "../outside/x".into();
-        assert!(apply_row(&db.conn.lock().unwrap(), &sb, 0, &evil, &st).is_err());
+        assert!(apply_row(
+            &db.conn.lock().unwrap(),
+            &sb,
+            0,
+            &evil,
+            &st,
+            &mut BTreeSet::new()
+        )
+        .is_err());
         let mut link = row;
         link.kind = Kind::Symlink;
         link.path = "l".into();
         link.target = Some("../../etc".into());
-        assert!(apply_row(&db.conn.lock().unwrap(), &sb, 0, &link, &st).is_err());
+        assert!(apply_row(
+            &db.conn.lock().unwrap(),
+            &sb,
+            0,
+            &link,
+            &st,
+            &mut BTreeSet::new()
+        )
+        .is_err());
         assert!(std::fs::symlink_metadata(b.join("l")).is_err());
     }
 
@@ -742,7 +702,7 @@ mod tests {
         sync(&a, &b, &db);
         std::fs::write(b.join("f"), b"two").unwrap();
         std::fs::write(b.join("g"), b"new").unwrap();
-        let (bad, _) = verify(&settings(&[&b]), &db).unwrap();
+        let (bad, _) = crate::verify::verify(&settings(&[&b]), &db).unwrap();
         let got: Vec<(String, String)> = bad.into_iter().map(|m| (m.path, m.why)).collect();
         assert_eq!(
             got,

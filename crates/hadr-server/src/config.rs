@@ -490,6 +490,17 @@ impl Config {
         Ok(())
     }
 
+    /// The synced directories as the file sync names them.
+    pub fn sync_roots(&self) -> Vec<hadr_filesync::Root> {
+        self.sync_paths
+            .iter()
+            .map(|(name, path)| hadr_filesync::Root {
+                name: name.clone(),
+                path: path.clone(),
+            })
+            .collect()
+    }
+
     /// The file-sync settings: names, absolute paths that neither overlap
     /// each other nor the data directory, globs.
     fn validate_sync(&self) -> Result<(), ConfigError> {
@@ -506,7 +517,10 @@ impl Config {
                 return Err(entry(key, "a name is letters, digits, _ and - only".into()));
             }
             if !path.is_absolute() {
-                return Err(entry(key, format!("{} is not an absolute path", path.display())));
+                return Err(entry(
+                    key,
+                    format!("{} is not an absolute path", path.display()),
+                ));
             }
             let p = real_path(path);
             if p.starts_with(&data) || data.starts_with(&p) {
@@ -519,7 +533,10 @@ impl Config {
                     ),
                 ));
             }
-            if let Some((other, _)) = seen.iter().find(|(_, q)| p.starts_with(q) || q.starts_with(&p)) {
+            if let Some((other, _)) = seen
+                .iter()
+                .find(|(_, q)| p.starts_with(q) || q.starts_with(&p))
+            {
                 return Err(entry(
                     key,
                     format!("{} overlaps sync_paths.{other}", path.display()),
@@ -729,8 +746,14 @@ mod tests {
         };
         bad("sync_paths = { www = \"srv/www\" }", "sync_paths.www");
         bad("sync_paths = { \"w w\" = \"/srv/www\" }", "sync_paths.w w");
-        bad("sync_paths = { a = \"/srv/www\", b = \"/srv/www/x\" }", "sync_paths.b");
-        bad("sync_paths = { a = \"/srv/hadr-data/files\" }", "sync_paths.a");
+        bad(
+            "sync_paths = { a = \"/srv/www\", b = \"/srv/www/x\" }",
+            "sync_paths.b",
+        );
+        bad(
+            "sync_paths = { a = \"/srv/hadr-data/files\" }",
+            "sync_paths.a",
+        );
         bad("sync_paths = { a = \"/srv\" }", "sync_paths.a");
         bad("sync_exclude = [\"a[\"]", "sync_exclude");
         let ok = Config::from_toml("data = \"/srv/hadr-data\"\nsync_paths = { www = \"/srv/www\", certs = \"/etc/ssl/hadr\" }\nsync_exclude = [\"*.tmp\"]\nsync_max_file_size = \"1MiB\"").unwrap();

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hadr_filesync::{Db, Settings, SyncError, SyncStatus};
+use hadr_filesync::{Db, Settings, SyncError};
 use rusqlite::{Connection, TransactionBehavior};
 use tracing::{info, warn};
 
@@ -28,24 +28,12 @@ pub fn settings(config: &crate::Config) -> Option<Settings> {
         return None;
     }
     Some(Settings {
-        roots: config
-            .sync_paths
-            .iter()
-            .map(|(name, path)| hadr_filesync::Root {
-                name: name.clone(),
-                path: path.clone(),
-            })
-            .collect(),
+        roots: config.sync_roots(),
         // Validated with the configuration.
         exclude: hadr_filesync::glob_set(&config.sync_exclude).unwrap_or_default(),
         max_file_size: config.sync_max_file_size.0,
         scan_interval: config.sync_scan_interval.0,
     })
-}
-
-/// A fresh status for a configuration's roots.
-pub fn status_for(config: &crate::Config) -> Option<Arc<SyncStatus>> {
-    settings(config).map(|s| Arc::new(SyncStatus::new(&s.roots)))
 }
 
 /// The running sync thread of a role run.
@@ -138,7 +126,7 @@ pub fn start(node: &Arc<Node>) -> Result<Option<FileSync>, crate::NodeError> {
                 remove_marker(&marker);
             }
             info!(roots = settings.roots.len(), "file sync: scanning the synced directories (primary)");
-            hadr_filesync::scan::run(&settings, &db, &status, &flag);
+            hadr_filesync::watch::run(&settings, &db, &status, &flag);
         })
         .map_err(|e| crate::NodeError::Internal(e.to_string()))?;
     Ok(Some(FileSync {
@@ -255,8 +243,8 @@ impl Node {
             conn: Mutex::new(conn),
         };
         let (bad, unsynced) =
-            hadr_filesync::materialize::verify(&settings, &db).map_err(|e| e.to_string())?;
-        let conv = |m: hadr_filesync::materialize::Mismatch| hadr_admin_api::FileMismatch {
+            hadr_filesync::verify::verify(&settings, &db).map_err(|e| e.to_string())?;
+        let conv = |m: hadr_filesync::verify::Mismatch| hadr_admin_api::FileMismatch {
             root: m.root,
             path: m.path,
             why: m.why,

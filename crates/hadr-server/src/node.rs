@@ -234,7 +234,8 @@ impl Node {
             warn!("this node was already primary before this start: it accepts writes only once it reaches a standby (start-up rule against split brain); `hadr server --force` skips the wait");
         }
         Ok(Arc::new(Node {
-            file_sync: crate::filesync::status_for(&config),
+            file_sync: (!config.sync_paths.is_empty())
+                .then(|| Arc::new(hadr_filesync::SyncStatus::new(&config.sync_roots()))),
             guard: Mutex::new(guard),
             activity: Mutex::new(None),
             ending_reason: Mutex::new(String::new()),
