@@ -9,7 +9,12 @@
 //!     [--commit-latency] [--commit-latency-records 2000]
 //!     [--failover] [--runs 20] [--fence-runs 2] [--patroni-runs 8] [--arbiters file,s3,etcd]
 //!     [--patroni /opt/patroni-4.1.5/bin/patroni]
+//!     [--filesync] [--filesync-seconds 30] [--filesync-rate 20] [--filesync-clients 4]
 //! ```
+//!
+//! `--filesync` (files kept in sync through the log: lag under a database
+//! write load, and commit latency with and without synced directories)
+//! runs only when named.
 //!
 //! Five parts, each writing its own section of the document: single node
 //! (one hadr node against one PostgreSQL server), replication (a primary
@@ -25,6 +30,7 @@
 
 mod commit_latency;
 mod failover;
+mod filesync;
 mod pgbench;
 mod proc;
 mod replication;
@@ -171,6 +177,24 @@ struct Cli {
     /// Failover part: the Patroni program (run as the postgres user).
     #[arg(long, default_value = failover::DEFAULT_PATRONI)]
     patroni: PathBuf,
+    /// Run the file-sync part: lag from a file write on the primary to the
+    /// file on the standby under a database write load, and commit latency
+    /// with and without sync_paths. Not run unless named.
+    #[arg(long)]
+    filesync: bool,
+    /// File-sync part: seconds of file writes [default: 30; 10 with --quick].
+    #[arg(long)]
+    filesync_seconds: Option<u64>,
+    /// File-sync part: file writes per second.
+    #[arg(long, default_value_t = 20)]
+    filesync_rate: u32,
+    /// File-sync part: database clients of the write load.
+    #[arg(long, default_value_t = 4)]
+    filesync_clients: usize,
+    /// File-sync part: seconds per commit-latency round (two per pair)
+    /// [default: 8; 3 with --quick].
+    #[arg(long)]
+    filesync_round_seconds: Option<u64>,
     /// Size in MB (10^6 bytes) of the database hadr clones, and of the log its
     /// standby replays, in the replication part; 0 skips that measurement
     /// [default: 256; 32 with --quick].
@@ -462,7 +486,7 @@ fn run() -> Result<()> {
         cli.takeover,
         cli.commit_latency,
     ) {
-        (false, false, false, false) if !cli.failover => (true, true, true, true),
+        (false, false, false, false) if !cli.failover && !cli.filesync => (true, true, true, true),
         flags => flags,
     };
     let failover_opts = failover::Options {
@@ -556,6 +580,21 @@ fn run() -> Result<()> {
     } else {
         None
     };
+    if cli.filesync {
+        filesync::run_part(
+            &ctx,
+            &filesync::Options {
+                seconds: cli
+                    .filesync_seconds
+                    .unwrap_or(if cli.quick { 10 } else { 30 }),
+                rate: cli.filesync_rate.max(1),
+                clients: cli.filesync_clients.max(1),
+                round_seconds: cli
+                    .filesync_round_seconds
+                    .unwrap_or(if cli.quick { 3 } else { 8 }),
+            },
+        )?;
+    }
     if let Some(j) = &cli.json {
         let v = serde_json::json!({
             "single_node": single,
