@@ -245,16 +245,18 @@ pub fn run_part(ctx: &Ctx, opts: &Options) -> Result<FilesyncReport> {
     let synced = start_pair(&ctx.hadr_bin, &ctx.work, true)?;
     let rt = tokio::runtime::Runtime::new()?;
     let (mut without, mut idle) = (Vec::new(), Vec::new());
-    for round in 0..2 {
-        let l = rt.block_on(load(plain.a.conninfo(), opts.clients, opts.round_seconds))?;
-        eprintln!("round {round}: without sync_paths: {} commits", l.len());
-        without.extend(l);
-        let l = rt.block_on(load(synced.a.conninfo(), opts.clients, opts.round_seconds))?;
-        eprintln!(
-            "round {round}: with sync_paths, no file changes: {} commits",
-            l.len()
-        );
-        idle.extend(l);
+    // Plain, synced, synced, plain: neither pair always goes first.
+    for (round, synced_first) in [(0, false), (1, true)] {
+        for sync in [synced_first, !synced_first] {
+            let (pair, into, what) = if sync {
+                (&synced, &mut idle, "with sync_paths, no file changes")
+            } else {
+                (&plain, &mut without, "without sync_paths")
+            };
+            let l = rt.block_on(load(pair.a.conninfo(), opts.clients, opts.round_seconds))?;
+            eprintln!("round {round}: {what}: {} commits", l.len());
+            into.extend(l);
+        }
     }
     drop(plain);
     let (da, db) = synced
@@ -341,7 +343,7 @@ impl FilesyncReport {
             s,
             "- What: two primary/standby pairs on this machine (NEARSYNC, log fsync on), one with \
              `--sync-path www=…` on each node, one without. {} clients commit one small INSERT each, \
-             back to back, against one pair at a time, alternating for two rounds per pair (commit \
+             back to back, against one pair at a time, in the order plain, synced, synced, plain (commit \
              latency without file changes). Then, on the synced pair under the same load, a writer \
              rewrites one of {FILES} files of {FILE_BYTES} bytes on the primary {} times a second for \
              {} s ({} writes); a reader polls the standby's copy every 2 ms until its blake3 hash is \

@@ -91,6 +91,16 @@ pub trait Db: Send + Sync {
     ) -> Result<(), SyncError>;
     /// Why a write may not start now (None: it may).
     fn refusal(&self) -> Option<String>;
+    /// The highest row seq committed so far: the standby's cheap check,
+    /// after each replay advance, of whether there is anything to apply.
+    fn latest_seq(&self) -> Result<i64, SyncError> {
+        let mut max = 0;
+        self.read(&mut |conn| {
+            max = table::max_row_seq(conn)?;
+            Ok(())
+        })?;
+        Ok(max)
+    }
 }
 
 /// One synced directory.

@@ -476,11 +476,17 @@ pub fn run(
     while !stop.load(Ordering::Relaxed) {
         let lsn = applied_lsn();
         let now = Instant::now();
-        if lsn == last_lsn && !(failing && now >= next_try) && reconciled {
+        let retry = failing && now >= next_try;
+        if lsn == last_lsn && !retry && reconciled {
             std::thread::sleep(Duration::from_millis(10));
             continue;
         }
         last_lsn = lsn;
+        // Most replay advances are the database's own commits: look
+        // whether a row came before reading any.
+        if reconciled && !retry && db.latest_seq().is_ok_and(|s| s <= m.applied) {
+            continue;
+        }
         let r = if reconciled {
             m.catch_up(stop)
         } else {

@@ -164,6 +164,16 @@ pub fn max_seq(conn: &Connection) -> Result<i64, SyncError> {
     Ok(a.unwrap_or(0).max(b.unwrap_or(0)))
 }
 
+/// The highest seq of a row (0: none); indexed, so cheap to ask often.
+pub fn max_row_seq(conn: &Connection) -> Result<i64, SyncError> {
+    if !exists(conn)? {
+        return Ok(0);
+    }
+    let a: Option<i64> =
+        conn.query_row(&format!("SELECT max(seq) FROM {FILES}"), [], |r| r.get(0))?;
+    Ok(a.unwrap_or(0))
+}
+
 /// Whether chunks exist that no live row points at (a large upload cut
 /// short by a crash or a role change).
 pub fn has_orphan_chunks(conn: &Connection) -> Result<bool, SyncError> {

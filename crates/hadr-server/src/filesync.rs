@@ -181,6 +181,13 @@ impl Db for NodeDb {
     fn refusal(&self) -> Option<String> {
         self.node.write_refusal()
     }
+
+    fn latest_seq(&self) -> Result<i64, SyncError> {
+        // One autocommit read: the latest committed state, without the
+        // replay lock a snapshot with its position takes.
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        hadr_filesync::table::max_row_seq(&conn)
+    }
 }
 
 /// The write lock is waited for in slices this long, so that a demotion or
