@@ -461,6 +461,7 @@ mod tests {
             "started_micros",
             "transitions",
             "failover",
+            "file_sync",
         ] {
             assert!(obj.remove(added).is_some(), "{added}");
         }
