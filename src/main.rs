@@ -780,15 +780,17 @@ async fn verify_files(nodes: &[String], json: bool, deadline: std::time::Instant
                 .files_verify()
                 .await
             {
-                Ok(v) => seen.push((n.clone(), v)),
-                // A node from before file sync: nothing to compare.
+                Ok(v) if v.roots > 0 => seen.push((n.clone(), v)),
+                // No synced directories, or a node from before file sync:
+                // nothing to compare.
+                Ok(_) => {}
                 Err(e) if e.http_status() == Some(404) => {}
                 Err(e) => return Err(e.into()),
             }
         }
         let bad = seen.iter().any(|(_, v)| !v.identical);
         if !bad || std::time::Instant::now() > deadline {
-            if json {
+            if json && !seen.is_empty() {
                 println!(
                     "{}",
                     serde_json::json!({"files": seen.iter().map(|(n, v)| serde_json::json!({"node": n, "verify": v})).collect::<Vec<_>>()})

@@ -262,6 +262,12 @@ async fn files_follow_the_primary_through_changes_a_big_file_many_files_and_a_ta
         &no_skip,
     );
     eprintln!("10,000 files written and synced in {:?}", t.elapsed());
+    for node in [&p.a, &p.b] {
+        node.wait_for("10,000 files in status", STEP, |st| {
+            root_status(st).files == 10_001
+        })
+        .await?;
+    }
     std::fs::remove_dir_all(da.join("many"))?;
     same("10,000 files deleted");
 

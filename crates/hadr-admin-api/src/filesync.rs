@@ -58,6 +58,9 @@ pub struct FileSyncProblem {
 /// `GET /files/verify`: whether this node's disk matches its tables.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileVerify {
+    /// How many synced roots the node has (0: no `sync_paths`).
+    #[serde(default)]
+    pub roots: usize,
     /// No mismatch.
     pub identical: bool,
     /// Differences between the disk and the table.

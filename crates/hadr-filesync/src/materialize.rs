@@ -75,6 +75,15 @@ impl<'a> Materializer<'a> {
                 let rows = table::rows_after(conn, after, ROUND)?;
                 n = rows.len();
                 tracing::debug!(rows = n, after, "file sync: applying");
+                if n > 0 {
+                    for (i, r) in settings.roots.iter().enumerate() {
+                        let (files, bytes) = table::file_totals(conn, &r.name)?;
+                        status.update(i, |v| {
+                            v.files = files;
+                            v.bytes = bytes;
+                        });
+                    }
+                }
                 for r in rows {
                     max_seq = max_seq.max(r.seq);
                     let Some(i) = settings.roots.iter().position(|x| x.name == r.root) else {

@@ -164,6 +164,16 @@ pub fn max_seq(conn: &Connection) -> Result<i64, SyncError> {
     Ok(a.unwrap_or(0).max(b.unwrap_or(0)))
 }
 
+/// Live files of `root` and their bytes.
+pub fn file_totals(conn: &Connection, root: &str) -> Result<(u64, u64), SyncError> {
+    let (n, b): (i64, Option<i64>) = conn.query_row(
+        &format!("SELECT count(*), sum(size) FROM {FILES} WHERE root = ?1 AND deleted = 0 AND kind = 'file'"),
+        [root],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok((n as u64, b.unwrap_or(0) as u64))
+}
+
 /// The highest seq of a row (0: none); indexed, so cheap to ask often.
 pub fn max_row_seq(conn: &Connection) -> Result<i64, SyncError> {
     if !exists(conn)? {

@@ -257,6 +257,7 @@ impl Node {
             why: m.why,
         };
         Ok(hadr_admin_api::FileVerify {
+            roots: settings.roots.len(),
             identical: bad.is_empty(),
             mismatches: bad.into_iter().map(conv).collect(),
             unsynced: unsynced.into_iter().map(conv).collect(),
