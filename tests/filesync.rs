@@ -269,7 +269,13 @@ async fn files_follow_the_primary_through_changes_a_big_file_many_files_and_a_ta
         .await?;
     }
     std::fs::remove_dir_all(da.join("many"))?;
-    wait_same(&da, &db, "10,000 files deleted", Duration::from_secs(120), &no_skip);
+    wait_same(
+        &da,
+        &db,
+        "10,000 files deleted",
+        Duration::from_secs(120),
+        &no_skip,
+    );
 
     // A 100 MiB file of random content.
     let t = Instant::now();

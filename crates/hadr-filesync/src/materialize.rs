@@ -32,6 +32,12 @@ pub struct Materializer<'a> {
     status: &'a SyncStatus,
     /// Every row up to this seq is on disk.
     pub applied: i64,
+    /// Roots the primary has never written a row of: their disk is left
+    /// alone (a sync path configured on a standby before the primary has
+    /// scanned it is not emptied); mirrored from their first row on.
+    unknown: BTreeSet<usize>,
+    /// A row of an unknown root arrived: reconcile again.
+    pub needs_reconcile: bool,
 }
 
 fn describe(e: &SyncError) -> String {
@@ -50,6 +56,8 @@ impl<'a> Materializer<'a> {
             db,
             status,
             applied: 0,
+            unknown: BTreeSet::new(),
+            needs_reconcile: false,
         }
     }
 
@@ -68,6 +76,8 @@ impl<'a> Materializer<'a> {
             let after = self.applied;
             let settings = self.settings;
             let status = self.status;
+            let unknown = &self.unknown;
+            let needs_reconcile = &mut self.needs_reconcile;
             // Directories are fsynced once per round, before the watermark
             // moves past the rows that changed them.
             let mut dirs: BTreeSet<PathBuf> = BTreeSet::new();
@@ -89,6 +99,9 @@ impl<'a> Materializer<'a> {
                     let Some(i) = settings.roots.iter().position(|x| x.name == r.root) else {
                         continue;
                     };
+                    if unknown.contains(&i) {
+                        *needs_reconcile = true;
+                    }
                     match apply_row(conn, settings, i, &r, status, &mut dirs) {
                         Ok(()) => oks.push((i, r.changed_at_us)),
                         Err(e) => {
@@ -153,14 +166,18 @@ impl<'a> Materializer<'a> {
     /// Apply every row, then delete from each root what the table does not have.
     pub fn reconcile(&mut self, stop: &AtomicBool) -> Result<usize, SyncError> {
         self.applied = 0;
+        self.unknown.clear();
+        self.needs_reconcile = false;
         let failed = self.catch_up(stop)?;
         if failed > 0 {
             return Ok(failed);
         }
         let mut live: Vec<BTreeMap<String, Row>> = vec![BTreeMap::new(); self.settings.roots.len()];
+        let mut known = vec![false; self.settings.roots.len()];
         let settings = self.settings;
         self.db.read(&mut |conn| {
             for (i, r) in settings.roots.iter().enumerate() {
+                known[i] = table::root_known(conn, &r.name)?;
                 live[i] = table::live_rows(conn, &r.name)?
                     .into_iter()
                     .map(|r| (r.path.clone(), r))
@@ -169,6 +186,11 @@ impl<'a> Materializer<'a> {
             Ok(())
         })?;
         for (i, r) in settings.roots.iter().enumerate() {
+            if !known[i] {
+                info!(root = %r.name, "file sync: the primary has not written this root yet; its files here are left alone until it does");
+                self.unknown.insert(i);
+                continue;
+            }
             let w = tree::walk(&r.path, "", settings)?;
             let mut extra: Vec<&String> = w
                 .entries
@@ -486,17 +508,21 @@ pub fn run(
         let lsn = applied_lsn();
         let now = Instant::now();
         let retry = failing && now >= next_try;
-        if lsn == last_lsn && !retry && reconciled {
+        if lsn == last_lsn && !retry && reconciled && !m.needs_reconcile {
             std::thread::sleep(Duration::from_millis(10));
             continue;
         }
         last_lsn = lsn;
         // Most replay advances are the database's own commits: look
         // whether a row came before reading any.
-        if reconciled && !retry && db.latest_seq().is_ok_and(|s| s <= m.applied) {
+        if reconciled
+            && !retry
+            && !m.needs_reconcile
+            && db.latest_seq().is_ok_and(|s| s <= m.applied)
+        {
             continue;
         }
-        let r = if reconciled {
+        let r = if reconciled && !m.needs_reconcile {
             m.catch_up(stop)
         } else {
             m.reconcile(stop)
@@ -625,6 +651,40 @@ mod tests {
                 .mode()
                 & 0o777,
             0o640
+        );
+    }
+
+    #[test]
+    fn a_root_the_primary_never_wrote_is_left_alone_until_it_does() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = (d.path().join("a"), d.path().join("b"));
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        std::fs::write(b.join("cert.pem"), b"the standby's own").unwrap();
+        let db = TestDb::new(&d.path().join("db"));
+        let stop = AtomicBool::new(false);
+        let sb = settings(&[&b]);
+        let st = SyncStatus::new(&sb.roots);
+        let mut m = Materializer::new(&sb, &db, &st);
+        assert_eq!(m.reconcile(&stop).unwrap(), 0);
+        assert!(
+            b.join("cert.pem").exists(),
+            "no row of the root yet: not emptied"
+        );
+        // The primary's first scan of the root: now it is mirrored.
+        std::fs::write(a.join("new.pem"), b"from the primary").unwrap();
+        let sa = settings(&[&a]);
+        Scanner::load(&sa, &db, &st, &stop)
+            .unwrap()
+            .sync(0, &[String::new()])
+            .unwrap();
+        m.catch_up(&stop).unwrap();
+        assert!(m.needs_reconcile);
+        m.reconcile(&stop).unwrap();
+        assert!(!b.join("cert.pem").exists());
+        assert_eq!(
+            std::fs::read(b.join("new.pem")).unwrap(),
+            b"from the primary"
         );
     }
 

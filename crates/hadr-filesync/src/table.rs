@@ -164,6 +164,21 @@ pub fn max_seq(conn: &Connection) -> Result<i64, SyncError> {
     Ok(a.unwrap_or(0).max(b.unwrap_or(0)))
 }
 
+/// Whether the primary ever wrote a row (live or a tombstone) of `root`.
+pub fn root_known(conn: &Connection, root: &str) -> Result<bool, SyncError> {
+    if !exists(conn)? {
+        return Ok(false);
+    }
+    Ok(conn
+        .query_row(
+            &format!("SELECT 1 FROM {FILES} WHERE root = ?1 LIMIT 1"),
+            [root],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
 /// Live files of `root` and their bytes.
 pub fn file_totals(conn: &Connection, root: &str) -> Result<(u64, u64), SyncError> {
     let (n, b): (i64, Option<i64>) = conn.query_row(
