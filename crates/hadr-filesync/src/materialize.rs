@@ -261,7 +261,9 @@ impl<'a> Materializer<'a> {
 fn parent_dir(root: &Path, rel: &str, create: bool) -> Result<Option<PathBuf>, SyncError> {
     let parts: Vec<&str> = rel.split('/').collect();
     let mut cur = root.to_path_buf();
-    match std::fs::symlink_metadata(root) {
+    // The root itself may be a symlink to a directory: the administrator
+    // configured it, so it is followed; nothing under it is.
+    match std::fs::metadata(root) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => {
             return Err(SyncError::io(
@@ -710,7 +712,10 @@ mod tests {
             .unwrap()
             .sync(0, &[String::new()])
             .unwrap();
-        let sb = settings(&[&b]);
+        // The standby's root is a symlink to its directory: allowed.
+        let b_link = d.path().join("b-link");
+        std::os::unix::fs::symlink(&b, &b_link).unwrap();
+        let sb = settings(&[&b_link]);
         let mut m = Materializer::new(&sb, &db, &st);
         // The directory row replaces the link (it is removed, not followed)…
         m.reconcile(&stop).unwrap();
