@@ -537,7 +537,11 @@ async fn serve(config: Config) -> Result<()> {
         });
     }
     let events = std::sync::Arc::new(hadr_server::RoleEvents::default());
-    hadr_server::supervise(config, events, stop, |_| {}).await?;
+    // The resources outlive each role run: a stop must finish whatever the
+    // database does meanwhile (docs/resources.md).
+    let resources =
+        hadr_resources::Manager::start(config.resource_specs()?, &config.data.join("resources"));
+    hadr_server::supervise(config, events, resources, stop, |_| {}).await?;
     Ok(())
 }
 

@@ -359,6 +359,9 @@ async fn stream_to(
     let mut end_rx = ctx.end.clone();
     let mut retired = ctx.standbys.retired();
     let mut tick = tokio::time::interval(Duration::from_millis(20));
+    let mut asked = ctx.hand_over.clone();
+    asked.borrow_and_update();
+    let principal = ctx.standbys.slots().get(slot).is_some_and(|s| s.principal);
     let result: Result<(), StreamEnd> = loop {
         let end = ctx.engine.log().end_lsn();
         if pos < end {
@@ -411,15 +414,18 @@ async fn stream_to(
                 break Err(StreamEnd::Retired(why));
             }
             Some(()) = takeover_rx.recv() => {
-                match hand_over(&ctx, slot, pos, &mut writer).await {
-                    Ok(()) => break Ok(()),
-                    Err(failure) => {
-                        warn!(reason = %failure, "takeover refused");
-                        let refuse = Refuse::new(RefuseCode::TakeoverRefused, format!("takeover refused: {failure}"));
-                        let _ = writer.send(&Message::Refuse(refuse), ctx.timeout).await;
-                        break Err(StreamEnd::Handover(failure));
-                    }
+                break run_hand_over(&ctx, slot, pos, &mut writer).await;
+            }
+            Ok(()) = asked.changed(), if principal => {
+                // This primary asks its principal to take over (a resource
+                // exhausted its restarts): the same hand-over, unasked. A
+                // standby promotes on TakeoverReady whether it asked or not.
+                let in_peer = ctx.standbys.slots().get(slot).is_some_and(|s| s.pair.state == hadr_ha::PairState::Peer);
+                if in_peer {
+                    info!(slot, "handing over to the principal standby (asked by this node)");
+                    break run_hand_over(&ctx, slot, pos, &mut writer).await;
                 }
+                warn!(slot, "a hand-over was asked but the principal standby is not in PEER; not handing over");
             }
         }
     };
@@ -443,6 +449,27 @@ async fn stream_to(
         },
     ));
     Ok(())
+}
+
+/// A hand-over on this stream; its failure is told to the standby.
+async fn run_hand_over(
+    ctx: &Arc<PrimaryCtx>,
+    slot: usize,
+    pos: u64,
+    writer: &mut Writer,
+) -> Result<(), StreamEnd> {
+    match hand_over(ctx, slot, pos, writer).await {
+        Ok(()) => Ok(()),
+        Err(failure) => {
+            warn!(reason = %failure, "takeover refused");
+            let refuse = Refuse::new(
+                RefuseCode::TakeoverRefused,
+                format!("takeover refused: {failure}"),
+            );
+            let _ = writer.send(&Message::Refuse(refuse), ctx.timeout).await;
+            Err(StreamEnd::Handover(failure))
+        }
+    }
 }
 
 /// Graceful takeover, primary side: carry out `hadr_ha::handover`'s steps.
@@ -469,7 +496,23 @@ async fn hand_over(
         let hooks = ctx.takeover.clone();
         let input = match action {
             handover::Action::StopWrites => {
-                match tokio::task::spawn_blocking(move || hooks.stop_writes()).await {
+                // Stopping writes includes stopping the node's resources,
+                // which may take their stop_timeout (docs/resources.md):
+                // heartbeats keep the standby from taking the silence for
+                // a dead primary meanwhile.
+                let mut job = tokio::task::spawn_blocking(move || hooks.stop_writes());
+                let joined = loop {
+                    tokio::select! {
+                        r = &mut job => break r,
+                        _ = tokio::time::sleep(ctx.timeout / 4) => {
+                            let hb = Message::Heartbeat { now_micros: now_micros(), end_lsn: pos, peer_window_end_micros: 0 };
+                            if let Err(e) = writer.send(&hb, ctx.timeout).await {
+                                warn!(error = %e, "heartbeat during the hand-over failed");
+                            }
+                        }
+                    }
+                };
+                match joined {
                     Ok(Ok(end)) => handover::Input::WritesStopped {
                         end,
                         now: now_micros(),

@@ -27,6 +27,10 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener) {
         .route("/takeover", axum::routing::post(takeover))
         .route("/fence", axum::routing::post(fence))
         .route("/failover/pause", axum::routing::post(pause))
+        .route(
+            "/resources/{name}/{op}",
+            axum::routing::post(crate::admin_resources::op),
+        )
         .with_state(node);
     if let Err(e) = axum::serve(listener, app).await {
         warn!(error = %e, "admin server stopped");
@@ -437,6 +441,7 @@ async fn status(State(node): State<Arc<Node>>, Query(q): Query<StatusQuery>) -> 
             .failover
             .as_ref()
             .map(|f| f.status.lock().unwrap_or_else(|p| p.into_inner()).clone()),
+        resources: crate::admin_resources::view(&node),
     };
     Json(body).into_response()
 }
@@ -506,6 +511,7 @@ async fn metrics(State(node): State<Arc<Node>>) -> String {
         node.stats.connections.load(Ordering::Relaxed),
     );
     replication_metrics(&node, &mut s);
+    crate::admin_resources::metrics(&node, &mut s);
     s
 }
 

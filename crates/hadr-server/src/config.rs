@@ -69,6 +69,18 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
+    /// A `[[resource]]` table is wrong.
+    #[error("invalid setting resource[{index}] ({name}).{key}: {message}")]
+    Resource {
+        /// Its position among the `[[resource]]` tables.
+        index: usize,
+        /// Its name.
+        name: String,
+        /// The key.
+        key: &'static str,
+        /// What is wrong.
+        message: String,
+    },
     /// A value is out of range.
     #[error("invalid setting {key}: {message}")]
     Invalid {
@@ -329,6 +341,10 @@ pub struct Config {
     /// told this node: its record in the arbiter is taken over at once.
     #[serde(skip)]
     pub handed_over_by: Option<String>,
+    /// Resources that follow the role, in start order (`[[resource]]`
+    /// tables, TOML only: docs/resources.md).
+    #[serde(rename = "resource")]
+    pub resources: Vec<crate::resource_config::ResourceConfig>,
 }
 
 impl Default for Config {
@@ -364,6 +380,7 @@ impl Default for Config {
             force: false,
             promoted: false,
             handed_over_by: None,
+            resources: Vec::new(),
         }
     }
 }
@@ -384,6 +401,11 @@ impl Config {
     /// Parse TOML text.
     pub fn from_toml(text: &str) -> Result<Config, toml::de::Error> {
         toml::from_str(text)
+    }
+
+    /// The `[[resource]]` tables, checked.
+    pub fn resource_specs(&self) -> Result<Vec<hadr_resources::Resource>, ConfigError> {
+        crate::resource_config::resources(&self.resources, !self.targets().is_empty())
     }
 
     /// Check ranges that the types cannot express.
@@ -465,6 +487,7 @@ impl Config {
                 message: "must differ from listen".into(),
             });
         }
+        self.resource_specs()?;
         Ok(())
     }
 

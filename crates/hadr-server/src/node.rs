@@ -135,6 +135,8 @@ pub struct Node {
     pub activity: Mutex<Option<Activity>>,
     /// Why sessions are being ended, for their FATAL message.
     pub(crate) ending_reason: Mutex<String>,
+    /// The resources that follow the role (they outlive this run).
+    pub resources: hadr_resources::Manager,
 }
 
 /// How a graceful takeover asked of this standby ended.
@@ -154,7 +156,11 @@ pub use hadr_admin_api::Activity;
 
 impl Node {
     /// Open (and recover) the database and build the node state.
-    pub fn open(config: Config, events: Arc<RoleEvents>) -> Result<Arc<Node>, NodeError> {
+    pub fn open(
+        config: Config,
+        events: Arc<RoleEvents>,
+        resources: hadr_resources::Manager,
+    ) -> Result<Arc<Node>, NodeError> {
         config.validate()?;
         let (engine, recovery) = Engine::open(&config.data, &config.log_config())?;
         let engine = Arc::new(engine);
@@ -257,6 +263,7 @@ impl Node {
             started: Instant::now(),
             recovery,
             hash_cache: tokio::sync::Mutex::new(None),
+            resources,
         }))
     }
 
@@ -355,6 +362,10 @@ impl Node {
     pub fn write_refusal(&self) -> Option<String> {
         if self.is_shutting_down() || self.demoting.load(Ordering::SeqCst) {
             return Some(self.ending_reason());
+        }
+        if let Some(why) = self.resources.blocked() {
+            // docs/resources.md §Confirmed stops: the node stays fenced.
+            return Some(format!("this node accepts no writes: {why}"));
         }
         match &self.repl {
             Repl::None => None,
