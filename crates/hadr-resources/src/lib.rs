@@ -10,8 +10,10 @@
 //! - [`spec`]: what a resource is (kinds, timeouts, restart policy).
 //! - [`exec`]: how each kind is started, stopped, killed and monitored.
 //! - [`manager`]: the per-group driver task and the handle the server holds.
+//! - [`guard`]: the dead man's switch that stops everything if hadr dies.
 
 pub mod exec;
+pub mod guard;
 pub mod manager;
 pub mod spec;
 

@@ -109,6 +109,7 @@ pub struct Manager {
     desire: Arc<watch::Sender<Desire>>,
     shared: Arc<Shared>,
     groups: Arc<Vec<GroupHandle>>,
+    guard: Arc<Option<crate::guard::Guard>>,
 }
 
 fn now_micros() -> u64 {
@@ -173,11 +174,13 @@ impl Manager {
                 members,
             });
         }
+        let guard = crate::guard::Guard::spawn(&resources, state_dir);
         Manager {
             resources: Arc::new(resources),
             desire: Arc::new(desire_tx),
             shared,
             groups: Arc::new(groups),
+            guard: Arc::new(guard),
         }
     }
 
@@ -297,6 +300,9 @@ impl Manager {
         for role in [GroupRole::Primary, GroupRole::Standby] {
             let left = deadline.saturating_duration_since(Instant::now());
             self.wait_down(role, left).await?;
+        }
+        if let Some(g) = self.guard.as_ref() {
+            g.disarm();
         }
         Ok(())
     }
