@@ -10,6 +10,7 @@ use hadr_server::config::{ByteSize, Config, Dur, FlushMode, RoleSetting, SyncMod
 use tracing_subscriber::EnvFilter;
 
 mod demo;
+mod resource_cmd;
 mod status_text;
 
 /// A highly available SQL database in one binary: SQLite behind the PostgreSQL
@@ -108,6 +109,13 @@ enum Cmd {
     Cluster {
         #[command(subcommand)]
         what: ClusterCmd,
+    },
+    /// The resources that follow the primary role on a running node
+    /// (docs/resources.md): restart one (forgetting its failures), disable
+    /// it (it and those after it stop), enable it again.
+    Resource {
+        #[command(subcommand)]
+        what: resource_cmd::ResourceCmd,
     },
     /// Show a running node's status (from its admin endpoint).
     Status {
@@ -446,6 +454,10 @@ fn main() -> Result<()> {
         Cmd::Cluster { what } => {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(cluster(what))
+        }
+        Cmd::Resource { what } => {
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(resource_cmd::run(what))
         }
         Cmd::Demo {
             port,

@@ -58,7 +58,12 @@ pub fn script(resources: &[Resource], state_dir: &Path) -> String {
                 Kind::Mount { directory, .. } => {
                     format!("umount {}", sh_quote(&directory.to_string_lossy()))
                 }
-                Kind::Exec { stop, .. } => format!("( {stop} )"),
+                // A stop may return before the resource is gone: wait for
+                // the monitor, up to the stop timeout, as the driver does.
+                Kind::Exec { stop, monitor, .. } => format!(
+                    "( {stop} ); n=0; while ( {monitor} ) >/dev/null 2>&1 && [ $n -lt {} ]; do sleep 0.1; n=$((n+1)); done",
+                    ms / 100
+                ),
             };
             s.push_str(&format!(
                 "echo \"hadr resource guard: stopping {}\" >&2\n{line}\n",
@@ -131,7 +136,7 @@ mod tests {
             kind: Kind::Exec {
                 start: "true".into(),
                 stop: stop.into(),
-                monitor: "true".into(),
+                monitor: "false".into(),
             },
             role: GroupRole::Primary,
             start_timeout: Duration::from_secs(1),

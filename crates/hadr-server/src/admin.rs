@@ -183,7 +183,14 @@ async fn takeover(State(node): State<Arc<Node>>, Query(q): Query<TakeoverQuery>)
     node.takeover_answer.send_replace(None);
     answer.borrow_and_update();
     node.takeover_tx.send_modify(|n| *n += 1);
-    let limit = node.config.hadr_timeout.0 * 4 + std::time::Duration::from_secs(5);
+    // The primary stops its resources before it hands over
+    // (docs/resources.md): allow their stop bound (nodes of one cluster
+    // list the same resources).
+    let limit = node.config.hadr_timeout.0 * 4
+        + std::time::Duration::from_secs(5)
+        + node
+            .resources
+            .stop_bound(hadr_resources::GroupRole::Primary);
     let got = tokio::time::timeout(limit, answer.wait_for(|a| a.is_some())).await;
     let got = match got {
         Ok(Ok(a)) => a.clone(),
