@@ -495,3 +495,52 @@ async fn after_a_crash_the_new_primary_waits_for_the_old_ones_stop_bound() -> Re
     assert_eq!(journal(d), ["start app a", "stop app a", "start app b"]);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_mount_is_reported_and_unmounted_once_released() -> Result<()> {
+    if not_root() {
+        eprintln!("skipped: mounting needs root");
+        return Ok(());
+    }
+    let tmp = tempfile::tempdir()?;
+    let d = tmp.path();
+    let mnt = d.join("mnt");
+    std::fs::create_dir(&mnt)?;
+    let cfg = format!(
+        "[[resource]]\nname = \"disk\"\nkind = \"mount\"\ndevice = \"tmpfs\"\nfstype = \"tmpfs\"\noptions = \"size=1m\"\ndirectory = \"{}\"\nstop_timeout = \"10s\"\n",
+        mnt.display()
+    );
+    let config = write_config(&d.join("a.toml"), &cfg);
+    let mut a = start_with(vec!["--config".into(), config.display().to_string()])?;
+    wait_state(&a, "disk", "online", Duration::from_secs(20)).await?;
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
+    assert!(mountinfo.contains(&mnt.display().to_string()));
+    // A process holds the filesystem for 2 s: the stop waits (retrying
+    // umount), names the holder, and completes once it is released.
+    let holder = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("sleep 2")
+        .current_dir(&mnt)
+        .spawn()?;
+    let out = std::process::Command::new(bin())
+        .args(["resource", "disable", "disk", "--node", &a.admin_addr()])
+        .output()?;
+    assert!(out.status.success());
+    let st = wait_state(&a, "disk", "offline", Duration::from_secs(20)).await?;
+    let output = resource(&st, "disk").output.join("\n");
+    assert!(output.contains("busy"), "{output}");
+    let mut holder = holder;
+    holder.wait()?;
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
+    assert!(!mountinfo.contains(&mnt.display().to_string()));
+    a.stop()?;
+    Ok(())
+}
+
+fn not_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() != "0")
+        .unwrap_or(true)
+}
