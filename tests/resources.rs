@@ -544,3 +544,35 @@ fn not_root() -> bool {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() != "0")
         .unwrap_or(true)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standby_resources_run_on_the_standby_and_swap_on_takeover() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let d = tmp.path();
+    // A read-only service on whichever node is the standby: its own marker
+    // file per node (both may run at once, on different nodes).
+    let ro = |node: &str| {
+        let f = d.join(format!("ro-{node}"));
+        format!(
+            "[[resource]]\nname = \"ro\"\nkind = \"exec\"\nrole = \"standby\"\nstart = \"touch {f}\"\nstop = \"rm -f {f}\"\nmonitor = \"test -e {f}\"\n",
+            f = f.display()
+        )
+    };
+    let (a, b) = pair(d, &ro("a"), &ro("b"), &[]).await?;
+    wait_state(&b, "ro", "online", Duration::from_secs(20)).await?;
+    assert_eq!(resource(&a.status().await?, "ro").role, "standby");
+    assert!(d.join("ro-b").exists() && !d.join("ro-a").exists());
+    let answer = b
+        .admin()
+        .with_timeout(Duration::from_secs(60))
+        .takeover(false, false)
+        .await?;
+    assert_eq!(answer.takeover, hadr_admin_api::TakeoverProgress::Promoting);
+    wait_state(&a, "ro", "online", Duration::from_secs(30)).await?;
+    if let Err(e) = wait_state(&b, "ro", "offline", Duration::from_secs(30)).await {
+        eprintln!("B LOG:\n{}", b.log());
+        return Err(e);
+    }
+    assert!(d.join("ro-a").exists() && !d.join("ro-b").exists());
+    Ok(())
+}
