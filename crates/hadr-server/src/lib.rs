@@ -18,6 +18,7 @@ pub mod roles;
 pub mod runtime;
 pub mod session;
 pub mod supervisor;
+pub mod units;
 pub mod values;
 pub mod write_lock;
 

@@ -11,7 +11,7 @@ use hadr_ha::resources::Exhausted;
 use hadr_resources::{GroupRole, Kind, Resource, Service};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigError, Dur};
+use crate::units::Dur;
 
 /// One `[[resource]]` table as written.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -66,8 +66,27 @@ pub struct ResourceConfig {
     pub on_exhausted: Option<String>,
 }
 
-fn err(i: usize, r: &ResourceConfig, key: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Resource {
+/// A `[[resource]]` table that is wrong, named by position, name and key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid setting resource[{index}] ({name}).{key}: {message}")]
+pub struct ResourceError {
+    /// Its position among the `[[resource]]` tables.
+    pub index: usize,
+    /// Its name.
+    pub name: String,
+    /// The key.
+    pub key: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn err(
+    i: usize,
+    r: &ResourceConfig,
+    key: &'static str,
+    message: impl Into<String>,
+) -> ResourceError {
+    ResourceError {
         index: i,
         name: r.name.clone(),
         key,
@@ -88,7 +107,10 @@ fn kind_keys(kind: &str) -> &'static [&'static str] {
 
 /// Check every resource and turn them into what the driver runs.
 /// `replicated`: the node has peers (a takeover can be asked for).
-pub fn resources(list: &[ResourceConfig], replicated: bool) -> Result<Vec<Resource>, ConfigError> {
+pub fn resources(
+    list: &[ResourceConfig],
+    replicated: bool,
+) -> Result<Vec<Resource>, ResourceError> {
     let mut out: Vec<Resource> = Vec::with_capacity(list.len());
     for (i, r) in list.iter().enumerate() {
         if r.name.is_empty()
@@ -143,7 +165,7 @@ pub fn resources(list: &[ResourceConfig], replicated: bool) -> Result<Vec<Resour
                 ));
             }
         }
-        let need = |key: &'static str, v: &Option<String>| -> Result<String, ConfigError> {
+        let need = |key: &'static str, v: &Option<String>| -> Result<String, ResourceError> {
             match v {
                 Some(s) if !s.trim().is_empty() => Ok(s.clone()),
                 _ => Err(err(i, r, key, format!("is required for kind {}", r.kind))),
@@ -234,7 +256,7 @@ pub fn resources(list: &[ResourceConfig], replicated: bool) -> Result<Vec<Resour
         let dur = |key: &'static str,
                    v: Option<Dur>,
                    default: Duration|
-         -> Result<Duration, ConfigError> {
+         -> Result<Duration, ResourceError> {
             let d = v.map(|d| d.0).unwrap_or(default);
             if d.is_zero() {
                 return Err(err(i, r, key, "must be more than 0"));
