@@ -359,8 +359,6 @@ async fn stream_to(
     let mut end_rx = ctx.end.clone();
     let mut retired = ctx.standbys.retired();
     let mut tick = tokio::time::interval(Duration::from_millis(20));
-    let mut asked = ctx.hand_over.clone();
-    asked.borrow_and_update();
     let principal = ctx.standbys.slots().get(slot).is_some_and(|s| s.principal);
     let result: Result<(), StreamEnd> = loop {
         let end = ctx.engine.log().end_lsn();
@@ -402,6 +400,22 @@ async fn stream_to(
                         _ => {}
                     }
                 }
+                // This node wants to hand over (a resource exhausted its
+                // restarts, docs/resources.md): the same hand-over, unasked,
+                // once its principal is in PEER; a standby promotes on
+                // TakeoverReady whether it asked or not. Level-triggered, so
+                // a request made while the standby was away is not lost. The
+                // request ends with the primary's term (its resources stop
+                // for the hand-over), so a failed hand-over is not retried
+                // in a loop.
+                if stop.is_none()
+                    && principal
+                    && *ctx.hand_over.borrow()
+                    && ctx.standbys.slots().get(slot).is_some_and(|s| s.pair.state == hadr_ha::PairState::Peer)
+                {
+                    info!(slot, "handing over to the principal standby (asked by this node)");
+                    break run_hand_over(&ctx, slot, pos, &mut writer).await;
+                }
                 if let Some(r) = stop {
                     break Err(r);
                 }
@@ -415,17 +429,6 @@ async fn stream_to(
             }
             Some(()) = takeover_rx.recv() => {
                 break run_hand_over(&ctx, slot, pos, &mut writer).await;
-            }
-            Ok(()) = asked.changed(), if principal => {
-                // This primary asks its principal to take over (a resource
-                // exhausted its restarts): the same hand-over, unasked. A
-                // standby promotes on TakeoverReady whether it asked or not.
-                let in_peer = ctx.standbys.slots().get(slot).is_some_and(|s| s.pair.state == hadr_ha::PairState::Peer);
-                if in_peer {
-                    info!(slot, "handing over to the principal standby (asked by this node)");
-                    break run_hand_over(&ctx, slot, pos, &mut writer).await;
-                }
-                warn!(slot, "a hand-over was asked but the principal standby is not in PEER; not handing over");
             }
         }
     };

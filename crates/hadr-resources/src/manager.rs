@@ -85,9 +85,10 @@ pub enum ManagerError {
 struct Shared {
     status: Mutex<Vec<ResourceStatus>>,
     blocked: Mutex<Option<String>>,
-    /// Raised when a resource asks for a takeover; the primary's sender
-    /// for its principal standby follows it.
-    takeover: watch::Sender<u64>,
+    /// True while a resource asks for a takeover (until the primary group
+    /// stops wanting to run: the takeover happened, or the term ended); the
+    /// primary's sender for its principal standby follows it.
+    takeover: watch::Sender<bool>,
     /// Why the last takeover was asked.
     takeover_reason: Mutex<Option<String>>,
     /// Why the primary group waits (status).
@@ -141,7 +142,7 @@ impl Manager {
                     .collect(),
             ),
             blocked: Mutex::new(None),
-            takeover: watch::channel(0).0,
+            takeover: watch::channel(false).0,
             takeover_reason: Mutex::new(None),
             hold: Mutex::new(None),
         });
@@ -189,9 +190,9 @@ impl Manager {
         Manager::start(Vec::new(), Path::new("."))
     }
 
-    /// Raised each time a resource asks for a takeover (it exhausted its
+    /// True while a resource asks for a takeover (it exhausted its
     /// restarts with `on_exhausted = "takeover"`).
-    pub fn takeover_requests(&self) -> watch::Receiver<u64> {
+    pub fn takeover_requests(&self) -> watch::Receiver<bool> {
         self.shared.takeover.subscribe()
     }
 
@@ -399,7 +400,13 @@ impl Driver {
                         if r.is_err() {
                             return;
                         }
-                        break Input::Want(self.want(&desire.borrow_and_update()));
+                        let want = self.want(&desire.borrow_and_update());
+                        if self.role == GroupRole::Primary && want == Want::Offline {
+                            // The term ends: a pending takeover request
+                            // was carried out, or no longer applies.
+                            self.shared.takeover.send_replace(false);
+                        }
+                        break Input::Want(want);
                     }
                     Some((i, op, reply)) = ops.recv() => {
                         let _ = reply.send(());
@@ -454,7 +461,7 @@ impl Driver {
                     .takeover_reason
                     .lock()
                     .unwrap_or_else(|p| p.into_inner()) = Some(reason.clone());
-                self.shared.takeover.send_modify(|n| *n += 1);
+                self.shared.takeover.send_replace(true);
                 return;
             }
         };
