@@ -56,6 +56,38 @@ fn node(
     Server::on_ports(hadr, dir.to_path_buf(), "127.0.0.1", pg, admin, extra)
 }
 
+/// The demo's resource for node `name`: an exec triple around an owner
+/// file; its stop finishes 300 ms after it returns, as real stops do.
+fn app_resource(root: &Path, name: &str) -> String {
+    let o = root.join("app.owner");
+    let o = o.display();
+    format!(
+        r#"[[resource]]
+name = "app"
+kind = "exec"
+start = "( set -C; echo {name} > {o} ) 2>/dev/null"
+stop = "if grep -qx {name} {o} 2>/dev/null; then (sleep 0.3; rm -f {o}) > /dev/null 2>&1 & fi"
+monitor = "grep -qx {name} {o}"
+stop_timeout = "1s"
+monitor_interval = "500ms"
+"#
+    )
+}
+
+fn owner(root: &Path) -> String {
+    std::fs::read_to_string(root.join("app.owner"))
+        .map(|s| format!("held by {}", s.trim().to_uppercase()))
+        .unwrap_or_else(|_| "none".into())
+}
+
+fn app_online(st: &Status) -> bool {
+    st.resources.as_ref().is_some_and(|r| {
+        r.resources
+            .iter()
+            .any(|v| v.name == "app" && v.state == "online")
+    })
+}
+
 /// Wait up to `secs` for `what` on `node` ("A" or "B").
 async fn wait(
     name: &str,
@@ -126,6 +158,14 @@ async fn run_in(root: &Path, port: u16, seconds: Duration, no_wait: bool) -> Res
     let arbiter = format!("file:{}", root.join("arbiter.lease").display());
     let mut a = node(&hadr, &root.join("a"), &arbiter, a_pg, p[0], p[1], p[4]);
     let mut b = node(&hadr, &root.join("b"), &arbiter, p[2], p[3], p[4], p[1]);
+    // A resource that follows the primary (docs/resources.md): an "app"
+    // whose owner file only one node may hold at a time.
+    for (n, name) in [(&mut a, "a"), (&mut b, "b")] {
+        let cfg = root.join(format!("{name}.toml"));
+        std::fs::write(&cfg, app_resource(root, name))?;
+        n.extra
+            .extend(["--config".to_string(), cfg.display().to_string()]);
+    }
     println!(
         "== hadr demo in {} (node logs: a.log, b.log)",
         root.display()
@@ -217,6 +257,12 @@ async fn run_in(root: &Path, port: u16, seconds: Duration, no_wait: bool) -> Res
         t.elapsed().as_millis()
     );
     wait("A", &a, "A following B", 60, follows).await?;
+    wait("B", &b, "app online", 60, app_online).await?;
+    println!(
+        "   resource app: stopped on A (confirmed by its monitor) before B promoted, online on B {} ms after the request; owner file: {}",
+        t.elapsed().as_millis(),
+        owner(root)
+    );
     tokio::time::sleep(step).await;
 
     // 2. The primary's host dies; the standby takes over by itself.
@@ -234,6 +280,12 @@ async fn run_in(root: &Path, port: u16, seconds: Duration, no_wait: bool) -> Res
             println!("   A's last failover decision: {last}");
         }
     }
+    wait("A", &a, "app online", 60, app_online).await?;
+    println!(
+        "   resource app: B's guard stopped it when B's process died; A started it after B's stop bound, {} ms after the kill; owner file: {}",
+        killed.elapsed().as_millis(),
+        owner(root)
+    );
     tokio::time::sleep(step).await;
 
     // 3. The old primary comes back.

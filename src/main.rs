@@ -11,6 +11,7 @@ use tracing_subscriber::EnvFilter;
 
 mod demo;
 mod filesync_text;
+mod resource_cmd;
 mod status_text;
 
 /// A highly available SQL database in one binary: SQLite behind the PostgreSQL
@@ -109,6 +110,13 @@ enum Cmd {
     Cluster {
         #[command(subcommand)]
         what: ClusterCmd,
+    },
+    /// The resources that follow the primary role on a running node
+    /// (docs/resources.md): restart one (forgetting its failures), disable
+    /// it (it and those after it stop), enable it again.
+    Resource {
+        #[command(subcommand)]
+        what: resource_cmd::ResourceCmd,
     },
     /// Show a running node's status (from its admin endpoint).
     Status {
@@ -471,6 +479,10 @@ fn main() -> Result<()> {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(cluster(what))
         }
+        Cmd::Resource { what } => {
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(resource_cmd::run(what))
+        }
         Cmd::Demo {
             port,
             seconds,
@@ -561,7 +573,11 @@ async fn serve(config: Config) -> Result<()> {
         });
     }
     let events = std::sync::Arc::new(hadr_server::RoleEvents::default());
-    hadr_server::supervise(config, events, stop, |_| {}).await?;
+    // The resources outlive each role run: a stop must finish whatever the
+    // database does meanwhile (docs/resources.md).
+    let resources =
+        hadr_resources::Manager::start(config.resource_specs()?, &config.data.join("resources"));
+    hadr_server::supervise(config, events, resources, stop, |_| {}).await?;
     Ok(())
 }
 

@@ -106,8 +106,65 @@ pub fn render(st: &Status, now_us: u64) -> String {
         Some(HadrView::Standby(v)) => standby(&mut s, v, now_us),
     }
     failover(&mut s, st);
+    if st.resources.is_some() {
+        let _ = writeln!(s);
+        s.push_str(&resources_table(st));
+    }
     crate::filesync_text::render(&mut s, st);
     history(&mut s, st, now_us);
+    s
+}
+
+/// The node's role as one word.
+pub fn role_word(st: &Status) -> String {
+    st.role.to_string()
+}
+
+/// The resources as a table (docs/resources.md §Status and control), in
+/// the spirit of TSA's `lssam`: one line per resource, then why the group
+/// waits or blocks, then each resource's last output line.
+pub fn resources_table(st: &Status) -> String {
+    let mut s = String::new();
+    let Some(r) = &st.resources else {
+        s.push_str("  (no resources configured)\n");
+        return s;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0);
+    let _ = writeln!(
+        s,
+        "  {:<16} {:<8} {:<8} {:<12} {:>8}  {:>8}  last output",
+        "resource", "kind", "role", "state", "for", "failures"
+    );
+    for v in &r.resources {
+        let state = if v.disabled {
+            format!("{} (disabled)", v.state)
+        } else {
+            v.state.clone()
+        };
+        let _ = writeln!(
+            s,
+            "  {:<16} {:<8} {:<8} {:<12} {:>8}  {:>8}  {}",
+            v.name,
+            v.kind,
+            v.role,
+            state,
+            ago(v.since_micros, now),
+            v.failures,
+            v.output.last().map(String::as_str).unwrap_or("")
+        );
+    }
+    if let Some(b) = &r.blocked {
+        let _ = writeln!(s, "  BLOCKED  {b}");
+    }
+    if let Some(h) = &r.hold {
+        let _ = writeln!(s, "  waiting  {h}");
+    }
+    if let Some(t) = &r.takeover_reason {
+        let _ = writeln!(s, "  asked for a takeover: {t}");
+    }
     s
 }
 

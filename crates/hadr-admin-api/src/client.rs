@@ -204,6 +204,12 @@ impl AdminClient {
         self.get_json("/files/verify").await
     }
 
+    /// `POST /resources/NAME/OP` (`restart`, `disable`, `enable`).
+    pub async fn resource(&self, name: &str, op: &str) -> Result<(), AdminError> {
+        let path = format!("/resources/{name}/{op}");
+        self.send(reqwest::Method::POST, &path).await.map(|_| ())
+    }
+
     /// `GET /metrics`: Prometheus text.
     pub async fn metrics(&self) -> Result<String, AdminError> {
         self.send(reqwest::Method::GET, "/metrics").await

@@ -115,6 +115,45 @@ pub struct Status {
     /// Files kept in sync through the log (None: no `sync_paths`).
     #[serde(default)]
     pub file_sync: Option<crate::FileSyncStatus>,
+    /// The resources that follow the role (None: none configured).
+    #[serde(default)]
+    pub resources: Option<ResourcesStatus>,
+}
+
+/// The node's resources (docs/resources.md).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ResourcesStatus {
+    /// Each resource, in start order.
+    pub resources: Vec<ResourceView>,
+    /// A resource whose stop could not be confirmed: the node accepts no
+    /// writes until it is.
+    pub blocked: Option<String>,
+    /// Why the primary's resources wait to start.
+    pub hold: Option<String>,
+    /// Why the last takeover was asked by a resource.
+    pub takeover_reason: Option<String>,
+}
+
+/// One resource.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ResourceView {
+    /// Name.
+    pub name: String,
+    /// `vip`, `service`, `mount`, `exec`.
+    pub kind: String,
+    /// `primary` or `standby`: the role it follows.
+    pub role: String,
+    /// `unknown`, `probing`, `offline`, `starting`, `online`, `stopping`,
+    /// `killing`, `failed`, `stop-failed`.
+    pub state: String,
+    /// Since when (µs since the epoch).
+    pub since_micros: u64,
+    /// Failures in this term.
+    pub failures: u32,
+    /// Disabled by an operator.
+    pub disabled: bool,
+    /// The last lines its commands printed.
+    pub output: Vec<String>,
 }
 
 /// Which arbiter, for status.
@@ -461,6 +500,7 @@ mod tests {
             "started_micros",
             "transitions",
             "failover",
+            "resources",
             "file_sync",
         ] {
             assert!(obj.remove(added).is_some(), "{added}");

@@ -103,7 +103,27 @@ impl DirLock {
                 source: e,
             })?;
         // SAFETY: flock on a file descriptor we own; no memory is shared.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        let try_lock = |f: &std::fs::File| unsafe {
+            libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB)
+        };
+        let mut rc = try_lock(&file);
+        // A lock this very process held a moment ago (the previous role's
+        // run, just closed) can still be held by a child being spawned: a
+        // forked child shares the open file description until its exec
+        // closes it (resource commands, docs/resources.md, are spawned at
+        // role changes). That lasts a moment; another process's lock does
+        // not go away, so only our own is waited for, and briefly.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while rc != 0 && std::time::Instant::now() < deadline {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let _ = file.rewind();
+            if holder.trim() != std::process::id().to_string() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            rc = try_lock(&file);
+        }
         if rc != 0 {
             let mut holder = String::new();
             let _ = file.read_to_string(&mut holder);

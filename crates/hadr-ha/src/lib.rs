@@ -20,6 +20,8 @@
 //! - [`failover`]: when a standby promotes itself and when a primary may
 //!   acknowledge alone, through the arbiter.
 //! - [`candidates`]: which of several standbys may take over, best first.
+//! - [`resources`]: a resource group that follows a role: ordered starts,
+//!   confirmed stops, restarts and the takeover they may ask for.
 
 pub mod admission;
 pub mod candidates;
@@ -32,6 +34,7 @@ pub mod handover;
 pub mod lease;
 pub mod pair;
 pub mod rejoin;
+pub mod resources;
 pub mod standby_link;
 pub mod takeover;
 

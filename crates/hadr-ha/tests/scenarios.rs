@@ -25,8 +25,11 @@
 //!   `received`, `heartbeat`, `lost` feed it; `force`, `graceful` ask it.
 //! - `failover.txt`: automatic failover with one primary and several
 //!   standbys (the runner and its commands: `scenario_failover/mod.rs`).
+//! - `resources.txt`: a resource group that follows a role (the runner and
+//!   its commands: `scenario_resources/mod.rs`).
 
 mod scenario_failover;
+mod scenario_resources;
 
 use std::fmt::Write as _;
 
@@ -59,12 +62,13 @@ fn scenarios() {
             "handover" => run(f, handover_case),
             "standby_link" => run(f, standby_link_case),
             "failover" => run(f, scenario_failover::failover_case),
+            "resources" => run(f, scenario_resources::resources_case),
             other => panic!("no runner for testdata/{other}"),
         }
     });
     // RUN=pair.txt runs one file (datadriven's filter).
     if std::env::var_os("RUN").is_none() {
-        assert_eq!(files, 7, "every scenario file ran");
+        assert_eq!(files, 8, "every scenario file ran");
     }
 }
 

@@ -359,6 +359,7 @@ async fn stream_to(
     let mut end_rx = ctx.end.clone();
     let mut retired = ctx.standbys.retired();
     let mut tick = tokio::time::interval(Duration::from_millis(20));
+    let principal = ctx.standbys.slots().get(slot).is_some_and(|s| s.principal);
     let result: Result<(), StreamEnd> = loop {
         let end = ctx.engine.log().end_lsn();
         if pos < end {
@@ -399,6 +400,22 @@ async fn stream_to(
                         _ => {}
                     }
                 }
+                // This node wants to hand over (a resource exhausted its
+                // restarts, docs/resources.md): the same hand-over, unasked,
+                // once its principal is in PEER; a standby promotes on
+                // TakeoverReady whether it asked or not. Level-triggered, so
+                // a request made while the standby was away is not lost. The
+                // request ends with the primary's term (its resources stop
+                // for the hand-over), so a failed hand-over is not retried
+                // in a loop.
+                if stop.is_none()
+                    && principal
+                    && *ctx.hand_over.borrow()
+                    && ctx.standbys.slots().get(slot).is_some_and(|s| s.pair.state == hadr_ha::PairState::Peer)
+                {
+                    info!(slot, "handing over to the principal standby (asked by this node)");
+                    break run_hand_over(&ctx, slot, pos, &mut writer).await;
+                }
                 if let Some(r) = stop {
                     break Err(r);
                 }
@@ -411,15 +428,7 @@ async fn stream_to(
                 break Err(StreamEnd::Retired(why));
             }
             Some(()) = takeover_rx.recv() => {
-                match hand_over(&ctx, slot, pos, &mut writer).await {
-                    Ok(()) => break Ok(()),
-                    Err(failure) => {
-                        warn!(reason = %failure, "takeover refused");
-                        let refuse = Refuse::new(RefuseCode::TakeoverRefused, format!("takeover refused: {failure}"));
-                        let _ = writer.send(&Message::Refuse(refuse), ctx.timeout).await;
-                        break Err(StreamEnd::Handover(failure));
-                    }
-                }
+                break run_hand_over(&ctx, slot, pos, &mut writer).await;
             }
         }
     };
@@ -443,6 +452,27 @@ async fn stream_to(
         },
     ));
     Ok(())
+}
+
+/// A hand-over on this stream; its failure is told to the standby.
+async fn run_hand_over(
+    ctx: &Arc<PrimaryCtx>,
+    slot: usize,
+    pos: u64,
+    writer: &mut Writer,
+) -> Result<(), StreamEnd> {
+    match hand_over(ctx, slot, pos, writer).await {
+        Ok(()) => Ok(()),
+        Err(failure) => {
+            warn!(reason = %failure, "takeover refused");
+            let refuse = Refuse::new(
+                RefuseCode::TakeoverRefused,
+                format!("takeover refused: {failure}"),
+            );
+            let _ = writer.send(&Message::Refuse(refuse), ctx.timeout).await;
+            Err(StreamEnd::Handover(failure))
+        }
+    }
 }
 
 /// Graceful takeover, primary side: carry out `hadr_ha::handover`'s steps.
@@ -469,7 +499,23 @@ async fn hand_over(
         let hooks = ctx.takeover.clone();
         let input = match action {
             handover::Action::StopWrites => {
-                match tokio::task::spawn_blocking(move || hooks.stop_writes()).await {
+                // Stopping writes includes stopping the node's resources,
+                // which may take their stop_timeout (docs/resources.md):
+                // heartbeats keep the standby from taking the silence for
+                // a dead primary meanwhile.
+                let mut job = tokio::task::spawn_blocking(move || hooks.stop_writes());
+                let joined = loop {
+                    tokio::select! {
+                        r = &mut job => break r,
+                        _ = tokio::time::sleep(ctx.timeout / 4) => {
+                            let hb = Message::Heartbeat { now_micros: now_micros(), end_lsn: pos, peer_window_end_micros: 0 };
+                            if let Err(e) = writer.send(&hb, ctx.timeout).await {
+                                warn!(error = %e, "heartbeat during the hand-over failed");
+                            }
+                        }
+                    }
+                };
+                match joined {
                     Ok(Ok(end)) => handover::Input::WritesStopped {
                         end,
                         now: now_micros(),

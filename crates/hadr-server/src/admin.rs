@@ -28,6 +28,10 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener) {
         .route("/takeover", axum::routing::post(takeover))
         .route("/fence", axum::routing::post(fence))
         .route("/failover/pause", axum::routing::post(pause))
+        .route(
+            "/resources/{name}/{op}",
+            axum::routing::post(crate::admin_resources::op),
+        )
         .with_state(node);
     if let Err(e) = axum::serve(listener, app).await {
         warn!(error = %e, "admin server stopped");
@@ -180,7 +184,14 @@ async fn takeover(State(node): State<Arc<Node>>, Query(q): Query<TakeoverQuery>)
     node.takeover_answer.send_replace(None);
     answer.borrow_and_update();
     node.takeover_tx.send_modify(|n| *n += 1);
-    let limit = node.config.hadr_timeout.0 * 4 + std::time::Duration::from_secs(5);
+    // The primary stops its resources before it hands over
+    // (docs/resources.md): allow their stop bound (nodes of one cluster
+    // list the same resources).
+    let limit = node.config.hadr_timeout.0 * 4
+        + std::time::Duration::from_secs(5)
+        + node
+            .resources
+            .stop_bound(hadr_resources::GroupRole::Primary);
     let got = tokio::time::timeout(limit, answer.wait_for(|a| a.is_some())).await;
     let got = match got {
         Ok(Ok(a)) => a.clone(),
@@ -439,6 +450,7 @@ async fn status(State(node): State<Arc<Node>>, Query(q): Query<StatusQuery>) -> 
             .as_ref()
             .map(|f| f.status.lock().unwrap_or_else(|p| p.into_inner()).clone()),
         file_sync: node.file_sync_status(),
+        resources: crate::admin_resources::view(&node),
     };
     Json(body).into_response()
 }
@@ -509,6 +521,7 @@ async fn metrics(State(node): State<Arc<Node>>) -> String {
     );
     replication_metrics(&node, &mut s);
     node.file_sync_metrics(&mut s);
+    crate::admin_resources::metrics(&node, &mut s);
     s
 }
 

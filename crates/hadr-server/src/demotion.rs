@@ -127,6 +127,34 @@ impl Node {
     }
 }
 
+impl Node {
+    /// Before the standby is told to promote: stop the primary's resources
+    /// and wait until their monitors confirm they are gone, so that the
+    /// new primary may start its own at once (docs/resources.md §Who starts
+    /// when). A stop that is not confirmed fails the hand-over, and this
+    /// primary takes its writes (and resources) back.
+    fn stop_resources_for_hand_over(&self) -> Result<(), HandoverFailure> {
+        use hadr_resources::{Desire, GroupRole};
+        if !self.resources.has(GroupRole::Primary) {
+            return Ok(());
+        }
+        self.set_activity(
+            "graceful takeover",
+            Some("stopping this node's resources (each confirmed by its monitor)"),
+        );
+        let d = self.resources.desire();
+        self.resources.set_desire(Desire {
+            primary: false,
+            ..d
+        });
+        let wait =
+            self.resources.stop_bound(GroupRole::Primary) + std::time::Duration::from_secs(2);
+        tokio::runtime::Handle::current()
+            .block_on(self.resources.wait_down(GroupRole::Primary, wait))
+            .map_err(|e| HandoverFailure::StopWrites(format!("the resources did not stop: {e}")))
+    }
+}
+
 /// The primary's side of a graceful takeover, on the node.
 pub(crate) struct Handover(pub(crate) std::sync::Weak<Node>);
 
@@ -147,7 +175,8 @@ impl hadr_replication::primary::TakeoverHooks for Handover {
             .stop_writes(
                 "terminating connection: this primary is handing over to its standby (takeover)",
             )
-            .map_err(|e| HandoverFailure::StopWrites(e.to_string()));
+            .map_err(|e| HandoverFailure::StopWrites(e.to_string()))
+            .and_then(|end| node.stop_resources_for_hand_over().map(|_| end));
         node.set_activity(
             "graceful takeover",
             Some("shipping the last records; waiting for the standby to have them on disk"),

@@ -4,6 +4,7 @@
 pub mod accept;
 pub mod activity;
 pub mod admin;
+pub mod admin_resources;
 pub mod auto_failover;
 pub mod config;
 pub mod demotion;
@@ -12,10 +13,13 @@ pub mod exec;
 pub mod failover_state;
 pub mod filesync;
 pub mod node;
+pub mod resource_config;
+pub mod resource_link;
 pub mod roles;
 pub mod runtime;
 pub mod session;
 pub mod supervisor;
+pub mod units;
 pub mod values;
 pub mod write_lock;
 

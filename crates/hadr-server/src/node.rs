@@ -137,6 +137,8 @@ pub struct Node {
     pub(crate) ending_reason: Mutex<String>,
     /// What the file sync reports (None: no `sync_paths`).
     pub file_sync: Option<Arc<hadr_filesync::SyncStatus>>,
+    /// The resources that follow the role (they outlive this run).
+    pub resources: hadr_resources::Manager,
 }
 
 /// How a graceful takeover asked of this standby ended.
@@ -156,7 +158,11 @@ pub use hadr_admin_api::Activity;
 
 impl Node {
     /// Open (and recover) the database and build the node state.
-    pub fn open(config: Config, events: Arc<RoleEvents>) -> Result<Arc<Node>, NodeError> {
+    pub fn open(
+        config: Config,
+        events: Arc<RoleEvents>,
+        resources: hadr_resources::Manager,
+    ) -> Result<Arc<Node>, NodeError> {
         config.validate()?;
         let (engine, recovery) = Engine::open(&config.data, &config.log_config())?;
         let engine = Arc::new(engine);
@@ -261,6 +267,7 @@ impl Node {
             started: Instant::now(),
             recovery,
             hash_cache: tokio::sync::Mutex::new(None),
+            resources,
         }))
     }
 
@@ -359,6 +366,10 @@ impl Node {
     pub fn write_refusal(&self) -> Option<String> {
         if self.is_shutting_down() || self.demoting.load(Ordering::SeqCst) {
             return Some(self.ending_reason());
+        }
+        if let Some(why) = self.resources.blocked() {
+            // docs/resources.md §Confirmed stops: the node stays fenced.
+            return Some(format!("this node accepts no writes: {why}"));
         }
         match &self.repl {
             Repl::None => None,

@@ -31,10 +31,11 @@ pub struct Bound {
 pub async fn run(
     config: crate::Config,
     events: Arc<RoleEvents>,
+    resources: hadr_resources::Manager,
     stop: impl Future<Output = ()>,
     on_bound: impl FnOnce(Bound),
 ) -> Result<RoleChange, NodeError> {
-    let node = Node::open(config, events)?;
+    let node = Node::open(config, events, resources)?;
     crate::filesync::prepare(&node.config)?;
     if let Some(d) = node.engine.control().rewind_pending {
         // A rewind was cut short: the database is neither the old state nor
@@ -102,6 +103,7 @@ pub async fn run(
             None
         }
     };
+    let resource_task = tokio::spawn(crate::resource_link::follow(node.clone()));
 
     tokio::select! {
         _ = stop => {}
@@ -136,6 +138,10 @@ pub async fn run(
     accept.abort();
     admin_task.abort();
     ckpt.abort();
+    // It saw the shutdown and asked every group to stop; the stops run on
+    // in the manager's tasks, across the role change.
+    let _ = tokio::time::timeout(Duration::from_secs(1), resource_task).await;
+    node.resources.set_desire(hadr_resources::Desire::default());
     for t in repl_tasks {
         t.abort();
     }
@@ -254,6 +260,7 @@ async fn start_pair(node: &Arc<Node>) -> Result<Vec<tokio::task::JoinHandle<()>>
                         None => vec![],
                     })
                 },
+                hand_over: node.resources.takeover_requests(),
             });
             info!(hadr_local = %node.config.hadr_local, standbys = ?node.config.targets(), syncmode = ?node.config.hadr_syncmode.0, "HADR primary");
             Ok(vec![tokio::spawn(hadr_replication::primary::serve(

@@ -91,6 +91,7 @@ pub enum Rejoined {
 pub async fn supervise(
     mut config: Config,
     events: Arc<RoleEvents>,
+    resources: hadr_resources::Manager,
     stop: CancellationToken,
     on_bound: impl Fn(Bound) + Clone,
 ) -> Result<(), SupervisorError> {
@@ -99,10 +100,18 @@ pub async fn supervise(
         let change = runtime::run(
             config.clone(),
             events.clone(),
+            resources.clone(),
             stop.clone().cancelled_owned(),
             on_bound.clone(),
         )
-        .await?;
+        .await;
+        let change = match change {
+            Ok(c) => c,
+            Err(e) => {
+                stop_resources(&resources).await;
+                return Err(e.into());
+            }
+        };
         // --force applies to the first run only; a promotion waives the
         // start-up rule for the run that follows (it is the authority of its epoch).
         config.force = false;
@@ -110,6 +119,7 @@ pub async fn supervise(
         config.handed_over_by = None;
         let failed = match change {
             RoleChange::Stopped => {
+                stop_resources(&resources).await;
                 events.publish(RoleEvent::Stopped);
                 return Ok(());
             }
@@ -156,11 +166,23 @@ pub async fn supervise(
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(2)) => {}
                 _ = stop.cancelled() => {
+                    stop_resources(&resources).await;
                     events.publish(RoleEvent::Stopped);
                     return Ok(());
                 }
             }
         }
+    }
+}
+
+/// Shutdown: every resource stopped, confirmed, before the process ends
+/// (docs/resources.md §Confirmed stops).
+async fn stop_resources(resources: &hadr_resources::Manager) {
+    let bound = resources.stop_bound(hadr_resources::GroupRole::Primary)
+        + resources.stop_bound(hadr_resources::GroupRole::Standby)
+        + Duration::from_secs(2);
+    if let Err(e) = resources.stop_all(bound).await {
+        error!(error = %e, "shutting down with resources that were not confirmed stopped");
     }
 }
 
