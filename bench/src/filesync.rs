@@ -44,7 +44,7 @@ pub struct Options {
     pub rate: u32,
     /// Database clients of the write load.
     pub clients: usize,
-    /// Seconds per commit-latency round (two rounds per pair).
+    /// Seconds per commit-latency round (eight rounds, four per pair).
     pub round_seconds: u64,
 }
 
@@ -95,6 +95,10 @@ pub struct FilesyncReport {
     pub commit_without_sync: Dist,
     pub commit_with_sync_idle: Dist,
     pub commit_with_sync_files: Dist,
+    /// Commits per second of each round, in order (plain, synced, synced,
+    /// plain, …): how much the machine drifted.
+    #[serde(default)]
+    pub rounds_tps: Vec<f64>,
 }
 
 struct Pair {
@@ -246,7 +250,8 @@ pub fn run_part(ctx: &Ctx, opts: &Options) -> Result<FilesyncReport> {
     let rt = tokio::runtime::Runtime::new()?;
     let (mut without, mut idle) = (Vec::new(), Vec::new());
     // Plain, synced, synced, plain: neither pair always goes first.
-    for (round, synced_first) in [(0, false), (1, true)] {
+    let mut rounds = Vec::new();
+    for (round, synced_first) in [(0, false), (1, true), (2, false), (3, true)] {
         for sync in [synced_first, !synced_first] {
             let (pair, into, what) = if sync {
                 (&synced, &mut idle, "with sync_paths, no file changes")
@@ -255,6 +260,7 @@ pub fn run_part(ctx: &Ctx, opts: &Options) -> Result<FilesyncReport> {
             };
             let l = rt.block_on(load(pair.a.conninfo(), opts.clients, opts.round_seconds))?;
             eprintln!("round {round}: {what}: {} commits", l.len());
+            rounds.push(l.len() as f64 / opts.round_seconds as f64);
             into.extend(l);
         }
     }
@@ -283,6 +289,7 @@ pub fn run_part(ctx: &Ctx, opts: &Options) -> Result<FilesyncReport> {
         commit_without_sync: Dist::of(without),
         commit_with_sync_idle: Dist::of(idle),
         commit_with_sync_files: Dist::of(busy),
+        rounds_tps: rounds,
     };
     report.write(&ctx.out_path)?;
     println!("{}", report.table());
@@ -343,7 +350,7 @@ impl FilesyncReport {
             s,
             "- What: two primary/standby pairs on this machine (NEARSYNC, log fsync on), one with \
              `--sync-path www=…` on each node, one without. {} clients commit one small INSERT each, \
-             back to back, against one pair at a time, in the order plain, synced, synced, plain (commit \
+             back to back, against one pair at a time, in eight rounds ordered plain, synced, synced, plain, plain, synced, synced, plain (commit \
              latency without file changes). Then, on the synced pair under the same load, a writer \
              rewrites one of {FILES} files of {FILE_BYTES} bytes on the primary {} times a second for \
              {} s ({} writes); a reader polls the standby's copy every 2 ms until its blake3 hash is \
@@ -352,6 +359,14 @@ impl FilesyncReport {
             self.clients, self.rate, self.seconds, self.files_written, self.files_missing
         );
         s.push_str(&self.table());
+        if !self.rounds_tps.is_empty() {
+            let r: Vec<String> = self.rounds_tps.iter().map(|t| format!("{t:.0}")).collect();
+            let _ = writeln!(
+                s,
+                "\nCommits per second in each round (plain, synced, synced, plain, …): {}.",
+                r.join(", ")
+            );
+        }
         let _ = writeln!(s, "\n{}", PART.end);
         s
     }

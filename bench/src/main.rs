@@ -191,8 +191,8 @@ struct Cli {
     /// File-sync part: database clients of the write load.
     #[arg(long, default_value_t = 4)]
     filesync_clients: usize,
-    /// File-sync part: seconds per commit-latency round (two per pair)
-    /// [default: 8; 3 with --quick].
+    /// File-sync part: seconds per commit-latency round (four per pair)
+    /// [default: 4; 2 with --quick].
     #[arg(long)]
     filesync_round_seconds: Option<u64>,
     /// Size in MB (10^6 bytes) of the database hadr clones, and of the log its
@@ -591,7 +591,7 @@ fn run() -> Result<()> {
                 clients: cli.filesync_clients.max(1),
                 round_seconds: cli
                     .filesync_round_seconds
-                    .unwrap_or(if cli.quick { 3 } else { 8 }),
+                    .unwrap_or(if cli.quick { 2 } else { 4 }),
             },
         )?;
     }
