@@ -14,6 +14,29 @@ use std::time::{Duration, Instant};
 /// kind, mode, content hash or link target, per relative path.
 type Tree = BTreeMap<String, String>;
 
+/// Content hashes by (device, inode, ctime, size): the tests poll both
+/// trees many times, and rehashing a 100 MiB file each time would starve
+/// the servers of CPU. ctime moves on every write, rename and chmod, and
+/// cannot be set back.
+type HashCache = std::cell::RefCell<BTreeMap<(u64, u64, i64, i64, u64), String>>;
+
+thread_local! {
+    static HASHES: HashCache = Default::default();
+}
+
+fn content_hash(p: &Path, md: &std::fs::Metadata) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let key = (md.dev(), md.ino(), md.ctime(), md.ctime_nsec(), md.size());
+    if let Some(h) = HASHES.with(|c| c.borrow().get(&key).cloned()) {
+        return h;
+    }
+    let h = blake3::hash(&std::fs::read(p).unwrap_or_default())
+        .to_hex()
+        .to_string();
+    HASHES.with(|c| c.borrow_mut().insert(key, h.clone()));
+    h
+}
+
 fn tree(root: &Path, skip: &dyn Fn(&str) -> bool) -> Tree {
     let mut out = Tree::new();
     let mut stack = vec![String::new()];
@@ -49,8 +72,7 @@ fn tree(root: &Path, skip: &dyn Fn(&str) -> bool) -> Tree {
                 stack.push(r.clone());
                 format!("dir {mode:o}")
             } else {
-                let data = std::fs::read(e.path()).unwrap_or_default();
-                format!("file {mode:o} {}", blake3::hash(&data).to_hex())
+                format!("file {mode:o} {}", content_hash(&e.path(), &md))
             };
             out.insert(r, v);
         }
