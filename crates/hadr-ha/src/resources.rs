@@ -12,6 +12,8 @@
 //! members). The driver (`hadr-resources`) runs the commands with their
 //! timeouts and feeds the outcomes back; it also polls the monitor of each
 //! online resource and reports a failure. Nothing here reads a clock.
+//! `tests/resources_model.rs` model-checks the rules as the driver feeds
+//! them, on two nodes through hand-overs and failovers.
 
 /// What to do when a resource has failed more than its `max_restarts`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -46,7 +46,8 @@
 //! - **Failover**: A stops being writable at `T0` (its lease ran out) and
 //!   its driver notices within a poll; B promotes at any time from
 //!   `T0 + margin` on and its group wants `Online` only from
-//!   `promotion + stop_bound − margin` (`resource_link::start_delay`).
+//!   `promotion + stop_bound − margin` (`resource_link::start_delay`; plus
+//!   the longest `start_timeout` with the fix for finding 3, see [`Rules`]).
 //! - **hadr killed, host alive**: A's group wants `Offline` at `T0` at once
 //!   and its stops carry on (the guard, `crates/hadr-resources/src/guard.rs`,
 //!   runs the same stops); B as in a failover.
@@ -69,17 +70,26 @@
 //! Checked, always: no resource runs on both nodes; on each node, a
 //! resource starts only while every resource before it runs (or died on
 //! its own since), and a stop or kill begins only when no resource after it
-//! runs; a node whose group is blocked is never told to want `Online`.
-//! Sometimes: B's group comes online after a hand-over, and after each of
-//! the other three; a hand-over fails and A's group runs again; a group is
-//! blocked. Broken variants (negative controls) show the checker catches
-//! what the rules are for.
+//! runs; a node whose group is blocked is never told to want `Online`; each
+//! real failure (a death, a failed start) is counted once; one operation at
+//! a time. Sometimes (so that the model is not vacuous): B's group comes
+//! online after a hand-over, and after each of the other three; a
+//! hand-over fails and A's group runs again; a group is blocked.
+//!
+//! **Findings.** The rules as hadr has them break three of these; the
+//! model checks them with a fix for each made in its glue ([`Rules`]), and
+//! each `finding_*` test turns one fix off and shows the counterexample
+//! (docs/resources.md §Known problems). Broken variants ([`Bug`], the
+//! negative controls) show the checker catches what the rules are for:
+//! B starting without the stop-bound wait, stops taken as done when the
+//! stop command returns, B told before A's group is all down, a block
+//! ignored when a hand-over fails.
 
 mod model_kit;
 
 use hadr_ha::resources::{Action, Exhausted, Group, Input, Member, State, Want};
 use model_kit::{assert_caught, check_model, NAMES};
-use stateright::{Checker, Model, Property};
+use stateright::{Model, Property};
 
 const A: usize = 0;
 const B: usize = 1;
@@ -587,9 +597,7 @@ impl Model for ResModel {
             (Scenario::Handover, _) => {}
             (_, _) => match w.t0 {
                 None if w.now <= LAST_EVENT => acts.push(Act::LoseA),
-                Some(t0) if !w.nodes[B].writable && w.now >= t0 + MARGIN => {
-                    acts.push(Act::Promote)
-                }
+                Some(t0) if !w.nodes[B].writable && w.now >= t0 + MARGIN => acts.push(Act::Promote),
                 _ => {}
             },
         }
@@ -832,7 +840,13 @@ fn finding_a_failure_is_counted_again_while_its_restart_waits() {
         &[Scenario::Failover],
     );
     let trace = assert_caught("monitor reports again", m, COUNTED_ONCE);
-    assert!(trace.iter().filter(|a| matches!(a, Act::MonitorFailed(..))).count() >= 2);
+    assert!(
+        trace
+            .iter()
+            .filter(|a| matches!(a, Act::MonitorFailed(..)))
+            .count()
+            >= 2
+    );
 }
 
 /// Finding 2 (hadr-ha `Group::restart_from`): `ip` dies while `app`'s start
