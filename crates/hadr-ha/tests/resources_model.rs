@@ -47,7 +47,8 @@
 //!   its driver notices within a poll; B promotes at any time from
 //!   `T0 + margin` on and its group wants `Online` only from
 //!   `promotion + stop_bound − margin` (`resource_link::start_delay`; plus
-//!   the longest `start_timeout` with the fix for finding 3, see [`Rules`]).
+//!   a start in flight abandoned when A's group stops wanting to run, see
+//!   [`Rules`]).
 //! - **hadr killed, host alive**: A's group wants `Offline` at `T0` at once
 //!   and its stops carry on (the guard, `crates/hadr-resources/src/guard.rs`,
 //!   runs the same stops); B as in a failover.
@@ -76,11 +77,13 @@
 //! online after a hand-over, and after each of the other three; a
 //! hand-over fails and A's group runs again; a group is blocked.
 //!
-//! **Findings.** The rules as hadr has them break three of these; the
-//! model checks them with a fix for each made in its glue ([`Rules`]), and
-//! each `finding_*` test turns one fix off and shows the counterexample
-//! (docs/resources.md §Known problems). Broken variants ([`Bug`], the
-//! negative controls) show the checker catches what the rules are for:
+//! **Findings.** The model found three real problems, now fixed: a
+//! failure counted again while its restart waited, a restart that missed a
+//! start in flight (both in `Group::step`, with scenarios in
+//! `testdata/resources.txt`), and a start in flight that outlasted the stop
+//! bound (the driver now abandons it: [`Rules`]). Broken variants ([`Bug`],
+//! the negative controls, and `abandon_start` off) show the checker
+//! catches what the rules are for:
 //! B starting without the stop-bound wait, stops taken as done when the
 //! stop command returns, B told before A's group is all down, a block
 //! ignored when a hand-over fails.
@@ -230,9 +233,6 @@ struct Res {
     next_monitor: u8,
     /// Real failures: deaths and failed starts.
     failed: u8,
-    /// Its monitor reported a failure and the group's state for it has not
-    /// changed since (the driver's generation).
-    reported: bool,
 }
 
 /// One node: its group, its driver's operation, its resources, and what
@@ -308,43 +308,29 @@ enum Act {
     Promote,
 }
 
-/// What the model found wanting in hadr, each as a switch: off is hadr as
-/// it is, on the fix the model proposes (`Rules::FIXED` has them all; the
-/// `finding_*` tests turn one off and show its counterexample). Each is
-/// made in the glue, as a driver could make it, since the model must not
-/// change hadr-ha; the fix proposed in hadr may sit elsewhere (see the tests).
+/// How the driver treats a start in flight when its group stops wanting to
+/// run. The model found (finding 3, now fixed) that a start left to run to
+/// its end, up to `start_timeout`, delays every stop behind it by more than
+/// the stop bound a new primary waits; `Driver::run` now abandons it
+/// (`Input::StartAbandoned`: whatever it did is stopped, confirmed). The
+/// two other findings (a failure counted again while its restart waits; a
+/// restart that missed a start in flight) were fixed in `Group::step`
+/// itself and have scenarios in `testdata/resources.txt`.
 #[derive(Clone, Copy, Debug)]
 struct Rules {
-    /// The driver reports a resource's monitor failure once per state: a
-    /// resource whose restart waits for the resources after it to stop is
-    /// not counted as failing again at each monitor interval.
-    monitor_once: bool,
-    /// A new primary that could not hear its predecessor waits, besides the
-    /// stop bound, the longest `start_timeout` of the group: a start in
-    /// flight when the old primary lost its role runs to its end before any
-    /// stop begins (one operation at a time).
-    wait_for_a_start: bool,
-    /// The driver feeds a monitor failure only while no operation is in
-    /// flight: `Group::step`'s restart marks the resources that are online
-    /// at that moment, and misses one whose start is in flight.
-    hold_while_busy: bool,
+    /// The driver abandons a start in flight when the group stops wanting
+    /// to run (hadr as it is).
+    abandon_start: bool,
 }
 
 impl Rules {
-    const FIXED: Rules = Rules {
-        monitor_once: true,
-        wait_for_a_start: true,
-        hold_while_busy: true,
+    const HADR: Rules = Rules {
+        abandon_start: true,
     };
 
     /// What B waits after its promotion, plus `MARGIN`.
     fn start_wait(&self) -> u8 {
-        let start = if self.wait_for_a_start {
-            TIMEOUTS.iter().map(|t| t.start).max().unwrap_or(0)
-        } else {
-            0
-        };
-        stop_bound() + start
+        stop_bound()
     }
 }
 
@@ -364,11 +350,8 @@ fn feed(w: &mut World, n: usize, input: Input) {
     let actions = w.nodes[n].group.step(input);
     for (i, &was) in before.iter().enumerate() {
         let now_state = w.nodes[n].group.state(i);
-        if now_state != was {
-            w.nodes[n].res[i].reported = false;
-            if now_state == State::Online {
-                w.nodes[n].res[i].next_monitor = w.now + MONITOR_INTERVAL;
-            }
+        if now_state != was && now_state == State::Online {
+            w.nodes[n].res[i].next_monitor = w.now + MONITOR_INTERVAL;
         }
     }
     for a in actions {
@@ -402,6 +385,23 @@ fn feed(w: &mut World, n: usize, input: Input) {
             }
         }
         node.op = Some(Op { kind, i, age: 0 });
+    }
+}
+
+/// Feed a `Want`, as `Driver::run` does: with `abandon`, a start in flight
+/// when the group stops wanting to run is given up first (its command
+/// killed: the resource comes up only if it already had).
+fn feed_want(w: &mut World, n: usize, want: Want, abandon: bool) {
+    let abandoned = match w.nodes[n].op {
+        Some(op) if abandon && want == Want::Offline && op.kind == OpKind::Start => {
+            w.nodes[n].op = None;
+            Some(op.i)
+        }
+        _ => None,
+    };
+    feed(w, n, Input::Want(want));
+    if let Some(i) = abandoned {
+        feed(w, n, Input::StartAbandoned { i });
     }
 }
 
@@ -573,8 +573,6 @@ impl Model for ResModel {
                 if node.group.state(i) == State::Online
                     && !node.res[i].running
                     && w.now >= node.res[i].next_monitor
-                    && !(self.rules.monitor_once && node.res[i].reported)
-                    && !(self.rules.hold_while_busy && node.op.is_some())
                 {
                     acts.push(Act::MonitorFailed(n, i));
                 }
@@ -665,7 +663,6 @@ impl Model for ResModel {
             }
             Act::MonitorFailed(n, i) => {
                 w.nodes[n].res[i].next_monitor = w.now + MONITOR_INTERVAL;
-                w.nodes[n].res[i].reported = true;
                 feed(&mut w, n, Input::MonitorFailed { i })
             }
             Act::RetryStops(n) => feed(&mut w, n, Input::RetryStops),
@@ -674,7 +671,7 @@ impl Model for ResModel {
                 if want == Want::Online && w.nodes[n].group.blocked().is_some() {
                     w.unfenced = true;
                 }
-                feed(&mut w, n, Input::Want(want));
+                feed_want(&mut w, n, want, self.rules.abandon_start);
             }
             Act::BeginHandover => {
                 // stop_writes, then stop_resources_for_hand_over: the
@@ -682,7 +679,7 @@ impl Model for ResModel {
                 w.handover = Handover::Stopping(0);
                 w.nodes[A].demoting = true;
                 let want = self.desire(&w, A);
-                feed(&mut w, A, Input::Want(want));
+                feed_want(&mut w, A, want, self.rules.abandon_start);
             }
             Act::Tell => {
                 // A marks itself a standby; B promotes, told by its
@@ -701,7 +698,11 @@ impl Model for ResModel {
                 w.t0 = Some(w.now);
                 w.nodes[A].writable = false;
                 match w.scenario {
-                    Scenario::HadrKilled => feed(&mut w, A, Input::Want(Want::Offline)),
+                    // The guard kills the commands in flight first, then
+                    // runs the stops.
+                    Scenario::HadrKilled => {
+                        feed_want(&mut w, A, Want::Offline, self.rules.abandon_start)
+                    }
                     Scenario::HostCrash => {
                         let a = &mut w.nodes[A];
                         a.alive = false;
@@ -802,7 +803,7 @@ const ALL: [Scenario; 4] = [
 fn model(bug: Option<Bug>, scenarios: &[Scenario]) -> ResModel {
     ResModel {
         bug,
-        rules: Rules::FIXED,
+        rules: Rules::HADR,
         scenarios: scenarios.to_vec(),
         stuck_after_failover: false,
         horizon: HORIZON,
@@ -816,58 +817,16 @@ fn the_resource_rules_keep_their_promises() {
     check_model("resources model", model(None, &ALL));
 }
 
-/// The rules as hadr has them today, less the fix `off` undoes.
-fn today(off: fn(&mut Rules), scenarios: &[Scenario]) -> ResModel {
-    let mut m = model(None, scenarios);
-    off(&mut m.rules);
-    m
-}
-
-/// Finding 1 (hadr-ha `Group::step`, or the driver): `ip` dies, its monitor
-/// fails, and the restart stops `app` first; while `app`'s stop runs, `ip`
-/// is still `Online` (marked for restart), so the driver's next monitor run
-/// reports it again and `Group::step` counts a second failure: one death
-/// exhausts `max_restarts` 1 and leaves `ip` failed instead of restarted.
-/// These `finding_*` tests pass while the findings stand; once hadr is
-/// fixed, the model's glue should follow it and they go.
+/// Finding 3 (fixed in `Driver::run`): a start in flight when the old
+/// primary loses its role, left to run to its end (up to `start_timeout`)
+/// before its group's first stop begins, outlasts the stop bound: the new
+/// primary starts `ip` while the old one still has it. Abandoning the start
+/// is what keeps the stop bound true.
 #[test]
-fn finding_a_failure_is_counted_again_while_its_restart_waits() {
-    let m = today(
-        |r| {
-            r.monitor_once = false;
-            r.hold_while_busy = false;
-        },
-        &[Scenario::Failover],
-    );
-    let trace = assert_caught("monitor reports again", m, COUNTED_ONCE);
-    assert!(
-        trace
-            .iter()
-            .filter(|a| matches!(a, Act::MonitorFailed(..)))
-            .count()
-            >= 2
-    );
-}
-
-/// Finding 2 (hadr-ha `Group::restart_from`): `ip` dies while `app`'s start
-/// is in flight; the monitor's failure marks for restart only what is
-/// online, so `app`, online a moment later, keeps running while `ip` is
-/// stopped (and started again) under it.
-#[test]
-fn finding_a_restart_stops_a_resource_under_one_whose_start_was_in_flight() {
-    let m = today(|r| r.hold_while_busy = false, &[Scenario::HadrKilled]);
-    assert_caught("restart misses a start in flight", m, STOP_ORDER);
-}
-
-/// Finding 3 (the timing rule, `resource_link::start_delay` and
-/// docs/resources.md): a start in flight when the old primary loses its
-/// role runs to its end (up to `start_timeout`) before its group's first
-/// stop begins, which the stop bound does not count: the new primary
-/// starts `ip` while the old one still has it.
-#[test]
-fn finding_a_start_in_flight_outlasts_the_stop_bound() {
-    let m = today(|r| r.wait_for_a_start = false, &[Scenario::Failover]);
-    assert_caught("stop bound without the start in flight", m, TWICE);
+fn the_checker_finds_a_resource_twice_when_a_start_in_flight_is_waited_for() {
+    let mut m = model(None, &[Scenario::Failover]);
+    m.rules.abandon_start = false;
+    assert_caught("start in flight waited for", m, TWICE);
 }
 
 /// (a) B starts its resources at promotion, without the stop-bound wait.

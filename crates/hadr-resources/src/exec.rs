@@ -54,6 +54,11 @@ struct Supervised {
 pub struct Runner {
     res: Resource,
     pgid_file: PathBuf,
+    /// One empty file per command running now, named by its process group
+    /// id: if hadr dies, the guard kills them before it runs the stops (an
+    /// orphaned start finishing after the guard's stop would leave the
+    /// resource running).
+    inflight_dir: PathBuf,
     sup: tokio::sync::Mutex<Supervised>,
     tail: Tail,
 }
@@ -75,6 +80,7 @@ impl Runner {
     pub fn new(res: Resource, state_dir: &Path) -> Runner {
         Runner {
             pgid_file: state_dir.join(format!("{}.pgid", res.name)),
+            inflight_dir: inflight_dir(state_dir),
             res,
             sup: tokio::sync::Mutex::new(Supervised::default()),
             tail: Arc::default(),
@@ -427,8 +433,16 @@ impl Runner {
             .kill_on_drop(true);
         let child = cmd.spawn().map_err(|e| format!("cannot run sh: {e}"))?;
         let pid = child.id().map(|p| p as i32);
+        // Dropped when the command ends, or when the operation is given up
+        // (the task aborted): then the whole group is killed, not only sh.
+        let mut running = pid.map(|pid| InFlight::new(&self.inflight_dir, pid));
         match tokio::time::timeout(timeout, child.wait_with_output()).await {
             Ok(Ok(o)) => {
+                // Ended by itself: what it left in the background (a stop
+                // that finishes later, a daemon it started) is its business.
+                if let Some(r) = running.as_mut() {
+                    r.ended = true;
+                }
                 let mut text = String::from_utf8_lossy(&o.stdout).into_owned();
                 text.push_str(&String::from_utf8_lossy(&o.stderr));
                 Ok((o.status.code().unwrap_or(-1), text))
@@ -547,6 +561,45 @@ impl Runner {
                 Err(_) => {}
             }
         });
+    }
+}
+
+/// Where running commands are registered (see [`Runner`]).
+pub fn inflight_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("inflight")
+}
+
+/// A command running in its own process group: registered for the guard
+/// while it runs; its group is killed if it is dropped before it ended by
+/// itself.
+struct InFlight {
+    file: PathBuf,
+    pgid: i32,
+    /// The command ended by itself.
+    ended: bool,
+}
+
+impl InFlight {
+    fn new(dir: &Path, pgid: i32) -> InFlight {
+        let file = dir.join(pgid.to_string());
+        let _ = std::fs::create_dir_all(dir);
+        let _ = std::fs::write(&file, b"");
+        InFlight {
+            file,
+            pgid,
+            ended: false,
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        // A command given up half-way (its operation abandoned, or its
+        // timeout passed) must not outlive the operation it belonged to.
+        if !self.ended && group_alive(self.pgid) {
+            signal_group(self.pgid, libc::SIGKILL);
+        }
+        let _ = std::fs::remove_file(&self.file);
     }
 }
 
