@@ -222,6 +222,13 @@ impl Runner {
             if &seen == want {
                 return true;
             }
+            if *want == Seen::Running && self.exited().await {
+                // A supervised process that exited does not come back by
+                // itself: waiting out start_timeout for its `ready` would
+                // only delay the restart (or the hand-over) that follows.
+                self.note("exited before it was ready".into());
+                return false;
+            }
             if Instant::now() >= deadline {
                 if let Seen::Unknown(why) = seen {
                     self.note(format!("monitor: {why}"));
@@ -230,6 +237,16 @@ impl Runner {
             }
             tokio::time::sleep(POLL).await;
         }
+    }
+
+    /// Whether this is a supervised service whose whole process group has
+    /// exited (the monitor, which ran just before, reaped its leader).
+    async fn exited(&self) -> bool {
+        if !matches!(self.res.kind, Kind::Service(Service::Command(_))) {
+            return false;
+        }
+        let sup = self.sup.lock().await;
+        sup.child.is_none() && !sup.pgid.is_some_and(group_alive)
     }
 
     /// Start it; true once the monitor confirms it runs (within `start_timeout`).
@@ -638,6 +655,50 @@ fn unescape_mount(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::GroupRole;
+
+    fn service(command: &str, ready: &str) -> Resource {
+        Resource {
+            name: "svc".into(),
+            kind: Kind::Service(Service::Command(command.into())),
+            role: GroupRole::Primary,
+            start_timeout: Duration::from_secs(20),
+            stop_timeout: Duration::from_secs(2),
+            kill_timeout: Duration::from_secs(2),
+            monitor_interval: Duration::from_secs(1),
+            monitor_timeout: Duration::from_secs(5),
+            max_restarts: 1,
+            on_exhausted: hadr_ha::resources::Exhausted::Stop,
+            ready: Some(ready.into()),
+        }
+    }
+
+    /// A service that dies while its `ready` check has not passed yet fails
+    /// its start at once, not after start_timeout (20 s here): found by
+    /// tests/resources_netns.rs, where a service killed during its restart
+    /// held the hand-over back by the whole start_timeout.
+    #[tokio::test]
+    async fn a_service_that_exits_before_it_is_ready_fails_its_start_at_once() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let r = Runner::new(service("sleep 0.2; exit 3", "false"), dir.path());
+        let t = Instant::now();
+        assert!(!r.start().await);
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        assert!(r.tail().iter().any(|l| l.contains("exited before it was ready")));
+        // One that lives on is waited for until ready passes.
+        let ready = dir.path().join("ready");
+        let r = Runner::new(
+            service("sleep 30", &format!("test -e {}", ready.display())),
+            dir.path(),
+        );
+        let mark = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            std::fs::write(&ready, b"").unwrap_or_else(|e| panic!("{e}"));
+        });
+        assert!(r.start().await);
+        let _ = mark.await;
+        assert!(r.stop().await);
+    }
 
     #[test]
     fn vip_is_found_with_its_prefix_only() {
