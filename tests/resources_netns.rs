@@ -102,10 +102,7 @@ impl Sampler {
                 let t = Instant::now();
                 let mut on = [false; 2];
                 for (i, n) in NODES.iter().enumerate() {
-                    on[i] = net
-                        .addresses(n)
-                        .map(|a| a.contains(&vip))
-                        .unwrap_or(false);
+                    on[i] = net.addresses(n).map(|a| a.contains(&vip)).unwrap_or(false);
                 }
                 let dead = *lock(&d);
                 lock(&v).push(Sample { t, on, dead });
@@ -180,7 +177,11 @@ struct Answer {
 
 impl Answer {
     fn node(&self) -> Option<&str> {
-        self.body.as_ref().ok()?.lines().find_map(|l| l.strip_prefix("node: "))
+        self.body
+            .as_ref()
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("node: "))
     }
 }
 
@@ -361,9 +362,8 @@ impl Fx {
             let iface = net.interface(name)?;
             let (text, mut flags) = match &setup {
                 Setup::Example => {
-                    let text = std::fs::read_to_string(
-                        example_dir().join(format!("node-{name}.toml")),
-                    )?;
+                    let text =
+                        std::fs::read_to_string(example_dir().join(format!("node-{name}.toml")))?;
                     anyhow::ensure!(
                         text.contains("interface = \"eth0\""),
                         "the example's config changed: no interface = \"eth0\""
@@ -571,11 +571,7 @@ impl Fx {
             .await?;
         let promoted = t0.elapsed();
         let served = self.wait_served_by(s, t0, Duration::from_secs(40)).await? - t0;
-        let hold = self.nodes[s]
-            .status()
-            .await?
-            .resources
-            .and_then(|r| r.hold);
+        let hold = self.nodes[s].status().await?.resources.and_then(|r| r.hold);
         self.say(&format!(
             "{} promoted +{} ms, serves through the VIP +{} ms (VIP on it +{} ms){}",
             NODES[s],
@@ -617,7 +613,9 @@ impl Fx {
         self.net.heal(NODES[p])?;
         self.sampler().set_dead(p, false);
         self.nodes[p]
-            .wait_for("following again", Duration::from_secs(60), |st| st.follows())
+            .wait_for("following again", Duration::from_secs(60), |st| {
+                st.follows()
+            })
             .await?;
         self.no_two_vips()
     }
@@ -756,10 +754,7 @@ async fn isolated_primary_removes_its_vip_before_the_standby_adds_it() -> Result
         .await?;
     let promoted = t0.elapsed();
     let served = fx.wait_served_by(1, t0, Duration::from_secs(30)).await? - t0;
-    let off_a = fx
-        .sampler()
-        .last_on(0)
-        .context("a never held the VIP")?;
+    let off_a = fx.sampler().last_on(0).context("a never held the VIP")?;
     let on_b = fx
         .sampler()
         .first_on(1, t0)
@@ -767,7 +762,11 @@ async fn isolated_primary_removes_its_vip_before_the_standby_adds_it() -> Result
     fx.no_two_vips()?;
     anyhow::ensure!(off_a < on_b, "a's VIP was still there when b added it");
     let st = fx.nodes[0].status().await?;
-    anyhow::ensure!(!st.writable, "the isolated a still writable: {}", brief(&st));
+    anyhow::ensure!(
+        !st.writable,
+        "the isolated a still writable: {}",
+        brief(&st)
+    );
     fx.say(&format!(
         "self-fence: a's VIP gone +{} ms, b promoted +{} ms, b's VIP +{} ms, served by b +{} ms",
         (off_a - t0).as_millis(),
@@ -832,9 +831,11 @@ async fn failing_service_past_max_restarts_hands_over_to_the_standby() -> Result
         killed.push(pid);
     }
     let st = fx.nodes[1]
-        .wait_for("b promoted by a's hand-over", Duration::from_secs(40), |st| {
-            st.is_writable_primary() && st.epoch > epoch
-        })
+        .wait_for(
+            "b promoted by a's hand-over",
+            Duration::from_secs(40),
+            |st| st.is_writable_primary() && st.epoch > epoch,
+        )
         .await?;
     let promoted = t0.elapsed();
     // Two monitor periods, a restart and a hand-over: seconds, not the
@@ -934,7 +935,10 @@ fn journal(path: &Path) -> Vec<Entry> {
 /// after the other's SIGTERM + the stop's wait (stop_timeout), never before.
 fn check_journal(j: &[Entry], stop_timeout: f64) -> Result<()> {
     if let Some(e) = j.iter().find(|e| e.what == "CONFLICT") {
-        bail!("CONFLICT: {} could not take the lock (journal: {j:?})", e.node);
+        bail!(
+            "CONFLICT: {} could not take the lock (journal: {j:?})",
+            e.node
+        );
     }
     for (k, e) in j.iter().enumerate() {
         if e.what != "start" {
@@ -943,7 +947,9 @@ fn check_journal(j: &[Entry], stop_timeout: f64) -> Result<()> {
         // The other node's last start before this one must have been
         // stopped: its term at least stop_timeout earlier (the SIGKILL), or
         // its exit earlier.
-        let other_start = j[..k].iter().rposition(|x| x.what == "start" && x.node != e.node);
+        let other_start = j[..k]
+            .iter()
+            .rposition(|x| x.what == "start" && x.node != e.node);
         if let Some(os) = other_start {
             let o = &j[os];
             let term = j[os..k]
@@ -973,9 +979,17 @@ fn the_journal_check_finds_a_raced_stop() {
         node: node.into(),
         what: what.into(),
     };
-    let good = [e(0.0, "a", "start"), e(1.0, "a", "term"), e(3.1, "b", "start")];
+    let good = [
+        e(0.0, "a", "start"),
+        e(1.0, "a", "term"),
+        e(3.1, "b", "start"),
+    ];
     assert!(check_journal(&good, 2.0).is_ok());
-    let raced = [e(0.0, "a", "start"), e(1.0, "a", "term"), e(1.5, "b", "start")];
+    let raced = [
+        e(0.0, "a", "start"),
+        e(1.0, "a", "term"),
+        e(1.5, "b", "start"),
+    ];
     assert!(check_journal(&raced, 2.0).is_err());
     let conflict = [e(0.0, "a", "start"), e(0.5, "b", "CONFLICT")];
     assert!(check_journal(&conflict, 2.0).is_err());
@@ -1069,7 +1083,10 @@ kill_timeout = "1s"
 
 async fn wait_journal(path: &Path, node: &str, what: &str) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !journal(path).iter().any(|e| e.node == node && e.what == what) {
+    while !journal(path)
+        .iter()
+        .any(|e| e.node == node && e.what == what)
+    {
         anyhow::ensure!(
             Instant::now() < deadline,
             "no \"{node} {what}\" in the journal within 30 s: {:?}",

@@ -567,14 +567,44 @@ impl Runner {
     }
 }
 
-/// Whether any process of group `pgid` exists.
+/// Whether any live process of group `pgid` exists. Zombies do not count:
+/// a killed group's members whose parent died too are reparented to init
+/// and stay zombies until it reaps them, which some inits (a container's)
+/// do late; a zombie holds no file, lock or port, so waiting for it would
+/// only make a confirmed stop slow (and a kill look failed).
 pub fn group_alive(pgid: i32) -> bool {
     if pgid <= 1 {
         return false;
     }
     // SAFETY: kill with signal 0 only checks for existence and permission.
     let r = unsafe { libc::kill(-pgid, 0) };
-    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    if !(r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)) {
+        return false;
+    }
+    match std::fs::read_dir("/proc") {
+        Ok(dir) => dir.flatten().any(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+                && std::fs::read_to_string(e.path().join("stat"))
+                    .is_ok_and(|stat| live_member(&stat, pgid))
+        }),
+        // No /proc: the signal's answer is all there is.
+        Err(_) => true,
+    }
+}
+
+/// Whether a `/proc/PID/stat` line is a process of group `pgid` that is
+/// not a zombie (fields after the command's closing parenthesis: state,
+/// ppid, pgrp).
+fn live_member(stat: &str, pgid: i32) -> bool {
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return false;
+    };
+    let mut f = rest.split_whitespace();
+    let state = f.next();
+    let pgrp = f.nth(1).and_then(|p| p.parse::<i32>().ok());
+    pgrp == Some(pgid) && !matches!(state, Some("Z") | Some("X"))
 }
 
 fn signal_group(pgid: i32, sig: i32) {
@@ -684,7 +714,10 @@ mod tests {
         let t = Instant::now();
         assert!(!r.start().await);
         assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
-        assert!(r.tail().iter().any(|l| l.contains("exited before it was ready")));
+        assert!(r
+            .tail()
+            .iter()
+            .any(|l| l.contains("exited before it was ready")));
         // One that lives on is waited for until ready passes.
         let ready = dir.path().join("ready");
         let r = Runner::new(
@@ -698,6 +731,17 @@ mod tests {
         assert!(r.start().await);
         let _ = mark.await;
         assert!(r.stop().await);
+    }
+
+    #[test]
+    fn zombies_are_not_live_members() {
+        let live = "4242 (sleep) S 1 4200 4200 0 -1 4194560 96 0 0 0";
+        assert!(live_member(live, 4200));
+        assert!(!live_member(live, 4201));
+        assert!(!live_member("4243 (sleep) Z 1 4200 4200 0", 4200));
+        // A command with spaces and parentheses.
+        assert!(live_member("4244 (a (b) c) R 1 4200 4200 0", 4200));
+        assert!(!live_member("garbage", 4200));
     }
 
     #[test]
