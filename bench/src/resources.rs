@@ -193,8 +193,8 @@ impl ResourcesReport {
         s.push_str(&format!(
             "\nThe crashed host keeps its VIP configured (kernel state of the dead host's namespace, \
              as on a machine that lost power) until it reboots; hadr, restarted there while the host \
-             is still cut off, removed it before anything else in every run (p50 {:.0} ms, max {:.0} \
-             ms after the restart), so it never came back on the network with the address.\n",
+             is still cut off, removed it in every run (p50 {:.0} ms, max {:.0} ms after the \
+             restart) before the host came back on the network.\n",
             leftover.0, leftover.2
         ));
         s.push_str("\n| crash | crashed | (i) writable | (ii) served through the VIP |\n|---:|---|---:|---:|\n");
