@@ -73,11 +73,15 @@ const PART: Part = Part {
     begin: "<!-- hadr-bench:resources:begin -->",
     end: "<!-- hadr-bench:resources:end -->",
     heading: "## A virtual IP and a service through a primary host crash",
-    intro: "How long after the primary's host dies clients are served again through the virtual IP \
+    intro:
+        "How long after the primary's host dies clients are served again through the virtual IP \
             by the service on the new primary (issue 9's resource groups), next to when the new \
             primary accepts writes.",
     insert_before: Some(crate::report::BEFORE_ANALYSIS),
 };
+
+/// One figure of a run.
+type Measure = fn(&Run) -> f64;
 
 /// One crash.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -115,23 +119,21 @@ impl ResourcesReport {
 
     fn stats(&self, f: impl Fn(&Run) -> f64) -> (f64, f64, f64) {
         let v = sorted(self.runs.iter().map(f));
-        (pct(&v, 50.0), pct(&v, 99.0), v.last().copied().unwrap_or(f64::NAN))
+        (
+            pct(&v, 50.0),
+            pct(&v, 99.0),
+            v.last().copied().unwrap_or(f64::NAN),
+        )
     }
 
     pub fn table(&self) -> String {
-        let mut s = String::from(
-            "| from the crash to | p50 | p99 | max |\n|---|---:|---:|---:|\n",
-        );
-        let rows: [(&str, Box<dyn Fn(&Run) -> f64>); 3] = [
-            ("(i) the new primary acknowledges a write", Box::new(|r: &Run| r.writable_ms)),
-            (
-                "(ii) the service answers through the VIP",
-                Box::new(|r: &Run| r.served_ms),
-            ),
-            (
-                "(ii) − (i), per crash",
-                Box::new(|r: &Run| r.served_ms - r.writable_ms),
-            ),
+        let mut s = String::from("| from the crash to | p50 | p99 | max |\n|---|---:|---:|---:|\n");
+        let rows: [(&str, Measure); 3] = [
+            ("(i) the new primary acknowledges a write", |r| {
+                r.writable_ms
+            }),
+            ("(ii) the service answers through the VIP", |r| r.served_ms),
+            ("(ii) − (i), per crash", |r| r.served_ms - r.writable_ms),
         ];
         for (what, f) in rows {
             let (p50, p99, max) = self.stats(f);
@@ -419,9 +421,8 @@ pub fn run_part(ctx: &Ctx, runs: usize) -> Result<ResourcesReport> {
         .with_context(|| format!("creating {}", work.display()))?;
     std::fs::write(work.join("server.py"), SERVER_PY)?;
     std::fs::write(work.join("www/index.txt"), "served through the VIP\n")?;
-    let net = Arc::new(
-        Cluster::new(&["a", "b", "arb", "c"]).context("creating the network namespaces")?,
-    );
+    let net =
+        Arc::new(Cluster::new(&["a", "b", "arb", "c"]).context("creating the network namespaces")?);
     let etcd = Etcd::start(rt.handle(), &net, "arb", &work.join("etcd"))?;
     versions.push(("etcd".into(), etcd.version.clone()));
     let o = net.ip("a").octets();

@@ -633,22 +633,6 @@ fn parse_addresses(text: &str) -> Vec<Ipv4Addr> {
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn addresses_are_read_from_ip_o_output() {
-        let text = "1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever preferred_lft forever\n\
-                    2: hn5x0    inet 10.78.5.10/24 scope global hn5x0\\       valid_lft forever\n\
-                    2: hn5x0    inet 10.78.5.100/24 scope global secondary hn5x0\\       valid_lft forever\n";
-        assert_eq!(
-            parse_addresses(text),
-            vec![Ipv4Addr::new(10, 78, 5, 10), Ipv4Addr::new(10, 78, 5, 100)]
-        );
-    }
-}
-
 fn ip(args: &[&str]) -> Result<()> {
     let out = Command::new("ip")
         .args(args)
@@ -670,4 +654,20 @@ fn quiet_ip(args: &[&str]) {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_read_from_ip_o_output() {
+        let text = "1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever preferred_lft forever\n\
+                    2: hn5x0    inet 10.78.5.10/24 scope global hn5x0\\       valid_lft forever\n\
+                    2: hn5x0    inet 10.78.5.100/24 scope global secondary hn5x0\\       valid_lft forever\n";
+        assert_eq!(
+            parse_addresses(text),
+            vec![Ipv4Addr::new(10, 78, 5, 10), Ipv4Addr::new(10, 78, 5, 100)]
+        );
+    }
 }
