@@ -608,8 +608,13 @@ fn etcd_healthy(addr: SocketAddr) -> bool {
 /// kill -9 every process inside namespace `ns` (one of ours).
 fn kill_netns(ns: &str) {
     if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
+        let me = std::process::id() as libc::pid_t;
         for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            // Never this process (one of its threads may have entered).
             if let Ok(pid) = pid.parse::<libc::pid_t>() {
+                if pid == me {
+                    continue;
+                }
                 // SAFETY: kill(2) of a process inside a namespace this
                 // cluster made (or a stale one of its subnet).
                 unsafe { libc::kill(pid, libc::SIGKILL) };
