@@ -445,14 +445,17 @@ impl Fx {
         self.client.as_ref().expect("client running")
     }
 
-    /// Node `p` a writable primary with its standby in PEER and the lease
-    /// held, the other following.
+    /// Node `p` a writable primary with its standby in PEER, the lease
+    /// held and no out-of-sync mark (the standby may promote), the other
+    /// following.
     async fn healthy(&self, p: usize) -> Result<()> {
         self.nodes[p]
             .wait_for("primary, PEER, lease held", Duration::from_secs(60), |st| {
                 st.is_writable_primary()
                     && st.principal_in(PairState::Peer)
-                    && st.failover.as_ref().is_some_and(|f| f.lease_left_ms > 0)
+                    && st.failover.as_ref().is_some_and(|f| {
+                        f.lease_left_ms > 0 && f.out_of_sync.is_empty() && !f.acknowledging_alone
+                    })
             })
             .await?;
         self.nodes[1 - p]
