@@ -165,7 +165,7 @@ impl ResourcesReport {
             "{} primary host crashes (asked: {}), alternating between the nodes. Hosts are network \
              namespaces on one bridge: nodes `a` and `b`, etcd on `arb`, the client on `c`. A crash \
              black-holes the primary's host (nftables, no reset, no ICMP), kills hadr with -9 and every \
-             other process there (the service). Nodes: `{}`; each config lists, as in \
+             other process there (its guard and the service: a power loss, not a hadr crash). Nodes: `{}`; each config lists, as in \
              examples/vip-http, a `vip` resource (stop_timeout {STOP_TIMEOUT}) and the example's \
              `server.py` as a supervised `service` (stop_timeout {STOP_TIMEOUT}, kill_timeout \
              {STOP_TIMEOUT}, ready = `curl -sf http://127.0.0.1:8080/`). Load: one writer inserting \
