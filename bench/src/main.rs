@@ -9,6 +9,7 @@
 //!     [--commit-latency] [--commit-latency-records 2000]
 //!     [--failover] [--runs 20] [--fence-runs 2] [--patroni-runs 8] [--arbiters file,s3,etcd]
 //!     [--patroni /opt/patroni-4.1.5/bin/patroni]
+//!     [--resources] [--resources-runs 20]
 //! ```
 //!
 //! Five parts, each writing its own section of the document: single node
@@ -29,6 +30,7 @@ mod pgbench;
 mod proc;
 mod replication;
 mod report;
+mod resources;
 mod takeover;
 mod targets;
 
@@ -171,6 +173,16 @@ struct Cli {
     /// Failover part: the Patroni program (run as the postgres user).
     #[arg(long, default_value = failover::DEFAULT_PATRONI)]
     patroni: PathBuf,
+    /// Run the resources part: a virtual IP and a supervised service on
+    /// each node, the primary's host crashed repeatedly; times to the new
+    /// primary's first write and to the service answering through the VIP
+    /// (network namespaces; needs root, nftables, etcd, python3, curl). Not
+    /// run unless named.
+    #[arg(long)]
+    resources: bool,
+    /// Resources part: primary host crashes [default: 20; 3 with --quick].
+    #[arg(long)]
+    resources_runs: Option<usize>,
     /// Size in MB (10^6 bytes) of the database hadr clones, and of the log its
     /// standby replays, in the replication part; 0 skips that measurement
     /// [default: 256; 32 with --quick].
@@ -462,7 +474,7 @@ fn run() -> Result<()> {
         cli.takeover,
         cli.commit_latency,
     ) {
-        (false, false, false, false) if !cli.failover => (true, true, true, true),
+        (false, false, false, false) if !cli.failover && !cli.resources => (true, true, true, true),
         flags => flags,
     };
     let failover_opts = failover::Options {
@@ -556,8 +568,17 @@ fn run() -> Result<()> {
     } else {
         None
     };
+    let resources = if cli.resources {
+        Some(resources::run_part(
+            &ctx,
+            cli.resources_runs.unwrap_or(if cli.quick { 3 } else { 20 }),
+        )?)
+    } else {
+        None
+    };
     if let Some(j) = &cli.json {
         let v = serde_json::json!({
+            "resources": resources,
             "single_node": single,
             "replication": repl,
             "takeover": takeover,
@@ -582,6 +603,16 @@ fn run() -> Result<()> {
             "consistency checks failed: {bad_single} single-node run(s) (SQL sums), {bad_repl} replication check(s) \
              (SQL sums or standby verification), {bad_takeover} takeover check(s) (SQL sums after a takeover or \
              hadr verify); see {}",
+            ctx.out_path.display()
+        );
+    }
+    let bad_resources = resources
+        .as_ref()
+        .map_or(0, resources::ResourcesReport::failures);
+    if bad_resources > 0 {
+        bail!(
+            "the resources part found {bad_resources} problem(s) (acknowledged commits lost, or a series \
+             that stopped early); see {}",
             ctx.out_path.display()
         );
     }
