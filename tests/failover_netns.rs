@@ -29,13 +29,13 @@ use common::*;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use hadr_testkit::netns::{Cluster, Proc, ADMIN_PORT, HADR_PORT, PG_PORT};
+use hadr_testkit::netns::{etcd_binary, Cluster, Proc, ADMIN_PORT, HADR_PORT, PG_PORT};
 
 /// etcd's client and peer ports inside the arbiter's namespace (never the
 /// packaged service's 2379/2380).
@@ -59,17 +59,6 @@ const TTL: Duration = Duration::from_secs(2);
 /// One scenario at a time (every test takes it first; a failed test
 /// releases it as it unwinds).
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn etcd_binary() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("HADR_ETCD_BIN") {
-        return Some(PathBuf::from(p)).filter(|p| p.is_file());
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/bin")])
-        .map(|d| d.join("etcd"))
-        .find(|p| p.is_file())
-}
 
 /// The etcd binary, or None (said on stderr) when the test should skip.
 fn etcd_or_skip() -> Option<PathBuf> {
@@ -545,56 +534,6 @@ fn node_args(net: &Cluster, me: &str, other: &str, mode: Mode) -> Vec<String> {
     .to_vec()
 }
 
-/// Start etcd inside the arbiter's namespace and wait until it is healthy.
-fn start_etcd(net: &Cluster, bin: &Path, dir: &Path) -> Result<Proc> {
-    let ip = net.ip("arb");
-    let client = format!("http://{ip}:{ETCD_CLIENT}");
-    let peer = format!("http://{ip}:{ETCD_PEER}");
-    let mut c = net.command("arb", bin)?;
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("ETCD") {
-            c.env_remove(k);
-        }
-    }
-    c.arg("--name")
-        .arg("arb")
-        .arg("--data-dir")
-        .arg(dir.join("etcd"))
-        .args(["--listen-client-urls", &client])
-        .args(["--advertise-client-urls", &client])
-        .args(["--listen-peer-urls", &peer])
-        .args(["--initial-advertise-peer-urls", &peer])
-        .args(["--initial-cluster", &format!("arb={peer}")])
-        .args(["--initial-cluster-state", "new"])
-        .args(["--logger", "zap", "--log-level", "warn"]);
-    let p = net.spawn(c, &dir.join("etcd.log"))?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let addr = SocketAddr::new(ip.into(), ETCD_CLIENT);
-    loop {
-        if etcd_healthy(addr) {
-            return Ok(p);
-        }
-        if !p.alive() || Instant::now() > deadline {
-            bail!("etcd did not start: {}", p.log());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn etcd_healthy(addr: SocketAddr) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(b"GET /health HTTP/1.0\r\n\r\n").is_err() {
-        return false;
-    }
-    let mut body = String::new();
-    let _ = s.read_to_string(&mut body);
-    body.contains("\"health\":\"true\"")
-}
-
 /// Run `hadr ARGS` inside host `host`'s namespace, killed after `timeout`
 /// (a frozen node never answers); its output, or an error.
 fn hadr_inside(net: &Cluster, host: &str, args: &[&str], timeout: Duration) -> Result<String> {
@@ -659,7 +598,7 @@ impl Fx {
         let began = Instant::now();
         let net = Arc::new(Cluster::new(&["a", "b", "arb"])?);
         let tmp = tempfile::tempdir()?;
-        let etcd = start_etcd(&net, &etcd_bin, tmp.path())?;
+        let etcd = net.start_etcd("arb", &etcd_bin, tmp.path(), ETCD_CLIENT, ETCD_PEER)?;
         let adir = tmp.path().join("a");
         init(&adir)?;
         let mut aargs = node_args(&net, "a", "b", mode);

@@ -337,9 +337,8 @@ async fn a_graceful_takeover_moves_the_resources_after_confirmed_stops() -> Resu
     )
     .await?;
     wait_state(&a, "app", "online", Duration::from_secs(20)).await?;
-    // The standby's copies stay offline.
-    let st = b.status().await?;
-    assert_eq!(resource(&st, "app").state, "offline");
+    // The standby's copies stay offline (once probed).
+    wait_state(&b, "app", "offline", Duration::from_secs(20)).await?;
     for (from, to, name) in [(&a, &b, "b"), (&b, &a, "a")] {
         from.wait_for("PEER", Duration::from_secs(30), |st| {
             st.principal()

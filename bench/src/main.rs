@@ -10,6 +10,7 @@
 //!     [--failover] [--runs 20] [--fence-runs 2] [--patroni-runs 8] [--arbiters file,s3,etcd]
 //!     [--patroni /opt/patroni-4.1.5/bin/patroni]
 //!     [--filesync] [--filesync-seconds 30] [--filesync-rate 20] [--filesync-clients 4]
+//!     [--resources] [--resources-runs 20]
 //! ```
 //!
 //! `--filesync` (files kept in sync through the log: lag under a database
@@ -35,6 +36,7 @@ mod pgbench;
 mod proc;
 mod replication;
 mod report;
+mod resources;
 mod takeover;
 mod targets;
 
@@ -195,6 +197,16 @@ struct Cli {
     /// [default: 4; 2 with --quick].
     #[arg(long)]
     filesync_round_seconds: Option<u64>,
+    /// Run the resources part: a virtual IP and a supervised service on
+    /// each node, the primary's host crashed repeatedly; times to the new
+    /// primary's first write and to the service answering through the VIP
+    /// (network namespaces; needs root, nftables, etcd, python3, curl). Not
+    /// run unless named.
+    #[arg(long)]
+    resources: bool,
+    /// Resources part: primary host crashes [default: 20; 3 with --quick].
+    #[arg(long)]
+    resources_runs: Option<usize>,
     /// Size in MB (10^6 bytes) of the database hadr clones, and of the log its
     /// standby replays, in the replication part; 0 skips that measurement
     /// [default: 256; 32 with --quick].
@@ -486,7 +498,9 @@ fn run() -> Result<()> {
         cli.takeover,
         cli.commit_latency,
     ) {
-        (false, false, false, false) if !cli.failover && !cli.filesync => (true, true, true, true),
+        (false, false, false, false) if !cli.failover && !cli.filesync && !cli.resources => {
+            (true, true, true, true)
+        }
         flags => flags,
     };
     let failover_opts = failover::Options {
@@ -595,8 +609,17 @@ fn run() -> Result<()> {
             },
         )?;
     }
+    let resources = if cli.resources {
+        Some(resources::run_part(
+            &ctx,
+            cli.resources_runs.unwrap_or(if cli.quick { 3 } else { 20 }),
+        )?)
+    } else {
+        None
+    };
     if let Some(j) = &cli.json {
         let v = serde_json::json!({
+            "resources": resources,
             "single_node": single,
             "replication": repl,
             "takeover": takeover,
@@ -621,6 +644,16 @@ fn run() -> Result<()> {
             "consistency checks failed: {bad_single} single-node run(s) (SQL sums), {bad_repl} replication check(s) \
              (SQL sums or standby verification), {bad_takeover} takeover check(s) (SQL sums after a takeover or \
              hadr verify); see {}",
+            ctx.out_path.display()
+        );
+    }
+    let bad_resources = resources
+        .as_ref()
+        .map_or(0, resources::ResourcesReport::failures);
+    if bad_resources > 0 {
+        bail!(
+            "the resources part found {bad_resources} problem(s) (acknowledged commits lost, or a series \
+             that stopped early); see {}",
             ctx.out_path.display()
         );
     }

@@ -25,11 +25,11 @@
 //!   acknowledged; measured: how long after SIGCONT its `/status` says it
 //!   does not accept writes.
 
-mod client;
+pub(crate) mod client;
 mod hadr_side;
 mod patroni;
 mod render;
-mod servers;
+pub(crate) mod servers;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -12,6 +12,8 @@
 //! members). The driver (`hadr-resources`) runs the commands with their
 //! timeouts and feeds the outcomes back; it also polls the monitor of each
 //! online resource and reports a failure. Nothing here reads a clock.
+//! `tests/resources_model.rs` model-checks the rules as the driver feeds
+//! them, on two nodes through hand-overs and failovers.
 
 /// What to do when a resource has failed more than its `max_restarts`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -133,6 +135,15 @@ pub enum Input {
         i: usize,
         /// The group is gone.
         confirmed: bool,
+    },
+    /// A start in flight was given up because the group stopped wanting to
+    /// run: a start can take its whole `start_timeout`, and a stop may not
+    /// wait for it (the stop bound a new primary waits does not count it:
+    /// `tests/resources_model.rs`). Whatever the start did is stopped,
+    /// confirmed, like anything running; it is not a failure.
+    StartAbandoned {
+        /// The resource.
+        i: usize,
     },
     /// An online resource's monitor said it no longer runs.
     MonitorFailed {
@@ -345,7 +356,16 @@ impl Group {
                     self.slots[i].state = State::StopFailed;
                 }
             }
-            Input::MonitorFailed { i } if i < n && self.slots[i].state == State::Online => {
+            Input::StartAbandoned { i } if i < n && self.slots[i].state == State::Starting => {
+                self.slots[i].state = State::Online;
+                self.slots[i].restart = true;
+            }
+            // A resource already due for a restart is not failing anew: its
+            // monitor keeps saying so while the resources after it stop
+            // (found by tests/resources_model.rs).
+            Input::MonitorFailed { i }
+                if i < n && self.slots[i].state == State::Online && !self.slots[i].restart =>
+            {
                 self.slots[i].failures += 1;
                 self.restart_from(i);
             }
@@ -377,10 +397,12 @@ impl Group {
         out
     }
 
-    /// Mark `i` and every running resource after it for a restart.
+    /// Mark `i` and every running resource after it for a restart, and one
+    /// whose start is in flight: it will run a moment later, above a
+    /// resource about to stop (found by tests/resources_model.rs).
     fn restart_from(&mut self, i: usize) {
         for s in &mut self.slots[i..] {
-            if matches!(s.state, State::Online) {
+            if matches!(s.state, State::Online | State::Starting) {
                 s.restart = true;
             }
         }

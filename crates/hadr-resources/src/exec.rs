@@ -54,6 +54,11 @@ struct Supervised {
 pub struct Runner {
     res: Resource,
     pgid_file: PathBuf,
+    /// One empty file per command running now, named by its process group
+    /// id: if hadr dies, the guard kills them before it runs the stops (an
+    /// orphaned start finishing after the guard's stop would leave the
+    /// resource running).
+    inflight_dir: PathBuf,
     sup: tokio::sync::Mutex<Supervised>,
     tail: Tail,
 }
@@ -75,6 +80,7 @@ impl Runner {
     pub fn new(res: Resource, state_dir: &Path) -> Runner {
         Runner {
             pgid_file: state_dir.join(format!("{}.pgid", res.name)),
+            inflight_dir: inflight_dir(state_dir),
             res,
             sup: tokio::sync::Mutex::new(Supervised::default()),
             tail: Arc::default(),
@@ -222,6 +228,13 @@ impl Runner {
             if &seen == want {
                 return true;
             }
+            if *want == Seen::Running && self.exited().await {
+                // A supervised process that exited does not come back by
+                // itself: waiting out start_timeout for its `ready` would
+                // only delay the restart (or the hand-over) that follows.
+                self.note("exited before it was ready".into());
+                return false;
+            }
             if Instant::now() >= deadline {
                 if let Seen::Unknown(why) = seen {
                     self.note(format!("monitor: {why}"));
@@ -230,6 +243,16 @@ impl Runner {
             }
             tokio::time::sleep(POLL).await;
         }
+    }
+
+    /// Whether this is a supervised service whose whole process group has
+    /// exited (the monitor, which ran just before, reaped its leader).
+    async fn exited(&self) -> bool {
+        if !matches!(self.res.kind, Kind::Service(Service::Command(_))) {
+            return false;
+        }
+        let sup = self.sup.lock().await;
+        sup.child.is_none() && !sup.pgid.is_some_and(group_alive)
     }
 
     /// Start it; true once the monitor confirms it runs (within `start_timeout`).
@@ -427,8 +450,16 @@ impl Runner {
             .kill_on_drop(true);
         let child = cmd.spawn().map_err(|e| format!("cannot run sh: {e}"))?;
         let pid = child.id().map(|p| p as i32);
+        // Dropped when the command ends, or when the operation is given up
+        // (the task aborted): then the whole group is killed, not only sh.
+        let mut running = pid.map(|pid| InFlight::new(&self.inflight_dir, pid));
         match tokio::time::timeout(timeout, child.wait_with_output()).await {
             Ok(Ok(o)) => {
+                // Ended by itself: what it left in the background (a stop
+                // that finishes later, a daemon it started) is its business.
+                if let Some(r) = running.as_mut() {
+                    r.ended = true;
+                }
                 let mut text = String::from_utf8_lossy(&o.stdout).into_owned();
                 text.push_str(&String::from_utf8_lossy(&o.stderr));
                 Ok((o.status.code().unwrap_or(-1), text))
@@ -550,14 +581,83 @@ impl Runner {
     }
 }
 
-/// Whether any process of group `pgid` exists.
+/// Where running commands are registered (see [`Runner`]).
+pub fn inflight_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("inflight")
+}
+
+/// A command running in its own process group: registered for the guard
+/// while it runs; its group is killed if it is dropped before it ended by
+/// itself.
+struct InFlight {
+    file: PathBuf,
+    pgid: i32,
+    /// The command ended by itself.
+    ended: bool,
+}
+
+impl InFlight {
+    fn new(dir: &Path, pgid: i32) -> InFlight {
+        let file = dir.join(pgid.to_string());
+        let _ = std::fs::create_dir_all(dir);
+        let _ = std::fs::write(&file, b"");
+        InFlight {
+            file,
+            pgid,
+            ended: false,
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        // A command given up half-way (its operation abandoned, or its
+        // timeout passed) must not outlive the operation it belonged to.
+        if !self.ended && group_alive(self.pgid) {
+            signal_group(self.pgid, libc::SIGKILL);
+        }
+        let _ = std::fs::remove_file(&self.file);
+    }
+}
+
+/// Whether any live process of group `pgid` exists. Zombies do not count:
+/// a killed group's members whose parent died too are reparented to init
+/// and stay zombies until it reaps them, which some inits (a container's)
+/// do late; a zombie holds no file, lock or port, so waiting for it would
+/// only make a confirmed stop slow (and a kill look failed).
 pub fn group_alive(pgid: i32) -> bool {
     if pgid <= 1 {
         return false;
     }
     // SAFETY: kill with signal 0 only checks for existence and permission.
     let r = unsafe { libc::kill(-pgid, 0) };
-    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    if !(r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)) {
+        return false;
+    }
+    match std::fs::read_dir("/proc") {
+        Ok(dir) => dir.flatten().any(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+                && std::fs::read_to_string(e.path().join("stat"))
+                    .is_ok_and(|stat| live_member(&stat, pgid))
+        }),
+        // No /proc: the signal's answer is all there is.
+        Err(_) => true,
+    }
+}
+
+/// Whether a `/proc/PID/stat` line is a process of group `pgid` that is
+/// not a zombie (fields after the command's closing parenthesis: state,
+/// ppid, pgrp).
+fn live_member(stat: &str, pgid: i32) -> bool {
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return false;
+    };
+    let mut f = rest.split_whitespace();
+    let state = f.next();
+    let pgrp = f.nth(1).and_then(|p| p.parse::<i32>().ok());
+    pgrp == Some(pgid) && !matches!(state, Some("Z") | Some("X"))
 }
 
 fn signal_group(pgid: i32, sig: i32) {
@@ -638,6 +738,64 @@ fn unescape_mount(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::GroupRole;
+
+    fn service(command: &str, ready: &str) -> Resource {
+        Resource {
+            name: "svc".into(),
+            kind: Kind::Service(Service::Command(command.into())),
+            role: GroupRole::Primary,
+            start_timeout: Duration::from_secs(20),
+            stop_timeout: Duration::from_secs(2),
+            kill_timeout: Duration::from_secs(2),
+            monitor_interval: Duration::from_secs(1),
+            monitor_timeout: Duration::from_secs(5),
+            max_restarts: 1,
+            on_exhausted: hadr_ha::resources::Exhausted::Stop,
+            ready: Some(ready.into()),
+        }
+    }
+
+    /// A service that dies while its `ready` check has not passed yet fails
+    /// its start at once, not after start_timeout (20 s here): found by
+    /// tests/resources_netns.rs, where a service killed during its restart
+    /// held the hand-over back by the whole start_timeout.
+    #[tokio::test]
+    async fn a_service_that_exits_before_it_is_ready_fails_its_start_at_once() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let r = Runner::new(service("sleep 0.2; exit 3", "false"), dir.path());
+        let t = Instant::now();
+        assert!(!r.start().await);
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        assert!(r
+            .tail()
+            .iter()
+            .any(|l| l.contains("exited before it was ready")));
+        // One that lives on is waited for until ready passes.
+        let ready = dir.path().join("ready");
+        let r = Runner::new(
+            service("sleep 30", &format!("test -e {}", ready.display())),
+            dir.path(),
+        );
+        let mark = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            std::fs::write(&ready, b"").unwrap_or_else(|e| panic!("{e}"));
+        });
+        assert!(r.start().await);
+        let _ = mark.await;
+        assert!(r.stop().await);
+    }
+
+    #[test]
+    fn zombies_are_not_live_members() {
+        let live = "4242 (sleep) S 1 4200 4200 0 -1 4194560 96 0 0 0";
+        assert!(live_member(live, 4200));
+        assert!(!live_member(live, 4201));
+        assert!(!live_member("4243 (sleep) Z 1 4200 4200 0", 4200));
+        // A command with spaces and parentheses.
+        assert!(live_member("4244 (a (b) c) R 1 4200 4200 0", 4200));
+        assert!(!live_member("garbage", 4200));
+    }
 
     #[test]
     fn vip_is_found_with_its_prefix_only() {

@@ -34,6 +34,12 @@ pub fn script(resources: &[Resource], state_dir: &Path) -> String {
     let mut s = String::from(
         "read -r word\n[ \"$word\" = clean ] && exit 0\necho \"hadr resource guard: the hadr process is gone; stopping its resources\" >&2\n",
     );
+    // Commands hadr was running (a start half-way, say) die first: one
+    // finishing after the stops below would leave its resource running.
+    let dir = sh_quote(&crate::exec::inflight_dir(state_dir).to_string_lossy());
+    s.push_str(&format!(
+        "for f in {dir}/*; do [ -f \"$f\" ] || continue; kill -KILL -\"${{f##*/}}\" 2>/dev/null; rm -f \"$f\"; done\n"
+    ));
     for role in [GroupRole::Primary, GroupRole::Standby] {
         for r in resources.iter().rev().filter(|r| r.role == role) {
             let ms = r.stop_timeout.as_millis().max(100);

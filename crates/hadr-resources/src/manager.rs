@@ -367,7 +367,13 @@ impl Driver {
         let n = self.resources.len();
         let mut g = Group::new(self.resources.iter().map(Resource::member).collect());
         // One operation at a time (the rules issue no more), and monitors.
-        let (done_tx, mut done_rx) = mpsc::channel::<Input>(4);
+        let (done_tx, mut done_rx) = mpsc::channel::<(u64, Input)>(4);
+        // The operation in flight: its id (a late answer of an abandoned
+        // one is recognised and dropped), whether it is a start, and how to
+        // abandon it.
+        let mut inflight: Option<(u64, Option<usize>, tokio::task::AbortHandle)> = None;
+        let mut next_id = 0u64;
+        let mut queued: std::collections::VecDeque<Input> = Default::default();
         let (mon_tx, mut mon_rx) = mpsc::channel::<(usize, u64, Seen)>(n.max(1) * 2);
         // A state's generation: a monitor started before a change answers
         // about something that no longer is.
@@ -381,7 +387,10 @@ impl Driver {
         loop {
             let actions = g.step(input);
             for a in actions {
-                self.carry_out(a, &done_tx);
+                next_id += 1;
+                if let Some((starting, h)) = self.carry_out(a, next_id, &done_tx) {
+                    inflight = Some((next_id, starting, h));
+                }
             }
             for i in 0..n {
                 if g.state(i) != prev[i] {
@@ -395,6 +404,9 @@ impl Driver {
             }
             self.publish(&g);
             input = loop {
+                if let Some(q) = queued.pop_front() {
+                    break q;
+                }
                 tokio::select! {
                     r = desire.changed() => {
                         if r.is_err() {
@@ -406,6 +418,16 @@ impl Driver {
                             // was carried out, or no longer applies.
                             self.shared.takeover.send_replace(false);
                         }
+                        if want == Want::Offline {
+                            // A start may take its whole start_timeout; the
+                            // stops may not wait for it (the stop bound a new
+                            // primary waits does not count it).
+                            if let Some((_, Some(i), h)) = inflight.take() {
+                                h.abort();
+                                warn!(resource = %self.resources[i].name, "start given up: the group no longer wants to run");
+                                queued.push_back(Input::StartAbandoned { i });
+                            }
+                        }
                         break Input::Want(want);
                     }
                     Some((i, op, reply)) = ops.recv() => {
@@ -416,7 +438,13 @@ impl Driver {
                             Op::Enable => Input::Enable { i },
                         };
                     }
-                    Some(inp) = done_rx.recv() => break inp,
+                    Some((id, inp)) = done_rx.recv() => {
+                        if inflight.as_ref().is_some_and(|(cur, _, _)| *cur == id) {
+                            inflight = None;
+                            break inp;
+                        }
+                        // The answer of an operation given up: stale.
+                    }
                     Some((i, gen, seen)) = mon_rx.recv() => {
                         monitoring[i] = false;
                         next_monitor[i] = Instant::now() + self.resources[i].monitor_interval;
@@ -449,7 +477,14 @@ impl Driver {
         }
     }
 
-    fn carry_out(&self, a: Action, done: &mpsc::Sender<Input>) {
+    /// Carry out an action in its own task; for an operation, return
+    /// whether it is a start (of which resource) and how to abandon it.
+    fn carry_out(
+        &self,
+        a: Action,
+        id: u64,
+        done: &mpsc::Sender<(u64, Input)>,
+    ) -> Option<(Option<usize>, tokio::task::AbortHandle)> {
         let (i, runner) = match &a {
             Action::Probe(i) | Action::Start(i) | Action::Stop(i) | Action::Kill(i) => {
                 (*i, self.runners[*i].clone())
@@ -462,12 +497,13 @@ impl Driver {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner()) = Some(reason.clone());
                 self.shared.takeover.send_replace(true);
-                return;
+                return None;
             }
         };
+        let starting = matches!(a, Action::Start(_)).then_some(i);
         let name = self.resources[i].name.clone();
         let done = done.clone();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let input = match a {
                 Action::Probe(_) => Input::Probed {
                     i,
@@ -493,8 +529,9 @@ impl Driver {
                 },
                 Action::RequestTakeover { .. } => return,
             };
-            let _ = done.send(input).await;
+            let _ = done.send((id, input)).await;
         });
+        Some((starting, task.abort_handle()))
     }
 
     fn publish(&self, g: &Group) {

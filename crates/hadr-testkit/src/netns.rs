@@ -188,6 +188,81 @@ impl Cluster {
         format!("{}:{port}", self.ip(name))
     }
 
+    /// The name of host `name`'s interface on the cluster network (inside
+    /// its namespace), e.g. for a virtual IP added there.
+    pub fn interface(&self, name: &str) -> Result<String> {
+        Ok(self.host(name)?.port.replacen("hv", "hn", 1))
+    }
+
+    /// The IPv4 addresses on host `name`'s interfaces (`ip -n NS -o -4
+    /// addr show`), loopback left out.
+    pub fn addresses(&self, name: &str) -> Result<Vec<Ipv4Addr>> {
+        let h = self.host(name)?;
+        let out = Command::new("ip")
+            .args(["-n", &h.netns, "-o", "-4", "addr", "show"])
+            .stderr(Stdio::null())
+            .output()
+            .context("running ip (install iproute2)")?;
+        if !out.status.success() {
+            bail!("ip -n {} addr show failed", h.netns);
+        }
+        Ok(parse_addresses(&String::from_utf8_lossy(&out.stdout)))
+    }
+
+    /// kill -9 every process inside host `name`'s namespace (what a host
+    /// that loses power does to them; its addresses stay, as kernel state of
+    /// the namespace, until someone removes them or the host "reboots").
+    pub fn kill_all(&self, name: &str) -> Result<()> {
+        kill_netns(&self.host(name)?.netns);
+        Ok(())
+    }
+
+    /// Start a one-member etcd (`bin`, see [`etcd_binary`]) inside host
+    /// `name` on its own client and peer ports (never the packaged
+    /// service's 2379/2380), data and log under `dir`, and wait until it is
+    /// healthy; killed when the handle drops.
+    pub fn start_etcd(
+        &self,
+        name: &str,
+        bin: &Path,
+        dir: &Path,
+        client_port: u16,
+        peer_port: u16,
+    ) -> Result<Proc> {
+        let ip = self.host(name)?.ip;
+        let client = format!("http://{ip}:{client_port}");
+        let peer = format!("http://{ip}:{peer_port}");
+        let mut c = self.command(name, bin)?;
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("ETCD") {
+                c.env_remove(k);
+            }
+        }
+        c.arg("--name")
+            .arg(name)
+            .arg("--data-dir")
+            .arg(dir.join("etcd"))
+            .args(["--listen-client-urls", &client])
+            .args(["--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer])
+            .args(["--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("{name}={peer}")])
+            .args(["--initial-cluster-state", "new"])
+            .args(["--logger", "zap", "--log-level", "warn"]);
+        let p = self.spawn(c, &dir.join("etcd.log"))?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let addr = SocketAddr::new(ip.into(), client_port);
+        loop {
+            if etcd_healthy(addr) {
+                return Ok(p);
+            }
+            if !p.alive() || std::time::Instant::now() > deadline {
+                bail!("etcd did not start: {}", p.log());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// A command running `program` inside host `name`'s namespace (`ip netns
     /// exec`, which execs it: the child's pid is the program's, so signals
     /// reach it directly).
@@ -382,6 +457,11 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        // Processes left inside (a resource a node supervised, a killed
+        // node's children) would outlive their namespace otherwise.
+        for h in &self.hosts {
+            kill_netns(&h.netns);
+        }
         let _ = Command::new("nft")
             .args(["delete", "table", "bridge", &self.table()])
             .stderr(Stdio::null())
@@ -480,14 +560,7 @@ fn remove_leftovers(n: u8) {
         .filter(|name| name.starts_with(&prefix))
         .collect();
     for ns in &stale {
-        if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
-            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                if let Ok(pid) = pid.parse::<libc::pid_t>() {
-                    // SAFETY: kill(2) of a process inside our own stale namespace.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                }
-            }
-        }
+        kill_netns(ns);
         quiet_ip(&["netns", "del", ns]);
     }
     let _ = Command::new("nft")
@@ -502,6 +575,67 @@ fn remove_leftovers(n: u8) {
     if Path::new(&format!("/sys/class/net/hb{n}")).exists() {
         quiet_ip(&["link", "del", &format!("hb{n}")]);
     }
+}
+
+/// The etcd binary: `$HADR_ETCD_BIN`, else `etcd` on the PATH or in
+/// /usr/bin (Debian's etcd-server); None if there is none.
+pub fn etcd_binary() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("HADR_ETCD_BIN") {
+        return Some(PathBuf::from(p)).filter(|p| p.is_file());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/bin")])
+        .map(|d| d.join("etcd"))
+        .find(|p| p.is_file())
+}
+
+/// `GET /health` answered `"health":"true"` (the member has a leader).
+fn etcd_healthy(addr: SocketAddr) -> bool {
+    use std::io::Read;
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"GET /health HTTP/1.0\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body.contains("\"health\":\"true\"")
+}
+
+/// kill -9 every process inside namespace `ns` (one of ours).
+fn kill_netns(ns: &str) {
+    if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
+        let me = std::process::id() as libc::pid_t;
+        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            // Never this process (one of its threads may have entered).
+            if let Ok(pid) = pid.parse::<libc::pid_t>() {
+                if pid == me {
+                    continue;
+                }
+                // SAFETY: kill(2) of a process inside a namespace this
+                // cluster made (or a stale one of its subnet).
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+/// The addresses in `ip -o -4 addr show` output, loopback's left out.
+fn parse_addresses(text: &str) -> Vec<Ipv4Addr> {
+    text.lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let dev = w.nth(1)?;
+            if dev == "lo" {
+                return None;
+            }
+            let cidr = w.skip_while(|t| *t != "inet").nth(1)?;
+            cidr.split('/').next()?.parse().ok()
+        })
+        .collect()
 }
 
 fn ip(args: &[&str]) -> Result<()> {
@@ -525,4 +659,20 @@ fn quiet_ip(args: &[&str]) {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_read_from_ip_o_output() {
+        let text = "1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever preferred_lft forever\n\
+                    2: hn5x0    inet 10.78.5.10/24 scope global hn5x0\\       valid_lft forever\n\
+                    2: hn5x0    inet 10.78.5.100/24 scope global secondary hn5x0\\       valid_lft forever\n";
+        assert_eq!(
+            parse_addresses(text),
+            vec![Ipv4Addr::new(10, 78, 5, 10), Ipv4Addr::new(10, 78, 5, 100)]
+        );
+    }
 }

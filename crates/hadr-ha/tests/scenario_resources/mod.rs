@@ -5,7 +5,7 @@
 //!   group (max restarts 3 by default, on exhaustion stop, not killable).
 //! - `want online|offline`, `probed r=NAME running|gone`, `started r=NAME
 //!   ok|fail`, `stopped r=NAME ok|fail`, `killed r=NAME ok|fail`,
-//!   `monitor-failed r=NAME`, `disable r=`, `enable r=`, `restart r=`,
+//!   `monitor-failed r=NAME`, `abandoned r=NAME`, `disable r=`, `enable r=`, `restart r=`,
 //!   `retry-stops` feed it. Each answer is the actions, then every resource's state (with its
 //!   failures and flags), then whether the group is settled, all down, or
 //!   blocked.
@@ -87,6 +87,7 @@ pub fn resources_case(s: &mut ResourcesCase, tc: &mut TestCase) -> Result<String
             confirmed: yes(tc, "ok", "fail")?,
         },
         "monitor-failed" => Input::MonitorFailed { i: idx(tc)? },
+        "abandoned" => Input::StartAbandoned { i: idx(tc)? },
         "disable" => Input::Disable { i: idx(tc)? },
         "enable" => Input::Enable { i: idx(tc)? },
         "restart" => Input::Restart { i: idx(tc)? },
