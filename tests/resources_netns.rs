@@ -337,12 +337,15 @@ fn example_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/vip-http")
 }
 
-/// Copy the example's files (server.py, www/) into `to`.
+/// Copy the example's files (server.py, www/) into `to`; www/ also into
+/// `a/www`, the example's synced directory on A (B's is filled by file sync).
 fn copy_example(to: &Path) -> Result<()> {
     let from = example_dir();
-    std::fs::create_dir_all(to.join("www"))?;
     std::fs::copy(from.join("server.py"), to.join("server.py"))?;
-    std::fs::copy(from.join("www/index.txt"), to.join("www/index.txt"))?;
+    for www in [to.join("www"), to.join("a/www")] {
+        std::fs::create_dir_all(&www)?;
+        std::fs::copy(from.join("www/index.txt"), www.join("index.txt"))?;
+    }
     Ok(())
 }
 
@@ -712,6 +715,30 @@ async fn example_vip_http_moves_with_takeover_and_host_crash() -> Result<()> {
         "the example's service answers {answer:?}"
     );
     fx.graceful(1).await?;
+    // B serves from its own copy of the directory, which only file sync
+    // filled; a change on the primary (B) reaches the standby's (A's).
+    let answer = fx
+        .client()
+        .last()
+        .and_then(|a| a.body.ok())
+        .unwrap_or_default();
+    anyhow::ensure!(
+        answer.contains("node: b") && answer.contains("file: hello from the synced directory"),
+        "B's service answers {answer:?}"
+    );
+    let t = Instant::now();
+    std::fs::write(fx.dir.join("b/www/index.txt"), "updated on b\n")?;
+    while std::fs::read_to_string(fx.dir.join("a/www/index.txt"))? != "updated on b\n" {
+        anyhow::ensure!(
+            t.elapsed() < Duration::from_secs(10),
+            "the file changed on the primary did not reach the standby"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    fx.say(&format!(
+        "the served file, changed on the primary, was on the standby after {} ms",
+        t.elapsed().as_millis()
+    ));
     fx.graceful(0).await?;
     let (promoted, served) = fx.crash(0, Crash::Hadr).await?;
     // The example's stop bound: web 2 s + kill 1 s, vip 1 s, less the
