@@ -105,6 +105,11 @@ pub fn start(node: &Arc<Node>) -> Result<Option<FileSync>, crate::NodeError> {
     let marker = node.config.data.join(STANDBY_MARKER);
     let (flag, standby, promoted) = (stop.clone(), node.is_standby(), node.config.promoted);
     let engine = node.engine.clone();
+    let needs_settle = !standby && (promoted || marker.exists());
+    if !needs_settle {
+        node.files_ready.store(true, Ordering::SeqCst);
+    }
+    let ready_node = node.clone();
     let thread = std::thread::Builder::new()
         .name("hadr-filesync".into())
         .spawn(move || {
@@ -118,12 +123,13 @@ pub fn start(node: &Arc<Node>) -> Result<Option<FileSync>, crate::NodeError> {
                 });
                 return;
             }
-            if promoted || marker.exists() {
+            if needs_settle {
                 info!("file sync: this node was a standby; writing the table onto the disk before scanning it");
                 if !hadr_filesync::materialize::settle(&settings, &db, &status, &flag) {
                     return;
                 }
                 remove_marker(&marker);
+                ready_node.files_ready.store(true, Ordering::SeqCst);
             }
             info!(roots = settings.roots.len(), "file sync: scanning the synced directories (primary)");
             hadr_filesync::watch::run(&settings, &db, &status, &flag);

@@ -137,6 +137,11 @@ pub struct Node {
     pub(crate) ending_reason: Mutex<String>,
     /// What the file sync reports (None: no `sync_paths`).
     pub file_sync: Option<Arc<hadr_filesync::SyncStatus>>,
+    /// The synced files are on this node's disk as the table has them: a
+    /// node that was a standby sets it once it has written the whole table
+    /// out. Its primary resources start only then (docs/resources.md: every
+    /// file the service needs is already there).
+    pub files_ready: AtomicBool,
     /// The resources that follow the role (they outlive this run).
     pub resources: hadr_resources::Manager,
 }
@@ -242,6 +247,7 @@ impl Node {
         Ok(Arc::new(Node {
             file_sync: (!config.sync_paths.is_empty())
                 .then(|| Arc::new(hadr_filesync::SyncStatus::new(&config.sync_roots()))),
+            files_ready: AtomicBool::new(config.sync_paths.is_empty()),
             guard: Mutex::new(guard),
             activity: Mutex::new(None),
             ending_reason: Mutex::new(String::new()),

@@ -56,10 +56,19 @@ pub async fn follow(node: Arc<Node>) {
         if *shutdown.borrow_and_update() {
             break;
         }
-        let primary =
-            !node.is_standby() && node.write_refusal().is_none() && Instant::now() >= not_before;
+        let primary = !node.is_standby()
+            && node.write_refusal().is_none()
+            && Instant::now() >= not_before
+            && node.files_ready.load(std::sync::atomic::Ordering::SeqCst);
         if primary {
             node.resources.set_hold(None);
+        } else if Instant::now() >= not_before
+            && !node.is_standby()
+            && !node.files_ready.load(std::sync::atomic::Ordering::SeqCst)
+        {
+            node.resources.set_hold(Some(
+                "writing the synced files out before the resources start (sync_paths)".into(),
+            ));
         }
         node.resources.set_desire(Desire {
             primary,
