@@ -534,34 +534,9 @@ fn node_args(net: &Cluster, me: &str, other: &str, mode: Mode) -> Vec<String> {
     .to_vec()
 }
 
-/// Run `hadr ARGS` inside host `host`'s namespace, killed after `timeout`
-/// (a frozen node never answers); its output, or an error.
+/// Run `hadr ARGS` inside host `host`'s namespace, killed after `timeout`.
 fn hadr_inside(net: &Cluster, host: &str, args: &[&str], timeout: Duration) -> Result<String> {
-    let mut c = net.command(host, bin())?;
-    c.args(args)
-        .env("NO_COLOR", "1")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = c.spawn()?;
-    let deadline = Instant::now() + timeout;
-    while child.try_wait()?.is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("hadr {args:?} on {host} did not finish within {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let out = child.wait_with_output()?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if !out.status.success() {
-        bail!("hadr {args:?} on {host}: {text}");
-    }
-    Ok(text)
+    net.run_inside(host, bin(), args, timeout)
 }
 
 /// Node `node`'s status read from inside its namespace (works while it is

@@ -664,31 +664,7 @@ impl Fx {
 
 /// Run `hadr ARGS` inside host `host`'s namespace, killed after `timeout`.
 fn hadr_inside(net: &Cluster, host: &str, args: &[&str], timeout: Duration) -> Result<String> {
-    let mut c = net.command(host, bin())?;
-    c.args(args)
-        .env("NO_COLOR", "1")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = c.spawn()?;
-    let deadline = Instant::now() + timeout;
-    while child.try_wait()?.is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("hadr {args:?} on {host} did not finish within {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let out = child.wait_with_output()?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if !out.status.success() {
-        bail!("hadr {args:?} on {host}: {text}");
-    }
-    Ok(text)
+    net.run_inside(host, bin(), args, timeout)
 }
 
 /// examples/vip-http run as it is: the client on C keeps being served

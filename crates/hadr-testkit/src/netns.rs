@@ -275,6 +275,43 @@ impl Cluster {
         Ok(c)
     }
 
+    /// Run `program ARGS` inside host `host`'s namespace, killed after
+    /// `timeout` (a frozen node never answers); its stdout and stderr, or an
+    /// error naming them.
+    pub fn run_inside(
+        &self,
+        host: &str,
+        program: impl AsRef<std::ffi::OsStr>,
+        args: &[&str],
+        timeout: Duration,
+    ) -> Result<String> {
+        let mut c = self.command(host, program)?;
+        c.args(args)
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn()?;
+        let deadline = std::time::Instant::now() + timeout;
+        while child.try_wait()?.is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("{args:?} on {host} did not finish within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let out = child.wait_with_output()?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if !out.status.success() {
+            bail!("{args:?} on {host}: {text}");
+        }
+        Ok(text)
+    }
+
     /// Start `cmd` (made by [`Cluster::command`]) with its output appended to
     /// `log`; the handle kills it when dropped.
     pub fn spawn(&self, mut cmd: Command, log: &Path) -> Result<Proc> {
