@@ -98,7 +98,21 @@ impl Server {
     /// Start the process (again), and wait until its PostgreSQL port accepts connections.
     pub fn spawn(&mut self) -> Result<()> {
         self.spawn_nowait()?;
-        self.wait_ready(START_TIMEOUT)
+        let first = self.wait_ready(START_TIMEOUT);
+        // A free port can be taken by another process between the probe
+        // and the server's bind (tests run in parallel): if the client or
+        // admin port was, take two new ones and start once more. (Nobody
+        // has used them yet: they are known only after start-up.)
+        let log = self.log();
+        let taken = |p: u16| log.contains(&format!(":{p}: Address already in use"));
+        if first.is_err() && self.netns.is_none() && (taken(self.port) || taken(self.admin)) {
+            self.port = crate::free_port();
+            self.admin = crate::free_port();
+            self.client = AdminClient::new(crate::addr(&self.host, self.admin));
+            self.spawn_nowait()?;
+            return self.wait_ready(START_TIMEOUT);
+        }
+        first
     }
 
     /// Start the process (again) without waiting for anything.
@@ -189,8 +203,9 @@ impl Server {
                 *child = None;
                 drop(child);
                 bail!(
-                    "{} exited during {during} ({st}): {}",
+                    "{} exited during {during} ({st}): {}{}",
                     self.name(),
+                    self.log_errors(),
                     self.log_tail(30)
                 );
             }
@@ -262,7 +277,19 @@ impl Server {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// The last `n` lines of its log.
+    /// The log's error lines (at most 5), each followed by a newline: a
+    /// process that exits prints its error first and a backtrace after it,
+    /// which is all a tail would show.
+    pub fn log_errors(&self) -> String {
+        self.log()
+            .lines()
+            .filter(|l| l.starts_with("Error") || l.contains(" ERROR "))
+            .take(5)
+            .map(|l| format!("{l}\n"))
+            .collect()
+    }
+
+    /// The last `n` lines of the log.
     pub fn log_tail(&self, n: usize) -> String {
         let log = self.log();
         let lines: Vec<&str> = log.lines().collect();
