@@ -15,7 +15,7 @@ use hadr_filesync::{Db, Settings, SyncError};
 use rusqlite::{Connection, TransactionBehavior};
 use tracing::{info, warn};
 
-use crate::node::{Node, Repl};
+use crate::node::Node;
 
 /// Left in the data directory by a standby's materializer: a node that
 /// starts as primary with it finishes materializing before it scans, even
@@ -171,17 +171,7 @@ impl Db for NodeDb {
         f: &mut dyn FnMut(&Connection) -> Result<(), SyncError>,
     ) -> Result<(), SyncError> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        if self.node.is_standby() {
-            self.node
-                .engine
-                .begin_replay_snapshot(&conn)
-                .map_err(|e| SyncError::Write(e.to_string()))?;
-        } else {
-            conn.execute_batch("BEGIN")?;
-        }
-        let r = f(&conn);
-        let _ = conn.execute_batch("ROLLBACK");
-        r
+        read_snapshot(&self.node, &conn, f)
     }
 
     fn refusal(&self) -> Option<String> {
@@ -325,6 +315,25 @@ impl Node {
     }
 }
 
+/// One read transaction: on a standby, on the replayed state (replay's
+/// snapshot rule); on a primary, a plain one.
+fn read_snapshot(
+    node: &Node,
+    conn: &Connection,
+    f: &mut dyn FnMut(&Connection) -> Result<(), SyncError>,
+) -> Result<(), SyncError> {
+    if node.is_standby() {
+        node.engine
+            .begin_replay_snapshot(conn)
+            .map_err(|e| SyncError::Write(e.to_string()))?;
+    } else {
+        conn.execute_batch("BEGIN")?;
+    }
+    let r = f(conn);
+    let _ = conn.execute_batch("ROLLBACK");
+    r
+}
+
 /// Reads only (verify), on a connection of its own.
 struct ReadOnly<'a> {
     node: &'a Node,
@@ -344,17 +353,7 @@ impl Db for ReadOnly<'_> {
         f: &mut dyn FnMut(&Connection) -> Result<(), SyncError>,
     ) -> Result<(), SyncError> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        if matches!(self.node.repl, Repl::Standby { .. }) {
-            self.node
-                .engine
-                .begin_replay_snapshot(&conn)
-                .map_err(|e| SyncError::Write(e.to_string()))?;
-        } else {
-            conn.execute_batch("BEGIN")?;
-        }
-        let r = f(&conn);
-        let _ = conn.execute_batch("ROLLBACK");
-        r
+        read_snapshot(&self.node, &conn, f)
     }
 
     fn refusal(&self) -> Option<String> {
