@@ -44,18 +44,7 @@ mod tests {
 
     #[test]
     fn a_root_shows_its_error_and_refused_paths() {
-        let mut st: Status = serde_json::from_value(serde_json::json!({
-            "version": "x", "role": "standby", "epoch": 4, "epoch_history": [],
-            "highest_seen_epoch": 4, "database_id": "d", "writable": false,
-            "writes": {"state": "open"}, "write_refusal": null, "activity": null,
-            "log": {"start_lsn": 0, "end_lsn": 0, "flushed_lsn": 0, "size_bytes": 0},
-            "checkpoint_lsn": 0, "sessions_open": 0, "commits": 0, "statements": 0,
-            "checkpoints": 0, "uptime_seconds": 1,
-            "recovery": {"truncated_tail_bytes": 0, "captured_from_wal": 0,
-                         "reapplied_records": 0, "end_lsn": 0},
-            "hadr": null, "page_hash": null
-        }))
-        .unwrap();
+        let mut st = crate::status_text::minimal_status();
         let mut s = String::new();
         render(&mut s, &st);
         assert!(s.is_empty(), "no sync_paths, no section");

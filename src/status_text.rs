@@ -500,6 +500,24 @@ pub fn human(d: Duration) -> String {
     }
 }
 
+/// A standby's status with only the fields every node has (for tests of
+/// the sections that come and go).
+#[cfg(test)]
+pub fn minimal_status() -> Status {
+    serde_json::from_value(serde_json::json!({
+        "version": "x", "role": "standby", "epoch": 4, "epoch_history": [],
+        "highest_seen_epoch": 4, "database_id": "d", "writable": false,
+        "writes": {"state": "open"}, "write_refusal": null, "activity": null,
+        "log": {"start_lsn": 0, "end_lsn": 0, "flushed_lsn": 0, "size_bytes": 0},
+        "checkpoint_lsn": 0, "sessions_open": 0, "commits": 0, "statements": 0,
+        "checkpoints": 0, "uptime_seconds": 1,
+        "recovery": {"truncated_tail_bytes": 0, "captured_from_wal": 0,
+                     "reapplied_records": 0, "end_lsn": 0},
+        "hadr": null, "page_hash": null
+    }))
+    .unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -515,18 +533,7 @@ mod tests {
 
     #[test]
     fn the_members_table_lists_the_holder_then_its_standbys_with_their_lag() {
-        let mut st: Status = serde_json::from_value(serde_json::json!({
-            "version": "x", "role": "standby", "epoch": 4, "epoch_history": [],
-            "highest_seen_epoch": 4, "database_id": "d", "writable": false,
-            "writes": {"state": "open"}, "write_refusal": null, "activity": null,
-            "log": {"start_lsn": 0, "end_lsn": 0, "flushed_lsn": 0, "size_bytes": 0},
-            "checkpoint_lsn": 0, "sessions_open": 0, "commits": 0, "statements": 0,
-            "checkpoints": 0, "uptime_seconds": 1,
-            "recovery": {"truncated_tail_bytes": 0, "captured_from_wal": 0,
-                         "reapplied_records": 0, "end_lsn": 0},
-            "hadr": null, "page_hash": null
-        }))
-        .unwrap();
+        let mut st = minimal_status();
         assert_eq!(cluster_members(&st), None);
         st.failover = Some(hadr_admin_api::FailoverStatus {
             holder: Some("b:1".into()),
