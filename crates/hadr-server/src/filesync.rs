@@ -353,7 +353,7 @@ impl Db for ReadOnly<'_> {
         f: &mut dyn FnMut(&Connection) -> Result<(), SyncError>,
     ) -> Result<(), SyncError> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        read_snapshot(&self.node, &conn, f)
+        read_snapshot(self.node, &conn, f)
     }
 
     fn refusal(&self) -> Option<String> {
