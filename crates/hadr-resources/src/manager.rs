@@ -85,6 +85,9 @@ pub enum ManagerError {
 struct Shared {
     status: Mutex<Vec<ResourceStatus>>,
     blocked: Mutex<Option<String>>,
+    /// Whether `blocked` is set: read on every write statement
+    /// (`Node::write_refusal`), so it must not take a lock.
+    is_blocked: std::sync::atomic::AtomicBool,
     /// True while a resource asks for a takeover (until the primary group
     /// stops wanting to run: the takeover happened, or the term ended); the
     /// primary's sender for its principal standby follows it.
@@ -142,6 +145,7 @@ impl Manager {
                     .collect(),
             ),
             blocked: Mutex::new(None),
+            is_blocked: Default::default(),
             takeover: watch::channel(false).0,
             takeover_reason: Mutex::new(None),
             hold: Mutex::new(None),
@@ -255,6 +259,13 @@ impl Manager {
     /// Why the node must not be a writable primary: a resource whose stop
     /// could not be confirmed (it may still run).
     pub fn blocked(&self) -> Option<String> {
+        if !self
+            .shared
+            .is_blocked
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return None;
+        }
         self.shared
             .blocked
             .lock()
@@ -551,14 +562,21 @@ impl Driver {
             }
         }
         if self.role == GroupRole::Primary {
-            *self.shared.blocked.lock().unwrap_or_else(|p| p.into_inner()) =
-                g.blocked().map(|b| {
+            let why = g.blocked().map(|b| {
                     format!(
                         "resource {} could not be confirmed stopped (it may still run); hadr retries its stop every {} s — see hadr status",
                         self.resources[b].name,
                         RETRY_STOPS.as_secs()
                     )
                 });
+            self.shared
+                .is_blocked
+                .store(why.is_some(), std::sync::atomic::Ordering::Release);
+            *self
+                .shared
+                .blocked
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = why;
         }
         self.down.send_if_modified(|d| {
             let v = g.all_down();
