@@ -569,14 +569,17 @@ impl Driver {
                         RETRY_STOPS.as_secs()
                     )
                 });
-            self.shared
-                .is_blocked
-                .store(why.is_some(), std::sync::atomic::Ordering::Release);
+            // The reason first, then the flag: a reader that sees the flag
+            // finds the reason.
+            let set = why.is_some();
             *self
                 .shared
                 .blocked
                 .lock()
                 .unwrap_or_else(|p| p.into_inner()) = why;
+            self.shared
+                .is_blocked
+                .store(set, std::sync::atomic::Ordering::Release);
         }
         self.down.send_if_modified(|d| {
             let v = g.all_down();
