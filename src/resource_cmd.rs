@@ -47,7 +47,7 @@ pub async fn run(what: ResourceCmd) -> Result<()> {
             for n in &node {
                 match hadr_admin_api::AdminClient::new(n.clone()).status().await {
                     Ok(st) => {
-                        println!("{n} ({})", crate::status_text::role_word(&st));
+                        println!("{n} ({})", st.role);
                         print!("{}", crate::status_text::resources_table(&st));
                     }
                     Err(e) => println!("{n}: unreachable: {e}"),

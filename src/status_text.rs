@@ -115,11 +115,6 @@ pub fn render(st: &Status, now_us: u64) -> String {
     s
 }
 
-/// The node's role as one word.
-pub fn role_word(st: &Status) -> String {
-    st.role.to_string()
-}
-
 /// The resources as a table (docs/resources.md §Status and control), in
 /// the spirit of TSA's `lssam`: one line per resource, then why the group
 /// waits or blocks, then each resource's last output line.

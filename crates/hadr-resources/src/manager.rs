@@ -189,11 +189,6 @@ impl Manager {
         }
     }
 
-    /// A manager without resources.
-    pub fn none() -> Manager {
-        Manager::start(Vec::new(), Path::new("."))
-    }
-
     /// True while a resource asks for a takeover (it exhausted its
     /// restarts with `on_exhausted = "takeover"`).
     pub fn takeover_requests(&self) -> watch::Receiver<bool> {
