@@ -227,6 +227,15 @@ async fn monitor_failures_restart_then_leave_the_resource_failed_until_an_operat
         "{text}"
     );
     let out = std::process::Command::new(bin())
+        .args(["resource", "list", "--node", &a.admin_addr()])
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("(standard)") && text.contains("flaky") && text.contains("online"),
+        "{text}"
+    );
+    let out = std::process::Command::new(bin())
         .args(["resource", "restart", "nope", "--node", &a.admin_addr()])
         .output()?;
     assert!(!out.status.success());
