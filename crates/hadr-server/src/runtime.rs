@@ -96,6 +96,7 @@ pub async fn run(
     let accept = tokio::spawn(crate::accept::accept_loop(node.clone(), pg));
     let admin_task = tokio::spawn(crate::admin::serve(node.clone(), admin));
     let ckpt = tokio::spawn(checkpointer(node.clone()));
+    let purger = tokio::spawn(purge_commit_tokens(node.clone()));
     let file_sync = match crate::filesync::start(&node) {
         Ok(f) => f,
         Err(e) => {
@@ -138,6 +139,7 @@ pub async fn run(
     accept.abort();
     admin_task.abort();
     ckpt.abort();
+    purger.abort();
     // It saw the shutdown and asked every group to stop; the stops run on
     // in the manager's tasks, across the role change.
     let _ = tokio::time::timeout(Duration::from_secs(1), resource_task).await;
@@ -392,6 +394,45 @@ fn repair(
 }
 
 /// Checkpoint when the WAL has grown past `checkpoint_wal_size`, then apply log retention.
+/// On a primary, every minute: delete the commit tokens older than
+/// `commit_token_retention`, a thousand per transaction so that the write
+/// lock is never held long (docs/clients.md §Commit outcomes).
+async fn purge_commit_tokens(node: Arc<Node>) {
+    if !matches!(node.repl, Repl::Primary { .. } | Repl::None) {
+        return;
+    }
+    let secs = node.config.commit_token_retention.0.as_secs();
+    loop {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let n = node.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            let mut conn = n.engine.connect().map_err(|e| e.to_string())?;
+            let never = std::sync::atomic::AtomicBool::new(false);
+            let mut total = 0;
+            for _ in 0..100 {
+                let mut deleted = 0;
+                n.internal_write(&mut conn, &never, &mut |tx| {
+                    deleted = crate::commit_tokens::purge(tx, secs, 1000)?;
+                    Ok(())
+                })
+                .map_err(|e| e.to_string())?;
+                total += deleted;
+                if deleted < 1000 {
+                    break;
+                }
+            }
+            Ok::<usize, String>(total)
+        })
+        .await;
+        match r {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => info!(purged = n, "old commit tokens purged"),
+            Ok(Err(e)) => warn!(error = %e, "could not purge old commit tokens"),
+            Err(e) => warn!(error = %e, "commit token purge task failed"),
+        }
+    }
+}
+
 async fn checkpointer(node: Arc<Node>) {
     let page = u64::from(hadr_engine::PAGE_SIZE);
     let threshold_frames = (node.config.checkpoint_wal_size.0 / page).max(16);
