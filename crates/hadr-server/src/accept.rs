@@ -115,28 +115,34 @@ fn write_timeout(config: &Config) -> Option<Duration> {
     (!t.is_zero()).then_some(t)
 }
 
-/// TCP keepalive, so that a dead client's open transaction is rolled back in
-/// seconds, not after the kernel's two-hour default; and TCP_USER_TIMEOUT, so
-/// that data the client does not acknowledge for `client_write_timeout` ends
-/// the connection too (the socket's write timeout only bounds a blocked
-/// write, not data already handed to the kernel). With both set, Linux also
-/// gives up on an idle dead client after the user timeout rather than after
-/// the keepalive probes.
+/// A dead client (its host crashed, its cable pulled: no reset ever comes)
+/// must not hold the write lock for the kernel's two hours. With
+/// `client_dead_timeout` T: keepalive probes start after 0.4·T of silence,
+/// three of them 0.2·T apart, so an idle dead client is dropped after about
+/// T; and TCP_USER_TIMEOUT = T, so a dead client with data outstanding
+/// (a reply it never acknowledged) is dropped after T as well. Linux lets
+/// the user timeout decide for keepalive too, so the two agree. A live
+/// client that merely stops reading still acknowledges (a zero window), so
+/// only the socket's write timeout (`client_write_timeout`) ends it.
+/// T = 0 leaves the kernel's defaults (no keepalive).
 fn set_timeouts(stream: &TcpStream, config: &Config) {
+    let dead = config.client_dead_timeout.0;
+    if dead.is_zero() {
+        return;
+    }
     let sock = socket2::SockRef::from(stream);
+    let second = Duration::from_secs(1);
     let ka = socket2::TcpKeepalive::new()
-        .with_time(Duration::from_secs(10))
-        .with_interval(Duration::from_secs(3))
+        .with_time((dead * 2 / 5).max(second))
+        .with_interval((dead / 5).max(second))
         .with_retries(3);
     if let Err(e) = sock.set_tcp_keepalive(&ka) {
         warn!(error = %e, "could not enable TCP keepalive");
     }
     #[cfg(any(target_os = "linux", target_os = "android", target_os = "fuchsia"))]
-    if let Err(e) = sock.set_tcp_user_timeout(write_timeout(config)) {
+    if let Err(e) = sock.set_tcp_user_timeout(Some(dead)) {
         warn!(error = %e, "could not set TCP_USER_TIMEOUT");
     }
-    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "fuchsia")))]
-    let _ = config;
 }
 
 /// Refuse a connection over the limit without a thread, as PostgreSQL
