@@ -272,11 +272,22 @@ fn set_timeouts(stream: &TcpStream, config: &Config) {
 /// else send the FATAL error; then read what the client sends until it
 /// closes, so that closing first does not reset the connection before the
 /// client has read the error.
-async fn refuse(node: Arc<Node>, mut stream: TcpStream, why: Refusal) {
-    let _ = tokio::time::timeout(REFUSAL_LINGER, refuse_on(&node, &mut stream, &why)).await;
+async fn refuse(node: Arc<Node>, stream: TcpStream, why: Refusal) {
+    refuse_stream(Some(node), stream, why.error()).await;
 }
 
-async fn refuse_on(node: &Node, stream: &mut TcpStream, why: &Refusal) -> std::io::Result<()> {
+/// [`refuse`] with any error, and without a node when none runs (the
+/// gate, crates/hadr-server/src/gate.rs: a CancelRequest then has nothing
+/// to cancel).
+pub async fn refuse_stream(node: Option<Arc<Node>>, mut stream: TcpStream, e: PgError) {
+    let _ = tokio::time::timeout(REFUSAL_LINGER, refuse_on(node.as_deref(), &mut stream, &e)).await;
+}
+
+async fn refuse_on(
+    node: Option<&Node>,
+    stream: &mut TcpStream,
+    e: &PgError,
+) -> std::io::Result<()> {
     use PgWireFrontendMessage as M;
     let mut ctx = DecodeContext::new(ProtocolVersion::PROTOCOL3_0);
     let mut got = BytesMut::with_capacity(1024);
@@ -291,7 +302,9 @@ async fn refuse_on(node: &Node, stream: &mut TcpStream, why: &Refusal) -> std::i
                 continue;
             }
             Ok(Some(M::CancelRequest(c))) => {
-                session::startup::cancel(node, c.pid, &c.secret_key);
+                if let Some(node) = node {
+                    session::startup::cancel(node, c.pid, &c.secret_key);
+                }
                 return Ok(());
             }
             // A StartupMessage, or garbage: refuse.
@@ -307,7 +320,6 @@ async fn refuse_on(node: &Node, stream: &mut TcpStream, why: &Refusal) -> std::i
         }
     }
     let mut out = BytesMut::new();
-    let e = why.error();
     if let Err(e) =
         PgWireBackendMessage::ErrorResponse(ErrorResponse::new(e.fields())).encode(&mut out)
     {

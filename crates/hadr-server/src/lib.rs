@@ -13,6 +13,7 @@ pub mod errors;
 pub mod exec;
 pub mod failover_state;
 pub mod filesync;
+pub mod gate;
 pub mod node;
 pub mod resource_config;
 pub mod resource_link;
