@@ -28,7 +28,15 @@ use tracing::{debug, warn};
 use crate::config::Config;
 use crate::errors::{sqlstate, PgError};
 use crate::node::NodeError;
-use crate::runtime::Bound;
+
+/// Addresses a started node listens on.
+#[derive(Clone, Copy, Debug)]
+pub struct Bound {
+    /// PostgreSQL protocol address.
+    pub pg: SocketAddr,
+    /// Admin HTTP address.
+    pub admin: SocketAddr,
+}
 
 /// What the node is doing while it does not serve.
 #[derive(Clone, Debug, PartialEq, Eq)]
