@@ -1,0 +1,39 @@
+//! `hadr-client`: a client for hadr clusters, on tokio-postgres, that
+//! follows the primary by itself.
+//!
+//! - **Hosts**: a libpq-style string with several hosts
+//!   (`host=a,b port=5433,5434 user=app dbname=app`), plus the live
+//!   topology every node advertises (ParameterStatus `hadr.topology`),
+//!   remembered across restarts in an optional cache file (`host_cache=`).
+//! - **Bounded waits**: TCP keepalive and `TCP_USER_TIMEOUT` on by default,
+//!   a connect timeout, an optional client-side statement timeout, and an
+//!   overall time budget per call (`reroute_timeout`), with exponential
+//!   backoff and full jitter between rounds over the hosts.
+//! - **Seamless failover** (DB2's `enableSeamlessFailover`): a read-only
+//!   autocommit statement, or the first statement of a transaction, is
+//!   retried invisibly on the new primary; a failure in the middle of a
+//!   transaction is [`Error::Rerouted`] ("rolled back, retry it").
+//! - **Commit outcomes**: every write carries a commit token; a COMMIT whose
+//!   reply was lost is resolved on the new primary
+//!   (`hadr_commit_outcome`): committed, or [`Error::NotCommitted`].
+//!
+//! The rules are pure functions with table tests: [`retry::decide`],
+//! [`backoff::Backoff`], [`hosts::HostBook`]. See README.md.
+
+pub mod backoff;
+mod client;
+pub mod config;
+mod connect;
+mod error;
+pub mod hosts;
+pub mod outcome;
+pub mod retry;
+mod transaction;
+
+pub use client::{Client, Executed, Params};
+pub use config::{Config, ConfigError, Target};
+pub use error::{Error, Tried};
+pub use hosts::{HostAddr, Topology};
+pub use outcome::Outcome;
+pub use tokio_postgres::Row;
+pub use transaction::{Committed, Transaction};
