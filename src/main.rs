@@ -195,6 +195,17 @@ struct ServerArgs {
     /// Admin HTTP listen address [default: 127.0.0.1:8433].
     #[arg(long)]
     admin: Option<std::net::SocketAddr>,
+    /// HOST:PORT where clients reach this node, advertised to them in the
+    /// topology (NAT, a VIP, a name, or a wildcard listen) [default: the listen address].
+    #[arg(long)]
+    client_address: Option<String>,
+    /// Drop a client whose host stops answering after about this long,
+    /// rolling back its transaction; 0 = the kernel's defaults [default: 10s].
+    #[arg(long)]
+    client_dead_timeout: Option<Dur>,
+    /// Keep commit tokens (SET hadr.commit_token) this long [default: 24h].
+    #[arg(long)]
+    commit_token_retention: Option<Dur>,
     /// Log segment size, e.g. 64MiB [default: 64MiB].
     #[arg(long)]
     log_segment_size: Option<ByteSize>,
@@ -313,6 +324,8 @@ impl ServerArgs {
             idle_in_transaction_timeout,
             write_wait_timeout,
             client_write_timeout,
+            client_dead_timeout,
+            commit_token_retention,
             lease_ttl,
             lease_margin,
             min_promotion_interval,
@@ -342,6 +355,9 @@ impl ServerArgs {
         }
         if self.arbiter.is_some() {
             c.arbiter = self.arbiter;
+        }
+        if self.client_address.is_some() {
+            c.client_address = self.client_address;
         }
         if self.failover.is_some() {
             c.failover = self.failover;

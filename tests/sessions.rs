@@ -8,20 +8,6 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-/// One frontend message: tag, length, body.
-fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
-    let mut m = vec![tag];
-    m.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
-    m.extend_from_slice(body);
-    m
-}
-
-fn cstr(s: &str) -> Vec<u8> {
-    let mut v = s.as_bytes().to_vec();
-    v.push(0);
-    v
-}
-
 /// Parse, Bind and Execute of `sql` on the unnamed statement and portal with
 /// a row limit, then Sync.
 fn limited_execute(sql: &str, max_rows: i32) -> Vec<u8> {
@@ -38,23 +24,6 @@ fn limited_execute(sql: &str, max_rows: i32) -> Vec<u8> {
     out.extend(frame(b'E', &execute));
     out.extend(frame(b'S', &[]));
     out
-}
-
-/// Backend messages up to and including ReadyForQuery, as (tag, body).
-fn until_ready(s: &mut TcpStream) -> Vec<(u8, Vec<u8>)> {
-    let mut msgs = Vec::new();
-    loop {
-        let mut head = [0u8; 5];
-        s.read_exact(&mut head).expect("a backend message");
-        let len = i32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-        let mut body = vec![0u8; len - 4];
-        s.read_exact(&mut body).unwrap();
-        let ready = head[0] == b'Z';
-        msgs.push((head[0], body));
-        if ready {
-            return msgs;
-        }
-    }
 }
 
 /// A counter from /metrics.

@@ -19,5 +19,5 @@ pub use hadr_log::EpochStart;
 pub use status::{
     spelling, steps, Activity, ArbiterView, ClusterMember, FailoverStatus, FenceAnswer, HadrView,
     LogStatus, NodeRole, PageHashStatus, PrimaryView, Recovery, ResourceView, ResourcesStatus,
-    StandbyPair, StandbyView, Status, TakeoverAnswer, TakeoverProgress,
+    StandbyPair, StandbyView, Status, TakeoverAnswer, TakeoverProgress, Topology,
 };

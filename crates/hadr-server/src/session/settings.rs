@@ -12,6 +12,9 @@ use crate::config::Dur;
 use crate::errors::{sqlstate, PgError};
 use crate::node::Node;
 
+/// The ParameterStatus (and SHOW name) of the live topology.
+pub const TOPOLOGY: &str = "hadr.topology";
+
 /// The server_version we report; drivers parse it to pick features.
 pub const SERVER_VERSION: &str = "15.0";
 
@@ -154,6 +157,9 @@ impl Settings {
             // Not a PostgreSQL parameter: clients ignore ParameterStatus
             // they do not know, as the protocol asks of them.
             ("hadr_members", node.members()),
+            // Where clients reach the members (docs/clients.md); sent again
+            // when it changes (`Session::ready`).
+            (TOPOLOGY, node.topology().to_json()),
         ]
     }
 

@@ -34,6 +34,8 @@ pub struct Session {
     /// After an error in the extended protocol, messages are skipped until Sync.
     pub(super) skip_to_sync: bool,
     pub(super) peer: SocketAddr,
+    /// [`Node::topology_generation`] when the client was last sent the topology.
+    pub(super) topology_generation: u64,
 }
 
 impl Session {
@@ -82,6 +84,7 @@ impl Session {
             settings,
             skip_to_sync: false,
             peer,
+            topology_generation: 0,
         })
     }
 
