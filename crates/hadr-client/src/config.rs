@@ -118,7 +118,7 @@ impl Default for Config {
             statement_timeout: None,
             reroute_timeout: Duration::from_secs(30),
             backoff_base: Duration::from_millis(50),
-            backoff_max: Duration::from_secs(2),
+            backoff_max: Duration::from_millis(500),
             host_cache: None,
         }
     }

@@ -163,7 +163,7 @@ impl HostBook {
     /// than the newest seen does not replace it (a deposed primary may
     /// still think it is one), but its hosts are still learnt. Returns
     /// whether anything changed.
-    pub fn observe(&mut self, t: Topology) -> bool {
+    pub fn observe(&mut self, mut t: Topology) -> bool {
         let mut changed = false;
         let mut learnt: Vec<HostAddr> = Vec::new();
         for h in t.members() {
@@ -179,6 +179,12 @@ impl HostBook {
         }
         let newer = match &self.topology {
             None => true,
+            Some(old) if t.epoch == old.epoch && t.primary.is_none() => {
+                // A standby that has not heard from the primary of this
+                // epoch yet does not unlearn it.
+                t.primary = old.primary.clone();
+                *old != t
+            }
             Some(old) => t.epoch > old.epoch || (t.epoch == old.epoch && *old != t),
         };
         if newer {
@@ -385,6 +391,27 @@ mod tests {
         assert_eq!(b.candidates(&Target::Primary)[0], a("h:2"));
         // Its hosts are still learnt.
         assert!(b.all().contains(&a("h:9")));
+    }
+
+    #[test]
+    fn a_standby_without_news_does_not_unlearn_the_primary_of_its_epoch() {
+        let mut b = HostBook::new(vec![a("h:1")]);
+        b.observe(topo(5, "h:2", &["h:1"]));
+        b.observe(Topology {
+            epoch: 5,
+            primary: None,
+            standbys: vec![a("h:1"), a("h:3")],
+        });
+        assert_eq!(b.topology().unwrap().primary, Some(a("h:2")));
+        assert_eq!(b.topology().unwrap().standbys, vec![a("h:1"), a("h:3")]);
+        // A newer epoch without a primary is taken as it is.
+        b.observe(Topology {
+            epoch: 6,
+            primary: None,
+            standbys: vec![a("h:1")],
+        });
+        assert_eq!(b.topology().unwrap().primary, None);
+        assert_eq!(b.candidates(&Target::Primary)[0], a("h:1"));
     }
 
     #[test]

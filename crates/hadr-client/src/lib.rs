@@ -37,3 +37,20 @@ pub use hosts::{HostAddr, Topology};
 pub use outcome::Outcome;
 pub use tokio_postgres::Row;
 pub use transaction::{Committed, Transaction};
+
+#[cfg(test)]
+mod readme {
+    /// The README's connection string parses, with the timeouts it names.
+    #[test]
+    fn the_readme_example_parses() {
+        let readme = include_str!("../README.md");
+        let start = readme.find("connect_str(\n    \"").expect("example") + 18;
+        let end = start + readme[start..].find("\",").expect("end of example");
+        let conninfo = readme[start..end].replace("\\\n    ", "");
+        let c: crate::Config = conninfo.parse().expect("the README's string parses");
+        assert_eq!(c.hosts.len(), 2);
+        assert_eq!(c.tcp_user_timeout, Some(std::time::Duration::from_secs(10)));
+        assert_eq!(c.statement_timeout, Some(std::time::Duration::from_secs(30)));
+        assert!(c.host_cache.is_some());
+    }
+}

@@ -1,0 +1,505 @@
+//! `hadr-client` (crates/hadr-client) against the real binary:
+//! - seamless retry: a read and a transaction's first statement are
+//!   replayed invisibly after their connection is cut; a cut in the middle
+//!   of a transaction gives the one distinct "rerouted, rolled back" error;
+//! - an ambiguous COMMIT (and an autocommit write whose reply was lost) is
+//!   resolved through its commit token, both ways;
+//! - writers keep going through graceful takeovers and a forced failover
+//!   (kill -9, automatic failover through a file arbiter) without an error,
+//!   nothing acknowledged is lost, and the longest gap is measured;
+//! - a client restarted while its only configured host is down reaches the
+//!   primary through its host cache.
+//!
+//! The cuts come from a TCP proxy in this file between the client and the
+//! server: it drops a request before the server sees it, or a reply after
+//! the server sent it, and closes both sides.
+
+mod common;
+use common::*;
+use hadr_client::{Client, Committed, Config, Error};
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Which direction a cut watches.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Cut {
+    /// A client→server chunk with the pattern is dropped: the server never
+    /// sees the request.
+    Request,
+    /// A server→client chunk with the pattern is dropped: the server ran
+    /// the request, the client never hears of it.
+    Reply,
+}
+
+type Rule = Arc<Mutex<Option<(Cut, Vec<u8>)>>>;
+
+/// A TCP proxy to one server that cuts a connection on cue.
+struct Proxy {
+    port: u16,
+    rule: Rule,
+    cuts: Arc<AtomicUsize>,
+}
+
+impl Proxy {
+    async fn start(upstream: u16) -> Proxy {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let rule: Rule = Arc::default();
+        let cuts = Arc::new(AtomicUsize::new(0));
+        let (r, c) = (rule.clone(), cuts.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = l.accept().await {
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)).await else {
+                    continue;
+                };
+                tokio::spawn(pump(client, server, r.clone(), c.clone()));
+            }
+        });
+        Proxy { port, rule, cuts }
+    }
+
+    /// Cut the next connection whose traffic in `dir` contains `pattern`.
+    fn arm(&self, dir: Cut, pattern: &str) {
+        *self.rule.lock().unwrap() = Some((dir, pattern.as_bytes().to_vec()));
+    }
+
+    fn cuts(&self) -> usize {
+        self.cuts.load(Ordering::SeqCst)
+    }
+}
+
+/// Copy both ways until either side closes or the rule fires (then both
+/// sides are closed: the sockets drop with the tasks).
+async fn pump(client: TcpStream, server: TcpStream, rule: Rule, cuts: Arc<AtomicUsize>) {
+    let (cr, cw) = client.into_split();
+    let (sr, sw) = server.into_split();
+    let (dead_tx, dead_rx) = tokio::sync::watch::channel(false);
+    let dead_tx = Arc::new(dead_tx);
+    let one = |dir: Cut,
+               mut r: tokio::net::tcp::OwnedReadHalf,
+               mut w: tokio::net::tcp::OwnedWriteHalf| {
+        let (rule, cuts, dead_tx, mut dead_rx) =
+            (rule.clone(), cuts.clone(), dead_tx.clone(), dead_rx.clone());
+        async move {
+            let mut buf = vec![0u8; 65536];
+            loop {
+                let n = tokio::select! {
+                    n = r.read(&mut buf) => match n { Ok(n) if n > 0 => n, _ => break },
+                    _ = dead_rx.changed() => break,
+                };
+                let fire = {
+                    let mut g = rule.lock().unwrap();
+                    let hit = g.as_ref().is_some_and(|(d, p)| {
+                        *d == dir && buf[..n].windows(p.len()).any(|w| w == p.as_slice())
+                    });
+                    if hit {
+                        *g = None;
+                    }
+                    hit
+                };
+                if fire {
+                    cuts.fetch_add(1, Ordering::SeqCst);
+                    break;
+                }
+                if w.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+            let _ = dead_tx.send(true);
+        }
+    };
+    tokio::join!(one(Cut::Request, cr, sw), one(Cut::Reply, sr, cw));
+}
+
+/// One server (a primary alone) with a table `t(id)`, and a proxy to it.
+async fn proxied() -> Result<(Server, Proxy)> {
+    let s = start(&["--role", "primary"])?;
+    s.client()
+        .await?
+        .batch_execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+        .await?;
+    let p = Proxy::start(s.port).await;
+    Ok((s, p))
+}
+
+fn through(p: &Proxy) -> Config {
+    format!("host=127.0.0.1 port={} user=t dbname=t reroute_timeout=20", p.port)
+        .parse()
+        .unwrap()
+}
+
+async fn ids(s: &Server) -> Result<Vec<i64>> {
+    Ok(s.client()
+        .await?
+        .query("SELECT id FROM t ORDER BY id", &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_and_a_first_statement_are_retried_invisibly_and_a_mid_transaction_cut_is_rerouted(
+) -> Result<()> {
+    let (s, p) = proxied().await?;
+    let mut c = Client::connect(through(&p)).await?;
+    assert_eq!(c.host().map(|h| h.port), Some(p.port));
+    // The node advertised itself: the client knows it beyond the proxy.
+    let t = c.topology().expect("the server advertises hadr.topology");
+    assert_eq!(t.primary.map(|h| h.port), Some(s.port));
+
+    // A read whose request never arrives, and one whose reply is lost.
+    p.arm(Cut::Request, "read-one");
+    let r = c.query("SELECT 'read-one'", &[]).await?;
+    assert_eq!(r[0].get::<_, &str>(0), "read-one");
+    assert_eq!(p.cuts(), 1, "the read's connection was not cut");
+    let mut c = Client::connect(through(&p)).await?;
+    p.arm(Cut::Reply, "read-two");
+    let r = c.query("SELECT 'read-two'", &[]).await?;
+    assert_eq!(r[0].get::<_, &str>(0), "read-two");
+    assert_eq!(p.cuts(), 2);
+
+    // A transaction's first statement: request lost, then reply lost (the
+    // server ran it in a block that dies with the connection).
+    for (n, cut, pattern) in [
+        (1i64, Cut::Request, "VALUES (1, 'first')"),
+        (2, Cut::Reply, "INSERT 0 1"),
+    ] {
+        let mut c = Client::connect(through(&p)).await?;
+        let cuts = p.cuts();
+        p.arm(cut, pattern);
+        let mut tx = c.transaction();
+        tx.execute(&format!("INSERT INTO t VALUES ({n}, 'first')"), &[])
+            .await?;
+        assert_eq!(p.cuts(), cuts + 1, "{cut:?}: not cut");
+        tx.execute(&format!("INSERT INTO t VALUES ({}, 'second')", n + 10), &[])
+            .await?;
+        assert_eq!(tx.commit().await?, Committed::Acknowledged);
+    }
+    assert_eq!(ids(&s).await?, [1, 2, 11, 12], "each row exactly once");
+
+    // A cut after the first statement: the one distinct error, and the
+    // transaction's first row is gone with it.
+    let mut c = Client::connect(through(&p)).await?;
+    let mut tx = c.transaction();
+    tx.execute("INSERT INTO t VALUES (3, 'first')", &[]).await?;
+    p.arm(Cut::Request, "VALUES (4, 'later')");
+    let e = tx
+        .execute("INSERT INTO t VALUES (4, 'later')", &[])
+        .await
+        .expect_err("a cut mid-transaction must be reported");
+    assert!(matches!(e, Error::Rerouted { .. }), "{e}");
+    assert_eq!(e.sqlstate(), Some("08006"));
+    assert!(e.is_retryable_transaction());
+    // The transaction is over; the client itself goes on.
+    assert!(matches!(
+        tx.execute("SELECT 1", &[]).await,
+        Err(Error::TransactionEnded)
+    ));
+    drop(tx);
+    assert_eq!(c.query("SELECT count(*) FROM t", &[]).await?.len(), 1);
+    assert_eq!(ids(&s).await?, [1, 2, 11, 12], "the rerouted transaction left nothing");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ambiguous_commit_is_resolved_through_its_commit_token_both_ways() -> Result<()> {
+    let (s, p) = proxied().await?;
+
+    // COMMIT reached the server, its reply did not reach the client.
+    let mut c = Client::connect(through(&p)).await?;
+    let mut tx = c.transaction();
+    tx.execute("INSERT INTO t VALUES (1, 'kept')", &[]).await?;
+    p.arm(Cut::Reply, "COMMIT\0");
+    let out = tx.commit().await?;
+    assert!(matches!(out, Committed::Resolved { .. }), "{out:?}");
+    assert_eq!(p.cuts(), 1);
+
+    // COMMIT never reached the server.
+    let mut c = Client::connect(through(&p)).await?;
+    let mut tx = c.transaction();
+    tx.execute("INSERT INTO t VALUES (2, 'lost')", &[]).await?;
+    let token = tx.token().to_string();
+    p.arm(Cut::Request, "COMMIT\0");
+    let e = tx.commit().await.expect_err("the COMMIT never arrived");
+    assert!(
+        matches!(&e, Error::NotCommitted { token: t, .. } if *t == token),
+        "{e}"
+    );
+    assert_eq!(p.cuts(), 2);
+    assert_eq!(ids(&s).await?, [1]);
+
+    // The same for autocommit writes: a lost reply is success (the count
+    // went with it), a lost request is sent again.
+    let mut c = Client::connect(through(&p)).await?;
+    p.arm(Cut::Reply, "INSERT 0 1");
+    let w = c.execute("INSERT INTO t VALUES (3, 'auto')", &[]).await?;
+    assert_eq!(w.rows, None, "resolved through the token");
+    p.arm(Cut::Request, "VALUES (4, 'auto')");
+    let w = c.execute("INSERT INTO t VALUES (4, 'auto')", &[]).await?;
+    assert_eq!(w.rows, Some(1), "not committed, so sent again");
+    assert_eq!(p.cuts(), 4);
+    assert_eq!(ids(&s).await?, [1, 3, 4], "each write exactly once");
+    Ok(())
+}
+
+fn failover_args(arbiter: &str) -> Vec<String> {
+    [
+        "--hadr-timeout",
+        "1s",
+        "--hadr-syncmode",
+        "NEARSYNC",
+        "--arbiter",
+        arbiter,
+        "--lease-ttl",
+        "2s",
+        "--lease-margin",
+        "500ms",
+        // B promoted by a graceful takeover a moment ago may still promote
+        // after the crash (the default holds promotions a minute apart).
+        "--min-promotion-interval",
+        "1s",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+async fn wait_peer(primary: &Server) -> Result<Status> {
+    primary
+        .wait_for("PEER and the lease", Duration::from_secs(30), |st| {
+            st.role == NodeRole::Primary
+                && st
+                    .principal()
+                    .is_some_and(|s| s.hadr_state == PairState::Peer)
+                && st
+                    .failover
+                    .as_ref()
+                    .is_some_and(|f| f.lease_left_ms > 0 && f.out_of_sync.is_empty())
+        })
+        .await
+}
+
+/// Every acknowledged write of one writer: (id, when).
+type Acks = Arc<Mutex<Vec<(i64, Instant)>>>;
+
+/// The longest time between two acknowledgements, or from `from` to the
+/// first one after it, within [from, to].
+fn longest_gap(acks: &[(i64, Instant)], from: Instant, to: Instant) -> Duration {
+    let mut last = from;
+    let mut gap = Duration::ZERO;
+    for &(_, t) in acks.iter().filter(|(_, t)| *t > from) {
+        gap = gap.max(t - last);
+        last = t;
+        if t > to {
+            break;
+        }
+    }
+    gap
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writers_go_through_graceful_takeovers_and_a_crash_without_an_error_or_a_lost_write(
+) -> Result<()> {
+    let arbiter_dir = tempfile::tempdir()?;
+    let arbiter = format!("file:{}", arbiter_dir.path().join("lease").display());
+    let (a_local, b_local) = (repl_addr(), repl_addr());
+    let mut args = vec!["--role", "primary", "--hadr-local", &a_local, "--hadr-target-list", &b_local]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+    args.extend(failover_args(&arbiter));
+    let mut a = start_with(args)?;
+    let tmp = tempfile::tempdir()?;
+    let bdir = tmp.path().join("b");
+    clone_to(&a_local, &bdir)?;
+    let mut bargs: Vec<String> = ["--hadr-local", &b_local, "--hadr-target-list", &a_local]
+        .map(String::from)
+        .to_vec();
+    bargs.extend(failover_args(&arbiter));
+    let b = on_dir(bdir, &bargs)?;
+    wait_peer(&a).await?;
+    a.client()
+        .await?
+        .batch_execute("CREATE TABLE acked(id INTEGER PRIMARY KEY, w INTEGER)")
+        .await?;
+
+    // The writers know only A: B comes from the advertised topology.
+    let conn = format!(
+        "host=127.0.0.1 port={} user=t dbname=t connect_timeout=2 reroute_timeout=40",
+        a.port
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let errors: Arc<Mutex<Vec<String>>> = Arc::default();
+    let mut acks: Vec<Acks> = Vec::new();
+    let mut writers = Vec::new();
+    for w in 0..2i64 {
+        let (conn, stop, errors) = (conn.clone(), stop.clone(), errors.clone());
+        let mine: Acks = Arc::default();
+        acks.push(mine.clone());
+        writers.push(tokio::spawn(async move {
+            let mut c = Client::connect_str(&conn).await.expect("first connect");
+            let mut id = w * 1_000_000;
+            while !stop.load(Ordering::SeqCst) {
+                id += 1;
+                match c
+                    .execute("INSERT INTO acked VALUES ($1, $2)", &[&id, &w])
+                    .await
+                {
+                    Ok(_) => mine.lock().unwrap().push((id, Instant::now())),
+                    Err(e) => errors.lock().unwrap().push(format!("writer {w} id {id}: {e}")),
+                }
+            }
+        }));
+    }
+    let mut primary = 0usize;
+    let mut graceful = Vec::new();
+    for round in 0..4 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        wait_peer([&a, &b][primary]).await?;
+        let standby = 1 - primary;
+        let t0 = Instant::now();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let out = std::process::Command::new(bin())
+                .args(["takeover", "--timeout", "30s", "--node", &[&a, &b][standby].admin_addr()])
+                .output()?;
+            if out.status.success() {
+                break;
+            }
+            let err = String::from_utf8_lossy(&out.stderr).to_string();
+            // A pair that leaves PEER between the check and the request is refused.
+            assert!(attempt < 3 && err.contains("PEER"), "round {round}: {err}");
+            wait_peer([&a, &b][primary]).await?;
+        }
+        let t1 = Instant::now();
+        primary = standby;
+        // Let every writer get through before measuring.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let gaps: Vec<Duration> = acks
+            .iter()
+            .map(|a| longest_gap(&a.lock().unwrap(), t0, t1))
+            .collect();
+        eprintln!("graceful takeover {round}: took {:?}, longest gaps {gaps:?}", t1 - t0);
+        graceful.push(gaps);
+    }
+    // An even number of takeovers ends with A primary again: crash it.
+    assert_eq!(primary, 0);
+    wait_peer(&a).await?;
+    let survivor = &b;
+    let before = survivor.status().await?.epoch;
+    let t0 = Instant::now();
+    a.kill9();
+    let st = survivor
+        .wait_for("primary by itself", Duration::from_secs(30), |st| {
+            st.is_writable_primary() && st.epoch > before
+        })
+        .await?;
+    let promoted = t0.elapsed();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::SeqCst);
+    for w in writers {
+        w.await?;
+    }
+    let crash_gaps: Vec<Duration> = acks
+        .iter()
+        .map(|a| longest_gap(&a.lock().unwrap(), t0, t0 + promoted))
+        .collect();
+    eprintln!(
+        "forced failover: writable in epoch {} {promoted:?} after kill -9; longest gaps {crash_gaps:?}",
+        st.epoch
+    );
+    let errors = errors.lock().unwrap().clone();
+    assert!(errors.is_empty(), "writers saw errors: {errors:?}");
+    // Nothing acknowledged is lost.
+    let rows: BTreeSet<i64> = survivor
+        .client()
+        .await?
+        .query("SELECT id FROM acked", &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut acked = BTreeSet::new();
+    for a in &acks {
+        acked.extend(a.lock().unwrap().iter().map(|(id, _)| *id));
+    }
+    assert!(acked.len() > 100, "load barely ran: {}", acked.len());
+    let missing: Vec<_> = acked.difference(&rows).take(10).collect();
+    assert!(missing.is_empty(), "acknowledged writes lost: {missing:?}");
+    for (round, gaps) in graceful.iter().enumerate() {
+        for g in gaps {
+            assert!(*g < Duration::from_secs(1), "graceful takeover {round}: a gap of {g:?}");
+        }
+    }
+    for g in &crash_gaps {
+        assert!(*g < promoted + Duration::from_secs(5), "forced failover: a gap of {g:?}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_client_whose_only_host_is_down_reaches_the_primary_through_its_cache(
+) -> Result<()> {
+    let (a_local, b_local) = (repl_addr(), repl_addr());
+    let a = start_with(hadr_args(&a_local, &b_local, &["--role", "primary"]))?;
+    let tmp = tempfile::tempdir()?;
+    let bdir = tmp.path().join("b");
+    clone_to(&a_local, &bdir)?;
+    let mut b = on_dir(bdir, &hadr_args(&b_local, &a_local, &[]))?;
+    b.wait_for("B knows the primary", Duration::from_secs(30), |st| {
+        st.topology.primary.is_some()
+    })
+    .await?;
+    let cache = tmp.path().join("hosts.json");
+    let only_b = format!(
+        "host=127.0.0.1 port={} user=t dbname=t host_cache='{}' reroute_timeout=3",
+        b.port,
+        cache.display()
+    );
+    // Configured with the standby only, the client finds the primary
+    // through the topology B advertises, and remembers it.
+    let mut c = Client::connect_str(&only_b).await?;
+    assert_eq!(c.host().map(|h| h.port), Some(a.port));
+    c.execute("CREATE TABLE t(id INTEGER)", &[]).await?;
+    drop(c);
+    let cached = std::fs::read_to_string(&cache)?;
+    assert!(cached.contains(&format!(":{}", a.port)), "{cached}");
+
+    // B goes down (a rebuild: it does not listen meanwhile). A restarted
+    // client configured with B alone still reaches A.
+    b.kill9();
+    let mut c = Client::connect_str(&only_b).await?;
+    assert_eq!(c.host().map(|h| h.port), Some(a.port));
+    assert_eq!(c.execute("INSERT INTO t VALUES (1)", &[]).await?.rows, Some(1));
+
+    // Without the cache it could not: the error names the host and why.
+    let no_cache = format!(
+        "host=127.0.0.1 port={} user=t dbname=t reroute_timeout=1",
+        b.port
+    );
+    let started = Instant::now();
+    let e = match Client::connect_str(&no_cache).await {
+        Err(e) => e,
+        Ok(_) => panic!("connected to a host that is down"),
+    };
+    assert!(started.elapsed() < Duration::from_secs(5), "the budget is kept");
+    assert!(matches!(e, Error::Unavailable { .. }), "{e}");
+    assert!(e.to_string().contains(&format!("127.0.0.1:{}", b.port)), "{e}");
+
+    // A corrupt cache is ignored, not fatal.
+    std::fs::write(&cache, "{ not json")?;
+    let with_corrupt = format!(
+        "host=127.0.0.1,127.0.0.1 port={},{} user=t dbname=t host_cache='{}'",
+        b.port,
+        a.port,
+        cache.display()
+    );
+    let c = Client::connect_str(&with_corrupt).await?;
+    assert_eq!(c.host().map(|h| h.port), Some(a.port));
+    Ok(())
+}
