@@ -252,6 +252,12 @@ struct ServerArgs {
     /// Most client connections at once [default: 500].
     #[arg(long)]
     max_connections: Option<usize>,
+    /// Of max_connections, how many only --reserved-connection-user may take [default: 3].
+    #[arg(long)]
+    reserved_connections: Option<usize>,
+    /// A user that may take the reserved connections (repeatable) [default: hadr_admin].
+    #[arg(long = "reserved-connection-user")]
+    reserved_connection_user: Vec<String>,
     /// Standby: re-clone itself when the primary no longer has the log it needs [default: true].
     #[arg(long)]
     auto_reclone: Option<bool>,
@@ -331,6 +337,7 @@ impl ServerArgs {
             min_promotion_interval,
             commit_timeout,
             max_connections,
+            reserved_connections,
             max_message_size,
             hadr_local,
             hadr_target_list,
@@ -355,6 +362,9 @@ impl ServerArgs {
         }
         if self.arbiter.is_some() {
             c.arbiter = self.arbiter;
+        }
+        if !self.reserved_connection_user.is_empty() {
+            c.reserved_connection_users = self.reserved_connection_user;
         }
         if self.client_address.is_some() {
             c.client_address = self.client_address;

@@ -164,6 +164,11 @@ pub struct Config {
     pub commit_token_retention: Dur,
     /// Most client connections served at once; more get 53300.
     pub max_connections: usize,
+    /// Of `max_connections`, how many only `reserved_connection_users` may
+    /// take, so an operator still gets in during a storm of clients.
+    pub reserved_connections: usize,
+    /// The users that may take the reserved connections.
+    pub reserved_connection_users: Vec<String>,
     /// Largest protocol message accepted from a client; larger ones close that connection.
     pub max_message_size: ByteSize,
     /// `primary` or `standby`; unset keeps the control file's role.
@@ -250,6 +255,8 @@ impl Default for Config {
             client_dead_timeout: Dur(Duration::from_secs(10)),
             commit_token_retention: Dur(Duration::from_secs(24 * 3600)),
             max_connections: 500,
+            reserved_connections: 3,
+            reserved_connection_users: vec!["hadr_admin".to_string()],
             max_message_size: ByteSize(256 << 20),
             role: None,
             hadr_local: SocketAddr::from(([127, 0, 0, 1], 9433)),
@@ -327,6 +334,15 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "max_connections",
                 message: "must be at least 1".into(),
+            });
+        }
+        if self.reserved_connections >= self.max_connections {
+            return Err(ConfigError::Invalid {
+                key: "reserved_connections",
+                message: format!(
+                    "must be below max_connections ({}): nobody else could connect",
+                    self.max_connections
+                ),
             });
         }
         if self.max_message_size.0 < 1 << 16 || self.max_message_size.0 > (1 << 30) - 1 {

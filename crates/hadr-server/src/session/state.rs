@@ -116,6 +116,18 @@ impl Session {
     /// wait for durability after releasing it, so the next writer waits for
     /// neither. The block is over either way.
     pub(super) fn commit(&mut self) -> Result<(), PgError> {
+        // A writing transaction records the session's commit token in itself
+        // (docs/clients.md §Commit outcomes); the token is used up either way.
+        if self.permit.is_some() {
+            if let Some(token) = self.settings.commit_token().map(str::to_string) {
+                self.settings.clear_commit_token();
+                let epoch = self.node.engine.control().epoch;
+                if let Err(e) = crate::commit_tokens::record(&self.db.conn, &token, epoch) {
+                    self.rollback();
+                    return Err(e);
+                }
+            }
+        }
         let r = self.run_plain("COMMIT");
         self.tx = TxState::default();
         match r {
@@ -154,6 +166,10 @@ impl Session {
 
     /// Roll back whatever SQLite has open and release the write permit.
     pub(super) fn rollback(&mut self) {
+        if self.permit.is_some() {
+            // A writing transaction ended: its token goes with it.
+            self.settings.clear_commit_token();
+        }
         if !self.db.conn.is_autocommit() {
             let _ = self.db.conn.execute_batch("ROLLBACK");
         }
