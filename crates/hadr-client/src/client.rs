@@ -1,6 +1,6 @@
 //! The client: connect to the right node, reroute when it goes away, and run
 //! autocommit statements with seamless retry (the rules are in
-//! [`crate::retry`]; commit outcomes in [`crate::outcome`]).
+//! [`crate::retry`]; commit tokens in [`crate::token`]).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -10,13 +10,14 @@ use rand::{RngExt, SeedableRng};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
+use crate::addr::HostAddr;
 use crate::backoff::Backoff;
 use crate::config::{Config, Target};
 use crate::connect::{describe, open, Conn};
 use crate::error::{Error, Tried};
-use crate::hosts::{HostAddr, HostBook, Topology};
-use crate::outcome::Outcome;
+use crate::hosts::{HostBook, Topology};
 use crate::retry::{classify_sqlstate, decide, is_read_only, Cause, Decision, Position};
+use crate::token::Outcome;
 
 /// Statement parameters, as tokio-postgres takes them.
 pub type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
@@ -462,10 +463,10 @@ impl Client {
         let target = self.config.target.clone();
         loop {
             self.ensure(&mut call, &target).await?;
-            let token = (!read).then(crate::outcome::new_token);
+            let token = (!read).then(crate::token::new_token);
             let set: Vec<String> = token
                 .iter()
-                .map(|t| crate::outcome::set_token_sql(t))
+                .map(|t| crate::token::set_token_sql(t))
                 .collect();
             let f = match self.send(&set, op).await {
                 Ok(reply) => return Ok((reply, token)),

@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::hosts::HostAddr;
+use crate::addr::HostAddr;
 
 /// Which node a client wants.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -10,8 +10,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_postgres::{AsyncMessage, NoTls};
 
+use crate::addr::HostAddr;
 use crate::config::Config;
-use crate::hosts::HostAddr;
 use crate::retry::{classify_sqlstate, Cause};
 
 /// The ParameterStatus carrying the live topology.

@@ -5,8 +5,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::addr::HostAddr;
 use crate::config::ConfigError;
-use crate::hosts::HostAddr;
 
 /// An error of [`crate::Client`] or [`crate::Transaction`].
 #[derive(Debug, thiserror::Error)]

@@ -5,66 +5,16 @@
 //! (pitfalls 1 and 5 of DB2's client reroute: a hand-typed alternate server,
 //! and a driver that only tries its first configured host).
 
-use std::fmt;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::addr::HostAddr;
 use crate::config::Target;
 
 /// At most this many learnt hosts are kept (and cached): a cluster has a
 /// handful of members, and a list fed by a misbehaving server stays bounded.
 const MAX_LEARNT: usize = 32;
-
-/// A `host:port` a client connects to.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct HostAddr {
-    /// Name or IP address (IPv6 without brackets).
-    pub host: String,
-    /// TCP port.
-    pub port: u16,
-}
-
-impl HostAddr {
-    /// `host` and `port`.
-    pub fn new(host: impl Into<String>, port: u16) -> HostAddr {
-        HostAddr {
-            host: host.into(),
-            port,
-        }
-    }
-
-    /// `host:port`, `[v6]:port`; `None` for anything else.
-    pub fn parse(s: &str) -> Option<HostAddr> {
-        let (host, port) = match s.strip_prefix('[') {
-            Some(rest) => {
-                let (h, p) = rest.split_once("]:")?;
-                (h, p)
-            }
-            None => {
-                let (h, p) = s.rsplit_once(':')?;
-                if h.contains(':') {
-                    return None;
-                }
-                (h, p)
-            }
-        };
-        if host.is_empty() || host.chars().any(char::is_whitespace) {
-            return None;
-        }
-        Some(HostAddr::new(host, port.parse().ok()?))
-    }
-}
-
-impl fmt::Display for HostAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{}:{}", self.host, self.port)
-        }
-    }
-}
 
 /// The cluster as one node sees it (the `hadr.topology` value).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -305,19 +255,6 @@ mod tests {
 
     fn a(s: &str) -> HostAddr {
         HostAddr::parse(s).unwrap()
-    }
-
-    #[test]
-    fn addresses() {
-        assert_eq!(a("127.0.0.1:5433"), HostAddr::new("127.0.0.1", 5433));
-        assert_eq!(a("[::1]:5433"), HostAddr::new("::1", 5433));
-        assert_eq!(a("db.example:1"), HostAddr::new("db.example", 1));
-        assert_eq!(HostAddr::new("::1", 5).to_string(), "[::1]:5");
-        for bad in [
-            "", "x", "x:", ":5", "::1:5", "[::1]5", "x:99999", "a b:5", "x:-1",
-        ] {
-            assert_eq!(HostAddr::parse(bad), None, "{bad}");
-        }
     }
 
     #[test]

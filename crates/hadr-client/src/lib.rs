@@ -20,21 +20,24 @@
 //! The rules are pure functions with table tests: [`retry::decide`],
 //! [`backoff::Backoff`], [`hosts::HostBook`]. See README.md.
 
+mod addr;
 pub mod backoff;
 mod client;
 pub mod config;
 mod connect;
 mod error;
 pub mod hosts;
-pub mod outcome;
+mod outcome;
 pub mod retry;
+pub mod token;
 mod transaction;
 
+pub use addr::HostAddr;
 pub use client::{Client, Executed, Params};
 pub use config::{Config, ConfigError, Target};
 pub use error::{Error, Tried};
-pub use hosts::{HostAddr, Topology};
-pub use outcome::Outcome;
+pub use hosts::Topology;
+pub use token::Outcome;
 pub use tokio_postgres::Row;
 pub use transaction::{Committed, Transaction};
 
@@ -50,7 +53,10 @@ mod readme {
         let c: crate::Config = conninfo.parse().expect("the README's string parses");
         assert_eq!(c.hosts.len(), 2);
         assert_eq!(c.tcp_user_timeout, Some(std::time::Duration::from_secs(10)));
-        assert_eq!(c.statement_timeout, Some(std::time::Duration::from_secs(30)));
+        assert_eq!(
+            c.statement_timeout,
+            Some(std::time::Duration::from_secs(30))
+        );
         assert!(c.host_cache.is_some());
     }
 }

@@ -12,8 +12,8 @@ use tokio_postgres::Row;
 
 use crate::client::{Client, Op, Params, Reply};
 use crate::error::Error;
-use crate::outcome::{new_token, set_token_sql, Outcome};
 use crate::retry::{decide, is_read_only, Decision, Position};
+use crate::token::{new_token, set_token_sql, Outcome};
 
 /// How a transaction ended well.
 #[derive(Clone, Debug, PartialEq, Eq)]
