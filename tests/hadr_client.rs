@@ -292,6 +292,48 @@ async fn wait_peer(primary: &Server) -> Result<Status> {
         .await
 }
 
+/// A primary A and a standby B in PEER sharing a file arbiter (automatic
+/// failover on), A holding the lease.
+struct Pair {
+    a: Server,
+    b: Server,
+    _arbiter: tempfile::TempDir,
+    _b_tmp: tempfile::TempDir,
+}
+
+async fn arbiter_pair() -> Result<Pair> {
+    let arbiter_dir = tempfile::tempdir()?;
+    let arbiter = format!("file:{}", arbiter_dir.path().join("lease").display());
+    let (a_local, b_local) = (repl_addr(), repl_addr());
+    let mut args: Vec<String> = [
+        "--role",
+        "primary",
+        "--hadr-local",
+        &a_local,
+        "--hadr-target-list",
+        &b_local,
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(failover_args(&arbiter));
+    let a = start_with(args)?;
+    let tmp = tempfile::tempdir()?;
+    let bdir = tmp.path().join("b");
+    clone_to(&a_local, &bdir)?;
+    let mut bargs: Vec<String> = ["--hadr-local", &b_local, "--hadr-target-list", &a_local]
+        .map(String::from)
+        .to_vec();
+    bargs.extend(failover_args(&arbiter));
+    let b = on_dir(bdir, &bargs)?;
+    wait_peer(&a).await?;
+    Ok(Pair {
+        a,
+        b,
+        _arbiter: arbiter_dir,
+        _b_tmp: tmp,
+    })
+}
+
 /// Every acknowledged write of one writer: (id, when).
 type Acks = Arc<Mutex<Vec<(i64, Instant)>>>;
 
@@ -313,31 +355,12 @@ fn longest_gap(acks: &[(i64, Instant)], from: Instant, to: Instant) -> Duration 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writers_go_through_graceful_takeovers_and_a_crash_without_an_error_or_a_lost_write(
 ) -> Result<()> {
-    let arbiter_dir = tempfile::tempdir()?;
-    let arbiter = format!("file:{}", arbiter_dir.path().join("lease").display());
-    let (a_local, b_local) = (repl_addr(), repl_addr());
-    let mut args = vec![
-        "--role",
-        "primary",
-        "--hadr-local",
-        &a_local,
-        "--hadr-target-list",
-        &b_local,
-    ]
-    .into_iter()
-    .map(String::from)
-    .collect::<Vec<_>>();
-    args.extend(failover_args(&arbiter));
-    let mut a = start_with(args)?;
-    let tmp = tempfile::tempdir()?;
-    let bdir = tmp.path().join("b");
-    clone_to(&a_local, &bdir)?;
-    let mut bargs: Vec<String> = ["--hadr-local", &b_local, "--hadr-target-list", &a_local]
-        .map(String::from)
-        .to_vec();
-    bargs.extend(failover_args(&arbiter));
-    let b = on_dir(bdir, &bargs)?;
-    wait_peer(&a).await?;
+    let Pair {
+        mut a,
+        b,
+        _arbiter,
+        _b_tmp,
+    } = arbiter_pair().await?;
     a.client()
         .await?
         .batch_execute("CREATE TABLE acked(id INTEGER PRIMARY KEY, w INTEGER)")
@@ -518,6 +541,24 @@ async fn a_restarted_client_whose_only_host_is_down_reaches_the_primary_through_
     let cached = std::fs::read_to_string(&cache)?;
     assert!(cached.contains(&format!(":{}", a.port)), "{cached}");
 
+    // A reader that wants a standby, configured with A only, goes to B
+    // and keeps its replay-lag bound there; a write there is the
+    // application's error, not a reroute.
+    let reader = format!(
+        "host=127.0.0.1 port={} user=t dbname=t target_session_attrs=standby max_replay_lag=5s",
+        a.port
+    );
+    let mut r = Client::connect_str(&reader).await?;
+    assert_eq!(r.host().map(|h| h.port), Some(b.port));
+    let lag = r.query("SHOW hadr.max_replay_lag", &[]).await?;
+    assert_eq!(lag[0].get::<_, &str>(0), "5000ms");
+    let e = r
+        .execute("CREATE TABLE elsewhere(x)", &[])
+        .await
+        .expect_err("a write on a standby");
+    assert_eq!(e.sqlstate(), Some("25006"), "{e}");
+    drop(r);
+
     // B goes down (a rebuild: it does not listen meanwhile). A restarted
     // client configured with B alone still reaches A.
     b.kill9();
@@ -558,5 +599,47 @@ async fn a_restarted_client_whose_only_host_is_down_reaches_the_primary_through_
     );
     let c = Client::connect_str(&with_corrupt).await?;
     assert_eq!(c.host().map(|h| h.port), Some(a.port));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_primary_is_left_at_the_statement_timeout_and_the_write_resolved_on_the_new_one(
+) -> Result<()> {
+    let Pair {
+        a,
+        b,
+        _arbiter,
+        _b_tmp,
+    } = arbiter_pair().await?;
+    let conn = format!(
+        "host=127.0.0.1 port={} user=t dbname=t statement_timeout=1s connect_timeout=1 reroute_timeout=30",
+        a.port
+    );
+    let mut c = Client::connect_str(&conn).await?;
+    c.execute("CREATE TABLE t(id INTEGER PRIMARY KEY)", &[])
+        .await?;
+    assert_eq!(
+        c.execute("INSERT INTO t VALUES (1)", &[]).await?.rows,
+        Some(1)
+    );
+    // A hung host: its sockets stay open, the kernel still acknowledges,
+    // nothing answers (keepalive and TCP_USER_TIMEOUT cannot tell).
+    a.sigstop()?;
+    let t0 = Instant::now();
+    let w = c.execute("INSERT INTO t VALUES (2)", &[]).await?;
+    let took = t0.elapsed();
+    eprintln!("write across a frozen primary: {w:?} after {took:?}");
+    assert_eq!(c.host().map(|h| h.port), Some(b.port));
+    // Not on A, which never read it: "not committed", sent again to B.
+    assert_eq!(w.rows, Some(1));
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    let rows: Vec<i64> = c
+        .query("SELECT id FROM t ORDER BY id", &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(rows, [1, 2]);
+    a.sigcont()?;
     Ok(())
 }
