@@ -155,6 +155,14 @@ async fn a_read_and_a_first_statement_are_retried_invisibly_and_a_mid_transactio
     let t = c.topology().expect("the server advertises hadr.topology");
     assert_eq!(t.primary.map(|h| h.port), Some(s.port));
 
+    // Its socket has TCP keepalive on (ss shows the keepalive timer).
+    let ss = std::process::Command::new("ss")
+        .args(["-tnoH", "state", "established"])
+        .arg(format!("( dport = :{} )", p.port))
+        .output()?;
+    let ss = String::from_utf8_lossy(&ss.stdout);
+    assert!(ss.contains("timer:(keepalive"), "{ss}");
+
     // A read whose request never arrives, and one whose reply is lost.
     p.arm(Cut::Request, "read-one");
     let r = c.query("SELECT 'read-one'", &[]).await?;
@@ -377,9 +385,19 @@ async fn writers_go_through_graceful_takeovers_and_a_crash_without_an_error_or_a
     let resolved = Arc::new(AtomicUsize::new(0));
     let mut acks: Vec<Acks> = Vec::new();
     let mut writers = Vec::new();
-    for w in 0..2i64 {
-        let (conn, stop, errors, resolved) =
-            (conn.clone(), stop.clone(), errors.clone(), resolved.clone());
+    // Writers 0 and 1: autocommit inserts. Writer 2: transactions of two
+    // inserts, run again after Rerouted or NotCommitted (what the errors
+    // are for); a commit it is told happened (acknowledged or resolved)
+    // must be there, both rows.
+    let reruns = Arc::new(AtomicUsize::new(0));
+    for w in 0..3i64 {
+        let (conn, stop, errors, resolved, reruns) = (
+            conn.clone(),
+            stop.clone(),
+            errors.clone(),
+            resolved.clone(),
+            reruns.clone(),
+        );
         let mine: Acks = Arc::default();
         acks.push(mine.clone());
         writers.push(tokio::spawn(async move {
@@ -387,15 +405,40 @@ async fn writers_go_through_graceful_takeovers_and_a_crash_without_an_error_or_a
             let mut id = w * 1_000_000;
             while !stop.load(Ordering::SeqCst) {
                 id += 1;
-                match c
-                    .execute("INSERT INTO acked VALUES ($1, $2)", &[&id, &w])
-                    .await
-                {
-                    Ok(w) => {
-                        if w.rows.is_none() {
+                let r = if w < 2 {
+                    c.execute("INSERT INTO acked VALUES ($1, $2)", &[&id, &w])
+                        .await
+                        .map(|x| x.rows.is_none())
+                } else {
+                    let mut tx = c.transaction();
+                    let r = async {
+                        tx.execute("INSERT INTO acked VALUES ($1, $2)", &[&id, &w])
+                            .await?;
+                        tx.execute("INSERT INTO acked VALUES ($1, $2)", &[&(id + 500_000), &w])
+                            .await?;
+                        Ok::<_, Error>(())
+                    }
+                    .await;
+                    match r {
+                        Ok(()) => tx
+                            .commit()
+                            .await
+                            .map(|done| matches!(done, Committed::Resolved { .. })),
+                        Err(e) => Err(e),
+                    }
+                };
+                match r {
+                    Ok(through_token) => {
+                        if through_token {
                             resolved.fetch_add(1, Ordering::SeqCst);
                         }
-                        mine.lock().unwrap().push((id, Instant::now()))
+                        mine.lock().unwrap().push((id, Instant::now()));
+                        if w == 2 {
+                            mine.lock().unwrap().push((id + 500_000, Instant::now()));
+                        }
+                    }
+                    Err(e) if e.is_retryable_transaction() => {
+                        reruns.fetch_add(1, Ordering::SeqCst);
                     }
                     Err(e) => errors
                         .lock()
@@ -473,8 +516,9 @@ async fn writers_go_through_graceful_takeovers_and_a_crash_without_an_error_or_a
         st.epoch
     );
     eprintln!(
-        "writes resolved through their commit token: {}",
-        resolved.load(Ordering::SeqCst)
+        "writes resolved through their commit token: {}; transactions run again after Rerouted/NotCommitted: {}",
+        resolved.load(Ordering::SeqCst),
+        reruns.load(Ordering::SeqCst)
     );
     let errors = errors.lock().unwrap().clone();
     assert!(errors.is_empty(), "writers saw errors: {errors:?}");

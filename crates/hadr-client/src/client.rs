@@ -302,6 +302,11 @@ impl Client {
                 if seen.contains(&addr) {
                     continue;
                 }
+                if fallback.is_some() && call.shunned.contains(&addr) {
+                    // A standby that refused this call (too stale) is
+                    // worse than the primary at hand.
+                    break;
+                }
                 seen.push(addr.clone());
                 let left = call.left();
                 if left.is_zero() {

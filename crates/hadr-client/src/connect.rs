@@ -165,3 +165,26 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_socket_gets_keepalive_and_a_user_timeout_by_default() {
+        let c: Config = "host=a port=1 user=u dbname=d".parse().unwrap();
+        let pg = pg_config(&c, &HostAddr::new("a", 1));
+        assert!(pg.get_keepalives());
+        assert_eq!(pg.get_keepalives_idle(), Duration::from_secs(5));
+        assert_eq!(pg.get_keepalives_interval(), Some(Duration::from_secs(2)));
+        assert_eq!(pg.get_keepalives_retries(), Some(3));
+        assert_eq!(pg.get_tcp_user_timeout(), Some(&Duration::from_secs(10)));
+        assert_eq!(pg.get_connect_timeout(), Some(&Duration::from_secs(5)));
+        assert_eq!(pg.get_ports(), [1]);
+        // Turned off when asked.
+        let c: Config = "host=a keepalives=0 tcp_user_timeout=0".parse().unwrap();
+        let pg = pg_config(&c, &HostAddr::new("a", 1));
+        assert!(!pg.get_keepalives());
+        assert_eq!(pg.get_tcp_user_timeout(), None);
+    }
+}
