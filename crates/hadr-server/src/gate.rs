@@ -31,7 +31,7 @@ use crate::node::NodeError;
 use crate::runtime::Bound;
 
 /// What the node is doing while it does not serve.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Phase {
     /// One word: starting, promoting, rewinding, re-cloning, retrying, stopping.
     pub phase: &'static str,
@@ -183,5 +183,9 @@ async fn answer(pg: TcpListener, admin: TcpListener, phase: watch::Receiver<Phas
 
 async fn not_serving(State(phase): State<watch::Receiver<Phase>>) -> impl IntoResponse {
     let p = phase.borrow().clone();
-    (StatusCode::SERVICE_UNAVAILABLE, Json(p))
+    let body = hadr_admin_api::NotServing {
+        phase: p.phase.to_string(),
+        detail: p.detail,
+    };
+    (StatusCode::SERVICE_UNAVAILABLE, Json(body))
 }
