@@ -7,8 +7,10 @@
 //! - writers keep going through graceful takeovers and a forced failover
 //!   (kill -9, automatic failover through a file arbiter) without an error,
 //!   nothing acknowledged is lost, and the longest gap is measured;
-//! - a client restarted while its only configured host is down reaches the
-//!   primary through its host cache.
+//! - a client restarted while its only configured host is a standby under
+//!   rebuild (57P03) or down reaches the primary through its host cache;
+//! - a frozen primary (SIGSTOP: keepalive cannot tell) is left at the
+//!   statement timeout, and the write is resolved on the new primary.
 //!
 //! The cuts come from a TCP proxy in this file between the client and the
 //! server: it drops a request before the server sees it, or a reply after
@@ -558,7 +560,7 @@ async fn writers_go_through_graceful_takeovers_and_a_crash_without_an_error_or_a
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restarted_client_whose_only_host_is_down_reaches_the_primary_through_its_cache(
+async fn a_restarted_client_whose_only_host_is_a_standby_under_rebuild_reaches_the_primary_through_its_cache(
 ) -> Result<()> {
     let (a_local, b_local) = (repl_addr(), repl_addr());
     let a = start_with(hadr_args(&a_local, &b_local, &["--role", "primary"]))?;
@@ -603,35 +605,65 @@ async fn a_restarted_client_whose_only_host_is_down_reaches_the_primary_through_
     assert_eq!(e.sqlstate(), Some("25006"), "{e}");
     drop(r);
 
-    // B goes down (a rebuild: it does not listen meanwhile). A restarted
-    // client configured with B alone still reaches A.
-    b.kill9();
-    let mut c = Client::connect_str(&only_b).await?;
-    assert_eq!(c.host().map(|h| h.port), Some(a.port));
-    assert_eq!(
-        c.execute("INSERT INTO t VALUES (1)", &[]).await?.rows,
-        Some(1)
-    );
-
-    // Without the cache it could not: the error names the host and why.
-    let no_cache = format!(
-        "host=127.0.0.1 port={} user=t dbname=t reroute_timeout=1",
-        b.port
-    );
-    let started = Instant::now();
-    let e = match Client::connect_str(&no_cache).await {
-        Err(e) => e,
-        Ok(_) => panic!("connected to a host that is down"),
-    };
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "the budget is kept"
-    );
-    assert!(matches!(e, Error::Unavailable { .. }), "{e}");
-    assert!(
-        e.to_string().contains(&format!("127.0.0.1:{}", b.port)),
-        "{e}"
-    );
+    // B is rebuilt: its rewind was cut short, so it must re-clone, from a
+    // primary it cannot reach yet; meanwhile it answers every client with
+    // FATAL 57P03. (Then B goes down altogether.) A restarted client
+    // configured with B alone still reaches A, through its cache.
+    b.stop()?;
+    let control = b.dir.join("control.json");
+    let mut ctl: serde_json::Value = serde_json::from_slice(&std::fs::read(&control)?)?;
+    ctl["rewind_pending"] = serde_json::json!(1);
+    std::fs::write(&control, serde_json::to_vec(&ctl)?)?;
+    b.extra = hadr_args(&b_local, &repl_addr(), &[]);
+    b.spawn_nowait()?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let refusal = tokio_postgres::connect(&b.conninfo(), tokio_postgres::NoTls)
+            .await
+            .err()
+            .and_then(|e| e.code().map(|c| c.code().to_string()));
+        if refusal.as_deref() == Some("57P03") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "B never refused with 57P03: {refusal:?}\n{}",
+            b.log_tail(20)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for down in [false, true] {
+        if down {
+            b.kill9();
+        } else {
+            // Without the cache it could not: the error names the host and why.
+            let no_cache = format!(
+                "host=127.0.0.1 port={} user=t dbname=t reroute_timeout=1",
+                b.port
+            );
+            let started = Instant::now();
+            let e = match Client::connect_str(&no_cache).await {
+                Err(e) => e,
+                Ok(_) => panic!("connected to a host that refuses"),
+            };
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "the budget is kept"
+            );
+            assert!(matches!(e, Error::Unavailable { .. }), "{e}");
+            assert!(
+                e.to_string()
+                    .contains(&format!("127.0.0.1:{} (57P03", b.port)),
+                "{e}"
+            );
+        }
+        let mut c = Client::connect_str(&only_b).await?;
+        assert_eq!(c.host().map(|h| h.port), Some(a.port));
+        assert_eq!(
+            c.execute("INSERT INTO t VALUES (1)", &[]).await?.rows,
+            Some(1)
+        );
+    }
 
     // A corrupt cache is ignored, not fatal.
     std::fs::write(&cache, "{ not json")?;
