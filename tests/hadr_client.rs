@@ -224,6 +224,38 @@ async fn a_read_and_a_first_statement_are_retried_invisibly_and_a_mid_transactio
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_slower_than_the_statement_timeout_is_cancelled_not_replayed() -> Result<()> {
+    let (s, _p) = proxied().await?;
+    let conn = format!(
+        "host=127.0.0.1 port={} user=t dbname=t statement_timeout=300ms reroute_timeout=20",
+        s.port
+    );
+    let mut c = Client::connect_str(&conn).await?;
+    let slow =
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 2000000000) \
+                SELECT count(*) FROM c";
+    for tx in [false, true] {
+        let t0 = Instant::now();
+        let r = if tx {
+            let mut t = c.transaction();
+            t.query(slow, &[]).await.map(|_| ())
+        } else {
+            c.query(slow, &[]).await.map(|_| ())
+        };
+        let e = r.expect_err("a statement of minutes answered");
+        // The node still serves: the client says the statement was too
+        // slow, instead of replaying it until the budget runs out.
+        assert!(matches!(e, Error::StatementTimeout { .. }), "{e}");
+        assert_eq!(e.sqlstate(), Some("57014"));
+        assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    }
+    // The cancelled statements hold nothing: a write goes through.
+    c.execute("INSERT INTO t VALUES (1, 'after')", &[]).await?;
+    assert_eq!(ids(&s).await?, [1]);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ambiguous_commit_is_resolved_through_its_commit_token_both_ways() -> Result<()> {
     let (s, p) = proxied().await?;
 

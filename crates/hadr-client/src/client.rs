@@ -60,6 +60,8 @@ pub(crate) struct Failure {
     pub cause: Cause,
     pub why: String,
     pub error: Option<tokio_postgres::Error>,
+    /// The client-side statement timeout expired.
+    pub timed_out: bool,
 }
 
 impl Failure {
@@ -417,6 +419,7 @@ impl Client {
                 cause: Cause::Lost,
                 why: "no session".into(),
                 error: None,
+                timed_out: false,
             });
         };
         let wants_primary = matches!(self.config.target, Target::Primary);
@@ -435,8 +438,12 @@ impl Client {
                     });
                     return Err(Failure {
                         cause: Cause::Lost,
-                        why: format!("no reply within the statement timeout ({t:?})"),
+                        why: format!(
+                            "{}: no reply within the statement timeout ({t:?})",
+                            conn.addr
+                        ),
                         error: None,
+                        timed_out: true,
                     });
                 }
             },
@@ -451,6 +458,7 @@ impl Client {
                 cause,
                 why: format!("{}: {}", conn.addr, describe(&e)),
                 error: (cause == Cause::Sql).then_some(e),
+                timed_out: false,
             }
         })
     }
@@ -466,8 +474,10 @@ impl Client {
         };
         let mut call = self.call();
         let target = self.config.target.clone();
+        let mut timed_out_on = None;
         loop {
             self.ensure(&mut call, &target).await?;
+            self.still_slow(&timed_out_on)?;
             let token = (!read).then(crate::token::new_token);
             let set: Vec<String> = token
                 .iter()
@@ -478,6 +488,9 @@ impl Client {
                 Err(f) => f,
             };
             let host = self.conn.as_ref().map(|c| c.addr.clone());
+            if f.timed_out {
+                timed_out_on = host.clone();
+            }
             match decide(position, f.cause) {
                 Decision::Fail => return Err(f.into_error()),
                 Decision::Retry => {
@@ -501,6 +514,20 @@ impl Client {
             if !self.pause(&mut call).await {
                 return Err(call.unavailable());
             }
+        }
+    }
+
+    /// After a statement timeout, the client reconnected: if it is to the
+    /// node that did not answer, that node still serves and the statement
+    /// is merely slow (it was cancelled, and did not commit): say so rather
+    /// than send it again.
+    pub(crate) fn still_slow(&self, timed_out_on: &Option<HostAddr>) -> Result<(), Error> {
+        match (timed_out_on, self.host(), self.config.statement_timeout) {
+            (Some(slow), Some(now), Some(timeout)) if slow == now => Err(Error::StatementTimeout {
+                timeout,
+                host: slow.to_string(),
+            }),
+            _ => Ok(()),
         }
     }
 

@@ -64,6 +64,16 @@ pub enum Error {
         /// Every host tried and why it did not serve.
         tried: Tried,
     },
+    /// A statement got no reply within the client-side statement timeout,
+    /// and the node that did not answer still serves (the client
+    /// reconnected to it): the statement was cancelled and did not commit.
+    #[error("no reply within the statement timeout ({timeout:?}) from {host}, which still serves: the statement was cancelled and did not commit (SQLSTATE 57014)")]
+    StatementTimeout {
+        /// The timeout.
+        timeout: Duration,
+        /// The node.
+        host: String,
+    },
     /// `query_one` got another number of rows than one.
     #[error("query_one: the statement returned {0} rows, not one")]
     RowCount(usize),
@@ -81,6 +91,7 @@ impl Error {
             Error::NotCommitted { .. } => Some("40000"),
             Error::OutcomeUnknown { .. } => Some("08007"),
             Error::Unavailable { .. } => Some("08001"),
+            Error::StatementTimeout { .. } => Some("57014"),
             Error::CommittedRowsLost { .. }
             | Error::Config(_)
             | Error::RowCount(_)

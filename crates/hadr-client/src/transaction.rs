@@ -91,8 +91,10 @@ impl<'a> Transaction<'a> {
                 let mut call = self.client.call();
                 let target = self.client.config.target.clone();
                 let pre = [set_token_sql(&self.token), "BEGIN".to_string()];
+                let mut timed_out_on = None;
                 loop {
                     self.client.ensure(&mut call, &target).await?;
+                    self.client.still_slow(&timed_out_on)?;
                     let f = match self.client.send(&pre, op).await {
                         Ok(r) => {
                             self.state = State::Open {
@@ -104,6 +106,9 @@ impl<'a> Transaction<'a> {
                         Err(f) => f,
                     };
                     let host = self.client.conn.as_ref().map(|c| c.addr.clone());
+                    if f.timed_out {
+                        timed_out_on = host.clone();
+                    }
                     match decide(Position::FirstInTransaction, f.cause) {
                         Decision::Retry => {
                             tracing::info!(why = %f.why, "first statement of a transaction not run: retrying on the primary");
