@@ -16,7 +16,9 @@ use crate::config::{Config, Target};
 use crate::connect::{describe, open, Conn};
 use crate::error::{Error, Tried};
 use crate::hosts::{HostBook, Topology};
-use crate::retry::{classify_sqlstate, decide, is_read_only, Cause, Decision, Position};
+use crate::retry::{
+    classify_sqlstate, decide, is_read_only, merely_slow, Cause, Decision, Position,
+};
 use crate::token::Outcome;
 
 /// Statement parameters, as tokio-postgres takes them.
@@ -522,11 +524,13 @@ impl Client {
     /// is merely slow (it was cancelled, and did not commit): say so rather
     /// than send it again.
     pub(crate) fn still_slow(&self, timed_out_on: &Option<HostAddr>) -> Result<(), Error> {
-        match (timed_out_on, self.host(), self.config.statement_timeout) {
-            (Some(slow), Some(now), Some(timeout)) if slow == now => Err(Error::StatementTimeout {
-                timeout,
-                host: slow.to_string(),
-            }),
+        match self.config.statement_timeout {
+            Some(timeout) if merely_slow(timed_out_on.as_ref(), self.host()) => {
+                Err(Error::StatementTimeout {
+                    timeout,
+                    host: self.host().map(|h| h.to_string()).unwrap_or_default(),
+                })
+            }
             _ => Ok(()),
         }
     }

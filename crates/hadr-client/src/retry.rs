@@ -12,6 +12,8 @@
 //! - a failure in the middle of a transaction gives the caller one distinct
 //!   error: rerouted, the transaction was rolled back.
 
+use crate::addr::HostAddr;
+
 /// What a failure means for retrying.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Cause {
@@ -75,6 +77,13 @@ pub fn decide(position: Position, cause: Cause) -> Decision {
         (Lost, Commit { wrote: false }) => Decision::Succeed,
         (Lost, LaterInTransaction) => Decision::RolledBack,
     }
+}
+
+/// After a statement timed out on `timed_out_on` and the client
+/// reconnected to `now`: whether to stop, because the node that did not
+/// answer still serves (the statement is slow, not stranded by a failover).
+pub fn merely_slow(timed_out_on: Option<&HostAddr>, now: Option<&HostAddr>) -> bool {
+    matches!((timed_out_on, now), (Some(a), Some(b)) if a == b)
 }
 
 /// The cause a server error stands for. `wants_primary`: the client
@@ -152,6 +161,24 @@ mod tests {
         ];
         for (pos, cause, want) in table {
             assert_eq!(decide(pos, cause), want, "{pos:?} {cause:?}");
+        }
+    }
+
+    #[test]
+    fn a_timeout_on_a_node_that_still_serves_is_slowness() {
+        let a = HostAddr::new("a", 1);
+        let b = HostAddr::new("b", 1);
+        for (timed_out_on, now, want) in [
+            (None, Some(&a), false),
+            (Some(&a), Some(&a), true),
+            (Some(&a), Some(&b), false),
+            (Some(&a), None, false),
+        ] {
+            assert_eq!(
+                merely_slow(timed_out_on, now),
+                want,
+                "{timed_out_on:?} {now:?}"
+            );
         }
     }
 
