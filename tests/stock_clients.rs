@@ -14,6 +14,15 @@
 //!   under the measured failover time + 0.5 s (+ 1.5 s more under `CI=true`,
 //!   a loaded 2-core machine); `HADR_CLIENT_FAILOVERS`, 1 by default.
 //!
+//! - a black-holed primary (its host's link dropped by nft, the server
+//!   killed: a host crash, no FIN, no RST), in network namespaces: every
+//!   client configured with the README's timeouts notices within a bound
+//!   and reaches the new primary, while a psql without them (the control)
+//!   is still hanging at the end.
+//!
+//! The scenarios run one at a time (a lock), so that their gaps are not
+//! each other's load.
+//!
 //! A missing tool (java/javac, the pgjdbc jar, psycopg, psql) fails the test
 //! with the package to install; it never passes silently. `.ci/run`
 //! installs them.
@@ -31,6 +40,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The pgjdbc jar of Debian's libpostgresql-jdbc-java.
 pub const PGJDBC_JAR: &str = "/usr/share/java/postgresql.jar";
+
+/// One scenario at a time (each test takes it first).
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn env_count(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -109,6 +121,10 @@ impl Hosts {
         );
         if simple {
             url.push_str("&preferQueryMode=simple");
+        }
+        // Local experiments, e.g. `&loadBalanceHosts=true`.
+        if let Ok(more) = std::env::var("HADR_JDBC_EXTRA") {
+            url.push_str(&more);
         }
         url
     }
@@ -206,7 +222,7 @@ impl Client {
     pub fn start(driver: Driver, hosts: &Hosts, first: i64) -> Client {
         let seen: Arc<Mutex<Seen>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
-        let mut cmd = match driver {
+        let cmd = match driver {
             Driver::Psql => {
                 check_psql();
                 let mut c = Command::new("bash");
@@ -252,6 +268,12 @@ impl Client {
                 };
             }
         };
+        Client::spawn(driver, cmd)
+    }
+
+    fn spawn(driver: Driver, mut cmd: Command) -> Client {
+        let seen: Arc<Mutex<Seen>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -285,6 +307,16 @@ impl Client {
             task: None,
             stop,
         }
+    }
+
+    /// A psql writer with `conninfo` as given (not one of the README's).
+    pub fn start_libpq_with(conninfo: &str, first: i64) -> Client {
+        check_psql();
+        let mut c = Command::new("bash");
+        c.arg(clients_dir().join("psql_writer.sh"))
+            .arg(conninfo)
+            .arg(first.to_string());
+        Client::spawn(Driver::Psql, c)
     }
 
     /// Acknowledged writes so far.
@@ -417,11 +449,24 @@ async fn until_all_write(clients: &[Client], n: usize, what: &str) {
 }
 
 /// Start one client of each driver (ids 1e9 apart).
+/// `HADR_CLIENT_COPIES` (default 1) clients of each driver, or only the
+/// drivers named in `HADR_CLIENT_DRIVERS` (e.g. `Pgjdbc,Psql`) for local
+/// runs that hunt one driver's problem.
 fn start_all(hosts: &Hosts) -> Vec<Client> {
-    ALL.iter()
-        .enumerate()
-        .map(|(i, d)| Client::start(*d, hosts, (i as i64 + 1) * 1_000_000_000))
-        .collect()
+    let only = std::env::var("HADR_CLIENT_DRIVERS").unwrap_or_default();
+    let drivers: Vec<Driver> = ALL
+        .into_iter()
+        .filter(|d| only.is_empty() || only.split(',').any(|o| o == format!("{d:?}")))
+        .collect();
+    let copies = env_count("HADR_CLIENT_COPIES", 1) as i64;
+    let mut v = Vec::new();
+    for copy in 0..copies {
+        for (i, d) in drivers.iter().enumerate() {
+            let first = (copy * ALL.len() as i64 + i as i64 + 1) * 100_000_000;
+            v.push(Client::start(*d, hosts, first));
+        }
+    }
+    v
 }
 
 /// Stop the clients; every acknowledged id must be on `primary`.
@@ -458,7 +503,7 @@ fn check_gaps(
     all: &[(Driver, Seen)],
     switches: &[Switch],
     end: f64,
-    bound: impl Fn(&Switch) -> f64,
+    bound: impl Fn(Driver, &Switch) -> f64,
 ) {
     let mut report = String::new();
     let mut failures = Vec::new();
@@ -467,8 +512,8 @@ fn check_gaps(
         // to the stop); every client was seen writing again within it.
         let to = switches.get(i + 1).map(|n| n.began).unwrap_or(end);
         let from = sw.began - 1000.0;
-        let b = bound(sw);
         for (d, seen) in all {
+            let b = bound(*d, sw);
             let (gap, at) = longest_gap(&seen.acks, from, to);
             report.push_str(&format!(
                 "{}: {d:?} longest gap {gap:.0} ms (from {:+.0} ms of the switch; bound {b:.0} ms)\n",
@@ -492,6 +537,24 @@ fn check_gaps(
                     sw.what
                 ));
             }
+        }
+    }
+    // What the clients were told, by kind: the evidence of how each switch
+    // looked from outside (57P01 from the old primary, 57P03, refusals…).
+    for (d, seen) in all {
+        let mut kinds: std::collections::BTreeMap<String, usize> = Default::default();
+        for e in &seen.errors {
+            let text: String = e
+                .splitn(3, ' ')
+                .nth(2)
+                .unwrap_or("")
+                .chars()
+                .take(90)
+                .collect();
+            *kinds.entry(text).or_default() += 1;
+        }
+        for (k, n) in kinds {
+            report.push_str(&format!("{d:?} error x{n}: {k}\n"));
         }
     }
     eprint!("{report}");
@@ -525,6 +588,10 @@ async fn pair(arbiter: bool) -> Result<Pair> {
             ]
             .map(String::from),
         );
+    }
+    // Local experiments: more server flags (e.g. `--hadr-syncmode SYNC`).
+    if let Ok(more) = std::env::var("HADR_CLIENT_SERVER_ARGS") {
+        extra.extend(more.split_whitespace().map(String::from));
     }
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     let mut aargs = hadr_args(&locals[0], &locals[1], &extra);
@@ -591,7 +658,11 @@ fn takeover(node: &Server) -> Result<(), String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stock_drivers_write_through_graceful_takeovers_with_gaps_under_a_second() -> Result<()> {
-    let p = pair(false).await?;
+    let _one = SERIAL.lock().await;
+    // Local experiments: HADR_CLIENT_ARBITER=1 runs the takeovers with
+    // automatic failover on (a file arbiter).
+    let arbiter = std::env::var("HADR_CLIENT_ARBITER").is_ok_and(|v| v == "1");
+    let p = pair(arbiter).await?;
     let hosts = hosts_of(&p);
     let clients = start_all(&hosts);
     // JVM start-up and the first connections are not part of any gap.
@@ -599,7 +670,7 @@ async fn stock_drivers_write_through_graceful_takeovers_with_gaps_under_a_second
     let mut switches = Vec::new();
     let mut primary = 0usize;
     for round in 0..env_count("HADR_CLIENT_SWITCHES", 3) {
-        healthy(&p.nodes[primary], false).await?;
+        healthy(&p.nodes[primary], arbiter).await?;
         until_all_write(&clients, 20, &format!("before switch {round}")).await;
         let standby = 1 - primary;
         let began = unix_ms();
@@ -611,7 +682,7 @@ async fn stock_drivers_write_through_graceful_takeovers_with_gaps_under_a_second
                 // Leaving PEER between the check and the request (1 s
                 // hadr_timeout, busy machine) is refused, correctly: retry.
                 Err(e) if attempt < 3 && e.contains("PEER") => {
-                    healthy(&p.nodes[primary], false).await?;
+                    healthy(&p.nodes[primary], arbiter).await?;
                 }
                 Err(e) => panic!("round {round}: takeover failed: {e}"),
             }
@@ -630,12 +701,13 @@ async fn stock_drivers_write_through_graceful_takeovers_with_gaps_under_a_second
     let end = unix_ms();
     let all = stop_and_check(clients, &p.nodes[primary]).await;
     // Graceful: under 1 s for every client, every switch (the bound).
-    check_gaps(&all, &switches, end, |_| 1000.0);
+    check_gaps(&all, &switches, end, |_, _| 1000.0);
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stock_drivers_write_through_a_primary_crash_and_automatic_failover() -> Result<()> {
+    let _one = SERIAL.lock().await;
     let mut p = pair(true).await?;
     let hosts = hosts_of(&p);
     let clients = start_all(&hosts);
@@ -680,6 +752,101 @@ async fn stock_drivers_write_through_a_primary_crash_and_automatic_failover() ->
     let all = stop_and_check(clients, &p.nodes[primary]).await;
     // Forced: the failover itself (kill -9 to a writable new primary, as
     // polled) plus half a second for the client to find it.
-    check_gaps(&all, &switches, end, |sw| sw.ended - sw.began + slack);
+    check_gaps(&all, &switches, end, |_, sw| sw.ended - sw.began + slack);
+    Ok(())
+}
+
+/// libpq without the README's keepalive and user-timeout settings: the
+/// control that shows what the settings prevent.
+fn untuned_libpq(hosts: &Hosts) -> String {
+    let full = hosts.libpq();
+    let cut = full.find(" keepalives=1").unwrap_or(full.len());
+    full[..cut].to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stock_drivers_with_the_readme_timeouts_leave_a_black_holed_primary() -> Result<()> {
+    use hadr_testkit::netns::{Cluster, HADR_PORT, PG_PORT};
+    let _one = SERIAL.lock().await;
+    let net = Cluster::new(&["a", "b"])?;
+    let tmp = tempfile::tempdir()?;
+    let lease = format!("file:{}", tmp.path().join("lease").display());
+    let args = |me: &str, other: &str| {
+        hadr_args(
+            &net.addr(me, HADR_PORT),
+            &net.addr(other, HADR_PORT),
+            &[
+                "--hadr-syncmode",
+                "NEARSYNC",
+                "--arbiter",
+                &lease,
+                "--lease-ttl",
+                "2s",
+                "--lease-margin",
+                "500ms",
+            ],
+        )
+    };
+    let adir = tmp.path().join("a");
+    init(&adir)?;
+    let mut aargs = args("a", "b");
+    aargs.extend(["--role".to_string(), "primary".to_string()]);
+    let mut a = net.server(&hadr(), "a", adir, aargs);
+    a.spawn()?;
+    let bdir = tmp.path().join("b");
+    clone_to(&net.addr("a", HADR_PORT), &bdir)?;
+    let mut b = net.server(&hadr(), "b", bdir, args("b", "a"));
+    b.spawn()?;
+    healthy(&a, true).await?;
+    a.client()
+        .await?
+        .batch_execute("CREATE TABLE acked(id INTEGER PRIMARY KEY)")
+        .await?;
+    let hosts = Hosts(vec![
+        (net.ip("a").to_string(), PG_PORT),
+        (net.ip("b").to_string(), PG_PORT),
+    ]);
+    let clients = start_all(&hosts);
+    let control = Client::start_libpq_with(&untuned_libpq(&hosts), 9_000_000_000);
+    until_all_write(&clients, 20, "warm-up").await;
+    until_all_write(std::slice::from_ref(&control), 20, "warm-up (control)").await;
+    let before = b.status().await?.epoch;
+    // The host dies: nothing it sends arrives any more, and its server is gone.
+    let began = unix_ms();
+    net.black_hole("a")?;
+    a.kill9();
+    b.wait_for("primary by itself", Duration::from_secs(30), |st| {
+        st.is_writable_primary() && st.epoch > before
+    })
+    .await?;
+    eprintln!(
+        "black hole: node b writable {:.0} ms after",
+        unix_ms() - began
+    );
+    until_all_write(&clients, 20, "after the black hole").await;
+    let ended = unix_ms();
+    // The control has hung all along: without the settings, the kernel
+    // retransmits to the dead host for about 15 minutes.
+    let control_last = control.last_ack().unwrap_or(0.0);
+    assert!(
+        control_last < began + 1000.0,
+        "the control (no keepalive, no tcp_user_timeout) wrote after the black hole: the test proves nothing"
+    );
+    drop(control);
+    let end = unix_ms();
+    let all = stop_and_check(clients, &b).await;
+    // Each notices within its timeout (libpq and tokio-postgres
+    // tcp_user_timeout 5 s, pgjdbc socketTimeout 10 s), then tries the dead
+    // host (connect_timeout 2 s) and reaches the new primary.
+    let switch = Switch {
+        began,
+        ended,
+        what: "black-holed primary".into(),
+    };
+    let slack = if under_ci() { 4000.0 } else { 1500.0 };
+    check_gaps(&all, &[switch], end, |d, _| match d {
+        Driver::Pgjdbc | Driver::PgjdbcSimple => 10_000.0 + 2000.0 + slack,
+        _ => 5000.0 + 2000.0 + slack,
+    });
     Ok(())
 }
