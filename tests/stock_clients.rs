@@ -589,7 +589,8 @@ async fn pair(arbiter: bool) -> Result<Pair> {
             .map(String::from),
         );
     }
-    // Local experiments: more server flags (e.g. `--hadr-syncmode SYNC`).
+    // Local experiments: more server flags (e.g. `--hadr-syncmode SYNC`,
+    // `--config resources.toml`).
     if let Ok(more) = std::env::var("HADR_CLIENT_SERVER_ARGS") {
         extra.extend(more.split_whitespace().map(String::from));
     }
@@ -849,4 +850,145 @@ async fn stock_drivers_with_the_readme_timeouts_leave_a_black_holed_primary() ->
         _ => 5000.0 + 2000.0 + slack,
     });
     Ok(())
+}
+
+/// A connection straight to one node whose driver task notes when the
+/// server ended the connection.
+async fn watched(conninfo: &str) -> Result<(tokio_postgres::Client, Arc<Mutex<Option<Instant>>>)> {
+    let (c, conn) = tokio_postgres::connect(conninfo, tokio_postgres::NoTls).await?;
+    let ended: Arc<Mutex<Option<Instant>>> = Arc::default();
+    let e2 = ended.clone();
+    tokio::spawn(async move {
+        let _ = conn.await;
+        *e2.lock().unwrap() = Some(Instant::now());
+    });
+    Ok((c, ended))
+}
+
+/// An error as `SQLSTATE message`, or the error itself.
+fn sqlstate(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => format!("{} {}", d.code().code(), d.message()),
+        None => e.to_string(),
+    }
+}
+
+/// A statement started on `c` in the background: its outcome and when.
+fn in_flight(
+    c: tokio_postgres::Client,
+    sql: &'static str,
+) -> tokio::task::JoinHandle<(Result<(), String>, Instant)> {
+    tokio::spawn(async move {
+        let r = c.batch_execute(sql).await;
+        (r.map_err(|e| sqlstate(&e)), Instant::now())
+    })
+}
+
+/// A statement that runs for minutes unless interrupted (SQLite's
+/// recursive CTE; `{}` is replaced by nothing for a read, by an INSERT
+/// prefix for a write).
+const LONG_READ: &str = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000000000) SELECT count(*) FROM c";
+const LONG_WRITE: &str = "INSERT INTO t(v) SELECT x FROM (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000000000) SELECT x FROM c)";
+
+/// Take over to `to` and check that each statement in flight on the old
+/// primary failed, and each of its sessions was closed, within the
+/// hand-over (+ 500 ms for a loaded machine).
+async fn hand_over_ends_everything(
+    to: &Server,
+    statements: Vec<(&str, tokio::task::JoinHandle<(Result<(), String>, Instant)>)>,
+    sessions: Vec<(&str, Arc<Mutex<Option<Instant>>>)>,
+) -> Result<()> {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for (what, h) in &statements {
+        assert!(!h.is_finished(), "{what} finished before the takeover");
+    }
+    let began = Instant::now();
+    takeover(to).map_err(anyhow::Error::msg)?;
+    let took = began.elapsed();
+    eprintln!("hand-over with busy sessions: {took:?}");
+    let bound = took + Duration::from_millis(500);
+    for (what, h) in statements {
+        let (res, at) = h.await?;
+        let err = match res {
+            Ok(()) => panic!("{what} succeeded on the old primary"),
+            Err(e) => e,
+        };
+        let after = at.saturating_duration_since(began);
+        eprintln!("{what}: failed {after:?} after the request: {err}");
+        // Reroutable: stock drivers drop the connection on 57P01.
+        assert!(
+            err.starts_with("57P01"),
+            "{what} failed with {err}, not 57P01"
+        );
+        assert!(
+            after <= bound,
+            "{what} failed {after:?} after the takeover request; the hand-over took {took:?}: {err}"
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for (what, end) in sessions {
+        while end.lock().unwrap().is_none() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let at = end
+            .lock()
+            .unwrap()
+            .map(|t| t.saturating_duration_since(began));
+        let Some(at) = at else {
+            panic!("the {what} session was never closed by the old primary")
+        };
+        eprintln!("{what} session closed {at:?} after the request");
+        assert!(
+            at <= bound,
+            "the {what} session was closed {at:?} after the request; the hand-over took {took:?}"
+        );
+    }
+    Ok(())
+}
+
+/// The issue's measured defect ("one insert hung about 15 s, then FATAL
+/// 57P01 from the old primary"), as a property: a session in any state at
+/// the moment of a hand-over is ended by the hand-over itself, not later:
+/// idle; idle inside a write transaction (it holds the write lock); queued
+/// for the write lock; running a long read; running a long write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_session_of_the_old_primary_ends_within_the_hand_over() -> Result<()> {
+    let _one = SERIAL.lock().await;
+    let p = pair(false).await?;
+    let [a, b] = &p.nodes;
+    a.client()
+        .await?
+        .batch_execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER)")
+        .await?;
+    healthy(a, false).await?;
+    // Round 1, A to B: idle, idle in a write transaction, queued, long read.
+    let (_idle, idle_end) = watched(&a.conninfo()).await?;
+    let (x, x_end) = watched(&a.conninfo()).await?;
+    x.batch_execute("BEGIN; INSERT INTO t(v) VALUES (1)")
+        .await?;
+    let (q, q_end) = watched(&a.conninfo()).await?;
+    let queued = in_flight(q, "INSERT INTO t(v) VALUES (2)");
+    let (r, r_end) = watched(&a.conninfo()).await?;
+    let read = in_flight(r, LONG_READ);
+    hand_over_ends_everything(
+        b,
+        vec![("the queued write", queued), ("the long read", read)],
+        vec![
+            ("idle", idle_end),
+            ("idle in a write transaction", x_end),
+            ("queued", q_end),
+            ("long read", r_end),
+        ],
+    )
+    .await?;
+    // Round 2, B to A: a long write holding the write lock while it runs.
+    healthy(b, false).await?;
+    let (w, w_end) = watched(&b.conninfo()).await?;
+    let write = in_flight(w, LONG_WRITE);
+    hand_over_ends_everything(
+        a,
+        vec![("the long write", write)],
+        vec![("long write", w_end)],
+    )
+    .await
 }

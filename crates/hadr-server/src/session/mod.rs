@@ -109,20 +109,14 @@ impl Session {
             let idle = self.node.config.idle_in_transaction_timeout.0;
             let timeout = (self.tx.status != Status::Idle && !idle.is_zero()).then_some(idle);
             let msg = wire.read(timeout);
+            // Reset before the checks below, not after: end_sessions sets
+            // `demoting` and then the flag, so either the check sees the
+            // hand-over or the flag stays set for this message's statement
+            // (its wait for the write lock gives up at once).
+            self.cancel.store(false, Ordering::SeqCst);
             // Shutdown closes our socket's read side, which ends the read above.
-            if self.node.demoting.load(Ordering::SeqCst) {
-                wire.error(&PgError::fatal(
-                    sqlstate::ADMIN_SHUTDOWN,
-                    self.node.ending_reason(),
-                ));
-                let _ = wire.flush();
-                return;
-            }
-            if self.node.is_shutting_down() {
-                wire.error(&PgError::fatal(
-                    sqlstate::ADMIN_SHUTDOWN,
-                    "terminating connection due to administrator command",
-                ));
+            if let Some(e) = self.node.terminating() {
+                wire.error(&e);
                 let _ = wire.flush();
                 return;
             }
@@ -140,7 +134,6 @@ impl Session {
                     return;
                 }
             };
-            self.cancel.store(false, Ordering::SeqCst);
             let flow = self.dispatch(wire, msg);
             if matches!(flow, Flow::Close) {
                 let _ = wire.flush();
@@ -160,6 +153,9 @@ impl Session {
         let r = match msg {
             M::Query(q) => {
                 self.simple_query(wire, &q.query);
+                if self.closing {
+                    return Flow::Close;
+                }
                 self.ready(wire);
                 if wire.flush().is_err() {
                     return Flow::Close;
@@ -203,6 +199,7 @@ impl Session {
             }
         };
         if let Err(e) = r {
+            let e = self.ending_error(&e);
             wire.error(&e);
             if e.severity == "FATAL" {
                 return Flow::Close;

@@ -40,14 +40,14 @@ impl Session {
                 match self.node.acquire_write(&self.cancel) {
                     Ok(p) => self.permit = Some(p),
                     Err(e) => {
-                        wire.error(&e);
+                        self.send_error(wire, &e);
                         return;
                     }
                 }
             }
             if let Err(e) = self.open_block(false, true) {
                 self.permit = None;
-                wire.error(&e);
+                self.send_error(wire, &e);
                 return;
             }
         }
@@ -65,7 +65,7 @@ impl Session {
             match tx::step(self.tx, Event::ImplicitEnd).run {
                 Run::Commit => {
                     if let Err(e) = self.commit() {
-                        wire.error(&e);
+                        self.send_error(wire, &e);
                     }
                 }
                 _ => self.rollback(),
@@ -75,7 +75,17 @@ impl Session {
 
     /// Send an error; inside a block the block is aborted.
     pub(super) fn fail<S: Stream>(&mut self, wire: &mut Wire<S>, e: &PgError) {
-        wire.error(e);
+        self.send_error(wire, e);
         self.failed();
+    }
+
+    /// Send an error. A FATAL one (or a statement cancelled because the
+    /// node is handing over) ends the session after this message.
+    fn send_error<S: Stream>(&mut self, wire: &mut Wire<S>, e: &PgError) {
+        let e = self.ending_error(e);
+        wire.error(&e);
+        if e.severity == "FATAL" {
+            self.closing = true;
+        }
     }
 }

@@ -34,6 +34,8 @@ pub struct Session {
     /// After an error in the extended protocol, messages are skipped until Sync.
     pub(super) skip_to_sync: bool,
     pub(super) peer: SocketAddr,
+    /// A FATAL error was sent: the session ends after this message.
+    pub(super) closing: bool,
 }
 
 impl Session {
@@ -82,7 +84,20 @@ impl Session {
             settings,
             skip_to_sync: false,
             peer,
+            closing: false,
         })
+    }
+
+    /// `e` as the client should see it: a statement cancelled because the
+    /// node is handing over or shutting down (end_sessions) reports that,
+    /// as FATAL 57P01, not as a user's cancel (57014).
+    pub(super) fn ending_error(&self, e: &PgError) -> PgError {
+        if e.code == sqlstate::QUERY_CANCELED {
+            if let Some(t) = self.node.terminating() {
+                return t;
+            }
+        }
+        e.clone()
     }
 
     /// Tell the transaction state machine that a statement failed.
