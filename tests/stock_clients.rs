@@ -873,20 +873,20 @@ fn sqlstate(e: &tokio_postgres::Error) -> String {
     }
 }
 
-/// A statement started on `c` in the background: its outcome and when.
-fn in_flight(
-    c: tokio_postgres::Client,
-    sql: &'static str,
-) -> tokio::task::JoinHandle<(Result<(), String>, Instant)> {
+/// A statement running in the background: its outcome (SQLSTATE and
+/// message on error) and when it came.
+type InFlight = tokio::task::JoinHandle<(Result<(), String>, Instant)>;
+
+/// A statement started on `c` in the background.
+fn in_flight(c: tokio_postgres::Client, sql: &'static str) -> InFlight {
     tokio::spawn(async move {
         let r = c.batch_execute(sql).await;
         (r.map_err(|e| sqlstate(&e)), Instant::now())
     })
 }
 
-/// A statement that runs for minutes unless interrupted (SQLite's
-/// recursive CTE; `{}` is replaced by nothing for a read, by an INSERT
-/// prefix for a write).
+/// Statements that run for minutes unless interrupted (a recursive CTE
+/// counting to 10^9), reading and writing.
 const LONG_READ: &str = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000000000) SELECT count(*) FROM c";
 const LONG_WRITE: &str = "INSERT INTO t(v) SELECT x FROM (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000000000) SELECT x FROM c)";
 
@@ -895,7 +895,7 @@ const LONG_WRITE: &str = "INSERT INTO t(v) SELECT x FROM (WITH RECURSIVE c(x) AS
 /// hand-over (+ 500 ms for a loaded machine).
 async fn hand_over_ends_everything(
     to: &Server,
-    statements: Vec<(&str, tokio::task::JoinHandle<(Result<(), String>, Instant)>)>,
+    statements: Vec<(&str, InFlight)>,
     sessions: Vec<(&str, Arc<Mutex<Option<Instant>>>)>,
 ) -> Result<()> {
     tokio::time::sleep(Duration::from_millis(300)).await;
