@@ -32,6 +32,7 @@ use common::*;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -215,6 +216,9 @@ pub struct Client {
     reader: Option<std::thread::JoinHandle<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
     stop: Arc<AtomicBool>,
+    /// The child's TMPDIR (psql_writer.sh's FIFOs), removed with it even
+    /// when it was killed.
+    _tmp: Option<tempfile::TempDir>,
 }
 
 impl Client {
@@ -265,6 +269,7 @@ impl Client {
                     reader: None,
                     task: Some(task),
                     stop,
+                    _tmp: None,
                 };
             }
         };
@@ -274,7 +279,15 @@ impl Client {
     fn spawn(driver: Driver, mut cmd: Command) -> Client {
         let seen: Arc<Mutex<Seen>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
+        // Its own process group, so that killing it also kills what it
+        // started (psql_writer.sh's psql, which a black hole can keep
+        // blocked for minutes).
+        let tmp = tempfile::tempdir().ok();
+        if let Some(t) = &tmp {
+            cmd.env("TMPDIR", t.path());
+        }
         let mut child = cmd
+            .process_group(0)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -306,6 +319,7 @@ impl Client {
             reader: Some(reader),
             task: None,
             stop,
+            _tmp: tmp,
         }
     }
 
@@ -341,7 +355,7 @@ impl Client {
             while c.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            let _ = c.kill();
+            kill_group(&mut c);
             let _ = c.wait();
         }
         if let Some(r) = self.reader.take() {
@@ -354,13 +368,22 @@ impl Client {
 impl Drop for Client {
     fn drop(&mut self) {
         if let Some(c) = &mut self.child {
-            let _ = c.kill();
+            kill_group(c);
             let _ = c.wait();
         }
         if let Some(t) = &self.task {
             t.abort();
         }
     }
+}
+
+/// kill -9 the process group of a client we started (its id is the group's).
+fn kill_group(c: &mut Child) {
+    if let Ok(pid) = libc::pid_t::try_from(c.id()) {
+        // SAFETY: kill(2) on the group of our own child, not reaped yet.
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
+    }
+    let _ = c.kill();
 }
 
 /// The tokio-postgres writer: the same protocol, in process.
