@@ -195,6 +195,17 @@ struct ServerArgs {
     /// Admin HTTP listen address [default: 127.0.0.1:8433].
     #[arg(long)]
     admin: Option<std::net::SocketAddr>,
+    /// HOST:PORT where clients reach this node, advertised to them in the
+    /// topology (NAT, a VIP, a name, or a wildcard listen) [default: the listen address].
+    #[arg(long)]
+    client_address: Option<String>,
+    /// Drop a client whose host stops answering after about this long,
+    /// rolling back its transaction; 0 = the kernel's defaults [default: 10s].
+    #[arg(long)]
+    client_dead_timeout: Option<Dur>,
+    /// Keep commit tokens (SET hadr.commit_token) this long [default: 24h].
+    #[arg(long)]
+    commit_token_retention: Option<Dur>,
     /// Log segment size, e.g. 64MiB [default: 64MiB].
     #[arg(long)]
     log_segment_size: Option<ByteSize>,
@@ -241,6 +252,12 @@ struct ServerArgs {
     /// Most client connections at once [default: 500].
     #[arg(long)]
     max_connections: Option<usize>,
+    /// Of max_connections, how many only --reserved-connection-user may take [default: 3].
+    #[arg(long)]
+    reserved_connections: Option<usize>,
+    /// A user that may take the reserved connections (repeatable) [default: hadr_admin].
+    #[arg(long = "reserved-connection-user")]
+    reserved_connection_user: Vec<String>,
     /// Standby: re-clone itself when the primary no longer has the log it needs [default: true].
     #[arg(long)]
     auto_reclone: Option<bool>,
@@ -313,11 +330,14 @@ impl ServerArgs {
             idle_in_transaction_timeout,
             write_wait_timeout,
             client_write_timeout,
+            client_dead_timeout,
+            commit_token_retention,
             lease_ttl,
             lease_margin,
             min_promotion_interval,
             commit_timeout,
             max_connections,
+            reserved_connections,
             max_message_size,
             hadr_local,
             hadr_target_list,
@@ -342,6 +362,12 @@ impl ServerArgs {
         }
         if self.arbiter.is_some() {
             c.arbiter = self.arbiter;
+        }
+        if !self.reserved_connection_user.is_empty() {
+            c.reserved_connection_users = self.reserved_connection_user;
+        }
+        if self.client_address.is_some() {
+            c.client_address = self.client_address;
         }
         if self.failover.is_some() {
             c.failover = self.failover;
@@ -661,7 +687,18 @@ fn verify(data: PathBuf, json: bool) -> Result<()> {
 }
 
 async fn status(node: &str, json: bool) -> Result<()> {
-    let st = AdminClient::new(node).status().await?;
+    let st = match AdminClient::new(node).status().await {
+        Ok(st) => st,
+        Err(e) => match e.not_serving() {
+            Some(n) => {
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&n)?);
+                }
+                bail!("{node} is not serving: {} ({})", n.detail, n.phase)
+            }
+            None => return Err(e.into()),
+        },
+    };
     if json {
         println!("{}", serde_json::to_string_pretty(&st)?);
         return Ok(());

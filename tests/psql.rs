@@ -196,7 +196,8 @@ async fn sigterm_ends_sessions_with_57p01_and_frees_the_port() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psql_refused_over_max_connections_says_why() {
-    let s = start(&["--max-connections", "1"]).expect("the server starts");
+    let s = start(&["--max-connections", "1", "--reserved-connections", "0"])
+        .expect("the server starts");
     let ci = s.conninfo();
     // The one slot, once the harness's readiness probe has given its back.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);

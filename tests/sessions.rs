@@ -8,20 +8,6 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-/// One frontend message: tag, length, body.
-fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
-    let mut m = vec![tag];
-    m.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
-    m.extend_from_slice(body);
-    m
-}
-
-fn cstr(s: &str) -> Vec<u8> {
-    let mut v = s.as_bytes().to_vec();
-    v.push(0);
-    v
-}
-
 /// Parse, Bind and Execute of `sql` on the unnamed statement and portal with
 /// a row limit, then Sync.
 fn limited_execute(sql: &str, max_rows: i32) -> Vec<u8> {
@@ -38,23 +24,6 @@ fn limited_execute(sql: &str, max_rows: i32) -> Vec<u8> {
     out.extend(frame(b'E', &execute));
     out.extend(frame(b'S', &[]));
     out
-}
-
-/// Backend messages up to and including ReadyForQuery, as (tag, body).
-fn until_ready(s: &mut TcpStream) -> Vec<(u8, Vec<u8>)> {
-    let mut msgs = Vec::new();
-    loop {
-        let mut head = [0u8; 5];
-        s.read_exact(&mut head).expect("a backend message");
-        let len = i32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-        let mut body = vec![0u8; len - 4];
-        s.read_exact(&mut body).unwrap();
-        let ready = head[0] == b'Z';
-        msgs.push((head[0], body));
-        if ready {
-            return msgs;
-        }
-    }
 }
 
 /// A counter from /metrics.
@@ -173,9 +142,17 @@ async fn burst(conninfo: &str, n: usize) -> (Vec<tokio_postgres::Client>, usize)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_beyond_max_connections_get_53300_and_the_node_keeps_serving() {
+    // MAX for everyone, RESERVED more for the reserved user only.
     const MAX: usize = 4;
+    const RESERVED: usize = 2;
     const EXTRA: usize = 3;
-    let s = start(&["--max-connections", &MAX.to_string()]).expect("the server starts");
+    let s = start(&[
+        "--max-connections",
+        &(MAX + RESERVED).to_string(),
+        "--reserved-connections",
+        &RESERVED.to_string(),
+    ])
+    .expect("the server starts");
     // MAX + EXTRA at once: never more than MAX admitted, and EXTRA refused
     // once the slots of connections that just closed (the harness's
     // readiness probe, an earlier round) are given back.
@@ -221,6 +198,32 @@ async fn connections_beyond_max_connections_get_53300_and_the_node_keeps_serving
     .unwrap_err();
     canceller.await.unwrap();
     assert_eq!(e.code().map(|c| c.code()), Some("57014"), "{e}");
+
+    // The reserved user still gets in, RESERVED times and no more; with
+    // TLS asked first (psql's default) as without.
+    let admin = s.conninfo().replace("user=test", "user=hadr_admin");
+    assert!(admin.contains("user=hadr_admin"), "{admin}");
+    let (reserved, refused) = burst(&admin, RESERVED + 1).await;
+    assert_eq!((reserved.len(), refused), (RESERVED, 1));
+    for c in &reserved {
+        c.execute("SELECT 1", &[]).await.unwrap();
+    }
+    let (ok, _, err) = psql(&admin, &["-c", "SELECT 1"], "");
+    assert!(!ok && err.contains("too many clients"), "{err}");
+    drop(reserved);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (ok, out, err) = psql(&admin, &["-A", "-t", "-c", "SELECT 1"], "");
+        if ok {
+            assert_eq!(out.trim(), "1");
+            break;
+        }
+        assert!(Instant::now() < deadline, "psql as hadr_admin: {err}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Everyone else is still refused.
+    let (_, refused) = burst(&s.conninfo(), 1).await;
+    assert_eq!(refused, 1);
 
     // A freed slot is usable again.
     held.pop();

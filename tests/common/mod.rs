@@ -153,3 +153,34 @@ pub fn sqlstate_of(bytes: &[u8]) -> Option<String> {
     let c = body.windows(1).position(|w| w[0] == b'C')?;
     Some(String::from_utf8_lossy(&body[c + 1..c + 6]).into_owned())
 }
+
+/// One frontend message: tag, length, body.
+pub fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![tag];
+    m.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+    m.extend_from_slice(body);
+    m
+}
+
+pub fn cstr(s: &str) -> Vec<u8> {
+    let mut v = s.as_bytes().to_vec();
+    v.push(0);
+    v
+}
+
+/// Backend messages up to and including ReadyForQuery, as (tag, body).
+pub fn until_ready(s: &mut std::net::TcpStream) -> Vec<(u8, Vec<u8>)> {
+    let mut msgs = Vec::new();
+    loop {
+        let mut head = [0u8; 5];
+        s.read_exact(&mut head).expect("a backend message");
+        let len = i32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        let mut body = vec![0u8; len - 4];
+        s.read_exact(&mut body).unwrap();
+        let ready = head[0] == b'Z';
+        msgs.push((head[0], body));
+        if ready {
+            return msgs;
+        }
+    }
+}

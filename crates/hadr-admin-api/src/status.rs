@@ -118,6 +118,39 @@ pub struct Status {
     /// The resources that follow the role (None: none configured).
     #[serde(default)]
     pub resources: Option<ResourcesStatus>,
+    /// Where clients reach the cluster's members, as sessions are told in
+    /// the `hadr.topology` ParameterStatus (docs/clients.md).
+    #[serde(default)]
+    pub topology: Topology,
+}
+
+/// What every admin path answers, with 503, while the node is between two
+/// runs (starting, promoting, rewinding, re-cloning…): its phase.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NotServing {
+    /// One word: starting, promoting, rewinding, re-cloning, retrying, stopping, restarting.
+    pub phase: String,
+    /// A sentence for people, with progress where there is some.
+    pub detail: String,
+}
+
+/// The cluster's members at the addresses clients reach them at; the same
+/// JSON object as the `hadr.topology` ParameterStatus and `SHOW hadr.topology`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Topology {
+    /// The epoch of the primary the topology comes from.
+    pub epoch: u64,
+    /// The primary's client address (None: the node knows of none).
+    pub primary: Option<String>,
+    /// The standbys' client addresses.
+    pub standbys: Vec<String>,
+}
+
+impl Topology {
+    /// The compact JSON that sessions are sent.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
 }
 
 /// The node's resources (docs/resources.md).

@@ -13,7 +13,14 @@ pub use hadr_log::EpochStart;
 
 /// Version of this protocol. Bump on any incompatible change.
 /// 3: refusals carry a [`RefuseCode`]; [`Message::ScatteredPages`].
-pub const PROTOCOL_VERSION: u16 = 3;
+/// 4: [`Message::Announce`] and [`Message::Topology`] (client addresses).
+/// The [`Hello`] layout is unchanged, so that a peer of another version
+/// still reads it and refuses it cleanly by its version.
+pub const PROTOCOL_VERSION: u16 = 4;
+
+/// Most members a [`Topology`] may list (hadr has a primary and up to three
+/// standbys; the rest is room for growth, not for a hostile peer's counts).
+pub const MAX_TOPOLOGY_MEMBERS: usize = 16;
 
 /// Largest frame accepted (records are batched below this).
 pub const MAX_FRAME: usize = 64 << 20;
@@ -155,6 +162,19 @@ impl Refuse {
     }
 }
 
+/// The cluster as its primary sees it, with the addresses clients reach
+/// each member at (`client_address`), for clients that follow the primary
+/// (docs/clients.md).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Topology {
+    /// The primary's epoch.
+    pub epoch: u64,
+    /// The primary's client address; None when the sender knows of none.
+    pub primary: Option<String>,
+    /// The standbys' client addresses (those the primary has heard from).
+    pub standbys: Vec<String>,
+}
+
 /// Every message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
@@ -222,6 +242,14 @@ pub enum Message {
     },
     /// Primary → cloner: snapshot complete.
     CloneEnd,
+    /// Standby → primary, after the handshake: where clients reach it.
+    Announce {
+        /// Its `client_address`.
+        client_address: String,
+    },
+    /// Primary → standby: the topology, after the handshake and whenever it
+    /// changes, so that a standby's clients learn where the primary is.
+    Topology(Topology),
     /// Standby → primary: hand over the primary role (graceful takeover).
     TakeoverRequest,
     /// Primary → standby: writes stopped; everything up to `end_lsn` was
@@ -255,6 +283,8 @@ const T_TAKEOVER_READY: u8 = 11;
 const T_REWIND_REQUEST: u8 = 12;
 const T_REFUSE_CODED: u8 = 13;
 const T_SCATTERED_PAGES: u8 = 14;
+const T_ANNOUNCE: u8 = 15;
+const T_TOPOLOGY: u8 = 16;
 
 struct W(Vec<u8>);
 impl W {
@@ -458,6 +488,19 @@ impl Message {
                 w.u8(T_TAKEOVER_READY);
                 w.u64(*end_lsn);
             }
+            Message::Announce { client_address } => {
+                w.u8(T_ANNOUNCE);
+                w.str(client_address);
+            }
+            Message::Topology(t) => {
+                w.u8(T_TOPOLOGY);
+                w.u64(t.epoch);
+                w.str(t.primary.as_deref().unwrap_or_default());
+                w.u32(t.standbys.len() as u32);
+                for s in &t.standbys {
+                    w.str(s);
+                }
+            }
         }
         let crc = crc32c::crc32c(&w.0[4..]);
         w.u32(crc);
@@ -658,6 +701,36 @@ impl Message {
                 r.end()?;
                 m
             }
+            T_ANNOUNCE => {
+                let mut r = R {
+                    b: body,
+                    what: "Announce",
+                };
+                let m = Message::Announce {
+                    client_address: r.str()?,
+                };
+                r.end()?;
+                m
+            }
+            T_TOPOLOGY => {
+                let mut r = R {
+                    b: body,
+                    what: "Topology",
+                };
+                let epoch = r.u64()?;
+                let primary = Some(r.str()?).filter(|p| !p.is_empty());
+                let n = r.u32()? as usize;
+                if n > MAX_TOPOLOGY_MEMBERS {
+                    return Err(ProtocolError::Malformed("Topology"));
+                }
+                let standbys = (0..n).map(|_| r.str()).collect::<Result<Vec<_>, _>>()?;
+                r.end()?;
+                Message::Topology(Topology {
+                    epoch,
+                    primary,
+                    standbys,
+                })
+            }
             other => return Err(ProtocolError::UnknownType(other)),
         };
         Ok((msg, 4 + len))
@@ -792,6 +865,15 @@ mod tests {
                 from_lsn: 7,
                 pages: vec![1, 5, 9],
             },
+            Message::Announce {
+                client_address: "10.0.0.2:5433".into(),
+            },
+            Message::Topology(Topology {
+                epoch: 4,
+                primary: Some("[::1]:5433".into()),
+                standbys: vec!["b:5433".into(), "c:5433".into()],
+            }),
+            Message::Topology(Topology::default()),
         ]
     }
 
@@ -878,9 +960,30 @@ mod tests {
         }
     }
 
+    /// A hostile member count is refused before anything is allocated.
+    #[test]
+    fn an_oversized_topology_is_malformed() {
+        let mut w = W(vec![0; 4]);
+        w.u8(T_TOPOLOGY);
+        w.u64(1);
+        w.str("");
+        w.u32((MAX_TOPOLOGY_MEMBERS + 1) as u32);
+        for _ in 0..=MAX_TOPOLOGY_MEMBERS {
+            w.str("x:1");
+        }
+        let crc = crc32c::crc32c(&w.0[4..]);
+        w.u32(crc);
+        let len = (w.0.len() - 4) as u32;
+        w.0[0..4].copy_from_slice(&len.to_be_bytes());
+        assert_eq!(
+            Message::decode(&w.0),
+            Err(ProtocolError::Malformed("Topology"))
+        );
+    }
+
     proptest! {
         #[test]
-        fn any_flipped_bit_is_detected(i in 0usize..14, bit in 0usize..10_000) {
+        fn any_flipped_bit_is_detected(i in 0usize..17, bit in 0usize..10_000) {
             let b = samples()[i].encode();
             let bit = bit % (b.len() * 8);
             let mut c = b.clone();
@@ -889,7 +992,7 @@ mod tests {
         }
 
         #[test]
-        fn any_truncation_is_incomplete(i in 0usize..14, cut in 0usize..10_000) {
+        fn any_truncation_is_incomplete(i in 0usize..17, cut in 0usize..10_000) {
             let b = samples()[i].encode();
             let cut = cut % b.len();
             prop_assert!(matches!(Message::decode(&b[..cut]), Err(ProtocolError::Incomplete(_))));

@@ -9,7 +9,7 @@ use std::time::Duration;
 use hadr_engine::Engine;
 use hadr_ha::handover::HandoverFailure;
 use hadr_ha::{GuardAction, GuardEvent};
-use hadr_protocol::{Hello, PeerRole};
+use hadr_protocol::{Hello, PeerRole, Topology};
 use tokio::sync::watch;
 
 use crate::standbys::Standbys;
@@ -59,6 +59,8 @@ pub struct PrimaryCtx {
     pub end: watch::Receiver<u64>,
     /// This node's replication address (as in the standbys' target lists).
     pub address: String,
+    /// Where clients reach this node (`client_address`).
+    pub client_address: String,
     /// `hadr_timeout`.
     pub timeout: Duration,
     /// The snapshot a clone or a rewind is served from.
@@ -76,5 +78,14 @@ pub struct PrimaryCtx {
 impl PrimaryCtx {
     pub(crate) fn hello(&self) -> Hello {
         crate::hello(&self.engine, PeerRole::Primary, &self.address)
+    }
+
+    /// The topology this primary tells its standbys.
+    pub fn topology(&self) -> Topology {
+        Topology {
+            epoch: self.engine.control().epoch,
+            primary: Some(self.client_address.clone()),
+            standbys: self.standbys.client_addresses(),
+        }
     }
 }

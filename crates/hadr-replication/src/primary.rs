@@ -330,6 +330,10 @@ async fn stream_to(
                     standbys.step(slot, Event::Heard { now: now_micros() });
                     let _ = takeover_tx.try_send(());
                 }
+                Ok(Message::Announce { client_address }) => {
+                    standbys.step(slot, Event::Heard { now: now_micros() });
+                    standbys.set_client_address(slot, client_address);
+                }
                 Ok(Message::Ack {
                     received,
                     flushed,
@@ -358,6 +362,10 @@ async fn stream_to(
     let mut pos = from;
     let mut end_rx = ctx.end.clone();
     let mut retired = ctx.standbys.retired();
+    // The topology first, then again whenever a standby's client address
+    // changes (docs/clients.md §Topology).
+    let mut topology = ctx.standbys.topology_changes();
+    topology.mark_changed();
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     let principal = ctx.standbys.slots().get(slot).is_some_and(|s| s.principal);
     let result: Result<(), StreamEnd> = loop {
@@ -429,6 +437,12 @@ async fn stream_to(
             }
             Some(()) = takeover_rx.recv() => {
                 break run_hand_over(&ctx, slot, pos, &mut writer).await;
+            }
+            Ok(()) = topology.changed() => {
+                let t = Message::Topology(ctx.topology());
+                if let Err(e) = writer.send(&t, ctx.timeout).await {
+                    break Err(StreamEnd::Wire(e));
+                }
             }
         }
     };

@@ -35,6 +35,13 @@ pub struct StandbyStatus {
     /// Received batches not yet replayed: (end LSN, when received µs).
     #[serde(skip)]
     pending: std::collections::VecDeque<(u64, u64)>,
+    /// The topology the primary last sent (docs/clients.md §Topology); kept
+    /// when the link drops, as the best knowledge of where clients go.
+    #[serde(skip)]
+    pub topology: Option<hadr_protocol::Topology>,
+    /// Bumped whenever `topology` changes, so sessions can tell cheaply.
+    #[serde(skip)]
+    pub topology_gen: u64,
 }
 
 impl StandbyStatus {
@@ -82,6 +89,8 @@ pub struct StandbyCtx {
     pub targets: Vec<String>,
     /// Our replication address, as the primary's target list names it.
     pub address: String,
+    /// Where clients reach this node (`client_address`), announced to the primary.
+    pub client_address: String,
     /// `hadr_timeout`: for connecting and sending.
     pub timeout: Duration,
     /// Silence from the primary longer than this ends the link. It is
@@ -361,6 +370,15 @@ async fn follow(ctx: &Arc<StandbyCtx>, target: &str, stream: TcpStream) -> Resul
         return Err(FollowError::Superseded(why));
     }
     adopt_epochs(ctx, target, &ours, &theirs)?;
+    // Where this standby's clients reach it, for the primary's topology.
+    writer
+        .send(
+            &Message::Announce {
+                client_address: ctx.client_address.clone(),
+            },
+            ctx.timeout,
+        )
+        .await?;
     info!(primary = %target, from_lsn = ours.lsn, "following primary");
     {
         let mut st = ctx.status();
@@ -410,6 +428,13 @@ async fn follow(ctx: &Arc<StandbyCtx>, target: &str, stream: TcpStream) -> Resul
                         ctx.status().link.heartbeat(end_lsn, peer_window_end_micros, now_micros());
                     }
                     Message::Refuse(r) => return Err(FollowError::Refused(r)),
+                    Message::Topology(t) => {
+                        let mut st = ctx.status();
+                        if st.topology.as_ref() != Some(&t) {
+                            st.topology = Some(t);
+                            st.topology_gen += 1;
+                        }
+                    }
                     Message::TakeoverReady { end_lsn } => {
                         if log.end_lsn() != end_lsn {
                             return Err(FollowError::Incompatible(format!(

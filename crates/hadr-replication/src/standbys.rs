@@ -24,6 +24,9 @@ pub struct Slot {
     pub pair: Pair,
     /// The reason of the last disconnect, for status.
     pub last_error: Option<String>,
+    /// Where its clients reach it (its [`hadr_protocol::Message::Announce`]),
+    /// once it has connected during this primary's run.
+    pub client_address: Option<String>,
 }
 
 #[derive(Default)]
@@ -86,6 +89,9 @@ pub struct Standbys {
     /// Set with the reason once this node stops being a primary: every
     /// sender then refuses its standby (`RefuseCode::NotPrimary`) and ends.
     retired: tokio::sync::watch::Sender<Option<String>>,
+    /// Bumped whenever a standby's client address becomes known or changes:
+    /// the senders then send the new topology to their standbys.
+    topology: tokio::sync::watch::Sender<u64>,
 }
 
 impl Standbys {
@@ -99,6 +105,7 @@ impl Standbys {
                 principal: i == 0,
                 pair: Pair::new(cfg, now),
                 last_error: None,
+                client_address: None,
             })
             .collect();
         Standbys {
@@ -110,7 +117,44 @@ impl Standbys {
             acks: tokio::sync::Notify::new(),
             alone_until: None,
             retired: tokio::sync::watch::channel(None).0,
+            topology: tokio::sync::watch::channel(0).0,
         }
+    }
+
+    /// A standby announced where its clients reach it.
+    pub fn set_client_address(&self, slot: usize, address: String) {
+        let changed = {
+            let mut g = self.lock();
+            match g.slots.get_mut(slot) {
+                Some(s) if s.client_address.as_deref() != Some(address.as_str()) => {
+                    s.client_address = Some(address);
+                    true
+                }
+                _ => false,
+            }
+        };
+        if changed {
+            self.topology.send_modify(|g| *g += 1);
+        }
+    }
+
+    /// The standbys' known client addresses, in `hadr_target_list` order.
+    pub fn client_addresses(&self) -> Vec<String> {
+        self.lock()
+            .slots
+            .iter()
+            .filter_map(|s| s.client_address.clone())
+            .collect()
+    }
+
+    /// A number that changes whenever [`Standbys::client_addresses`] does.
+    pub fn topology_generation(&self) -> u64 {
+        *self.topology.borrow()
+    }
+
+    /// Changes whenever [`Standbys::client_addresses`] does.
+    pub fn topology_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.topology.subscribe()
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {

@@ -1,13 +1,21 @@
-//! The client listener: admission against `max_connections`, socket
-//! options, and one OS thread per admitted session.
+//! The client listener: admission, socket options, and one OS thread per
+//! admitted session (docs/clients.md §Admission).
 //!
-//! A slot is taken atomically before a session thread exists, so that a
-//! flood of connections costs neither threads nor a race past the limit;
-//! connections beyond it are refused at once (FATAL 53300) from a tokio
-//! task. There are no slots reserved for administrators: hadr has no roles
-//! to tell one by, and a loopback address says little (proxies and
-//! application servers connect from it too); the admin HTTP endpoint is not
-//! subject to the limit.
+//! Nothing that is refused costs a thread: a slot is taken atomically
+//! before a session thread exists, and refusals are answered from a tokio
+//! task with a bounded read and a bounded linger, so that a storm of
+//! reconnecting clients (DB2 ACR's fourth pitfall) costs neither threads
+//! nor a race past the limit.
+//!
+//! - While the node cannot serve (handing over, shutting down), every
+//!   connection gets FATAL 57P03, which drivers treat as "try the next host".
+//! - Past `max_connections − reserved_connections`, only the users named in
+//!   `reserved_connection_users` are admitted, up to `max_connections`; the
+//!   user is read from a peek at the StartupMessage, so the session thread
+//!   still reads it from the socket as usual. Everyone else gets FATAL 53300.
+//!   Until hadr authenticates clients (SCRAM), the user name is the
+//!   client's word: the reserve is against storms, not against strangers.
+//! - The admin HTTP endpoint is not subject to any of this.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -44,13 +52,7 @@ pub async fn accept_loop(node: Arc<Node>, listener: TcpListener) {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 node.stats.connections.fetch_add(1, Ordering::Relaxed);
-                match Slot::take(&node) {
-                    Some(slot) => start_session(&node, stream, peer, slot),
-                    None => {
-                        debug!(%peer, "too many connections: refused");
-                        tokio::spawn(refuse(node.clone(), stream));
-                    }
-                }
+                admit(&node, stream, peer);
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
@@ -61,13 +63,65 @@ pub async fn accept_loop(node: Arc<Node>, listener: TcpListener) {
     }
 }
 
+/// Why a connection is refused before it has a session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Refusal {
+    /// The node cannot serve now (57P03), and why.
+    CannotConnectNow(String),
+    /// No slot left (53300).
+    TooMany,
+}
+
+impl Refusal {
+    fn error(&self) -> PgError {
+        match self {
+            Refusal::CannotConnectNow(why) => {
+                PgError::fatal(sqlstate::CANNOT_CONNECT_NOW, why.clone())
+            }
+            Refusal::TooMany => PgError::fatal(
+                sqlstate::TOO_MANY_CONNECTIONS,
+                "sorry, too many clients already",
+            ),
+        }
+    }
+}
+
+fn admit(node: &Arc<Node>, stream: TcpStream, peer: SocketAddr) {
+    if node.is_shutting_down() || node.demoting.load(Ordering::SeqCst) {
+        let why = Refusal::CannotConnectNow(node.ending_reason());
+        tokio::spawn(refuse(node.clone(), stream, why));
+        return;
+    }
+    if let Some(slot) = Slot::take(node, Pool::General) {
+        start_session(node, stream, peer, slot);
+    } else if node.config.reserved_connections > 0 {
+        tokio::spawn(admit_reserved(node.clone(), stream, peer));
+    } else {
+        debug!(%peer, "too many connections: refused");
+        tokio::spawn(refuse(node.clone(), stream, Refusal::TooMany));
+    }
+}
+
+/// Which slots a connection may take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pool {
+    /// Every connection: up to `max_connections − reserved_connections`.
+    General,
+    /// `reserved_connection_users`: up to `max_connections`.
+    Reserved,
+}
+
 /// One of `max_connections` slots, given back when dropped: when the
 /// session thread ends, or when it could not be started.
 struct Slot(Arc<Node>);
 
 impl Slot {
-    fn take(node: &Arc<Node>) -> Option<Slot> {
-        let max = node.config.max_connections;
+    fn take(node: &Arc<Node>, pool: Pool) -> Option<Slot> {
+        let c = &node.config;
+        let max = match pool {
+            Pool::General => c.max_connections.saturating_sub(c.reserved_connections),
+            Pool::Reserved => c.max_connections,
+        };
         node.stats
             .connection_slots
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
@@ -82,6 +136,72 @@ impl Drop for Slot {
     fn drop(&mut self) {
         self.0.stats.connection_slots.fetch_sub(1, Ordering::SeqCst);
     }
+}
+
+/// Past the general limit: admit a reserved user, refuse everyone else.
+async fn admit_reserved(node: Arc<Node>, mut stream: TcpStream, peer: SocketAddr) {
+    let user = tokio::time::timeout(FIRST_PACKET_WAIT, peek_user(&mut stream)).await;
+    let reserved = match &user {
+        Ok(Ok(Some(u))) => node.config.reserved_connection_users.iter().any(|r| r == u),
+        _ => false,
+    };
+    if reserved {
+        if let Some(slot) = Slot::take(&node, Pool::Reserved) {
+            debug!(%peer, "admitted to a reserved slot");
+            start_session(&node, stream, peer, slot);
+            return;
+        }
+    }
+    debug!(%peer, "too many connections: refused");
+    refuse(node, stream, Refusal::TooMany).await;
+}
+
+/// The user of the StartupMessage at the front of `stream`, left unread
+/// there (an SSLRequest before it is answered 'N' and consumed, as the
+/// session would). None: the client sent something else first.
+async fn peek_user(stream: &mut TcpStream) -> std::io::Result<Option<String>> {
+    let mut buf = vec![0u8; 8192];
+    loop {
+        let n = stream.peek(&mut buf).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        if n < 8 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            continue;
+        }
+        let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+        let code = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
+        // SSLRequest (80877103) or GSSENCRequest (80877104): no TLS here yet.
+        if len == 8 && (code == 80_877_103 || code == 80_877_104) {
+            let mut skip = [0u8; 8];
+            stream.read_exact(&mut skip).await?;
+            stream.write_all(b"N").await?;
+            continue;
+        }
+        if code != 196_608 || !(8..=buf.len()).contains(&len) {
+            return Ok(None);
+        }
+        if n < len {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            continue;
+        }
+        return Ok(startup_user(&buf[8..len]));
+    }
+}
+
+/// The `user` parameter of a StartupMessage's body (NUL-separated pairs).
+fn startup_user(body: &[u8]) -> Option<String> {
+    let mut parts = body.split(|&b| b == 0);
+    while let (Some(k), Some(v)) = (parts.next(), parts.next()) {
+        if k.is_empty() {
+            return None;
+        }
+        if k == b"user" {
+            return String::from_utf8(v.to_vec()).ok();
+        }
+    }
+    None
 }
 
 fn start_session(node: &Arc<Node>, stream: TcpStream, peer: SocketAddr, slot: Slot) {
@@ -115,42 +235,59 @@ fn write_timeout(config: &Config) -> Option<Duration> {
     (!t.is_zero()).then_some(t)
 }
 
-/// TCP keepalive, so that a dead client's open transaction is rolled back in
-/// seconds, not after the kernel's two-hour default; and TCP_USER_TIMEOUT, so
-/// that data the client does not acknowledge for `client_write_timeout` ends
-/// the connection too (the socket's write timeout only bounds a blocked
-/// write, not data already handed to the kernel). With both set, Linux also
-/// gives up on an idle dead client after the user timeout rather than after
-/// the keepalive probes.
+/// A dead client (its host crashed, its cable pulled: no reset ever comes)
+/// must not hold the write lock for the kernel's two hours. With
+/// `client_dead_timeout` T: keepalive probes start after 0.4·T of silence,
+/// three of them 0.2·T apart, so an idle dead client is dropped after about
+/// T; and TCP_USER_TIMEOUT = T, so a dead client with data outstanding
+/// (a reply it never acknowledged) is dropped after T as well. Linux lets
+/// the user timeout decide for keepalive too, so the two agree. A live
+/// client that merely stops reading still acknowledges (a zero window), so
+/// only the socket's write timeout (`client_write_timeout`) ends it.
+/// T = 0 leaves the kernel's defaults (no keepalive).
 fn set_timeouts(stream: &TcpStream, config: &Config) {
+    let dead = config.client_dead_timeout.0;
+    if dead.is_zero() {
+        return;
+    }
     let sock = socket2::SockRef::from(stream);
+    let second = Duration::from_secs(1);
     let ka = socket2::TcpKeepalive::new()
-        .with_time(Duration::from_secs(10))
-        .with_interval(Duration::from_secs(3))
+        .with_time((dead * 2 / 5).max(second))
+        .with_interval((dead / 5).max(second))
         .with_retries(3);
     if let Err(e) = sock.set_tcp_keepalive(&ka) {
         warn!(error = %e, "could not enable TCP keepalive");
     }
     #[cfg(any(target_os = "linux", target_os = "android", target_os = "fuchsia"))]
-    if let Err(e) = sock.set_tcp_user_timeout(write_timeout(config)) {
+    if let Err(e) = sock.set_tcp_user_timeout(Some(dead)) {
         warn!(error = %e, "could not set TCP_USER_TIMEOUT");
     }
-    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "fuchsia")))]
-    let _ = config;
 }
 
-/// Refuse a connection over the limit without a thread, as PostgreSQL
-/// does: answer an SSLRequest with 'N' (libpq, asked for TLS by default,
-/// would otherwise report an error during the SSL exchange instead of ours),
-/// honour a CancelRequest (a full server is when a client most needs to
-/// cancel), else send FATAL 53300; then read what the client sends until it
+/// Refuse a connection without a thread, as PostgreSQL does: answer an
+/// SSLRequest with 'N' (libpq, asked for TLS by default, would otherwise
+/// report an error during the SSL exchange instead of ours), honour a
+/// CancelRequest (a full server is when a client most needs to cancel),
+/// else send the FATAL error; then read what the client sends until it
 /// closes, so that closing first does not reset the connection before the
 /// client has read the error.
-async fn refuse(node: Arc<Node>, mut stream: TcpStream) {
-    let _ = tokio::time::timeout(REFUSAL_LINGER, refuse_on(&node, &mut stream)).await;
+async fn refuse(node: Arc<Node>, stream: TcpStream, why: Refusal) {
+    refuse_stream(Some(node), stream, why.error()).await;
 }
 
-async fn refuse_on(node: &Node, stream: &mut TcpStream) -> std::io::Result<()> {
+/// [`refuse`] with any error, and without a node when none runs (the
+/// gate, crates/hadr-server/src/gate.rs: a CancelRequest then has nothing
+/// to cancel).
+pub async fn refuse_stream(node: Option<Arc<Node>>, mut stream: TcpStream, e: PgError) {
+    let _ = tokio::time::timeout(REFUSAL_LINGER, refuse_on(node.as_deref(), &mut stream, &e)).await;
+}
+
+async fn refuse_on(
+    node: Option<&Node>,
+    stream: &mut TcpStream,
+    e: &PgError,
+) -> std::io::Result<()> {
     use PgWireFrontendMessage as M;
     let mut ctx = DecodeContext::new(ProtocolVersion::PROTOCOL3_0);
     let mut got = BytesMut::with_capacity(1024);
@@ -165,7 +302,9 @@ async fn refuse_on(node: &Node, stream: &mut TcpStream) -> std::io::Result<()> {
                 continue;
             }
             Ok(Some(M::CancelRequest(c))) => {
-                session::startup::cancel(node, c.pid, &c.secret_key);
+                if let Some(node) = node {
+                    session::startup::cancel(node, c.pid, &c.secret_key);
+                }
                 return Ok(());
             }
             // A StartupMessage, or garbage: refuse.
@@ -181,10 +320,6 @@ async fn refuse_on(node: &Node, stream: &mut TcpStream) -> std::io::Result<()> {
         }
     }
     let mut out = BytesMut::new();
-    let e = PgError::fatal(
-        sqlstate::TOO_MANY_CONNECTIONS,
-        "sorry, too many clients already",
-    );
     if let Err(e) =
         PgWireBackendMessage::ErrorResponse(ErrorResponse::new(e.fields())).encode(&mut out)
     {
@@ -196,4 +331,21 @@ async fn refuse_on(node: &Node, stream: &mut TcpStream) -> std::io::Result<()> {
     got.clear();
     while stream.read_buf(&mut got).await? > 0 && got.len() < REFUSAL_READ_LIMIT {}
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_user_is_read_from_a_startup_body() {
+        assert_eq!(
+            startup_user(b"database\0d\0user\0hadr_admin\0\0").as_deref(),
+            Some("hadr_admin")
+        );
+        assert_eq!(startup_user(b"database\0d\0\0"), None);
+        assert_eq!(startup_user(b"user"), None);
+        assert_eq!(startup_user(b""), None);
+        assert_eq!(startup_user(b"user\0\xff\0\0"), None);
+    }
 }

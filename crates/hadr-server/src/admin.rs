@@ -451,6 +451,7 @@ async fn status(State(node): State<Arc<Node>>, Query(q): Query<StatusQuery>) -> 
             .map(|f| f.status.lock().unwrap_or_else(|p| p.into_inner()).clone()),
         file_sync: node.file_sync_status(),
         resources: crate::admin_resources::view(&node),
+        topology: node.topology(),
     };
     Json(body).into_response()
 }

@@ -132,6 +132,11 @@ pub struct Config {
     pub data: PathBuf,
     /// PostgreSQL protocol listen address.
     pub listen: SocketAddr,
+    /// `host:port` where clients reach this node, advertised in the
+    /// topology (docs/clients.md); unset: the `listen` address. Set it when
+    /// clients come through NAT, a VIP or a name, or when `listen` is a
+    /// wildcard such as 0.0.0.0.
+    pub client_address: Option<String>,
     /// Admin HTTP listen address (/status, /primary, /standby, /metrics).
     pub admin: SocketAddr,
     /// Size at which the log switches to a new segment file.
@@ -151,8 +156,19 @@ pub struct Config {
     pub client_write_timeout: Dur,
     /// Longest wait for a commit to become durable before the client gets an error.
     pub commit_timeout: Dur,
+    /// A client whose host stops answering (TCP keepalive unanswered) is
+    /// dropped after about this long, and its transaction rolled back, so a
+    /// crashed client cannot hold the write lock (0 = the kernel's defaults).
+    pub client_dead_timeout: Dur,
+    /// Commit tokens (`SET hadr.commit_token`) older than this are purged.
+    pub commit_token_retention: Dur,
     /// Most client connections served at once; more get 53300.
     pub max_connections: usize,
+    /// Of `max_connections`, how many only `reserved_connection_users` may
+    /// take, so an operator still gets in during a storm of clients.
+    pub reserved_connections: usize,
+    /// The users that may take the reserved connections.
+    pub reserved_connection_users: Vec<String>,
     /// Largest protocol message accepted from a client; larger ones close that connection.
     pub max_message_size: ByteSize,
     /// `primary` or `standby`; unset keeps the control file's role.
@@ -221,6 +237,7 @@ impl Default for Config {
         Config {
             data: PathBuf::from("hadr-data"),
             listen: SocketAddr::from(([127, 0, 0, 1], 5433)),
+            client_address: None,
             admin: SocketAddr::from(([127, 0, 0, 1], 8433)),
             log_segment_size: ByteSize(64 << 20),
             log_retention: ByteSize(1 << 30),
@@ -235,7 +252,11 @@ impl Default for Config {
             lease_margin: Dur(Duration::from_millis(500)),
             min_promotion_interval: Dur(Duration::from_secs(60)),
             commit_timeout: Dur(Duration::from_secs(60)),
+            client_dead_timeout: Dur(Duration::from_secs(10)),
+            commit_token_retention: Dur(Duration::from_secs(24 * 3600)),
             max_connections: 500,
+            reserved_connections: 3,
+            reserved_connection_users: vec!["hadr_admin".to_string()],
             max_message_size: ByteSize(256 << 20),
             role: None,
             hadr_local: SocketAddr::from(([127, 0, 0, 1], 9433)),
@@ -292,10 +313,36 @@ impl Config {
                 message: "must be at least 64KiB".into(),
             });
         }
+        if let Some(a) = &self.client_address {
+            if !valid_host_port(a) {
+                return Err(ConfigError::Invalid {
+                    key: "client_address",
+                    message: format!(
+                        "{a:?} is not host:port (an IPv6 address goes in brackets: [::1]:5433)"
+                    ),
+                });
+            }
+        }
+        if self.commit_token_retention.0 < Duration::from_secs(1) {
+            return Err(ConfigError::Invalid {
+                key: "commit_token_retention",
+                message: "must be at least 1s: a client must be able to ask after a failover"
+                    .into(),
+            });
+        }
         if self.max_connections == 0 {
             return Err(ConfigError::Invalid {
                 key: "max_connections",
                 message: "must be at least 1".into(),
+            });
+        }
+        if self.reserved_connections >= self.max_connections {
+            return Err(ConfigError::Invalid {
+                key: "reserved_connections",
+                message: format!(
+                    "must be below max_connections ({}): nobody else could connect",
+                    self.max_connections
+                ),
             });
         }
         if self.max_message_size.0 < 1 << 16 || self.max_message_size.0 > (1 << 30) - 1 {
@@ -475,6 +522,13 @@ impl Config {
         )
     }
 
+    /// Where clients reach this node: `client_address`, else `listen`.
+    pub fn client_address(&self) -> String {
+        self.client_address
+            .clone()
+            .unwrap_or_else(|| self.listen.to_string())
+    }
+
     /// This node's name in the arbiter: its replication address, the name
     /// its primary's `hadr_target_list` knows it by (so a mark the primary
     /// writes is found by the standby it means).
@@ -542,9 +596,48 @@ fn real_path(p: &Path) -> PathBuf {
     }
 }
 
+/// `host:port` with a non-empty host and a port number; an IPv6 host in brackets.
+fn valid_host_port(a: &str) -> bool {
+    let Some((host, port)) = a.rsplit_once(':') else {
+        return false;
+    };
+    let host_ok = if let Some(inner) = host.strip_prefix('[') {
+        inner
+            .strip_suffix(']')
+            .is_some_and(|h| h.parse::<std::net::Ipv6Addr>().is_ok())
+    } else {
+        !host.is_empty() && !host.contains(':') && !host.contains(char::is_whitespace)
+    };
+    host_ok && port.parse::<u16>().is_ok_and(|p| p > 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_address_must_be_host_and_port() {
+        for ok in ["db1.example:5433", "10.0.0.5:6432", "[::1]:5433"] {
+            let c = Config::from_toml(&format!("client_address = {ok:?}")).unwrap();
+            assert!(c.validate().is_ok(), "{ok}");
+            assert_eq!(c.client_address(), ok);
+        }
+        for bad in [
+            "db1",
+            ":5433",
+            "db1:",
+            "db1:0",
+            "db1:99999",
+            "::1:5433",
+            "[nothost]:1",
+            "a b:1",
+        ] {
+            let c = Config::from_toml(&format!("client_address = {bad:?}")).unwrap();
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains("client_address"), "{bad}: {e}");
+        }
+        assert_eq!(Config::default().client_address(), "127.0.0.1:5433");
+    }
 
     #[test]
     fn parses_units_and_defaults() {

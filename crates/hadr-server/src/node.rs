@@ -483,6 +483,62 @@ pub enum Repl {
 }
 
 impl Node {
+    /// The live topology at client addresses (docs/clients.md §Topology):
+    /// a primary lists itself and every standby that announced itself
+    /// during its run; a standby repeats what its primary last sent (kept
+    /// after the link drops: it is still the best guess of where the
+    /// primary is), and always lists itself among the standbys.
+    pub fn topology(&self) -> hadr_admin_api::Topology {
+        let me = self.config.client_address();
+        let epoch = self.engine.control().epoch;
+        match &self.repl {
+            Repl::None => hadr_admin_api::Topology {
+                epoch,
+                primary: Some(me),
+                standbys: Vec::new(),
+            },
+            Repl::Primary { standbys, .. } => hadr_admin_api::Topology {
+                epoch,
+                primary: Some(me),
+                standbys: standbys.client_addresses(),
+            },
+            Repl::Standby { status, .. } => {
+                let st = status.lock().unwrap_or_else(|p| p.into_inner());
+                let (epoch, mut primary, mut standbys) = match &st.topology {
+                    Some(t) => (t.epoch, t.primary.clone(), t.standbys.clone()),
+                    None => (epoch, None, Vec::new()),
+                };
+                // Named primary in an old topology of its own: it is not now.
+                if primary.as_deref() == Some(me.as_str()) {
+                    primary = None;
+                }
+                if !standbys.contains(&me) {
+                    standbys.push(me);
+                }
+                hadr_admin_api::Topology {
+                    epoch,
+                    primary,
+                    standbys,
+                }
+            }
+        }
+    }
+
+    /// Changes whenever [`Node::topology`] may have: sessions compare it
+    /// before each ReadyForQuery, which is cheaper than the topology itself.
+    pub fn topology_generation(&self) -> u64 {
+        match &self.repl {
+            Repl::None => 0,
+            Repl::Primary { standbys, .. } => standbys.topology_generation(),
+            Repl::Standby { status, .. } => {
+                status
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .topology_gen
+            }
+        }
+    }
+
     /// The cluster's actual members as this node knows them, for
     /// ParameterStatus and `SHOW hadr_members`: `ADDR=ROLE[:STATE]`, comma
     /// separated. A primary lists itself and the standbys connected to it;

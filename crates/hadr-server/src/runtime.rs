@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use crate::demotion::Handover;
+use crate::gate::{Gate, Phase};
 use crate::node::{Node, NodeError, Repl, TakeoverAnswer};
 use crate::roles::{RoleChange, RoleEvents};
 
@@ -28,12 +29,15 @@ pub struct Bound {
 }
 
 /// Run a node until `stop` completes (or the node decides to stop), then shut down cleanly.
+///
+/// The client and admin ports come bound from the supervisor's `gate`,
+/// which answers on them until this run serves and again once it stops.
 pub async fn run(
     config: crate::Config,
     events: Arc<RoleEvents>,
     resources: hadr_resources::Manager,
+    gate: &Arc<Gate>,
     stop: impl Future<Output = ()>,
-    on_bound: impl FnOnce(Bound),
 ) -> Result<RoleChange, NodeError> {
     let node = Node::open(config, events, resources)?;
     crate::filesync::prepare(&node.config)?;
@@ -55,33 +59,23 @@ pub async fn run(
     // an operator may expect every port of the node to be there.
     let repl_tasks = start_replication(&node).await?;
     let abort_repl = || repl_tasks.iter().for_each(|t| t.abort());
-    let (pg, admin) = match (
-        bind(node.config.listen).await,
-        bind(node.config.admin).await,
-    ) {
-        (Ok(pg), Ok(admin)) => (pg, admin),
-        (Err(e), _) | (_, Err(e)) => {
+    let (pg, admin) = match gate.open() {
+        Ok(l) => l,
+        Err(source) => {
             abort_repl();
-            return Err(e);
+            return Err(NodeError::Bind {
+                addr: node.config.listen,
+                source,
+            });
         }
     };
-    let bound = Bound {
-        pg: pg.local_addr().map_err(|e| NodeError::Bind {
-            addr: node.config.listen,
-            source: e,
-        })?,
-        admin: admin.local_addr().map_err(|e| NodeError::Bind {
-            addr: node.config.admin,
-            source: e,
-        })?,
-    };
+    let bound = gate.bound();
     let control = node.engine.control();
     info!(
         pg = %bound.pg, admin = %bound.admin, role = control.role.as_str(), epoch = control.epoch,
         database_id = %control.database_id, end_lsn = node.engine.log().end_lsn(),
         "hadr node serving"
     );
-    on_bound(bound);
     node.events.publish(match control.role {
         Role::Primary => RoleEvent::Primary {
             epoch: control.epoch,
@@ -96,6 +90,7 @@ pub async fn run(
     let accept = tokio::spawn(crate::accept::accept_loop(node.clone(), pg));
     let admin_task = tokio::spawn(crate::admin::serve(node.clone(), admin));
     let ckpt = tokio::spawn(checkpointer(node.clone()));
+    let purger = tokio::spawn(purge_commit_tokens(node.clone()));
     let file_sync = match crate::filesync::start(&node) {
         Ok(f) => f,
         Err(e) => {
@@ -137,7 +132,9 @@ pub async fn run(
     }
     accept.abort();
     admin_task.abort();
+    gate.close(stopping_phase(&node));
     ckpt.abort();
+    purger.abort();
     // It saw the shutdown and asked every group to stop; the stops run on
     // in the manager's tasks, across the role change.
     let _ = tokio::time::timeout(Duration::from_secs(1), resource_task).await;
@@ -188,6 +185,26 @@ pub async fn run(
     // Read, not taken: an admin request may still be watching for it.
     let next = node.next.lock().unwrap_or_else(|p| p.into_inner()).clone();
     Ok(next.unwrap_or(RoleChange::Stopped))
+}
+
+/// What the gate says while this run winds down.
+fn stopping_phase(node: &Node) -> Phase {
+    match node.next.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        Some(RoleChange::Restart) => Phase::new(
+            "restarting",
+            format!("restarting as a standby: {}", node.ending_reason()),
+        ),
+        Some(RoleChange::Promote { .. }) => {
+            Phase::new("promoting", "becoming the primary (a takeover)")
+        }
+        Some(RoleChange::Rewind { from }) => {
+            Phase::new("rewinding", format!("about to rewind from {from}"))
+        }
+        Some(RoleChange::Reclone { from, .. }) => {
+            Phase::new("re-cloning", format!("about to re-clone from {from}"))
+        }
+        Some(RoleChange::Stopped) | None => Phase::new("stopping", "shutting down"),
+    }
 }
 
 /// Bind a listener, naming the address when it fails.
@@ -250,6 +267,7 @@ async fn start_pair(node: &Arc<Node>) -> Result<Vec<tokio::task::JoinHandle<()>>
                 standbys: standbys.clone(),
                 end: end_tx.subscribe(),
                 address,
+                client_address: node.config.client_address(),
                 timeout,
                 snapshot: Arc::new(move || snap_node.snapshot()),
                 takeover: Arc::new(Handover(Arc::downgrade(node))),
@@ -288,6 +306,7 @@ async fn start_pair(node: &Arc<Node>) -> Result<Vec<tokio::task::JoinHandle<()>>
                 engine: node.engine.clone(),
                 targets: node.config.targets(),
                 address,
+                client_address: node.config.client_address(),
                 timeout,
                 silence: node.config.link_silence(),
                 status: status.clone(),
@@ -390,6 +409,45 @@ fn repair(
 }
 
 /// Checkpoint when the WAL has grown past `checkpoint_wal_size`, then apply log retention.
+/// On a primary, every minute: delete the commit tokens older than
+/// `commit_token_retention`, a thousand per transaction so that the write
+/// lock is never held long (docs/clients.md §Commit outcomes).
+async fn purge_commit_tokens(node: Arc<Node>) {
+    if !matches!(node.repl, Repl::Primary { .. } | Repl::None) {
+        return;
+    }
+    let secs = node.config.commit_token_retention.0.as_secs();
+    loop {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let n = node.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            let mut conn = n.engine.connect().map_err(|e| e.to_string())?;
+            let never = std::sync::atomic::AtomicBool::new(false);
+            let mut total = 0;
+            for _ in 0..100 {
+                let mut deleted = 0;
+                n.internal_write(&mut conn, &never, &mut |tx| {
+                    deleted = crate::commit_tokens::purge(tx, secs, 1000)?;
+                    Ok(())
+                })
+                .map_err(|e| e.to_string())?;
+                total += deleted;
+                if deleted < 1000 {
+                    break;
+                }
+            }
+            Ok::<usize, String>(total)
+        })
+        .await;
+        match r {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => info!(purged = n, "old commit tokens purged"),
+            Ok(Err(e)) => warn!(error = %e, "could not purge old commit tokens"),
+            Err(e) => warn!(error = %e, "commit token purge task failed"),
+        }
+    }
+}
+
 async fn checkpointer(node: Arc<Node>) {
     let page = u64::from(hadr_engine::PAGE_SIZE);
     let threshold_frames = (node.config.checkpoint_wal_size.0 / page).max(16);

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::Config;
+use crate::gate::{Gate, Phase};
 use crate::node::NodeError;
 use crate::roles::{RoleChange, RoleEvents};
 use crate::runtime::{self, Bound};
@@ -88,21 +89,30 @@ pub enum Rejoined {
 
 /// Run a node until `stop` is cancelled, carrying out every role change it
 /// asks for. Retries a failed repair every 2 s (it is logged and published).
+///
+/// The client and admin ports are bound here, once (`on_bound` hears where),
+/// and answered by the gate whenever no run serves (crates/hadr-server/src/gate.rs).
 pub async fn supervise(
     mut config: Config,
     events: Arc<RoleEvents>,
     resources: hadr_resources::Manager,
     stop: CancellationToken,
-    on_bound: impl Fn(Bound) + Clone,
+    on_bound: impl FnOnce(Bound),
 ) -> Result<(), SupervisorError> {
+    let gate = Gate::bind(&config)?;
+    on_bound(gate.bound());
     loop {
         events.publish(RoleEvent::Starting);
+        gate.close(Phase::new(
+            "starting",
+            "starting up (opening and recovering the database)",
+        ));
         let change = runtime::run(
             config.clone(),
             events.clone(),
             resources.clone(),
+            &gate,
             stop.clone().cancelled_owned(),
-            on_bound.clone(),
         )
         .await;
         let change = match change {
@@ -129,6 +139,7 @@ pub async fn supervise(
                 epoch,
                 predecessor,
             } => {
+                gate.close(Phase::new("promoting", "becoming the primary"));
                 promote(&config, end, epoch, &events)?;
                 config.promoted = true;
                 config.handed_over_by = predecessor;
@@ -139,18 +150,22 @@ pub async fn supervise(
                     from: from.clone(),
                     reason,
                 });
-                reclone(&from, &config, &mut log_progress("re-cloning"))
+                let what = format!("re-cloning from {from}");
+                gate.close(Phase::new("re-cloning", what.clone()));
+                reclone(&from, &config, &mut log_progress(&gate, what))
                     .await
                     .err()
                     .map(|e| ("re-clone", e))
             }
             RoleChange::Rewind { from } => {
                 events.publish(RoleEvent::Rewinding { from: from.clone() });
+                let what = format!("rewinding from {from}");
+                gate.close(Phase::new("rewinding", what.clone()));
                 rejoin(
                     &from,
                     &config,
                     config.auto_reclone,
-                    &mut log_progress("rewinding"),
+                    &mut log_progress(&gate, what),
                 )
                 .await
                 .err()
@@ -159,6 +174,10 @@ pub async fn supervise(
         };
         if let Some((during, e)) = failed {
             error!(error = %e, "{during} failed; trying again shortly");
+            gate.close(Phase::new(
+                "retrying",
+                format!("retrying: {during} failed: {e}"),
+            ));
             events.publish(RoleEvent::Failed {
                 during: during.into(),
                 error: e.to_string(),
@@ -186,14 +205,21 @@ async fn stop_resources(resources: &hadr_resources::Manager) {
     }
 }
 
-/// Progress as log lines, at most one a second.
-fn log_progress(what: &'static str) -> impl FnMut(Progress) {
+/// Progress as log lines, at most one a second, and in what the gate
+/// tells clients and `/status` meanwhile.
+fn log_progress(gate: &Arc<Gate>, what: String) -> impl FnMut(Progress) + Send {
     let mut last = std::time::Instant::now();
+    let gate = gate.clone();
     move |p: Progress| {
         if last.elapsed() > Duration::from_secs(1) {
             last = std::time::Instant::now();
             let percent = (p.bytes * 100).checked_div(p.total).unwrap_or(100);
             info!(bytes = p.bytes, total = p.total, percent, "{what}");
+            gate.progress(format!(
+                "{what}: {percent}% ({} of {} MiB)",
+                p.bytes >> 20,
+                p.total >> 20
+            ));
         }
     }
 }

@@ -73,6 +73,9 @@ pub enum Command {
     Notify,
     /// Anything else: the first keyword, uppercased.
     Other(String),
+    /// `SELECT hadr_commit_outcome('token')`: answered by hadr itself
+    /// (docs/clients.md §Commit outcomes), with the token.
+    CommitOutcome(String),
     /// No statement at all (whitespace and comments only).
     Empty,
 }
@@ -268,6 +271,24 @@ fn with_verb(sig: &[Token<'_>]) -> Command {
     Command::Other("WITH".to_string())
 }
 
+/// `SELECT hadr_commit_outcome('token')`, exactly: a string literal
+/// argument and nothing else, so that any other use of the name reaches
+/// SQLite (and fails there as an unknown function).
+fn commit_outcome(sig: &[Token<'_>]) -> Option<Command> {
+    match sig {
+        [_, f, open, arg, close]
+            if f.kind == Kind::Word
+                && f.text.eq_ignore_ascii_case("hadr_commit_outcome")
+                && open.is_punct("(")
+                && arg.kind == Kind::Str
+                && close.is_punct(")") =>
+        {
+            Some(Command::CommitOutcome(string_value(arg)))
+        }
+        _ => None,
+    }
+}
+
 /// Classify one statement by its leading keywords.
 pub fn classify(stmt: &str) -> Command {
     let toks = tokenize(stmt);
@@ -293,7 +314,8 @@ pub fn classify(stmt: &str) -> Command {
     let first = first.upper();
     let name_at = |k: usize| dotted_name(&sig, k).0;
     match first.as_str() {
-        "SELECT" | "TABLE" => Command::Select,
+        "SELECT" => commit_outcome(&sig).unwrap_or(Command::Select),
+        "TABLE" => Command::Select,
         "VALUES" => Command::Values,
         "INSERT" => Command::Insert,
         "REPLACE" => Command::Insert,
@@ -363,7 +385,7 @@ fn begin(sig: &[Token<'_>]) -> Command {
 /// The PostgreSQL CommandComplete tag for a statement that affected or returned `rows` rows.
 pub fn command_tag(cmd: &Command, rows: u64) -> String {
     match cmd {
-        Command::Select | Command::Values => format!("SELECT {rows}"),
+        Command::Select | Command::Values | Command::CommitOutcome(_) => format!("SELECT {rows}"),
         Command::Insert => format!("INSERT 0 {rows}"),
         Command::Update => format!("UPDATE {rows}"),
         Command::Delete => format!("DELETE {rows}"),
@@ -560,6 +582,29 @@ mod tests {
             classify("show hadr.role"),
             Command::Show("hadr.role".into())
         );
+    }
+
+    #[test]
+    fn commit_outcome_only_in_its_exact_form() {
+        for q in [
+            "SELECT hadr_commit_outcome('t-1')",
+            "select HADR_COMMIT_OUTCOME ( 't-1' ) ;",
+            "/* c */ SELECT hadr_commit_outcome('t-1') -- x",
+        ] {
+            assert_eq!(classify(q), Command::CommitOutcome("t-1".into()), "{q}");
+        }
+        assert_eq!(
+            classify("SELECT hadr_commit_outcome('it''s')"),
+            Command::CommitOutcome("it's".into())
+        );
+        for q in [
+            "SELECT hadr_commit_outcome($1)",
+            "SELECT hadr_commit_outcome('a'), 1",
+            "SELECT * FROM hadr_commit_outcome('a')",
+            "SELECT hadr_commit_outcome('a') FROM t",
+        ] {
+            assert_eq!(classify(q), Command::Select, "{q}");
+        }
     }
 
     #[test]

@@ -22,7 +22,7 @@ mod sql;
 pub use hadr::Hadr;
 pub use hadr_admin_api::{
     spelling, AdminClient, AdminError, ConnectStatus, HadrView, NodeRole, PairState, PrimaryView,
-    StandbyPair, StandbyView, Status, SyncMode,
+    StandbyPair, StandbyView, Status, SyncMode, Topology,
 };
 pub use ports::free_port;
 

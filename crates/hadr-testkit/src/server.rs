@@ -95,6 +95,20 @@ impl Server {
         self.child.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The running process's id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child().as_ref().map(Child::id)
+    }
+
+    /// Threads of the running process (from /proc), for tests that bound them.
+    pub fn threads(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Threads:"))
+            .and_then(|n| n.trim().parse().ok())
+    }
+
     /// Start the process (again), and wait until its PostgreSQL port accepts connections.
     pub fn spawn(&mut self) -> Result<()> {
         self.spawn_nowait()?;
@@ -156,18 +170,16 @@ impl Server {
         Ok(())
     }
 
-    /// Wait until the PostgreSQL port accepts connections; an error if the
+    /// Wait until the node serves sessions (a start-up message is answered
+    /// with AuthenticationOk, not with the gate's 57P03); an error if the
     /// process exits first or `timeout` passes.
     pub fn wait_ready(&self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
-            // A bounded connect: a black-holed host never answers a SYN.
             let up = std::net::ToSocketAddrs::to_socket_addrs(&(self.host.as_str(), self.port))
                 .ok()
                 .and_then(|mut a| a.next())
-                .is_some_and(|a| {
-                    std::net::TcpStream::connect_timeout(&a, Duration::from_secs(1)).is_ok()
-                });
+                .is_some_and(serves_sessions);
             if up {
                 return Ok(());
             }
@@ -394,4 +406,29 @@ pub fn brief(s: &Status) -> String {
         "{} epoch {} writable {} ({hadr})",
         s.role, s.epoch, s.writable
     )
+}
+
+/// Whether the node at `addr` admits a session: a StartupMessage gets
+/// AuthenticationOk ('R'). Every step is bounded: a black-holed host never
+/// answers a SYN.
+fn serves_sessions(addr: std::net::SocketAddr) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let _ = s.set_write_timeout(Some(Duration::from_secs(1)));
+    let mut body = 196_608i32.to_be_bytes().to_vec();
+    for kv in [&b"user"[..], b"ready-probe", b"database", b"ready-probe"] {
+        body.extend_from_slice(kv);
+        body.push(0);
+    }
+    body.push(0);
+    let mut msg = ((body.len() + 4) as i32).to_be_bytes().to_vec();
+    msg.extend(body);
+    let mut first = [0u8; 1];
+    let ok = s.write_all(&msg).is_ok() && s.read_exact(&mut first).is_ok() && first[0] == b'R';
+    // A polite goodbye, so the server logs no broken connection.
+    let _ = s.write_all(&[b'X', 0, 0, 0, 4]);
+    ok
 }

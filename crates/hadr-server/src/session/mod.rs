@@ -34,6 +34,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use pgwire::messages::response::{ReadyForQuery, TransactionStatus};
+use pgwire::messages::startup::ParameterStatus;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use tracing::{info, warn};
 
@@ -77,6 +78,9 @@ pub fn serve(node: Arc<Node>, stream: TcpStream, peer: SocketAddr) {
             return;
         }
     };
+    // Read before the topology the greeting carries, so a change between
+    // the two is sent again rather than missed.
+    s.topology_generation = node.topology_generation();
     startup::greet(
         &mut wire,
         s.pid,
@@ -93,6 +97,16 @@ pub fn serve(node: Arc<Node>, stream: TcpStream, peer: SocketAddr) {
 
 impl Session {
     fn ready<S: Stream>(&mut self, wire: &mut Wire<S>) {
+        // The topology changed since the client was last told: tell it
+        // before ReadyForQuery, where the protocol allows ParameterStatus.
+        let generation = self.node.topology_generation();
+        if generation != self.topology_generation {
+            self.topology_generation = generation;
+            wire.send(PgWireBackendMessage::ParameterStatus(ParameterStatus::new(
+                settings::TOPOLOGY.to_string(),
+                self.node.topology().to_json(),
+            )));
+        }
         let status = match self.tx.status {
             Status::Idle => TransactionStatus::Idle,
             Status::Block => TransactionStatus::Transaction,

@@ -12,6 +12,9 @@ use crate::config::Dur;
 use crate::errors::{sqlstate, PgError};
 use crate::node::Node;
 
+/// The ParameterStatus (and SHOW name) of the live topology.
+pub const TOPOLOGY: &str = "hadr.topology";
+
 /// The server_version we report; drivers parse it to pick features.
 pub const SERVER_VERSION: &str = "15.0";
 
@@ -27,6 +30,9 @@ pub enum SettingError {
     /// `hadr.max_replay_lag` takes a duration.
     #[error("invalid value for hadr.max_replay_lag: \"{0}\" (a duration such as 500ms)")]
     ReplayLag(String),
+    /// `hadr.commit_token` takes a plain word.
+    #[error("invalid value for hadr.commit_token: \"{0}\" (1 to 128 of A-Z a-z 0-9 . _ : -)")]
+    CommitToken(String),
     /// SHOW of a name nobody set and hadr does not know.
     #[error("unrecognized configuration parameter \"{0}\"")]
     Unknown(String),
@@ -36,9 +42,9 @@ impl From<SettingError> for PgError {
     fn from(e: SettingError) -> PgError {
         let code = match e {
             SettingError::Encoding(_) => sqlstate::FEATURE_NOT_SUPPORTED,
-            SettingError::CommitWait(_) | SettingError::ReplayLag(_) => {
-                sqlstate::INVALID_PARAMETER_VALUE
-            }
+            SettingError::CommitWait(_)
+            | SettingError::ReplayLag(_)
+            | SettingError::CommitToken(_) => sqlstate::INVALID_PARAMETER_VALUE,
             SettingError::Unknown(_) => sqlstate::UNDEFINED_OBJECT,
         };
         PgError::new(code, e.to_string())
@@ -103,6 +109,11 @@ impl Settings {
             "hadr.max_replay_lag" if v.parse::<Dur>().is_err() => {
                 return Err(SettingError::ReplayLag(v));
             }
+            "hadr.commit_token"
+                if !v.eq_ignore_ascii_case("default") && !crate::commit_tokens::valid(&v) =>
+            {
+                return Err(SettingError::CommitToken(v));
+            }
             "transaction_read_only" => {
                 effect = SetEffect::TransactionReadOnly(matches!(
                     v.to_ascii_lowercase().as_str(),
@@ -154,6 +165,9 @@ impl Settings {
             // Not a PostgreSQL parameter: clients ignore ParameterStatus
             // they do not know, as the protocol asks of them.
             ("hadr_members", node.members()),
+            // Where clients reach the members (docs/clients.md); sent again
+            // when it changes (`Session::ready`).
+            (TOPOLOGY, node.topology().to_json()),
         ]
     }
 
@@ -193,6 +207,16 @@ impl Settings {
     pub fn remote_apply(&self) -> bool {
         self.get("hadr.commit_wait")
             .is_some_and(|v| v.eq_ignore_ascii_case("remote_apply"))
+    }
+
+    /// `hadr.commit_token`: the id the next writing transaction records.
+    pub fn commit_token(&self) -> Option<&str> {
+        self.get("hadr.commit_token")
+    }
+
+    /// The writing transaction that carried the token ended.
+    pub fn clear_commit_token(&mut self) {
+        self.values.remove("hadr.commit_token");
     }
 
     /// `hadr.max_replay_lag`: how stale a standby's reads may be (None: any).
@@ -238,6 +262,14 @@ mod tests {
         assert!(s.set("client_encoding", "'UTF8'").is_ok());
         assert!(s.set("hadr.commit_wait", "sometimes").is_err());
         assert!(s.set("hadr.max_replay_lag", "soon").is_err());
+        assert_eq!(
+            s.set("hadr.commit_token", "'a b'"),
+            Err(SettingError::CommitToken("a b".into()))
+        );
+        s.set("hadr.commit_token", "'app-1:42'").unwrap();
+        assert_eq!(s.commit_token(), Some("app-1:42"));
+        s.clear_commit_token();
+        assert_eq!(s.commit_token(), None);
         s.set("hadr.max_replay_lag", "500ms").unwrap();
         assert_eq!(
             s.max_replay_lag(),

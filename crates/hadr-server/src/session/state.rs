@@ -36,6 +36,8 @@ pub struct Session {
     pub(super) peer: SocketAddr,
     /// A FATAL error was sent: the session ends after this message.
     pub(super) closing: bool,
+    /// [`Node::topology_generation`] when the client was last sent the topology.
+    pub(super) topology_generation: u64,
 }
 
 impl Session {
@@ -85,6 +87,7 @@ impl Session {
             skip_to_sync: false,
             peer,
             closing: false,
+            topology_generation: 0,
         })
     }
 
@@ -128,6 +131,18 @@ impl Session {
     /// wait for durability after releasing it, so the next writer waits for
     /// neither. The block is over either way.
     pub(super) fn commit(&mut self) -> Result<(), PgError> {
+        // A writing transaction records the session's commit token in itself
+        // (docs/clients.md §Commit outcomes); the token is used up either way.
+        if self.permit.is_some() {
+            if let Some(token) = self.settings.commit_token().map(str::to_string) {
+                self.settings.clear_commit_token();
+                let epoch = self.node.engine.control().epoch;
+                if let Err(e) = crate::commit_tokens::record(&self.db.conn, &token, epoch) {
+                    self.rollback();
+                    return Err(e);
+                }
+            }
+        }
         let r = self.run_plain("COMMIT");
         self.tx = TxState::default();
         match r {
@@ -166,6 +181,10 @@ impl Session {
 
     /// Roll back whatever SQLite has open and release the write permit.
     pub(super) fn rollback(&mut self) {
+        if self.permit.is_some() {
+            // A writing transaction ended: its token goes with it.
+            self.settings.clear_commit_token();
+        }
         if !self.db.conn.is_autocommit() {
             let _ = self.db.conn.execute_batch("ROLLBACK");
         }

@@ -32,6 +32,14 @@ impl Session {
         if is_session_command(&cmd) {
             return Ok(Arc::new(Prepared::session(sql, cmd)));
         }
+        if matches!(cmd, Command::CommitOutcome(_)) {
+            let mut p = Prepared::session(sql, cmd);
+            p.columns = commit_outcome_columns()
+                .into_iter()
+                .map(|(name, ty)| exec::Column { name, ty: Some(ty) })
+                .collect();
+            return Ok(Arc::new(p));
+        }
         check_allowed(&cmd, &sql)?;
         // Never wait for the write permit here: clients such as pgbench prepare
         // synchronously while other sessions on the same client thread hold it.
@@ -144,7 +152,10 @@ impl Session {
             }
             _ => {}
         }
-        let outcome = self.execute_checked(&p, params, described)?;
+        let outcome = match cmd {
+            Command::CommitOutcome(token) => self.commit_outcome(token)?,
+            _ => self.execute_checked(&p, params, described)?,
+        };
         let returns_rows = !outcome.columns.is_empty();
         if returns_rows {
             if send_row_description {
@@ -184,11 +195,107 @@ impl Session {
             return Err(read_only_error(&p.command));
         }
         self.check_replay_lag()?;
+        let writes = predicted_write || !p.readonly;
+        if writes && self.tx.status == tx::Status::Idle && self.settings.commit_token().is_some() {
+            return self.execute_tagged(p, params, described);
+        }
         let o = self.execute_with_permit(p, &params, described.as_deref(), predicted_write)?;
         if o.write_ended {
             self.finish_commit()?;
         }
         Ok(o)
+    }
+
+    /// An autocommit write under a commit token: run as an implicit block,
+    /// so that the token is recorded in the same transaction (its commit
+    /// does the rest: [`Session::commit`]).
+    fn execute_tagged(
+        &mut self,
+        p: &Arc<Prepared>,
+        params: Vec<Value>,
+        described: Option<Vec<PgType>>,
+    ) -> Result<Outcome, PgError> {
+        if let Some(why) = self.node.write_refusal() {
+            return Err(read_only_error(&p.command).with_hint(why));
+        }
+        // The permit before BEGIN, as for an implicit block (simple.rs).
+        self.permit = Some(self.node.acquire_write(&self.cancel)?);
+        if let Err(e) = self.open_block(false, true) {
+            self.rollback();
+            return Err(e);
+        }
+        match self.execute_with_permit(p, &params, described.as_deref(), true) {
+            Ok(o) => {
+                self.commit()?;
+                Ok(o)
+            }
+            Err(e) => {
+                self.rollback();
+                Err(e)
+            }
+        }
+    }
+
+    /// `SELECT hadr_commit_outcome('token')`: on the primary, under the
+    /// write permit (so no transaction of a dead session can still commit
+    /// the token), answered once durable and replicated like a commit
+    /// (docs/clients.md §Commit outcomes).
+    fn commit_outcome(&mut self, token: &str) -> Result<Outcome, PgError> {
+        if self.tx.status != tx::Status::Idle {
+            return Err(PgError::new(
+                sqlstate::ACTIVE_TRANSACTION,
+                "hadr_commit_outcome cannot run inside a transaction block",
+            ));
+        }
+        if !crate::commit_tokens::valid(token) {
+            return Err(PgError::new(
+                sqlstate::INVALID_PARAMETER_VALUE,
+                format!("\"{token}\" is not a commit token (1 to 128 of A-Z a-z 0-9 . _ : -)"),
+            ));
+        }
+        if let Some(why) = self.node.write_refusal() {
+            return Err(PgError::new(
+                sqlstate::READ_ONLY_TRANSACTION,
+                "hadr_commit_outcome must be asked of the primary: only it can make \"not committed\" final",
+            )
+            .with_hint(why));
+        }
+        self.permit = Some(self.node.acquire_write(&self.cancel)?);
+        let epoch = self.node.engine.control().epoch;
+        let resolved = self
+            .run_plain("BEGIN")
+            .and_then(|_| crate::commit_tokens::resolve(&self.db.conn, token, epoch));
+        let outcome = match resolved {
+            Ok(o) => o,
+            Err(e) => {
+                self.rollback();
+                return Err(e);
+            }
+        };
+        let r = self.run_plain("COMMIT");
+        self.permit = None;
+        r?;
+        // Whether or not a tombstone was written, a commit found may itself
+        // still wait for durability: capture and wait up to the log end.
+        self.finish_commit()?;
+        use crate::commit_tokens::Outcome as O;
+        let row = match outcome {
+            O::Committed { epoch, at } => vec![
+                Value::Text("committed".into()),
+                Value::Integer(epoch),
+                Value::Text(at),
+            ],
+            O::NotCommitted => vec![
+                Value::Text("not committed".into()),
+                Value::Null,
+                Value::Null,
+            ],
+        };
+        Ok(Outcome {
+            columns: commit_outcome_columns(),
+            rows: vec![row],
+            ..Outcome::default()
+        })
     }
 
     /// Execute, taking the write permit first when the statement writes.
@@ -352,6 +459,15 @@ pub(super) fn send_rows<S: Stream>(
         )));
     }
     Ok(())
+}
+
+/// The columns `hadr_commit_outcome` answers.
+fn commit_outcome_columns() -> Vec<(String, PgType)> {
+    vec![
+        ("outcome".into(), PgType::Text),
+        ("epoch".into(), PgType::Int8),
+        ("committed_at".into(), PgType::Text),
+    ]
 }
 
 /// Statements hadr answers itself, without SQLite.
