@@ -76,14 +76,19 @@ pub enum Driver {
     Psycopg,
     /// tokio-postgres, in this process.
     TokioPostgres,
+    /// hadr-client (crates/hadr-client), in this process: it reconnects,
+    /// retries and resolves lost commits by itself, so its writer never
+    /// reconnects on its own.
+    HadrClient,
 }
 
-const ALL: [Driver; 5] = [
+const ALL: [Driver; 6] = [
     Driver::Psql,
     Driver::Pgjdbc,
     Driver::PgjdbcSimple,
     Driver::Psycopg,
     Driver::TokioPostgres,
+    Driver::HadrClient,
 ];
 
 /// `host:port` of each node, in the order clients try them.
@@ -108,6 +113,17 @@ impl Hosts {
         let ports: Vec<String> = self.0.iter().map(|(_, p)| p.to_string()).collect();
         format!(
             "host={} port={} user=app dbname=app target_session_attrs=read-write connect_timeout=2 keepalives=1 keepalives_idle=5 keepalives_interval=2 keepalives_retries=3 tcp_user_timeout=5",
+            hosts.join(","),
+            ports.join(",")
+        )
+    }
+
+    /// hadr-client: the README's string (less its `host_cache`).
+    pub fn hadr_client(&self) -> String {
+        let hosts: Vec<&str> = self.0.iter().map(|(h, _)| h.as_str()).collect();
+        let ports: Vec<String> = self.0.iter().map(|(_, p)| p.to_string()).collect();
+        format!(
+            "host={} port={} user=app dbname=app connect_timeout=2 keepalives_idle=5 tcp_user_timeout=5000 statement_timeout=30s reroute_timeout=30s",
             hosts.join(","),
             ports.join(",")
         )
@@ -254,13 +270,22 @@ impl Client {
                     .arg(first.to_string());
                 c
             }
-            Driver::TokioPostgres => {
-                let task = tokio::spawn(tokio_writer(
-                    hosts.tokio_postgres(),
-                    first,
-                    seen.clone(),
-                    stop.clone(),
-                ));
+            Driver::TokioPostgres | Driver::HadrClient => {
+                let task = if driver == Driver::TokioPostgres {
+                    tokio::spawn(tokio_writer(
+                        hosts.tokio_postgres(),
+                        first,
+                        seen.clone(),
+                        stop.clone(),
+                    ))
+                } else {
+                    tokio::spawn(hadr_client_writer(
+                        hosts.hadr_client(),
+                        first,
+                        seen.clone(),
+                        stop.clone(),
+                    ))
+                };
                 return Client {
                     driver,
                     seen,
@@ -426,6 +451,50 @@ async fn tokio_writer(conn: String, first: i64, seen: Arc<Mutex<Seen>>, stop: Ar
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     break;
                 }
+            }
+        }
+    }
+}
+
+/// The hadr-client writer: one client for the whole run. An error is a
+/// statement the client could not carry through its reroute budget; the
+/// writer records it and goes on with the same client.
+async fn hadr_client_writer(
+    conn: String,
+    first: i64,
+    seen: Arc<Mutex<Seen>>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut client = loop {
+        match hadr_client::Client::connect_str(&conn).await {
+            Ok(c) => break c,
+            Err(e) => {
+                seen.lock()
+                    .unwrap()
+                    .errors
+                    .push(format!("err {:.3} connect: {e}", unix_ms()));
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let mut id = first;
+    while !stop.load(Ordering::SeqCst) {
+        let mine = id;
+        id += 1;
+        match client
+            .execute("INSERT INTO acked(id) VALUES ($1)", &[&mine])
+            .await
+        {
+            Ok(_) => seen.lock().unwrap().acks.push((mine, unix_ms())),
+            Err(e) => {
+                seen.lock()
+                    .unwrap()
+                    .errors
+                    .push(format!("err {:.3} {e}", unix_ms()));
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
     }
