@@ -238,20 +238,8 @@ async fn a_thousand_clients_reconnecting_through_a_takeover_leave_the_operator_a
 ) -> Result<()> {
     let _one = SERIAL.lock().await;
     const MAX: &str = "64";
-    let p_local = repl_addr();
-    let s_local = repl_addr();
     let limits = ["--max-connections", MAX, "--reserved-connections", "3"];
-    let mut pargs = vec!["--role", "primary"];
-    pargs.extend(limits);
-    let a = start_with(hadr_args(&p_local, &s_local, &pargs))?;
-    let tmp = tempfile::tempdir()?;
-    let sdir = tmp.path().join("standby");
-    clone_to(&p_local, &sdir)?;
-    let b = on_dir(sdir, &hadr_args(&s_local, &p_local, &limits))?;
-    a.wait_for("PEER", Duration::from_secs(30), |st| {
-        st.principal_in(PairState::Peer)
-    })
-    .await?;
+    let PeerPair { a, b, .. } = &peer_pair(&limits).await?;
     let (threads0, rss0) = (
         a.threads().unwrap_or(0).max(b.threads().unwrap_or(0)),
         rss_kib(a.pid().unwrap_or(0)).max(rss_kib(b.pid().unwrap_or(0))),
@@ -336,20 +324,7 @@ async fn a_thousand_clients_reconnecting_through_a_takeover_leave_the_operator_a
         }
         sample(&mut admin_times);
         if round == 10 {
-            let out = std::process::Command::new(bin())
-                .args([
-                    "takeover",
-                    "--timeout",
-                    "30s",
-                    "--node",
-                    &format!("127.0.0.1:{}", b.admin),
-                ])
-                .output()?;
-            assert!(
-                out.status.success(),
-                "takeover under the storm: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            takeover_on(b)?;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

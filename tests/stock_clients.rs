@@ -97,35 +97,33 @@ pub struct Hosts(pub Vec<(String, u16)>);
 impl Hosts {
     /// libpq (psql, psycopg): the README's string.
     pub fn libpq(&self) -> String {
+        format!(
+            "{} user=app dbname=app target_session_attrs=read-write connect_timeout=2 keepalives=1 keepalives_idle=5 keepalives_interval=2 keepalives_count=3 tcp_user_timeout=5000",
+            self.host_port()
+        )
+    }
+
+    /// `host=a,b port=p,q`.
+    fn host_port(&self) -> String {
         let hosts: Vec<&str> = self.0.iter().map(|(h, _)| h.as_str()).collect();
         let ports: Vec<String> = self.0.iter().map(|(_, p)| p.to_string()).collect();
-        format!(
-            "host={} port={} user=app dbname=app target_session_attrs=read-write connect_timeout=2 keepalives=1 keepalives_idle=5 keepalives_interval=2 keepalives_count=3 tcp_user_timeout=5000",
-            hosts.join(","),
-            ports.join(",")
-        )
+        format!("host={} port={}", hosts.join(","), ports.join(","))
     }
 
     /// tokio-postgres: the README's string (its `tcp_user_timeout` is in
     /// seconds, libpq's in milliseconds).
     pub fn tokio_postgres(&self) -> String {
-        let hosts: Vec<&str> = self.0.iter().map(|(h, _)| h.as_str()).collect();
-        let ports: Vec<String> = self.0.iter().map(|(_, p)| p.to_string()).collect();
         format!(
-            "host={} port={} user=app dbname=app target_session_attrs=read-write connect_timeout=2 keepalives=1 keepalives_idle=5 keepalives_interval=2 keepalives_retries=3 tcp_user_timeout=5",
-            hosts.join(","),
-            ports.join(",")
+            "{} user=app dbname=app target_session_attrs=read-write connect_timeout=2 keepalives=1 keepalives_idle=5 keepalives_interval=2 keepalives_retries=3 tcp_user_timeout=5",
+            self.host_port()
         )
     }
 
     /// hadr-client: the README's string (less its `host_cache`).
     pub fn hadr_client(&self) -> String {
-        let hosts: Vec<&str> = self.0.iter().map(|(h, _)| h.as_str()).collect();
-        let ports: Vec<String> = self.0.iter().map(|(_, p)| p.to_string()).collect();
         format!(
-            "host={} port={} user=app dbname=app connect_timeout=2 keepalives_idle=5 tcp_user_timeout=5000 statement_timeout=30s reroute_timeout=30s",
-            hosts.join(","),
-            ports.join(",")
+            "{} user=app dbname=app connect_timeout=2 keepalives_idle=5 tcp_user_timeout=5000 statement_timeout=30s reroute_timeout=30s",
+            self.host_port()
         )
     }
 
