@@ -11,6 +11,7 @@
 //!     [--patroni /opt/patroni-4.1.5/bin/patroni]
 //!     [--filesync] [--filesync-seconds 30] [--filesync-rate 20] [--filesync-clients 4]
 //!     [--resources] [--resources-runs 20]
+//!     [--storm] [--storm-seconds 30]
 //! ```
 //!
 //! `--filesync` (files kept in sync through the log: lag under a database
@@ -37,6 +38,7 @@ mod proc;
 mod replication;
 mod report;
 mod resources;
+mod storm;
 mod takeover;
 mod targets;
 
@@ -207,6 +209,15 @@ struct Cli {
     /// Resources part: primary host crashes [default: 20; 3 with --quick].
     #[arg(long)]
     resources_runs: Option<usize>,
+    /// Run the storm part: a thousand clients reconnecting in a tight loop
+    /// against hadr and PostgreSQL (max_connections 64, 3 reserved), and an
+    /// operator logging in through the reserved slots meanwhile. Not run
+    /// unless named.
+    #[arg(long)]
+    storm: bool,
+    /// Storm part: seconds per server [default: 30; 8 with --quick].
+    #[arg(long)]
+    storm_seconds: Option<u64>,
     /// Size in MB (10^6 bytes) of the database hadr clones, and of the log its
     /// standby replays, in the replication part; 0 skips that measurement
     /// [default: 256; 32 with --quick].
@@ -498,7 +509,9 @@ fn run() -> Result<()> {
         cli.takeover,
         cli.commit_latency,
     ) {
-        (false, false, false, false) if !cli.failover && !cli.filesync && !cli.resources => {
+        (false, false, false, false)
+            if !cli.failover && !cli.filesync && !cli.resources && !cli.storm =>
+        {
             (true, true, true, true)
         }
         flags => flags,
@@ -617,8 +630,17 @@ fn run() -> Result<()> {
     } else {
         None
     };
+    let storm = if cli.storm {
+        Some(storm::run_part(
+            &ctx,
+            cli.storm_seconds.unwrap_or(if cli.quick { 8 } else { 30 }),
+        )?)
+    } else {
+        None
+    };
     if let Some(j) = &cli.json {
         let v = serde_json::json!({
+            "storm": storm,
             "resources": resources,
             "single_node": single,
             "replication": repl,
@@ -654,6 +676,13 @@ fn run() -> Result<()> {
         bail!(
             "the resources part found {bad_resources} problem(s) (acknowledged commits lost, or a series \
              that stopped early); see {}",
+            ctx.out_path.display()
+        );
+    }
+    let bad_storm = storm.as_ref().map_or(0, storm::StormReport::failures);
+    if bad_storm > 0 {
+        bail!(
+            "the storm part missed its target on {bad_storm} server(s) (an operator login failed, or hadr's              p99 was 100 ms or more); see {}",
             ctx.out_path.display()
         );
     }
