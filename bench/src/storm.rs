@@ -317,12 +317,13 @@ fn process_tree(pid: u32) -> (u64, u64) {
     let mut all = vec![pid];
     let mut i = 0;
     while i < all.len() {
-        let children = std::fs::read_to_string(format!(
-            "/proc/{0}/task/{0}/children",
-            all[i]
-        ))
-        .unwrap_or_default();
-        all.extend(children.split_whitespace().filter_map(|c| c.parse::<u32>().ok()));
+        let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", all[i]))
+            .unwrap_or_default();
+        all.extend(
+            children
+                .split_whitespace()
+                .filter_map(|c| c.parse::<u32>().ok()),
+        );
         i += 1;
     }
     let (mut tasks, mut rss) = (0, 0);
