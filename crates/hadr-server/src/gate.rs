@@ -78,10 +78,7 @@ impl Gate {
     /// Bind the client and admin ports (the supervisor, once).
     pub fn bind(config: &Config) -> Result<Arc<Gate>, NodeError> {
         let bind = |addr: SocketAddr| {
-            let l = std::net::TcpListener::bind(addr)
-                .map_err(|source| NodeError::Bind { addr, source })?;
-            l.set_nonblocking(true)
-                .map_err(|source| NodeError::Bind { addr, source })?;
+            let l = listen(addr).map_err(|source| NodeError::Bind { addr, source })?;
             let local = l
                 .local_addr()
                 .map_err(|source| NodeError::Bind { addr, source })?;
@@ -142,6 +139,24 @@ impl Gate {
         let admin = TcpListener::from_std(self.admin.try_clone()?)?;
         Ok((pg, admin))
     }
+}
+
+/// Connections the kernel queues before hadr accepts them. A storm of
+/// reconnecting clients fills a short queue at once, and a SYN that finds
+/// it full is dropped: the client — the operator's psql among them — waits
+/// a whole second before it tries again. The kernel caps this at
+/// `net.core.somaxconn` (4096 by default since Linux 5.4).
+const BACKLOG: i32 = 4096;
+
+/// A non-blocking listener on `addr` with [`BACKLOG`] (std's is 128).
+fn listen(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    s.set_reuse_address(true)?;
+    s.bind(&addr.into())?;
+    s.listen(BACKLOG)?;
+    s.set_nonblocking(true)?;
+    Ok(s.into())
 }
 
 impl Drop for Gate {
