@@ -27,7 +27,7 @@
 
 pub(crate) mod client;
 mod hadr_side;
-mod patroni;
+pub(crate) mod patroni;
 mod render;
 pub(crate) mod servers;
 
