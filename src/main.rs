@@ -687,7 +687,18 @@ fn verify(data: PathBuf, json: bool) -> Result<()> {
 }
 
 async fn status(node: &str, json: bool) -> Result<()> {
-    let st = AdminClient::new(node).status().await?;
+    let st = match AdminClient::new(node).status().await {
+        Ok(st) => st,
+        Err(e) => match e.not_serving() {
+            Some(n) => {
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&n)?);
+                }
+                bail!("{node} is not serving: {} ({})", n.detail, n.phase)
+            }
+            None => return Err(e.into()),
+        },
+    };
     if json {
         println!("{}", serde_json::to_string_pretty(&st)?);
         return Ok(());

@@ -116,6 +116,9 @@ fn init_refuses_to_overwrite_and_server_refuses_a_non_data_dir() -> Result<()> {
     assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to overwrite"));
     let out = Command::new(bin())
         .arg("server")
+        // Any free ports: what is wrong here is the data directory.
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--admin", &format!("127.0.0.1:{}", free_port())])
         .arg("--data")
         .arg(dir.path())
         .output()
@@ -167,6 +170,9 @@ async fn newer_format_version_is_refused_and_data_survives() -> Result<()> {
     .unwrap();
     let out = Command::new(bin())
         .arg("server")
+        // Any free ports: what is wrong here is the data directory.
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--admin", &format!("127.0.0.1:{}", free_port())])
         .arg("--data")
         .arg(&s.dir)
         .output()
@@ -223,6 +229,9 @@ async fn corrupt_segment_in_the_middle_stops_start_up_naming_segment_and_offset(
     std::fs::write(victim, &bytes).unwrap();
     let out = Command::new(bin())
         .arg("server")
+        // Any free ports: what is wrong here is the data directory.
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--admin", &format!("127.0.0.1:{}", free_port())])
         .arg("--data")
         .arg(&s.dir)
         .output()

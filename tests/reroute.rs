@@ -284,3 +284,73 @@ async fn a_commit_token_survives_a_takeover_and_only_the_primary_answers() -> Re
     assert_eq!(outcome(&nc, "never-sent").await?.0, "not committed");
     Ok(())
 }
+
+/// Every statement in flight when a primary hands over ends within the
+/// hand-over, with FATAL 57P01 (reconnect, elsewhere if need be): a writer
+/// queued for the write lock, and one inside a transaction, are not left
+/// waiting, nor told 57014 as if the application had cancelled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_in_flight_at_a_hand_over_end_with_57p01_within_it() -> Result<()> {
+    let p_local = repl_addr();
+    let s_local = repl_addr();
+    let a = start_with(hadr_args(&p_local, &s_local, &["--role", "primary"]))?;
+    let tmp = tempfile::tempdir()?;
+    let sdir = tmp.path().join("standby");
+    clone_to(&p_local, &sdir)?;
+    let b = on_dir(sdir, &hadr_args(&s_local, &p_local, &[]))?;
+    a.wait_for("PEER", Duration::from_secs(30), |st| {
+        st.principal_in(PairState::Peer)
+    })
+    .await?;
+    let holder = a.client().await?;
+    holder
+        .batch_execute("CREATE TABLE t(id INTEGER PRIMARY KEY); BEGIN; INSERT INTO t VALUES (1)")
+        .await?;
+    // A second writer queues behind the open transaction's write lock.
+    let queued = a.client().await?;
+    let waiting = tokio::spawn(async move {
+        let r = queued.execute("INSERT INTO t VALUES (2)", &[]).await;
+        (r, std::time::Instant::now())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "the second writer should be queued");
+
+    let began = std::time::Instant::now();
+    let out = std::process::Command::new(bin())
+        .args([
+            "takeover",
+            "--timeout",
+            "30s",
+            "--node",
+            &format!("127.0.0.1:{}", b.admin),
+        ])
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let took = began.elapsed();
+    let (r, ended) = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the queued writer was left waiting after the hand-over")?;
+    let e = r.expect_err("the queued write cannot have committed on a primary that handed over");
+    assert_eq!(code(&e), "57P01", "{e}");
+    assert!(
+        ended.duration_since(began) <= took + Duration::from_millis(500),
+        "the queued writer ended {:?} after the takeover began; the takeover took {took:?}",
+        ended.duration_since(began)
+    );
+    // The transaction that held the lock was ended too: its COMMIT fails,
+    // and nothing of it is on the new primary.
+    assert!(holder.batch_execute("COMMIT").await.is_err());
+    let c = b.client().await?;
+    let ids: Vec<i64> = c
+        .query("SELECT id FROM t", &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(ids.is_empty(), "{ids:?}\nA: {}", a.log());
+    Ok(())
+}

@@ -72,6 +72,16 @@ pub enum AdminError {
 }
 
 impl AdminError {
+    /// The phase of a node between two runs, from its 503 answer.
+    pub fn not_serving(&self) -> Option<crate::NotServing> {
+        match self {
+            AdminError::Http {
+                status: 503, body, ..
+            } => serde_json::from_str(body).ok(),
+            _ => None,
+        }
+    }
+
     /// The HTTP status code of an [`AdminError::Http`].
     pub fn http_status(&self) -> Option<u16> {
         match self {

@@ -18,6 +18,6 @@ pub use hadr_ha::{ConnectStatus, PairState, RoleEvent, SyncMode, Transition, Wri
 pub use hadr_log::EpochStart;
 pub use status::{
     spelling, steps, Activity, ArbiterView, ClusterMember, FailoverStatus, FenceAnswer, HadrView,
-    LogStatus, NodeRole, PageHashStatus, PrimaryView, Recovery, ResourceView, ResourcesStatus,
-    StandbyPair, StandbyView, Status, TakeoverAnswer, TakeoverProgress, Topology,
+    LogStatus, NodeRole, NotServing, PageHashStatus, PrimaryView, Recovery, ResourceView,
+    ResourcesStatus, StandbyPair, StandbyView, Status, TakeoverAnswer, TakeoverProgress, Topology,
 };

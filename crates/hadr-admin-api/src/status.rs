@@ -124,6 +124,16 @@ pub struct Status {
     pub topology: Topology,
 }
 
+/// What every admin path answers, with 503, while the node is between two
+/// runs (starting, promoting, rewinding, re-cloning…): its phase.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NotServing {
+    /// One word: starting, promoting, rewinding, re-cloning, retrying, stopping, restarting.
+    pub phase: String,
+    /// A sentence for people, with progress where there is some.
+    pub detail: String,
+}
+
 /// The cluster's members at the addresses clients reach them at; the same
 /// JSON object as the `hadr.topology` ParameterStatus and `SHOW hadr.topology`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]

@@ -94,11 +94,14 @@ impl Node {
         // The write permit is what matters: once held, nobody writes; the
         // holder is interrupted above and rolls back.
         let began = Instant::now();
-        let permit = match self.acquire_write(&AtomicBool::new(false)) {
+        // The lock itself, not `acquire_write`: that refuses everyone once
+        // `demoting` is set, which is the point for sessions, not for this.
+        let wait = self.config.write_wait_timeout.0;
+        let permit = match self.write_lock.acquire(wait, &AtomicBool::new(false)) {
             Ok(p) => p,
             Err(e) => {
                 self.demoting.store(false, Ordering::SeqCst);
-                return Err(StopWritesError::WriteLock(e.message));
+                return Err(StopWritesError::WriteLock(e.to_string()));
             }
         };
         let end = self

@@ -28,10 +28,18 @@ use tracing::{debug, warn};
 use crate::config::Config;
 use crate::errors::{sqlstate, PgError};
 use crate::node::NodeError;
-use crate::runtime::Bound;
+
+/// Addresses a started node listens on.
+#[derive(Clone, Copy, Debug)]
+pub struct Bound {
+    /// PostgreSQL protocol address.
+    pub pg: SocketAddr,
+    /// Admin HTTP address.
+    pub admin: SocketAddr,
+}
 
 /// What the node is doing while it does not serve.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Phase {
     /// One word: starting, promoting, rewinding, re-cloning, retrying, stopping.
     pub phase: &'static str,
@@ -183,5 +191,9 @@ async fn answer(pg: TcpListener, admin: TcpListener, phase: watch::Receiver<Phas
 
 async fn not_serving(State(phase): State<watch::Receiver<Phase>>) -> impl IntoResponse {
     let p = phase.borrow().clone();
-    (StatusCode::SERVICE_UNAVAILABLE, Json(p))
+    let body = hadr_admin_api::NotServing {
+        phase: p.phase.to_string(),
+        detail: p.detail,
+    };
+    (StatusCode::SERVICE_UNAVAILABLE, Json(body))
 }

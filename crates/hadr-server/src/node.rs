@@ -291,7 +291,16 @@ impl Node {
     /// and giving up early if `cancel` is set.
     pub fn acquire_write(&self, cancel: &AtomicBool) -> Result<WritePermit, PgError> {
         let wait = self.config.write_wait_timeout.0;
-        self.write_lock.acquire(wait, cancel).map_err(|e| match e {
+        if self.demoting.load(Ordering::SeqCst) {
+            return Err(PgError::fatal(
+                sqlstate::ADMIN_SHUTDOWN,
+                self.ending_reason(),
+            ));
+        }
+        let permit = self.write_lock.acquire(wait, cancel).map_err(|e| match e {
+            WriteLockError::Cancelled if self.demoting.load(Ordering::SeqCst) => {
+                PgError::fatal(sqlstate::ADMIN_SHUTDOWN, self.ending_reason())
+            }
             WriteLockError::Cancelled if self.is_shutting_down() => PgError::fatal(
                 sqlstate::ADMIN_SHUTDOWN,
                 "terminating connection due to administrator command",
@@ -310,7 +319,17 @@ impl Node {
             .with_hint(
                 "another session holds a write transaction open; see idle_in_transaction_timeout",
             ),
-        })
+        })?;
+        // Queued ahead of a hand-over's own claim on the lock: the node
+        // stopped writing meanwhile, so this write must not start.
+        if self.demoting.load(Ordering::SeqCst) {
+            drop(permit);
+            return Err(PgError::fatal(
+                sqlstate::ADMIN_SHUTDOWN,
+                self.ending_reason(),
+            ));
+        }
+        Ok(permit)
     }
 
     /// Acquire the write lock from async code (admin tasks).

@@ -84,7 +84,10 @@ impl RoleEvents {
             event,
         };
         info!(event = ?t.event, "role transition");
-        if matches!(t.event, RoleEvent::Promoting { .. }) {
+        // Only a forced promotion: ping-pong is automatic failover over a
+        // flapping link, and a planned switchover must not stop the next
+        // crash from being failed over (docs/failover.md §Who may write).
+        if matches!(t.event, RoleEvent::Promoting { forced: true, .. }) {
             self.last_promotion.store(
                 hadr_replication::mono_micros(),
                 std::sync::atomic::Ordering::SeqCst,

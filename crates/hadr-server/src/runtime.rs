@@ -19,14 +19,7 @@ use crate::gate::{Gate, Phase};
 use crate::node::{Node, NodeError, Repl, TakeoverAnswer};
 use crate::roles::{RoleChange, RoleEvents};
 
-/// Addresses a started node listens on.
-#[derive(Clone, Copy, Debug)]
-pub struct Bound {
-    /// PostgreSQL protocol address.
-    pub pg: SocketAddr,
-    /// Admin HTTP address.
-    pub admin: SocketAddr,
-}
+pub use crate::gate::Bound;
 
 /// Run a node until `stop` completes (or the node decides to stop), then shut down cleanly.
 ///

@@ -99,6 +99,14 @@ pub async fn supervise(
     stop: CancellationToken,
     on_bound: impl FnOnce(Bound),
 ) -> Result<(), SupervisorError> {
+    // A directory that is not a usable data directory is reported as such,
+    // before the ports: that is the problem to fix first.
+    if !hadr_engine::Control::path(&config.data).exists() {
+        return Err(
+            NodeError::from(hadr_engine::EngineError::NotADataDir(config.data.clone())).into(),
+        );
+    }
+    hadr_engine::Control::load(&config.data).map_err(NodeError::from)?;
     let gate = Gate::bind(&config)?;
     on_bound(gate.bound());
     loop {

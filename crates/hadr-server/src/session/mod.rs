@@ -123,6 +123,10 @@ impl Session {
             let idle = self.node.config.idle_in_transaction_timeout.0;
             let timeout = (self.tx.status != Status::Idle && !idle.is_zero()).then_some(idle);
             let msg = wire.read(timeout);
+            // Cleared before the checks below, not after: a hand-over sets
+            // `demoting` before it cancels sessions, so a cancel cleared
+            // here is either seen as `demoting` below or set again after.
+            self.cancel.store(false, Ordering::SeqCst);
             // Shutdown closes our socket's read side, which ends the read above.
             if self.node.demoting.load(Ordering::SeqCst) {
                 wire.error(&PgError::fatal(
@@ -154,7 +158,6 @@ impl Session {
                     return;
                 }
             };
-            self.cancel.store(false, Ordering::SeqCst);
             let flow = self.dispatch(wire, msg);
             if matches!(flow, Flow::Close) {
                 let _ = wire.flush();
@@ -174,6 +177,10 @@ impl Session {
         let r = match msg {
             M::Query(q) => {
                 self.simple_query(wire, &q.query);
+                if wire.sent_fatal() {
+                    let _ = wire.flush();
+                    return Flow::Close;
+                }
                 self.ready(wire);
                 if wire.flush().is_err() {
                     return Flow::Close;
@@ -217,6 +224,7 @@ impl Session {
             }
         };
         if let Err(e) = r {
+            let e = self.to_client(e);
             wire.error(&e);
             if e.severity == "FATAL" {
                 return Flow::Close;

@@ -40,14 +40,14 @@ impl Session {
                 match self.node.acquire_write(&self.cancel) {
                     Ok(p) => self.permit = Some(p),
                     Err(e) => {
-                        wire.error(&e);
+                        wire.error(&self.to_client(e));
                         return;
                     }
                 }
             }
             if let Err(e) = self.open_block(false, true) {
                 self.permit = None;
-                wire.error(&e);
+                wire.error(&self.to_client(e));
                 return;
             }
         }
@@ -65,7 +65,7 @@ impl Session {
             match tx::step(self.tx, Event::ImplicitEnd).run {
                 Run::Commit => {
                     if let Err(e) = self.commit() {
-                        wire.error(&e);
+                        wire.error(&self.to_client(e));
                     }
                 }
                 _ => self.rollback(),
@@ -75,7 +75,7 @@ impl Session {
 
     /// Send an error; inside a block the block is aborted.
     pub(super) fn fail<S: Stream>(&mut self, wire: &mut Wire<S>, e: &PgError) {
-        wire.error(e);
+        wire.error(&self.to_client(e.clone()));
         self.failed();
     }
 }

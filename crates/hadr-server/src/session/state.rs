@@ -88,6 +88,31 @@ impl Session {
         })
     }
 
+    /// The error a client is sent. While the node stops serving (a
+    /// hand-over, a fencing, a shutdown), a statement stopped by it — the
+    /// interrupt (57014), the write lock (55P03), the node no longer
+    /// writable (25006) — ends the session too: FATAL 57P01 with the
+    /// reason, which stock drivers treat as "reconnect, elsewhere if need
+    /// be", at once, rather than an error the application sees first and a
+    /// closed connection on its next statement. Only those: each means
+    /// nothing was committed, while an error from a commit's wait (its
+    /// outcome unknown, 08007) must reach the client as it is.
+    pub(super) fn to_client(&self, e: PgError) -> PgError {
+        let stopped_by_the_ending = e.severity != "FATAL"
+            && [
+                sqlstate::QUERY_CANCELED,
+                sqlstate::LOCK_NOT_AVAILABLE,
+                sqlstate::READ_ONLY_TRANSACTION,
+            ]
+            .contains(&e.code);
+        if stopped_by_the_ending
+            && (self.node.demoting.load(Ordering::SeqCst) || self.node.is_shutting_down())
+        {
+            return PgError::fatal(sqlstate::ADMIN_SHUTDOWN, self.node.ending_reason());
+        }
+        e
+    }
+
     /// Tell the transaction state machine that a statement failed.
     pub(super) fn failed(&mut self) {
         self.tx = tx::step(self.tx, Event::Failed).next;

@@ -103,6 +103,8 @@ pub struct Wire<S> {
     max_message: usize,
     /// The read timeout last set on the stream, to skip redundant syscalls.
     read_timeout: Option<Option<Duration>>,
+    /// A FATAL error was queued: the session must end, with no ReadyForQuery.
+    fatal: bool,
 }
 
 impl<S: Stream> Wire<S> {
@@ -115,6 +117,7 @@ impl<S: Stream> Wire<S> {
             ctx: DecodeContext::new(pgwire::messages::ProtocolVersion::PROTOCOL3_0),
             max_message,
             read_timeout: None,
+            fatal: false,
         }
     }
 
@@ -127,6 +130,7 @@ impl<S: Stream> Wire<S> {
 
     /// Queue an ErrorResponse.
     pub fn error(&mut self, e: &PgError) {
+        self.fatal |= e.severity == "FATAL";
         self.send(PgWireBackendMessage::ErrorResponse(ErrorResponse::new(
             e.fields(),
         )));
@@ -142,6 +146,11 @@ impl<S: Stream> Wire<S> {
                 (b'M', msg.into()),
             ],
         )));
+    }
+
+    /// Whether a FATAL error was queued (the session must end).
+    pub fn sent_fatal(&self) -> bool {
+        self.fatal
     }
 
     /// Bytes queued and not yet written.
