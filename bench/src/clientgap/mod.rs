@@ -45,7 +45,7 @@ use crate::report::Machine;
 use crate::{proc, Ctx};
 pub use render::ClientGapReport;
 use systems::{HadrPair, Patroni, System, HOSTS};
-use writers::{unix_ms, Client, Driver, Hosts, Programs, DRIVERS};
+use writers::{unix_ms, Client, Driver, Hosts, Programs, DRIVERS, STOCK_DRIVERS};
 
 /// The probe's write (one row of `tk`).
 const PROBE_SQL: &str = "UPDATE tk SET n = n + 1 WHERE id = 1";
@@ -310,7 +310,7 @@ pub fn run_part(ctx: &Ctx, opts: &Options) -> Result<ClientGapReport> {
     let mut s = Series::new("hadr", &setting, opts.hadr_switches, opts.hadr_crashes);
     let dir = work.join("hadr");
     let r = HadrPair::start(&p, &etcd, &dir)
-        .and_then(|mut sys| run_series(&p, &progs, opts, &mut sys, &mut s, &mut notes));
+        .and_then(|mut sys| run_series(&p, &progs, opts, &mut sys, &DRIVERS, &mut s, &mut notes));
     if let Err(e) = r {
         if proc::interrupted() {
             return Err(e);
@@ -336,8 +336,17 @@ pub fn run_part(ctx: &Ctx, opts: &Options) -> Result<ClientGapReport> {
         );
         let dir = work.join("patroni");
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let r = Patroni::start(&p, &opts.patroni, &etcd, &setting, &dir)
-            .and_then(|mut sys| run_series(&p, &progs, opts, &mut sys, &mut s, &mut notes));
+        let r = Patroni::start(&p, &opts.patroni, &etcd, &setting, &dir).and_then(|mut sys| {
+            run_series(
+                &p,
+                &progs,
+                opts,
+                &mut sys,
+                &STOCK_DRIVERS,
+                &mut s,
+                &mut notes,
+            )
+        });
         for h in HOSTS {
             let _ = crate::failover::servers::kill_all(&net, h);
         }
@@ -395,13 +404,14 @@ fn run_series(
     progs: &Programs,
     opts: &Options,
     sys: &mut dyn System,
+    drivers: &[Driver],
     s: &mut Series,
     notes: &mut Vec<String>,
 ) -> Result<()> {
     let endpoints = sys.endpoints();
     let hosts = Hosts(endpoints.iter().map(|e| (e.host.clone(), e.port)).collect());
     let mut clients = Vec::new();
-    for (k, d) in DRIVERS.iter().enumerate() {
+    for (k, d) in drivers.iter().enumerate() {
         let first = (k as i64 + 1) * 1_000_000_000;
         clients.push(Client::start(
             &p.rt,
@@ -423,9 +433,8 @@ fn run_series(
         s.system,
         s.setting
     );
-    let plan = std::iter::repeat(Kind::Graceful)
-        .take(graceful)
-        .chain(std::iter::repeat(Kind::Crash).take(crash));
+    let plan = std::iter::repeat_n(Kind::Graceful, graceful)
+        .chain(std::iter::repeat_n(Kind::Crash, crash));
     let result = (|| {
         for (i, kind) in plan.enumerate() {
             proc::check_interrupted()?;

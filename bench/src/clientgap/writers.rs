@@ -31,10 +31,6 @@ pub const PSYCOPG_PIN: &str = "psycopg[binary]==3.2.10";
 const ERRORS_KEPT: usize = 2000;
 
 /// The drivers measured.
-// TODO(issue 10): add `hadr-client` (crates/hadr-client, branch
-// `hadrclient`) as a fifth driver once that branch is on main: it was not
-// when this part was written, and the benchmark must not depend on an
-// unmerged crate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Driver {
@@ -46,9 +42,22 @@ pub enum Driver {
     Psycopg,
     /// tokio-postgres, in this process.
     TokioPostgres,
+    /// hadr-client (crates/hadr-client), in this process; hadr only (it
+    /// sets hadr's commit tokens, which PostgreSQL does not know).
+    HadrClient,
 }
 
-pub const DRIVERS: [Driver; 4] = [
+/// Every driver, in the report's order.
+pub const DRIVERS: [Driver; 5] = [
+    Driver::Libpq,
+    Driver::Pgjdbc,
+    Driver::Psycopg,
+    Driver::TokioPostgres,
+    Driver::HadrClient,
+];
+
+/// The stock drivers (any PostgreSQL-protocol server).
+pub const STOCK_DRIVERS: [Driver; 4] = [
     Driver::Libpq,
     Driver::Pgjdbc,
     Driver::Psycopg,
@@ -62,6 +71,7 @@ impl Driver {
             Driver::Pgjdbc => "pgjdbc",
             Driver::Psycopg => "psycopg 3",
             Driver::TokioPostgres => "tokio-postgres",
+            Driver::HadrClient => "hadr-client",
         }
     }
 }
@@ -105,11 +115,23 @@ impl Hosts {
         )
     }
 
+    /// hadr-client: the stock drivers' timeouts in its keys (it keeps
+    /// keepalives on by default), and a statement timeout, which its README
+    /// asks for.
+    pub fn hadr_client(&self) -> String {
+        let (h, p) = self.hosts_ports();
+        format!(
+            "host={h} port={p} user=postgres dbname=postgres connect_timeout=2 keepalives_idle=5 \
+             tcp_user_timeout=5000 statement_timeout=10s reroute_timeout=30s"
+        )
+    }
+
     pub fn conninfo(&self, d: Driver) -> String {
         match d {
             Driver::Libpq | Driver::Psycopg => self.libpq(),
             Driver::Pgjdbc => self.jdbc(),
             Driver::TokioPostgres => self.tokio_postgres(),
+            Driver::HadrClient => self.hadr_client(),
         }
     }
 }
@@ -289,14 +311,24 @@ impl Client {
                 c.arg(progs.clients_dir.join("psycopg_writer.py"));
                 c
             }
-            Driver::TokioPostgres => {
-                let task = rt.spawn(tokio_writer(
-                    conn,
-                    first,
-                    pause_ms,
-                    seen.clone(),
-                    stop.clone(),
-                ));
+            Driver::TokioPostgres | Driver::HadrClient => {
+                let task = if driver == Driver::TokioPostgres {
+                    rt.spawn(tokio_writer(
+                        conn,
+                        first,
+                        pause_ms,
+                        seen.clone(),
+                        stop.clone(),
+                    ))
+                } else {
+                    rt.spawn(hadr_client_writer(
+                        conn,
+                        first,
+                        pause_ms,
+                        seen.clone(),
+                        stop.clone(),
+                    ))
+                };
                 return Ok(Client {
                     driver,
                     seen,
@@ -463,6 +495,48 @@ async fn tokio_writer(
         driver.abort();
         if !stop.load(Ordering::SeqCst) {
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// The hadr-client writer: one long-lived client, which reroutes by
+/// itself; an error it returns (its budget spent) is noted and the next
+/// write goes through the same client.
+async fn hadr_client_writer(
+    conn: String,
+    first: i64,
+    pause_ms: u64,
+    seen: Arc<Mutex<Seen>>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut id = first;
+    while !stop.load(Ordering::SeqCst) {
+        let mut c = match hadr_client::Client::connect_str(&conn).await {
+            Ok(c) => c,
+            Err(e) => {
+                lock(&seen).error(unix_ms(), format!("connect: {e}"));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        while !stop.load(Ordering::SeqCst) {
+            let mine = id;
+            id += 1;
+            match c
+                .execute("INSERT INTO acked(id) VALUES ($1)", &[&mine])
+                .await
+            {
+                Ok(_) => {
+                    lock(&seen).acks.push((mine, unix_ms()));
+                    if pause_ms > 0 {
+                        tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+                    }
+                }
+                Err(e) => {
+                    lock(&seen).error(unix_ms(), e.to_string());
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
         }
     }
 }
