@@ -630,7 +630,8 @@ mod tests {
     #[test]
     fn a_stall_runs_to_the_end_of_its_window() {
         let acks = [0.0, 5.0, 10.0, 400.0, 405.0];
-        assert_eq!(stall(&acks, 7.0, 410.0), 395.0);
+        // From the last ack at or before `from` (5), through 10, to 400.
+        assert_eq!(stall(&acks, 7.0, 410.0), 390.0);
         // Still stalled at the end: the open interval counts.
         assert_eq!(stall(&acks, 7.0, 1405.0), 1000.0);
         // Nothing at all: the whole window.
