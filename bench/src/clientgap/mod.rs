@@ -317,6 +317,9 @@ pub fn run_part(ctx: &Ctx, opts: &Options) -> Result<ClientGapReport> {
         }
         eprintln!("  !! hadr stopped early: {e:#}");
         s.error = Some(format!("{e:#}"));
+        if let Some(k) = crate::failover::keep_logs(&dir, "client-gap-hadr") {
+            notes.push(format!("hadr: server logs kept in {}", k.display()));
+        }
     }
     series.push(s);
     let _ = std::fs::remove_dir_all(&dir);
@@ -356,6 +359,12 @@ pub fn run_part(ctx: &Ctx, opts: &Options) -> Result<ClientGapReport> {
             }
             eprintln!("  !! Patroni stopped early: {e:#}");
             s.error = Some(format!("{e:#}"));
+            if let Some(k) = crate::failover::keep_logs(&dir, "client-gap-patroni") {
+                notes.push(format!(
+                    "Patroni: Patroni and PostgreSQL logs kept in {}",
+                    k.display()
+                ));
+            }
         }
         series.push(s);
         let _ = std::fs::remove_dir_all(&dir);

@@ -173,7 +173,8 @@ impl ClientGapReport {
              new primary (+ 0.3 s). *New primary's first write*: from the request (or the kill) to the first \
              write a probe sees acknowledged over fresh connections to the new primary alone. Targets \
              (issue 10): a graceful switch under {GRACEFUL_TARGET_MS:.0} ms for every client; a crash \
-             under the switch's own failover time + {CRASH_MARGIN_MS:.0} ms.\n"
+             under the switch's own failover time + {CRASH_MARGIN_MS:.0} ms. Percentiles are nearest-rank: \
+             with 20 switches, p99 is the largest.\n"
         );
         s.push_str(&self.table());
         s.push_str(
@@ -241,8 +242,9 @@ impl ClientGapReport {
         }
         let h = Hosts(vec![("A".into(), 5432), ("B".into(), 5432)]);
         s.push_str(
-            "\nConnection strings (the README's, with the benchmark's user and database; hosts are the nodes' \
-             bridge addresses, port 5432 for hadr and 5433 for PostgreSQL):\n\n",
+            "\nConnection strings (the stock drivers': the README's \"Clients and failover\"; hadr-client's: \
+             the keys of its crate README with the same timeouts; with the benchmark's user and database; \
+             hosts are the nodes' bridge addresses, port 5432 for hadr and 5433 for PostgreSQL):\n\n",
         );
         for d in DRIVERS {
             let _ = writeln!(s, "- {}: `{}`", d.label(), h.conninfo(d));
