@@ -233,17 +233,7 @@ async fn commit_tokens_tell_committed_from_not_committed_and_make_the_answer_fin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_token_survives_a_takeover_and_only_the_primary_answers() -> Result<()> {
-    let p_local = repl_addr();
-    let s_local = repl_addr();
-    let a = start_with(hadr_args(&p_local, &s_local, &["--role", "primary"]))?;
-    let tmp = tempfile::tempdir()?;
-    let sdir = tmp.path().join("standby");
-    clone_to(&p_local, &sdir)?;
-    let b = on_dir(sdir, &hadr_args(&s_local, &p_local, &[]))?;
-    a.wait_for("PEER", Duration::from_secs(30), |st| {
-        st.principal_in(PairState::Peer)
-    })
-    .await?;
+    let PeerPair { a, b, .. } = &peer_pair(&[]).await?;
     let c = a.client().await?;
     c.batch_execute("CREATE TABLE t(id INTEGER PRIMARY KEY); SET hadr.commit_token = 'before-switch'; INSERT INTO t VALUES (1)")
         .await?;
@@ -254,20 +244,7 @@ async fn a_commit_token_survives_a_takeover_and_only_the_primary_answers() -> Re
     let e = outcome(&on_standby, "before-switch").await.unwrap_err();
     assert_eq!(code(&e), "25006", "{e}");
 
-    let out = std::process::Command::new(bin())
-        .args([
-            "takeover",
-            "--timeout",
-            "30s",
-            "--node",
-            &format!("127.0.0.1:{}", b.admin),
-        ])
-        .output()?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    takeover_on(b)?;
     b.wait_for("B primary", Duration::from_secs(30), |st| {
         st.role == NodeRole::Primary
     })
@@ -291,17 +268,7 @@ async fn a_commit_token_survives_a_takeover_and_only_the_primary_answers() -> Re
 /// waiting, nor told 57014 as if the application had cancelled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statements_in_flight_at_a_hand_over_end_with_57p01_within_it() -> Result<()> {
-    let p_local = repl_addr();
-    let s_local = repl_addr();
-    let a = start_with(hadr_args(&p_local, &s_local, &["--role", "primary"]))?;
-    let tmp = tempfile::tempdir()?;
-    let sdir = tmp.path().join("standby");
-    clone_to(&p_local, &sdir)?;
-    let b = on_dir(sdir, &hadr_args(&s_local, &p_local, &[]))?;
-    a.wait_for("PEER", Duration::from_secs(30), |st| {
-        st.principal_in(PairState::Peer)
-    })
-    .await?;
+    let PeerPair { a, b, .. } = &peer_pair(&[]).await?;
     let holder = a.client().await?;
     holder
         .batch_execute("CREATE TABLE t(id INTEGER PRIMARY KEY); BEGIN; INSERT INTO t VALUES (1)")
@@ -316,20 +283,7 @@ async fn statements_in_flight_at_a_hand_over_end_with_57p01_within_it() -> Resul
     assert!(!waiting.is_finished(), "the second writer should be queued");
 
     let began = std::time::Instant::now();
-    let out = std::process::Command::new(bin())
-        .args([
-            "takeover",
-            "--timeout",
-            "30s",
-            "--node",
-            &format!("127.0.0.1:{}", b.admin),
-        ])
-        .output()?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    takeover_on(b)?;
     let took = began.elapsed();
     let (r, ended) = tokio::time::timeout(Duration::from_secs(10), waiting)
         .await

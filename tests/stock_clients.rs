@@ -32,6 +32,7 @@ use common::*;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -75,14 +76,19 @@ pub enum Driver {
     Psycopg,
     /// tokio-postgres, in this process.
     TokioPostgres,
+    /// hadr-client (crates/hadr-client), in this process: it reconnects,
+    /// retries and resolves lost commits by itself, so its writer never
+    /// reconnects on its own.
+    HadrClient,
 }
 
-const ALL: [Driver; 5] = [
+const ALL: [Driver; 6] = [
     Driver::Psql,
     Driver::Pgjdbc,
     Driver::PgjdbcSimple,
     Driver::Psycopg,
     Driver::TokioPostgres,
+    Driver::HadrClient,
 ];
 
 /// `host:port` of each node, in the order clients try them.
@@ -91,24 +97,33 @@ pub struct Hosts(pub Vec<(String, u16)>);
 impl Hosts {
     /// libpq (psql, psycopg): the README's string.
     pub fn libpq(&self) -> String {
+        format!(
+            "{} user=app dbname=app target_session_attrs=read-write connect_timeout=2 keepalives=1 keepalives_idle=5 keepalives_interval=2 keepalives_count=3 tcp_user_timeout=5000",
+            self.host_port()
+        )
+    }
+
+    /// `host=a,b port=p,q`.
+    fn host_port(&self) -> String {
         let hosts: Vec<&str> = self.0.iter().map(|(h, _)| h.as_str()).collect();
         let ports: Vec<String> = self.0.iter().map(|(_, p)| p.to_string()).collect();
-        format!(
-            "host={} port={} user=app dbname=app target_session_attrs=read-write connect_timeout=2 keepalives=1 keepalives_idle=5 keepalives_interval=2 keepalives_count=3 tcp_user_timeout=5000",
-            hosts.join(","),
-            ports.join(",")
-        )
+        format!("host={} port={}", hosts.join(","), ports.join(","))
     }
 
     /// tokio-postgres: the README's string (its `tcp_user_timeout` is in
     /// seconds, libpq's in milliseconds).
     pub fn tokio_postgres(&self) -> String {
-        let hosts: Vec<&str> = self.0.iter().map(|(h, _)| h.as_str()).collect();
-        let ports: Vec<String> = self.0.iter().map(|(_, p)| p.to_string()).collect();
         format!(
-            "host={} port={} user=app dbname=app target_session_attrs=read-write connect_timeout=2 keepalives=1 keepalives_idle=5 keepalives_interval=2 keepalives_retries=3 tcp_user_timeout=5",
-            hosts.join(","),
-            ports.join(",")
+            "{} user=app dbname=app target_session_attrs=read-write connect_timeout=2 keepalives=1 keepalives_idle=5 keepalives_interval=2 keepalives_retries=3 tcp_user_timeout=5",
+            self.host_port()
+        )
+    }
+
+    /// hadr-client: the README's string (less its `host_cache`).
+    pub fn hadr_client(&self) -> String {
+        format!(
+            "{} user=app dbname=app connect_timeout=2 keepalives_idle=5 tcp_user_timeout=5000 statement_timeout=30s reroute_timeout=30s",
+            self.host_port()
         )
     }
 
@@ -215,6 +230,9 @@ pub struct Client {
     reader: Option<std::thread::JoinHandle<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
     stop: Arc<AtomicBool>,
+    /// The child's TMPDIR (psql_writer.sh's FIFOs), removed with it even
+    /// when it was killed.
+    _tmp: Option<tempfile::TempDir>,
 }
 
 impl Client {
@@ -250,13 +268,22 @@ impl Client {
                     .arg(first.to_string());
                 c
             }
-            Driver::TokioPostgres => {
-                let task = tokio::spawn(tokio_writer(
-                    hosts.tokio_postgres(),
-                    first,
-                    seen.clone(),
-                    stop.clone(),
-                ));
+            Driver::TokioPostgres | Driver::HadrClient => {
+                let task = if driver == Driver::TokioPostgres {
+                    tokio::spawn(tokio_writer(
+                        hosts.tokio_postgres(),
+                        first,
+                        seen.clone(),
+                        stop.clone(),
+                    ))
+                } else {
+                    tokio::spawn(hadr_client_writer(
+                        hosts.hadr_client(),
+                        first,
+                        seen.clone(),
+                        stop.clone(),
+                    ))
+                };
                 return Client {
                     driver,
                     seen,
@@ -265,6 +292,7 @@ impl Client {
                     reader: None,
                     task: Some(task),
                     stop,
+                    _tmp: None,
                 };
             }
         };
@@ -274,7 +302,15 @@ impl Client {
     fn spawn(driver: Driver, mut cmd: Command) -> Client {
         let seen: Arc<Mutex<Seen>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
+        // Its own process group, so that killing it also kills what it
+        // started (psql_writer.sh's psql, which a black hole can keep
+        // blocked for minutes).
+        let tmp = tempfile::tempdir().ok();
+        if let Some(t) = &tmp {
+            cmd.env("TMPDIR", t.path());
+        }
         let mut child = cmd
+            .process_group(0)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -306,6 +342,7 @@ impl Client {
             reader: Some(reader),
             task: None,
             stop,
+            _tmp: tmp,
         }
     }
 
@@ -341,7 +378,7 @@ impl Client {
             while c.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            let _ = c.kill();
+            kill_group(&mut c);
             let _ = c.wait();
         }
         if let Some(r) = self.reader.take() {
@@ -354,13 +391,22 @@ impl Client {
 impl Drop for Client {
     fn drop(&mut self) {
         if let Some(c) = &mut self.child {
-            let _ = c.kill();
+            kill_group(c);
             let _ = c.wait();
         }
         if let Some(t) = &self.task {
             t.abort();
         }
     }
+}
+
+/// kill -9 the process group of a client we started (its id is the group's).
+fn kill_group(c: &mut Child) {
+    if let Ok(pid) = libc::pid_t::try_from(c.id()) {
+        // SAFETY: kill(2) on the group of our own child, not reaped yet.
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
+    }
+    let _ = c.kill();
 }
 
 /// The tokio-postgres writer: the same protocol, in process.
@@ -403,6 +449,50 @@ async fn tokio_writer(conn: String, first: i64, seen: Arc<Mutex<Seen>>, stop: Ar
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     break;
                 }
+            }
+        }
+    }
+}
+
+/// The hadr-client writer: one client for the whole run. An error is a
+/// statement the client could not carry through its reroute budget; the
+/// writer records it and goes on with the same client.
+async fn hadr_client_writer(
+    conn: String,
+    first: i64,
+    seen: Arc<Mutex<Seen>>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut client = loop {
+        match hadr_client::Client::connect_str(&conn).await {
+            Ok(c) => break c,
+            Err(e) => {
+                seen.lock()
+                    .unwrap()
+                    .errors
+                    .push(format!("err {:.3} connect: {e}", unix_ms()));
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let mut id = first;
+    while !stop.load(Ordering::SeqCst) {
+        let mine = id;
+        id += 1;
+        match client
+            .execute("INSERT INTO acked(id) VALUES ($1)", &[&mine])
+            .await
+        {
+            Ok(_) => seen.lock().unwrap().acks.push((mine, unix_ms())),
+            Err(e) => {
+                seen.lock()
+                    .unwrap()
+                    .errors
+                    .push(format!("err {:.3} {e}", unix_ms()));
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
     }
@@ -589,7 +679,8 @@ async fn pair(arbiter: bool) -> Result<Pair> {
             .map(String::from),
         );
     }
-    // Local experiments: more server flags (e.g. `--hadr-syncmode SYNC`).
+    // Local experiments: more server flags (e.g. `--hadr-syncmode SYNC`,
+    // `--config resources.toml`).
     if let Ok(more) = std::env::var("HADR_CLIENT_SERVER_ARGS") {
         extra.extend(more.split_whitespace().map(String::from));
     }
@@ -843,10 +934,154 @@ async fn stock_drivers_with_the_readme_timeouts_leave_a_black_holed_primary() ->
         ended,
         what: "black-holed primary".into(),
     };
-    let slack = if under_ci() { 4000.0 } else { 1500.0 };
+    // The kernel checks the user timeout when a retransmission timer
+    // fires (backing off: 0.2, 0.4, 0.8, 1.6 s…), so a connection ends up
+    // to a timer's period after the 5 s; 9.1 s was seen for 7 s of timeouts.
+    let slack = if under_ci() { 5000.0 } else { 3000.0 };
     check_gaps(&all, &[switch], end, |d, _| match d {
         Driver::Pgjdbc | Driver::PgjdbcSimple => 10_000.0 + 2000.0 + slack,
         _ => 5000.0 + 2000.0 + slack,
     });
     Ok(())
+}
+
+/// A connection straight to one node whose driver task notes when the
+/// server ended the connection.
+async fn watched(conninfo: &str) -> Result<(tokio_postgres::Client, Arc<Mutex<Option<Instant>>>)> {
+    let (c, conn) = tokio_postgres::connect(conninfo, tokio_postgres::NoTls).await?;
+    let ended: Arc<Mutex<Option<Instant>>> = Arc::default();
+    let e2 = ended.clone();
+    tokio::spawn(async move {
+        let _ = conn.await;
+        *e2.lock().unwrap() = Some(Instant::now());
+    });
+    Ok((c, ended))
+}
+
+/// An error as `SQLSTATE message`, or the error itself.
+fn sqlstate(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => format!("{} {}", d.code().code(), d.message()),
+        None => e.to_string(),
+    }
+}
+
+/// A statement running in the background: its outcome (SQLSTATE and
+/// message on error) and when it came.
+type InFlight = tokio::task::JoinHandle<(Result<(), String>, Instant)>;
+
+/// A statement started on `c` in the background.
+fn in_flight(c: tokio_postgres::Client, sql: &'static str) -> InFlight {
+    tokio::spawn(async move {
+        let r = c.batch_execute(sql).await;
+        (r.map_err(|e| sqlstate(&e)), Instant::now())
+    })
+}
+
+/// Statements that run for minutes unless interrupted (a recursive CTE
+/// counting to 10^9), reading and writing.
+const LONG_READ: &str = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000000000) SELECT count(*) FROM c";
+const LONG_WRITE: &str = "INSERT INTO t(v) SELECT x FROM (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000000000) SELECT x FROM c)";
+
+/// Take over to `to` and check that each statement in flight on the old
+/// primary failed, and each of its sessions was closed, within the
+/// hand-over (+ 500 ms for a loaded machine).
+async fn hand_over_ends_everything(
+    to: &Server,
+    statements: Vec<(&str, InFlight)>,
+    sessions: Vec<(&str, Arc<Mutex<Option<Instant>>>)>,
+) -> Result<()> {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for (what, h) in &statements {
+        assert!(!h.is_finished(), "{what} finished before the takeover");
+    }
+    let began = Instant::now();
+    takeover(to).map_err(anyhow::Error::msg)?;
+    let took = began.elapsed();
+    eprintln!("hand-over with busy sessions: {took:?}");
+    let bound = took + Duration::from_millis(500);
+    for (what, h) in statements {
+        let (res, at) = h.await?;
+        let err = match res {
+            Ok(()) => panic!("{what} succeeded on the old primary"),
+            Err(e) => e,
+        };
+        let after = at.saturating_duration_since(began);
+        eprintln!("{what}: failed {after:?} after the request: {err}");
+        // Reroutable: stock drivers drop the connection on 57P01.
+        assert!(
+            err.starts_with("57P01"),
+            "{what} failed with {err}, not 57P01"
+        );
+        assert!(
+            after <= bound,
+            "{what} failed {after:?} after the takeover request; the hand-over took {took:?}: {err}"
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for (what, end) in sessions {
+        while end.lock().unwrap().is_none() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let at = end
+            .lock()
+            .unwrap()
+            .map(|t| t.saturating_duration_since(began));
+        let Some(at) = at else {
+            panic!("the {what} session was never closed by the old primary")
+        };
+        eprintln!("{what} session closed {at:?} after the request");
+        assert!(
+            at <= bound,
+            "the {what} session was closed {at:?} after the request; the hand-over took {took:?}"
+        );
+    }
+    Ok(())
+}
+
+/// The issue's measured defect ("one insert hung about 15 s, then FATAL
+/// 57P01 from the old primary"), as a property: a session in any state at
+/// the moment of a hand-over is ended by the hand-over itself, not later:
+/// idle; idle inside a write transaction (it holds the write lock); queued
+/// for the write lock; running a long read; running a long write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_session_of_the_old_primary_ends_within_the_hand_over() -> Result<()> {
+    let _one = SERIAL.lock().await;
+    let p = pair(false).await?;
+    let [a, b] = &p.nodes;
+    a.client()
+        .await?
+        .batch_execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER)")
+        .await?;
+    healthy(a, false).await?;
+    // Round 1, A to B: idle, idle in a write transaction, queued, long read.
+    let (_idle, idle_end) = watched(&a.conninfo()).await?;
+    let (x, x_end) = watched(&a.conninfo()).await?;
+    x.batch_execute("BEGIN; INSERT INTO t(v) VALUES (1)")
+        .await?;
+    let (q, q_end) = watched(&a.conninfo()).await?;
+    let queued = in_flight(q, "INSERT INTO t(v) VALUES (2)");
+    let (r, r_end) = watched(&a.conninfo()).await?;
+    let read = in_flight(r, LONG_READ);
+    hand_over_ends_everything(
+        b,
+        vec![("the queued write", queued), ("the long read", read)],
+        vec![
+            ("idle", idle_end),
+            ("idle in a write transaction", x_end),
+            ("queued", q_end),
+            ("long read", r_end),
+        ],
+    )
+    .await?;
+    // Round 2, B to A: a long write holding the write lock while it runs.
+    healthy(b, false).await?;
+    let (w, w_end) = watched(&b.conninfo()).await?;
+    let write = in_flight(w, LONG_WRITE);
+    hand_over_ends_everything(
+        a,
+        vec![("the long write", write)],
+        vec![("long write", w_end)],
+    )
+    .await
 }

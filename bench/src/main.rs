@@ -12,6 +12,7 @@
 //!     [--filesync] [--filesync-seconds 30] [--filesync-rate 20] [--filesync-clients 4]
 //!     [--resources] [--resources-runs 20]
 //!     [--client-gap] [--client-gap-switches 20] [--client-gap-patroni-crashes 8] [--client-gap-pause-ms 5]
+//!     [--storm] [--storm-seconds 30]
 //! ```
 //!
 //! `--client-gap` (each stock driver's longest time without an acknowledged
@@ -44,6 +45,7 @@ mod proc;
 mod replication;
 mod report;
 mod resources;
+mod storm;
 mod takeover;
 mod targets;
 
@@ -215,9 +217,9 @@ struct Cli {
     #[arg(long)]
     resources_runs: Option<usize>,
     /// Run the client-gap part: the longest interval without an
-    /// acknowledged write that libpq, pgjdbc, psycopg 3 and tokio-postgres
-    /// clients see around graceful switches and primary crashes, hadr and
-    /// PostgreSQL + Patroni (network namespaces; needs root, nftables,
+    /// acknowledged write that libpq, pgjdbc, psycopg 3, tokio-postgres and
+    /// hadr-client clients see around graceful switches and primary
+    /// crashes, hadr and PostgreSQL + Patroni (network namespaces; needs root, nftables,
     /// etcd, java, javac, Debian's pgjdbc jar, psycopg 3 and Patroni). Not
     /// run unless named.
     #[arg(long)]
@@ -237,6 +239,15 @@ struct Cli {
     /// Client-gap part: each client's pause after an acknowledged write.
     #[arg(long, default_value_t = 5)]
     client_gap_pause_ms: u64,
+    /// Run the storm part: a thousand clients reconnecting in a tight loop
+    /// against hadr and PostgreSQL (max_connections 64, 3 reserved), and an
+    /// operator logging in through the reserved slots meanwhile. Not run
+    /// unless named.
+    #[arg(long)]
+    storm: bool,
+    /// Storm part: seconds per server [default: 30; 8 with --quick].
+    #[arg(long)]
+    storm_seconds: Option<u64>,
     /// Size in MB (10^6 bytes) of the database hadr clones, and of the log its
     /// standby replays, in the replication part; 0 skips that measurement
     /// [default: 256; 32 with --quick].
@@ -538,7 +549,7 @@ fn run() -> Result<()> {
         cli.commit_latency,
     ) {
         (false, false, false, false)
-            if !cli.failover && !cli.filesync && !cli.resources && !cli.client_gap =>
+            if !cli.failover && !cli.filesync && !cli.resources && !cli.storm && !cli.client_gap =>
         {
             (true, true, true, true)
         }
@@ -659,6 +670,14 @@ fn run() -> Result<()> {
     } else {
         None
     };
+    let storm = if cli.storm {
+        Some(storm::run_part(
+            &ctx,
+            cli.storm_seconds.unwrap_or(if cli.quick { 8 } else { 30 }),
+        )?)
+    } else {
+        None
+    };
     let client_gap = if cli.client_gap {
         let switches = cli
             .client_gap_switches
@@ -684,6 +703,7 @@ fn run() -> Result<()> {
     if let Some(j) = &cli.json {
         let v = serde_json::json!({
             "client_gap": client_gap,
+            "storm": storm,
             "resources": resources,
             "single_node": single,
             "replication": repl,
@@ -719,6 +739,13 @@ fn run() -> Result<()> {
         bail!(
             "the resources part found {bad_resources} problem(s) (acknowledged commits lost, or a series \
              that stopped early); see {}",
+            ctx.out_path.display()
+        );
+    }
+    let bad_storm = storm.as_ref().map_or(0, storm::StormReport::failures);
+    if bad_storm > 0 {
+        bail!(
+            "the storm part missed its target on {bad_storm} server(s) (an operator login failed, or hadr's              p99 was 100 ms or more); see {}",
             ctx.out_path.display()
         );
     }

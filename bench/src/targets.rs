@@ -278,6 +278,8 @@ pub struct Postgres {
     home: PathBuf,
     port: u16,
     running: bool,
+    /// `max_connections` (200 unless a part sets it before `start`).
+    pub max_connections: u32,
 }
 
 impl Postgres {
@@ -287,7 +289,14 @@ impl Postgres {
             home: workdir.join("postgres"),
             port: free_port()?,
             running: false,
+            max_connections: 200,
         })
+    }
+
+    /// The postmaster's pid, once started.
+    pub fn pid(&self) -> Option<u32> {
+        let text = std::fs::read_to_string(self.data().join("postmaster.pid")).ok()?;
+        text.lines().next()?.trim().parse().ok()
     }
 
     fn data(&self) -> PathBuf {
@@ -410,13 +419,14 @@ impl Target for Postgres {
              listen_addresses = '127.0.0.1'\n\
              port = {port}\n\
              unix_socket_directories = '{sock}'\n\
-             max_connections = 200\n\
+             max_connections = {max_connections}\n\
              shared_buffers = 256MB\n\
              fsync = on\n\
              synchronous_commit = on\n\
              full_page_writes = on\n",
             port = self.port,
             sock = self.home.display(),
+            max_connections = self.max_connections,
         );
         let conf_path = self.data().join("postgresql.conf");
         let mut text = std::fs::read_to_string(&conf_path)
@@ -515,6 +525,8 @@ pub struct Hadr {
     port: u16,
     admin_port: u16,
     child: Option<Child>,
+    /// More `hadr server` flags (none unless a part sets them before `start`).
+    pub extra: Vec<String>,
 }
 
 impl Hadr {
@@ -530,7 +542,18 @@ impl Hadr {
             port,
             admin_port,
             child: None,
+            extra: Vec::new(),
         })
+    }
+
+    /// The admin endpoint's address.
+    pub fn admin_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.admin_port)
+    }
+
+    /// The server's pid, once started.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     fn data(&self) -> PathBuf {
@@ -581,6 +604,7 @@ impl Target for Hadr {
             .arg(format!("127.0.0.1:{}", self.port))
             .arg("--admin")
             .arg(format!("127.0.0.1:{}", self.admin_port))
+            .args(&self.extra)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

@@ -35,6 +35,8 @@ public final class PgjdbcWriter {
     String url = args[0];
     long id = Long.parseLong(args[1]);
     long pauseMs = args.length == 3 ? Long.parseLong(args[2]) : 0;
+    // Optional: one statement run on each new connection (e.g. a SET).
+    String setup = System.getenv("HADR_WRITER_SETUP");
     Thread watcher = new Thread(() -> {
       try {
         while (System.in.read() >= 0) {
@@ -52,6 +54,14 @@ public final class PgjdbcWriter {
       try {
         c = DriverManager.getConnection(url);
         c.setAutoCommit(true);
+        if (setup != null && !setup.isEmpty()) {
+          try (java.sql.Statement st = c.createStatement()) {
+            st.execute(setup);
+          } catch (SQLException e) {
+            c.close();
+            throw e;
+          }
+        }
       } catch (SQLException e) {
         line("err " + now() + " connect: " + oneLine(e));
         Thread.sleep(20);

@@ -184,3 +184,49 @@ pub fn until_ready(s: &mut std::net::TcpStream) -> Vec<(u8, Vec<u8>)> {
         }
     }
 }
+
+/// A primary and its standby (cloned from it) in PEER; `a` is the primary.
+/// The standby's directory lives as long as the pair.
+pub struct PeerPair {
+    pub a: Server,
+    pub b: Server,
+    _tmp: tempfile::TempDir,
+}
+
+/// Start a [`PeerPair`]; `extra` goes to both nodes.
+pub async fn peer_pair(extra: &[&str]) -> Result<PeerPair> {
+    let p_local = repl_addr();
+    let s_local = repl_addr();
+    let mut pargs = vec!["--role", "primary"];
+    pargs.extend_from_slice(extra);
+    let a = start_with(hadr_args(&p_local, &s_local, &pargs))?;
+    let tmp = tempfile::tempdir()?;
+    let sdir = tmp.path().join("standby");
+    clone_to(&p_local, &sdir)?;
+    let b = on_dir(sdir, &hadr_args(&s_local, &p_local, extra))?;
+    a.wait_for("PEER", Duration::from_secs(30), |st| {
+        st.principal_in(PairState::Peer)
+    })
+    .await?;
+    Ok(PeerPair { a, b, _tmp: tmp })
+}
+
+/// `hadr takeover` on the standby `node` (graceful; waits up to 30 s).
+pub fn takeover_on(node: &Server) -> Result<()> {
+    let out = Command::new(bin())
+        .args([
+            "takeover",
+            "--timeout",
+            "30s",
+            "--node",
+            &format!("127.0.0.1:{}", node.admin),
+        ])
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "takeover on {}: {}",
+        node.admin,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}

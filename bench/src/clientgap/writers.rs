@@ -115,14 +115,12 @@ impl Hosts {
         )
     }
 
-    /// hadr-client: the stock drivers' timeouts in its keys (it keeps
-    /// keepalives on by default), and a statement timeout, which its README
-    /// asks for.
+    /// hadr-client: the README's string, less its `host_cache`.
     pub fn hadr_client(&self) -> String {
         let (h, p) = self.hosts_ports();
         format!(
             "host={h} port={p} user=postgres dbname=postgres connect_timeout=2 keepalives_idle=5 \
-             tcp_user_timeout=5000 statement_timeout=10s reroute_timeout=30s"
+             tcp_user_timeout=5000 statement_timeout=30s reroute_timeout=30s"
         )
     }
 

@@ -535,6 +535,7 @@ mod tests {
             "failover",
             "resources",
             "file_sync",
+            "topology",
         ] {
             assert!(obj.remove(added).is_some(), "{added}");
         }

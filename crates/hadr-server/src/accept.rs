@@ -223,10 +223,34 @@ fn start_session(node: &Arc<Node>, stream: TcpStream, peer: SocketAddr, slot: Sl
         .name("hadr-session".into())
         .spawn(move || {
             let _slot = slot;
+            lower_priority();
             session::serve(node, std_stream, peer)
         });
     if let Err(e) = spawned {
         warn!(error = %e, "cannot start a session thread");
+    }
+}
+
+/// Session threads run at a lower CPU priority (nice +5) than the rest of
+/// the node: a storm of clients (up to `max_connections` threads, each
+/// runnable) must not starve what keeps the node safe and observable —
+/// replication heartbeats and acks, the lease, the admin endpoint, the
+/// accept loop's fast refusals — which run on tokio's threads at the
+/// default priority. Raising the niceness needs no privilege; it costs
+/// sessions nothing while the CPU is not saturated.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid and setpriority take and return plain integers;
+        // on Linux the nice value is per thread, so this touches only the
+        // calling session thread.
+        let rc = unsafe {
+            let tid = libc::gettid();
+            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 5)
+        };
+        if rc != 0 {
+            debug!(error = %std::io::Error::last_os_error(), "could not lower the session thread's priority");
+        }
     }
 }
 

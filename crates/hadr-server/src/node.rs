@@ -298,17 +298,12 @@ impl Node {
             ));
         }
         let permit = self.write_lock.acquire(wait, cancel).map_err(|e| match e {
-            WriteLockError::Cancelled if self.demoting.load(Ordering::SeqCst) => {
-                PgError::fatal(sqlstate::ADMIN_SHUTDOWN, self.ending_reason())
-            }
-            WriteLockError::Cancelled if self.is_shutting_down() => PgError::fatal(
-                sqlstate::ADMIN_SHUTDOWN,
-                "terminating connection due to administrator command",
-            ),
-            WriteLockError::Cancelled => PgError::new(
-                sqlstate::QUERY_CANCELED,
-                "canceling statement due to user request",
-            ),
+            WriteLockError::Cancelled => self.terminating().unwrap_or_else(|| {
+                PgError::new(
+                    sqlstate::QUERY_CANCELED,
+                    "canceling statement due to user request",
+                )
+            }),
             WriteLockError::Timeout => PgError::new(
                 sqlstate::LOCK_NOT_AVAILABLE,
                 format!(
@@ -373,6 +368,26 @@ impl Node {
                 return;
             }
         }
+    }
+
+    /// The FATAL 57P01 a session ends with when this node is handing over
+    /// or shutting down (None: it is not). A statement cancelled for that
+    /// reason reports it too, so that stock drivers drop the connection and
+    /// look for the primary at once instead of seeing a plain 57014.
+    pub fn terminating(&self) -> Option<PgError> {
+        if self.demoting.load(Ordering::SeqCst) {
+            return Some(PgError::fatal(
+                sqlstate::ADMIN_SHUTDOWN,
+                self.ending_reason(),
+            ));
+        }
+        if self.is_shutting_down() {
+            return Some(PgError::fatal(
+                sqlstate::ADMIN_SHUTDOWN,
+                "terminating connection due to administrator command",
+            ));
+        }
+        None
     }
 
     /// Whether shutdown has begun.

@@ -185,7 +185,7 @@ fn stopping_phase(node: &Node) -> Phase {
     match node.next.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
         Some(RoleChange::Restart) => Phase::new(
             "restarting",
-            format!("restarting as a standby: {}", node.ending_reason()),
+            "restarting as a standby (it handed over, or a newer primary superseded it)",
         ),
         Some(RoleChange::Promote { .. }) => {
             Phase::new("promoting", "becoming the primary (a takeover)")

@@ -68,13 +68,19 @@ impl WriteLock {
         st.next += 1;
         st.waiters.insert(ticket, thread::current());
         loop {
-            if st.serving == ticket && !st.held {
+            // Cancellation first, even on the waiter's turn: a session told
+            // to end (a hand-over's end_sessions) must not take the lock the
+            // previous holder just released. Its statement would start after
+            // the sqlite3_interrupt meant for it, run to its end, and hold
+            // up the hand-over (and commit during it).
+            let cancelled = cancel.load(Ordering::SeqCst);
+            if !cancelled && st.serving == ticket && !st.held {
                 st.held = true;
                 st.waiters.remove(&ticket);
                 return Ok(WritePermit { lock: self.clone() });
             }
             let now = Instant::now();
-            let gave_up = if cancel.load(Ordering::Relaxed) {
+            let gave_up = if cancelled {
                 Some(WriteLockError::Cancelled)
             } else if now >= deadline {
                 Some(WriteLockError::Timeout)
@@ -162,6 +168,27 @@ mod tests {
         }
         assert_eq!(*order.lock().unwrap(), vec![0, 1, 2, 3]);
         assert!(!g.is_held());
+    }
+
+    #[test]
+    fn a_waiter_cancelled_in_the_queue_never_takes_its_turn() {
+        let g = Arc::new(WriteLock::default());
+        let no = AtomicBool::new(false);
+        let p = g.acquire(Duration::from_secs(1), &no).unwrap();
+        let cancel = Arc::new(AtomicBool::new(false));
+        let (g2, c2) = (g.clone(), cancel.clone());
+        let waiter = std::thread::spawn(move || g2.acquire(Duration::from_secs(30), &c2).err());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while g.lock().waiters.is_empty() {
+            assert!(Instant::now() < deadline, "the waiter never queued");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Cancelled, then its turn comes at once: it must not take it.
+        cancel.store(true, Ordering::SeqCst);
+        drop(p);
+        assert_eq!(waiter.join().unwrap(), Some(WriteLockError::Cancelled));
+        assert!(!g.is_held());
+        assert!(g.acquire(Duration::from_millis(100), &no).is_ok());
     }
 
     #[test]

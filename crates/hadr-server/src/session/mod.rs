@@ -128,19 +128,8 @@ impl Session {
             // here is either seen as `demoting` below or set again after.
             self.cancel.store(false, Ordering::SeqCst);
             // Shutdown closes our socket's read side, which ends the read above.
-            if self.node.demoting.load(Ordering::SeqCst) {
-                wire.error(&PgError::fatal(
-                    sqlstate::ADMIN_SHUTDOWN,
-                    self.node.ending_reason(),
-                ));
-                let _ = wire.flush();
-                return;
-            }
-            if self.node.is_shutting_down() {
-                wire.error(&PgError::fatal(
-                    sqlstate::ADMIN_SHUTDOWN,
-                    "terminating connection due to administrator command",
-                ));
+            if let Some(e) = self.node.terminating() {
+                wire.error(&e);
                 let _ = wire.flush();
                 return;
             }

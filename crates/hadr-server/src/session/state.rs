@@ -63,6 +63,17 @@ impl Session {
                 socket,
             },
         );
+        // The start-up check ran before this registration: a hand-over or
+        // shutdown that began in between has already ended the sessions it
+        // found (end_sessions runs after `demoting` is set), so this one
+        // must not greet its client as a writable primary.
+        if node.is_shutting_down() || node.demoting.load(Ordering::SeqCst) {
+            node.registry().remove(&pid);
+            return Err(PgError::fatal(
+                sqlstate::CANNOT_CONNECT_NOW,
+                node.ending_reason(),
+            ));
+        }
         let settings = Settings::from_startup(
             st.params.get("user").map(String::as_str),
             st.params.get("application_name").map(String::as_str),
@@ -105,10 +116,10 @@ impl Session {
                 sqlstate::READ_ONLY_TRANSACTION,
             ]
             .contains(&e.code);
-        if stopped_by_the_ending
-            && (self.node.demoting.load(Ordering::SeqCst) || self.node.is_shutting_down())
-        {
-            return PgError::fatal(sqlstate::ADMIN_SHUTDOWN, self.node.ending_reason());
+        if stopped_by_the_ending {
+            if let Some(t) = self.node.terminating() {
+                return t;
+            }
         }
         e
     }

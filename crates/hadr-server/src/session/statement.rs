@@ -306,6 +306,16 @@ impl Session {
         described: Option<&[PgType]>,
         predicted_write: bool,
     ) -> Result<Outcome, PgError> {
+        // A cancel (or a hand-over's end_sessions) that came after this
+        // message was read but before SQLite runs the statement: its
+        // sqlite3_interrupt found nothing running and is lost, so look at
+        // the flag here rather than run a long read to its end.
+        if self.cancel.load(Ordering::SeqCst) {
+            return Err(PgError::new(
+                sqlstate::QUERY_CANCELED,
+                "canceling statement due to user request",
+            ));
+        }
         let mut want_permit = predicted_write || !p.readonly;
         if want_permit {
             if let Some(why) = self.node.write_refusal() {
