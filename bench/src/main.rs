@@ -549,7 +549,11 @@ fn run() -> Result<()> {
         cli.commit_latency,
     ) {
         (false, false, false, false)
-            if !cli.failover && !cli.filesync && !cli.resources && !cli.storm && !cli.client_gap =>
+            if !cli.failover
+                && !cli.filesync
+                && !cli.resources
+                && !cli.storm
+                && !cli.client_gap =>
         {
             (true, true, true, true)
         }
