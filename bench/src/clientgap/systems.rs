@@ -270,9 +270,20 @@ impl System for Patroni<'_> {
 
     fn crash(&mut self) -> Result<()> {
         let l = self.c.leader;
-        servers::kill_all(self.net, HOSTS[l])?;
         if let Some(pr) = self.c.nodes[l].proc.take() {
             pr.kill9();
+        }
+        // Again until nothing is left: the clients keep connecting, and a
+        // backend the postmaster forked while the first round was listing
+        // the namespace's processes survives it, holding PostgreSQL's
+        // shared memory, and the restarted node then refuses to start
+        // ("pre-existing shared memory block is still in use").
+        let start = std::time::Instant::now();
+        while servers::kill_all(self.net, HOSTS[l])? > 0 {
+            if start.elapsed() > Duration::from_secs(10) {
+                bail!("processes on host {} survive kill -9 for 10 s", HOSTS[l]);
+            }
+            proc::sleep(Duration::from_millis(20))?;
         }
         Ok(())
     }
