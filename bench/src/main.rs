@@ -17,7 +17,7 @@
 //!
 //! `--client-gap` (each stock driver's longest time without an acknowledged
 //! write around graceful switches and crashes, hadr against Patroni, in
-//! network namespaces; about 20 minutes, 4 with `--quick`) runs only when
+//! network namespaces; about 15 minutes, 3 with `--quick`) runs only when
 //! named.
 //!
 //! `--filesync` (files kept in sync through the log: lag under a database
