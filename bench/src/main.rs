@@ -11,8 +11,14 @@
 //!     [--patroni /opt/patroni-4.1.5/bin/patroni]
 //!     [--filesync] [--filesync-seconds 30] [--filesync-rate 20] [--filesync-clients 4]
 //!     [--resources] [--resources-runs 20]
+//!     [--client-gap] [--client-gap-switches 20] [--client-gap-patroni-crashes 8] [--client-gap-pause-ms 5]
 //!     [--storm] [--storm-seconds 30]
 //! ```
+//!
+//! `--client-gap` (each stock driver's longest time without an acknowledged
+//! write around graceful switches and crashes, hadr against Patroni, in
+//! network namespaces; about 15 minutes, 3 with `--quick`) runs only when
+//! named.
 //!
 //! `--filesync` (files kept in sync through the log: lag under a database
 //! write load, and commit latency with and without synced directories)
@@ -30,6 +36,7 @@
 //! `--failover`, all but the failover part run (it needs root, nftables,
 //! etcd, moto and Patroni, and takes about half an hour).
 
+mod clientgap;
 mod commit_latency;
 mod failover;
 mod filesync;
@@ -209,6 +216,29 @@ struct Cli {
     /// Resources part: primary host crashes [default: 20; 3 with --quick].
     #[arg(long)]
     resources_runs: Option<usize>,
+    /// Run the client-gap part: the longest interval without an
+    /// acknowledged write that libpq, pgjdbc, psycopg 3, tokio-postgres and
+    /// hadr-client clients see around graceful switches and primary
+    /// crashes, hadr and PostgreSQL + Patroni (network namespaces; needs root, nftables,
+    /// etcd, java, javac, Debian's pgjdbc jar, psycopg 3 and Patroni). Not
+    /// run unless named.
+    #[arg(long)]
+    client_gap: bool,
+    /// Client-gap part: graceful switches and crashes of hadr, and
+    /// switchovers of Patroni [default: 20; 2 with --quick].
+    #[arg(long)]
+    client_gap_switches: Option<usize>,
+    /// Client-gap part: Patroni failovers (each waits out its 30 s leader
+    /// TTL); 0, with --client-gap-patroni-switches 0, leaves Patroni out
+    /// [default: 8; 2 with --quick].
+    #[arg(long)]
+    client_gap_patroni_crashes: Option<usize>,
+    /// Client-gap part: Patroni switchovers [default: --client-gap-switches].
+    #[arg(long)]
+    client_gap_patroni_switches: Option<usize>,
+    /// Client-gap part: each client's pause after an acknowledged write.
+    #[arg(long, default_value_t = 5)]
+    client_gap_pause_ms: u64,
     /// Run the storm part: a thousand clients reconnecting in a tight loop
     /// against hadr and PostgreSQL (max_connections 64, 3 reserved), and an
     /// operator logging in through the reserved slots meanwhile. Not run
@@ -429,11 +459,20 @@ fn render_json(path: &Path, out: &Path) -> Result<()> {
         r.write(out)?;
         eprintln!("rewrote the failover section of {}", out.display());
     }
+    let client_gap: Option<clientgap::ClientGapReport> = match v.get("client_gap") {
+        Some(j) if !j.is_null() => Some(serde_json::from_value(j.clone()).context("client_gap")?),
+        _ => None,
+    };
+    if let Some(r) = &client_gap {
+        r.write(out)?;
+        eprintln!("rewrote the client-gap section of {}", out.display());
+    }
     if single.is_none()
         && repl.is_none()
         && takeover.is_none()
         && latency.is_none()
         && failover.is_none()
+        && client_gap.is_none()
     {
         bail!(
             "{} holds no single_node, replication, takeover or commit_latency results",
@@ -510,7 +549,11 @@ fn run() -> Result<()> {
         cli.commit_latency,
     ) {
         (false, false, false, false)
-            if !cli.failover && !cli.filesync && !cli.resources && !cli.storm =>
+            if !cli.failover
+                && !cli.filesync
+                && !cli.resources
+                && !cli.storm
+                && !cli.client_gap =>
         {
             (true, true, true, true)
         }
@@ -548,6 +591,7 @@ fn run() -> Result<()> {
     let pgbench_version = client_version("pgbench")?;
     if (kinds.contains(&TargetKind::Postgres) && (do_single || do_repl))
         || (cli.failover && failover_opts.patroni_runs > 0)
+        || cli.client_gap
     {
         Postgres::ensure_installed(&cli.pg_bindir)?;
     }
@@ -638,8 +682,31 @@ fn run() -> Result<()> {
     } else {
         None
     };
+    let client_gap = if cli.client_gap {
+        let switches = cli
+            .client_gap_switches
+            .unwrap_or(if cli.quick { 2 } else { 20 });
+        Some(clientgap::run_part(
+            &ctx,
+            &clientgap::Options {
+                hadr_switches: switches,
+                hadr_crashes: switches,
+                patroni_switches: cli.client_gap_patroni_switches.unwrap_or(switches),
+                patroni_crashes: cli.client_gap_patroni_crashes.unwrap_or(if cli.quick {
+                    2
+                } else {
+                    8
+                }),
+                pause_ms: cli.client_gap_pause_ms,
+                patroni: cli.patroni.clone(),
+            },
+        )?)
+    } else {
+        None
+    };
     if let Some(j) = &cli.json {
         let v = serde_json::json!({
+            "client_gap": client_gap,
             "storm": storm,
             "resources": resources,
             "single_node": single,
@@ -693,6 +760,16 @@ fn run() -> Result<()> {
         bail!(
             "the failover part found {bad_failover} problem(s) (acknowledged commits lost, writes accepted by a \
              resumed frozen primary, or a series that stopped early); see {}",
+            ctx.out_path.display()
+        );
+    }
+    let bad_gap = client_gap
+        .as_ref()
+        .map_or(0, clientgap::ClientGapReport::failures);
+    if bad_gap > 0 {
+        bail!(
+            "the client-gap part found {bad_gap} problem(s) (acknowledged writes lost, a client that did not \
+             resume, or a series that stopped early); see {}",
             ctx.out_path.display()
         );
     }

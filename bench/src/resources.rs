@@ -358,7 +358,7 @@ monitor_interval = "1s"
 /// The primary holds the lease with its standby in PEER, and the arbiter's
 /// out-of-sync mark (set while the standby was away) is cleared: until
 /// then the standby may not promote.
-fn in_sync(st: &Status) -> bool {
+pub(crate) fn in_sync(st: &Status) -> bool {
     st.is_writable_primary()
         && st.principal_in(PairState::Peer)
         && st.failover.as_ref().is_some_and(|f| {

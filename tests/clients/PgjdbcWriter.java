@@ -28,12 +28,13 @@ public final class PgjdbcWriter {
   }
 
   public static void main(String[] args) throws Exception {
-    if (args.length != 2) {
-      System.err.println("usage: PgjdbcWriter JDBC_URL FIRST_ID");
+    if (args.length != 2 && args.length != 3) {
+      System.err.println("usage: PgjdbcWriter JDBC_URL FIRST_ID [PAUSE_MS]");
       System.exit(2);
     }
     String url = args[0];
     long id = Long.parseLong(args[1]);
+    long pauseMs = args.length == 3 ? Long.parseLong(args[2]) : 0;
     // Optional: one statement run on each new connection (e.g. a SET).
     String setup = System.getenv("HADR_WRITER_SETUP");
     Thread watcher = new Thread(() -> {
@@ -74,6 +75,9 @@ public final class PgjdbcWriter {
           ps.setLong(1, mine);
           ps.executeUpdate();
           line("ack " + mine + " " + now());
+          if (pauseMs > 0) {
+            Thread.sleep(pauseMs);
+          }
         }
       } catch (SQLException e) {
         line("err " + now() + " " + oneLine(e));

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # libpq through one long psql session, writing through failovers; see
-# README.md (line protocol). usage: psql_writer.sh CONNINFO FIRST_ID
+# README.md (line protocol). usage: psql_writer.sh CONNINFO FIRST_ID [PAUSE_MS]
 #
 # psql runs with ON_ERROR_STOP, fed one INSERT and one \echo at a time
 # through a FIFO: the echo's line comes back only if the INSERT succeeded.
@@ -10,12 +10,18 @@
 set -u
 conn=$1
 id=$2
+pause_ms=${3:-0}
 ms() { local t=$EPOCHREALTIME; local f=${t#*.}; printf '%s%s.%s' "${t%.*}" "${f:0:3}" "${f:3:3}"; }
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 # A write to a psql that died fails (EPIPE) instead of killing this script.
 trap '' PIPE
-mkfifo "$dir/in" "$dir/out"
+mkfifo "$dir/in" "$dir/out" "$dir/sleep"
+# A pause without forking sleep(1) each time: a read that times out on a
+# FIFO nobody writes to (opened read-write, so the open does not block).
+exec {nap}<>"$dir/sleep"
+pause=$(printf '0.%03d' "$pause_ms")
+[ "$pause_ms" -ge 1000 ] && pause=$((pause_ms / 1000))
 touch "$dir/run"
 # Our own stdin closing means stop. (A background job reads /dev/null
 # unless told otherwise.)
@@ -37,6 +43,7 @@ while [ -e "$dir/run" ]; do
     [ -n "$got" ] || break
     if [ -n "$first" ]; then echo "connected $(ms)"; first=; fi
     echo "ack $mine $(ms)"
+    if [ "$pause_ms" -gt 0 ]; then read -r -t "$pause" -u "$nap" _ || true; fi
   done
   exec {in}>&- {out}<&-
   wait "$pid" 2>/dev/null

@@ -1,6 +1,6 @@
 """A psycopg 3 client writing through failovers; see README.md (line protocol).
 
-usage: python3 psycopg_writer.py CONNINFO FIRST_ID
+usage: python3 psycopg_writer.py CONNINFO FIRST_ID [PAUSE_MS]
 """
 
 import sys
@@ -34,10 +34,11 @@ def watch_stdin():
 
 
 def main():
-    if len(sys.argv) != 3:
-        sys.stderr.write("usage: psycopg_writer.py CONNINFO FIRST_ID\n")
+    if len(sys.argv) not in (3, 4):
+        sys.stderr.write("usage: psycopg_writer.py CONNINFO FIRST_ID [PAUSE_MS]\n")
         sys.exit(2)
     conninfo, next_id = sys.argv[1], int(sys.argv[2])
+    pause = int(sys.argv[3]) / 1000.0 if len(sys.argv) == 4 else 0.0
     threading.Thread(target=watch_stdin, daemon=True).start()
     while not stop.is_set():
         try:
@@ -54,6 +55,8 @@ def main():
                     next_id += 1
                     conn.execute("INSERT INTO acked(id) VALUES (%s)", (mine,))
                     line("ack %d %s" % (mine, now()))
+                    if pause > 0:
+                        time.sleep(pause)
         except psycopg.Error as e:
             line("err %s %s" % (now(), one_line(e)))
             time.sleep(0.02)

@@ -27,7 +27,7 @@
 
 pub(crate) mod client;
 mod hadr_side;
-mod patroni;
+pub(crate) mod patroni;
 mod render;
 pub(crate) mod servers;
 
@@ -339,7 +339,7 @@ pub fn run_part(ctx: &Ctx, opts: &Options) -> Result<FailoverReport> {
 
 /// Copies every *.log under `dir` (recursively) to a directory that
 /// outlives the work directory; returns it.
-fn keep_logs(dir: &Path, tag: &str) -> Option<PathBuf> {
+pub(crate) fn keep_logs(dir: &Path, tag: &str) -> Option<PathBuf> {
     let keep = std::env::temp_dir().join(format!(
         "hadr-bench-failover-logs-{}/{tag}",
         std::process::id()

@@ -34,7 +34,7 @@ const REST_PORT: u16 = 8008;
 
 /// Patroni's defaults, and its shortest TTL (20 s) with `loop_wait` and
 /// `retry_timeout` inside its rule `loop_wait + 2 × retry_timeout ≤ ttl`.
-pub fn settings() -> Vec<Setting> {
+pub(crate) fn settings() -> Vec<Setting> {
     let s = |name, defaults, ttl: u32, lw: u32, rt: u32, what: &str| Setting {
         name,
         defaults,
@@ -86,20 +86,23 @@ pub fn version(patroni: &Path) -> Result<String> {
 }
 
 /// One Patroni node (Patroni and its postgres) on a host.
-struct Node {
-    name: &'static str,
+pub(crate) struct Node {
+    pub(crate) name: &'static str,
     home: PathBuf,
-    config: PathBuf,
-    log: PathBuf,
-    proc: Option<Proc>,
+    /// Its Patroni configuration file (also what patronictl reads).
+    pub(crate) config: PathBuf,
+    pub(crate) log: PathBuf,
+    pub(crate) proc: Option<Proc>,
 }
 
-struct Cluster<'a> {
+/// Two nodes on hosts `a` and `b` (also driven by the client-gap part,
+/// bench/src/clientgap/).
+pub(crate) struct Cluster<'a> {
     p: &'a PartCtx<'a>,
     patroni: PathBuf,
-    nodes: Vec<Node>,
-    leader: usize,
-    endpoints: Vec<Endpoint>,
+    pub(crate) nodes: Vec<Node>,
+    pub(crate) leader: usize,
+    pub(crate) endpoints: Vec<Endpoint>,
     load_log: PathBuf,
     next_id: i64,
 }
@@ -162,7 +165,7 @@ fn config_yaml(
 }
 
 impl<'a> Cluster<'a> {
-    fn start(
+    pub(crate) fn start(
         p: &'a PartCtx<'a>,
         opts: &Options,
         etcd: &Etcd,
@@ -224,7 +227,7 @@ impl<'a> Cluster<'a> {
         Ok(c)
     }
 
-    fn spawn(&mut self, i: usize) -> Result<()> {
+    pub(crate) fn spawn(&mut self, i: usize) -> Result<()> {
         let n = &self.nodes[i];
         let mut cmd = self.p.net.command(n.name, "setpriv")?;
         cmd.args([
@@ -292,7 +295,7 @@ impl<'a> Cluster<'a> {
     }
 
     /// The leader running, the other node its streaming synchronous standby.
-    fn wait_in_sync(&self) -> Result<()> {
+    pub(crate) fn wait_in_sync(&self) -> Result<()> {
         let (l, s) = (HOSTS[self.leader], HOSTS[1 - self.leader]);
         self.wait_members(SYNC_TIMEOUT, |m| {
             member(m, l).is_some_and(|x| x.0 == "leader" && x.1 == "running")
@@ -361,7 +364,7 @@ impl<'a> Cluster<'a> {
         })
     }
 
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         for n in &mut self.nodes {
             let _ = servers::kill_all(self.p.net, n.name);
             if let Some(p) = n.proc.take() {
