@@ -376,45 +376,18 @@ pub fn run_part(ctx: &Ctx, runs: usize) -> Result<ResourcesReport> {
     if !crate::targets::am_root() {
         bail!("the resources part needs root (network namespaces, nftables)");
     }
-    for (prog, hint) in [
-        ("ip", "iproute2"),
-        ("nft", "nftables"),
-        ("etcd", "etcd-server"),
-        ("python3", "python3"),
-        ("curl", "curl"),
-        ("psql", "postgresql-client"),
-    ] {
-        let found = std::process::Command::new("sh")
-            .args(["-c", &format!("command -v {prog}")])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !found {
-            bail!("the resources part needs `{prog}` (apt-get install {hint})");
-        }
-    }
-    if !ctx.hadr_bin.is_file() {
-        bail!(
-            "hadr binary {} not found (build it with cargo build --release, or pass --hadr)",
-            ctx.hadr_bin.display()
-        );
-    }
-    let out = proc::run_ok(
-        std::process::Command::new(&ctx.hadr_bin).arg("--version"),
-        Duration::from_secs(10),
-        "hadr --version",
+    crate::targets::require_programs(
+        "resources",
+        &[
+            ("ip", "iproute2"),
+            ("nft", "nftables"),
+            ("etcd", "etcd-server"),
+            ("python3", "python3"),
+            ("curl", "curl"),
+            ("psql", "postgresql-client"),
+        ],
     )?;
-    let build = if ctx.hadr_bin.components().any(|c| c.as_os_str() == "debug") {
-        " (a debug build)"
-    } else {
-        ""
-    };
-    let mut versions = vec![
-        ("hadr".to_string(), out.stdout.trim().to_string()),
-        (
-            "hadr binary".to_string(),
-            format!("{}{build}", ctx.hadr_bin.display()),
-        ),
-    ];
+    let mut versions = crate::targets::hadr_versions(&ctx.hadr_bin)?;
     let load_before = crate::load_average();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -454,17 +427,7 @@ pub fn run_part(ctx: &Ctx, runs: usize) -> Result<ResourcesReport> {
         );
     }
     hadr.init(&work.join("a"))?;
-    let flags = nodes[0].extra.clone();
-    nodes[0]
-        .extra
-        .extend(["--role".to_string(), "primary".into()]);
-    nodes[0].spawn()?;
-    nodes[0].extra = flags;
-    kit::block_on(nodes[0].wait_for(
-        "writable primary",
-        Duration::from_secs(60),
-        Status::is_writable_primary,
-    ))?;
+    nodes[0].spawn_primary(Duration::from_secs(60))?;
     let endpoints: Vec<Endpoint> = HOSTS
         .iter()
         .map(|h| Endpoint {

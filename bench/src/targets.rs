@@ -263,6 +263,48 @@ pub(crate) fn strip_ansi(text: &str) -> String {
     out
 }
 
+/// Fails unless every program is on PATH, naming the package that has it.
+pub fn require_programs(part: &str, progs: &[(&str, &str)]) -> Result<()> {
+    for (prog, package) in progs {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {prog}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            bail!("the {part} part needs `{prog}` (apt-get install {package})");
+        }
+    }
+    Ok(())
+}
+
+/// `hadr --version` and the binary's path (marked when it is a debug
+/// build, whose numbers mean little), for a part's version list.
+pub fn hadr_versions(bin: &Path) -> Result<Vec<(String, String)>> {
+    if !bin.is_file() {
+        bail!(
+            "hadr binary {} not found (build it with cargo build --release, or pass --hadr)",
+            bin.display()
+        );
+    }
+    let out = proc::run_ok(
+        Command::new(bin).arg("--version"),
+        Duration::from_secs(10),
+        "hadr --version",
+    )?;
+    let build = if bin.components().any(|c| c.as_os_str() == "debug") {
+        " (a debug build)"
+    } else {
+        ""
+    };
+    Ok(vec![
+        ("hadr".to_string(), out.stdout.trim().to_string()),
+        (
+            "hadr binary".to_string(),
+            format!("{}{build}", bin.display()),
+        ),
+    ])
+}
+
 pub(crate) fn am_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }

@@ -231,39 +231,17 @@ fn preflight(ctx: &Ctx, opts: &Options) -> Result<Vec<(String, String)>> {
     if !crate::targets::am_root() {
         bail!("the client-gap part needs root (network namespaces)");
     }
-    for (prog, hint) in [
-        ("ip", "iproute2"),
-        ("nft", "nftables"),
-        ("etcd", "etcd-server"),
-        ("psql", "postgresql-client-15"),
-        ("python3", "python3"),
-    ] {
-        let found = std::process::Command::new("sh")
-            .args(["-c", &format!("command -v {prog}")])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !found {
-            bail!("the client-gap part needs `{prog}` (apt-get install {hint})");
-        }
-    }
-    if !ctx.hadr_bin.is_file() {
-        bail!(
-            "hadr binary {} not found (build it with cargo build --release, or pass --hadr)",
-            ctx.hadr_bin.display()
-        );
-    }
-    let out = proc::run_ok(
-        std::process::Command::new(&ctx.hadr_bin).arg("--version"),
-        Duration::from_secs(10),
-        "hadr --version",
+    crate::targets::require_programs(
+        "client-gap",
+        &[
+            ("ip", "iproute2"),
+            ("nft", "nftables"),
+            ("etcd", "etcd-server"),
+            ("psql", "postgresql-client-15"),
+            ("python3", "python3"),
+        ],
     )?;
-    let mut versions = vec![
-        ("hadr".to_string(), out.stdout.trim().to_string()),
-        (
-            "hadr binary".to_string(),
-            ctx.hadr_bin.display().to_string(),
-        ),
-    ];
+    let mut versions = crate::targets::hadr_versions(&ctx.hadr_bin)?;
     if opts.patroni_switches + opts.patroni_crashes > 0 {
         versions.push((
             "Patroni".into(),

@@ -92,17 +92,7 @@ impl HadrPair {
             })
             .collect();
         hadr.init(&dir.join("a"))?;
-        let flags = nodes[0].extra.clone();
-        nodes[0]
-            .extra
-            .extend(["--role".to_string(), "primary".into()]);
-        nodes[0].spawn()?;
-        nodes[0].extra = flags;
-        kit::block_on(nodes[0].wait_for(
-            "writable primary",
-            Duration::from_secs(60),
-            Status::is_writable_primary,
-        ))?;
+        nodes[0].spawn_primary(Duration::from_secs(60))?;
         targets::psql(
             &targets::ConnInfo {
                 host: endpoints[0].host.clone(),

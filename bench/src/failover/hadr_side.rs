@@ -59,30 +59,7 @@ pub fn run(
     series: &mut Vec<Series>,
     notes: &mut Vec<String>,
 ) -> Result<Vec<(String, String)>> {
-    let bin = &p.ctx.hadr_bin;
-    if !bin.exists() {
-        bail!(
-            "hadr binary {} not found (build it with cargo build --release, or pass --hadr)",
-            bin.display()
-        );
-    }
-    let out = proc::run_ok(
-        std::process::Command::new(bin).arg("--version"),
-        Duration::from_secs(10),
-        "hadr --version",
-    )?;
-    let build = if bin.components().any(|c| c.as_os_str() == "debug") {
-        " (a debug build)"
-    } else {
-        ""
-    };
-    let versions = vec![
-        ("hadr".to_string(), out.stdout.trim().to_string()),
-        (
-            "hadr binary".to_string(),
-            format!("{}{build}", bin.display()),
-        ),
-    ];
+    let versions = crate::targets::hadr_versions(&p.ctx.hadr_bin)?;
     let s3 = if opts.arbiters.contains(&ArbiterKind::S3) {
         Some(S3::start(
             &p.rt,
@@ -245,17 +222,7 @@ impl<'a> Pair<'a> {
             storage: None,
         };
         hadr.init(&dir.join("a"))?;
-        let flags = pair.nodes[0].extra.clone();
-        pair.nodes[0]
-            .extra
-            .extend(["--role".to_string(), "primary".into()]);
-        pair.nodes[0].spawn()?;
-        pair.nodes[0].extra = flags;
-        kit::block_on(pair.nodes[0].wait_for(
-            "writable primary",
-            Duration::from_secs(60),
-            Status::is_writable_primary,
-        ))?;
+        pair.nodes[0].spawn_primary(Duration::from_secs(60))?;
         let mut setup = targets::hadr_setup_sql();
         setup.push("CREATE TABLE tk(id INTEGER PRIMARY KEY, n INTEGER NOT NULL)".into());
         setup.push("INSERT INTO tk VALUES (1, 0)".into());

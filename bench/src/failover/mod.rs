@@ -258,20 +258,15 @@ fn preflight(opts: &Options) -> Result<Vec<(String, String)>> {
         bail!("the failover part needs root (network namespaces, nftables)");
     }
     let mut versions = Vec::new();
-    for (prog, hint) in [
-        ("ip", "iproute2"),
-        ("nft", "nftables"),
-        ("etcd", "etcd-server"),
-        ("pgbench", "postgresql-client-15"),
-    ] {
-        let found = std::process::Command::new("sh")
-            .args(["-c", &format!("command -v {prog}")])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !found {
-            bail!("the failover part needs `{prog}` (apt-get install {hint})");
-        }
-    }
+    crate::targets::require_programs(
+        "failover",
+        &[
+            ("ip", "iproute2"),
+            ("nft", "nftables"),
+            ("etcd", "etcd-server"),
+            ("pgbench", "postgresql-client-15"),
+        ],
+    )?;
     if opts.arbiters.contains(&ArbiterKind::S3) {
         versions.push(("moto".into(), servers::moto_version()?));
     }

@@ -129,6 +129,18 @@ impl Server {
         first
     }
 
+    /// Start the process once with `--role primary` (the flag is not kept
+    /// for later restarts, which must rejoin as whatever the cluster says)
+    /// and wait until it is a writable primary.
+    pub fn spawn_primary(&mut self, timeout: Duration) -> Result<Status> {
+        let flags = self.extra.clone();
+        self.extra.extend(["--role".to_string(), "primary".into()]);
+        let spawned = self.spawn();
+        self.extra = flags;
+        spawned?;
+        crate::block_on(self.wait_for("writable primary", timeout, Status::is_writable_primary))
+    }
+
     /// Start the process (again) without waiting for anything.
     pub fn spawn_nowait(&mut self) -> Result<()> {
         if self.child().is_some() {
