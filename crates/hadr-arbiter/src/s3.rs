@@ -255,31 +255,10 @@ fn object_path(bucket: &str, key: &str) -> Result<Path, ArbiterError> {
 }
 
 /// The stored text of a credential file, refused unless only its owner can
-/// read it.
-fn read_secret(path: &FsPath, what: &str) -> Result<String, ArbiterError> {
-    let refuse =
-        |why: String| ArbiterError::Credentials(format!("{what} file {}: {why}", path.display()));
-    let meta = std::fs::metadata(path).map_err(|e| refuse(e.to_string()))?;
-    if !meta.is_file() {
-        return Err(refuse("not a regular file".into()));
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = meta.permissions().mode() & 0o7777;
-        if mode & 0o077 != 0 {
-            return Err(refuse(format!(
-                "mode {mode:04o} lets its group or others read it; it must be readable by its owner only (chmod 600 {})",
-                path.display()
-            )));
-        }
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| refuse(e.to_string()))?;
-    let secret = text.trim();
-    if secret.is_empty() {
-        return Err(refuse("empty".into()));
-    }
-    Ok(secret.to_string())
+/// read it (crates/hadr-secrets).
+fn read_secret(path: &FsPath, what: &'static str) -> Result<String, ArbiterError> {
+    hadr_secrets::read_private_text(path, what)
+        .map_err(|e| ArbiterError::Credentials(e.to_string()))
 }
 
 /// True if a request failed because it took too long.
