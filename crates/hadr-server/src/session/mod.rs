@@ -59,7 +59,7 @@ pub fn serve(node: Arc<Node>, stream: TcpStream, peer: SocketAddr) {
     // A second handle on the socket lets shutdown end a blocked read.
     let socket = stream.try_clone().ok();
     let mut wire = Wire::new(stream, node.config.max_message_size.0 as usize);
-    let startup = match startup::startup(&node, &mut wire) {
+    let startup = match startup::startup(&node, &mut wire, peer) {
         Ok(Some(s)) => s,
         Ok(None) => return,
         Err(e) => {

@@ -5,6 +5,7 @@
 //! pg_hba.conf would.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -25,11 +26,39 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct StartupInfo {
     /// The StartupMessage's parameters (user, database, application_name…).
     pub params: BTreeMap<String, String>,
+    /// What the transport says about the client.
+    pub conn: ConnInfo,
+}
+
+/// What the transport says about the client: what access rules match on
+/// (`host`/`hostssl`, the address, `cert`) and what SCRAM's channel
+/// binding needs.
+#[derive(Clone, Debug)]
+pub struct ConnInfo {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// None on a plain connection.
+    pub tls: Option<TlsInfo>,
+}
+
+/// A connection on TLS.
+#[derive(Clone, Debug)]
+pub struct TlsInfo {
+    /// RFC 5929 `tls-server-end-point`: the hash of the server certificate
+    /// (SHA-256 for certificates signed with SHA-1 or SHA-256).
+    pub server_end_point: Vec<u8>,
+    /// The subject CN of a client certificate that verified against the
+    /// configured client CA, if the client presented one.
+    pub client_cn: Option<String>,
 }
 
 /// Run the start-up exchange. Ok(None): the connection is done without a
 /// session (it closed, or it was a CancelRequest).
-pub fn startup<S: Stream>(node: &Node, wire: &mut Wire<S>) -> Result<Option<StartupInfo>, PgError> {
+pub fn startup<S: Stream>(
+    node: &Node,
+    wire: &mut Wire<S>,
+    peer: SocketAddr,
+) -> Result<Option<StartupInfo>, PgError> {
     loop {
         let msg = wire.read(Some(STARTUP_TIMEOUT)).map_err(|e| match e {
             WireError::Timeout => PgError::fatal(
@@ -86,6 +115,7 @@ pub fn startup<S: Stream>(node: &Node, wire: &mut Wire<S>) -> Result<Option<Star
                 }
                 return Ok(Some(StartupInfo {
                     params: st.parameters,
+                    conn: ConnInfo { peer, tls: None },
                 }));
             }
             _ => {
