@@ -276,11 +276,13 @@ async fn a_healthy_pair_keeps_serving_without_its_arbiter() -> Result<()> {
             .unwrap_or_else(|| panic!("no {name} in {m}"))
     };
     assert!(value("hadr_arbiter_failures_total ") >= 1.0, "{m}");
-    // NEARSYNC in PEER: the inserts waited for the standby's receipt (one
-    // whose ack had already come need not), and the histogram's buckets add
-    // up to its count.
+    // NEARSYNC in PEER: the inserts waited for the standby's receipt. How
+    // many found the ack already there (and did not wait) depends on
+    // scheduling (CI once saw 6 of 21 wait), so: some did, no more than
+    // committed, and the histogram's buckets add up to its count.
     let count = value("hadr_commit_wait_seconds_count ");
-    assert!(count >= 10.0, "{m}");
+    assert!(count >= 1.0, "{m}");
+    assert!(count <= value("hadr_commits_total "), "{m}");
     assert_eq!(
         value("hadr_commit_wait_seconds_bucket{le=\"+Inf\"} "),
         count
