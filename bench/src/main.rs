@@ -13,6 +13,7 @@
 //!     [--resources] [--resources-runs 20]
 //!     [--client-gap] [--client-gap-switches 20] [--client-gap-patroni-crashes 8] [--client-gap-pause-ms 5]
 //!     [--storm] [--storm-seconds 30]
+//!     [--tls] [--tls-seconds 20] [--tls-rounds 3]
 //! ```
 //!
 //! `--client-gap` (each stock driver's longest time without an acknowledged
@@ -48,6 +49,7 @@ mod resources;
 mod storm;
 mod takeover;
 mod targets;
+mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -248,6 +250,17 @@ struct Cli {
     /// Storm part: seconds per server [default: 30; 8 with --quick].
     #[arg(long)]
     storm_seconds: Option<u64>,
+    /// Run the TLS part: pgbench throughput plain against TLS + SCRAM, and
+    /// connection set-up time, hadr against PostgreSQL with ssl = on. Not
+    /// run unless named.
+    #[arg(long)]
+    tls: bool,
+    /// TLS part: seconds per throughput round [default: 20; 5 with --quick].
+    #[arg(long)]
+    tls_seconds: Option<u64>,
+    /// TLS part: throughput rounds each way [default: 3; 1 with --quick].
+    #[arg(long)]
+    tls_rounds: Option<usize>,
     /// Size in MB (10^6 bytes) of the database hadr clones, and of the log its
     /// standby replays, in the replication part; 0 skips that measurement
     /// [default: 256; 32 with --quick].
@@ -467,7 +480,16 @@ fn render_json(path: &Path, out: &Path) -> Result<()> {
         r.write(out)?;
         eprintln!("rewrote the client-gap section of {}", out.display());
     }
+    let tls: Option<tls::TlsReport> = match v.get("tls") {
+        Some(j) if !j.is_null() => Some(serde_json::from_value(j.clone()).context("tls")?),
+        _ => None,
+    };
+    if let Some(r) = &tls {
+        tls::write(out, r)?;
+        eprintln!("rewrote the TLS section of {}", out.display());
+    }
     if single.is_none()
+        && tls.is_none()
         && repl.is_none()
         && takeover.is_none()
         && latency.is_none()
@@ -553,6 +575,7 @@ fn run() -> Result<()> {
                 && !cli.filesync
                 && !cli.resources
                 && !cli.storm
+                && !cli.tls
                 && !cli.client_gap =>
         {
             (true, true, true, true)
@@ -592,6 +615,8 @@ fn run() -> Result<()> {
     if (kinds.contains(&TargetKind::Postgres) && (do_single || do_repl))
         || (cli.failover && failover_opts.patroni_runs > 0)
         || cli.client_gap
+        || cli.tls
+        || cli.storm
     {
         Postgres::ensure_installed(&cli.pg_bindir)?;
     }
@@ -682,6 +707,21 @@ fn run() -> Result<()> {
     } else {
         None
     };
+    let tls = if cli.tls {
+        Some(tls::run_part(
+            &ctx,
+            &tls::Options {
+                seconds: cli.tls_seconds.unwrap_or(if cli.quick { 5 } else { 20 }),
+                rounds: cli
+                    .tls_rounds
+                    .unwrap_or(if cli.quick { 1 } else { 3 })
+                    .max(1),
+                connect_seconds: if cli.quick { 3 } else { 10 },
+            },
+        )?)
+    } else {
+        None
+    };
     let client_gap = if cli.client_gap {
         let switches = cli
             .client_gap_switches
@@ -708,6 +748,7 @@ fn run() -> Result<()> {
         let v = serde_json::json!({
             "client_gap": client_gap,
             "storm": storm,
+            "tls": tls,
             "resources": resources,
             "single_node": single,
             "replication": repl,
@@ -749,7 +790,15 @@ fn run() -> Result<()> {
     let bad_storm = storm.as_ref().map_or(0, storm::StormReport::failures);
     if bad_storm > 0 {
         bail!(
-            "the storm part missed its target on {bad_storm} server(s) (an operator login failed, or hadr's              p99 was 100 ms or more); see {}",
+            "the storm part missed its target on {bad_storm} server(s) (an operator login failed, or hadr's p99 was 100 ms or more); see {}",
+            ctx.out_path.display()
+        );
+    }
+    let bad_tls = tls.as_ref().map_or(0, tls::TlsReport::failures);
+    if bad_tls > 0 {
+        bail!(
+            "the TLS part missed its target (TLS cost hadr more throughput than it cost PostgreSQL, or was not \
+             measured); see {}",
             ctx.out_path.display()
         );
     }

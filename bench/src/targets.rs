@@ -322,6 +322,10 @@ pub struct Postgres {
     running: bool,
     /// `max_connections` (200 unless a part sets it before `start`).
     pub max_connections: u32,
+    /// More postgresql.conf lines (none unless a part sets them before `start`).
+    pub extra_conf: String,
+    /// pg_hba.conf lines put before initdb's (first match wins).
+    pub hba_first: String,
 }
 
 impl Postgres {
@@ -332,6 +336,8 @@ impl Postgres {
             port: free_port()?,
             running: false,
             max_connections: 200,
+            extra_conf: String::new(),
+            hba_first: String::new(),
         })
     }
 
@@ -474,8 +480,16 @@ impl Target for Postgres {
         let mut text = std::fs::read_to_string(&conf_path)
             .with_context(|| format!("reading {}", conf_path.display()))?;
         text.push_str(&conf);
+        text.push_str(&self.extra_conf);
         std::fs::write(&conf_path, text)
             .with_context(|| format!("writing {}", conf_path.display()))?;
+        if !self.hba_first.is_empty() {
+            let hba = self.data().join("pg_hba.conf");
+            let rest = std::fs::read_to_string(&hba)
+                .with_context(|| format!("reading {}", hba.display()))?;
+            std::fs::write(&hba, format!("{}\n{rest}", self.hba_first))
+                .with_context(|| format!("writing {}", hba.display()))?;
+        }
 
         let mut c = self.command("pg_ctl");
         c.arg("-D")

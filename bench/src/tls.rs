@@ -1,0 +1,530 @@
+//! The TLS part (`--tls`, issue 11's benchmark): what encryption and
+//! SCRAM cost, hadr against PostgreSQL 15 in the same run.
+//!
+//! Each server is started once with TLS configured (a certificate from a
+//! throwaway CA made here with rcgen) and two ways in: the superuser
+//! `postgres` over plain TCP with `trust` from loopback, and the role
+//! `bench` over TLS only (`hostssl`), with SCRAM-SHA-256. Clients use
+//! `sslmode=verify-full` against the CA, so a run that is not encrypted
+//! fails instead of measuring the wrong thing.
+//!
+//! - **Throughput**: pgbench's bank transaction (the single-node part's
+//!   script, prepared, 8 clients), alternating plain and TLS rounds so
+//!   that drift in the machine's load hits both alike; the median round of
+//!   each. The figure of merit is the ratio of ratios: (hadr TLS / hadr
+//!   plain) / (PostgreSQL TLS / PostgreSQL plain). Target (issue 11): ≥ 1.0,
+//!   i.e. TLS costs hadr no more throughput than it costs PostgreSQL.
+//! - **Connection set-up**: pgbench `-C` (a new connection for every
+//!   transaction) with `SELECT 1`, one client; pgbench's own "average
+//!   connection time", plain + trust against TLS + SCRAM.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::report::Machine;
+use crate::targets::{ConnInfo, Hadr, Postgres, Target, TargetKind};
+use crate::{proc, Ctx};
+
+/// This part's section of docs/benchmarks.md.
+const PART: crate::report::Part = crate::report::Part {
+    begin: "<!-- hadr-bench:tls:begin -->",
+    end: "<!-- hadr-bench:tls:end -->",
+    heading: "## TLS and SCRAM",
+    intro: "What encrypting client connections and authenticating with SCRAM-SHA-256 cost, hadr against PostgreSQL 15 in the same run (issue 11).",
+    insert_before: Some(crate::report::BEFORE_ANALYSIS),
+};
+
+/// The TLS role's password (a throwaway cluster on loopback).
+const PASSWORD: &str = "bench-secret";
+/// pgbench clients of the throughput rounds.
+const CLIENTS: u32 = 8;
+
+/// Options of the part.
+pub struct Options {
+    /// Seconds per throughput round.
+    pub seconds: u64,
+    /// Rounds of each (plain, TLS).
+    pub rounds: usize,
+    /// Seconds of each connection set-up run.
+    pub connect_seconds: u64,
+}
+
+/// One server's results.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TlsRun {
+    pub server: String,
+    /// Throughput of each round, tps.
+    pub plain_tps: Vec<f64>,
+    pub tls_tps: Vec<f64>,
+    /// Average connection set-up (ms) as pgbench -C reports it, and the
+    /// connections made.
+    pub plain_connect_ms: Option<f64>,
+    pub tls_connect_ms: Option<f64>,
+    pub plain_connections: u64,
+    pub tls_connections: u64,
+}
+
+impl TlsRun {
+    fn plain_median(&self) -> Option<f64> {
+        median(&self.plain_tps)
+    }
+    fn tls_median(&self) -> Option<f64> {
+        median(&self.tls_tps)
+    }
+    /// TLS throughput over plain (1.0: free).
+    pub fn ratio(&self) -> Option<f64> {
+        Some(self.tls_median()? / self.plain_median()?)
+    }
+}
+
+/// What this part measured.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TlsReport {
+    pub date: String,
+    pub command: String,
+    pub machine: Machine,
+    pub seconds: u64,
+    pub runs: Vec<TlsRun>,
+}
+
+impl TlsReport {
+    /// (hadr TLS/plain) / (PostgreSQL TLS/plain).
+    pub fn ratio_of_ratios(&self) -> Option<f64> {
+        let h = self.runs.iter().find(|r| r.server == "hadr")?.ratio()?;
+        let p = self.runs.iter().find(|r| r.server != "hadr")?.ratio()?;
+        Some(h / p)
+    }
+
+    /// Results that miss the target (for the exit status).
+    pub fn failures(&self) -> usize {
+        usize::from(self.ratio_of_ratios().is_none_or(|r| r < 1.0))
+    }
+}
+
+fn median(v: &[f64]) -> Option<f64> {
+    let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    Some(v[(v.len() - 1) / 2])
+}
+
+/// A CA and a server certificate for 127.0.0.1, written to `dir`.
+struct Certs {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+fn make_certs(dir: &Path) -> Result<Certs> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let ca_key = KeyPair::generate()?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "hadr-bench CA");
+    let ca = ca_params.self_signed(&ca_key)?;
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(vec!["localhost".to_string()])?;
+    params
+        .subject_alt_names
+        .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "127.0.0.1");
+    let cert = params.signed_by(&key, &ca, &ca_key)?;
+    let certs = Certs {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("server.pem"),
+        key: dir.join("server.key"),
+    };
+    std::fs::write(&certs.ca, ca.pem())?;
+    std::fs::write(&certs.cert, cert.pem())?;
+    std::fs::write(&certs.key, key.serialize_pem())?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&certs.key, std::fs::Permissions::from_mode(0o600))?;
+    for f in [&certs.ca, &certs.cert] {
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644))?;
+    }
+    Ok(certs)
+}
+
+/// Gives `path` to the `postgres` user (the server refuses a key it does
+/// not own).
+fn chown_postgres(path: &Path) -> Result<()> {
+    if !crate::targets::am_root() {
+        return Ok(());
+    }
+    let out = proc::run_ok(
+        Command::new("id").args(["-u", "postgres"]),
+        Duration::from_secs(10),
+        "id -u postgres",
+    )?;
+    let uid: u32 = out.stdout.trim().parse().context("the uid of postgres")?;
+    std::os::unix::fs::chown(path, Some(uid), None)
+        .with_context(|| format!("chown postgres {}", path.display()))
+}
+
+/// How a pgbench or psql process reaches the server: plain as `postgres`,
+/// or over verified TLS as `bench` with its password.
+#[derive(Clone, Copy, PartialEq)]
+enum Way {
+    Plain,
+    Tls,
+}
+
+fn client_env(cmd: &mut Command, way: Way, ca: &Path) {
+    match way {
+        Way::Plain => {
+            cmd.env("PGSSLMODE", "disable");
+        }
+        Way::Tls => {
+            cmd.env("PGSSLMODE", "verify-full")
+                .env("PGSSLROOTCERT", ca)
+                .env("PGPASSWORD", PASSWORD);
+        }
+    }
+}
+
+fn conn_for(base: &ConnInfo, way: Way) -> ConnInfo {
+    ConnInfo {
+        user: if way == Way::Tls {
+            "bench".into()
+        } else {
+            base.user.clone()
+        },
+        ..base.clone()
+    }
+}
+
+/// One pgbench run; its tps (or average connection time with `-C`).
+fn pgbench(
+    conn: &ConnInfo,
+    way: Way,
+    ca: &Path,
+    script: &Path,
+    clients: u32,
+    seconds: u64,
+    connect_each: bool,
+) -> Result<(Option<f64>, Option<f64>, u64)> {
+    let mut cmd = Command::new("pgbench");
+    cmd.arg("-n")
+        .arg("-f")
+        .arg(script)
+        .args(["-c", &clients.to_string()])
+        .args(["-j", &clients.clamp(1, 2).to_string()])
+        .args(["-T", &seconds.to_string()])
+        .args(conn.args())
+        .arg(&conn.dbname)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .env("PGAPPNAME", "hadr-bench");
+    if connect_each {
+        cmd.arg("-C");
+    } else {
+        cmd.args(["-M", "prepared"]);
+    }
+    client_env(&mut cmd, way, ca);
+    let out = proc::run(&mut cmd, Duration::from_secs(seconds * 2 + 120), "pgbench")?;
+    if !out.status.success() {
+        bail!("pgbench ({conn}) failed: {}", out.message());
+    }
+    let mut tps = None;
+    let mut connect_ms = None;
+    let mut done = 0;
+    for line in out.stdout.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("tps = ") {
+            tps = rest.split_whitespace().next().and_then(|v| v.parse().ok());
+        } else if let Some(rest) = line.strip_prefix("average connection time = ") {
+            connect_ms = rest.split_whitespace().next().and_then(|v| v.parse().ok());
+        } else if let Some(rest) = line.strip_prefix("number of transactions actually processed:") {
+            done = rest
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+        }
+    }
+    Ok((tps, connect_ms, done))
+}
+
+/// Checks that the TLS way really is TLS + SCRAM and the plain way is not
+/// TLS: verify-full fails without TLS, and a wrong password must fail.
+fn check_ways(conn: &ConnInfo, ca: &Path) -> Result<()> {
+    let psql = |way: Way, password: Option<&str>| -> Result<proc::Output> {
+        let c = conn_for(conn, way);
+        let mut cmd = Command::new("psql");
+        cmd.args(["-X", "-q", "-A", "-t", "-c", "SELECT 1"])
+            .args(c.args())
+            .args(["-d", &c.dbname])
+            .env("PGCONNECT_TIMEOUT", "10");
+        client_env(&mut cmd, way, ca);
+        if let Some(p) = password {
+            cmd.env("PGPASSWORD", p);
+        }
+        proc::run(&mut cmd, Duration::from_secs(30), "psql")
+    };
+    let ok = psql(Way::Tls, None)?;
+    if !ok.status.success() || ok.stdout.trim() != "1" {
+        bail!("{conn}: TLS + SCRAM login failed: {}", ok.message());
+    }
+    let wrong = psql(Way::Tls, Some("not-the-password"))?;
+    if wrong.status.success() {
+        bail!("{conn}: a wrong password got in: the TLS way does not authenticate");
+    }
+    let plain = psql(Way::Plain, None)?;
+    if !plain.status.success() {
+        bail!("{conn}: plain login failed: {}", plain.message());
+    }
+    Ok(())
+}
+
+/// Throughput rounds and connection runs against one started, loaded server.
+fn measure(ctx: &Ctx, opts: &Options, server: &str, conn: &ConnInfo, ca: &Path) -> Result<TlsRun> {
+    check_ways(conn, ca)?;
+    let select = ctx.work.join("tls-select.sql");
+    std::fs::write(&select, "SELECT 1;\n")?;
+    let mut run = TlsRun {
+        server: server.into(),
+        plain_tps: Vec::new(),
+        tls_tps: Vec::new(),
+        plain_connect_ms: None,
+        tls_connect_ms: None,
+        plain_connections: 0,
+        tls_connections: 0,
+    };
+    for round in 0..opts.rounds {
+        // Alternate which goes first, so neither always follows the other.
+        let order = if round % 2 == 0 {
+            [Way::Plain, Way::Tls]
+        } else {
+            [Way::Tls, Way::Plain]
+        };
+        for way in order {
+            proc::check_interrupted()?;
+            let c = conn_for(conn, way);
+            let (tps, _, _) = pgbench(&c, way, ca, &ctx.script, CLIENTS, opts.seconds, false)?;
+            let tps = tps.context("pgbench printed no tps")?;
+            eprintln!(
+                "tls: {server} round {} {}: {tps:.0} tps",
+                round + 1,
+                if way == Way::Tls { "TLS" } else { "plain" }
+            );
+            match way {
+                Way::Plain => run.plain_tps.push(tps),
+                Way::Tls => run.tls_tps.push(tps),
+            }
+        }
+    }
+    for way in [Way::Plain, Way::Tls] {
+        let c = conn_for(conn, way);
+        let (_, ms, n) = pgbench(&c, way, ca, &select, 1, opts.connect_seconds, true)?;
+        eprintln!(
+            "tls: {server} connect {:?}: {ms:?} ms ({n} connections)",
+            way == Way::Tls
+        );
+        match way {
+            Way::Plain => (run.plain_connect_ms, run.plain_connections) = (ms, n),
+            Way::Tls => (run.tls_connect_ms, run.tls_connections) = (ms, n),
+        }
+    }
+    Ok(run)
+}
+
+/// Run the part: hadr, then PostgreSQL (those of `--targets`), each with
+/// both ways in.
+pub fn run_part(ctx: &Ctx, opts: &Options) -> Result<TlsReport> {
+    let load_before = crate::load_average();
+    let certs = make_certs(&ctx.work.join("tls-certs"))?;
+    let mut runs = Vec::new();
+    if ctx.kinds.contains(&TargetKind::Hadr) {
+        let mut h = Hadr::new(&ctx.hadr_bin, &ctx.work.join("tls-hadr"))?;
+        let config = ctx.work.join("tls-hadr.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "tls_cert_file = {:?}\ntls_key_file = {:?}\n\n\
+                 [[access]]\ntype = \"hostssl\"\ndatabase = \"all\"\nuser = \"bench\"\naddress = \"127.0.0.1/32\"\nmethod = \"scram-sha-256\"\n\n\
+                 [[access]]\ntype = \"host\"\ndatabase = \"all\"\nuser = \"all\"\naddress = \"127.0.0.1/32\"\nmethod = \"trust\"\n",
+                certs.cert.display().to_string(),
+                certs.key.display().to_string(),
+            ),
+        )?;
+        h.extra = vec!["--config".into(), config.display().to_string()];
+        crate::start_and_load(&mut h, "hadr")?;
+        let conn = h.conninfo();
+        crate::targets::psql(
+            &conn,
+            &[format!("CREATE USER bench PASSWORD '{PASSWORD}'")],
+            Duration::from_secs(30),
+        )
+        .context("creating the TLS role on hadr")?;
+        runs.push(measure(ctx, opts, "hadr", &conn, &certs.ca)?);
+        h.stop()?;
+    }
+    if ctx.kinds.contains(&TargetKind::Postgres) {
+        let pg_certs = ctx.work.join("tls-pg-certs");
+        std::fs::create_dir_all(&pg_certs)?;
+        let (cert, key) = (pg_certs.join("server.pem"), pg_certs.join("server.key"));
+        std::fs::copy(&certs.cert, &cert)?;
+        std::fs::copy(&certs.key, &key)?;
+        for f in [&pg_certs, &cert, &key] {
+            chown_postgres(f)?;
+        }
+        let mut pg = Postgres::new(&ctx.pg_bindir, &ctx.work.join("tls-pg"))?;
+        pg.extra_conf = format!(
+            "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\npassword_encryption = 'scram-sha-256'\n",
+            cert.display(),
+            key.display()
+        );
+        pg.hba_first = "hostssl all bench 127.0.0.1/32 scram-sha-256\n\
+                        host all bench 127.0.0.1/32 reject\n\
+                        hostnossl all postgres 127.0.0.1/32 trust"
+            .into();
+        let version = pg.version()?;
+        crate::start_and_load(&mut pg, &version)?;
+        let conn = pg.conninfo();
+        crate::targets::psql(
+            &conn,
+            &[format!(
+                "CREATE ROLE bench LOGIN SUPERUSER PASSWORD '{PASSWORD}'"
+            )],
+            Duration::from_secs(30),
+        )
+        .context("creating the TLS role on PostgreSQL")?;
+        runs.push(measure(ctx, opts, "PostgreSQL 15", &conn, &certs.ca)?);
+        pg.stop()?;
+    }
+    let report = TlsReport {
+        date: crate::now_utc(),
+        command: ctx.command.clone(),
+        machine: Machine {
+            load_before,
+            load_after: crate::load_average(),
+            ..crate::machine()
+        },
+        seconds: opts.seconds,
+        runs,
+    };
+    write(&ctx.out_path, &report)?;
+    eprintln!("wrote the TLS section of {}", ctx.out_path.display());
+    Ok(report)
+}
+
+fn fmt(v: Option<f64>, prec: usize) -> String {
+    v.map(|v| format!("{v:.prec$}"))
+        .unwrap_or_else(|| "—".into())
+}
+
+/// This part's section.
+pub fn write(out: &Path, r: &TlsReport) -> Result<()> {
+    let mut s = PART.start(&r.date, &r.command);
+    let rounds = r.runs.first().map_or(0, |x| x.plain_tps.len());
+    let _ = writeln!(
+        s,
+        "One server each, started once with a certificate from a throwaway CA and two ways in: the superuser \
+         over plain TCP with `trust` from loopback, and a role `bench` over TLS only (`hostssl`, \
+         SCRAM-SHA-256), clients with `sslmode=verify-full`. Throughput: pgbench's bank transaction \
+         (`-M prepared`, {CLIENTS} clients), {rounds} rounds of {} s each way, alternating; the median round. \
+         Connection set-up: pgbench `-C` (a connection per transaction) with `SELECT 1`, one client, \
+         pgbench's average connection time. Target (issue 11): TLS costs hadr no more throughput than \
+         it costs PostgreSQL, (hadr TLS/plain) / (PostgreSQL TLS/plain) ≥ 1.0.\n",
+        r.seconds
+    );
+    let _ = writeln!(
+        s,
+        "| server | plain tps (median) | TLS + SCRAM tps (median) | TLS / plain | rounds plain | rounds TLS | connect plain + trust (ms) | connect TLS + SCRAM (ms) |\n|---|---:|---:|---:|---|---|---:|---:|"
+    );
+    let list = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{x:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for run in &r.runs {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} ({} conn.) | {} ({} conn.) |",
+            run.server,
+            fmt(run.plain_median(), 0),
+            fmt(run.tls_median(), 0),
+            fmt(run.ratio(), 3),
+            list(&run.plain_tps),
+            list(&run.tls_tps),
+            fmt(run.plain_connect_ms, 2),
+            run.plain_connections,
+            fmt(run.tls_connect_ms, 2),
+            run.tls_connections,
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nRatio of ratios (hadr / PostgreSQL): **{}** (target ≥ 1.0: {}).\n\n\
+         Machine: {} CPUs ({}), {} RAM, Linux {}; 1-minute load average {} at the start, {} at the end.\n",
+        fmt(r.ratio_of_ratios(), 3),
+        match r.ratio_of_ratios() {
+            Some(x) if x >= 1.0 => "met",
+            Some(_) => "missed",
+            None => "not measured",
+        },
+        r.machine.nproc,
+        r.machine.cpu,
+        r.machine.memory,
+        r.machine.kernel,
+        r.machine.load_before,
+        r.machine.load_after
+    );
+    let _ = writeln!(s, "{}", PART.end);
+    PART.write(out, &s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_takes_the_lower_middle_and_ignores_nan() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[f64::NAN, 5.0]), Some(5.0));
+        assert_eq!(median(&[]), None);
+    }
+
+    #[test]
+    fn ratio_of_ratios_compares_what_tls_costs_each() {
+        let run = |server: &str, plain: f64, tls: f64| TlsRun {
+            server: server.into(),
+            plain_tps: vec![plain],
+            tls_tps: vec![tls],
+            plain_connect_ms: None,
+            tls_connect_ms: None,
+            plain_connections: 0,
+            tls_connections: 0,
+        };
+        let mut r = TlsReport {
+            date: String::new(),
+            command: String::new(),
+            machine: crate::machine(),
+            seconds: 1,
+            runs: vec![
+                run("hadr", 1000.0, 900.0),
+                run("PostgreSQL 15", 2000.0, 1900.0),
+            ],
+        };
+        // hadr loses 10 %, PostgreSQL 5 %: missed.
+        let x = r.ratio_of_ratios().unwrap();
+        assert!((x - 0.9 / 0.95).abs() < 1e-9, "{x}");
+        assert_eq!(r.failures(), 1);
+        r.runs[0].tls_tps = vec![980.0];
+        assert_eq!(r.failures(), 0);
+        r.runs[1].tls_tps.clear();
+        assert_eq!(r.failures(), 1, "not measured is not met");
+    }
+}
