@@ -335,6 +335,13 @@ async fn a_mutual_tls_pair_replicates_and_survives_a_graceful_takeover() -> Resu
         .await?;
     wait_count(&b, 500).await?;
     verify_nodes(a.admin, b.admin)?;
+    // The standby's port refuses a plaintext probe just the same.
+    let probe = hello_as(PeerRole::Primary, "127.0.0.1:1").encode();
+    let msgs = frames(&plain_exchange(&b_local, &probe));
+    assert!(
+        matches!(&msgs[..], [Message::Refuse(r)] if r.code == RefuseCode::TlsRequired),
+        "{msgs:?}"
+    );
 
     // B takes over; A hands over and follows it, still over TLS.
     takeover_on(&b)?;
@@ -348,6 +355,91 @@ async fn a_mutual_tls_pair_replicates_and_survives_a_graceful_takeover() -> Resu
         .await?;
     wait_count(&a, 600).await?;
     verify_nodes(a.admin, b.admin)?;
+    Ok(())
+}
+
+/// A diverged old primary rewinds itself over TLS (its rewind fetch is
+/// authenticated like any link) and follows the new primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_diverged_old_primary_rewinds_over_tls_and_follows() -> Result<()> {
+    let certs = Certs::init(&["a=127.0.0.1", "b=127.0.0.1"])?;
+    let (a_local, b_local) = (repl_addr(), repl_addr());
+    let async_mode = strs(&["--hadr-syncmode", "ASYNC"]);
+    let mut a = primary(&a_local, &b_local, &args(&[&certs.flags("a"), &async_mode]))?;
+    let tmp = tempfile::tempdir()?;
+    let bdir = tmp.path().join("b");
+    let (ok, out) = clone_with(&a_local, &bdir, &certs.flags("b"));
+    assert!(ok, "{out}");
+    let mut b = on_dir(
+        bdir,
+        &args(&[
+            &hadr_args(&b_local, &a_local, &[]),
+            &certs.flags("b"),
+            &async_mode,
+        ]),
+    )?;
+    a.wait_for("A with B caught up", Duration::from_secs(30), |st| {
+        st.principal().is_some_and(|s| s.hadr_log_gap_bytes == 0)
+            && st.principal_in(PairState::Peer)
+    })
+    .await?;
+    a.client()
+        .await?
+        .batch_execute(
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);
+             WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM s WHERE i < 1000)
+             INSERT INTO t SELECT i, 'base' FROM s;",
+        )
+        .await?;
+    wait_count(&b, 1000).await?;
+    // Records B never gets; then A dies and B is forced to take over.
+    b.kill9();
+    a.client()
+        .await?
+        .batch_execute("UPDATE t SET v = 'lost' WHERE id % 7 = 0")
+        .await?;
+    a.kill9();
+    b.spawn()?;
+    let out = hadr()
+        .command(&[
+            "takeover",
+            "--force",
+            "--timeout",
+            "30s",
+            "--node",
+            &b.admin_addr(),
+        ])
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    b.wait_for(
+        "B primary",
+        Duration::from_secs(30),
+        Status::is_writable_primary,
+    )
+    .await?;
+    b.client()
+        .await?
+        .batch_execute("UPDATE t SET v = 'new' WHERE id % 5 = 0")
+        .await?;
+    // A comes back, finds itself superseded, rewinds over TLS, follows.
+    a.spawn()?;
+    b.wait_for("A following B in PEER", Duration::from_secs(60), |st| {
+        st.principal_in(PairState::Peer)
+    })
+    .await?;
+    assert!(a.log().contains("rewind complete"), "{}", a.log_tail(40));
+    verify_nodes(a.admin, b.admin)?;
+    let lost: i64 = a
+        .client()
+        .await?
+        .query_one("SELECT count(*) FROM t WHERE v = 'lost'", &[])
+        .await?
+        .get(0);
+    assert_eq!(lost, 0);
     Ok(())
 }
 
