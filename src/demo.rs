@@ -223,6 +223,7 @@ async fn run_in(root: &Path, port: u16, seconds: Duration, no_wait: bool) -> Res
         &b.dir,
         &seg(&b.dir).log_config(),
         Duration::from_secs(10),
+        None,
         |_| {},
     )
     .await?;

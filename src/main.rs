@@ -9,6 +9,7 @@ use hadr_admin_api::{AdminClient, AdminError, NodeRole};
 use hadr_server::config::{ByteSize, Config, Dur, FlushMode, RoleSetting, SyncModeSetting};
 use tracing_subscriber::EnvFilter;
 
+mod certs;
 mod demo;
 mod filesync_text;
 mod resource_cmd;
@@ -82,6 +83,8 @@ enum Cmd {
         /// Size of log segment files (each is preallocated) [default: 64MiB].
         #[arg(long)]
         log_segment_size: Option<ByteSize>,
+        #[command(flatten)]
+        tls: ReplTlsArgs,
     },
     /// Bring a stopped old primary in line with the new primary: rewind it
     /// (fetch the pages it changed after the divergence point, replay the new
@@ -97,6 +100,13 @@ enum Cmd {
         /// Re-clone when a rewind is impossible.
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
         reclone: bool,
+        #[command(flatten)]
+        tls: ReplTlsArgs,
+    },
+    /// Certificates for replication links (docs/security.md §Replication links).
+    Certs {
+        #[command(subcommand)]
+        what: certs::CertsCmd,
     },
     /// Check the arbiter a configuration names before trusting it: it answers,
     /// the credentials work, and it honours conditional writes (tried on a
@@ -180,6 +190,47 @@ enum ClusterCmd {
     },
 }
 
+/// Replication TLS for the commands that dial a primary (clone, rejoin):
+/// the node's configuration file, or the three files, or both (flags win).
+#[derive(Args, Default)]
+struct ReplTlsArgs {
+    /// TOML configuration file of the node (its replication_tls_* keys are used).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The cluster CA's certificate (PEM) [default: none, plain TCP].
+    #[arg(long)]
+    replication_tls_ca_file: Option<PathBuf>,
+    /// This node's certificate (PEM), signed by the cluster CA.
+    #[arg(long)]
+    replication_tls_cert_file: Option<PathBuf>,
+    /// This node's private key (PEM), readable by its owner only.
+    #[arg(long)]
+    replication_tls_key_file: Option<PathBuf>,
+}
+
+impl ReplTlsArgs {
+    /// Put the TLS settings into `c` (checked: all three or none).
+    fn apply(self, c: &mut Config) -> Result<()> {
+        if let Some(p) = &self.config {
+            let file = Config::from_file(p)?;
+            c.replication_tls_ca_file = file.replication_tls_ca_file;
+            c.replication_tls_cert_file = file.replication_tls_cert_file;
+            c.replication_tls_key_file = file.replication_tls_key_file;
+        }
+        if self.replication_tls_ca_file.is_some() {
+            c.replication_tls_ca_file = self.replication_tls_ca_file;
+        }
+        if self.replication_tls_cert_file.is_some() {
+            c.replication_tls_cert_file = self.replication_tls_cert_file;
+        }
+        if self.replication_tls_key_file.is_some() {
+            c.replication_tls_key_file = self.replication_tls_key_file;
+        }
+        c.validate()?;
+        Ok(())
+    }
+}
+
 /// Flags of `hadr server`; each one overrides the same key of the config file.
 #[derive(Args, Default)]
 struct ServerArgs {
@@ -261,6 +312,16 @@ struct ServerArgs {
     /// Standby: re-clone itself when the primary no longer has the log it needs [default: true].
     #[arg(long)]
     auto_reclone: Option<bool>,
+    /// The cluster CA's certificate (PEM); with the next two, replication
+    /// links are mutual TLS [default: none, plain TCP].
+    #[arg(long)]
+    replication_tls_ca_file: Option<PathBuf>,
+    /// This node's certificate (PEM), signed by the cluster CA.
+    #[arg(long)]
+    replication_tls_cert_file: Option<PathBuf>,
+    /// This node's private key (PEM), readable by its owner only.
+    #[arg(long)]
+    replication_tls_key_file: Option<PathBuf>,
     /// Largest client message accepted, e.g. 256MiB [default: 256MiB].
     #[arg(long)]
     max_message_size: Option<ByteSize>,
@@ -372,6 +433,15 @@ impl ServerArgs {
         if self.failover.is_some() {
             c.failover = self.failover;
         }
+        if self.replication_tls_ca_file.is_some() {
+            c.replication_tls_ca_file = self.replication_tls_ca_file;
+        }
+        if self.replication_tls_cert_file.is_some() {
+            c.replication_tls_cert_file = self.replication_tls_cert_file;
+        }
+        if self.replication_tls_key_file.is_some() {
+            c.replication_tls_key_file = self.replication_tls_key_file;
+        }
 
         c.force = self.force;
         c.validate()?;
@@ -470,8 +540,10 @@ fn main() -> Result<()> {
             from,
             data,
             reclone,
+            tls,
         } => {
-            let c = data_config(&data, None)?;
+            let mut c = data_config(&data, None)?;
+            tls.apply(&mut c)?;
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(rejoin(&from, &c, reclone))
         }
@@ -479,11 +551,14 @@ fn main() -> Result<()> {
             from,
             data,
             log_segment_size,
+            tls,
         } => {
-            let c = data_config(&data, log_segment_size)?;
+            let mut c = data_config(&data, log_segment_size)?;
+            tls.apply(&mut c)?;
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(clone(&from, &c))
         }
+        Cmd::Certs { what } => certs::run(what),
         Cmd::Status { node, json } => {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(status(&node, json))
@@ -713,12 +788,15 @@ async fn status(node: &str, json: bool) -> Result<()> {
 async fn clone(from: &str, cfg: &Config) -> Result<()> {
     let data = cfg.data.as_path();
     let existed = data.exists();
+    // Before anything is written: a TLS problem leaves the directory alone.
+    let tls = cfg.replication_tls()?;
     let bar = progress_bar("cloning");
     let result = hadr_replication::clone::clone_from(
         from,
         data,
         &cfg.log_config(),
         Duration::from_secs(10),
+        tls.as_deref(),
         |p| {
             bar.set_length(p.total);
             bar.set_position(p.bytes);
@@ -763,8 +841,13 @@ async fn clone(from: &str, cfg: &Config) -> Result<()> {
     bar.finish();
     println!("cloned {} at LSN {lsn}", data.display());
     println!(
-        "start it with: hadr server --data {} --hadr-target-list {from} --hadr-local HOST:PORT (the address the primary lists)",
-        data.display()
+        "start it with: hadr server --data {} --hadr-target-list {from} --hadr-local HOST:PORT (the address the primary lists){}",
+        data.display(),
+        if tls.is_some() {
+            " and the same replication_tls_* settings"
+        } else {
+            ""
+        }
     );
     Ok(())
 }

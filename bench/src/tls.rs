@@ -123,7 +123,7 @@ struct Certs {
 }
 
 fn make_certs(dir: &Path) -> Result<Certs> {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let ca_key = KeyPair::generate()?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
@@ -132,6 +132,8 @@ fn make_certs(dir: &Path) -> Result<Certs> {
         .distinguished_name
         .push(DnType::CommonName, "hadr-bench CA");
     let ca = ca_params.self_signed(&ca_key)?;
+    let ca_pem = ca.pem();
+    let issuer = Issuer::new(ca_params, ca_key);
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::new(vec!["localhost".to_string()])?;
     params
@@ -140,13 +142,13 @@ fn make_certs(dir: &Path) -> Result<Certs> {
     params
         .distinguished_name
         .push(DnType::CommonName, "127.0.0.1");
-    let cert = params.signed_by(&key, &ca, &ca_key)?;
+    let cert = params.signed_by(&key, &issuer)?;
     let certs = Certs {
         ca: dir.join("ca.pem"),
         cert: dir.join("server.pem"),
         key: dir.join("server.key"),
     };
-    std::fs::write(&certs.ca, ca.pem())?;
+    std::fs::write(&certs.ca, ca_pem)?;
     std::fs::write(&certs.cert, cert.pem())?;
     std::fs::write(&certs.key, key.serialize_pem())?;
     use std::os::unix::fs::PermissionsExt;

@@ -14,9 +14,13 @@ pub use hadr_log::EpochStart;
 /// Version of this protocol. Bump on any incompatible change.
 /// 3: refusals carry a [`RefuseCode`]; [`Message::ScatteredPages`].
 /// 4: [`Message::Announce`] and [`Message::Topology`] (client addresses).
+/// 5: links may run over mutual TLS (docs/security.md §Replication links);
+/// [`RefuseCode::TlsRequired`]. Frames are unchanged; the bump makes an
+/// older node that still reaches this one (a link without TLS) hear a
+/// version refusal rather than a half-understood conversation.
 /// The [`Hello`] layout is unchanged, so that a peer of another version
 /// still reads it and refuses it cleanly by its version.
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// Most members a [`Topology`] may list (hadr has a primary and up to three
 /// standbys; the rest is room for growth, not for a hostile peer's counts).
@@ -105,6 +109,9 @@ pub enum RefuseCode {
     /// A peer older than this code reads it as [`RefuseCode::Other`] and,
     /// as for any refusal, stops following and retries its targets.
     NotPrimary,
+    /// This node requires mutual TLS on replication and the peer spoke
+    /// plaintext. An older peer reads it as [`RefuseCode::Other`].
+    TlsRequired,
     /// Anything else (the reason says what).
     Other,
 }
@@ -121,6 +128,7 @@ impl RefuseCode {
             RefuseCode::WrongRole => 7,
             RefuseCode::TakeoverRefused => 8,
             RefuseCode::NotPrimary => 9,
+            RefuseCode::TlsRequired => 10,
             RefuseCode::Other => 255,
         }
     }
@@ -138,6 +146,7 @@ impl RefuseCode {
             7 => RefuseCode::WrongRole,
             8 => RefuseCode::TakeoverRefused,
             9 => RefuseCode::NotPrimary,
+            10 => RefuseCode::TlsRequired,
             _ => RefuseCode::Other,
         }
     }
@@ -826,6 +835,7 @@ mod tests {
             Message::Hello(hello()),
             Message::Refuse(Refuse::new(RefuseCode::NeedsClone, "no")),
             Message::Refuse(Refuse::new(RefuseCode::NotPrimary, "handed over")),
+            Message::Refuse(Refuse::new(RefuseCode::TlsRequired, "use TLS")),
             Message::Refuse(Refuse::new(RefuseCode::Version, "old")),
             Message::Records {
                 start_lsn: 99,

@@ -14,6 +14,7 @@ use hadr_protocol::{Hello, Message, PeerRole};
 use tracing::info;
 
 use crate::context::PrimaryCtx;
+use crate::link::LinkTls;
 pub use crate::transfer::Progress;
 use crate::transfer::{self, Part, TransferError, Wanted};
 use crate::wire::{WireError, Writer};
@@ -57,13 +58,15 @@ fn file_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) 
     }
 }
 
-/// Client side: copy the primary at `from` into a new data directory `dir`.
-/// The directory must not hold a database. Returns the snapshot LSN.
+/// Client side: copy the primary at `from` into a new data directory `dir`
+/// (over mutual TLS with `tls`). The directory must not hold a database.
+/// Returns the snapshot LSN.
 pub async fn clone_from(
     from: &str,
     dir: &Path,
     log_cfg: &LogConfig,
     timeout: Duration,
+    tls: Option<&LinkTls>,
     mut progress: impl FnMut(Progress),
 ) -> Result<u64, CloneError> {
     if Control::path(dir).exists() || dir.join(DB_FILE).exists() {
@@ -79,7 +82,7 @@ pub async fn clone_from(
         lsn: 0,
         address: String::new(),
     };
-    let (_, reader, mut writer) = transfer::connect(from, &ours, timeout).await?;
+    let (_, reader, mut writer) = transfer::connect(from, &ours, timeout, tls).await?;
     let mut incoming =
         transfer::request(reader, &mut writer, &Message::CloneRequest, timeout).await?;
     std::fs::create_dir_all(dir).map_err(file_error("creating", dir))?;

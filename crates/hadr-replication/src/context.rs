@@ -70,6 +70,8 @@ pub struct PrimaryCtx {
     /// Tell the node's write guard about a peer's role and epoch; returns
     /// what the guard decided (the node carries out a fence itself).
     pub on_peer: Arc<dyn Fn(GuardEvent) -> Vec<GuardAction> + Send + Sync>,
+    /// Mutual TLS for every replication connection, both ways (None: plain TCP).
+    pub tls: Option<Arc<crate::link::LinkTls>>,
     /// True while the node wants to hand over to its principal standby
     /// unasked (a resource exhausted its restarts: docs/resources.md).
     pub hand_over: watch::Receiver<bool>,

@@ -1,7 +1,8 @@
 //! HADR replication drivers (docs/architecture.md): the tokio tasks that
 //! carry out the pure rules of `hadr_ha` over the network.
 //!
-//! - [`wire`]: framed protocol messages over a TCP stream.
+//! - [`wire`]: framed protocol messages over a connection.
+//! - [`link`]: the connection itself: plain TCP or mutual TLS, dialled or accepted.
 //! - [`primary`]: the replication listener and one sender per standby.
 //! - [`context`]: what the primary's tasks share.
 //! - [`standby`]: the receiver and the replay loop of a standby.
@@ -12,6 +13,7 @@
 
 pub mod clone;
 pub mod context;
+pub mod link;
 pub mod primary;
 pub mod rewind;
 pub mod standby;

@@ -8,10 +8,11 @@ use hadr_ha::admission::{admit, check_listed, PrimarySide, StandbySide};
 use hadr_ha::handover::{self, Handover, HandoverFailure};
 use hadr_ha::{Action, Event, GuardAction, GuardEvent, PairState};
 use hadr_protocol::{check_hello, Hello, Message, PeerRole, Refuse, RefuseCode};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 pub use crate::context::{PrimaryCtx, SnapshotError, SnapshotFn, TakeoverHooks};
+use crate::link::{DialError, Link};
 use crate::now_micros;
 use crate::standbys::Standbys;
 use crate::wire::{Reader, WireError, Writer};
@@ -44,9 +45,18 @@ pub async fn serve(ctx: Arc<PrimaryCtx>, listener: TcpListener) {
                     let ctx = ctx.clone();
                     let why = retired.borrow().clone();
                     conns.spawn(async move {
+                        // Before anything else: a peer without valid
+                        // credentials is refused before it is heard.
+                        let link = match crate::link::accept(stream, ctx.tls.as_deref(), ctx.timeout).await {
+                            Ok(link) => link,
+                            Err(e) => {
+                                warn!(%peer, error = %e, "replication peer refused");
+                                return;
+                            }
+                        };
                         let r = match why {
-                            Some(why) => refuse_not_primary(&ctx, stream, why).await,
-                            None => handle(ctx, stream).await,
+                            Some(why) => refuse_not_primary(&ctx, link, why).await,
+                            None => handle(ctx, link).await,
                         };
                         if let Err(e) = r {
                             warn!(%peer, error = %e, "replication connection ended");
@@ -85,13 +95,8 @@ async fn retired_reason(
     }
 }
 
-async fn refuse_not_primary(
-    ctx: &PrimaryCtx,
-    stream: TcpStream,
-    why: String,
-) -> Result<(), WireError> {
-    let (r, w) = stream.into_split();
-    let (mut reader, mut writer) = (Reader::new(r), Writer::new(w));
+async fn refuse_not_primary(ctx: &PrimaryCtx, link: Link, why: String) -> Result<(), WireError> {
+    let (mut reader, mut writer) = (link.reader, link.writer);
     reader.next(ctx.timeout).await?;
     writer.send(&not_primary(ctx, &why), ctx.timeout).await
 }
@@ -177,12 +182,16 @@ fn spawn_probe(ctx: &Arc<PrimaryCtx>, target: String) -> tokio::task::JoinHandle
 
 async fn probe(ctx: &PrimaryCtx, target: &str) -> Option<Hello> {
     let wait = ctx.timeout.min(Duration::from_secs(1));
-    let stream = tokio::time::timeout(wait, TcpStream::connect(target))
-        .await
-        .ok()?
-        .ok()?;
-    let (r, w) = stream.into_split();
-    let (mut reader, mut writer) = (Reader::new(r), Writer::new(w));
+    let link = match crate::link::dial(target, ctx.tls.as_deref(), wait).await {
+        Ok(link) => link,
+        // A TLS failure is a configuration to fix, not a peer that is down.
+        Err(e @ DialError::Handshake { .. }) => {
+            warn!(peer = %target, error = %e, "probe failed");
+            return None;
+        }
+        Err(_) => return None,
+    };
+    let (mut reader, mut writer) = (link.reader, link.writer);
     let ours = ctx.hello();
     writer
         .send(&Message::Hello(ours.clone()), wait)
@@ -194,9 +203,8 @@ async fn probe(ctx: &PrimaryCtx, target: &str) -> Option<Hello> {
     }
 }
 
-async fn handle(ctx: Arc<PrimaryCtx>, stream: TcpStream) -> Result<(), WireError> {
-    let (r, w) = stream.into_split();
-    let (mut reader, mut writer) = (Reader::new(r), Writer::new(w));
+async fn handle(ctx: Arc<PrimaryCtx>, link: Link) -> Result<(), WireError> {
+    let (mut reader, mut writer, peer) = (link.reader, link.writer, link.peer);
     let Message::Hello(theirs) = reader.next(ctx.timeout).await? else {
         return Err(WireError::Protocol(
             hadr_protocol::ProtocolError::Malformed("expected Hello"),
@@ -249,6 +257,19 @@ async fn handle(ctx: Arc<PrimaryCtx>, stream: TcpStream) -> Result<(), WireError
                 writer
                     .send(&Message::Refuse(refusal.refuse()), ctx.timeout)
                     .await?;
+                return Ok(());
+            }
+            // Over TLS a standby is who its certificate says: one listed
+            // host's certificate cannot take another standby's slot.
+            if !peer.vouches_for(&theirs.address) {
+                let reason = format!(
+                    "the certificate of this connection names {:?}, not the host of {}",
+                    peer.hosts().unwrap_or_default(),
+                    theirs.address
+                );
+                warn!(%reason, "refusing replication peer");
+                let refuse = Refuse::new(RefuseCode::NotListed, reason);
+                writer.send(&Message::Refuse(refuse), ctx.timeout).await?;
                 return Ok(());
             }
             let Some(slot) = slot else { return Ok(()) };

@@ -24,6 +24,7 @@ use serde::Serialize;
 use tracing::{info, warn};
 
 use crate::context::PrimaryCtx;
+use crate::link::LinkTls;
 pub use crate::transfer::Progress;
 use crate::transfer::{self, Part, ServeError, TransferError, Wanted};
 use crate::wire::{WireError, Writer};
@@ -145,12 +146,14 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Rewind the stopped node in `dir` against the primary at `from` (its
-/// replication address). Opens and closes the data directory itself.
+/// replication address; over mutual TLS with `tls`). Opens and closes the
+/// data directory itself.
 pub async fn rewind(
     from: &str,
     dir: &Path,
     log_cfg: &LogConfig,
     timeout: Duration,
+    tls: Option<&LinkTls>,
     mut progress: impl FnMut(Progress),
 ) -> Result<RewindOutcome, RewindError> {
     let started = Instant::now();
@@ -161,7 +164,7 @@ pub async fn rewind(
         secs = open_secs,
         "rewind: data directory opened (recovery done)"
     );
-    let result = rewind_open(from, &engine, timeout, &mut progress, started).await;
+    let result = rewind_open(from, &engine, timeout, tls, &mut progress, started).await;
     let e2 = engine.clone();
     let closed = blocking(move || Ok(e2.close()?)).await;
     let mut outcome = result?;
@@ -176,11 +179,12 @@ async fn rewind_open(
     from: &str,
     engine: &Arc<Engine>,
     timeout: Duration,
+    tls: Option<&LinkTls>,
     progress: &mut impl FnMut(Progress),
     started: Instant,
 ) -> Result<RewindOutcome, RewindError> {
     let ours = crate::hello(engine, PeerRole::Cloner, "");
-    let (theirs, reader, mut writer) = transfer::connect(from, &ours, timeout).await?;
+    let (theirs, reader, mut writer) = transfer::connect(from, &ours, timeout, tls).await?;
     if theirs.role != PeerRole::Primary {
         return Err(RewindError::NotPrimary { peer: from.into() });
     }

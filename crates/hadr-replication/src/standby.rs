@@ -10,12 +10,12 @@ use hadr_ha::rejoin::{rejoin, Rejoin};
 use hadr_ha::{ConnectStatus, StandbyLink};
 use hadr_protocol::{check_hello, Hello, Message, PeerRole, Refuse, RefuseCode};
 use serde::Serialize;
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::link::{DialError, Link};
 use crate::now_micros;
-use crate::wire::{Reader, WireError, Writer};
+use crate::wire::WireError;
 
 /// Most received-but-unreplayed batches remembered for the replay lag. Past
 /// it, new batches fold into the newest entry: the lag stays exact (it is
@@ -93,6 +93,8 @@ pub struct StandbyCtx {
     pub client_address: String,
     /// `hadr_timeout`: for connecting and sending.
     pub timeout: Duration,
+    /// Mutual TLS for every replication connection, both ways (None: plain TCP).
+    pub tls: Option<Arc<crate::link::LinkTls>>,
     /// Silence from the primary longer than this ends the link. It is
     /// `hadr_timeout`, or shorter under automatic failover (see
     /// `hadr_server::config::Config::link_silence`): the standby then stops
@@ -198,21 +200,22 @@ pub async fn run(ctx: Arc<StandbyCtx>) {
             leader.borrow_and_update().as_ref(),
         );
         for target in candidates {
-            let conn = tokio::time::timeout(ctx.timeout, TcpStream::connect(&target)).await;
-            let stream = match conn {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    ctx.status().last_error = Some(format!("cannot reach {target}: {e}"));
-                    continue;
-                }
-                Err(_) => {
-                    ctx.status().last_error =
-                        Some(format!("{target} did not answer within hadr_timeout"));
+            let link = match crate::link::dial(&target, ctx.tls.as_deref(), ctx.timeout).await {
+                Ok(link) => link,
+                Err(e) => {
+                    // A TLS failure is a configuration to fix: say so in
+                    // the log too, once per change rather than every second.
+                    let loud = matches!(e, DialError::Handshake { .. } | DialError::BadName { .. });
+                    let e = e.to_string();
+                    let mut st = ctx.status();
+                    if loud && st.last_error.as_deref() != Some(e.as_str()) {
+                        warn!(primary = %target, error = %e, "cannot connect to the primary");
+                    }
+                    st.last_error = Some(e);
                     continue;
                 }
             };
-            let _ = stream.set_nodelay(true);
-            let r = follow(&ctx, &target, stream).await;
+            let r = follow(&ctx, &target, link).await;
             {
                 let mut st = ctx.status();
                 st.link.lost(now_micros());
@@ -317,14 +320,20 @@ fn adopt_epochs(
 /// this node's role and epoch from its Hello. Runs until aborted.
 pub async fn answer_probes(ctx: Arc<StandbyCtx>, listener: tokio::net::TcpListener) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let Ok((stream, peer)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
         let ctx = ctx.clone();
         tokio::spawn(async move {
-            let (r, w) = stream.into_split();
-            let (mut reader, mut writer) = (Reader::new(r), Writer::new(w));
+            let link = match crate::link::accept(stream, ctx.tls.as_deref(), ctx.timeout).await {
+                Ok(link) => link,
+                Err(e) => {
+                    warn!(%peer, error = %e, "replication peer refused");
+                    return;
+                }
+            };
+            let (mut reader, mut writer) = (link.reader, link.writer);
             let Ok(Message::Hello(theirs)) = reader.next(ctx.timeout).await else {
                 return;
             };
@@ -345,9 +354,8 @@ pub async fn answer_probes(ctx: Arc<StandbyCtx>, listener: tokio::net::TcpListen
     }
 }
 
-async fn follow(ctx: &Arc<StandbyCtx>, target: &str, stream: TcpStream) -> Result<(), FollowError> {
-    let (r, w) = stream.into_split();
-    let (mut reader, mut writer) = (Reader::new(r), Writer::new(w));
+async fn follow(ctx: &Arc<StandbyCtx>, target: &str, link: Link) -> Result<(), FollowError> {
+    let (mut reader, mut writer) = (link.reader, link.writer);
     let ours = ctx.hello();
     // hadr-ha's promise rule: forget the old peer-window promise before the
     // primary can see this hello.

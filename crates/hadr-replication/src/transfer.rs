@@ -12,11 +12,11 @@
 use std::time::Duration;
 
 use hadr_protocol::{check_hello, EpochStart, Hello, HelloMismatch, Message, Refuse, RefuseCode};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::context::{PrimaryCtx, SnapshotError};
+use crate::link::{DialError, LinkTls};
 use crate::wire::{Reader, WireError, Writer};
 
 /// Pages per page message: 1 MiB at the default 4 KiB page size, and still
@@ -262,23 +262,9 @@ impl<'s> Outgoing<'s> {
 /// Why fetching from the primary failed, for a clone and a rewind alike.
 #[derive(Debug, thiserror::Error)]
 pub enum TransferError {
-    /// The primary did not accept the connection in time.
-    #[error("{peer} did not answer within {timeout:?}")]
-    Timeout {
-        /// The primary's address.
-        peer: String,
-        /// How long it was given.
-        timeout: Duration,
-    },
-    /// The primary could not be connected to.
-    #[error("cannot reach {peer}: {source}")]
-    Unreachable {
-        /// The primary's address.
-        peer: String,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
+    /// The primary could not be connected to (in time, or over TLS).
+    #[error(transparent)]
+    Dial(#[from] DialError),
     /// The connection failed.
     #[error(transparent)]
     Wire(#[from] WireError),
@@ -299,26 +285,16 @@ pub enum TransferError {
     BadPages(&'static str),
 }
 
-/// Connect to the primary at `from` as a cloner and exchange Hellos;
-/// returns the primary's Hello and the connection.
+/// Connect to the primary at `from` as a cloner (over TLS with `tls`) and
+/// exchange Hellos; returns the primary's Hello and the connection.
 pub(crate) async fn connect(
     from: &str,
     ours: &Hello,
     timeout: Duration,
+    tls: Option<&LinkTls>,
 ) -> Result<(Hello, Reader, Writer), TransferError> {
-    let stream = tokio::time::timeout(timeout, TcpStream::connect(from))
-        .await
-        .map_err(|_| TransferError::Timeout {
-            peer: from.to_string(),
-            timeout,
-        })?
-        .map_err(|source| TransferError::Unreachable {
-            peer: from.to_string(),
-            source,
-        })?;
-    let _ = stream.set_nodelay(true);
-    let (r, w) = stream.into_split();
-    let (mut reader, mut writer) = (Reader::new(r), Writer::new(w));
+    let link = crate::link::dial(from, tls, timeout).await?;
+    let (mut reader, mut writer) = (link.reader, link.writer);
     writer.send(&Message::Hello(ours.clone()), timeout).await?;
     let theirs = match reader.next(timeout).await? {
         Message::Hello(h) => h,

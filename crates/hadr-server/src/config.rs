@@ -45,6 +45,9 @@ pub enum ConfigError {
     /// A `[[resource]]` table is wrong.
     #[error(transparent)]
     Resource(#[from] crate::resource_config::ResourceError),
+    /// The replication TLS files cannot be used.
+    #[error(transparent)]
+    ReplicationTls(#[from] hadr_replication::link::TlsError),
     /// A value is out of range.
     #[error("invalid setting {key}: {message}")]
     Invalid {
@@ -192,6 +195,14 @@ pub struct Config {
     /// itself from the primary; when its own log diverged (an old primary),
     /// rewind itself, or re-clone if rewind is impossible (false: say so and wait).
     pub auto_reclone: bool,
+    /// The cluster CA's certificate (PEM): with the next two, every
+    /// replication link is mutual TLS (docs/security.md §Replication links).
+    pub replication_tls_ca_file: Option<PathBuf>,
+    /// This node's certificate (PEM), signed by the cluster CA, naming
+    /// the host(s) the other nodes dial it at.
+    pub replication_tls_cert_file: Option<PathBuf>,
+    /// This node's private key (PEM), readable by its owner only.
+    pub replication_tls_key_file: Option<PathBuf>,
     /// The tiebreaker: `file:PATH`, `s3://BUCKET/KEY?endpoint=URL&…`,
     /// `etcd://HOST:PORT/KEY`, `net:HOST:PORT` (unset: no automatic failover).
     pub arbiter: Option<String>,
@@ -267,6 +278,9 @@ impl Default for Config {
             hadr_peer_wait_limit: Dur(Duration::ZERO),
             hadr_replay_delay: Dur(Duration::ZERO),
             auto_reclone: true,
+            replication_tls_ca_file: None,
+            replication_tls_cert_file: None,
+            replication_tls_key_file: None,
             sync_paths: Default::default(),
             sync_exclude: Vec::new(),
             sync_max_file_size: ByteSize(256 << 20),
@@ -405,6 +419,7 @@ impl Config {
             });
         }
         self.validate_sync()?;
+        self.replication_tls_files()?;
         if self.listen == self.admin {
             return Err(ConfigError::Invalid {
                 key: "admin",
@@ -480,6 +495,55 @@ impl Config {
             });
         }
         Ok(())
+    }
+
+    /// The replication TLS files: all three or none (half a configuration
+    /// would leave links open that the operator believes closed).
+    pub fn replication_tls_files(
+        &self,
+    ) -> Result<Option<hadr_replication::link::TlsFiles>, ConfigError> {
+        match (
+            &self.replication_tls_ca_file,
+            &self.replication_tls_cert_file,
+            &self.replication_tls_key_file,
+        ) {
+            (Some(ca), Some(cert), Some(key)) => Ok(Some(hadr_replication::link::TlsFiles {
+                ca: ca.clone(),
+                cert: cert.clone(),
+                key: key.clone(),
+            })),
+            (None, None, None) => Ok(None),
+            (ca, cert, key) => {
+                let missing: Vec<&str> = [
+                    (ca.is_none(), "replication_tls_ca_file"),
+                    (cert.is_none(), "replication_tls_cert_file"),
+                    (key.is_none(), "replication_tls_key_file"),
+                ]
+                .into_iter()
+                .filter_map(|(m, k)| m.then_some(k))
+                .collect();
+                Err(ConfigError::Invalid {
+                    key: "replication_tls_*",
+                    message: format!(
+                        "replication_tls_ca_file, replication_tls_cert_file and replication_tls_key_file go together (all three, or none for plain TCP); {} missing (hadr certs init makes all three)",
+                        missing.join(" and ")
+                    ),
+                })
+            }
+        }
+    }
+
+    /// This node's replication TLS, loaded (the key only if its owner
+    /// alone can read it); the hosts of `hadr_target_list` are the peers
+    /// it accepts. None without the settings.
+    pub fn replication_tls(
+        &self,
+    ) -> Result<Option<std::sync::Arc<hadr_replication::link::LinkTls>>, ConfigError> {
+        let Some(files) = self.replication_tls_files()? else {
+            return Ok(None);
+        };
+        let tls = hadr_replication::link::LinkTls::load(&files, self.targets())?;
+        Ok(Some(std::sync::Arc::new(tls)))
     }
 
     /// Whether this node fails over by itself: an arbiter is set and
@@ -731,6 +795,27 @@ mod tests {
         ok.validate().unwrap();
         assert_eq!(ok.sync_paths["www"], PathBuf::from("/srv/www"));
         assert_eq!(ok.sync_max_file_size, ByteSize(1 << 20));
+    }
+
+    #[test]
+    fn replication_tls_is_all_three_files_or_none() {
+        assert_eq!(Config::default().replication_tls_files().unwrap(), None);
+        let all = Config::from_toml(
+            "replication_tls_ca_file = \"/c/ca.pem\"\nreplication_tls_cert_file = \"/c/a.pem\"\nreplication_tls_key_file = \"/c/a.key\"",
+        )
+        .unwrap();
+        assert!(all.validate().is_ok());
+        let files = all.replication_tls_files().unwrap().unwrap();
+        assert_eq!(files.key, PathBuf::from("/c/a.key"));
+        let half = Config::from_toml(
+            "replication_tls_ca_file = \"/c/ca.pem\"\nreplication_tls_cert_file = \"/c/a.pem\"",
+        )
+        .unwrap();
+        let e = half.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("go together") && e.contains("replication_tls_key_file missing"),
+            "{e}"
+        );
     }
 
     #[test]

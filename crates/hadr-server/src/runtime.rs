@@ -250,6 +250,14 @@ fn start_failover(node: &Arc<Node>) -> Result<Option<tokio::task::JoinHandle<()>
 async fn start_pair(node: &Arc<Node>) -> Result<Vec<tokio::task::JoinHandle<()>>, NodeError> {
     let timeout = node.config.hadr_timeout.0;
     let address = node.config.hadr_local.to_string();
+    // Read at every run: a role change picks up renewed certificates.
+    let tls = match &node.repl {
+        Repl::None => None,
+        _ => node.config.replication_tls()?,
+    };
+    if let Some(t) = &tls {
+        info!(peers = ?t.peers(), "replication links: mutual TLS with the cluster CA");
+    }
     match &node.repl {
         Repl::None => Ok(vec![]),
         Repl::Primary { standbys, end_tx } => {
@@ -272,6 +280,7 @@ async fn start_pair(node: &Arc<Node>) -> Result<Vec<tokio::task::JoinHandle<()>>
                     })
                 },
                 hand_over: node.resources.takeover_requests(),
+                tls,
             });
             info!(hadr_local = %node.config.hadr_local, standbys = ?node.config.targets(), syncmode = ?node.config.hadr_syncmode.0, "HADR primary");
             Ok(vec![tokio::spawn(hadr_replication::primary::serve(
@@ -301,6 +310,7 @@ async fn start_pair(node: &Arc<Node>) -> Result<Vec<tokio::task::JoinHandle<()>>
                 address,
                 client_address: node.config.client_address(),
                 timeout,
+                tls,
                 silence: node.config.link_silence(),
                 status: status.clone(),
                 flushed,

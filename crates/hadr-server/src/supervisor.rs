@@ -43,6 +43,9 @@ pub enum SupervisorError {
 /// Why a repair (rewind or re-clone) failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RepairError {
+    /// The replication TLS settings cannot be used.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     /// The rewind failed.
     #[error("rewind from {from} failed: {source}")]
     Rewind {
@@ -107,6 +110,9 @@ pub async fn supervise(
         );
     }
     hadr_engine::Control::load(&config.data).map_err(NodeError::from)?;
+    // Unusable replication TLS (a missing file, a key others can read)
+    // stops the start here, before any port is bound.
+    config.replication_tls().map_err(NodeError::from)?;
     let gate = Gate::bind(&config)?;
     on_bound(gate.bound());
     loop {
@@ -273,11 +279,13 @@ pub async fn rejoin(
     reclone_fallback: bool,
     progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<Rejoined, RepairError> {
+    let tls = config.replication_tls()?;
     let r = hadr_replication::rewind::rewind(
         from,
         &config.data,
         &config.log_config(),
         Duration::from_secs(10),
+        tls.as_deref(),
         &mut *progress,
     )
     .await;
@@ -309,6 +317,8 @@ pub async fn reclone(
     config: &Config,
     progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<u64, RepairError> {
+    // Before the directory is moved aside: a TLS problem leaves it as it was.
+    let tls = config.replication_tls()?;
     let dir = config.data.clone();
     let mut aside = dir.clone().into_os_string();
     aside.push(format!(".before-reclone-{}", std::process::id()));
@@ -324,6 +334,7 @@ pub async fn reclone(
         &dir,
         &config.log_config(),
         Duration::from_secs(10),
+        tls.as_deref(),
         &mut *progress,
     )
     .await;
