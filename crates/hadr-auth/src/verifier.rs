@@ -137,7 +137,7 @@ impl Verifier {
     /// A verifier for a user that does not exist (or has no password): a
     /// salt that depends only on the user name and the node's `secret`, so
     /// that asking twice gives the same salt as for a real user, and keys
-    /// no password matches (the exchange fails anyway: [`crate::Credentials`]).
+    /// no password matches (the exchange fails anyway: see `Credentials::fake`).
     pub fn fake(secret: &[u8], user: &str) -> Verifier {
         let salt = hmac(secret, &[b"hadr fake salt\0", user.as_bytes()]);
         Verifier {
@@ -183,7 +183,7 @@ impl Verifier {
     }
 
     /// Whether `password` is the one this verifier was made from (for
-    /// tests and tools; logins go through [`crate::scram`]).
+    /// tests and tools; logins go through the SCRAM exchange).
     pub fn matches(&self, password: &str) -> bool {
         use subtle::ConstantTimeEq;
         let other = Verifier::new(password, &self.salt, self.iterations);
