@@ -461,3 +461,71 @@ fn trust_beyond_loopback_needs_insecure_trust() -> Result<()> {
     started.stop()?;
     Ok(())
 }
+
+/// A StartupMessage for `user`.
+fn startup_for(user: &str) -> Vec<u8> {
+    let mut body = 196_608i32.to_be_bytes().to_vec();
+    for kv in ["user", user, "database", "app"] {
+        body.extend_from_slice(&cstr(kv));
+    }
+    body.push(0);
+    let mut m = ((body.len() + 4) as i32).to_be_bytes().to_vec();
+    m.extend(body);
+    m
+}
+
+/// Connect as `user` and read up to AuthenticationSASL; the stream and
+/// the mechanisms offered.
+fn until_sasl(port: u16, user: &str) -> (std::net::TcpStream, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&startup_for(user)).unwrap();
+    let mut head = [0u8; 5];
+    s.read_exact(&mut head).unwrap();
+    let len = i32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    let mut body = vec![0u8; len - 4];
+    s.read_exact(&mut body).unwrap();
+    assert_eq!(head[0], b'R', "{body:?}");
+    assert_eq!(&body[..4], &10i32.to_be_bytes(), "AuthenticationSASL");
+    (s, body[4..].to_vec())
+}
+
+#[test]
+fn the_exchange_has_a_timeout_and_malformed_sasl_messages_end_only_that_connection() -> Result<()> {
+    use std::io::Write;
+    let mut args = rules();
+    args.extend(["--auth-timeout", "1s"].map(String::from));
+    let s = start_with(args)?;
+    // Without TLS only SCRAM-SHA-256 is offered, for a user that does not
+    // exist exactly as for one that does.
+    let (_, mechs) = until_sasl(s.port, "nobody");
+    assert_eq!(mechs, b"SCRAM-SHA-256\0\0");
+
+    // A client that stops answering is dropped with 08P01 after auth_timeout.
+    let t0 = Instant::now();
+    let (stream, _) = until_sasl(s.port, "nobody");
+    let rest = read_all(stream);
+    assert_eq!(sqlstate_of(&rest).as_deref(), Some("08P01"));
+    assert!(t0.elapsed() < Duration::from_secs(8), "{:?}", t0.elapsed());
+
+    // A SASLInitialResponse whose length field lies, and one with a
+    // mechanism that was not offered: 08P01 for that connection only.
+    let (mut stream, _) = until_sasl(s.port, "nobody");
+    let mut body = cstr("SCRAM-SHA-256");
+    body.extend_from_slice(&i32::MAX.to_be_bytes());
+    body.extend_from_slice(b"n,,n=,r=abc");
+    stream.write_all(&frame(b'p', &body))?;
+    assert_eq!(sqlstate_of(&read_all(stream)).as_deref(), Some("08P01"));
+    let (mut stream, _) = until_sasl(s.port, "nobody");
+    let mut body = cstr("SCRAM-SHA-256-PLUS");
+    body.extend_from_slice(&11i32.to_be_bytes());
+    body.extend_from_slice(b"n,,n=,r=abc");
+    stream.write_all(&frame(b'p', &body))?;
+    assert_eq!(sqlstate_of(&read_all(stream)).as_deref(), Some("08P01"));
+
+    // The node still serves.
+    let (ok, out, err) = psql_as(s.port, OPERATOR, None, "SELECT 41 + 1");
+    assert!(ok && out == "42", "{out} {err}");
+    Ok(())
+}
