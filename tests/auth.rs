@@ -247,7 +247,8 @@ async fn read_only_and_non_admin_roles() -> Result<()> {
     // A superuser manages roles; the change applies from the next login.
     let boss = tp_connect(port, "boss", "B").await.unwrap();
     boss.batch_execute("ALTER ROLE reader NOREADONLY").await?;
-    boss.batch_execute("ALTER USER bob PASSWORD 'b2'").await?;
+    // (the extended protocol, as a prepared statement)
+    boss.execute("ALTER USER bob PASSWORD 'b2'", &[]).await?;
     let (code, _) = tp_connect(port, "bob", "b").await.unwrap_err();
     assert_eq!(code, "28P01");
     tp_connect(port, "bob", "b2").await.unwrap();

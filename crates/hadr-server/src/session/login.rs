@@ -128,15 +128,18 @@ pub fn authenticate<S: Stream>(
         },
         Decision::Scram => {
             let r = role()?;
+            // The decoy is made for every user, so that looking it up
+            // costs an unknown user no more time than a real one.
+            let decoy = fake(node, &user);
             let creds = match r.as_ref().and_then(|r| r.verifier.as_deref()) {
                 Some(v) => match Verifier::parse(v) {
                     Ok(v) => Credentials::real(v),
                     Err(_) => {
                         warn!(user = %user, "the stored verifier of this role does not parse; it cannot log in with a password");
-                        fake(node, &user)
+                        decoy
                     }
                 },
-                None => fake(node, &user),
+                None => decoy,
             };
             let start = ScramStart::new(
                 creds,
