@@ -530,3 +530,32 @@ fn the_exchange_has_a_timeout_and_malformed_sasl_messages_end_only_that_connecti
     assert!(ok && out == "42", "{out} {err}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_connection_to_a_hostssl_only_rule_is_refused() -> Result<()> {
+    let s = start(&[
+        "--access",
+        "host all test,ready-probe 127.0.0.1/32 trust",
+        "--access",
+        "hostssl all all all scram-sha-256",
+    ])?;
+    let (ok, _, err) = psql_as(s.port, OPERATOR, None, "CREATE USER gina PASSWORD 'g'");
+    assert!(ok, "{err}");
+    let (code, msg) = tp_connect(s.port, "gina", "g").await.unwrap_err();
+    assert_eq!(code, "28000", "{msg}");
+    assert_eq!(
+        msg,
+        "no access rule for host \"127.0.0.1\", user \"gina\", database \"app\", SSL off"
+    );
+    // Control: the same user through a host rule gets in.
+    let s2 = start(&[
+        "--access",
+        "host all test,ready-probe 127.0.0.1/32 trust",
+        "--access",
+        "host all all all scram-sha-256",
+    ])?;
+    let (ok, _, err) = psql_as(s2.port, OPERATOR, None, "CREATE USER gina PASSWORD 'g'");
+    assert!(ok, "{err}");
+    tp_connect(s2.port, "gina", "g").await.unwrap();
+    Ok(())
+}
