@@ -166,6 +166,18 @@ async fn scram_with_psql_and_tokio_postgres() -> Result<()> {
     let (ok, out, err) = psql_as(port, "pg", Some("pencil"), "SELECT 41 + 1");
     assert!(ok && out == "42", "{out} {err}");
 
+    // What is stored is the verifier, never the password.
+    let (ok, out, err) = psql_as(
+        port,
+        OPERATOR,
+        None,
+        "SELECT verifier FROM hadr_roles WHERE name = 'alice'",
+    );
+    assert!(
+        ok && out.starts_with("SCRAM-SHA-256$4096:") && !out.contains("wonder"),
+        "{out} {err}"
+    );
+
     // Roles without LOGIN cannot log in even with the right password.
     let (ok, _, err) = psql_as(port, OPERATOR, None, "CREATE ROLE group1 PASSWORD 'g'");
     assert!(ok, "{err}");
@@ -291,6 +303,18 @@ async fn users_replicate_and_survive_a_takeover() -> Result<()> {
             "carol never logged in on the standby: {err}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // An unknown user is shown the same salt by both nodes (the key that
+    // derives it is replicated), as a real user's is.
+    for user in ["carol", "nobody"] {
+        let (fa, fb) = (
+            server_first(pair.a.port, user),
+            server_first(pair.b.port, user),
+        );
+        let salt = |f: &str| f.split(',').nth(1).map(str::to_string);
+        assert!(salt(&fa).is_some_and(|s| s.starts_with("s=")), "{fa}");
+        assert_eq!(salt(&fa), salt(&fb), "{user}");
+        assert!(fa.ends_with(",i=4096"), "{fa}");
     }
     // Role statements only on the primary.
     let (ok, _, err) = psql_as(pair.b.port, OPERATOR, None, "CREATE USER dave PASSWORD 'd'");
@@ -558,4 +582,25 @@ async fn a_plain_connection_to_a_hostssl_only_rule_is_refused() -> Result<()> {
     assert!(ok, "{err}");
     tp_connect(s2.port, "gina", "g").await.unwrap();
     Ok(())
+}
+
+/// The server-first SCRAM message a node sends `user` for a client-first
+/// with the nonce `abc`.
+fn server_first(port: u16, user: &str) -> String {
+    use std::io::{Read, Write};
+    let (mut s, _) = until_sasl(port, user);
+    let first = b"n,,n=,r=abc";
+    let mut body = cstr("SCRAM-SHA-256");
+    body.extend_from_slice(&(first.len() as i32).to_be_bytes());
+    body.extend_from_slice(first);
+    s.write_all(&frame(b'p', &body)).unwrap();
+    let mut head = [0u8; 5];
+    s.read_exact(&mut head).unwrap();
+    let len = i32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    let mut body = vec![0u8; len - 4];
+    s.read_exact(&mut body).unwrap();
+    assert_eq!(head[0], b'R');
+    assert_eq!(&body[..4], &11i32.to_be_bytes(), "SASLContinue");
+    let _ = s.write_all(&[b'X', 0, 0, 0, 4]);
+    String::from_utf8(body[4..].to_vec()).unwrap()
 }
