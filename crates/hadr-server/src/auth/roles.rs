@@ -27,14 +27,14 @@ pub const ROLES: &str = "hadr_roles";
 pub const SECRET: &str = "hadr_auth_secret";
 
 /// Both tables; created by the first role statement.
-const CREATE: &str = "CREATE TABLE IF NOT EXISTS hadr_roles(
+const CREATE: &str = "CREATE TABLE IF NOT EXISTS main.hadr_roles(
     name TEXT PRIMARY KEY,
     verifier TEXT,
     can_login INTEGER NOT NULL,
     read_only INTEGER NOT NULL,
     is_admin INTEGER NOT NULL
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS hadr_auth_secret(
+CREATE TABLE IF NOT EXISTS main.hadr_auth_secret(
     id INTEGER PRIMARY KEY CHECK (id = 1),
     secret BLOB NOT NULL
 )";
@@ -68,7 +68,7 @@ impl std::fmt::Debug for RoleRow {
 
 fn table_exists(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
     conn.query_row(
-        "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+        "SELECT count(*) FROM main.sqlite_schema WHERE type = 'table' AND name = ?1",
         [name],
         |r| r.get::<_, i64>(0),
     )
@@ -81,7 +81,7 @@ pub fn lookup(conn: &Connection, name: &str) -> rusqlite::Result<Option<RoleRow>
         return Ok(None);
     }
     conn.query_row(
-        "SELECT name, verifier, can_login, read_only, is_admin FROM hadr_roles WHERE name = ?1",
+        "SELECT name, verifier, can_login, read_only, is_admin FROM main.hadr_roles WHERE name = ?1",
         [name],
         |r| {
             Ok(RoleRow {
@@ -102,7 +102,7 @@ pub fn secret(conn: &Connection) -> rusqlite::Result<Option<Vec<u8>>> {
         return Ok(None);
     }
     conn.query_row(
-        "SELECT secret FROM hadr_auth_secret WHERE id = 1",
+        "SELECT secret FROM main.hadr_auth_secret WHERE id = 1",
         [],
         |r| r.get(0),
     )
@@ -110,8 +110,8 @@ pub fn secret(conn: &Connection) -> rusqlite::Result<Option<Vec<u8>>> {
 }
 
 /// A role statement made ready outside the write lock: passwords already
-/// turned into verifiers (4096 PBKDF2 rounds each).
-#[derive(Debug)]
+/// turned into verifiers (4096 PBKDF2 rounds each). No Debug: it holds a
+/// verifier.
 pub struct Prepared {
     stmt: RoleStatement,
     /// For CREATE/ALTER with `PASSWORD`: Some(verifier) or None (NULL).
@@ -182,7 +182,7 @@ pub fn apply(
 ) -> Result<(), PgError> {
     conn.execute_batch(CREATE).map_err(internal)?;
     conn.execute(
-        "INSERT OR IGNORE INTO hadr_auth_secret(id, secret) VALUES (1, ?1)",
+        "INSERT OR IGNORE INTO main.hadr_auth_secret(id, secret) VALUES (1, ?1)",
         [secret],
     )
     .map_err(internal)?;
@@ -202,7 +202,7 @@ pub fn apply(
                 ..
             } = options;
             conn.execute(
-                "INSERT INTO hadr_roles(name, verifier, can_login, read_only, is_admin) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO main.hadr_roles(name, verifier, can_login, read_only, is_admin) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![
                     name,
                     p.verifier.clone().flatten(),
@@ -224,7 +224,7 @@ pub fn apply(
             row.read_only = options.read_only.unwrap_or(row.read_only);
             row.admin = options.admin.unwrap_or(row.admin);
             conn.execute(
-                "UPDATE hadr_roles SET verifier = ?2, can_login = ?3, read_only = ?4, is_admin = ?5 WHERE name = ?1",
+                "UPDATE main.hadr_roles SET verifier = ?2, can_login = ?3, read_only = ?4, is_admin = ?5 WHERE name = ?1",
                 params![name, row.verifier, row.can_login, row.read_only, row.admin],
             )
             .map_err(internal)?;
@@ -245,7 +245,7 @@ pub fn apply(
                 }
             }
             for name in names {
-                conn.execute("DELETE FROM hadr_roles WHERE name = ?1", [name])
+                conn.execute("DELETE FROM main.hadr_roles WHERE name = ?1", [name])
                     .map_err(internal)?;
             }
         }
@@ -261,7 +261,20 @@ pub fn guard(conn: &Connection, admin: bool, lifted: Arc<AtomicBool>) {
     conn.authorizer(Some(move |ctx: AuthContext<'_>| {
         let (table, write) = match ctx.action {
             AuthAction::Read { table_name, .. } => (table_name, false),
-            AuthAction::Insert { table_name, .. }
+            AuthAction::CreateTable { table_name, .. }
+            | AuthAction::CreateTempTable { table_name, .. }
+            | AuthAction::CreateVtable { table_name, .. }
+            | AuthAction::CreateTempIndex { table_name, .. }
+            | AuthAction::CreateTempTrigger { table_name, .. }
+            | AuthAction::CreateView {
+                view_name: table_name,
+                ..
+            }
+            | AuthAction::CreateTempView {
+                view_name: table_name,
+                ..
+            }
+            | AuthAction::Insert { table_name, .. }
             | AuthAction::Delete { table_name, .. }
             | AuthAction::DropTable { table_name, .. }
             | AuthAction::DropTempTable { table_name, .. }
@@ -366,6 +379,22 @@ mod tests {
         assert!(!e.message.contains("SCRAM-SHA-256$1:x"), "{}", e.message);
     }
 
+    #[test]
+    fn nobody_can_make_the_tables_before_the_first_role() {
+        // Else a session could plant its own roles table (with an admin of
+        // its choosing) for the first role statement to adopt.
+        let c = db();
+        guard(&c, true, Arc::new(AtomicBool::new(false)));
+        for sql in [
+            "CREATE TABLE hadr_roles(name, verifier, can_login, read_only, is_admin)",
+            "CREATE TABLE Hadr_Auth_Secret(id, secret)",
+            "CREATE VIEW hadr_roles AS SELECT 1",
+        ] {
+            assert!(prepares(&c, sql).is_err(), "{sql}");
+        }
+        prepares(&c, "CREATE TABLE other(x)").unwrap();
+    }
+
     /// Prepare only: the authorizer decides at prepare time.
     fn prepares(c: &Connection, sql: &str) -> rusqlite::Result<()> {
         c.prepare(sql).map(|_| ())
@@ -386,6 +415,8 @@ mod tests {
             "DROP TABLE hadr_roles",
             "ALTER TABLE hadr_roles RENAME TO t",
             "CREATE TRIGGER t AFTER INSERT ON hadr_roles BEGIN SELECT 1; END",
+            "CREATE TEMP TABLE hadr_roles(x)",
+            "CREATE TEMP VIEW hadr_roles AS SELECT 1",
         ] {
             let e = prepares(&c, sql).unwrap_err();
             assert_eq!(

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hadr_auth::scram::{self, Credentials, ScramError, ScramStart};
-use hadr_auth::{Decision, Refusal, Request, Verifier};
+use hadr_auth::{Decision, Method, Refusal, Request, Verifier};
 use pgwire::messages::startup::{Authentication, PasswordMessageFamily};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use tracing::{info, warn};
@@ -122,10 +122,22 @@ pub fn authenticate<S: Stream>(
                 format!("certificate authentication failed for user \"{user}\""),
             ),
         )),
-        Decision::Allow => match role()? {
-            Some(r) if !r.can_login => Err(fail("role cannot log in", not_permitted())),
-            r => Ok(Login::Accepted(Access::trusted(r.as_ref()))),
-        },
+        Decision::Allow => {
+            let cert = auth.rules.find(&req).map(|(_, r)| r.method) == Some(Method::Cert);
+            match role()? {
+                Some(r) if !r.can_login => Err(fail("role cannot log in", not_permitted())),
+                // A certificate names a role; unlike `trust`, it does not
+                // make an administrator of a name nobody created.
+                None if cert => Err(fail(
+                    "certificate for a role that does not exist",
+                    PgError::fatal(
+                        sqlstate::INVALID_AUTHORIZATION,
+                        format!("role \"{user}\" does not exist"),
+                    ),
+                )),
+                r => Ok(Login::Accepted(Access::trusted(r.as_ref()))),
+            }
+        }
         Decision::Scram => {
             let r = role()?;
             // The decoy is made for every user, so that looking it up
