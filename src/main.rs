@@ -205,8 +205,8 @@ struct ServerArgs {
     /// Longest a client may take to authenticate [default: 30s].
     #[arg(long)]
     auth_timeout: Option<Dur>,
-    /// Failed logins from one address within auth_failure_window after
-    /// which it is refused at once; 0 = no limit [default: 10].
+    /// Password failures from one address within auth_failure_window after
+    /// which its password logins are refused at once; 0 = no limit [default: 10].
     #[arg(long)]
     auth_failure_limit: Option<u32>,
     /// See --auth-failure-limit [default: 60s].

@@ -426,6 +426,9 @@ async fn failed_logins_are_limited_per_source() -> Result<()> {
         msg.contains("too many failed logins from 127.0.0.1"),
         "{msg}"
     );
+    // Only password logins: a trusted one from the same address still works.
+    let (ok, out, err) = psql_as(port, OPERATOR, None, "SELECT 41 + 1");
+    assert!(ok && out == "42", "{out} {err}");
     // Control: once the window has passed, the right password works.
     tokio::time::sleep((t0 + Duration::from_secs(5)).saturating_duration_since(Instant::now()))
         .await;

@@ -1,6 +1,6 @@
 //! Failed logins counted per source address: after `max_failures` failures
 //! from one address within `window` (counted from the first of them), that
-//! address is refused at once, without a password exchange, until the
+//! address is refused a password exchange at once, until the
 //! window ends. A success does not reset the count, so one valid account
 //! does not buy more guesses at another.
 //!

@@ -257,8 +257,9 @@ pub struct Config {
     /// Longest a client may take to authenticate once it sent its
     /// StartupMessage.
     pub auth_timeout: Dur,
-    /// Failed logins from one address within `auth_failure_window` after
-    /// which it is refused at once until the window ends (0 = no limit).
+    /// Password failures from one address within `auth_failure_window` after
+    /// which its password logins are refused at once until the window ends
+    /// (0 = no limit).
     pub auth_failure_limit: u32,
     /// See `auth_failure_limit`.
     pub auth_failure_window: Dur,

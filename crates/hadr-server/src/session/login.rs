@@ -6,8 +6,9 @@
 //!
 //! A wrong password and an unknown user get the same exchange and the same
 //! message. Every failure is logged with the user and the source address,
-//! never the password, and counted against the source; a source over the
-//! limit is refused at once (crates/hadr-auth/src/limiter.rs).
+//! never the password; password failures are counted against the source,
+//! and a source over the limit is refused a password exchange at once
+//! (crates/hadr-auth/src/limiter.rs).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -57,16 +58,6 @@ pub fn authenticate<S: Stream>(
         .unwrap_or_else(|| user.clone());
     let tls = conn.tls.as_ref();
     let auth = &node.auth;
-    if let Err(wait) = auth.admit(ip) {
-        warn!(user = %user, source = %ip, "login refused: too many failed logins from this address");
-        return Err(PgError::fatal(
-            sqlstate::INVALID_AUTHORIZATION,
-            format!(
-                "too many failed logins from {ip}; try again in {} s",
-                wait.as_secs().max(1)
-            ),
-        ));
-    }
     let req = Request {
         tls: tls.is_some(),
         database: &database,
@@ -75,10 +66,16 @@ pub fn authenticate<S: Stream>(
         client_cn: tls.and_then(|t| t.client_cn.as_deref()),
     };
     let ssl = if tls.is_some() { "SSL on" } else { "SSL off" };
-    let fail = |reason: &str, e: PgError| -> PgError {
+    // Every failure is logged; only password failures count against the
+    // source: the other refusals hold nothing to guess, and counting them
+    // would let anyone on a host lock out its `trust` logins.
+    let refuse = |reason: &str, e: PgError| -> PgError {
         warn!(user = %user, source = %ip, database = %database, reason, "failed login");
-        auth.failed(ip);
         e
+    };
+    let fail = |reason: &str, e: PgError| -> PgError {
+        auth.failed(ip);
+        refuse(reason, e)
     };
     let role = || -> Result<Option<RoleRow>, PgError> {
         let meta = node.meta.lock().unwrap_or_else(|p| p.into_inner());
@@ -96,7 +93,7 @@ pub fn authenticate<S: Stream>(
         )
     };
     match auth.rules.decide(&req) {
-        Decision::Refuse(Refusal::NoRule) => Err(fail(
+        Decision::Refuse(Refusal::NoRule) => Err(refuse(
             "no access rule",
             PgError::fatal(
                 sqlstate::INVALID_AUTHORIZATION,
@@ -105,7 +102,7 @@ pub fn authenticate<S: Stream>(
                 ),
             ),
         )),
-        Decision::Refuse(Refusal::Reject(i)) => Err(fail(
+        Decision::Refuse(Refusal::Reject(i)) => Err(refuse(
             "rejected by an access rule",
             PgError::fatal(
                 sqlstate::INVALID_AUTHORIZATION,
@@ -115,7 +112,7 @@ pub fn authenticate<S: Stream>(
                 ),
             ),
         )),
-        Decision::Refuse(Refusal::Cert(_)) => Err(fail(
+        Decision::Refuse(Refusal::Cert(_)) => Err(refuse(
             "no client certificate for this user",
             PgError::fatal(
                 sqlstate::INVALID_AUTHORIZATION,
@@ -125,10 +122,10 @@ pub fn authenticate<S: Stream>(
         Decision::Allow => {
             let cert = auth.rules.find(&req).map(|(_, r)| r.method) == Some(Method::Cert);
             match role()? {
-                Some(r) if !r.can_login => Err(fail("role cannot log in", not_permitted())),
+                Some(r) if !r.can_login => Err(refuse("role cannot log in", not_permitted())),
                 // A certificate names a role; unlike `trust`, it does not
                 // make an administrator of a name nobody created.
-                None if cert => Err(fail(
+                None if cert => Err(refuse(
                     "certificate for a role that does not exist",
                     PgError::fatal(
                         sqlstate::INVALID_AUTHORIZATION,
@@ -139,6 +136,18 @@ pub fn authenticate<S: Stream>(
             }
         }
         Decision::Scram => {
+            if let Err(wait) = auth.admit(ip) {
+                return Err(refuse(
+                    "too many failed logins from this address",
+                    PgError::fatal(
+                        sqlstate::INVALID_AUTHORIZATION,
+                        format!(
+                            "too many failed logins from {ip}; try again in {} s",
+                            wait.as_secs().max(1)
+                        ),
+                    ),
+                ));
+            }
             let r = role()?;
             // The decoy is made for every user, so that looking it up
             // costs an unknown user no more time than a real one.
@@ -184,7 +193,7 @@ pub fn authenticate<S: Stream>(
             }
             match r {
                 Some(r) if r.can_login => Ok(Login::Accepted(Access::of(&r))),
-                _ => Err(fail("role cannot log in", not_permitted())),
+                _ => Err(refuse("role cannot log in", not_permitted())),
             }
         }
     }
