@@ -243,6 +243,26 @@ struct ServerArgs {
     /// PostgreSQL protocol listen address [default: 127.0.0.1:5433].
     #[arg(long)]
     listen: Option<std::net::SocketAddr>,
+    /// A client access rule, "TYPE DATABASE USER ADDRESS METHOD" as in
+    /// pg_hba.conf (repeatable, first match wins; replaces the file's
+    /// [[access]] tables) [default: trust from loopback, scram-sha-256
+    /// from anywhere else].
+    #[arg(long = "access", value_name = "RULE")]
+    access: Vec<hadr_server::config::AccessRuleConfig>,
+    /// Start although a trust rule lets clients from beyond loopback in
+    /// without a password while listen is not a loopback address.
+    #[arg(long)]
+    insecure_trust: bool,
+    /// Longest a client may take to authenticate [default: 30s].
+    #[arg(long)]
+    auth_timeout: Option<Dur>,
+    /// Password failures from one address within auth_failure_window after
+    /// which its password logins are refused at once; 0 = no limit [default: 10].
+    #[arg(long)]
+    auth_failure_limit: Option<u32>,
+    /// See --auth-failure-limit [default: 60s].
+    #[arg(long)]
+    auth_failure_window: Option<Dur>,
     /// Admin HTTP listen address [default: 127.0.0.1:8433].
     #[arg(long)]
     admin: Option<std::net::SocketAddr>,
@@ -409,8 +429,15 @@ impl ServerArgs {
             hadr_replay_delay,
             auto_reclone,
             sync_max_file_size,
-            sync_scan_interval
+            sync_scan_interval,
+            auth_timeout,
+            auth_failure_limit,
+            auth_failure_window
         );
+        if !self.access.is_empty() {
+            c.access = self.access;
+        }
+        c.insecure_trust |= self.insecure_trust;
         for spec in &self.sync_path {
             let Some((name, path)) = spec.split_once('=') else {
                 bail!("invalid setting sync_paths: --sync-path {spec:?} is not NAME=PATH");

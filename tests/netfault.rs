@@ -217,6 +217,8 @@ async fn pair_with(
         "1s",
     ]
     .iter()
+    // Listening beyond loopback, it must be told to trust clients.
+    .chain(&hadr_testkit::TRUST_EVERYONE)
     .chain(both)
     .map(|s| s.to_string())
     .collect();

@@ -48,6 +48,24 @@ pub enum ConfigError {
     /// The replication TLS files cannot be used.
     #[error(transparent)]
     ReplicationTls(#[from] hadr_replication::link::TlsError),
+    /// An `[[access]]` rule is wrong.
+    #[error("invalid access rule {index}: {message}")]
+    Access {
+        /// Its position, from 1.
+        index: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// A `trust` rule would let strangers in without a password.
+    #[error("access rule {index} ({rule}) lets clients from beyond loopback in without a password, and listen is {listen}: use scram-sha-256 or cert for them, listen on a loopback address, or start with --insecure-trust (insecure_trust = true) if that is really intended")]
+    InsecureTrust {
+        /// Its position, from 1.
+        index: usize,
+        /// The rule.
+        rule: String,
+        /// The listen address.
+        listen: SocketAddr,
+    },
     /// A value is out of range.
     #[error("invalid setting {key}: {message}")]
     Invalid {
@@ -241,6 +259,68 @@ pub struct Config {
     /// tables, TOML only: docs/resources.md).
     #[serde(rename = "resource")]
     pub resources: Vec<crate::resource_config::ResourceConfig>,
+    /// Access rules for clients, first match wins (`[[access]]` tables;
+    /// none: trust from loopback, scram-sha-256 from anywhere else).
+    pub access: Vec<AccessRuleConfig>,
+    /// Start although a `trust` rule lets clients from beyond loopback in
+    /// without a password while `listen` is not a loopback address.
+    pub insecure_trust: bool,
+    /// Longest a client may take to authenticate once it sent its
+    /// StartupMessage.
+    pub auth_timeout: Dur,
+    /// Password failures from one address within `auth_failure_window` after
+    /// which its password logins are refused at once until the window ends
+    /// (0 = no limit).
+    pub auth_failure_limit: u32,
+    /// See `auth_failure_limit`.
+    pub auth_failure_window: Dur,
+}
+
+/// One `[[access]]` table: the columns of a pg_hba.conf line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessRuleConfig {
+    /// `host`, `hostssl` or `hostnossl`.
+    #[serde(rename = "type", default = "host")]
+    pub conn_type: String,
+    /// A database, names separated by commas, or `all`.
+    #[serde(default = "all")]
+    pub database: String,
+    /// A user, names separated by commas, or `all`.
+    #[serde(default = "all")]
+    pub user: String,
+    /// A CIDR range, an address, or `all`.
+    pub address: String,
+    /// `trust`, `scram-sha-256`, `cert` or `reject`.
+    pub method: String,
+}
+
+fn host() -> String {
+    "host".into()
+}
+
+fn all() -> String {
+    "all".into()
+}
+
+impl FromStr for AccessRuleConfig {
+    type Err = String;
+    /// The five columns of a pg_hba.conf line, as `--access` takes them:
+    /// `TYPE DATABASE USER ADDRESS METHOD`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.split_whitespace().collect::<Vec<_>>()[..] {
+            [t, d, u, a, m] => Ok(AccessRuleConfig {
+                conn_type: t.into(),
+                database: d.into(),
+                user: u.into(),
+                address: a.into(),
+                method: m.into(),
+            }),
+            _ => Err(format!(
+                "{s:?} is not \"TYPE DATABASE USER ADDRESS METHOD\" (e.g. \"host all all 10.0.0.0/8 scram-sha-256\")"
+            )),
+        }
+    }
 }
 
 impl Default for Config {
@@ -289,6 +369,11 @@ impl Default for Config {
             promoted: false,
             handed_over_by: None,
             resources: Vec::new(),
+            access: Vec::new(),
+            insecure_trust: false,
+            auth_timeout: Dur(Duration::from_secs(30)),
+            auth_failure_limit: 10,
+            auth_failure_window: Dur(Duration::from_secs(60)),
         }
     }
 }
@@ -427,7 +512,43 @@ impl Config {
             });
         }
         self.resource_specs()?;
+        let rules = self.access_rules()?;
+        if let Some((i, rule)) = rules.insecure_trust(self.listen.ip()) {
+            if !self.insecure_trust {
+                return Err(ConfigError::InsecureTrust {
+                    index: i + 1,
+                    rule: rule.to_string(),
+                    listen: self.listen,
+                });
+            }
+        }
+        if self.auth_timeout.0 < Duration::from_secs(1) {
+            return Err(ConfigError::Invalid {
+                key: "auth_timeout",
+                message: "must be at least 1s".into(),
+            });
+        }
         Ok(())
+    }
+
+    /// The access rules in force: the `[[access]]` tables, or the default.
+    pub fn access_rules(&self) -> Result<hadr_auth::Rules, ConfigError> {
+        if self.access.is_empty() {
+            return Ok(hadr_auth::Rules::default_rules());
+        }
+        let rules = self
+            .access
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                hadr_auth::Rule::parse(&a.conn_type, &a.database, &a.user, &a.address, &a.method)
+                    .map_err(|e| ConfigError::Access {
+                        index: i + 1,
+                        message: e.to_string(),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(hadr_auth::Rules::new(rules))
     }
 
     /// The synced directories as the file sync names them.
@@ -824,5 +945,52 @@ mod tests {
         assert!("64XB".parse::<ByteSize>().is_err());
         assert_eq!("2m".parse::<Dur>().unwrap().0, Duration::from_secs(120));
         assert!("-1s".parse::<Dur>().is_err());
+    }
+
+    #[test]
+    fn access_rules_and_the_insecure_trust_check() {
+        // The default: trust from loopback only, safe on any address.
+        let c = Config::from_toml("listen = \"0.0.0.0:5433\"").unwrap();
+        c.validate().unwrap();
+        assert!(c.access_rules().unwrap().is_default());
+        let text = r#"
+listen = "0.0.0.0:5433"
+[[access]]
+address = "127.0.0.1/32"
+method = "trust"
+[[access]]
+type = "hostssl"
+user = "app"
+address = "10.0.0.0/8"
+method = "trust"
+"#;
+        let c = Config::from_toml(text).unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("access rule 2 (hostssl all app 10.0.0.0/8 trust)")
+                && e.contains("--insecure-trust"),
+            "{e}"
+        );
+        let ok = Config::from_toml(&format!("insecure_trust = true\n{text}")).unwrap();
+        ok.validate().unwrap();
+        assert_eq!(ok.access_rules().unwrap().rules().len(), 2);
+        // On loopback the same rules need no flag.
+        let local = Config::from_toml(&text.replace("0.0.0.0:5433", "127.0.0.1:5433")).unwrap();
+        local.validate().unwrap();
+        // A bad rule is named by its position.
+        let bad = Config::from_toml("[[access]]\naddress = \"all\"\nmethod = \"md5\"").unwrap();
+        let e = bad.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("invalid access rule 1") && e.contains("md5"),
+            "{e}"
+        );
+        assert!(
+            Config::from_toml("[[access]]\naddress = \"all\"\nmethod = \"trust\"\nport = 1")
+                .is_err()
+        );
+        // The flag's form.
+        let r: AccessRuleConfig = "host all all 10.0.0.0/8 scram-sha-256".parse().unwrap();
+        assert_eq!(r.method, "scram-sha-256");
+        assert!("host all all".parse::<AccessRuleConfig>().is_err());
     }
 }

@@ -80,6 +80,12 @@ pub mod sqlstate {
     pub const SYNTAX_OR_ACCESS: &str = "42000";
     /// insufficient_privilege
     pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
+    /// object_in_use
+    pub const OBJECT_IN_USE: &str = "55006";
+    /// invalid_authorization_specification
+    pub const INVALID_AUTHORIZATION: &str = "28000";
+    /// invalid_password
+    pub const INVALID_PASSWORD: &str = "28P01";
     /// unique_violation
     pub const UNIQUE_VIOLATION: &str = "23505";
     /// not_null_violation
@@ -184,6 +190,8 @@ pub fn from_sqlite(e: &rusqlite::Error) -> PgError {
                     }
                     rusqlite::ErrorCode::DiskFull => DISK_FULL,
                     rusqlite::ErrorCode::ReadOnly => READ_ONLY_TRANSACTION,
+                    // The authorizer that guards the role tables (auth/roles.rs).
+                    rusqlite::ErrorCode::AuthorizationForStatementDenied => INSUFFICIENT_PRIVILEGE,
                     rusqlite::ErrorCode::TooBig => PROGRAM_LIMIT_EXCEEDED,
                     rusqlite::ErrorCode::TypeMismatch => DATATYPE_MISMATCH,
                     rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase => {
@@ -196,6 +204,11 @@ pub fn from_sqlite(e: &rusqlite::Error) -> PgError {
                 },
             };
             PgError::new(code, text)
+        }
+        rusqlite::Error::SqlInputError { error, msg, .. }
+            if error.code == rusqlite::ErrorCode::AuthorizationForStatementDenied =>
+        {
+            PgError::new(INSUFFICIENT_PRIVILEGE, msg.clone())
         }
         rusqlite::Error::SqlInputError { msg, .. } => {
             PgError::new(classify_message(msg), msg.clone())

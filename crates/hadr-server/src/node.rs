@@ -106,8 +106,11 @@ pub struct Node {
     pub started: Instant,
     /// What recovery did at start-up.
     pub recovery: RecoveryReport,
-    /// A connection for schema look-ups (parameter types), never inside a session's transaction.
+    /// A connection for schema look-ups (parameter types), never inside a
+    /// session's transaction; logins read the roles on it too.
     pub meta: Arc<Mutex<rusqlite::Connection>>,
+    /// Access rules, failed-login limit (crates/hadr-server/src/auth).
+    pub auth: crate::auth::Auth,
     /// Replication: what this node does for HADR.
     pub repl: Repl,
     /// The role change this run ends with (re-clone, promotion, demotion).
@@ -234,6 +237,7 @@ impl Node {
         };
         let (shutdown_tx, shutdown) = watch::channel(false);
         let meta = Arc::new(Mutex::new(engine.connect()?));
+        let auth = crate::auth::Auth::new(&config)?;
         let control = engine.control();
         let guard = WriteGuard::start(
             control.epoch,
@@ -261,6 +265,7 @@ impl Node {
             leader: watch::channel(None).0,
             repl,
             meta,
+            auth,
             config,
             engine,
             write_lock: Arc::new(WriteLock::default()),

@@ -1,6 +1,7 @@
 //! Classifying statements for command tags, transaction control and routing.
 
 use crate::lexer::{ident_value, string_value, tokenize, Kind, Token};
+use crate::role::{self, RoleStatement, RoleSyntaxError};
 
 /// What a statement is, for command tags, transaction control and routing.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,6 +77,9 @@ pub enum Command {
     /// `SELECT hadr_commit_outcome('token')`: answered by hadr itself
     /// (docs/clients.md §Commit outcomes), with the token.
     CommitOutcome(String),
+    /// `CREATE/ALTER/DROP ROLE` or `USER`: hadr keeps roles itself
+    /// (parsed, or why not).
+    Role(Result<RoleStatement, RoleSyntaxError>),
     /// No statement at all (whitespace and comments only).
     Empty,
 }
@@ -349,6 +353,11 @@ pub fn classify(stmt: &str) -> Command {
         "SET" => classify_set(stmt, &sig),
         "RESET" => Command::Reset(setting_name(&sig)),
         "SHOW" => Command::Show(setting_name(&sig)),
+        "CREATE" | "ALTER" | "DROP"
+            if kw(&sig, 1, "ROLE") || (kw(&sig, 1, "USER") && !kw(&sig, 2, "MAPPING")) =>
+        {
+            Command::Role(role::parse(&sig))
+        }
         "CREATE" => object_kind(&sig).map_or(Command::Other(first), Command::Create),
         "DROP" => object_kind(&sig).map_or(Command::Other(first), Command::Drop),
         "ALTER" => object_kind(&sig).map_or(Command::Other(first), Command::Alter),
@@ -413,6 +422,8 @@ pub fn command_tag(cmd: &Command, rows: u64) -> String {
         Command::Unlisten => "UNLISTEN".into(),
         Command::Notify => "NOTIFY".into(),
         Command::Other(k) => k.clone(),
+        Command::Role(Ok(r)) => r.tag().into(),
+        Command::Role(Err(_)) => "ROLE".into(),
         Command::Empty => String::new(),
     }
 }

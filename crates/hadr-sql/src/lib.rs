@@ -9,6 +9,7 @@
 //! - [`classify`] a statement for command tags and transaction control, and
 //!   build its [`command_tag`];
 //! - tell the [`result_column_types`] a statement's text determines;
+//! - parse the role statements hadr runs itself ([`RoleStatement`]);
 //! - map PostgreSQL type names, OIDs and SQLite declared types with [`PgType`].
 //!
 //! Every public function accepts arbitrary input without panicking.
@@ -24,6 +25,7 @@ mod keywords;
 mod lexer;
 mod param_hints;
 mod rewrite;
+mod role;
 mod split;
 mod translate;
 mod type_name;
@@ -33,6 +35,7 @@ pub use classify::{classify, command_tag, is_transaction_control, Command};
 pub use columns::result_column_types;
 pub use error::SqlError;
 pub use param_hints::ParamHint;
+pub use role::{Password, RoleOptions, RoleStatement, RoleSyntaxError};
 pub use split::split;
 pub use translate::{translate, Translated};
 pub use types::PgType;

@@ -40,7 +40,7 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
     })
     .block_on(f)
 }
-pub use server::{brief, Server};
+pub use server::{brief, Server, TRUST_EVERYONE};
 pub use sql::{acked_ids, acked_writer, connect};
 
 /// What the kit's helpers return.

@@ -10,6 +10,20 @@ use hadr_admin_api::{AdminClient, Status};
 
 use crate::{free_port, Hadr, Result};
 
+/// The flags that let every client in without a password on a node
+/// listening beyond loopback (docs/security.md §Authentication and access
+/// rules: the node refuses to start with such a rule unless told so).
+pub const TRUST_EVERYONE: [&str; 3] = ["--access", "host all all all trust", "--insecure-trust"];
+
+/// Whether a node listening on `host` with `extra` flags needs
+/// [`TRUST_EVERYONE`] for clients without passwords to get in.
+fn needs_trust(host: &str, extra: &[String]) -> bool {
+    let beyond_loopback = host
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| !ip.is_loopback());
+    beyond_loopback && !extra.iter().any(|a| a == "--access")
+}
+
 /// How long a start may take before it is an error.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a SIGTERM may take before the process is killed.
@@ -165,8 +179,15 @@ impl Server {
             .arg("--listen")
             .arg(crate::addr(listen, self.port))
             .arg("--admin")
-            .arg(crate::addr(listen, self.admin))
-            .args(&self.extra)
+            .arg(crate::addr(listen, self.admin));
+        // Beyond loopback the default access rules ask for a password;
+        // tests and benchmarks connect without one, so a node listening
+        // there trusts everyone (a test network), unless the test sets
+        // its own rules.
+        if needs_trust(listen, &self.extra) {
+            c.args(TRUST_EVERYONE);
+        }
+        c.args(&self.extra)
             .env(
                 "HADR_LOG",
                 std::env::var("HADR_LOG").unwrap_or("info".into()),

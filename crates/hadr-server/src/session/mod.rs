@@ -15,11 +15,12 @@
 //!
 //! The parts, each using only those listed before it: [`wire`] (framing),
 //! [`tx`] (the transaction state machine, pure), [`settings`] (SET/SHOW),
-//! [`startup`], [`portal`], [`state`] (the session and the end of its
+//! [`login`], [`startup`], [`portal`], [`state`] (the session and the end of its
 //! transactions), [`statement`] (one statement, either protocol), then
 //! [`simple`] and [`extended`], and this module's message loop.
 
 pub mod extended;
+pub mod login;
 pub mod portal;
 pub mod settings;
 pub mod simple;

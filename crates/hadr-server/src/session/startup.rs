@@ -1,8 +1,6 @@
 //! Start-up of a connection: SSLRequest, CancelRequest, the StartupMessage,
-//! and the greeting (AuthenticationOk, ParameterStatus, BackendKeyData).
-//!
-//! There is no authentication: hadr trusts its network, as a `trust` line in
-//! pg_hba.conf would.
+//! authentication (login.rs), and the greeting (AuthenticationOk,
+//! ParameterStatus, BackendKeyData).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -28,6 +26,8 @@ pub struct StartupInfo {
     pub params: BTreeMap<String, String>,
     /// What the transport says about the client.
     pub conn: ConnInfo,
+    /// What the authenticated role may do.
+    pub access: crate::auth::Access,
 }
 
 /// What the transport says about the client: what access rules match on
@@ -113,9 +113,15 @@ pub fn startup<S: Stream>(
                         node.ending_reason(),
                     ));
                 }
+                let conn = ConnInfo { peer, tls: None };
+                let access = match super::login::authenticate(node, wire, &conn, &st.parameters)? {
+                    super::login::Login::Accepted(a) => a,
+                    super::login::Login::Left => return Ok(None),
+                };
                 return Ok(Some(StartupInfo {
                     params: st.parameters,
-                    conn: ConnInfo { peer, tls: None },
+                    conn,
+                    access,
                 }));
             }
             _ => {

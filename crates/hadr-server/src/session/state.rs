@@ -36,6 +36,13 @@ pub struct Session {
     pub(super) peer: SocketAddr,
     /// [`Node::topology_generation`] when the client was last sent the topology.
     pub(super) topology_generation: u64,
+    /// The user it logged in as.
+    pub(super) user: String,
+    /// What its role may do.
+    pub(super) access: crate::auth::Access,
+    /// Set while a role statement runs: lifts the guard on the role
+    /// tables (crates/hadr-server/src/auth/roles.rs).
+    pub(super) role_writes: Arc<AtomicBool>,
 }
 
 impl Session {
@@ -50,6 +57,8 @@ impl Session {
         let conn = node.engine.connect().map_err(|e| {
             PgError::fatal(sqlstate::IO_ERROR, format!("cannot open the database: {e}"))
         })?;
+        let role_writes = Arc::new(AtomicBool::new(false));
+        crate::auth::roles::guard(&conn, st.access.admin, role_writes.clone());
         let interrupt = Arc::new(conn.get_interrupt_handle());
         let pid = node.next_pid();
         let secret: i32 = rand_secret();
@@ -96,6 +105,9 @@ impl Session {
             skip_to_sync: false,
             peer,
             topology_generation: 0,
+            user: st.params.get("user").cloned().unwrap_or_default(),
+            access: st.access,
+            role_writes,
         })
     }
 

@@ -32,6 +32,9 @@ impl Session {
         if is_session_command(&cmd) {
             return Ok(Arc::new(Prepared::session(sql, cmd)));
         }
+        if matches!(cmd, Command::Role(_)) {
+            return Ok(Arc::new(Prepared::session(sql, cmd)));
+        }
         if matches!(cmd, Command::CommitOutcome(_)) {
             let mut p = Prepared::session(sql, cmd);
             p.columns = commit_outcome_columns()
@@ -154,6 +157,7 @@ impl Session {
         }
         let outcome = match cmd {
             Command::CommitOutcome(token) => self.commit_outcome(token)?,
+            Command::Role(r) => self.role_statement(r)?,
             _ => self.execute_checked(&p, params, described)?,
         };
         let returns_rows = !outcome.columns.is_empty();
@@ -215,6 +219,7 @@ impl Session {
         params: Vec<Value>,
         described: Option<Vec<PgType>>,
     ) -> Result<Outcome, PgError> {
+        self.check_role_writes(&p.command)?;
         if let Some(why) = self.node.write_refusal() {
             return Err(read_only_error(&p.command).with_hint(why));
         }
@@ -298,6 +303,84 @@ impl Session {
         })
     }
 
+    /// A READONLY role writes nothing (42501), whatever its transaction.
+    fn check_role_writes(&self, cmd: &Command) -> Result<(), PgError> {
+        if !self.access.read_only {
+            return Ok(());
+        }
+        let verb = hadr_sql::command_tag(cmd, 0);
+        let verb = verb.split(' ').next().unwrap_or("statement").to_string();
+        Err(PgError::new(
+            sqlstate::INSUFFICIENT_PRIVILEGE,
+            format!(
+                "permission denied: role \"{}\" is read-only and cannot execute {verb}",
+                self.user
+            ),
+        ))
+    }
+
+    /// `CREATE/ALTER/DROP ROLE`: on the primary, by an administrator,
+    /// outside a transaction block; the password becomes a verifier before
+    /// the write lock is taken (4096 PBKDF2 rounds), and the change is
+    /// committed and replicated like any other
+    /// (crates/hadr-server/src/auth/roles.rs).
+    fn role_statement(
+        &mut self,
+        r: &Result<hadr_sql::RoleStatement, hadr_sql::RoleSyntaxError>,
+    ) -> Result<Outcome, PgError> {
+        use crate::auth::{random_bytes, roles};
+        let stmt = r.clone().map_err(|e| {
+            let code = if e.sqlstate() == sqlstate::FEATURE_NOT_SUPPORTED {
+                sqlstate::FEATURE_NOT_SUPPORTED
+            } else {
+                sqlstate::SYNTAX_ERROR
+            };
+            PgError::new(code, e.to_string())
+        })?;
+        let tag = stmt.tag();
+        if self.tx.status != tx::Status::Idle {
+            return Err(PgError::new(
+                sqlstate::ACTIVE_TRANSACTION,
+                format!("{tag} cannot run inside a transaction block"),
+            ));
+        }
+        if let Some(why) = self.node.write_refusal() {
+            return Err(PgError::new(
+                sqlstate::READ_ONLY_TRANSACTION,
+                format!("cannot execute {tag} in a read-only transaction"),
+            )
+            .with_hint(why));
+        }
+        if !self.access.admin {
+            let verb = match stmt {
+                hadr_sql::RoleStatement::Create { .. } => "create",
+                hadr_sql::RoleStatement::Alter { .. } => "alter",
+                hadr_sql::RoleStatement::Drop { .. } => "drop",
+            };
+            return Err(PgError::new(
+                sqlstate::INSUFFICIENT_PRIVILEGE,
+                format!("permission denied to {verb} role"),
+            )
+            .with_hint("only a SUPERUSER role may create, alter or drop roles"));
+        }
+        let prepared = roles::prepare(stmt, &random_bytes::<16>())?;
+        self.permit = Some(self.node.acquire_write(&self.cancel)?);
+        self.role_writes.store(true, Ordering::SeqCst);
+        let applied = self.run_plain("BEGIN").and_then(|_| {
+            roles::apply(&self.db.conn, &prepared, &self.user, &random_bytes::<32>())
+        });
+        self.role_writes.store(false, Ordering::SeqCst);
+        if let Err(e) = applied {
+            self.rollback();
+            return Err(e);
+        }
+        let r = self.run_plain("COMMIT");
+        self.permit = None;
+        r?;
+        self.finish_commit()?;
+        Ok(Outcome::default())
+    }
+
     /// Execute, taking the write permit first when the statement writes.
     fn execute_with_permit(
         &mut self,
@@ -318,6 +401,7 @@ impl Session {
         }
         let mut want_permit = predicted_write || !p.readonly;
         if want_permit {
+            self.check_role_writes(&p.command)?;
             if let Some(why) = self.node.write_refusal() {
                 return Err(read_only_error(&p.command).with_hint(why));
             }
@@ -336,6 +420,7 @@ impl Session {
                     return Ok(o);
                 }
                 Err(ExecError::NeedPermit) => {
+                    self.check_role_writes(&p.command)?;
                     if let Some(why) = self.node.write_refusal() {
                         return Err(read_only_error(&p.command).with_hint(why));
                     }
