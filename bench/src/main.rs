@@ -717,6 +717,7 @@ fn run() -> Result<()> {
                     .unwrap_or(if cli.quick { 1 } else { 3 })
                     .max(1),
                 connect_seconds: if cli.quick { 3 } else { 10 },
+                pairs: true,
             },
         )?)
     } else {

@@ -59,8 +59,18 @@ pub fn server(bin: &Path, dir: PathBuf, pg: u16, admin: u16, extra: Vec<String>)
 /// `hadr clone --from FROM --data DIR`; returns the wall time it took and
 /// what it printed.
 pub fn hadr_clone(bin: &Path, from: &str, dir: &Path) -> Result<(Duration, String)> {
+    hadr_clone_with(bin, from, dir, &[])
+}
+
+/// [`hadr_clone`] with more flags (the replication TLS files).
+pub fn hadr_clone_with(
+    bin: &Path,
+    from: &str,
+    dir: &Path,
+    extra: &[String],
+) -> Result<(Duration, String)> {
     let mut c = kit::Hadr::new(bin).command(&["clone", "--from", from, "--data"]);
-    c.arg(dir);
+    c.arg(dir).args(extra);
     let t = Instant::now();
     let out = proc::run_ok(&mut c, Duration::from_secs(1800), "hadr clone")?;
     Ok((t.elapsed(), targets::strip_ansi(&out.stdout)))
@@ -145,6 +155,8 @@ pub struct HadrPair {
     name: String,
     primary: Server,
     standby: Server,
+    /// More `hadr clone` flags (the replication TLS files, if any).
+    clone_extra: Vec<String>,
 }
 
 /// What the primary's /status says of its standby.
@@ -201,7 +213,34 @@ impl HadrPair {
             name,
             primary,
             standby,
+            clone_extra: Vec::new(),
         })
+    }
+
+    /// Mutual TLS on the replication link (`ca`, and per node a
+    /// certificate and key: primary first), and `config` (client TLS and
+    /// access rules) for both servers. Before `start`.
+    pub fn with_tls(&mut self, ca: &Path, nodes: [(&Path, &Path); 2], config: &Path) {
+        let flags = |(cert, key): (&Path, &Path)| -> Vec<String> {
+            vec![
+                "--replication-tls-ca-file".into(),
+                ca.display().to_string(),
+                "--replication-tls-cert-file".into(),
+                cert.display().to_string(),
+                "--replication-tls-key-file".into(),
+                key.display().to_string(),
+            ]
+        };
+        for (node, files) in [&mut self.primary, &mut self.standby]
+            .into_iter()
+            .zip(nodes)
+        {
+            node.extra.extend(flags(files));
+            node.extra
+                .extend(["--config".to_string(), config.display().to_string()]);
+        }
+        // The clone runs as the standby would.
+        self.clone_extra = flags(nodes[1]);
     }
 
     pub fn primary_admin(&self) -> String {
@@ -261,7 +300,13 @@ impl HadrPair {
 
     /// `hadr clone` from the running primary; returns the wall time it took.
     pub fn clone_standby(&mut self) -> Result<Duration> {
-        Ok(hadr_clone(&self.bin, &self.primary_local(), &self.standby.dir)?.0)
+        Ok(hadr_clone_with(
+            &self.bin,
+            &self.primary_local(),
+            &self.standby.dir,
+            &self.clone_extra,
+        )?
+        .0)
     }
 
     /// Starts the standby's server (its data must exist); returns when it
@@ -516,6 +561,16 @@ pub struct PostgresPair {
     primary_running: bool,
     standby_running: bool,
     setting: String,
+    /// `ssl = on` with this certificate and key (owned by `postgres`), the
+    /// standby streaming over TLS, and these pg_hba.conf lines first.
+    pub tls: Option<PgTls>,
+}
+
+/// TLS for a [`PostgresPair`].
+pub struct PgTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub hba_first: String,
 }
 
 /// "16/B374D848" → a number.
@@ -535,6 +590,7 @@ impl PostgresPair {
             primary_running: false,
             standby_running: false,
             setting: "on".into(),
+            tls: None,
         })
     }
 
@@ -700,6 +756,21 @@ impl Target for PostgresPair {
                 sock = self.home.display(),
             ),
         )?;
+        if let Some(tls) = &self.tls {
+            Self::append_conf(
+                &self.primary_data(),
+                &format!(
+                    "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\npassword_encryption = 'scram-sha-256'\n",
+                    tls.cert.display(),
+                    tls.key.display()
+                ),
+            )?;
+            let hba = self.primary_data().join("pg_hba.conf");
+            let rest = std::fs::read_to_string(&hba)
+                .with_context(|| format!("reading {}", hba.display()))?;
+            std::fs::write(&hba, format!("{}\n{rest}", tls.hba_first))
+                .with_context(|| format!("writing {}", hba.display()))?;
+        }
         self.primary_running = true;
         self.pg_ctl_start(&self.primary_data(), &self.primary_log(), "primary")?;
         targets::wait_ready(&self.conninfo(), Duration::from_secs(30), || Ok(()))?;
@@ -714,8 +785,12 @@ impl Target for PostgresPair {
             "postgres",
         ])
         .arg("-D")
-        .arg(self.standby_data())
-        .args([
+        .arg(self.standby_data());
+        if self.tls.is_some() {
+            // -R writes this into primary_conninfo: the standby streams over TLS.
+            c.args(["-d", "sslmode=require"]);
+        }
+        c.args([
             "-R",
             "-X",
             "stream",
