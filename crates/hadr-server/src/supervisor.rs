@@ -38,6 +38,9 @@ pub enum SupervisorError {
     /// Promotion failed.
     #[error("promotion failed: {0}")]
     Promote(#[source] EngineError),
+    /// The admin token could not be read (or may not be used).
+    #[error(transparent)]
+    AdminAuth(#[from] crate::admin_auth::AdminAuthError),
 }
 
 /// Why a repair (rewind or re-clone) failed.
@@ -107,7 +110,9 @@ pub async fn supervise(
         );
     }
     hadr_engine::Control::load(&config.data).map_err(NodeError::from)?;
-    let gate = Gate::bind(&config)?;
+    // Read once: a token file changed later takes effect at the next start.
+    let auth = Arc::new(crate::admin_auth::AdminAuth::load(&config)?);
+    let gate = Gate::bind(&config, auth)?;
     on_bound(gate.bound());
     loop {
         events.publish(RoleEvent::Starting);
