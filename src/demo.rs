@@ -368,8 +368,13 @@ async fn run_in(root: &Path, port: u16, seconds: Duration, no_wait: bool) -> Res
         a.admin_addr(),
         b.admin_addr()
     );
+    // Both nodes require the same admin token (docs/security.md §Admin endpoint).
+    let token_file = b
+        .admin_token_file()
+        .map(|f| format!(" --admin-token-file {}", f.display()))
+        .unwrap_or_default();
     println!(
-        "switch:   cargo run --release -- takeover --node {}",
+        "switch:   cargo run --release -- takeover --node {}{token_file}",
         b.admin_addr()
     );
     if !no_wait {

@@ -5,10 +5,13 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use hadr_admin_api::{AdminClient, AdminError, NodeRole};
+use hadr_admin_api::{AdminError, NodeRole};
 use hadr_server::config::{ByteSize, Config, Dur, FlushMode, RoleSetting, SyncModeSetting};
 use tracing_subscriber::EnvFilter;
 
+use crate::admin_token::{Admin, AdminTokenArgs};
+
+mod admin_token;
 mod certs;
 mod demo;
 mod filesync_text;
@@ -51,6 +54,8 @@ enum Cmd {
         /// Longest wait for the nodes to reach a common LSN.
         #[arg(long, default_value = "30s")]
         timeout: Dur,
+        #[command(flatten)]
+        token: AdminTokenArgs,
     },
     /// Make the standby at this admin address the primary. Graceful by
     /// default (needs PEER: the primary stops writes, ships its last records
@@ -71,6 +76,8 @@ enum Cmd {
         /// Longest wait for the whole switch.
         #[arg(long, default_value = "60s")]
         timeout: Dur,
+        #[command(flatten)]
+        token: AdminTokenArgs,
     },
     /// Create a standby by copying a running primary (over its replication port).
     Clone {
@@ -120,6 +127,8 @@ enum Cmd {
     Cluster {
         #[command(subcommand)]
         what: ClusterCmd,
+        #[command(flatten)]
+        token: AdminTokenArgs,
     },
     /// The resources that follow the primary role on a running node
     /// (docs/resources.md): restart one (forgetting its failures), disable
@@ -127,6 +136,8 @@ enum Cmd {
     Resource {
         #[command(subcommand)]
         what: resource_cmd::ResourceCmd,
+        #[command(flatten)]
+        token: AdminTokenArgs,
     },
     /// Show a running node's status (from its admin endpoint).
     Status {
@@ -136,6 +147,8 @@ enum Cmd {
         /// Print the raw JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        token: AdminTokenArgs,
     },
     /// A local primary and a standby cloned from it under a bank workload; a
     /// graceful takeover, a kill -9 of the primary and a forced takeover, the
@@ -266,6 +279,19 @@ struct ServerArgs {
     /// Admin HTTP listen address [default: 127.0.0.1:8433].
     #[arg(long)]
     admin: Option<std::net::SocketAddr>,
+    /// File holding the admin token (readable by its owner only; the same
+    /// on every node): state-changing admin requests must carry it
+    /// [default: none: such requests only over loopback].
+    #[arg(long, value_name = "PATH")]
+    admin_token_file: Option<PathBuf>,
+    /// The read-only admin endpoints (/status, /metrics, /primary, /standby…)
+    /// need the admin token too.
+    #[arg(long)]
+    admin_require_token_for_reads: bool,
+    /// Start with an admin port on a non-loopback address and no admin
+    /// token: anyone who reaches it may take over or fence this node.
+    #[arg(long)]
+    insecure_admin: bool,
     /// HOST:PORT where clients reach this node, advertised to them in the
     /// topology (NAT, a VIP, a name, or a wildcard listen) [default: the listen address].
     #[arg(long)]
@@ -469,6 +495,11 @@ impl ServerArgs {
         if self.replication_tls_key_file.is_some() {
             c.replication_tls_key_file = self.replication_tls_key_file;
         }
+        if self.admin_token_file.is_some() {
+            c.admin_token_file = self.admin_token_file;
+        }
+        c.admin_require_token_for_reads |= self.admin_require_token_for_reads;
+        c.insecure_admin |= self.insecure_admin;
 
         c.force = self.force;
         c.validate()?;
@@ -547,21 +578,30 @@ fn main() -> Result<()> {
             node,
             json,
             timeout,
+            token,
         } => {
             if node.len() < 2 {
                 bail!("give --data DIR for an offline check, or --node ADMIN_ADDR at least twice to compare running nodes");
             }
+            let admin = token.admin()?;
             let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(verify_nodes(&node, json, timeout.0))
+            rt.block_on(verify_nodes(&admin, &node, json, timeout.0))
         }
         Cmd::Takeover {
             node,
             timeout,
             force,
             peer_window_only,
+            token,
         } => {
+            let admin = token.admin()?;
             let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(takeover(&node, timeout.0, force, peer_window_only))
+            rt.block_on(takeover(
+                &admin.client(node.as_str()),
+                timeout.0,
+                force,
+                peer_window_only,
+            ))
         }
         Cmd::Rejoin {
             from,
@@ -586,9 +626,10 @@ fn main() -> Result<()> {
             rt.block_on(clone(&from, &c))
         }
         Cmd::Certs { what } => certs::run(what),
-        Cmd::Status { node, json } => {
+        Cmd::Status { node, json, token } => {
+            let admin = token.admin()?;
             let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(status(&node, json))
+            rt.block_on(status(&admin, &node, json))
         }
         Cmd::Arbiter {
             what: ArbiterCmd::Check { config, arbiter },
@@ -603,13 +644,15 @@ fn main() -> Result<()> {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(arbiter_check(&spec))
         }
-        Cmd::Cluster { what } => {
+        Cmd::Cluster { what, token } => {
+            let admin = token.admin()?;
             let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(cluster(what))
+            rt.block_on(cluster(&admin, what))
         }
-        Cmd::Resource { what } => {
+        Cmd::Resource { what, token } => {
+            let admin = token.admin()?;
             let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(resource_cmd::run(what))
+            rt.block_on(resource_cmd::run(&admin, what))
         }
         Cmd::Demo {
             port,
@@ -623,9 +666,14 @@ fn main() -> Result<()> {
 }
 
 /// Ask a standby to take over, then wait until it serves as primary.
-async fn takeover(node: &str, timeout: Duration, force: bool, window_only: bool) -> Result<()> {
+async fn takeover(
+    admin: &hadr_admin_api::AdminClient,
+    timeout: Duration,
+    force: bool,
+    window_only: bool,
+) -> Result<()> {
     let started = std::time::Instant::now();
-    let admin = AdminClient::new(node);
+    let node = admin.addr();
     let before = admin.status_with_hash(false).await?;
     if before.role != NodeRole::Standby {
         bail!("{node} is a {}, not a standby: a takeover is issued against the standby that should become primary", before.role);
@@ -653,6 +701,8 @@ async fn takeover(node: &str, timeout: Duration, force: bool, window_only: bool)
             };
             return Err(anyhow::Error::new(e).context(what));
         }
+        // Nothing was done: say so at once rather than wait for a primary.
+        Err(e @ AdminError::Unauthorized { .. }) => return Err(e.into()),
         Err(_) => {}
     }
     let deadline = started + timeout;
@@ -788,8 +838,8 @@ fn verify(data: PathBuf, json: bool) -> Result<()> {
     Ok(())
 }
 
-async fn status(node: &str, json: bool) -> Result<()> {
-    let st = match AdminClient::new(node).status().await {
+async fn status(admin: &Admin, node: &str, json: bool) -> Result<()> {
+    let st = match admin.client(node).status().await {
         Ok(st) => st,
         Err(e) => match e.not_serving() {
             Some(n) => {
@@ -879,8 +929,9 @@ async fn clone(from: &str, cfg: &Config) -> Result<()> {
     Ok(())
 }
 
-async fn node_hash(node: &str) -> Result<(u64, String)> {
-    let st = AdminClient::new(node)
+async fn node_hash(admin: &Admin, node: &str) -> Result<(u64, String)> {
+    let st = admin
+        .client(node)
         .with_timeout(Duration::from_secs(300))
         .status_with_hash(true)
         .await?;
@@ -890,12 +941,17 @@ async fn node_hash(node: &str) -> Result<(u64, String)> {
 
 /// Compare running nodes at one LSN: standbys report their hash at their
 /// replay position, so wait until every node shows the same LSN.
-async fn verify_nodes(nodes: &[String], json: bool, timeout: Duration) -> Result<()> {
+async fn verify_nodes(
+    admin: &Admin,
+    nodes: &[String],
+    json: bool,
+    timeout: Duration,
+) -> Result<()> {
     let deadline = std::time::Instant::now() + timeout;
     loop {
         let mut seen = Vec::new();
         for n in nodes {
-            seen.push((n.clone(), node_hash(n).await?));
+            seen.push((n.clone(), node_hash(admin, n).await?));
         }
         let lsn0 = seen[0].1 .0;
         if seen.iter().all(|(_, (l, _))| *l == lsn0) {
@@ -918,7 +974,7 @@ async fn verify_nodes(nodes: &[String], json: bool, timeout: Duration) -> Result
             if !same {
                 bail!("nodes differ at LSN {lsn0}");
             }
-            return verify_files(nodes, json, deadline).await;
+            return verify_files(admin, nodes, json, deadline).await;
         }
         if std::time::Instant::now() > deadline {
             let desc: Vec<String> = seen
@@ -934,11 +990,17 @@ async fn verify_nodes(nodes: &[String], json: bool, timeout: Duration) -> Result
 /// Each node's synced directories against its tables (the tables are
 /// covered by the page hash). A standby writes files shortly after it
 /// replays them, so differences are looked at again until `deadline`.
-async fn verify_files(nodes: &[String], json: bool, deadline: std::time::Instant) -> Result<()> {
+async fn verify_files(
+    admin: &Admin,
+    nodes: &[String],
+    json: bool,
+    deadline: std::time::Instant,
+) -> Result<()> {
     loop {
         let mut seen = Vec::new();
         for n in nodes {
-            match AdminClient::new(n.as_str())
+            match admin
+                .client(n.as_str())
                 .with_timeout(Duration::from_secs(300))
                 .files_verify()
                 .await
@@ -1065,13 +1127,13 @@ async fn arbiter_check(spec: &str) -> Result<()> {
 }
 
 /// `hadr cluster pause|resume|list`.
-async fn cluster(what: ClusterCmd) -> Result<()> {
+async fn cluster(admin: &Admin, what: ClusterCmd) -> Result<()> {
     match what {
         ClusterCmd::Pause { node } | ClusterCmd::Resume { node } if node.is_empty() => {
             bail!("name at least one --node")
         }
-        ClusterCmd::Pause { node } => set_paused(&node, true).await,
-        ClusterCmd::Resume { node } => set_paused(&node, false).await,
+        ClusterCmd::Pause { node } => set_paused(admin, &node, true).await,
+        ClusterCmd::Resume { node } => set_paused(admin, &node, false).await,
         ClusterCmd::List { node } => {
             println!(
                 "{:<22} {:<8} {:>5}  {:<24} {:>12}  {:<28} automation",
@@ -1080,7 +1142,7 @@ async fn cluster(what: ClusterCmd) -> Result<()> {
             // The record's member list, from the node that knows the newest epoch.
             let mut members: Option<(u64, String)> = None;
             for n in &node {
-                match hadr_admin_api::AdminClient::new(n.clone()).status().await {
+                match admin.client(n.clone()).status().await {
                     Ok(st) => {
                         println!("{}", status_text::cluster_row(n, &st));
                         let epoch = st.failover.as_ref().map(|f| f.epoch).unwrap_or(0);
@@ -1101,9 +1163,10 @@ async fn cluster(what: ClusterCmd) -> Result<()> {
     }
 }
 
-async fn set_paused(nodes: &[String], paused: bool) -> Result<()> {
+async fn set_paused(admin: &Admin, nodes: &[String], paused: bool) -> Result<()> {
     for n in nodes {
-        hadr_admin_api::AdminClient::new(n.clone())
+        admin
+            .client(n.clone())
             .pause(paused)
             .await
             .with_context(|| n.to_string())?;

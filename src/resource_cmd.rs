@@ -41,11 +41,11 @@ pub enum ResourceCmd {
     },
 }
 
-pub async fn run(what: ResourceCmd) -> Result<()> {
+pub async fn run(admin: &crate::admin_token::Admin, what: ResourceCmd) -> Result<()> {
     let (name, node, op) = match what {
         ResourceCmd::List { node } => {
             for n in &node {
-                match hadr_admin_api::AdminClient::new(n.clone()).status().await {
+                match admin.client(n.clone()).status().await {
                     Ok(st) => {
                         println!("{n} ({})", st.role);
                         print!("{}", crate::status_text::resources_table(&st));
@@ -59,7 +59,8 @@ pub async fn run(what: ResourceCmd) -> Result<()> {
         ResourceCmd::Disable { name, node } => (name, node, "disable"),
         ResourceCmd::Enable { name, node } => (name, node, "enable"),
     };
-    hadr_admin_api::AdminClient::new(node.clone())
+    admin
+        .client(node.clone())
         .resource(&name, op)
         .await
         .with_context(|| format!("{node}: {op} {name}"))?;

@@ -492,7 +492,7 @@ async fn writers_go_through_graceful_takeovers_and_a_crash_without_an_error_or_a
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let out = std::process::Command::new(bin())
+            let out = admin_cmd()
                 .args([
                     "takeover",
                     "--timeout",

@@ -116,6 +116,7 @@ impl Netns {
             .args(["netns", "exec", &self.name])
             .arg(bin())
             .args(args)
+            .env(ADMIN_TOKEN_ENV, admin_token())
             .output()
             .unwrap();
         (
@@ -197,6 +198,9 @@ async fn pair_with(
     let sdir = tmp.join("standby");
     clone_to(&p_local, &sdir)?;
     let s_admin = format!("{}:8433", ns.ns_ip);
+    // Its admin port is on every address of the namespace: it needs a token.
+    let token = tmp.join("standby.admin-token");
+    write_admin_token(&token)?;
     let args: Vec<String> = [
         "server",
         "--data",
@@ -209,6 +213,8 @@ async fn pair_with(
         // inside it reaches the admin port even while the link is black-holed.
         "--admin",
         "0.0.0.0:8433",
+        "--admin-token-file",
+        token.to_str().unwrap(),
         "--hadr-local",
         &s_local,
         "--hadr-target-list",

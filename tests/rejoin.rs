@@ -36,7 +36,7 @@ fn in_peer(st: &Status) -> bool {
 }
 
 fn takeover(admin: u16, flags: &[&str]) -> (bool, String) {
-    let out = Command::new(bin())
+    let out = admin_cmd()
         .args(["takeover", "--node", &format!("127.0.0.1:{admin}")])
         .args(flags)
         .args(["--timeout", "60s"])

@@ -196,7 +196,7 @@ async fn monitor_failures_restart_then_leave_the_resource_failed_until_an_operat
         "{metrics}"
     );
     // `hadr resource restart` forgets the failures and starts it again.
-    let out = std::process::Command::new(bin())
+    let out = admin_cmd()
         .args(["resource", "restart", "flaky", "--node", &a.admin_addr()])
         .output()?;
     assert!(
@@ -208,7 +208,7 @@ async fn monitor_failures_restart_then_leave_the_resource_failed_until_an_operat
     assert_eq!(resource(&st, "flaky").failures, 0);
     // disable / enable, and the text status shows it.
     for (op, want) in [("disable", "offline"), ("enable", "online")] {
-        let out = std::process::Command::new(bin())
+        let out = admin_cmd()
             .args(["resource", op, "flaky", "--node", &a.admin_addr()])
             .output()?;
         assert!(
@@ -235,7 +235,7 @@ async fn monitor_failures_restart_then_leave_the_resource_failed_until_an_operat
         text.contains("(standard)") && text.contains("flaky") && text.contains("online"),
         "{text}"
     );
-    let out = std::process::Command::new(bin())
+    let out = admin_cmd()
         .args(["resource", "restart", "nope", "--node", &a.admin_addr()])
         .output()?;
     assert!(!out.status.success());
@@ -530,7 +530,7 @@ async fn a_busy_mount_is_reported_and_unmounted_once_released() -> Result<()> {
         .arg("sleep 2")
         .current_dir(&mnt)
         .spawn()?;
-    let out = std::process::Command::new(bin())
+    let out = admin_cmd()
         .args(["resource", "disable", "disk", "--node", &a.admin_addr()])
         .output()?;
     assert!(out.status.success());

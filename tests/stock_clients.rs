@@ -732,7 +732,7 @@ fn hosts_of(p: &Pair) -> Hosts {
 }
 
 fn takeover(node: &Server) -> Result<(), String> {
-    let out = Command::new(bin())
+    let out = admin_cmd()
         .args(["takeover", "--timeout", "30s", "--node", &node.admin_addr()])
         .output()
         .map_err(|e| e.to_string())?;

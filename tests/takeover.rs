@@ -5,7 +5,6 @@
 mod common;
 use common::*;
 use std::collections::BTreeSet;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -135,7 +134,7 @@ async fn alternating_graceful_takeovers_under_load_lose_nothing() -> Result<()> 
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let out = Command::new(bin())
+            let out = admin_cmd()
                 .args([
                     "takeover",
                     "--timeout",
@@ -202,7 +201,7 @@ async fn alternating_graceful_takeovers_under_load_lose_nothing() -> Result<()> 
 #[tokio::test]
 async fn takeover_is_refused_against_a_primary() -> Result<()> {
     let s = start(&["--role", "primary"])?;
-    let out = Command::new(bin())
+    let out = admin_cmd()
         .args(["takeover", "--node", &format!("127.0.0.1:{}", s.admin)])
         .output()
         .unwrap();
@@ -246,7 +245,7 @@ async fn a_superasync_standby_takes_over_from_remote_catchup_and_loses_nothing()
         "{}",
         brief(&st)
     );
-    let out = Command::new(bin())
+    let out = admin_cmd()
         .args([
             "takeover",
             "--timeout",

@@ -19,6 +19,12 @@ pub fn hadr() -> Hadr {
     Hadr::new(bin())
 }
 
+/// A `hadr` command carrying the kit's admin token (HADR_ADMIN_TOKEN), for
+/// the commands that steer the kit's servers (takeover, resource, cluster).
+pub fn admin_cmd() -> Command {
+    hadr().command(&[])
+}
+
 /// `hadr init` a temporary directory and start a server on it.
 pub fn start(extra: &[&str]) -> Result<Server> {
     hadr().start(extra)
@@ -213,7 +219,7 @@ pub async fn peer_pair(extra: &[&str]) -> Result<PeerPair> {
 
 /// `hadr takeover` on the standby `node` (graceful; waits up to 30 s).
 pub fn takeover_on(node: &Server) -> Result<()> {
-    let out = Command::new(bin())
+    let out = admin_cmd()
         .args([
             "takeover",
             "--timeout",

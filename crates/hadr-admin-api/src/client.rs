@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use hadr_secrets::SecretText;
 use serde::de::DeserializeOwned;
 
 use crate::{FenceAnswer, Status, TakeoverAnswer};
@@ -42,6 +43,17 @@ pub enum AdminError {
         /// The request path.
         path: String,
         /// What broke.
+        detail: String,
+    },
+    /// The node wants the admin token (HTTP 401): none was sent, or a
+    /// wrong one. Nothing was done.
+    #[error("the node at {addr} refused {path}: no or wrong admin token ({detail}); pass --admin-token-file or set HADR_ADMIN_TOKEN")]
+    Unauthorized {
+        /// The admin address.
+        addr: String,
+        /// The request path.
+        path: String,
+        /// The node's reason (whether a token came at all).
         detail: String,
     },
     /// An answer other than the one expected (200, or 503 for a role check),
@@ -86,8 +98,14 @@ impl AdminError {
     pub fn http_status(&self) -> Option<u16> {
         match self {
             AdminError::Http { status, .. } => Some(*status),
+            AdminError::Unauthorized { .. } => Some(401),
             _ => None,
         }
+    }
+
+    /// The node refused for want of the admin token (HTTP 401).
+    pub fn is_unauthorized(&self) -> bool {
+        matches!(self, AdminError::Unauthorized { .. })
     }
 
     /// A takeover (or another request) the node refused: HTTP 409.
@@ -99,11 +117,14 @@ impl AdminError {
 /// A client for one node's admin endpoint. Cheap to clone. Every request
 /// has a time limit ([`DEFAULT_TIMEOUT`] unless set) and opens its own
 /// connection: admin requests are rare, and nodes are restarted under it.
+/// With a token ([`AdminClient::with_token`]) every request carries it as
+/// `Authorization: Bearer …` (its `Debug` shows no token).
 #[derive(Clone, Debug)]
 pub struct AdminClient {
     addr: String,
     base: String,
     timeout: Duration,
+    token: Option<SecretText>,
     http: reqwest::Client,
 }
 
@@ -127,7 +148,16 @@ impl AdminClient {
             addr,
             base,
             timeout: DEFAULT_TIMEOUT,
+            token: None,
             http,
+        }
+    }
+
+    /// The same client sending `token` (None: no token) with every request.
+    pub fn with_token(&self, token: Option<SecretText>) -> AdminClient {
+        AdminClient {
+            token,
+            ..self.clone()
         }
     }
 
@@ -252,7 +282,13 @@ impl AdminClient {
     async fn send(&self, method: reqwest::Method, path: &str) -> Result<String, AdminError> {
         let url = format!("{}{path}", self.base);
         let exchange = async {
-            let resp = self.http.request(method, &url).send().await?;
+            let mut req = self.http.request(method, &url);
+            if let Some(t) = &self.token {
+                // reqwest marks the header sensitive: it is left out of its
+                // own debug output.
+                req = req.bearer_auth(t.expose());
+            }
+            let resp = req.send().await?;
             let status = resp.status().as_u16();
             let body = resp.text().await?;
             Ok::<_, reqwest::Error>((status, body))
@@ -264,6 +300,16 @@ impl AdminClient {
             Ok(Err(e)) => return Err(self.failed(path, e)),
             Ok(Ok(answer)) => answer,
         };
+        if status == 401 {
+            let detail = serde_json::from_str::<crate::Unauthorized>(&body)
+                .map(|u| u.detail)
+                .unwrap_or_else(|_| quote(body.trim()));
+            return Err(AdminError::Unauthorized {
+                addr: self.addr.clone(),
+                path: path.to_string(),
+                detail,
+            });
+        }
         if status != 200 {
             return Err(AdminError::Http {
                 addr: self.addr.clone(),

@@ -1,7 +1,8 @@
 //! hadr's admin HTTP API as types: what `GET /status`, `POST /takeover` and
 //! `POST /fence` answer ([`Status`], [`TakeoverAnswer`], [`FenceAnswer`]),
 //! and [`AdminClient`], the one client every consumer (the CLI, the demo,
-//! the tests, the benchmark) talks to a node's admin port with.
+//! the tests, the benchmark) talks to a node's admin port with; and the
+//! admin token ([`token`]) that state-changing requests carry.
 //!
 //! The JSON is the wire format: field names and shapes are those `/status`
 //! has always had, so that scripts reading it keep working. Fields added
@@ -11,6 +12,7 @@
 mod client;
 mod filesync;
 mod status;
+pub mod token;
 
 pub use client::{AdminClient, AdminError, DEFAULT_TIMEOUT};
 pub use filesync::{FileMismatch, FileSyncProblem, FileSyncRoot, FileSyncStatus, FileVerify};
@@ -21,3 +23,4 @@ pub use status::{
     LogStatus, NodeRole, NotServing, PageHashStatus, PrimaryView, Recovery, ResourceView,
     ResourcesStatus, StandbyPair, StandbyView, Status, TakeoverAnswer, TakeoverProgress, Topology,
 };
+pub use token::Unauthorized;

@@ -147,7 +147,8 @@ impl S3Arbiter {
             false
         } else {
             return Err(spec_err(format!(
-                "endpoint {url:?} must start with http:// or https://"
+                "endpoint {:?} must start with http:// or https://",
+                without_userinfo(&url)
             )));
         };
 
@@ -205,7 +206,12 @@ impl S3Arbiter {
     }
 
     fn endpoint(&self) -> String {
-        format!("s3://{}/{} @ {}", self.bucket, self.key, self.url)
+        format!(
+            "s3://{}/{} @ {}",
+            self.bucket,
+            self.key,
+            without_userinfo(&self.url)
+        )
     }
 
     /// Run one request within the timeout.
@@ -237,6 +243,20 @@ impl S3Arbiter {
                 message: error_chain(&e),
             },
         }
+    }
+}
+
+/// `url` with any `user:password@` in its authority replaced by `***@`:
+/// the endpoint is shown in `/status`, logs and errors, and a URL can carry
+/// credentials (which the store does not use: they come from the key files).
+fn without_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => url.to_string(),
     }
 }
 
@@ -380,5 +400,23 @@ impl Arbiter for S3Arbiter {
             endpoint: self.endpoint(),
             stateful: true,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_userinfo;
+
+    #[test]
+    fn credentials_in_an_endpoint_url_are_not_shown() {
+        assert_eq!(
+            without_userinfo("http://AKIA:s3cr3t@minio:9000/x@y"),
+            "http://***@minio:9000/x@y"
+        );
+        assert_eq!(
+            without_userinfo("https://s3.eu-west-1.amazonaws.com"),
+            "https://s3.eu-west-1.amazonaws.com"
+        );
+        assert_eq!(without_userinfo("minio:9000"), "minio:9000");
     }
 }

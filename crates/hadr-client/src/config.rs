@@ -60,8 +60,9 @@ pub enum ConfigError {
 }
 
 /// Where and how to connect. Build one with [`Config::new`] and the setters,
-/// or parse a connection string with `str::parse`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// or parse a connection string with `str::parse`. Its `Debug` shows no
+/// password (docs/security.md §Secrets hygiene).
+#[derive(Clone, PartialEq, Eq)]
 pub struct Config {
     /// Configured hosts, in the order given (tried after the primary the
     /// cluster advertised).
@@ -99,6 +100,48 @@ pub struct Config {
     pub backoff_max: Duration,
     /// File remembering the hosts learnt, across restarts.
     pub host_cache: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Destructured, so that a field added later must be listed here.
+        let Config {
+            hosts,
+            user,
+            password,
+            dbname,
+            application_name,
+            target,
+            connect_timeout,
+            keepalives_idle,
+            keepalives_interval,
+            keepalives_count,
+            tcp_user_timeout,
+            statement_timeout,
+            reroute_timeout,
+            backoff_base,
+            backoff_max,
+            host_cache,
+        } = self;
+        f.debug_struct("Config")
+            .field("hosts", hosts)
+            .field("user", user)
+            .field("password", &password.as_ref().map(|_| "<redacted>"))
+            .field("dbname", dbname)
+            .field("application_name", application_name)
+            .field("target", target)
+            .field("connect_timeout", connect_timeout)
+            .field("keepalives_idle", keepalives_idle)
+            .field("keepalives_interval", keepalives_interval)
+            .field("keepalives_count", keepalives_count)
+            .field("tcp_user_timeout", tcp_user_timeout)
+            .field("statement_timeout", statement_timeout)
+            .field("reroute_timeout", reroute_timeout)
+            .field("backoff_base", backoff_base)
+            .field("backoff_max", backoff_max)
+            .field("host_cache", host_cache)
+            .finish()
+    }
 }
 
 impl Default for Config {
@@ -458,6 +501,11 @@ mod tests {
     fn quoted_values_and_cache_path() {
         let c = parse(r"host = a password='it\'s a secret' host_cache='/tmp/x y'").unwrap();
         assert_eq!(c.password.as_deref(), Some("it's a secret"));
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("secret") && shown.contains("<redacted>"),
+            "{shown}"
+        );
         assert_eq!(c.host_cache, Some(PathBuf::from("/tmp/x y")));
     }
 

@@ -7,6 +7,9 @@
 
 use std::path::{Path, PathBuf};
 
+mod text;
+pub use text::SecretText;
+
 /// Why a secret file was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {

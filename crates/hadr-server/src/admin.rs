@@ -1,6 +1,9 @@
 //! Admin HTTP: `/status` (JSON), `/primary` and `/standby` (200/503 for load
-//! balancer health checks), `/metrics` (Prometheus text).
+//! balancer health checks), `/metrics` (Prometheus text), and the requests
+//! that steer the node (`/takeover`, `/fence`, `/failover/pause`,
+//! `/resources/NAME/OP`), which need the admin token (crates/hadr-server/src/admin_auth.rs).
 
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -14,10 +17,12 @@ use hadr_engine::Role;
 use tokio::net::TcpListener;
 use tracing::warn;
 
+use crate::admin_auth::AdminAuth;
 use crate::node::{Node, Repl, TakeoverAnswer};
 
-/// Serve the admin endpoints until the task is aborted.
-pub async fn serve(node: Arc<Node>, listener: TcpListener) {
+/// Serve the admin endpoints until the task is aborted; `auth` guards
+/// every path, including unknown ones (the fallback).
+pub async fn serve(node: Arc<Node>, listener: TcpListener, auth: Arc<AdminAuth>) {
     let app = Router::new()
         .route("/status", get(status))
         .route("/primary", get(primary))
@@ -32,7 +37,13 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener) {
             "/resources/{name}/{op}",
             axum::routing::post(crate::admin_resources::op),
         )
-        .with_state(node);
+        .fallback(|| async { (StatusCode::NOT_FOUND, "no such admin path\n") })
+        .with_state(node)
+        .layer(axum::middleware::from_fn_with_state(
+            auth,
+            crate::admin_auth::guard,
+        ));
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     if let Err(e) = axum::serve(listener, app).await {
         warn!(error = %e, "admin server stopped");
     }

@@ -160,6 +160,18 @@ pub struct Config {
     pub client_address: Option<String>,
     /// Admin HTTP listen address (/status, /primary, /standby, /metrics).
     pub admin: SocketAddr,
+    /// File holding the admin token (only its owner may read it; the same
+    /// file on every node of a cluster): every state-changing admin request
+    /// must carry it as `Authorization: Bearer TOKEN`. Unset: such requests
+    /// are accepted only while `admin` is a loopback address (docs/security.md).
+    pub admin_token_file: Option<PathBuf>,
+    /// The read-only admin endpoints (/status, /metrics, /primary,
+    /// /standby, /health, /files/verify) need the token too (default: open,
+    /// for load balancers and dashboards).
+    pub admin_require_token_for_reads: bool,
+    /// Start although `admin` is not a loopback address and no token is
+    /// set: anyone who reaches the port may then take over or fence the node.
+    pub insecure_admin: bool,
     /// Size at which the log switches to a new segment file.
     pub log_segment_size: ByteSize,
     /// Log kept on disk beyond what recovery needs.
@@ -330,6 +342,9 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 5433)),
             client_address: None,
             admin: SocketAddr::from(([127, 0, 0, 1], 8433)),
+            admin_token_file: None,
+            admin_require_token_for_reads: false,
+            insecure_admin: false,
             log_segment_size: ByteSize(64 << 20),
             log_retention: ByteSize(1 << 30),
             log_flush_mode: FlushMode::Fsync,
@@ -511,6 +526,7 @@ impl Config {
                 message: "must differ from listen".into(),
             });
         }
+        self.validate_admin_access()?;
         self.resource_specs()?;
         let rules = self.access_rules()?;
         if let Some((i, rule)) = rules.insecure_trust(self.listen.ip()) {
@@ -549,6 +565,34 @@ impl Config {
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(hadr_auth::Rules::new(rules))
+    }
+
+    /// The admin endpoint's credentials (docs/security.md §Admin endpoint):
+    /// a port others can reach needs a token, unless the operator said
+    /// otherwise in so many words.
+    fn validate_admin_access(&self) -> Result<(), ConfigError> {
+        if self.admin_token_file.is_some() {
+            return Ok(());
+        }
+        if self.admin_require_token_for_reads {
+            return Err(ConfigError::Invalid {
+                key: "admin_require_token_for_reads",
+                message: "needs admin_token_file (the token the reads must carry)".into(),
+            });
+        }
+        if !self.admin.ip().is_loopback() && !self.insecure_admin {
+            return Err(ConfigError::Invalid {
+                key: "admin",
+                message: format!(
+                    "the admin port {} is not a loopback address and no admin_token_file is set: anyone who reaches it could take over or fence this node. \
+                     Set admin_token_file (--admin-token-file) to a file only its owner can read, the same on every node \
+                     (umask 077; head -c 32 /dev/urandom | base64 > /etc/hadr/admin-token), \
+                     or listen on 127.0.0.1, or accept anonymous admin requests from the network with --insecure-admin (insecure_admin = true)",
+                    self.admin
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// The synced directories as the file sync names them.
@@ -937,6 +981,29 @@ mod tests {
             e.contains("go together") && e.contains("replication_tls_key_file missing"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn an_admin_port_off_loopback_needs_a_token_or_insecure_admin() {
+        let check = |toml: &str| Config::from_toml(toml).unwrap().validate();
+        assert!(check("admin = \"127.0.0.1:8433\"").is_ok());
+        assert!(check("admin = \"[::1]:8433\"").is_ok());
+        for exposed in ["0.0.0.0:8433", "10.0.0.5:8433", "[::]:8433"] {
+            let e = check(&format!("admin = {exposed:?}"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("admin_token_file"), "{e}");
+            assert!(e.contains("--insecure-admin"), "{e}");
+            assert!(check(&format!("admin = {exposed:?}\ninsecure_admin = true")).is_ok());
+            assert!(check(&format!(
+                "admin = {exposed:?}\nadmin_token_file = \"/etc/hadr/admin-token\""
+            ))
+            .is_ok());
+        }
+        let e = check("admin_require_token_for_reads = true")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("admin_token_file"), "{e}");
     }
 
     #[test]

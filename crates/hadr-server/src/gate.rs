@@ -11,7 +11,8 @@
 //!   person sees why instead of "connection refused";
 //! - every admin request gets 503 with the phase as JSON
 //!   (`{"phase":"re-cloning","detail":"…"}`), so `hadr status` and a load
-//!   balancer's health check learn what the node is doing.
+//!   balancer's health check learn what the node is doing (the admin
+//!   token is checked first, as in a run: crates/hadr-server/src/admin_auth.rs).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -25,6 +26,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
+use crate::admin_auth::AdminAuth;
 use crate::config::Config;
 use crate::errors::{sqlstate, PgError};
 use crate::node::NodeError;
@@ -72,11 +74,13 @@ pub struct Gate {
     bound: Bound,
     phase: watch::Sender<Phase>,
     task: Mutex<Option<JoinHandle<()>>>,
+    auth: Arc<AdminAuth>,
 }
 
 impl Gate {
-    /// Bind the client and admin ports (the supervisor, once).
-    pub fn bind(config: &Config) -> Result<Arc<Gate>, NodeError> {
+    /// Bind the client and admin ports (the supervisor, once); `auth`
+    /// guards the admin port in every run and between runs.
+    pub fn bind(config: &Config, auth: Arc<AdminAuth>) -> Result<Arc<Gate>, NodeError> {
         let bind = |addr: SocketAddr| {
             let l = listen(addr).map_err(|source| NodeError::Bind { addr, source })?;
             let local = l
@@ -95,7 +99,13 @@ impl Gate {
             },
             phase: watch::channel(Phase::new("starting", "starting up")).0,
             task: Mutex::new(None),
+            auth,
         }))
+    }
+
+    /// Who may use the admin port.
+    pub fn admin_auth(&self) -> Arc<AdminAuth> {
+        self.auth.clone()
     }
 
     /// The addresses bound.
@@ -112,7 +122,7 @@ impl Gate {
             match self.listeners() {
                 Ok((pg, admin)) => {
                     let rx = self.phase.subscribe();
-                    *task = Some(tokio::spawn(answer(pg, admin, rx)));
+                    *task = Some(tokio::spawn(answer(pg, admin, rx, self.auth.clone())));
                 }
                 Err(e) => warn!(error = %e, "the gate cannot answer for the node"),
             }
@@ -173,10 +183,22 @@ impl Drop for Gate {
 }
 
 /// Refuse clients and answer admin requests until aborted.
-async fn answer(pg: TcpListener, admin: TcpListener, phase: watch::Receiver<Phase>) {
+async fn answer(
+    pg: TcpListener,
+    admin: TcpListener,
+    phase: watch::Receiver<Phase>,
+    auth: Arc<AdminAuth>,
+) {
+    // Guarded as in a run: with admin_require_token_for_reads even the
+    // phase is told only to callers with the token.
     let app = Router::new()
         .fallback(not_serving)
-        .with_state(phase.clone());
+        .with_state(phase.clone())
+        .layer(axum::middleware::from_fn_with_state(
+            auth,
+            crate::admin_auth::guard,
+        ))
+        .into_make_service_with_connect_info::<SocketAddr>();
     let admin = tokio::spawn(async move {
         if let Err(e) = axum::serve(admin, app).await {
             warn!(error = %e, "the gate's admin server stopped");

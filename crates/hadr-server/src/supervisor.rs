@@ -38,6 +38,9 @@ pub enum SupervisorError {
     /// Promotion failed.
     #[error("promotion failed: {0}")]
     Promote(#[source] EngineError),
+    /// The admin token could not be read (or may not be used).
+    #[error(transparent)]
+    AdminAuth(#[from] crate::admin_auth::AdminAuthError),
 }
 
 /// Why a repair (rewind or re-clone) failed.
@@ -113,7 +116,9 @@ pub async fn supervise(
     // Unusable replication TLS (a missing file, a key others can read)
     // stops the start here, before any port is bound.
     config.replication_tls().map_err(NodeError::from)?;
-    let gate = Gate::bind(&config)?;
+    // Read once: a token file changed later takes effect at the next start.
+    let auth = Arc::new(crate::admin_auth::AdminAuth::load(&config)?);
+    let gate = Gate::bind(&config, auth)?;
     on_bound(gate.bound());
     loop {
         events.publish(RoleEvent::Starting);

@@ -25,10 +25,15 @@ impl Hadr {
         &self.bin
     }
 
-    /// A command running it with `args`, its output captured.
+    /// A command running it with `args`, its output captured, with the
+    /// kit's admin token in `HADR_ADMIN_TOKEN` (for takeover, cluster,
+    /// resource… against the kit's servers).
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(&self.bin);
-        c.args(args).stdin(Stdio::null()).env("NO_COLOR", "1");
+        c.args(args)
+            .stdin(Stdio::null())
+            .env("NO_COLOR", "1")
+            .env(crate::ADMIN_TOKEN_ENV, crate::admin_token());
         c
     }
 

@@ -8,6 +8,11 @@
 //! - [`netns::Cluster`]: hosts in network namespaces on a bridge, black holes and cut links.
 //! - [`acked_writer`] and [`acked_ids`]: writes whose acknowledgement is recorded.
 //! - [`s3`]: moto's S3 server and a proxy that serialises its requests.
+//! - [`admin_token`]: the admin token every [`Server`] of this process
+//!   requires (one per process, so a cluster's nodes share it), written to
+//!   a file only its owner can read next to each data directory, sent by
+//!   each server's [`AdminClient`] and put in `HADR_ADMIN_TOKEN` by
+//!   [`Hadr::command`].
 //!
 //! Every helper returns a [`Result`]; nothing here panics on a node that
 //! misbehaves, so callers can poll a node that is restarting.
@@ -18,6 +23,7 @@ mod ports;
 pub mod s3;
 mod server;
 mod sql;
+mod token;
 
 pub use hadr::Hadr;
 pub use hadr_admin_api::{
@@ -25,6 +31,7 @@ pub use hadr_admin_api::{
     StandbyPair, StandbyView, Status, SyncMode, Topology,
 };
 pub use ports::free_port;
+pub use token::{admin_token, admin_token_secret, write_admin_token, ADMIN_TOKEN_ENV};
 
 /// Run `f` to completion from synchronous code (the benchmark), on a
 /// runtime the kit keeps for that. Not from inside another tokio runtime.

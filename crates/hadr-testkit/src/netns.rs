@@ -277,7 +277,9 @@ impl Cluster {
 
     /// Run `program ARGS` inside host `host`'s namespace, killed after
     /// `timeout` (a frozen node never answers); its stdout and stderr, or an
-    /// error naming them.
+    /// error naming them. It gets the kit's admin token in
+    /// `HADR_ADMIN_TOKEN`, which the `hadr` commands run this way need
+    /// against the kit's servers.
     pub fn run_inside(
         &self,
         host: &str,
@@ -288,6 +290,7 @@ impl Cluster {
         let mut c = self.command(host, program)?;
         c.args(args)
             .env("NO_COLOR", "1")
+            .env(crate::ADMIN_TOKEN_ENV, crate::admin_token())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = c.spawn()?;

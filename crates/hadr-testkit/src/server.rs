@@ -30,8 +30,10 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A node: a `hadr server` process on its data directory, with a log file
-/// next to it (`DIR.log`) that every start appends to. Its ports stay the
-/// same across restarts. Dropping it kills the process.
+/// next to it (`DIR.log`) that every start appends to, and the admin token
+/// file it requires (`DIR.admin-token`, holding [`crate::admin_token`],
+/// unless [`Server::without_admin_token`]). Its ports stay the same across
+/// restarts. Dropping it kills the process.
 pub struct Server {
     /// The data directory.
     pub dir: PathBuf,
@@ -45,6 +47,7 @@ pub struct Server {
     pub extra: Vec<String>,
     bin: PathBuf,
     log: PathBuf,
+    admin_token_file: Option<PathBuf>,
     client: AdminClient,
     interrupted: Option<fn() -> bool>,
     netns: Option<String>,
@@ -70,7 +73,9 @@ impl Server {
     ) -> Server {
         Server {
             log: dir.with_extension("log"),
-            client: AdminClient::new(crate::addr(host, admin)),
+            admin_token_file: Some(dir.with_extension("admin-token")),
+            client: AdminClient::new(crate::addr(host, admin))
+                .with_token(Some(crate::admin_token_secret())),
             dir,
             host: host.to_string(),
             port,
@@ -82,6 +87,20 @@ impl Server {
             child: Mutex::new(None),
             _tmp: None,
         }
+    }
+
+    /// Start it without an admin token (no `--admin-token-file`), and let
+    /// its client send none: state-changing admin requests then work only
+    /// over loopback (or with flags the test passes itself).
+    pub fn without_admin_token(mut self) -> Server {
+        self.admin_token_file = None;
+        self.client = self.client.with_token(None);
+        self
+    }
+
+    /// The admin token file it is started with.
+    pub fn admin_token_file(&self) -> Option<&Path> {
+        self.admin_token_file.as_deref()
     }
 
     /// Keep `tmp` (the directory holding `dir`) until the server is dropped.
@@ -136,7 +155,8 @@ impl Server {
         if first.is_err() && self.netns.is_none() && (taken(self.port) || taken(self.admin)) {
             self.port = crate::free_port();
             self.admin = crate::free_port();
-            self.client = AdminClient::new(crate::addr(&self.host, self.admin));
+            self.client = AdminClient::new(crate::addr(&self.host, self.admin))
+                .with_token(self.client_token());
             self.spawn_nowait()?;
             return self.wait_ready(START_TIMEOUT);
         }
@@ -155,10 +175,19 @@ impl Server {
         crate::block_on(self.wait_for("writable primary", timeout, Status::is_writable_primary))
     }
 
+    fn client_token(&self) -> Option<hadr_secrets::SecretText> {
+        self.admin_token_file
+            .as_ref()
+            .map(|_| crate::admin_token_secret())
+    }
+
     /// Start the process (again) without waiting for anything.
     pub fn spawn_nowait(&mut self) -> Result<()> {
         if self.child().is_some() {
             bail!("{} is already running", self.name());
+        }
+        if let Some(t) = &self.admin_token_file {
+            crate::write_admin_token(t)?;
         }
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -179,7 +208,12 @@ impl Server {
             .arg("--listen")
             .arg(crate::addr(listen, self.port))
             .arg("--admin")
-            .arg(crate::addr(listen, self.admin));
+            .arg(crate::addr(listen, self.admin))
+            .args(
+                self.admin_token_file
+                    .iter()
+                    .flat_map(|t| [std::ffi::OsStr::new("--admin-token-file"), t.as_os_str()]),
+            );
         // Beyond loopback the default access rules ask for a password;
         // tests and benchmarks connect without one, so a node listening
         // there trusts everyone (a test network), unless the test sets
