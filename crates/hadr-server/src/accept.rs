@@ -15,6 +15,8 @@
 //!   still reads it from the socket as usual. Everyone else gets FATAL 53300.
 //!   Until hadr authenticates clients (SCRAM), the user name is the
 //!   client's word: the reserve is against storms, not against strangers.
+//!   A client that asks for TLS (with TLS configured) hides its user in
+//!   the encrypted StartupMessage, so it cannot take a reserved slot.
 //! - The admin HTTP endpoint is not subject to any of this.
 
 use std::net::SocketAddr;
@@ -140,7 +142,8 @@ impl Drop for Slot {
 
 /// Past the general limit: admit a reserved user, refuse everyone else.
 async fn admit_reserved(node: Arc<Node>, mut stream: TcpStream, peer: SocketAddr) {
-    let user = tokio::time::timeout(FIRST_PACKET_WAIT, peek_user(&mut stream)).await;
+    let tls = node.tls.is_some();
+    let user = tokio::time::timeout(FIRST_PACKET_WAIT, peek_user(&mut stream, tls)).await;
     let reserved = match &user {
         Ok(Ok(Some(u))) => node.config.reserved_connection_users.iter().any(|r| r == u),
         _ => false,
@@ -158,8 +161,10 @@ async fn admit_reserved(node: Arc<Node>, mut stream: TcpStream, peer: SocketAddr
 
 /// The user of the StartupMessage at the front of `stream`, left unread
 /// there (an SSLRequest before it is answered 'N' and consumed, as the
-/// session would). None: the client sent something else first.
-async fn peek_user(stream: &mut TcpStream) -> std::io::Result<Option<String>> {
+/// session would without TLS). None: the client sent something else
+/// first, or asked for TLS where it is configured (its user will be
+/// encrypted).
+async fn peek_user(stream: &mut TcpStream, tls: bool) -> std::io::Result<Option<String>> {
     let mut buf = vec![0u8; 8192];
     loop {
         let n = stream.peek(&mut buf).await?;
@@ -172,7 +177,10 @@ async fn peek_user(stream: &mut TcpStream) -> std::io::Result<Option<String>> {
         }
         let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
         let code = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
-        // SSLRequest (80877103) or GSSENCRequest (80877104): no TLS here yet.
+        if len == 8 && code == 80_877_103 && tls {
+            return Ok(None);
+        }
+        // SSLRequest (80877103) without TLS, or GSSENCRequest (80877104).
         if len == 8 && (code == 80_877_103 || code == 80_877_104) {
             let mut skip = [0u8; 8];
             stream.read_exact(&mut skip).await?;

@@ -6,6 +6,7 @@ pub mod activity;
 pub mod admin;
 pub mod admin_resources;
 pub mod auto_failover;
+pub mod client_tls;
 pub mod commit_tokens;
 pub mod config;
 pub mod demotion;
