@@ -263,6 +263,38 @@ fn client_certificates_are_verified_when_presented() {
     assert!(err.contains("SSL") || err.contains("alert"), "{err}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_is_told_over_tls_to_a_client_that_asked_for_it() {
+    let certs = Certs::new(&["localhost", "127.0.0.1"]);
+    let mut flags = certs.flags();
+    flags.extend(["--max-connections", "1", "--reserved-connections", "0"].map(String::from));
+    let s = start_with(flags).unwrap();
+    let info = format!(
+        "host=localhost port={} user=app dbname=app sslmode=require",
+        s.port
+    );
+    // The one slot, held (once the start-up probe's session has given
+    // it back).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let _held = loop {
+        match tokio_pg_query(&info, &certs.ca, false).await {
+            Ok((c, _)) => break c,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    };
+    let (ok, _, err) = psql_conninfo(&libpq(
+        s.port,
+        &format!("sslmode=verify-full sslrootcert={}", certs.ca.display()),
+    ));
+    assert!(!ok, "no slot left");
+    // The reason, which verify-full reads only over TLS (after an 'N' it
+    // says "server does not support SSL").
+    assert!(err.contains("too many clients"), "{err}");
+}
+
 #[test]
 fn a_node_without_tls_refuses_sslmode_require() {
     let s = start(&[]).unwrap();

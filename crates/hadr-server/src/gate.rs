@@ -25,6 +25,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
+use crate::client_tls::ClientTls;
 use crate::config::Config;
 use crate::errors::{sqlstate, PgError};
 use crate::node::NodeError;
@@ -72,11 +73,13 @@ pub struct Gate {
     bound: Bound,
     phase: watch::Sender<Phase>,
     task: Mutex<Option<JoinHandle<()>>>,
+    /// Client TLS, so that a client that asks for it reads the phase too.
+    tls: Option<Arc<ClientTls>>,
 }
 
 impl Gate {
     /// Bind the client and admin ports (the supervisor, once).
-    pub fn bind(config: &Config) -> Result<Arc<Gate>, NodeError> {
+    pub fn bind(config: &Config, tls: Option<Arc<ClientTls>>) -> Result<Arc<Gate>, NodeError> {
         let bind = |addr: SocketAddr| {
             let l = listen(addr).map_err(|source| NodeError::Bind { addr, source })?;
             let local = l
@@ -95,6 +98,7 @@ impl Gate {
             },
             phase: watch::channel(Phase::new("starting", "starting up")).0,
             task: Mutex::new(None),
+            tls,
         }))
     }
 
@@ -112,7 +116,7 @@ impl Gate {
             match self.listeners() {
                 Ok((pg, admin)) => {
                     let rx = self.phase.subscribe();
-                    *task = Some(tokio::spawn(answer(pg, admin, rx)));
+                    *task = Some(tokio::spawn(answer(pg, admin, rx, self.tls.clone())));
                 }
                 Err(e) => warn!(error = %e, "the gate cannot answer for the node"),
             }
@@ -173,7 +177,12 @@ impl Drop for Gate {
 }
 
 /// Refuse clients and answer admin requests until aborted.
-async fn answer(pg: TcpListener, admin: TcpListener, phase: watch::Receiver<Phase>) {
+async fn answer(
+    pg: TcpListener,
+    admin: TcpListener,
+    phase: watch::Receiver<Phase>,
+    tls: Option<Arc<ClientTls>>,
+) {
     let app = Router::new()
         .fallback(not_serving)
         .with_state(phase.clone());
@@ -194,7 +203,8 @@ async fn answer(pg: TcpListener, admin: TcpListener, phase: watch::Receiver<Phas
         match pg.accept().await {
             Ok((stream, _)) => {
                 let err = phase.borrow().refusal();
-                tokio::spawn(crate::accept::refuse_stream(None, stream, err));
+                let tls = tls.as_ref().map(|t| t.current());
+                tokio::spawn(crate::accept::refuse_stream(None, tls, stream, err));
             }
             Err(e) => {
                 warn!(error = %e, "accept failed");

@@ -118,7 +118,7 @@ pub async fn supervise(
         None => None,
     };
     let _reloader = AbortOnDrop(tokio::spawn(reload_on_sighup(tls.clone())));
-    let gate = Gate::bind(&config)?;
+    let gate = Gate::bind(&config, tls.clone())?;
     on_bound(gate.bound());
     loop {
         events.publish(RoleEvent::Starting);
