@@ -371,6 +371,17 @@ struct ServerArgs {
     /// Largest client message accepted, e.g. 256MiB [default: 256MiB].
     #[arg(long)]
     max_message_size: Option<ByteSize>,
+    /// TLS for clients: the certificate chain, PEM (with --tls-key-file;
+    /// reloaded on SIGHUP) [default: none, no TLS].
+    #[arg(long)]
+    tls_cert_file: Option<PathBuf>,
+    /// The private key of --tls-cert-file, PEM, readable by its owner only.
+    #[arg(long)]
+    tls_key_file: Option<PathBuf>,
+    /// CA certificates, PEM, that client certificates are verified against
+    /// (a client without one is still let in) [default: none asked for].
+    #[arg(long)]
+    tls_client_ca_file: Option<PathBuf>,
     /// primary or standby (kept in the data directory once set).
     #[arg(long)]
     role: Option<RoleSetting>,
@@ -500,6 +511,15 @@ impl ServerArgs {
         }
         c.admin_require_token_for_reads |= self.admin_require_token_for_reads;
         c.insecure_admin |= self.insecure_admin;
+        if self.tls_cert_file.is_some() {
+            c.tls_cert_file = self.tls_cert_file;
+        }
+        if self.tls_key_file.is_some() {
+            c.tls_key_file = self.tls_key_file;
+        }
+        if self.tls_client_ca_file.is_some() {
+            c.tls_client_ca_file = self.tls_client_ca_file;
+        }
 
         c.force = self.force;
         c.validate()?;

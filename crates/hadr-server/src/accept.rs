@@ -15,6 +15,8 @@
 //!   still reads it from the socket as usual. Everyone else gets FATAL 53300.
 //!   Until hadr authenticates clients (SCRAM), the user name is the
 //!   client's word: the reserve is against storms, not against strangers.
+//!   A client that asks for TLS (with TLS configured) hides its user in
+//!   the encrypted StartupMessage, so it cannot take a reserved slot.
 //! - The admin HTTP endpoint is not subject to any of this.
 
 use std::net::SocketAddr;
@@ -28,10 +30,11 @@ use pgwire::messages::{
     DecodeContext, PgWireBackendMessage, PgWireFrontendMessage, ProtocolVersion,
     SslNegotiationMetaMessage,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, warn};
 
+use crate::client_tls::TlsState;
 use crate::config::Config;
 use crate::errors::{sqlstate, PgError};
 use crate::node::Node;
@@ -140,7 +143,8 @@ impl Drop for Slot {
 
 /// Past the general limit: admit a reserved user, refuse everyone else.
 async fn admit_reserved(node: Arc<Node>, mut stream: TcpStream, peer: SocketAddr) {
-    let user = tokio::time::timeout(FIRST_PACKET_WAIT, peek_user(&mut stream)).await;
+    let tls = node.tls.is_some();
+    let user = tokio::time::timeout(FIRST_PACKET_WAIT, peek_user(&mut stream, tls)).await;
     let reserved = match &user {
         Ok(Ok(Some(u))) => node.config.reserved_connection_users.iter().any(|r| r == u),
         _ => false,
@@ -158,8 +162,10 @@ async fn admit_reserved(node: Arc<Node>, mut stream: TcpStream, peer: SocketAddr
 
 /// The user of the StartupMessage at the front of `stream`, left unread
 /// there (an SSLRequest before it is answered 'N' and consumed, as the
-/// session would). None: the client sent something else first.
-async fn peek_user(stream: &mut TcpStream) -> std::io::Result<Option<String>> {
+/// session would without TLS). None: the client sent something else
+/// first, or asked for TLS where it is configured (its user will be
+/// encrypted).
+async fn peek_user(stream: &mut TcpStream, tls: bool) -> std::io::Result<Option<String>> {
     let mut buf = vec![0u8; 8192];
     loop {
         let n = stream.peek(&mut buf).await?;
@@ -172,7 +178,10 @@ async fn peek_user(stream: &mut TcpStream) -> std::io::Result<Option<String>> {
         }
         let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
         let code = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
-        // SSLRequest (80877103) or GSSENCRequest (80877104): no TLS here yet.
+        if len == 8 && code == 80_877_103 && tls {
+            return Ok(None);
+        }
+        // SSLRequest (80877103) without TLS, or GSSENCRequest (80877104).
         if len == 8 && (code == 80_877_103 || code == 80_877_104) {
             let mut skip = [0u8; 8];
             stream.read_exact(&mut skip).await?;
@@ -290,36 +299,92 @@ fn set_timeouts(stream: &TcpStream, config: &Config) {
 }
 
 /// Refuse a connection without a thread, as PostgreSQL does: answer an
-/// SSLRequest with 'N' (libpq, asked for TLS by default, would otherwise
-/// report an error during the SSL exchange instead of ours), honour a
-/// CancelRequest (a full server is when a client most needs to cancel),
-/// else send the FATAL error; then read what the client sends until it
-/// closes, so that closing first does not reset the connection before the
-/// client has read the error.
+/// SSLRequest ('S' and a TLS handshake when TLS is configured, so that a
+/// `sslmode=require` client reads the reason; else 'N': libpq, asked for
+/// TLS by default, would otherwise report an error during the SSL exchange
+/// instead of ours), honour a CancelRequest (a full server is when a client
+/// most needs to cancel), else send the FATAL error; then read what the
+/// client sends until it closes, so that closing first does not reset the
+/// connection before the client has read the error.
 async fn refuse(node: Arc<Node>, stream: TcpStream, why: Refusal) {
-    refuse_stream(Some(node), stream, why.error()).await;
+    let tls = node.tls.as_ref().map(|t| t.current());
+    refuse_stream(Some(node), tls, stream, why.error()).await;
 }
 
 /// [`refuse`] with any error, and without a node when none runs (the
 /// gate, crates/hadr-server/src/gate.rs: a CancelRequest then has nothing
-/// to cancel).
-pub async fn refuse_stream(node: Option<Arc<Node>>, mut stream: TcpStream, e: PgError) {
-    let _ = tokio::time::timeout(REFUSAL_LINGER, refuse_on(node.as_deref(), &mut stream, &e)).await;
+/// to cancel). `tls`: the client TLS in force, if configured.
+pub async fn refuse_stream(
+    node: Option<Arc<Node>>,
+    tls: Option<Arc<TlsState>>,
+    mut stream: TcpStream,
+    e: PgError,
+) {
+    let _ = tokio::time::timeout(
+        REFUSAL_LINGER,
+        refuse_on(node.as_deref(), tls, &mut stream, &e),
+    )
+    .await;
 }
 
 async fn refuse_on(
     node: Option<&Node>,
+    tls: Option<Arc<TlsState>>,
     stream: &mut TcpStream,
     e: &PgError,
 ) -> std::io::Result<()> {
-    use PgWireFrontendMessage as M;
     let mut ctx = DecodeContext::new(ProtocolVersion::PROTOCOL3_0);
     let mut got = BytesMut::with_capacity(1024);
+    match until_startup(node, stream, &mut ctx, &mut got, tls.is_some()).await? {
+        Until::Closed => return Ok(()),
+        Until::Refuse => return send_refusal(stream, e, &mut got).await,
+        Until::StartTls => {}
+    }
+    let Some(state) = tls else {
+        return Ok(());
+    };
+    stream.write_all(b"S").await?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(state.config.clone());
+    let mut tls_stream = acceptor.accept(stream).await?;
+    match until_startup(node, &mut tls_stream, &mut ctx, &mut got, false).await? {
+        Until::Closed => Ok(()),
+        _ => send_refusal(&mut tls_stream, e, &mut got).await,
+    }
+}
+
+/// Where a refused client's opening ends.
+enum Until {
+    /// It closed, or it was a CancelRequest (handled).
+    Closed,
+    /// A StartupMessage, garbage, or silence: send the error.
+    Refuse,
+    /// An SSLRequest, alone, and TLS is configured: start TLS.
+    StartTls,
+}
+
+/// Read a refused client's opening up to its StartupMessage.
+async fn until_startup<S: AsyncRead + AsyncWrite + Unpin>(
+    node: Option<&Node>,
+    stream: &mut S,
+    ctx: &mut DecodeContext,
+    got: &mut BytesMut,
+    tls: bool,
+) -> std::io::Result<Until> {
+    use PgWireFrontendMessage as M;
     while got.len() < REFUSAL_READ_LIMIT {
-        match M::decode(&mut got, &ctx) {
+        match M::decode(got, ctx) {
             Ok(Some(M::SslNegotiation(SslNegotiationMetaMessage::None))) => {
                 ctx.awaiting_frontend_ssl = false;
                 continue;
+            }
+            // Bytes behind the SSLRequest: refused in plain text, without
+            // TLS (session/negotiate.rs says why).
+            Ok(Some(M::SslNegotiation(SslNegotiationMetaMessage::PostgresSsl(_)))) if tls => {
+                return Ok(if got.is_empty() {
+                    Until::StartTls
+                } else {
+                    Until::Refuse
+                });
             }
             Ok(Some(M::SslNegotiation(_))) => {
                 stream.write_all(b"N").await?;
@@ -329,20 +394,29 @@ async fn refuse_on(
                 if let Some(node) = node {
                     session::startup::cancel(node, c.pid, &c.secret_key);
                 }
-                return Ok(());
+                return Ok(Until::Closed);
             }
             // A StartupMessage, or garbage: refuse.
-            Ok(Some(_)) | Err(_) => break,
+            Ok(Some(_)) | Err(_) => return Ok(Until::Refuse),
             Ok(None) => {}
         }
-        match tokio::time::timeout(FIRST_PACKET_WAIT, stream.read_buf(&mut got)).await {
-            Ok(Ok(0)) => return Ok(()),
+        match tokio::time::timeout(FIRST_PACKET_WAIT, stream.read_buf(got)).await {
+            Ok(Ok(0)) => return Ok(Until::Closed),
             Ok(Ok(_)) => {}
             Ok(Err(e)) => return Err(e),
             // A client that says nothing is refused all the same.
-            Err(_) => break,
+            Err(_) => return Ok(Until::Refuse),
         }
     }
+    Ok(Until::Refuse)
+}
+
+/// Send the FATAL error, close our side, and read until the client closes.
+async fn send_refusal<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    e: &PgError,
+    got: &mut BytesMut,
+) -> std::io::Result<()> {
     let mut out = BytesMut::new();
     if let Err(e) =
         PgWireBackendMessage::ErrorResponse(ErrorResponse::new(e.fields())).encode(&mut out)
@@ -353,7 +427,7 @@ async fn refuse_on(
     stream.write_all(&out).await?;
     stream.shutdown().await?;
     got.clear();
-    while stream.read_buf(&mut got).await? > 0 && got.len() < REFUSAL_READ_LIMIT {}
+    while stream.read_buf(got).await? > 0 && got.len() < REFUSAL_READ_LIMIT {}
     Ok(())
 }
 

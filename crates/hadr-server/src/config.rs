@@ -204,6 +204,16 @@ pub struct Config {
     pub reserved_connection_users: Vec<String>,
     /// Largest protocol message accepted from a client; larger ones close that connection.
     pub max_message_size: ByteSize,
+    /// TLS for clients: the server's certificate chain (PEM, leaf first).
+    /// With `tls_key_file`, clients may ask for TLS (SSLRequest, or direct
+    /// TLS); unset: they are told the node has none. Read again on SIGHUP.
+    pub tls_cert_file: Option<PathBuf>,
+    /// The private key of `tls_cert_file` (PEM; readable by its owner only).
+    pub tls_key_file: Option<PathBuf>,
+    /// CA certificates (PEM) that client certificates are verified against;
+    /// a client that presents one that does not verify is refused, one
+    /// that presents none is let in (unset: none is asked for).
+    pub tls_client_ca_file: Option<PathBuf>,
     /// `primary` or `standby`; unset keeps the control file's role.
     pub role: Option<RoleSetting>,
     /// Replication listen address (primary) and the address standbys announce.
@@ -364,6 +374,9 @@ impl Default for Config {
             reserved_connections: 3,
             reserved_connection_users: vec!["hadr_admin".to_string()],
             max_message_size: ByteSize(256 << 20),
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_client_ca_file: None,
             role: None,
             hadr_local: SocketAddr::from(([127, 0, 0, 1], 9433)),
             hadr_target_list: String::new(),
@@ -520,6 +533,7 @@ impl Config {
         }
         self.validate_sync()?;
         self.replication_tls_files()?;
+        self.validate_tls()?;
         if self.listen == self.admin {
             return Err(ConfigError::Invalid {
                 key: "admin",
@@ -709,6 +723,41 @@ impl Config {
         };
         let tls = hadr_replication::link::LinkTls::load(&files, self.targets())?;
         Ok(Some(std::sync::Arc::new(tls)))
+    }
+
+    /// The TLS keys come together: a certificate needs its key, and a
+    /// client CA means nothing without a certificate.
+    fn validate_tls(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                message: message.into(),
+            })
+        };
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(_), None) => invalid(
+                "tls_key_file",
+                "must be set with tls_cert_file (the certificate's private key)",
+            ),
+            (None, Some(_)) => invalid(
+                "tls_cert_file",
+                "must be set with tls_key_file (the certificate of that key)",
+            ),
+            (None, None) if self.tls_client_ca_file.is_some() => invalid(
+                "tls_client_ca_file",
+                "needs tls_cert_file and tls_key_file: client certificates are asked for only on TLS",
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// The TLS files for clients (None: TLS is not configured).
+    pub fn tls_files(&self) -> Option<crate::client_tls::TlsFiles> {
+        Some(crate::client_tls::TlsFiles {
+            cert: self.tls_cert_file.clone()?,
+            key: self.tls_key_file.clone()?,
+            client_ca: self.tls_client_ca_file.clone(),
+        })
     }
 
     /// Whether this node fails over by itself: an arbiter is set and
@@ -1004,6 +1053,30 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("admin_token_file"), "{e}");
+    }
+
+    #[test]
+    fn tls_keys_come_together() {
+        let bad = |toml: &str, key: &str| {
+            let e = Config::from_toml(toml)
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{toml}: {e}");
+        };
+        bad("tls_cert_file = \"/c.pem\"", "tls_key_file");
+        bad("tls_key_file = \"/k.pem\"", "tls_cert_file");
+        bad("tls_client_ca_file = \"/ca.pem\"", "tls_client_ca_file");
+        let ok = Config::from_toml(
+            "tls_cert_file = \"/c.pem\"\ntls_key_file = \"/k.pem\"\ntls_client_ca_file = \"/ca.pem\"",
+        )
+        .unwrap();
+        ok.validate().unwrap();
+        let files = ok.tls_files().unwrap();
+        assert_eq!(files.cert, PathBuf::from("/c.pem"));
+        assert_eq!(files.client_ca, Some(PathBuf::from("/ca.pem")));
+        assert!(Config::default().tls_files().is_none());
     }
 
     #[test]

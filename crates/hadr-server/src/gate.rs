@@ -27,6 +27,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
 use crate::admin_auth::AdminAuth;
+use crate::client_tls::ClientTls;
 use crate::config::Config;
 use crate::errors::{sqlstate, PgError};
 use crate::node::NodeError;
@@ -75,12 +76,18 @@ pub struct Gate {
     phase: watch::Sender<Phase>,
     task: Mutex<Option<JoinHandle<()>>>,
     auth: Arc<AdminAuth>,
+    /// Client TLS, so that a client that asks for it reads the phase too.
+    tls: Option<Arc<ClientTls>>,
 }
 
 impl Gate {
     /// Bind the client and admin ports (the supervisor, once); `auth`
     /// guards the admin port in every run and between runs.
-    pub fn bind(config: &Config, auth: Arc<AdminAuth>) -> Result<Arc<Gate>, NodeError> {
+    pub fn bind(
+        config: &Config,
+        auth: Arc<AdminAuth>,
+        tls: Option<Arc<ClientTls>>,
+    ) -> Result<Arc<Gate>, NodeError> {
         let bind = |addr: SocketAddr| {
             let l = listen(addr).map_err(|source| NodeError::Bind { addr, source })?;
             let local = l
@@ -100,6 +107,7 @@ impl Gate {
             phase: watch::channel(Phase::new("starting", "starting up")).0,
             task: Mutex::new(None),
             auth,
+            tls,
         }))
     }
 
@@ -122,7 +130,13 @@ impl Gate {
             match self.listeners() {
                 Ok((pg, admin)) => {
                     let rx = self.phase.subscribe();
-                    *task = Some(tokio::spawn(answer(pg, admin, rx, self.auth.clone())));
+                    *task = Some(tokio::spawn(answer(
+                        pg,
+                        admin,
+                        rx,
+                        self.auth.clone(),
+                        self.tls.clone(),
+                    )));
                 }
                 Err(e) => warn!(error = %e, "the gate cannot answer for the node"),
             }
@@ -188,6 +202,7 @@ async fn answer(
     admin: TcpListener,
     phase: watch::Receiver<Phase>,
     auth: Arc<AdminAuth>,
+    tls: Option<Arc<ClientTls>>,
 ) {
     // Guarded as in a run: with admin_require_token_for_reads even the
     // phase is told only to callers with the token.
@@ -216,7 +231,8 @@ async fn answer(
         match pg.accept().await {
             Ok((stream, _)) => {
                 let err = phase.borrow().refusal();
-                tokio::spawn(crate::accept::refuse_stream(None, stream, err));
+                let tls = tls.as_ref().map(|t| t.current());
+                tokio::spawn(crate::accept::refuse_stream(None, tls, stream, err));
             }
             Err(e) => {
                 warn!(error = %e, "accept failed");

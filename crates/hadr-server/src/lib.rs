@@ -8,6 +8,7 @@ pub mod admin_auth;
 pub mod admin_resources;
 pub mod auth;
 pub mod auto_failover;
+pub mod client_tls;
 pub mod commit_tokens;
 pub mod config;
 pub mod demotion;

@@ -147,6 +147,9 @@ pub struct Node {
     pub files_ready: AtomicBool,
     /// The resources that follow the role (they outlive this run).
     pub resources: hadr_resources::Manager,
+    /// TLS for clients (None: not configured); it outlives this run, and
+    /// SIGHUP reloads it.
+    pub tls: Option<Arc<crate::client_tls::ClientTls>>,
 }
 
 /// How a graceful takeover asked of this standby ended.
@@ -170,6 +173,7 @@ impl Node {
         config: Config,
         events: Arc<RoleEvents>,
         resources: hadr_resources::Manager,
+        tls: Option<Arc<crate::client_tls::ClientTls>>,
     ) -> Result<Arc<Node>, NodeError> {
         config.validate()?;
         let (engine, recovery) = Engine::open(&config.data, &config.log_config())?;
@@ -279,6 +283,7 @@ impl Node {
             recovery,
             hash_cache: tokio::sync::Mutex::new(None),
             resources,
+            tls,
         }))
     }
 

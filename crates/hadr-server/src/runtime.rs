@@ -25,14 +25,16 @@ pub use crate::gate::Bound;
 ///
 /// The client and admin ports come bound from the supervisor's `gate`,
 /// which answers on them until this run serves and again once it stops.
+/// `tls`: client TLS, loaded by the supervisor (it outlives the run).
 pub async fn run(
     config: crate::Config,
     events: Arc<RoleEvents>,
     resources: hadr_resources::Manager,
+    tls: Option<Arc<crate::client_tls::ClientTls>>,
     gate: &Arc<Gate>,
     stop: impl Future<Output = ()>,
 ) -> Result<RoleChange, NodeError> {
-    let node = Node::open(config, events, resources)?;
+    let node = Node::open(config, events, resources, tls)?;
     crate::filesync::prepare(&node.config)?;
     if let Some(d) = node.engine.control().rewind_pending {
         // A rewind was cut short: the database is neither the old state nor

@@ -23,6 +23,7 @@ use hadr_replication::rewind::{RewindError, RewindOutcome};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::client_tls::ClientTls;
 use crate::config::Config;
 use crate::gate::{Gate, Phase};
 use crate::node::NodeError;
@@ -41,6 +42,9 @@ pub enum SupervisorError {
     /// The admin token could not be read (or may not be used).
     #[error(transparent)]
     AdminAuth(#[from] crate::admin_auth::AdminAuthError),
+    /// The TLS certificate, key or client CA cannot be used.
+    #[error(transparent)]
+    Tls(#[from] crate::client_tls::TlsError),
 }
 
 /// Why a repair (rewind or re-clone) failed.
@@ -118,7 +122,14 @@ pub async fn supervise(
     config.replication_tls().map_err(NodeError::from)?;
     // Read once: a token file changed later takes effect at the next start.
     let auth = Arc::new(crate::admin_auth::AdminAuth::load(&config)?);
-    let gate = Gate::bind(&config, auth)?;
+    // Bad TLS files stop the start, naming the file: a node that should
+    // encrypt must not serve without.
+    let tls = match config.tls_files() {
+        Some(files) => Some(Arc::new(ClientTls::load(files)?)),
+        None => None,
+    };
+    let _reloader = AbortOnDrop(tokio::spawn(reload_on_sighup(tls.clone())));
+    let gate = Gate::bind(&config, auth, tls.clone())?;
     on_bound(gate.bound());
     loop {
         events.publish(RoleEvent::Starting);
@@ -130,6 +141,7 @@ pub async fn supervise(
             config.clone(),
             events.clone(),
             resources.clone(),
+            tls.clone(),
             &gate,
             stop.clone().cancelled_owned(),
         )
@@ -209,6 +221,51 @@ pub async fn supervise(
                     return Ok(());
                 }
             }
+        }
+    }
+}
+
+/// Aborts its task when dropped (when `supervise` returns).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// SIGHUP, as for PostgreSQL, reads the files that can change under a
+/// running node again: the TLS certificate and key (new connections get
+/// them; open sessions keep theirs). A file that fails leaves the old
+/// configuration in force, and the log says why.
+async fn reload_on_sighup(tls: Option<Arc<ClientTls>>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %e, "cannot listen for SIGHUP: the TLS files will not be reloaded");
+            return;
+        }
+    };
+    while hup.recv().await.is_some() {
+        let Some(tls) = &tls else {
+            info!("SIGHUP: nothing to reload (TLS is not configured)");
+            continue;
+        };
+        let files = tls.files();
+        // The files are read on a blocking thread: a slow disk must not
+        // stall the runtime.
+        let t = tls.clone();
+        match tokio::task::spawn_blocking(move || t.reload()).await {
+            Ok(Ok(())) => info!(
+                cert = %files.cert.display(),
+                key = %files.key.display(),
+                "SIGHUP: TLS certificate and key reloaded; new connections use them"
+            ),
+            Ok(Err(e)) => {
+                error!(error = %e, "SIGHUP: TLS files not reloaded; the previous certificate stays in force")
+            }
+            Err(e) => error!(error = %e, "SIGHUP: the TLS reload task failed"),
         }
     }
 }

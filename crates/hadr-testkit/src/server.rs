@@ -338,6 +338,14 @@ impl Server {
         }
     }
 
+    /// SIGHUP: the node reads its TLS certificate and key again.
+    pub fn sighup(&self) -> Result<()> {
+        match self.child().as_ref() {
+            Some(c) => signal(c, libc::SIGHUP),
+            None => bail!("{} is not running", self.name()),
+        }
+    }
+
     /// SIGCONT after [`Server::sigstop`].
     pub fn sigcont(&self) -> Result<()> {
         match self.child().as_ref() {

@@ -14,19 +14,23 @@
 //! which on a 2-core machine cost more than the statements themselves.
 //!
 //! The parts, each using only those listed before it: [`wire`] (framing),
-//! [`tx`] (the transaction state machine, pure), [`settings`] (SET/SHOW),
-//! [`login`], [`startup`], [`portal`], [`state`] (the session and the end of its
-//! transactions), [`statement`] (one statement, either protocol), then
-//! [`simple`] and [`extended`], and this module's message loop.
+//! [`negotiate`] (TLS negotiation decisions, pure), [`transport`] (the
+//! plain or TLS stream and the handshake), [`tx`] (the transaction state
+//! machine, pure), [`settings`] (SET/SHOW), [`login`], [`startup`],
+//! [`portal`], [`state`] (the session and the end of its transactions),
+//! [`statement`] (one statement, either protocol), then [`simple`] and
+//! [`extended`], and this module's message loop.
 
 pub mod extended;
 pub mod login;
+pub mod negotiate;
 pub mod portal;
 pub mod settings;
 pub mod simple;
 pub mod startup;
 pub mod state;
 pub mod statement;
+pub mod transport;
 pub mod tx;
 pub mod wire;
 
@@ -59,7 +63,10 @@ enum Flow {
 pub fn serve(node: Arc<Node>, stream: TcpStream, peer: SocketAddr) {
     // A second handle on the socket lets shutdown end a blocked read.
     let socket = stream.try_clone().ok();
-    let mut wire = Wire::new(stream, node.config.max_message_size.0 as usize);
+    let mut wire = Wire::new(
+        transport::ClientStream::Plain(stream),
+        node.config.max_message_size.0 as usize,
+    );
     let startup = match startup::startup(&node, &mut wire, peer) {
         Ok(Some(s)) => s,
         Ok(None) => return,

@@ -1,23 +1,27 @@
-//! Start-up of a connection: SSLRequest, CancelRequest, the StartupMessage,
-//! authentication (login.rs), and the greeting (AuthenticationOk,
-//! ParameterStatus, BackendKeyData).
+//! Start-up of a connection: TLS (an SSLRequest, or PostgreSQL 17's direct
+//! TLS), CancelRequest, the StartupMessage, authentication (login.rs), and
+//! the greeting (AuthenticationOk, ParameterStatus, BackendKeyData).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pgwire::messages::startup::{
     Authentication, BackendKeyData, NegotiateProtocolVersion, ParameterStatus, SecretKey,
 };
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage, SslNegotiationMetaMessage};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
+use super::negotiate::{self, Opening, SslAnswer};
+use super::transport::{self, ClientStream};
 use super::wire::{Stream, Wire, WireError};
+use crate::client_tls::TlsState;
 use crate::errors::{sqlstate, PgError};
 use crate::node::Node;
 
-/// A client that has not sent its StartupMessage by then is dropped.
+/// A client that has not finished its TLS handshake and sent its
+/// StartupMessage by then is dropped.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the client asked for in its StartupMessage.
@@ -45,7 +49,10 @@ pub struct ConnInfo {
 #[derive(Clone, Debug)]
 pub struct TlsInfo {
     /// RFC 5929 `tls-server-end-point`: the hash of the server certificate
-    /// (SHA-256 for certificates signed with SHA-1 or SHA-256).
+    /// (SHA-256 for certificates signed with SHA-1 or SHA-256, SHA-384 or
+    /// SHA-512 for those signed with it). Empty when the signature
+    /// algorithm names no hash (Ed25519, RSA-PSS): channel binding must
+    /// then be refused, as PostgreSQL does.
     pub server_end_point: Vec<u8>,
     /// The subject CN of a client certificate that verified against the
     /// configured client CA, if the client presented one.
@@ -53,29 +60,82 @@ pub struct TlsInfo {
 }
 
 /// Run the start-up exchange. Ok(None): the connection is done without a
-/// session (it closed, or it was a CancelRequest).
-pub fn startup<S: Stream>(
+/// session (it closed, it was a CancelRequest, or its TLS handshake failed).
+pub fn startup(
     node: &Node,
-    wire: &mut Wire<S>,
+    wire: &mut Wire<ClientStream>,
     peer: SocketAddr,
 ) -> Result<Option<StartupInfo>, PgError> {
-    loop {
-        let msg = wire.read(Some(STARTUP_TIMEOUT)).map_err(|e| match e {
-            WireError::Timeout => PgError::fatal(
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    // Taken once: a reload (SIGHUP) changes what later connections get.
+    let tls_state = node.tls.as_ref().map(|t| t.current());
+    let mut tls: Option<TlsInfo> = None;
+    if !wire.fill(Some(left(deadline)?)).map_err(startup_error)? {
+        return Ok(None);
+    }
+    if negotiate::opening(wire.buffered()) == Some(Opening::DirectTls) {
+        let Some(state) = &tls_state else {
+            // A TLS client at a node without TLS: nothing it could read.
+            info!(%peer, "direct TLS connection, but TLS is not configured (tls_cert_file): closed");
+            return Ok(None);
+        };
+        let early = wire.take_buffered();
+        let Some(info) = upgrade(wire, state, &early, deadline, peer) else {
+            return Ok(None);
+        };
+        let alpn_ok = match wire.stream_mut() {
+            ClientStream::Tls(s) => negotiate::direct_alpn_ok(s.0.conn.alpn_protocol()),
+            _ => false,
+        };
+        if !alpn_ok {
+            return Err(PgError::fatal(
                 sqlstate::PROTOCOL_VIOLATION,
-                "no startup message within 30 s",
-            ),
-            other => other.into(),
-        })?;
+                "direct TLS connection without ALPN \"postgresql\"",
+            ));
+        }
+        tls = Some(info);
+    }
+    loop {
+        let msg = wire.read(Some(left(deadline)?)).map_err(startup_error)?;
         let Some(msg) = msg else {
             return Ok(None);
         };
         match msg {
-            PgWireFrontendMessage::SslNegotiation(SslNegotiationMetaMessage::PostgresSsl(_))
-            | PgWireFrontendMessage::SslNegotiation(SslNegotiationMetaMessage::PostgresGss(_)) => {
-                // No TLS yet: 'N' makes libpq fall back to plain (or fail if sslmode=require).
-                wire.write_raw(b"N")
-                    .map_err(|_| PgError::fatal(sqlstate::PROTOCOL_VIOLATION, "write failed"))?;
+            PgWireFrontendMessage::SslNegotiation(SslNegotiationMetaMessage::PostgresSsl(_)) => {
+                let answer = negotiate::answer_ssl_request(
+                    tls_state.is_some(),
+                    tls.is_some(),
+                    wire.buffered().len(),
+                );
+                match (answer, &tls_state) {
+                    (SslAnswer::Accept, Some(state)) => {
+                        write_answer(wire, b"S")?;
+                        let Some(info) = upgrade(wire, state, &[], deadline, peer) else {
+                            return Ok(None);
+                        };
+                        tls = Some(info);
+                    }
+                    (SslAnswer::RefuseInjected, _) => {
+                        warn!(%peer, bytes = wire.buffered().len(), "unencrypted data after an SSLRequest: closed without TLS");
+                        return Err(PgError::fatal(
+                            sqlstate::PROTOCOL_VIOLATION,
+                            "received unencrypted data after SSL request",
+                        )
+                        .with_hint("This could be either a client-software bug or evidence of an attempted man-in-the-middle attack."));
+                    }
+                    (SslAnswer::AlreadyEncrypted, _) => {
+                        return Err(PgError::fatal(
+                            sqlstate::PROTOCOL_VIOLATION,
+                            "SSLRequest on a connection already on TLS",
+                        ))
+                    }
+                    // 'N' makes libpq go on in plain text (or fail if sslmode=require).
+                    _ => write_answer(wire, b"N")?,
+                }
+            }
+            PgWireFrontendMessage::SslNegotiation(SslNegotiationMetaMessage::PostgresGss(_)) => {
+                // No GSSAPI encryption: libpq goes on with SSLRequest or plain.
+                write_answer(wire, b"N")?;
             }
             PgWireFrontendMessage::SslNegotiation(SslNegotiationMetaMessage::None) => {
                 wire.ctx.awaiting_frontend_ssl = false;
@@ -113,7 +173,7 @@ pub fn startup<S: Stream>(
                         node.ending_reason(),
                     ));
                 }
-                let conn = ConnInfo { peer, tls: None };
+                let conn = ConnInfo { peer, tls };
                 let access = match super::login::authenticate(node, wire, &conn, &st.parameters)? {
                     super::login::Login::Accepted(a) => a,
                     super::login::Login::Left => return Ok(None),
@@ -130,6 +190,60 @@ pub fn startup<S: Stream>(
                     "expected a startup message",
                 ))
             }
+        }
+    }
+}
+
+/// What is left of the start-up time; an error once it is spent.
+fn left(deadline: Instant) -> Result<Duration, PgError> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(startup_error(WireError::Timeout));
+    }
+    Ok(left)
+}
+
+fn startup_error(e: WireError) -> PgError {
+    match e {
+        WireError::Timeout => PgError::fatal(
+            sqlstate::PROTOCOL_VIOLATION,
+            format!("no startup message within {} s", STARTUP_TIMEOUT.as_secs()),
+        ),
+        other => other.into(),
+    }
+}
+
+/// The one-byte answer to an SSLRequest or GSSENCRequest, written at once.
+fn write_answer(wire: &mut Wire<ClientStream>, answer: &[u8]) -> Result<(), PgError> {
+    wire.write_raw(answer)
+        .map_err(|_| PgError::fatal(sqlstate::PROTOCOL_VIOLATION, "write failed"))
+}
+
+/// Replace the plain socket under `wire` by TLS over it. None: the
+/// handshake failed (logged); the connection is then closed.
+fn upgrade(
+    wire: &mut Wire<ClientStream>,
+    state: &TlsState,
+    early: &[u8],
+    deadline: Instant,
+    peer: SocketAddr,
+) -> Option<TlsInfo> {
+    let plain = std::mem::replace(wire.stream_mut(), ClientStream::Gone);
+    let ClientStream::Plain(tcp) = plain else {
+        return None;
+    };
+    match transport::handshake(tcp, state, early, deadline) {
+        Ok((stream, client_cn)) => {
+            *wire.stream_mut() = ClientStream::Tls(Box::new(stream));
+            debug!(%peer, ?client_cn, "TLS handshake done");
+            Some(TlsInfo {
+                server_end_point: state.server_end_point.clone(),
+                client_cn,
+            })
+        }
+        Err(e) => {
+            info!(%peer, error = %e, "TLS handshake failed");
+            None
         }
     }
 }

@@ -17,7 +17,8 @@ use tracing::{debug, info, warn};
 
 use crate::errors::{sqlstate, PgError};
 
-/// A byte stream a session can run on: a TCP socket today.
+/// A byte stream a session can run on: a TCP socket, or TLS over one
+/// (crates/hadr-server/src/session/transport.rs).
 pub trait Stream: Read + Write {
     /// Bound the next reads (None: wait for ever); used for the
     /// idle-in-transaction and start-up timeouts.
@@ -160,7 +161,34 @@ impl<S: Stream> Wire<S> {
 
     /// Write raw bytes at once, outside message framing (the SSLRequest answer).
     pub fn write_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.stream.write_all(bytes)
+        self.stream.write_all(bytes)?;
+        self.stream.flush()
+    }
+
+    /// Bytes read from the client and not decoded yet.
+    pub fn buffered(&self) -> &[u8] {
+        &self.rbuf
+    }
+
+    /// Take the bytes read and not decoded (a direct TLS ClientHello).
+    pub fn take_buffered(&mut self) -> BytesMut {
+        self.rbuf.split()
+    }
+
+    /// The stream, to replace it (TLS replaces the plain socket). The read
+    /// timeout it has is forgotten: the next read sets its own.
+    pub fn stream_mut(&mut self) -> &mut S {
+        self.read_timeout = None;
+        &mut self.stream
+    }
+
+    /// Read once if nothing is buffered, waiting at most `timeout`.
+    /// Ok(false): the client closed the connection (or the read failed).
+    pub fn fill(&mut self, timeout: Option<Duration>) -> Result<bool, WireError> {
+        if !self.rbuf.is_empty() {
+            return Ok(true);
+        }
+        self.read_chunk(timeout)
     }
 
     /// Write what is queued. An error ends the session: the client is gone
@@ -169,7 +197,11 @@ impl<S: Stream> Wire<S> {
         if self.wbuf.is_empty() {
             return Ok(());
         }
-        if let Err(e) = self.stream.write_all(&self.wbuf) {
+        if let Err(e) = self
+            .stream
+            .write_all(&self.wbuf)
+            .and_then(|_| self.stream.flush())
+        {
             if matches!(
                 e.kind(),
                 io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
@@ -194,16 +226,29 @@ impl<S: Stream> Wire<S> {
             if let Some(m) = decode_frame(&mut self.rbuf, &self.ctx, self.max_message)? {
                 return Ok(Some(m));
             }
-            if self.read_timeout != Some(timeout) {
-                if self.stream.set_read_timeout(timeout).is_err() {
-                    return Ok(None);
-                }
-                self.read_timeout = Some(timeout);
+            if !self.read_chunk(timeout)? {
+                return Ok(None);
             }
-            let mut chunk = [0u8; 16 * 1024];
+        }
+    }
+
+    /// Read what the client sent, waiting at most `timeout`. Ok(false): it
+    /// closed the connection (or the read failed).
+    fn read_chunk(&mut self, timeout: Option<Duration>) -> Result<bool, WireError> {
+        if self.read_timeout != Some(timeout) {
+            if self.stream.set_read_timeout(timeout).is_err() {
+                return Ok(false);
+            }
+            self.read_timeout = Some(timeout);
+        }
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
             match self.stream.read(&mut chunk) {
-                Ok(0) => return Ok(None),
-                Ok(n) => self.rbuf.extend_from_slice(&chunk[..n]),
+                Ok(0) => return Ok(false),
+                Ok(n) => {
+                    self.rbuf.extend_from_slice(&chunk[..n]);
+                    return Ok(true);
+                }
                 Err(e)
                     if matches!(
                         e.kind(),
@@ -215,7 +260,7 @@ impl<S: Stream> Wire<S> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     debug!(error = %e, "read failed");
-                    return Ok(None);
+                    return Ok(false);
                 }
             }
         }
