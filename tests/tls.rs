@@ -613,3 +613,172 @@ fn bytes_after_an_ssl_request_close_the_connection_without_tls() {
     let msgs = until_ready(&mut c);
     assert_eq!(msgs.first().map(|m| m.0), Some(b'R'));
 }
+
+// ---------------------------------------------------------------------------
+// TLS and authentication together (docs/security.md §Authentication and
+// access rules): what a user of a secured node does.
+
+/// A TLS node where `app` may come in only over TLS with its password, and
+/// the superuser `postgres` (and the test kit's ready-probe) over anything
+/// from this machine.
+fn secured_server(certs: &Certs, more: &[&str]) -> Server {
+    let mut flags = certs.flags();
+    for rule in [
+        "hostssl all app all scram-sha-256",
+        "host all postgres,ready-probe all trust",
+    ] {
+        flags.extend(["--access".to_string(), rule.to_string()]);
+    }
+    flags.extend(more.iter().map(|s| s.to_string()));
+    let s = start_with(flags).expect("a secured server starts");
+    let (ok, _, err) = psql(
+        &format!(
+            "host=127.0.0.1 port={} user=postgres dbname=app sslmode=disable",
+            s.port
+        ),
+        &[],
+        "CREATE USER app PASSWORD 'app-secret';\n",
+    );
+    assert!(ok, "creating app: {err}");
+    s
+}
+
+#[test]
+fn verify_full_and_scram_for_psql_psycopg_and_pgjdbc_and_no_way_around_tls() {
+    let certs = Certs::new(&["localhost", "127.0.0.1"]);
+    let s = secured_server(&certs, &[]);
+    let ca = certs.ca.display();
+    let tls = |extra: &str| {
+        libpq(
+            s.port,
+            &format!("sslmode=verify-full sslrootcert={ca} {extra}"),
+        )
+    };
+
+    // psql: TLS + SCRAM, and SCRAM-SHA-256-PLUS (channel binding to the
+    // server's certificate) when the client insists on it.
+    let (ok, out, err) = psql_conninfo(&tls("password=app-secret"));
+    assert!(ok, "verify-full + SCRAM: {err}");
+    assert!(out.contains("SSL connection (protocol: TLSv1.3"), "{out}");
+    let (ok, out, err) = psql_conninfo(&tls("password=app-secret channel_binding=require"));
+    assert!(ok, "channel binding: {err}");
+    assert!(out.contains("42"), "{out}");
+    // The controls: a wrong password, and no TLS at all for a hostssl-only
+    // user (a client that skips the SSLRequest cannot downgrade).
+    let (ok, _, err) = psql_conninfo(&tls("password=wrong"));
+    assert!(!ok);
+    assert!(
+        err.contains("password authentication failed for user \"app\""),
+        "{err}"
+    );
+    let (ok, _, err) = psql_conninfo(&libpq(s.port, "sslmode=disable password=app-secret"));
+    assert!(!ok, "app over plain TCP must be refused");
+    assert!(
+        err.contains("no access rule") && err.contains("SSL off"),
+        "{err}"
+    );
+
+    // psycopg (libpq 17): the same, channel binding required.
+    let (ok, out) = psycopg(&tls("password=app-secret channel_binding=require"));
+    assert!(ok, "{out}");
+    assert!(out.contains("ssl True value 42"), "{out}");
+    let (ok, out) = psycopg(&tls("password=wrong"));
+    assert!(!ok, "{out}");
+    assert!(out.contains("password authentication failed"), "{out}");
+
+    // pgjdbc.
+    let url = |password: &str| {
+        format!(
+            "jdbc:postgresql://localhost:{}/app?user=app&password={password}&ssl=true&sslmode=verify-full&sslrootcert={ca}",
+            s.port
+        )
+    };
+    let (ok, out) = pgjdbc(&url("app-secret"));
+    assert!(ok, "{out}");
+    assert!(out.contains("ok 1"), "{out}");
+    let (ok, out) = pgjdbc(&url("wrong"));
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("28P01") || out.contains("password authentication failed"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokio_postgres_verify_full_and_scram() {
+    let certs = Certs::new(&["localhost", "127.0.0.1"]);
+    let s = secured_server(&certs, &[]);
+    let info = |password: &str| {
+        format!(
+            "host=localhost port={} user=app dbname=app sslmode=require password={password}",
+            s.port
+        )
+    };
+    let (_, v) = tokio_pg_query(&info("app-secret"), &certs.ca, false)
+        .await
+        .unwrap();
+    assert_eq!(v, 7);
+    let e = tokio_pg_query(&info("wrong"), &certs.ca, false)
+        .await
+        .err()
+        .expect("a wrong password must be refused");
+    let db = e.as_db_error().unwrap_or_else(|| panic!("{e:?}"));
+    assert_eq!(db.code().code(), "28P01", "{db:?}");
+}
+
+#[test]
+fn the_cert_method_lets_in_the_role_its_certificate_names() {
+    let certs = Certs::new(&["localhost", "127.0.0.1"]);
+    let clients_ca = Ca::new("hadr clients CA 2");
+    let dir = certs.dir.path();
+    let clients_ca_file = dir.join("clients-ca.pem");
+    write(&clients_ca_file, &clients_ca.cert.pem(), 0o644);
+    let mut flags = certs.flags();
+    flags.extend([
+        "--tls-client-ca-file".to_string(),
+        clients_ca_file.display().to_string(),
+    ]);
+    for rule in [
+        "host all postgres,ready-probe all trust",
+        "hostssl all all all cert",
+    ] {
+        flags.extend(["--access".to_string(), rule.to_string()]);
+    }
+    let s = start_with(flags).unwrap();
+    let (ok, _, err) = psql(
+        &format!(
+            "host=127.0.0.1 port={} user=postgres dbname=app sslmode=disable",
+            s.port
+        ),
+        &[],
+        "CREATE USER alice; CREATE USER bob;\n",
+    );
+    assert!(ok, "{err}");
+    let (cert, key) = clients_ca.client_files("alice", dir, "alice");
+    let as_user = |user: &str, with_cert: bool| {
+        let files = if with_cert {
+            format!("sslcert={} sslkey={}", cert.display(), key.display())
+        } else {
+            "sslcert=/nonexistent sslkey=/nonexistent".into()
+        };
+        psql_conninfo(&format!(
+            "host=localhost port={} user={user} dbname=app connect_timeout=5 sslmode=verify-full sslrootcert={} {files}",
+            s.port,
+            certs.ca.display()
+        ))
+    };
+    let (ok, out, err) = as_user("alice", true);
+    assert!(ok, "alice with her certificate: {err}");
+    assert!(out.contains("SSL connection"), "{out}");
+    // The controls: alice's certificate does not make anyone bob, and no
+    // certificate lets nobody in.
+    let (ok, _, err) = as_user("bob", true);
+    assert!(!ok, "alice's certificate must not log in bob");
+    assert!(
+        err.contains("certificate authentication failed for user \"bob\""),
+        "{err}"
+    );
+    let (ok, _, err) = as_user("alice", false);
+    assert!(!ok, "no certificate must not log in alice");
+    assert!(err.contains("certificate"), "{err}");
+}
