@@ -230,15 +230,15 @@ impl ReplTlsArgs {
             c.replication_tls_cert_file = file.replication_tls_cert_file;
             c.replication_tls_key_file = file.replication_tls_key_file;
         }
-        if self.replication_tls_ca_file.is_some() {
-            c.replication_tls_ca_file = self.replication_tls_ca_file;
-        }
-        if self.replication_tls_cert_file.is_some() {
-            c.replication_tls_cert_file = self.replication_tls_cert_file;
-        }
-        if self.replication_tls_key_file.is_some() {
-            c.replication_tls_key_file = self.replication_tls_key_file;
-        }
+        keep_given(&mut c.replication_tls_ca_file, self.replication_tls_ca_file);
+        keep_given(
+            &mut c.replication_tls_cert_file,
+            self.replication_tls_cert_file,
+        );
+        keep_given(
+            &mut c.replication_tls_key_file,
+            self.replication_tls_key_file,
+        );
         c.validate()?;
         Ok(())
     }
@@ -482,48 +482,39 @@ impl ServerArgs {
             c.sync_paths.insert(name.to_string(), PathBuf::from(path));
         }
         c.sync_exclude.extend(self.sync_exclude.iter().cloned());
-        if self.role.is_some() {
-            c.role = self.role;
-        }
-        if self.arbiter.is_some() {
-            c.arbiter = self.arbiter;
-        }
+        keep_given(&mut c.role, self.role);
+        keep_given(&mut c.arbiter, self.arbiter);
         if !self.reserved_connection_user.is_empty() {
             c.reserved_connection_users = self.reserved_connection_user;
         }
-        if self.client_address.is_some() {
-            c.client_address = self.client_address;
-        }
-        if self.failover.is_some() {
-            c.failover = self.failover;
-        }
-        if self.replication_tls_ca_file.is_some() {
-            c.replication_tls_ca_file = self.replication_tls_ca_file;
-        }
-        if self.replication_tls_cert_file.is_some() {
-            c.replication_tls_cert_file = self.replication_tls_cert_file;
-        }
-        if self.replication_tls_key_file.is_some() {
-            c.replication_tls_key_file = self.replication_tls_key_file;
-        }
-        if self.admin_token_file.is_some() {
-            c.admin_token_file = self.admin_token_file;
-        }
+        keep_given(&mut c.client_address, self.client_address);
+        keep_given(&mut c.failover, self.failover);
+        keep_given(&mut c.replication_tls_ca_file, self.replication_tls_ca_file);
+        keep_given(
+            &mut c.replication_tls_cert_file,
+            self.replication_tls_cert_file,
+        );
+        keep_given(
+            &mut c.replication_tls_key_file,
+            self.replication_tls_key_file,
+        );
+        keep_given(&mut c.admin_token_file, self.admin_token_file);
         c.admin_require_token_for_reads |= self.admin_require_token_for_reads;
         c.insecure_admin |= self.insecure_admin;
-        if self.tls_cert_file.is_some() {
-            c.tls_cert_file = self.tls_cert_file;
-        }
-        if self.tls_key_file.is_some() {
-            c.tls_key_file = self.tls_key_file;
-        }
-        if self.tls_client_ca_file.is_some() {
-            c.tls_client_ca_file = self.tls_client_ca_file;
-        }
+        keep_given(&mut c.tls_cert_file, self.tls_cert_file);
+        keep_given(&mut c.tls_key_file, self.tls_key_file);
+        keep_given(&mut c.tls_client_ca_file, self.tls_client_ca_file);
 
         c.force = self.force;
         c.validate()?;
         Ok(c)
+    }
+}
+
+/// A flag given on the command line overrides the config file's value.
+fn keep_given<T>(slot: &mut Option<T>, given: Option<T>) {
+    if given.is_some() {
+        *slot = given;
     }
 }
 

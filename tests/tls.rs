@@ -720,8 +720,7 @@ async fn tokio_postgres_verify_full_and_scram() {
     assert_eq!(v, 7);
     let e = tokio_pg_query(&info("wrong"), &certs.ca, false)
         .await
-        .err()
-        .expect("a wrong password must be refused");
+        .expect_err("a wrong password must be refused");
     let db = e.as_db_error().unwrap_or_else(|| panic!("{e:?}"));
     assert_eq!(db.code().code(), "28P01", "{db:?}");
 }
