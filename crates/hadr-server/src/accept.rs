@@ -316,7 +316,10 @@ async fn refuse_on(
     let mut ctx = DecodeContext::new(ProtocolVersion::PROTOCOL3_0);
     let mut got = BytesMut::with_capacity(1024);
     while got.len() < REFUSAL_READ_LIMIT {
-        match M::decode(&mut got, &ctx) {
+        // The session's framing (crates/hadr-server/src/session/frame.rs),
+        // not pgwire's decoder on the raw bytes; only start-up packets
+        // come here, so the message limit does not matter.
+        match session::wire::decode_frame(&mut got, &ctx, session::frame::MAX_STARTUP_PACKET) {
             Ok(Some(M::SslNegotiation(SslNegotiationMetaMessage::None))) => {
                 ctx.awaiting_frontend_ssl = false;
                 continue;
