@@ -41,7 +41,7 @@ fn run_one(name: &str, target: hadr_fuzz::Target, input: &[u8], what: &str) {
         let _ = std::fs::write(&path, input);
         panic!(
             "fuzz target {name} panicked on {what}; input saved at {} \
-             (replay: hadr-fuzz-afl {name} < FILE, or copy it to fuzz/regressions/{name}/)",
+             (copy it to fuzz/regressions/{name}/ to replay it here)",
             path.display()
         );
     }
