@@ -372,7 +372,10 @@ async fn until_startup<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> std::io::Result<Until> {
     use PgWireFrontendMessage as M;
     while got.len() < REFUSAL_READ_LIMIT {
-        match M::decode(got, ctx) {
+        // The session's framing (crates/hadr-server/src/session/frame.rs),
+        // not pgwire's decoder on the raw bytes; only start-up packets
+        // come here, so the message limit does not matter.
+        match session::wire::decode_frame(got, ctx, session::frame::MAX_STARTUP_PACKET) {
             Ok(Some(M::SslNegotiation(SslNegotiationMetaMessage::None))) => {
                 ctx.awaiting_frontend_ssl = false;
                 continue;

@@ -388,6 +388,19 @@ struct StatusQuery {
     hash: Option<bool>,
 }
 
+/// Parse a request target's query string as each handler here extracts it,
+/// dropping the results: the fuzz target `admin` (fuzz/src/lib.rs) runs
+/// this on arbitrary bytes.
+pub fn parse_request_queries(target: &[u8]) {
+    let Ok(uri) = axum::http::Uri::try_from(target) else {
+        return;
+    };
+    let _ = Query::<TakeoverQuery>::try_from_uri(&uri);
+    let _ = Query::<PauseQuery>::try_from_uri(&uri);
+    let _ = Query::<FenceQuery>::try_from_uri(&uri);
+    let _ = Query::<StatusQuery>::try_from_uri(&uri);
+}
+
 /// Databases larger than this get a page hash in /status only when asked
 /// (`?hash=true`): hashing reads every page, and monitors poll /status often.
 const HASH_BY_DEFAULT_MAX_BYTES: u64 = 256 << 20;
@@ -530,6 +543,12 @@ async fn metrics(State(node): State<Arc<Node>>) -> String {
         "Connections accepted.",
         "counter",
         node.stats.connections.load(Ordering::Relaxed),
+    );
+    m(
+        "hadr_session_panics_total",
+        "Sessions ended by an internal error (a caught panic); each released what it held.",
+        "counter",
+        node.stats.session_panics.load(Ordering::Relaxed),
     );
     replication_metrics(&node, &mut s);
     node.file_sync_metrics(&mut s);

@@ -1133,4 +1133,22 @@ method = "trust"
         assert_eq!(r.method, "scram-sha-256");
         assert!("host all all".parse::<AccessRuleConfig>().is_err());
     }
+
+    /// Found by the fuzz target `config` (fuzz/regressions/config): a
+    /// duration past u64::MAX seconds panicked in Duration::from_secs_f64,
+    /// at start-up from the config file and in a session from
+    /// `SET hadr.max_replay_lag`.
+    #[test]
+    fn huge_durations_are_an_error_not_a_panic() {
+        assert!("300000000000000000000000000000000s".parse::<Dur>().is_err());
+        assert!("33333333333333333333333".parse::<Dur>().is_err());
+        let e = Config::from_toml("hadr_timeout = \"333333333333333333333333333333333s\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("hadr_timeout"), "{e}");
+        assert_eq!(
+            "1000000000s".parse::<Dur>().map(|d| d.0.as_secs()),
+            Ok(1_000_000_000)
+        );
+    }
 }

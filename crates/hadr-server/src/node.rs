@@ -80,6 +80,8 @@ pub struct Stats {
     /// Connections holding a slot now (sessions and those still starting
     /// up), against max_connections; taken before a session thread starts.
     pub connection_slots: AtomicUsize,
+    /// Sessions ended by a panic (caught; see crates/hadr-server/src/session/mod.rs).
+    pub session_panics: AtomicU64,
 }
 
 /// Shared state of a node.

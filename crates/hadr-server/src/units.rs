@@ -111,10 +111,11 @@ impl FromStr for Dur {
                 })
             }
         };
-        if !secs.is_finite() || secs < 0.0 {
-            return Err(ValueError::Duration(s.to_string()));
-        }
-        Ok(Dur(Duration::from_secs_f64(secs)))
+        // try_: from_secs_f64 panics past u64::MAX seconds ("3e30s", found
+        // by the fuzz target `config`, fuzz/regressions/config).
+        Duration::try_from_secs_f64(secs)
+            .map(Dur)
+            .map_err(|_| ValueError::Duration(s.to_string()))
     }
 }
 

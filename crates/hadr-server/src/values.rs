@@ -677,16 +677,29 @@ fn encode_numeric_binary(s: &str) -> Option<Vec<u8>> {
 
 fn decode_numeric_binary(b: &[u8]) -> Option<String> {
     let rd = |i: usize| -> Option<i16> { Some(i16::from_be_bytes([*b.get(i)?, *b.get(i + 1)?])) };
-    let ndigits = rd(0)? as usize;
+    // A negative count was taken as a huge usize (a panic in
+    // Vec::with_capacity; fuzz/regressions/pg_values): the count must be
+    // what the value holds, as PostgreSQL's numeric_recv requires.
+    let ndigits = usize::try_from(rd(0)?).ok()?;
+    if b.len() != 8 + 2 * ndigits {
+        return None;
+    }
     let weight = i64::from(rd(2)?);
     let sign = rd(4)? as u16;
     let dscale = rd(6)?.max(0) as usize;
     if sign == 0xC000 {
         return Some("NaN".into());
     }
+    if sign != 0 && sign != 0x4000 {
+        return None;
+    }
     let mut digits = Vec::with_capacity(ndigits);
     for i in 0..ndigits {
-        digits.push(rd(8 + 2 * i)?);
+        let d = rd(8 + 2 * i)?;
+        if !(0..10_000).contains(&d) {
+            return None;
+        }
+        digits.push(d);
     }
     let mut int_s = String::new();
     for w in 0..=weight.max(-1) {
@@ -749,6 +762,32 @@ mod tests {
                 "{s} -> {back}"
             );
         }
+    }
+
+    /// Found by the fuzz target `pg_values` (fuzz/regressions/pg_values):
+    /// a negative digit count panicked in Vec::with_capacity.
+    #[test]
+    fn malformed_binary_numerics_are_an_error_not_a_panic() {
+        let crash = [0xf3, 0xa1, 0x00, 0xdd, 0x3d, 0x4b, 0x23, 0x64, 0x74];
+        assert!(decode_param(Some(&crash), PgType::Numeric, true).is_err());
+        let numeric = |ndigits: i16, sign: u16, digits: &[i16], extra: usize| {
+            let mut b = ndigits.to_be_bytes().to_vec();
+            b.extend_from_slice(&0i16.to_be_bytes());
+            b.extend_from_slice(&sign.to_be_bytes());
+            b.extend_from_slice(&0i16.to_be_bytes());
+            for d in digits {
+                b.extend_from_slice(&d.to_be_bytes());
+            }
+            b.resize(b.len() + extra, 0);
+            decode_numeric_binary(&b)
+        };
+        assert_eq!(numeric(1, 0, &[42], 0).as_deref(), Some("42"));
+        assert_eq!(numeric(1, 0x4000, &[42], 0).as_deref(), Some("-42"));
+        assert_eq!(numeric(-1, 0, &[], 0), None);
+        assert_eq!(numeric(2, 0, &[42], 0), None, "fewer digits than counted");
+        assert_eq!(numeric(1, 0, &[42], 2), None, "bytes after the digits");
+        assert_eq!(numeric(1, 0, &[10_000], 0), None, "a digit is base 10000");
+        assert_eq!(numeric(1, 0x1234, &[1], 0), None, "unknown sign");
     }
 
     #[test]

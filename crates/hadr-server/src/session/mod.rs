@@ -13,15 +13,17 @@
 //! on one thread with no hand-offs between a runtime and a blocking pool,
 //! which on a 2-core machine cost more than the statements themselves.
 //!
-//! The parts, each using only those listed before it: [`wire`] (framing),
-//! [`negotiate`] (TLS negotiation decisions, pure), [`transport`] (the
-//! plain or TLS stream and the handshake), [`tx`] (the transaction state
-//! machine, pure), [`settings`] (SET/SHOW), [`login`], [`startup`],
+//! The parts, each using only those listed before it: [`frame`] (cutting
+//! and checking frontend messages before pgwire decodes them), [`wire`]
+//! (I/O), [`negotiate`] (TLS negotiation decisions, pure), [`transport`]
+//! (the plain or TLS stream and the handshake), [`tx`] (the transaction
+//! state machine, pure), [`settings`] (SET/SHOW), [`login`], [`startup`],
 //! [`portal`], [`state`] (the session and the end of its transactions),
 //! [`statement`] (one statement, either protocol), then [`simple`] and
 //! [`extended`], and this module's message loop.
 
 pub mod extended;
+pub mod frame;
 pub mod login;
 pub mod negotiate;
 pub mod portal;
@@ -35,13 +37,14 @@ pub mod tx;
 pub mod wire;
 
 use std::net::{SocketAddr, TcpStream};
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use pgwire::messages::response::{ReadyForQuery, TransactionStatus};
 use pgwire::messages::startup::ParameterStatus;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 pub use settings::SERVER_VERSION;
 
@@ -60,6 +63,13 @@ enum Flow {
 }
 
 /// Serve one TCP connection until it closes (blocking; run on its own thread).
+///
+/// A panic anywhere in the session (a bug, or a dependency that panics on
+/// input we failed to check) ends this session only: it is caught here, the
+/// client gets FATAL XX000, and the guards below have already released what
+/// the session held on the way out (its transaction, write permit, registry
+/// entry and open-session count; the connection slot is released by the
+/// thread's own guard in crates/hadr-server/src/accept.rs).
 pub fn serve(node: Arc<Node>, stream: TcpStream, peer: SocketAddr) {
     // A second handle on the socket lets shutdown end a blocked read.
     let socket = stream.try_clone().ok();
@@ -67,7 +77,54 @@ pub fn serve(node: Arc<Node>, stream: TcpStream, peer: SocketAddr) {
         transport::ClientStream::Plain(stream),
         node.config.max_message_size.0 as usize,
     );
-    let startup = match startup::startup(&node, &mut wire, peer) {
+    let served = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        serve_on(&node, &mut wire, peer, socket)
+    }));
+    if let Err(panic) = served {
+        node.stats.session_panics.fetch_add(1, Ordering::Relaxed);
+        error!(%peer, panic = panic_text(&*panic), "a session ended on an internal error; its transaction was rolled back and what it held was released");
+        // Whatever was queued may stop mid-message.
+        wire.discard_output();
+        wire.error(&PgError::fatal(
+            sqlstate::INTERNAL_ERROR,
+            "internal error: the session was closed",
+        ));
+        let _ = wire.flush();
+    }
+}
+
+/// The text of a panic's payload (a `&str` or a `String` for `panic!`).
+fn panic_text(p: &(dyn std::any::Any + Send)) -> &str {
+    p.downcast_ref::<&str>()
+        .copied()
+        .or_else(|| p.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
+
+/// Counts a session in [`Node::open_sessions`] for as long as it lives,
+/// unwinding included.
+struct OpenSession<'a>(&'a Node);
+
+impl<'a> OpenSession<'a> {
+    fn new(node: &'a Node) -> OpenSession<'a> {
+        node.open_sessions.fetch_add(1, Ordering::SeqCst);
+        OpenSession(node)
+    }
+}
+
+impl Drop for OpenSession<'_> {
+    fn drop(&mut self) {
+        self.0.open_sessions.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn serve_on(
+    node: &Arc<Node>,
+    wire: &mut Wire<transport::ClientStream>,
+    peer: SocketAddr,
+    socket: Option<TcpStream>,
+) {
+    let startup = match startup::startup(node, wire, peer) {
         Ok(Some(s)) => s,
         Ok(None) => return,
         Err(e) => {
@@ -76,11 +133,12 @@ pub fn serve(node: Arc<Node>, stream: TcpStream, peer: SocketAddr) {
             return;
         }
     };
-    node.open_sessions.fetch_add(1, Ordering::SeqCst);
+    // Declared before the session, so dropped after it (Session's Drop
+    // ends the session: rollback, permit, registry).
+    let _open = OpenSession::new(node);
     let mut s = match Session::new(node.clone(), startup, peer, socket) {
         Ok(s) => s,
         Err(e) => {
-            node.open_sessions.fetch_sub(1, Ordering::SeqCst);
             wire.error(&e);
             let _ = wire.flush();
             return;
@@ -89,18 +147,11 @@ pub fn serve(node: Arc<Node>, stream: TcpStream, peer: SocketAddr) {
     // Read before the topology the greeting carries, so a change between
     // the two is sent again rather than missed.
     s.topology_generation = node.topology_generation();
-    startup::greet(
-        &mut wire,
-        s.pid,
-        s.secret,
-        s.settings.parameter_statuses(&node),
-    );
-    s.ready(&mut wire);
+    startup::greet(wire, s.pid, s.secret, s.settings.parameter_statuses(node));
+    s.ready(wire);
     if wire.flush().is_ok() {
-        s.run(&mut wire);
+        s.run(wire);
     }
-    s.finish();
-    node.open_sessions.fetch_sub(1, Ordering::SeqCst);
 }
 
 impl Session {
@@ -173,6 +224,7 @@ impl Session {
         }
         let r = match msg {
             M::Query(q) => {
+                failpoint_panic(&q.query);
                 self.simple_query(wire, &q.query);
                 if wire.sent_fatal() {
                     let _ = wire.flush();
@@ -231,3 +283,19 @@ impl Session {
         Flow::Continue
     }
 }
+
+/// Test failpoint, in debug builds only: a Query whose text is the value of
+/// `HADR_FAILPOINT_PANIC_QUERY` (read once, from the server's environment)
+/// panics its session, so that tests/session_panic.rs can show a panic ends
+/// only that session and releases what it held.
+#[cfg(debug_assertions)]
+fn failpoint_panic(query: &str) {
+    static TRIGGER: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let trigger = TRIGGER.get_or_init(|| std::env::var("HADR_FAILPOINT_PANIC_QUERY").ok());
+    if trigger.as_deref() == Some(query) {
+        panic!("failpoint HADR_FAILPOINT_PANIC_QUERY");
+    }
+}
+
+#[cfg(not(debug_assertions))]
+fn failpoint_panic(_query: &str) {}

@@ -226,12 +226,19 @@ impl Session {
     }
 
     /// End of session: roll back, release the permit, leave the registry.
-    pub fn finish(&mut self) {
+    /// Runs when the session is dropped, also when a panic unwinds it.
+    fn finish(&mut self) {
         if self.tx.status != Status::Idle || self.permit.is_some() {
             self.rollback();
         }
         self.node.registry().remove(&self.pid);
         debug!(pid = self.pid, "session end");
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.finish();
     }
 }
 

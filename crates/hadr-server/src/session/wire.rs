@@ -10,11 +10,11 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use pgwire::error::PgWireError;
 use pgwire::messages::response::{ErrorResponse, NoticeResponse};
 use pgwire::messages::{DecodeContext, PgWireBackendMessage, PgWireFrontendMessage};
 use tracing::{debug, info, warn};
 
+pub use super::frame::{decode_frame, WireError};
 use crate::errors::{sqlstate, PgError};
 
 /// A byte stream a session can run on: a TCP socket, or TLS over one
@@ -31,28 +31,6 @@ impl Stream for TcpStream {
     }
 }
 
-/// Why no message could be read.
-#[derive(Debug, thiserror::Error)]
-pub enum WireError {
-    /// A length field below the 4 bytes of the length itself.
-    #[error("invalid message length {0}")]
-    BadLength(i32),
-    /// A message longer than `max_message_size`, refused from its header.
-    #[error("message of {len} bytes exceeds max_message_size ({max} bytes)")]
-    TooLarge {
-        /// The announced length.
-        len: i32,
-        /// The limit.
-        max: usize,
-    },
-    /// pgwire could not decode the message.
-    #[error("invalid frontend message: {0}")]
-    Decode(#[source] PgWireError),
-    /// Nothing arrived within the read timeout.
-    #[error("no message within the read timeout")]
-    Timeout,
-}
-
 impl From<WireError> for PgError {
     fn from(e: WireError) -> PgError {
         let code = match &e {
@@ -63,35 +41,12 @@ impl From<WireError> for PgError {
                     "terminating connection due to idle-in-transaction timeout",
                 )
             }
-            WireError::BadLength(_) | WireError::Decode(_) => sqlstate::PROTOCOL_VIOLATION,
+            WireError::BadLength(_) | WireError::Malformed(_) | WireError::Decode(_) => {
+                sqlstate::PROTOCOL_VIOLATION
+            }
         };
         PgError::fatal(code, e.to_string())
     }
-}
-
-/// Take one complete frontend message off the front of `buf`, if it holds one.
-///
-/// The length is checked before pgwire sees the message, so that an oversized
-/// one is refused from its header instead of being buffered first.
-pub fn decode_frame(
-    buf: &mut BytesMut,
-    ctx: &DecodeContext,
-    max_message: usize,
-) -> Result<Option<PgWireFrontendMessage>, WireError> {
-    if !ctx.awaiting_frontend_startup && !ctx.awaiting_frontend_ssl && buf.len() >= 5 {
-        let len = i32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]);
-        if len < 4 {
-            return Err(WireError::BadLength(len));
-        }
-        if len as usize > max_message {
-            return Err(WireError::TooLarge {
-                len,
-                max: max_message,
-            });
-        }
-        buf.reserve(len as usize + 1);
-    }
-    PgWireFrontendMessage::decode(buf, ctx).map_err(WireError::Decode)
 }
 
 /// One connection's framing state: read and write buffers, decode context.
@@ -152,6 +107,12 @@ impl<S: Stream> Wire<S> {
     /// Whether a FATAL error was queued (the session must end).
     pub fn sent_fatal(&self) -> bool {
         self.fatal
+    }
+
+    /// Drop what is queued and not yet written (after a panic, when it may
+    /// end mid-message).
+    pub fn discard_output(&mut self) {
+        self.wbuf.clear();
     }
 
     /// Bytes queued and not yet written.
