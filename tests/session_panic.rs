@@ -28,6 +28,18 @@ async fn settled_metrics(s: &Server) -> Result<String> {
     }
 }
 
+/// A client, once a slot is free (see [`session_when_a_slot_is_free`]).
+async fn client_when_a_slot_is_free(s: &Server) -> Result<tokio_postgres::Client> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match s.client().await {
+            Ok(c) => return Ok(c),
+            Err(e) if Instant::now() > deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
 /// A raw session past start-up. The previous session's thread gives its
 /// slot back just after the client has seen its connection close, so with
 /// every slot in use a connection made at once can still be refused
@@ -131,8 +143,8 @@ async fn a_panicking_session_releases_everything_and_the_node_keeps_serving() ->
     assert_eq!(metric(&m, "hadr_sessions_open"), Some(1), "{m}");
 
     // Slots were given back: two more clients fit beside `c`.
-    let c2 = s.client().await?;
-    let c3 = s.client().await?;
+    let c2 = client_when_a_slot_is_free(&s).await?;
+    let c3 = client_when_a_slot_is_free(&s).await?;
     // The write permit was released and the panicked transactions rolled back.
     let t0 = Instant::now();
     c2.batch_execute("INSERT INTO t VALUES (100)")
@@ -196,8 +208,8 @@ async fn messages_that_panicked_pgwire_get_a_protocol_error_and_leak_nothing() -
     assert_eq!(metric(&m, "hadr_session_panics_total"), Some(0), "{m}");
     assert_eq!(metric(&m, "hadr_sessions_open"), Some(1), "{m}");
     // Ten sessions came and went through three slots; two more still fit.
-    let c2 = s.client().await?;
-    let _c3 = s.client().await?;
+    let c2 = client_when_a_slot_is_free(&s).await?;
+    let _c3 = client_when_a_slot_is_free(&s).await?;
     c2.batch_execute("CREATE TABLE t(v INTEGER); INSERT INTO t VALUES (1)")
         .await
         .unwrap();
