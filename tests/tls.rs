@@ -19,65 +19,22 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rcgen::{
-    BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType,
-};
+use hadr_testkit::certs::Ca;
 
 const PGJDBC_JAR: &str = "/usr/share/java/postgresql.jar";
 
-/// A CA that signs certificates.
-struct Ca {
-    cert: Certificate,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.distinguished_name.push(DnType::CommonName, name);
-        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let cert = p.self_signed(&key).unwrap();
-        Ca {
-            cert,
-            issuer: Issuer::new(p, key),
-        }
-    }
-
-    /// A server certificate for `names` (DNS names or IP addresses) and its key.
-    fn server(&self, names: &[&str]) -> (Certificate, KeyPair) {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        for n in names {
-            p.subject_alt_names.push(match n.parse() {
-                Ok(ip) => SanType::IpAddress(ip),
-                Err(_) => SanType::DnsName((*n).try_into().unwrap()),
-            });
-        }
-        p.distinguished_name.push(DnType::CommonName, names[0]);
-        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let cert = p.signed_by(&key, &self.issuer).unwrap();
-        (cert, key)
-    }
-
-    /// A client certificate with subject CN `cn`, written as `dir/NAME.pem`
-    /// and `dir/NAME.key` (0600, as libpq requires); the two paths.
-    fn client_files(&self, cn: &str, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.distinguished_name.push(DnType::CommonName, cn);
-        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let cert = p.signed_by(&key, &self.issuer).unwrap();
-        let (c, k) = (
-            dir.join(format!("{name}.pem")),
-            dir.join(format!("{name}.key")),
-        );
-        write(&c, &cert.pem(), 0o644);
-        write(&k, &key.serialize_pem(), 0o600);
-        (c, k)
-    }
+/// A client certificate with subject CN `cn` from `ca`, written as
+/// `dir/NAME.pem` and `dir/NAME.key` (0600, as libpq requires); the two paths.
+fn client_files(ca: &Ca, cn: &str, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let (cert, key) = ca.leaf(cn, &[], true);
+    (
+        write(&dir.join(format!("{name}.pem")), &cert.pem(), 0o644),
+        write(
+            &dir.join(format!("{name}.key")),
+            &key.serialize_pem(),
+            0o600,
+        ),
+    )
 }
 
 /// `prefix` and a number no other call in this process gets.
@@ -87,9 +44,8 @@ fn unique(prefix: &str) -> String {
     format!("{prefix} {n}")
 }
 
-fn write(path: &Path, text: &str, mode: u32) {
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+fn write(path: &Path, text: &str, mode: u32) -> PathBuf {
+    hadr_testkit::certs::write(path, text, mode)
 }
 
 /// A CA and a server certificate from it, as files.
@@ -117,7 +73,7 @@ impl Certs {
 
     /// Write a new server certificate and key from `ca` (and `ca` as ca.pem).
     fn replace(&self, ca: &Ca, names: &[&str]) {
-        let (cert, key) = ca.server(names);
+        let (cert, key) = ca.leaf(names[0], names, false);
         write(&self.ca, &ca.cert.pem(), 0o644);
         write(&self.cert, &cert.pem(), 0o644);
         write(&self.key, &key.serialize_pem(), 0o600);
@@ -241,7 +197,7 @@ fn client_certificates_are_verified_when_presented() {
             ),
         )
     };
-    let (cert, key) = clients_ca.client_files("alice", dir, "alice");
+    let (cert, key) = client_files(&clients_ca, "alice", dir, "alice");
     let (ok, out, err) = psql_conninfo(&conninfo(&format!(
         "sslcert={} sslkey={}",
         cert.display(),
@@ -256,7 +212,7 @@ fn client_certificates_are_verified_when_presented() {
 
     // One from another CA: the handshake fails.
     let stranger = Ca::new("stranger CA");
-    let (cert, key) = stranger.client_files("mallory", dir, "mallory");
+    let (cert, key) = client_files(&stranger, "mallory", dir, "mallory");
     let (ok, _, err) = psql_conninfo(&conninfo(&format!(
         "sslcert={} sslkey={}",
         cert.display(),
@@ -753,7 +709,7 @@ fn the_cert_method_lets_in_the_role_its_certificate_names() {
         "CREATE USER alice; CREATE USER bob;\n",
     );
     assert!(ok, "{err}");
-    let (cert, key) = clients_ca.client_files("alice", dir, "alice");
+    let (cert, key) = client_files(&clients_ca, "alice", dir, "alice");
     let as_user = |user: &str, with_cert: bool| {
         let files = if with_cert {
             format!("sslcert={} sslkey={}", cert.display(), key.display())

@@ -289,65 +289,17 @@ pub fn subject_cn(cert_der: &[u8]) -> Option<String> {
     cn.as_str().ok().map(str::to_string)
 }
 
-/// Certificates for tests: a CA, a server certificate for localhost and
-/// 127.0.0.1, and client certificates, written as PEM files.
+/// Certificates for tests (crates/hadr-testkit/src/certs.rs), and the
+/// server files the unit tests here use.
 #[cfg(test)]
 pub(crate) mod test_certs {
-    use std::os::unix::fs::PermissionsExt;
     use std::path::{Path, PathBuf};
 
-    use rcgen::{
-        BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
-        Issuer, KeyPair, KeyUsagePurpose, SanType,
-    };
-
-    /// A CA that signs certificates.
-    pub struct Ca {
-        pub cert: Certificate,
-        pub issuer: Issuer<'static, KeyPair>,
-    }
-
-    impl Ca {
-        pub fn new(name: &str) -> Ca {
-            let key = KeyPair::generate().unwrap();
-            let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            p.distinguished_name.push(DnType::CommonName, name);
-            p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-            let cert = p.self_signed(&key).unwrap();
-            Ca {
-                cert,
-                issuer: Issuer::new(p, key),
-            }
-        }
-
-        /// A leaf certificate and its key, for `names` (DNS names or IPs).
-        pub fn leaf(&self, cn: &str, names: &[&str], client: bool) -> (Certificate, KeyPair) {
-            let key = KeyPair::generate().unwrap();
-            let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-            for n in names {
-                p.subject_alt_names.push(match n.parse() {
-                    Ok(ip) => SanType::IpAddress(ip),
-                    Err(_) => SanType::DnsName((*n).try_into().unwrap()),
-                });
-            }
-            p.distinguished_name.push(DnType::CommonName, cn);
-            p.extended_key_usages = vec![if client {
-                ExtendedKeyUsagePurpose::ClientAuth
-            } else {
-                ExtendedKeyUsagePurpose::ServerAuth
-            }];
-            let cert = p.signed_by(&key, &self.issuer).unwrap();
-            (cert, key)
-        }
-    }
+    pub use hadr_testkit::certs::Ca;
 
     /// Write `text` to `dir/name` with `mode`.
     pub fn write(dir: &Path, name: &str, text: &str, mode: u32) -> PathBuf {
-        let p = dir.join(name);
-        std::fs::write(&p, text).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
-        p
+        hadr_testkit::certs::write(&dir.join(name), text, mode)
     }
 
     /// Server files signed by `ca` in `dir`: (cert, key) paths.

@@ -17,6 +17,7 @@
 //! Every helper returns a [`Result`]; nothing here panics on a node that
 //! misbehaves, so callers can poll a node that is restarting.
 
+pub mod certs;
 mod hadr;
 pub mod netns;
 mod ports;
