@@ -231,9 +231,8 @@ fn start_session(node: &Arc<Node>, stream: TcpStream, peer: SocketAddr, slot: Sl
     let spawned = std::thread::Builder::new()
         .name("hadr-session".into())
         .spawn(move || {
-            let _slot = slot;
             lower_priority();
-            session::serve(node, std_stream, peer)
+            session::serve(node, std_stream, peer, slot)
         });
     if let Err(e) = spawned {
         warn!(error = %e, "cannot start a session thread");

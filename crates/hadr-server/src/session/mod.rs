@@ -68,9 +68,12 @@ enum Flow {
 /// input we failed to check) ends this session only: it is caught here, the
 /// client gets FATAL XX000, and the guards below have already released what
 /// the session held on the way out (its transaction, write permit, registry
-/// entry and open-session count; the connection slot is released by the
-/// thread's own guard in crates/hadr-server/src/accept.rs).
-pub fn serve(node: Arc<Node>, stream: TcpStream, peer: SocketAddr) {
+/// entry and open-session count).
+///
+/// `slot` (the connection's place under `max_connections`) is given back
+/// before the socket closes: a client that reconnects as soon as it sees
+/// the close must find the slot free, not race this thread's exit.
+pub fn serve<Slot>(node: Arc<Node>, stream: TcpStream, peer: SocketAddr, slot: Slot) {
     // A second handle on the socket lets shutdown end a blocked read.
     let socket = stream.try_clone().ok();
     let mut wire = Wire::new(
@@ -91,6 +94,8 @@ pub fn serve(node: Arc<Node>, stream: TcpStream, peer: SocketAddr) {
         ));
         let _ = wire.flush();
     }
+    drop(slot);
+    drop(wire);
 }
 
 /// The text of a panic's payload (a `&str` or a `String` for `panic!`).
