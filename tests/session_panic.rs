@@ -11,12 +11,15 @@
 
 mod common;
 use common::*;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::time::{Duration, Instant};
 
-/// The metrics once the last closed session's thread has counted itself
-/// out (it does so just after its client saw the connection close), or
-/// after 5 s: a session that never does is what the callers check for.
+const TRIGGER: &str = "SELECT 'hadr failpoint: panic'";
+
+/// The metrics once only `c` is left open: a client that has just gone
+/// (the test kit's ready probe) is counted until its session thread sees
+/// the close. A session that never goes (a leak) is still there after 5 s,
+/// which the callers' assertions catch.
 async fn settled_metrics(s: &Server) -> Result<String> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
@@ -27,60 +30,6 @@ async fn settled_metrics(s: &Server) -> Result<String> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
-
-/// A client, once a slot is free (see [`session_when_a_slot_is_free`]).
-async fn client_when_a_slot_is_free(s: &Server) -> Result<tokio_postgres::Client> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match s.client().await {
-            Ok(c) => return Ok(c),
-            Err(e) if Instant::now() > deadline => return Err(e),
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    }
-}
-
-/// A raw session past start-up. The previous session's thread gives its
-/// slot back just after the client has seen its connection close, so with
-/// every slot in use a connection made at once can still be refused
-/// (53300, CI saw it under load): try again for a while. A slot that is
-/// never given back still fails here, after 10 s.
-fn session_when_a_slot_is_free(port: u16) -> std::net::TcpStream {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        s.write_all(&startup_bytes()).unwrap();
-        let (mut buf, mut got) = ([0u8; 4096], Vec::new());
-        let ready = loop {
-            if got
-                .windows(6)
-                .any(|w| w[0] == b'Z' && w[1..5] == 5i32.to_be_bytes())
-            {
-                break true;
-            }
-            match s.read(&mut buf) {
-                Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
-                _ => break false,
-            }
-        };
-        if ready {
-            return s;
-        }
-        assert_eq!(
-            sqlstate_of(&got).as_deref(),
-            Some("53300"),
-            "refused at start-up for another reason: {got:?}"
-        );
-        assert!(
-            Instant::now() < deadline,
-            "no connection slot came free within 10 s"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-const TRIGGER: &str = "SELECT 'hadr failpoint: panic'";
 
 /// Servers inherit this test binary's environment. Set once, before any
 /// server starts, by whichever test comes first (set_var must not race
@@ -98,12 +47,13 @@ fn metric(text: &str, name: &str) -> Option<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_session_releases_everything_and_the_node_keeps_serving() -> Result<()> {
     arm_failpoint();
-    // Three slots in all: leaking one per panic would lock everyone out
-    // after three; a leaked write permit would make the last INSERT wait
+    // Four slots in all (one for `c`, one for the test kit's ready probe,
+    // whose session may still be ending): leaking one per panic would lock
+    // everyone out before the fifth; a leaked write permit would make the last INSERT wait
     // out the write wait timeout and fail.
     let s = start(&[
         "--max-connections",
-        "3",
+        "4",
         "--reserved-connections",
         "0",
         "--write-wait-timeout",
@@ -114,7 +64,7 @@ async fn a_panicking_session_releases_everything_and_the_node_keeps_serving() ->
 
     let panics = 5;
     for i in 0..panics {
-        let mut r = session_when_a_slot_is_free(s.port);
+        let mut r = raw_session(s.port);
         // An open transaction holding the write permit when the panic comes.
         r.write_all(&frame(b'Q', &cstr("BEGIN"))).unwrap();
         until_ready(&mut r);
@@ -143,8 +93,8 @@ async fn a_panicking_session_releases_everything_and_the_node_keeps_serving() ->
     assert_eq!(metric(&m, "hadr_sessions_open"), Some(1), "{m}");
 
     // Slots were given back: two more clients fit beside `c`.
-    let c2 = client_when_a_slot_is_free(&s).await?;
-    let c3 = client_when_a_slot_is_free(&s).await?;
+    let c2 = s.client().await?;
+    let c3 = s.client().await?;
     // The write permit was released and the panicked transactions rolled back.
     let t0 = Instant::now();
     c2.batch_execute("INSERT INTO t VALUES (100)")
@@ -173,7 +123,8 @@ async fn a_panicking_session_releases_everything_and_the_node_keeps_serving() ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_that_panicked_pgwire_get_a_protocol_error_and_leak_nothing() -> Result<()> {
     arm_failpoint();
-    let s = start(&["--max-connections", "3", "--reserved-connections", "0"])?;
+    // Four slots (see above): ten leaked ones would lock everyone out.
+    let s = start(&["--max-connections", "4", "--reserved-connections", "0"])?;
     let c = s.client().await?;
     // Each of these made pgwire 0.42 panic in the session thread (a Buf
     // getter past the end, or split_to past it): the thread died without
@@ -188,7 +139,7 @@ async fn messages_that_panicked_pgwire_get_a_protocol_error_and_leak_nothing() -
     ];
     for round in 0..2 {
         for m in bad {
-            let mut r = session_when_a_slot_is_free(s.port);
+            let mut r = raw_session(s.port);
             let t0 = Instant::now();
             r.write_all(m).unwrap();
             let out = read_all(r);
@@ -207,9 +158,9 @@ async fn messages_that_panicked_pgwire_get_a_protocol_error_and_leak_nothing() -
     let m = settled_metrics(&s).await?;
     assert_eq!(metric(&m, "hadr_session_panics_total"), Some(0), "{m}");
     assert_eq!(metric(&m, "hadr_sessions_open"), Some(1), "{m}");
-    // Ten sessions came and went through three slots; two more still fit.
-    let c2 = client_when_a_slot_is_free(&s).await?;
-    let _c3 = client_when_a_slot_is_free(&s).await?;
+    // Ten sessions came and went through four slots; two more still fit.
+    let c2 = s.client().await?;
+    let _c3 = s.client().await?;
     c2.batch_execute("CREATE TABLE t(v INTEGER); INSERT INTO t VALUES (1)")
         .await
         .unwrap();
