@@ -327,6 +327,18 @@ async fn tokio_postgres_rustls_verify_full_and_direct_tls() {
     assert!(e.is_some(), "a certificate from another CA must not verify");
 }
 
+/// Whether a client program succeeded, and all it printed.
+fn ran(out: std::process::Output) -> (bool, String) {
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
 fn psycopg(conninfo: &str) -> (bool, String) {
     assert!(
         runs("python3", &["-c", "import psycopg"]),
@@ -340,14 +352,7 @@ fn psycopg(conninfo: &str) -> (bool, String) {
         .args(["-c", script, conninfo])
         .output()
         .unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    ran(out)
 }
 
 #[test]
@@ -394,14 +399,7 @@ fn pgjdbc(url: &str) -> (bool, String) {
         .arg(url)
         .output()
         .unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    ran(out)
 }
 
 #[test]
