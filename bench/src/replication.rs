@@ -566,11 +566,22 @@ pub struct PostgresPair {
     pub tls: Option<PgTls>,
 }
 
-/// TLS for a [`PostgresPair`].
+/// TLS for a [`PostgresPair`] (or a single server).
 pub struct PgTls {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub hba_first: String,
+}
+
+impl PgTls {
+    /// The postgresql.conf lines.
+    pub fn conf(&self) -> String {
+        format!(
+            "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\npassword_encryption = 'scram-sha-256'\n",
+            self.cert.display(),
+            self.key.display()
+        )
+    }
 }
 
 /// "16/B374D848" → a number.
@@ -757,14 +768,7 @@ impl Target for PostgresPair {
             ),
         )?;
         if let Some(tls) = &self.tls {
-            Self::append_conf(
-                &self.primary_data(),
-                &format!(
-                    "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\npassword_encryption = 'scram-sha-256'\n",
-                    tls.cert.display(),
-                    tls.key.display()
-                ),
-            )?;
+            Self::append_conf(&self.primary_data(), &tls.conf())?;
             let hba = self.primary_data().join("pg_hba.conf");
             let rest = std::fs::read_to_string(&hba)
                 .with_context(|| format!("reading {}", hba.display()))?;

@@ -131,7 +131,8 @@ pub(crate) fn pg_command(bindir: &Path, program: &str) -> Command {
     }
 }
 
-/// Makes `dir` owned by the `postgres` user when we are root.
+/// Makes `dir` (or a file: the server refuses a key it does not own)
+/// owned by the `postgres` user when we are root.
 pub(crate) fn chown_to_postgres(dir: &Path) -> Result<()> {
     if !am_root() {
         return Ok(());

@@ -193,22 +193,6 @@ fn make_certs(dir: &Path) -> Result<Certs> {
     Ok(certs)
 }
 
-/// Gives `path` to the `postgres` user (the server refuses a key it does
-/// not own).
-fn chown_postgres(path: &Path) -> Result<()> {
-    if !crate::targets::am_root() {
-        return Ok(());
-    }
-    let out = proc::run_ok(
-        Command::new("id").args(["-u", "postgres"]),
-        Duration::from_secs(10),
-        "id -u postgres",
-    )?;
-    let uid: u32 = out.stdout.trim().parse().context("the uid of postgres")?;
-    std::os::unix::fs::chown(path, Some(uid), None)
-        .with_context(|| format!("chown postgres {}", path.display()))
-}
-
 /// How a pgbench or psql process reaches the server: plain as `postgres`,
 /// or over verified TLS as `bench` with its password.
 #[derive(Clone, Copy, PartialEq)]
@@ -418,7 +402,7 @@ fn pg_tls(ctx: &Ctx, certs: &Certs) -> Result<crate::replication::PgTls> {
     std::fs::copy(&certs.cert, &cert)?;
     std::fs::copy(&certs.key, &key)?;
     for f in [&dir, &cert, &key] {
-        chown_postgres(f)?;
+        crate::targets::chown_to_postgres(f)?;
     }
     Ok(crate::replication::PgTls {
         cert,
@@ -429,14 +413,6 @@ fn pg_tls(ctx: &Ctx, certs: &Certs) -> Result<crate::replication::PgTls> {
                     hostnossl all postgres 127.0.0.1/32 trust"
             .into(),
     })
-}
-
-fn pg_conf(tls: &crate::replication::PgTls) -> String {
-    format!(
-        "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\npassword_encryption = 'scram-sha-256'\n",
-        tls.cert.display(),
-        tls.key.display()
-    )
 }
 
 /// SYNC pairs: a plain one and one with TLS on the client and the
@@ -541,7 +517,7 @@ pub fn run_part(ctx: &Ctx, opts: &Options) -> Result<TlsReport> {
     if ctx.kinds.contains(&TargetKind::Postgres) {
         let tls = pg_tls(ctx, &certs)?;
         let mut pg = Postgres::new(&ctx.pg_bindir, &ctx.work.join("tls-pg"))?;
-        pg.extra_conf = pg_conf(&tls);
+        pg.extra_conf = tls.conf();
         pg.hba_first = tls.hba_first.clone();
         let version = pg.version()?;
         crate::start_and_load(&mut pg, &version)?;
