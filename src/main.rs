@@ -9,9 +9,9 @@ use hadr_admin_api::{AdminError, NodeRole};
 use hadr_server::config::{ByteSize, Config, Dur, FlushMode, RoleSetting, SyncModeSetting};
 use tracing_subscriber::EnvFilter;
 
-use crate::admin_token::{Admin, AdminTokenArgs};
+use crate::admin_access::{Admin, AdminArgs};
 
-mod admin_token;
+mod admin_access;
 mod certs;
 mod demo;
 mod filesync_text;
@@ -55,7 +55,7 @@ enum Cmd {
         #[arg(long, default_value = "30s")]
         timeout: Dur,
         #[command(flatten)]
-        token: AdminTokenArgs,
+        access: AdminArgs,
     },
     /// Make the standby at this admin address the primary. Graceful by
     /// default (needs PEER: the primary stops writes, ships its last records
@@ -77,7 +77,7 @@ enum Cmd {
         #[arg(long, default_value = "60s")]
         timeout: Dur,
         #[command(flatten)]
-        token: AdminTokenArgs,
+        access: AdminArgs,
     },
     /// Create a standby by copying a running primary (over its replication port).
     Clone {
@@ -128,7 +128,7 @@ enum Cmd {
         #[command(subcommand)]
         what: ClusterCmd,
         #[command(flatten)]
-        token: AdminTokenArgs,
+        access: AdminArgs,
     },
     /// The resources that follow the primary role on a running node
     /// (docs/resources.md): restart one (forgetting its failures), disable
@@ -137,7 +137,7 @@ enum Cmd {
         #[command(subcommand)]
         what: resource_cmd::ResourceCmd,
         #[command(flatten)]
-        token: AdminTokenArgs,
+        access: AdminArgs,
     },
     /// Show a running node's status (from its admin endpoint).
     Status {
@@ -148,7 +148,7 @@ enum Cmd {
         #[arg(long)]
         json: bool,
         #[command(flatten)]
-        token: AdminTokenArgs,
+        access: AdminArgs,
     },
     /// A local primary and a standby cloned from it under a bank workload; a
     /// graceful takeover, a kill -9 of the primary and a forced takeover, the
@@ -292,6 +292,17 @@ struct ServerArgs {
     /// token: anyone who reaches it may take over or fence this node.
     #[arg(long)]
     insecure_admin: bool,
+    /// HTTPS on the admin port: its certificate chain, PEM (with
+    /// --admin-tls-key-file; reloaded on SIGHUP) [default: plain HTTP].
+    #[arg(long, value_name = "PATH")]
+    admin_tls_cert_file: Option<PathBuf>,
+    /// The private key of --admin-tls-cert-file, PEM, readable by its owner only.
+    #[arg(long, value_name = "PATH")]
+    admin_tls_key_file: Option<PathBuf>,
+    /// CA certificates, PEM: an admin client certificate they sign is a
+    /// credential, as the admin token is [default: none asked for].
+    #[arg(long, value_name = "PATH")]
+    admin_tls_client_ca_file: Option<PathBuf>,
     /// HOST:PORT where clients reach this node, advertised to them in the
     /// topology (NAT, a VIP, a name, or a wildcard listen) [default: the listen address].
     #[arg(long)]
@@ -501,6 +512,12 @@ impl ServerArgs {
         keep_given(&mut c.admin_token_file, self.admin_token_file);
         c.admin_require_token_for_reads |= self.admin_require_token_for_reads;
         c.insecure_admin |= self.insecure_admin;
+        keep_given(&mut c.admin_tls_cert_file, self.admin_tls_cert_file);
+        keep_given(&mut c.admin_tls_key_file, self.admin_tls_key_file);
+        keep_given(
+            &mut c.admin_tls_client_ca_file,
+            self.admin_tls_client_ca_file,
+        );
         keep_given(&mut c.tls_cert_file, self.tls_cert_file);
         keep_given(&mut c.tls_key_file, self.tls_key_file);
         keep_given(&mut c.tls_client_ca_file, self.tls_client_ca_file);
@@ -589,12 +606,12 @@ fn main() -> Result<()> {
             node,
             json,
             timeout,
-            token,
+            access,
         } => {
             if node.len() < 2 {
                 bail!("give --data DIR for an offline check, or --node ADMIN_ADDR at least twice to compare running nodes");
             }
-            let admin = token.admin()?;
+            let admin = access.admin()?;
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(verify_nodes(&admin, &node, json, timeout.0))
         }
@@ -603,12 +620,12 @@ fn main() -> Result<()> {
             timeout,
             force,
             peer_window_only,
-            token,
+            access,
         } => {
-            let admin = token.admin()?;
+            let admin = access.admin()?;
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(takeover(
-                &admin.client(node.as_str()),
+                &admin.client(node.as_str())?,
                 timeout.0,
                 force,
                 peer_window_only,
@@ -637,8 +654,8 @@ fn main() -> Result<()> {
             rt.block_on(clone(&from, &c))
         }
         Cmd::Certs { what } => certs::run(what),
-        Cmd::Status { node, json, token } => {
-            let admin = token.admin()?;
+        Cmd::Status { node, json, access } => {
+            let admin = access.admin()?;
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(status(&admin, &node, json))
         }
@@ -655,13 +672,13 @@ fn main() -> Result<()> {
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(arbiter_check(&spec))
         }
-        Cmd::Cluster { what, token } => {
-            let admin = token.admin()?;
+        Cmd::Cluster { what, access } => {
+            let admin = access.admin()?;
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(cluster(&admin, what))
         }
-        Cmd::Resource { what, token } => {
-            let admin = token.admin()?;
+        Cmd::Resource { what, access } => {
+            let admin = access.admin()?;
             let rt = tokio::runtime::Runtime::new()?;
             rt.block_on(resource_cmd::run(&admin, what))
         }
@@ -850,7 +867,7 @@ fn verify(data: PathBuf, json: bool) -> Result<()> {
 }
 
 async fn status(admin: &Admin, node: &str, json: bool) -> Result<()> {
-    let st = match admin.client(node).status().await {
+    let st = match admin.client(node)?.status().await {
         Ok(st) => st,
         Err(e) => match e.not_serving() {
             Some(n) => {
@@ -942,7 +959,7 @@ async fn clone(from: &str, cfg: &Config) -> Result<()> {
 
 async fn node_hash(admin: &Admin, node: &str) -> Result<(u64, String)> {
     let st = admin
-        .client(node)
+        .client(node)?
         .with_timeout(Duration::from_secs(300))
         .status_with_hash(true)
         .await?;
@@ -1011,7 +1028,7 @@ async fn verify_files(
         let mut seen = Vec::new();
         for n in nodes {
             match admin
-                .client(n.as_str())
+                .client(n.as_str())?
                 .with_timeout(Duration::from_secs(300))
                 .files_verify()
                 .await
@@ -1153,7 +1170,7 @@ async fn cluster(admin: &Admin, what: ClusterCmd) -> Result<()> {
             // The record's member list, from the node that knows the newest epoch.
             let mut members: Option<(u64, String)> = None;
             for n in &node {
-                match admin.client(n.clone()).status().await {
+                match admin.client(n.clone())?.status().await {
                     Ok(st) => {
                         println!("{}", status_text::cluster_row(n, &st));
                         let epoch = st.failover.as_ref().map(|f| f.epoch).unwrap_or(0);
@@ -1177,7 +1194,7 @@ async fn cluster(admin: &Admin, what: ClusterCmd) -> Result<()> {
 async fn set_paused(admin: &Admin, nodes: &[String], paused: bool) -> Result<()> {
     for n in nodes {
         admin
-            .client(n.clone())
+            .client(n.clone())?
             .pause(paused)
             .await
             .with_context(|| n.to_string())?;

@@ -41,11 +41,11 @@ pub enum ResourceCmd {
     },
 }
 
-pub async fn run(admin: &crate::admin_token::Admin, what: ResourceCmd) -> Result<()> {
+pub async fn run(admin: &crate::admin_access::Admin, what: ResourceCmd) -> Result<()> {
     let (name, node, op) = match what {
         ResourceCmd::List { node } => {
             for n in &node {
-                match admin.client(n.clone()).status().await {
+                match admin.client(n.clone())?.status().await {
                     Ok(st) => {
                         println!("{n} ({})", st.role);
                         print!("{}", crate::status_text::resources_table(&st));
@@ -60,7 +60,7 @@ pub async fn run(admin: &crate::admin_token::Admin, what: ResourceCmd) -> Result
         ResourceCmd::Enable { name, node } => (name, node, "enable"),
     };
     admin
-        .client(node.clone())
+        .client(node.clone())?
         .resource(&name, op)
         .await
         .with_context(|| format!("{node}: {op} {name}"))?;

@@ -5,6 +5,8 @@
 //! read stops the node at start, an admin port off loopback without a token
 //! needs `--insecure-admin`, and the `hadr` CLI sends the token from
 //! `HADR_ADMIN_TOKEN` or `--admin-token-file` and says clearly when it lacks one.
+//! Over HTTPS (`admin_tls_*`), a client certificate the admin CA signed is
+//! the credential instead, and a stranger's certificate gets no answer at all.
 
 mod common;
 use common::*;
@@ -155,7 +157,7 @@ async fn takeover_and_fence_need_the_token_and_nothing_happens_without_it() -> R
     assert!(!out.status.success(), "{said}");
     assert!(
         said.contains(&format!("the node at {b_addr} refused"))
-            && said.contains("no or wrong admin token")
+            && said.contains("no or wrong admin credential")
             && said.contains("--admin-token-file")
             && said.contains("HADR_ADMIN_TOKEN"),
         "{said}"
@@ -166,7 +168,7 @@ async fn takeover_and_fence_need_the_token_and_nothing_happens_without_it() -> R
         .output()?;
     assert!(!out.status.success(), "{}", text(&out));
     assert!(
-        text(&out).contains("no or wrong admin token"),
+        text(&out).contains("no or wrong admin credential"),
         "{}",
         text(&out)
     );
@@ -264,7 +266,7 @@ async fn reads_are_open_by_default_and_closed_when_asked() -> Result<()> {
     let out = hadr_without_token(&["status", "--node", &addr]).output()?;
     assert!(!out.status.success());
     assert!(
-        text(&out).contains("no or wrong admin token"),
+        text(&out).contains("no or wrong admin credential"),
         "{}",
         text(&out)
     );
@@ -431,5 +433,160 @@ async fn without_a_token_a_loopback_port_takes_changes_from_loopback() -> Result
             && l.contains("peer=127.0.0.1:")),
         "{log}"
     );
+    Ok(())
+}
+
+/// An HTTPS admin port whose admin CA makes client certificates the
+/// credential, on a pair without an admin token: plain HTTP is told to use
+/// HTTPS; reads need only the CA; a takeover without a certificate gets 401
+/// and nothing happens; a certificate from another CA does not get past
+/// the handshake, not even to read; `hadr takeover --admin-cert` works, and
+/// the log names the certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_admin_port_takes_client_certificates_as_the_credential() -> Result<()> {
+    use hadr_admin_api::tls::{client_config, AdminTlsFiles};
+    use hadr_admin_api::AdminClient;
+    use hadr_testkit::certs::{write, Ca};
+
+    let tmp = tempfile::tempdir()?;
+    let d = tmp.path();
+    let ca = Ca::new("hadr admin test CA");
+    let stranger = Ca::new("a stranger's CA");
+    let (node, node_key) = ca.leaf("node", &["127.0.0.1", "localhost"], false);
+    let (ops, ops_key) = ca.leaf("ops", &[], true);
+    let (mallory, mallory_key) = stranger.leaf("ops", &[], true);
+    let ca_file = write(&d.join("ca.pem"), &ca.cert.pem(), 0o644);
+    let node_cert = write(&d.join("node.pem"), &node.pem(), 0o644);
+    let node_key = write(&d.join("node.key"), &node_key.serialize_pem(), 0o600);
+    let ops_cert = write(&d.join("ops.pem"), &ops.pem(), 0o644);
+    let ops_key = write(&d.join("ops.key"), &ops_key.serialize_pem(), 0o600);
+    let mallory_cert = write(&d.join("mallory.pem"), &mallory.pem(), 0o644);
+    let mallory_key = write(&d.join("mallory.key"), &mallory_key.serialize_pem(), 0o600);
+    let tls = |client: Option<(&Path, &Path)>| {
+        client_config(&AdminTlsFiles {
+            ca: ca_file.clone(),
+            client: client.map(|(c, k)| (c.to_path_buf(), k.to_path_buf())),
+        })
+    };
+    let (ca_only, as_ops, as_mallory) = (
+        tls(None)?,
+        tls(Some((&ops_cert, &ops_key)))?,
+        tls(Some((&mallory_cert, &mallory_key)))?,
+    );
+    let flags: Vec<String> = [
+        "--admin-tls-cert-file",
+        node_cert.to_str().unwrap(),
+        "--admin-tls-key-file",
+        node_key.to_str().unwrap(),
+        "--admin-tls-client-ca-file",
+        ca_file.to_str().unwrap(),
+    ]
+    .map(String::from)
+    .to_vec();
+
+    // A pair without an admin token; the test kit reads with `ops`.
+    let hadr = hadr();
+    let (a_repl, b_repl) = (repl_addr(), repl_addr());
+    let mut a_args = hadr_args(&a_repl, &b_repl, &["--role", "primary"]);
+    a_args.extend(flags.clone());
+    hadr.init(&d.join("a"))?;
+    let mut a = Server::new(&hadr, d.join("a"), a_args)
+        .without_admin_token()
+        .with_admin_tls(as_ops.clone())?;
+    a.spawn()?;
+    clone_to(&a_repl, &d.join("b"))?;
+    let mut b_args = hadr_args(&b_repl, &a_repl, &[]);
+    b_args.extend(flags);
+    let mut b = Server::new(&hadr, d.join("b"), b_args)
+        .without_admin_token()
+        .with_admin_tls(as_ops.clone())?;
+    b.spawn()?;
+    a.wait_for("PEER", Duration::from_secs(30), |st| {
+        st.principal_in(PairState::Peer)
+    })
+    .await?;
+    let before = (state(&a).await?, state(&b).await?);
+    let b_addr = b.admin_addr();
+
+    // Plain HTTP is answered, in plain HTTP, with what to do instead.
+    let (status, head, body) = http(&b_addr, "POST", "/takeover", None);
+    assert_eq!(status, 400, "{head}\n{body}");
+    assert!(body.contains("HTTPS only"), "{body}");
+
+    // Reads need only the CA (here from the environment).
+    let out = hadr_without_token(&["status", "--node", &b_addr])
+        .env("HADR_ADMIN_CA", &ca_file)
+        .output()?;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("standby"), "{}", text(&out));
+
+    // No certificate, over loopback: 401, from the typed client and the CLI.
+    let anonymous = AdminClient::new(b_addr.clone()).with_tls(ca_only)?;
+    assert!(anonymous.status().await.is_ok());
+    let e = anonymous.takeover(false, false).await.unwrap_err();
+    assert!(e.is_unauthorized(), "{e}");
+    let out = hadr_without_token(&["takeover", "--timeout", "10s", "--node", &b_addr])
+        .env("HADR_ADMIN_CA", &ca_file)
+        .output()?;
+    let said = text(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("no or wrong admin credential")
+            && said.contains("needs an admin client certificate")
+            && said.contains("--admin-cert"),
+        "{said}"
+    );
+
+    // A stranger's certificate: no answer at all, not even to a read.
+    let stranger = AdminClient::new(b_addr.clone()).with_tls(as_mallory)?;
+    for e in [
+        stranger.status().await.map(|_| ()).unwrap_err(),
+        stranger
+            .takeover(true, false)
+            .await
+            .map(|_| ())
+            .unwrap_err(),
+    ] {
+        assert!(!e.is_unauthorized() && e.http_status().is_none(), "{e}");
+    }
+    // A certificate without its key is a usage error.
+    let out = hadr_without_token(&["status", "--node", &b_addr, "--admin-cert"])
+        .arg(&ops_cert)
+        .env("HADR_ADMIN_CA", &ca_file)
+        .output()?;
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("go together"), "{}", text(&out));
+
+    // Nothing happened.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!((state(&a).await?, state(&b).await?), before);
+
+    // With `ops`'s certificate, the CLI's takeover happens.
+    let out = hadr_without_token(&["takeover", "--timeout", "30s", "--node", &b_addr])
+        .args(["--admin-ca", ca_file.to_str().unwrap()])
+        .args(["--admin-cert", ops_cert.to_str().unwrap()])
+        .args(["--admin-key", ops_key.to_str().unwrap()])
+        .output()?;
+    assert!(out.status.success(), "{}", text(&out));
+    let st = b
+        .wait_for("primary", Duration::from_secs(30), |s| {
+            s.is_writable_primary()
+        })
+        .await?;
+    assert!(st.epoch > before.1 .1, "{st:?}");
+    a.wait_for("a follows b", Duration::from_secs(60), |s| s.follows())
+        .await?;
+
+    let log = b.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("admin request done") && l.contains("POST /takeover"))
+        .unwrap_or_else(|| panic!("no log line for the takeover:\n{log}"));
+    assert!(
+        line.contains("client certificate \"ops\"") && line.contains("status=200"),
+        "{line}"
+    );
+    assert!(log.contains("admin TLS handshake failed"), "{log}");
+    assert!(log.contains("plain HTTP on the admin port"), "{log}");
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! A small async client for a node's admin port.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use hadr_secrets::SecretText;
@@ -45,9 +46,9 @@ pub enum AdminError {
         /// What broke.
         detail: String,
     },
-    /// The node wants the admin token (HTTP 401): none was sent, or a
-    /// wrong one. Nothing was done.
-    #[error("the node at {addr} refused {path}: no or wrong admin token ({detail}); pass --admin-token-file or set HADR_ADMIN_TOKEN")]
+    /// The node wants a credential (HTTP 401): no token or a wrong one,
+    /// or no client certificate. Nothing was done.
+    #[error("the node at {addr} refused {path}: no or wrong admin credential ({detail}); pass --admin-token-file or set HADR_ADMIN_TOKEN, or (HTTPS) --admin-cert and --admin-key")]
     Unauthorized {
         /// The admin address.
         addr: String,
@@ -138,8 +139,11 @@ impl AdminClient {
         } else {
             format!("http://{addr}")
         };
-        let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(0)
+        let mut builder = reqwest::Client::builder().pool_max_idle_per_host(0);
+        if let Some(tls) = crate::tls::without_roots() {
+            builder = builder.use_preconfigured_tls(tls);
+        }
+        let http = builder
             .build()
             // Only a TLS back end or a broken system configuration can fail
             // here; this client has neither, so fall back to the defaults.
@@ -151,6 +155,29 @@ impl AdminClient {
             token: None,
             http,
         }
+    }
+
+    /// The same client over HTTPS, verifying the node with `tls` (and
+    /// presenting its client certificate, if it has one); an address given
+    /// without a scheme becomes `https://`.
+    pub fn with_tls(&self, tls: Arc<rustls::ClientConfig>) -> Result<AdminClient, AdminError> {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .use_preconfigured_tls((*tls).clone())
+            .build()
+            .map_err(|e| AdminError::Connect {
+                addr: self.addr.clone(),
+                detail: error_chain(&e),
+            })?;
+        let base = match self.base.strip_prefix("http://") {
+            Some(rest) if !self.addr.starts_with("http://") => format!("https://{rest}"),
+            _ => self.base.clone(),
+        };
+        Ok(AdminClient {
+            http,
+            base,
+            ..self.clone()
+        })
     }
 
     /// The same client sending `token` (None: no token) with every request.

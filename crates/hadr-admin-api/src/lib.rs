@@ -1,8 +1,9 @@
 //! hadr's admin HTTP API as types: what `GET /status`, `POST /takeover` and
 //! `POST /fence` answer ([`Status`], [`TakeoverAnswer`], [`FenceAnswer`]),
 //! and [`AdminClient`], the one client every consumer (the CLI, the demo,
-//! the tests, the benchmark) talks to a node's admin port with; and the
-//! admin token ([`token`]) that state-changing requests carry.
+//! the tests, the benchmark) talks to a node's admin port with; the admin
+//! token ([`token`]) that state-changing requests carry; and HTTPS to the
+//! admin port with an optional client certificate ([`tls`]).
 //!
 //! The JSON is the wire format: field names and shapes are those `/status`
 //! has always had, so that scripts reading it keep working. Fields added
@@ -12,6 +13,7 @@
 mod client;
 mod filesync;
 mod status;
+pub mod tls;
 pub mod token;
 
 pub use client::{AdminClient, AdminError, DEFAULT_TIMEOUT};

@@ -10,12 +10,12 @@
 //! peer of a TLS node is told so in a `Refuse` and gets nothing else; a TLS
 //! peer of a plaintext node is dropped and the node logs why.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hadr_protocol::{Message, Refuse, RefuseCode, MAX_FRAME};
-use rustls::pki_types::pem::PemObject;
+use hadr_secrets::pem::{read_certs, read_key};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -99,30 +99,9 @@ pub struct TlsFiles {
 /// Why the replication TLS settings cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    /// A certificate file could not be read.
-    #[error("replication TLS {what} file {}: {source}", path.display())]
-    Read {
-        /// Which file.
-        what: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The key file is not private, or could not be read.
+    /// A file is unreadable, not PEM, or (the key) open to others.
     #[error("replication {0}")]
-    Secret(#[from] hadr_secrets::SecretError),
-    /// A file holds no usable PEM of the expected kind.
-    #[error("replication TLS {what} file {}: {detail}", path.display())]
-    Pem {
-        /// Which file.
-        what: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        detail: String,
-    },
+    File(#[from] hadr_secrets::pem::PemError),
     /// rustls refused the certificates or the key (e.g. the key does not
     /// belong to the certificate).
     #[error("replication TLS: {0}")]
@@ -148,51 +127,14 @@ impl std::fmt::Debug for LinkTls {
     }
 }
 
-fn certs(
-    bytes: &[u8],
-    what: &'static str,
-    path: &Path,
-) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let pem = |detail: String| TlsError::Pem {
-        what,
-        path: path.to_path_buf(),
-        detail,
-    };
-    let certs = CertificateDer::pem_slice_iter(bytes)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| pem(e.to_string()))?;
-    if certs.is_empty() {
-        return Err(pem("no PEM CERTIFICATE in it".into()));
-    }
-    Ok(certs)
-}
-
-fn read(path: &Path, what: &'static str) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
-        what,
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
 impl LinkTls {
     /// Read the files (the key only if its owner alone can read it) and
     /// build both ends; `peers` are the `host:port` entries whose hosts may
     /// connect to this node.
     pub fn load(files: &TlsFiles, peers: Vec<String>) -> Result<LinkTls, TlsError> {
-        let key_pem = hadr_secrets::read_private(&files.key, "TLS private key")?;
-        let ca = certs(&read(&files.ca, "CA")?, "CA", &files.ca)?;
-        let chain = certs(
-            &read(&files.cert, "certificate")?,
-            "certificate",
-            &files.cert,
-        )?;
-        let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| TlsError::Pem {
-            what: "private key",
-            path: files.key.clone(),
-            // The error names the PEM problem, never the key's bytes.
-            detail: e.to_string(),
-        })?;
+        let ca = read_certs(&files.ca, "TLS CA")?;
+        let chain = read_certs(&files.cert, "TLS certificate")?;
+        let key = read_key(&files.key, "TLS private key")?;
         Self::new(ca, chain, key, peers)
     }
 

@@ -1,4 +1,5 @@
-//! Secret files: private keys, admin tokens, S3 credentials.
+//! Secret files: private keys, admin tokens, S3 credentials; and the PEM
+//! files of TLS ([`pem`]), whose keys are such secrets.
 //!
 //! A secret that its group or others can read has already leaked to every
 //! account on the host, so a node refuses such a file instead of using it,
@@ -7,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod pem;
 mod text;
 pub use text::SecretText;
 

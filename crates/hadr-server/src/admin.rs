@@ -3,7 +3,6 @@
 //! that steer the node (`/takeover`, `/fence`, `/failover/pause`,
 //! `/resources/NAME/OP`), which need the admin token (crates/hadr-server/src/admin_auth.rs).
 
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -15,14 +14,19 @@ use axum::{Json, Router};
 use hadr_admin_api as api;
 use hadr_engine::Role;
 use tokio::net::TcpListener;
-use tracing::warn;
 
 use crate::admin_auth::AdminAuth;
+use crate::client_tls::ClientTls;
 use crate::node::{Node, Repl, TakeoverAnswer};
 
-/// Serve the admin endpoints until the task is aborted; `auth` guards
-/// every path, including unknown ones (the fallback).
-pub async fn serve(node: Arc<Node>, listener: TcpListener, auth: Arc<AdminAuth>) {
+/// Serve the admin endpoints until the task is aborted, over HTTPS with
+/// `tls`; `auth` guards every path, including unknown ones (the fallback).
+pub async fn serve(
+    node: Arc<Node>,
+    listener: TcpListener,
+    auth: Arc<AdminAuth>,
+    tls: Option<Arc<ClientTls>>,
+) {
     let app = Router::new()
         .route("/status", get(status))
         .route("/primary", get(primary))
@@ -43,10 +47,7 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, auth: Arc<AdminAuth>)
             auth,
             crate::admin_auth::guard,
         ));
-    let app = app.into_make_service_with_connect_info::<SocketAddr>();
-    if let Err(e) = axum::serve(listener, app).await {
-        warn!(error = %e, "admin server stopped");
-    }
+    crate::admin_http::serve(listener, app, tls).await;
 }
 
 fn writable(node: &Node) -> bool {

@@ -2,11 +2,14 @@
 //!
 //! Every request that is not a GET or HEAD changes something (`/takeover`,
 //! `/fence`, `/failover/pause`, `/resources/NAME/OP`, and any path added
-//! later), so it needs the admin token as `Authorization: Bearer TOKEN`;
-//! the reads need it only with `admin_require_token_for_reads`. Without a
-//! configured token a node accepts state-changing requests only from
-//! loopback on a loopback port (Config::validate refuses a node whose port
-//! others can reach, unless `insecure_admin`). [`AdminAuth::decide`] is the
+//! later), so it needs a credential: the admin token as `Authorization:
+//! Bearer TOKEN`, or, on an HTTPS admin port with `admin_tls_client_ca_file`,
+//! a client certificate that CA signed (verified in the handshake,
+//! crates/hadr-server/src/admin_http.rs). The reads need one only with
+//! `admin_require_token_for_reads`. Without any credential configured a
+//! node accepts state-changing requests only from loopback on a loopback
+//! port (Config::validate refuses a node whose port others can reach,
+//! unless `insecure_admin`). [`AdminAuth::decide`] is the
 //! rule, without I/O; [`guard`] applies it to every request of the admin
 //! router and of the gate (crates/hadr-server/src/gate.rs), and logs each
 //! state-changing request: who, what, from where, and the outcome. The token
@@ -41,6 +44,8 @@ pub enum Caller {
     Open,
     /// The request carried the right token.
     Token,
+    /// The request came with a client certificate the admin CA signed.
+    Certificate,
     /// No token is configured and the request came over loopback to a
     /// loopback port.
     AnonymousLoopback,
@@ -54,6 +59,7 @@ impl Caller {
         match self {
             Caller::Open => "anonymous",
             Caller::Token => "token ok",
+            Caller::Certificate => "client certificate",
             Caller::AnonymousLoopback => "anonymous-loopback",
             Caller::AnonymousInsecure => "anonymous-insecure",
         }
@@ -72,8 +78,16 @@ pub enum Refusal {
     /// It carried a token that is not this node's.
     #[error("the admin token sent is not this node's")]
     WrongToken,
-    /// No token is configured, and the request did not come over loopback
-    /// to a loopback port.
+    /// It carried neither a client certificate nor a token, and both would do.
+    #[error("this request needs a credential: an admin client certificate (HTTPS), or the header Authorization: Bearer TOKEN")]
+    NoCredential,
+    /// Only a client certificate would do, and it came without one.
+    #[error(
+        "this request needs an admin client certificate (the node has no admin token configured)"
+    )]
+    NoCertificate,
+    /// No credential is configured, and the request did not come over
+    /// loopback to a loopback port.
     #[error("this node has no admin token configured (admin_token_file), so it accepts state-changing requests from loopback only")]
     NotLoopback,
 }
@@ -94,6 +108,8 @@ impl Refusal {
 #[derive(Debug)]
 pub struct AdminAuth {
     token: Option<SecretText>,
+    /// Client certificates signed by the admin CA are a credential.
+    certs: bool,
     require_for_reads: bool,
     loopback_port: bool,
     insecure: bool,
@@ -120,13 +136,17 @@ impl AdminAuth {
             }
             None => None,
         };
-        let auth = AdminAuth::new(
+        let mut auth = AdminAuth::new(
             token,
             config.admin_require_token_for_reads,
             config.admin,
             config.insecure_admin,
         );
-        if auth.token.is_none() {
+        if let Some(ca) = &config.admin_tls_client_ca_file {
+            info!(ca = %ca.display(), "admin endpoint: client certificates signed by this CA are a credential");
+            auth = auth.with_client_certificates();
+        }
+        if auth.token.is_none() && !auth.certs {
             if auth.loopback_port {
                 info!(admin = %config.admin, "admin endpoint: no admin token configured; state-changing requests are accepted from loopback only");
             } else {
@@ -145,21 +165,42 @@ impl AdminAuth {
     ) -> AdminAuth {
         AdminAuth {
             token,
+            certs: false,
             require_for_reads,
             loopback_port: is_loopback(admin.ip()),
             insecure,
         }
     }
 
+    /// The same rules, with client certificates signed by the admin CA a
+    /// credential too.
+    pub fn with_client_certificates(self) -> AdminAuth {
+        AdminAuth {
+            certs: true,
+            ..self
+        }
+    }
+
     /// The rule: may a request (`changes_state`: anything but GET and
-    /// HEAD) with this `Authorization` header value, from `peer`, go on?
+    /// HEAD) with this `Authorization` header value, from `peer`, that came
+    /// with a verified client certificate or not (`certified`), go on?
     pub fn decide(
         &self,
         changes_state: bool,
         authorization: Option<&[u8]>,
+        certified: bool,
         peer: Option<IpAddr>,
     ) -> Result<Caller, Refusal> {
+        if self.certs && certified {
+            return Ok(Caller::Certificate);
+        }
+        if !changes_state && !self.require_for_reads && (self.token.is_some() || self.certs) {
+            return Ok(Caller::Open);
+        }
         let Some(token) = &self.token else {
+            if self.certs {
+                return Err(Refusal::NoCertificate);
+            }
             if !changes_state {
                 return Ok(Caller::Open);
             }
@@ -171,10 +212,12 @@ impl AdminAuth {
             }
             return Err(Refusal::NotLoopback);
         };
-        if !changes_state && !self.require_for_reads {
-            return Ok(Caller::Open);
-        }
-        let sent = bearer(authorization.ok_or(Refusal::NoToken)?).ok_or(Refusal::NotBearer)?;
+        let missing = if self.certs {
+            Refusal::NoCredential
+        } else {
+            Refusal::NoToken
+        };
+        let sent = bearer(authorization.ok_or(missing)?).ok_or(Refusal::NotBearer)?;
         if token.matches(sent) {
             Ok(Caller::Token)
         } else {
@@ -212,6 +255,10 @@ pub async fn guard(State(auth): State<Arc<AdminAuth>>, req: Request, next: Next)
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
+    let cert = req
+        .extensions()
+        .get::<crate::admin_http::PeerCert>()
+        .map(|c| c.name.clone());
     let from = peer.map_or_else(|| "unknown".to_string(), |p| p.to_string());
     let changes = changes_state(req.method());
     let what = format!(
@@ -226,11 +273,13 @@ pub async fn guard(State(auth): State<Arc<AdminAuth>>, req: Request, next: Next)
         req.headers()
             .get(header::AUTHORIZATION)
             .map(HeaderValue::as_bytes),
+        cert.is_some(),
         peer.map(|p| p.ip()),
     );
-    let caller = match decided {
-        Ok(c) => c,
-        Err(refusal) => {
+    let caller = match (decided, &cert) {
+        (Ok(Caller::Certificate), Some(name)) => format!("client certificate {name:?}"),
+        (Ok(c), _) => c.as_str().to_string(),
+        (Err(refusal), _) => {
             warn!(request = %what, peer = %from, reason = %refusal, "admin request refused");
             return refused(refusal);
         }
@@ -240,11 +289,11 @@ pub async fn guard(State(auth): State<Arc<AdminAuth>>, req: Request, next: Next)
     }
     // Logged before it runs too: a takeover or a fence may end this run
     // (and this task) right after it answers.
-    info!(request = %what, caller = caller.as_str(), peer = %from, "admin request");
+    info!(request = %what, caller = %caller, peer = %from, "admin request");
     let resp = next.run(req).await;
     info!(
         request = %what,
-        caller = caller.as_str(),
+        caller = %caller,
         peer = %from,
         status = resp.status().as_u16(),
         "admin request done"
@@ -292,43 +341,54 @@ mod tests {
         let good = format!("Bearer {TOKEN}");
         let peer = ip("10.0.0.9");
         assert_eq!(
-            a.decide(true, Some(good.as_bytes()), peer),
+            a.decide(true, Some(good.as_bytes()), false, peer),
             Ok(Caller::Token)
         );
         let lower = format!("bearer   {TOKEN} ");
         assert_eq!(
-            a.decide(true, Some(lower.as_bytes()), peer),
+            a.decide(true, Some(lower.as_bytes()), false, peer),
             Ok(Caller::Token)
         );
-        assert_eq!(a.decide(true, None, peer), Err(Refusal::NoToken));
+        assert_eq!(a.decide(true, None, false, peer), Err(Refusal::NoToken));
         // Loopback is no excuse once a token is configured.
-        assert_eq!(a.decide(true, None, ip("127.0.0.1")), Err(Refusal::NoToken));
         assert_eq!(
-            a.decide(true, Some(&b"Bearer 0123456789abcdef-tokeN"[..]), peer),
+            a.decide(true, None, false, ip("127.0.0.1")),
+            Err(Refusal::NoToken)
+        );
+        assert_eq!(
+            a.decide(
+                true,
+                Some(&b"Bearer 0123456789abcdef-tokeN"[..]),
+                false,
+                peer
+            ),
             Err(Refusal::WrongToken)
         );
         assert_eq!(
-            a.decide(true, Some(&b"Bearer 0123456789abcdef"[..]), peer),
+            a.decide(true, Some(&b"Bearer 0123456789abcdef"[..]), false, peer),
             Err(Refusal::WrongToken)
         );
         assert_eq!(
-            a.decide(true, Some(TOKEN.as_bytes()), peer),
+            a.decide(true, Some(TOKEN.as_bytes()), false, peer),
             Err(Refusal::NotBearer)
         );
         assert_eq!(
-            a.decide(true, Some(&b"Basic dXNlcjpwYXNz"[..]), peer),
+            a.decide(true, Some(&b"Basic dXNlcjpwYXNz"[..]), false, peer),
             Err(Refusal::NotBearer)
         );
         assert_eq!(
-            a.decide(true, Some(&b"Bearer "[..]), peer),
+            a.decide(true, Some(&b"Bearer "[..]), false, peer),
             Err(Refusal::NotBearer)
         );
-        assert_eq!(a.decide(false, None, peer), Ok(Caller::Open));
+        assert_eq!(a.decide(false, None, false, peer), Ok(Caller::Open));
 
         let strict = auth(true, true, "10.0.0.1:8433", false);
-        assert_eq!(strict.decide(false, None, peer), Err(Refusal::NoToken));
         assert_eq!(
-            strict.decide(false, Some(good.as_bytes()), peer),
+            strict.decide(false, None, false, peer),
+            Err(Refusal::NoToken)
+        );
+        assert_eq!(
+            strict.decide(false, Some(good.as_bytes()), false, peer),
             Ok(Caller::Token)
         );
     }
@@ -337,30 +397,80 @@ mod tests {
     fn without_a_token_changes_come_over_loopback_only_unless_insecure() {
         let a = auth(false, false, "127.0.0.1:8433", false);
         assert_eq!(
-            a.decide(true, None, ip("127.0.0.1")),
+            a.decide(true, None, false, ip("127.0.0.1")),
             Ok(Caller::AnonymousLoopback)
         );
         assert_eq!(
-            a.decide(true, None, ip("::ffff:127.0.0.1")),
+            a.decide(true, None, false, ip("::ffff:127.0.0.1")),
             Ok(Caller::AnonymousLoopback)
         );
-        assert_eq!(a.decide(true, None, None), Err(Refusal::NotLoopback));
-        assert_eq!(a.decide(false, None, None), Ok(Caller::Open));
+        assert_eq!(a.decide(true, None, false, None), Err(Refusal::NotLoopback));
+        assert_eq!(a.decide(false, None, false, None), Ok(Caller::Open));
 
         let exposed = auth(false, false, "0.0.0.0:8433", false);
         assert_eq!(
-            exposed.decide(true, None, ip("127.0.0.1")),
+            exposed.decide(true, None, false, ip("127.0.0.1")),
             Err(Refusal::NotLoopback)
         );
         assert_eq!(
-            exposed.decide(true, None, ip("10.0.0.9")),
+            exposed.decide(true, None, false, ip("10.0.0.9")),
             Err(Refusal::NotLoopback)
         );
 
         let insecure = auth(false, false, "0.0.0.0:8433", true);
         assert_eq!(
-            insecure.decide(true, None, ip("10.0.0.9")),
+            insecure.decide(true, None, false, ip("10.0.0.9")),
             Ok(Caller::AnonymousInsecure)
+        );
+    }
+
+    #[test]
+    fn client_certificates_are_a_credential_when_the_admin_ca_is_set() {
+        let peer = ip("10.0.0.9");
+        let good = format!("Bearer {TOKEN}");
+        // Certificates only: reads are open, changes need one.
+        let certs = auth(false, false, "0.0.0.0:8433", false).with_client_certificates();
+        assert_eq!(
+            certs.decide(true, None, true, peer),
+            Ok(Caller::Certificate)
+        );
+        assert_eq!(
+            certs.decide(true, None, false, peer),
+            Err(Refusal::NoCertificate)
+        );
+        assert_eq!(
+            certs.decide(true, None, false, ip("127.0.0.1")),
+            Err(Refusal::NoCertificate)
+        );
+        assert_eq!(
+            certs.decide(true, Some(good.as_bytes()), false, peer),
+            Err(Refusal::NoCertificate)
+        );
+        assert_eq!(certs.decide(false, None, false, peer), Ok(Caller::Open));
+        // Certificates or the token.
+        let both = auth(true, true, "0.0.0.0:8433", false).with_client_certificates();
+        assert_eq!(
+            both.decide(false, None, true, peer),
+            Ok(Caller::Certificate)
+        );
+        assert_eq!(
+            both.decide(true, Some(good.as_bytes()), false, peer),
+            Ok(Caller::Token)
+        );
+        assert_eq!(
+            both.decide(false, None, false, peer),
+            Err(Refusal::NoCredential)
+        );
+        assert_eq!(
+            both.decide(true, None, false, peer),
+            Err(Refusal::NoCredential)
+        );
+        // A certificate counts only where the admin CA is configured (the
+        // handshake asks for none otherwise).
+        let token_only = auth(true, false, "0.0.0.0:8433", false);
+        assert_eq!(
+            token_only.decide(true, None, true, peer),
+            Err(Refusal::NoToken)
         );
     }
 

@@ -11,11 +11,10 @@
 //! The session side (SSLRequest, direct TLS, the handshake) is in
 //! crates/hadr-server/src/session/transport.rs.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use hadr_secrets::pem::{read_certs, read_key};
 use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
 use rustls::{RootCertStore, ServerConfig};
 use sha2::{Digest, Sha256, Sha384, Sha512};
@@ -23,33 +22,15 @@ use sha2::{Digest, Sha256, Sha384, Sha512};
 /// The ALPN protocol of PostgreSQL (PostgreSQL 17's direct TLS requires it).
 pub const ALPN_POSTGRESQL: &[u8] = b"postgresql";
 
+/// The ALPN protocol of the admin port (HTTPS, HTTP/1.1 only).
+pub const ALPN_HTTP1: &[u8] = b"http/1.1";
+
 /// Why the TLS files cannot be used. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    /// The certificate or client CA file could not be read.
-    #[error("{what} file {}: {source}", path.display())]
-    Read {
-        /// "TLS certificate" or "TLS client CA".
-        what: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The private key file is refused (missing, open to others, empty).
+    /// A file is unreadable, not PEM, or (the key) open to others.
     #[error(transparent)]
-    Key(#[from] hadr_secrets::SecretError),
-    /// Not PEM, or no item of the expected kind in it.
-    #[error("{what} file {}: {message}", path.display())]
-    Pem {
-        /// What the file should hold.
-        what: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        message: String,
-    },
+    File(#[from] hadr_secrets::pem::PemError),
     /// The leaf certificate is not a valid X.509 certificate.
     #[error("TLS certificate file {}: not a valid X.509 certificate: {message}", path.display())]
     Certificate {
@@ -102,18 +83,31 @@ pub struct TlsState {
     pub server_end_point: Vec<u8>,
 }
 
-/// Client TLS as configured, reloadable.
+/// Client TLS as configured, reloadable: for PostgreSQL clients, or for
+/// the admin port's (HTTPS; crates/hadr-server/src/admin_http.rs).
 pub struct ClientTls {
     files: TlsFiles,
+    alpn: &'static [u8],
     current: RwLock<Arc<TlsState>>,
 }
 
 impl ClientTls {
-    /// Load the files; any problem is an error naming the file.
+    /// Load the files for PostgreSQL clients; any problem is an error
+    /// naming the file.
     pub fn load(files: TlsFiles) -> Result<ClientTls, TlsError> {
-        let state = load(&files)?;
+        ClientTls::load_for(files, ALPN_POSTGRESQL)
+    }
+
+    /// Load the files for the admin port.
+    pub fn load_admin(files: TlsFiles) -> Result<ClientTls, TlsError> {
+        ClientTls::load_for(files, ALPN_HTTP1)
+    }
+
+    fn load_for(files: TlsFiles, alpn: &'static [u8]) -> Result<ClientTls, TlsError> {
+        let state = load(&files, alpn)?;
         Ok(ClientTls {
             files,
+            alpn,
             current: RwLock::new(Arc::new(state)),
         })
     }
@@ -129,7 +123,7 @@ impl ClientTls {
     /// Read the files again. On success new connections use them; on
     /// failure the configuration in force stays.
     pub fn reload(&self) -> Result<(), TlsError> {
-        let state = load(&self.files)?;
+        let state = load(&self.files, self.alpn)?;
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(state);
         Ok(())
     }
@@ -141,15 +135,10 @@ impl ClientTls {
 }
 
 /// Build a rustls configuration from the files.
-fn load(files: &TlsFiles) -> Result<TlsState, TlsError> {
+fn load(files: &TlsFiles, alpn: &[u8]) -> Result<TlsState, TlsError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let chain = read_certs(&files.cert, "TLS certificate")?;
-    let key_pem = hadr_secrets::read_private(&files.key, "TLS private key")?;
-    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| TlsError::Pem {
-        what: "TLS private key",
-        path: files.key.clone(),
-        message: pem_message(&e, "PRIVATE KEY"),
-    })?;
+    let key = read_key(&files.key, "TLS private key")?;
     let server_end_point = match chain.first() {
         Some(leaf) => end_point(leaf).map_err(|message| TlsError::Certificate {
             path: files.cert.clone(),
@@ -175,7 +164,7 @@ fn load(files: &TlsFiles) -> Result<TlsState, TlsError> {
                 })?;
             }
             // Clients without a certificate are let in: whether one is
-            // needed is for the access rules (`cert`) to say.
+            // needed is for the access rules (`cert`) or the admin rules to say.
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                 .allow_unauthenticated()
                 .build()
@@ -193,7 +182,7 @@ fn load(files: &TlsFiles) -> Result<TlsState, TlsError> {
             key: files.key.clone(),
             source,
         })?;
-    config.alpn_protocols = vec![ALPN_POSTGRESQL.to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     // No resumption, as in PostgreSQL: a resumed session would skip the
     // client certificate check against a CA that a reload may have changed.
     config.session_storage = Arc::new(NoServerSessionStorage {});
@@ -203,40 +192,6 @@ fn load(files: &TlsFiles) -> Result<TlsState, TlsError> {
         server_end_point,
     })
 }
-
-/// The certificates of a PEM file, at least one.
-fn read_certs(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let pem = std::fs::read(path).map_err(|source| TlsError::Read {
-        what,
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TlsError::Pem {
-            what,
-            path: path.to_path_buf(),
-            message: pem_message(&e, "CERTIFICATE"),
-        })?;
-    if certs.is_empty() {
-        return Err(TlsError::Pem {
-            what,
-            path: path.to_path_buf(),
-            message: "no PEM certificate (-----BEGIN CERTIFICATE-----) in it".into(),
-        });
-    }
-    Ok(certs)
-}
-
-fn pem_message(e: &rustls::pki_types::pem::Error, label: &str) -> String {
-    match e {
-        rustls::pki_types::pem::Error::NoItemsFound => {
-            format!("no PEM {label} (-----BEGIN {label}-----) in it")
-        }
-        other => format!("not valid PEM: {other}"),
-    }
-}
-
 /// RFC 5929 `tls-server-end-point` of a certificate: its hash with the hash
 /// function of its signature algorithm, SHA-256 for MD5 and SHA-1 (§4.1).
 /// Empty when the algorithm names no single hash (Ed25519, RSA-PSS), as
@@ -315,6 +270,9 @@ pub(crate) mod test_certs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    use std::path::Path;
 
     #[test]
     fn end_point_hash_follows_the_signature_algorithm() {

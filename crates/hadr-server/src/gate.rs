@@ -78,6 +78,8 @@ pub struct Gate {
     auth: Arc<AdminAuth>,
     /// Client TLS, so that a client that asks for it reads the phase too.
     tls: Option<Arc<ClientTls>>,
+    /// The admin port's TLS (None: plain HTTP).
+    admin_tls: Option<Arc<ClientTls>>,
 }
 
 impl Gate {
@@ -87,6 +89,7 @@ impl Gate {
         config: &Config,
         auth: Arc<AdminAuth>,
         tls: Option<Arc<ClientTls>>,
+        admin_tls: Option<Arc<ClientTls>>,
     ) -> Result<Arc<Gate>, NodeError> {
         let bind = |addr: SocketAddr| {
             let l = listen(addr).map_err(|source| NodeError::Bind { addr, source })?;
@@ -108,12 +111,18 @@ impl Gate {
             task: Mutex::new(None),
             auth,
             tls,
+            admin_tls,
         }))
     }
 
     /// Who may use the admin port.
     pub fn admin_auth(&self) -> Arc<AdminAuth> {
         self.auth.clone()
+    }
+
+    /// The admin port's TLS (None: plain HTTP).
+    pub fn admin_tls(&self) -> Option<Arc<ClientTls>> {
+        self.admin_tls.clone()
     }
 
     /// The addresses bound.
@@ -136,6 +145,7 @@ impl Gate {
                         rx,
                         self.auth.clone(),
                         self.tls.clone(),
+                        self.admin_tls.clone(),
                     )));
                 }
                 Err(e) => warn!(error = %e, "the gate cannot answer for the node"),
@@ -203,6 +213,7 @@ async fn answer(
     phase: watch::Receiver<Phase>,
     auth: Arc<AdminAuth>,
     tls: Option<Arc<ClientTls>>,
+    admin_tls: Option<Arc<ClientTls>>,
 ) {
     // Guarded as in a run: with admin_require_token_for_reads even the
     // phase is told only to callers with the token.
@@ -212,13 +223,8 @@ async fn answer(
         .layer(axum::middleware::from_fn_with_state(
             auth,
             crate::admin_auth::guard,
-        ))
-        .into_make_service_with_connect_info::<SocketAddr>();
-    let admin = tokio::spawn(async move {
-        if let Err(e) = axum::serve(admin, app).await {
-            warn!(error = %e, "the gate's admin server stopped");
-        }
-    });
+        ));
+    let admin = tokio::spawn(crate::admin_http::serve(admin, app, admin_tls));
     // Aborting this task must stop the admin server too.
     struct AbortOnDrop(JoinHandle<()>);
     impl Drop for AbortOnDrop {

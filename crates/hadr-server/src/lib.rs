@@ -5,6 +5,7 @@ pub mod accept;
 pub mod activity;
 pub mod admin;
 pub mod admin_auth;
+pub mod admin_http;
 pub mod admin_resources;
 pub mod auth;
 pub mod auto_failover;

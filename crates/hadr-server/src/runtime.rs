@@ -83,7 +83,12 @@ pub async fn run(
     });
 
     let accept = tokio::spawn(crate::accept::accept_loop(node.clone(), pg));
-    let admin_task = tokio::spawn(crate::admin::serve(node.clone(), admin, gate.admin_auth()));
+    let admin_task = tokio::spawn(crate::admin::serve(
+        node.clone(),
+        admin,
+        gate.admin_auth(),
+        gate.admin_tls(),
+    ));
     let ckpt = tokio::spawn(checkpointer(node.clone()));
     let purger = tokio::spawn(purge_commit_tokens(node.clone()));
     let file_sync = match crate::filesync::start(&node) {

@@ -128,8 +128,16 @@ pub async fn supervise(
         Some(files) => Some(Arc::new(ClientTls::load(files)?)),
         None => None,
     };
-    let _reloader = AbortOnDrop(tokio::spawn(reload_on_sighup(tls.clone())));
-    let gate = Gate::bind(&config, auth, tls.clone())?;
+    let admin_tls = match config.admin_tls_files() {
+        Some(files) => Some(Arc::new(ClientTls::load_admin(files)?)),
+        None => None,
+    };
+    let reloadable = [("client", tls.clone()), ("admin", admin_tls.clone())]
+        .into_iter()
+        .filter_map(|(what, t)| Some((what, t?)))
+        .collect();
+    let _reloader = AbortOnDrop(tokio::spawn(reload_on_sighup(reloadable)));
+    let gate = Gate::bind(&config, auth, tls.clone(), admin_tls)?;
     on_bound(gate.bound());
     loop {
         events.publish(RoleEvent::Starting);
@@ -235,10 +243,10 @@ impl Drop for AbortOnDrop {
 }
 
 /// SIGHUP, as for PostgreSQL, reads the files that can change under a
-/// running node again: the TLS certificate and key (new connections get
-/// them; open sessions keep theirs). A file that fails leaves the old
-/// configuration in force, and the log says why.
-async fn reload_on_sighup(tls: Option<Arc<ClientTls>>) {
+/// running node again: the TLS certificates and keys of the client and
+/// admin ports (new connections get them; open ones keep theirs). A file
+/// that fails leaves that port's configuration in force, and the log says why.
+async fn reload_on_sighup(tls: Vec<(&'static str, Arc<ClientTls>)>) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = match signal(SignalKind::hangup()) {
         Ok(s) => s,
@@ -248,24 +256,26 @@ async fn reload_on_sighup(tls: Option<Arc<ClientTls>>) {
         }
     };
     while hup.recv().await.is_some() {
-        let Some(tls) = &tls else {
+        if tls.is_empty() {
             info!("SIGHUP: nothing to reload (TLS is not configured)");
-            continue;
-        };
-        let files = tls.files();
-        // The files are read on a blocking thread: a slow disk must not
-        // stall the runtime.
-        let t = tls.clone();
-        match tokio::task::spawn_blocking(move || t.reload()).await {
-            Ok(Ok(())) => info!(
-                cert = %files.cert.display(),
-                key = %files.key.display(),
-                "SIGHUP: TLS certificate and key reloaded; new connections use them"
-            ),
-            Ok(Err(e)) => {
-                error!(error = %e, "SIGHUP: TLS files not reloaded; the previous certificate stays in force")
+        }
+        for (port, tls) in &tls {
+            let files = tls.files();
+            // The files are read on a blocking thread: a slow disk must not
+            // stall the runtime.
+            let t = tls.clone();
+            match tokio::task::spawn_blocking(move || t.reload()).await {
+                Ok(Ok(())) => info!(
+                    port,
+                    cert = %files.cert.display(),
+                    key = %files.key.display(),
+                    "SIGHUP: TLS certificate and key reloaded; new connections use them"
+                ),
+                Ok(Err(e)) => {
+                    error!(port, error = %e, "SIGHUP: TLS files not reloaded; the previous certificate stays in force")
+                }
+                Err(e) => error!(port, error = %e, "SIGHUP: the TLS reload task failed"),
             }
-            Err(e) => error!(error = %e, "SIGHUP: the TLS reload task failed"),
         }
     }
 }

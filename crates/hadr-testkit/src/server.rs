@@ -48,6 +48,8 @@ pub struct Server {
     bin: PathBuf,
     log: PathBuf,
     admin_token_file: Option<PathBuf>,
+    /// HTTPS to the admin port (a node started with `--admin-tls-*`).
+    admin_tls: Option<std::sync::Arc<hadr_admin_api::tls::ClientConfig>>,
     client: AdminClient,
     interrupted: Option<fn() -> bool>,
     netns: Option<String>,
@@ -74,6 +76,7 @@ impl Server {
         Server {
             log: dir.with_extension("log"),
             admin_token_file: Some(dir.with_extension("admin-token")),
+            admin_tls: None,
             client: AdminClient::new(crate::addr(host, admin))
                 .with_token(Some(crate::admin_token_secret())),
             dir,
@@ -96,6 +99,26 @@ impl Server {
         self.admin_token_file = None;
         self.client = self.client.with_token(None);
         self
+    }
+
+    /// Reach its admin port over HTTPS with `tls` (for a node the test
+    /// starts with `--admin-tls-cert-file` and `--admin-tls-key-file`).
+    pub fn with_admin_tls(
+        mut self,
+        tls: std::sync::Arc<hadr_admin_api::tls::ClientConfig>,
+    ) -> Result<Server> {
+        self.admin_tls = Some(tls);
+        self.client = self.admin_client()?;
+        Ok(self)
+    }
+
+    fn admin_client(&self) -> Result<AdminClient> {
+        let c =
+            AdminClient::new(crate::addr(&self.host, self.admin)).with_token(self.client_token());
+        Ok(match &self.admin_tls {
+            Some(tls) => c.with_tls(tls.clone())?,
+            None => c,
+        })
     }
 
     /// The admin token file it is started with.
@@ -155,8 +178,7 @@ impl Server {
         if first.is_err() && self.netns.is_none() && (taken(self.port) || taken(self.admin)) {
             self.port = crate::free_port();
             self.admin = crate::free_port();
-            self.client = AdminClient::new(crate::addr(&self.host, self.admin))
-                .with_token(self.client_token());
+            self.client = self.admin_client()?;
             self.spawn_nowait()?;
             return self.wait_ready(START_TIMEOUT);
         }

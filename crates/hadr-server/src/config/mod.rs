@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+mod tls;
+
 pub use hadr_log::FlushMode;
 
 pub use crate::units::{ByteSize, Dur, ValueError};
@@ -172,6 +174,15 @@ pub struct Config {
     /// Start although `admin` is not a loopback address and no token is
     /// set: anyone who reaches the port may then take over or fence the node.
     pub insecure_admin: bool,
+    /// HTTPS on the admin port: its certificate chain (PEM, leaf first).
+    /// With `admin_tls_key_file` the port speaks only TLS. Read again on SIGHUP.
+    pub admin_tls_cert_file: Option<PathBuf>,
+    /// The private key of `admin_tls_cert_file` (PEM; readable by its owner only).
+    pub admin_tls_key_file: Option<PathBuf>,
+    /// CA certificates (PEM): an admin client certificate that verifies
+    /// against them is a credential, as the admin token is (a certificate
+    /// that does not verify ends the handshake; none is asked only to read).
+    pub admin_tls_client_ca_file: Option<PathBuf>,
     /// Size at which the log switches to a new segment file.
     pub log_segment_size: ByteSize,
     /// Log kept on disk beyond what recovery needs.
@@ -355,6 +366,9 @@ impl Default for Config {
             admin_token_file: None,
             admin_require_token_for_reads: false,
             insecure_admin: false,
+            admin_tls_cert_file: None,
+            admin_tls_key_file: None,
+            admin_tls_client_ca_file: None,
             log_segment_size: ByteSize(64 << 20),
             log_retention: ByteSize(1 << 30),
             log_flush_mode: FlushMode::Fsync,
@@ -585,22 +599,23 @@ impl Config {
     /// a port others can reach needs a token, unless the operator said
     /// otherwise in so many words.
     fn validate_admin_access(&self) -> Result<(), ConfigError> {
-        if self.admin_token_file.is_some() {
+        if self.admin_token_file.is_some() || self.admin_tls_client_ca_file.is_some() {
             return Ok(());
         }
         if self.admin_require_token_for_reads {
             return Err(ConfigError::Invalid {
                 key: "admin_require_token_for_reads",
-                message: "needs admin_token_file (the token the reads must carry)".into(),
+                message: "needs admin_token_file or admin_tls_client_ca_file (the credential the reads must carry)".into(),
             });
         }
         if !self.admin.ip().is_loopback() && !self.insecure_admin {
             return Err(ConfigError::Invalid {
                 key: "admin",
                 message: format!(
-                    "the admin port {} is not a loopback address and no admin_token_file is set: anyone who reaches it could take over or fence this node. \
+                    "the admin port {} is not a loopback address and neither admin_token_file nor admin_tls_client_ca_file is set: anyone who reaches it could take over or fence this node. \
                      Set admin_token_file (--admin-token-file) to a file only its owner can read, the same on every node \
                      (umask 077; head -c 32 /dev/urandom | base64 > /etc/hadr/admin-token), \
+                     or admin client certificates (admin_tls_cert_file, admin_tls_key_file, admin_tls_client_ca_file), \
                      or listen on 127.0.0.1, or accept anonymous admin requests from the network with --insecure-admin (insecure_admin = true)",
                     self.admin
                 ),
@@ -674,90 +689,6 @@ impl Config {
             });
         }
         Ok(())
-    }
-
-    /// The replication TLS files: all three or none (half a configuration
-    /// would leave links open that the operator believes closed).
-    pub fn replication_tls_files(
-        &self,
-    ) -> Result<Option<hadr_replication::link::TlsFiles>, ConfigError> {
-        match (
-            &self.replication_tls_ca_file,
-            &self.replication_tls_cert_file,
-            &self.replication_tls_key_file,
-        ) {
-            (Some(ca), Some(cert), Some(key)) => Ok(Some(hadr_replication::link::TlsFiles {
-                ca: ca.clone(),
-                cert: cert.clone(),
-                key: key.clone(),
-            })),
-            (None, None, None) => Ok(None),
-            (ca, cert, key) => {
-                let missing: Vec<&str> = [
-                    (ca.is_none(), "replication_tls_ca_file"),
-                    (cert.is_none(), "replication_tls_cert_file"),
-                    (key.is_none(), "replication_tls_key_file"),
-                ]
-                .into_iter()
-                .filter_map(|(m, k)| m.then_some(k))
-                .collect();
-                Err(ConfigError::Invalid {
-                    key: "replication_tls_*",
-                    message: format!(
-                        "replication_tls_ca_file, replication_tls_cert_file and replication_tls_key_file go together (all three, or none for plain TCP); {} missing (hadr certs init makes all three)",
-                        missing.join(" and ")
-                    ),
-                })
-            }
-        }
-    }
-
-    /// This node's replication TLS, loaded (the key only if its owner
-    /// alone can read it); the hosts of `hadr_target_list` are the peers
-    /// it accepts. None without the settings.
-    pub fn replication_tls(
-        &self,
-    ) -> Result<Option<std::sync::Arc<hadr_replication::link::LinkTls>>, ConfigError> {
-        let Some(files) = self.replication_tls_files()? else {
-            return Ok(None);
-        };
-        let tls = hadr_replication::link::LinkTls::load(&files, self.targets())?;
-        Ok(Some(std::sync::Arc::new(tls)))
-    }
-
-    /// The TLS keys come together: a certificate needs its key, and a
-    /// client CA means nothing without a certificate.
-    fn validate_tls(&self) -> Result<(), ConfigError> {
-        let invalid = |key, message: &str| {
-            Err(ConfigError::Invalid {
-                key,
-                message: message.into(),
-            })
-        };
-        match (&self.tls_cert_file, &self.tls_key_file) {
-            (Some(_), None) => invalid(
-                "tls_key_file",
-                "must be set with tls_cert_file (the certificate's private key)",
-            ),
-            (None, Some(_)) => invalid(
-                "tls_cert_file",
-                "must be set with tls_key_file (the certificate of that key)",
-            ),
-            (None, None) if self.tls_client_ca_file.is_some() => invalid(
-                "tls_client_ca_file",
-                "needs tls_cert_file and tls_key_file: client certificates are asked for only on TLS",
-            ),
-            _ => Ok(()),
-        }
-    }
-
-    /// The TLS files for clients (None: TLS is not configured).
-    pub fn tls_files(&self) -> Option<crate::client_tls::TlsFiles> {
-        Some(crate::client_tls::TlsFiles {
-            cert: self.tls_cert_file.clone()?,
-            key: self.tls_key_file.clone()?,
-            client_ca: self.tls_client_ca_file.clone(),
-        })
     }
 
     /// Whether this node fails over by itself: an arbiter is set and
@@ -1077,6 +1008,37 @@ mod tests {
         assert_eq!(files.cert, PathBuf::from("/c.pem"));
         assert_eq!(files.client_ca, Some(PathBuf::from("/ca.pem")));
         assert!(Config::default().tls_files().is_none());
+
+        bad("admin_tls_cert_file = \"/c.pem\"", "admin_tls_key_file");
+        bad("admin_tls_key_file = \"/k.pem\"", "admin_tls_cert_file");
+        bad(
+            "admin_tls_client_ca_file = \"/ca.pem\"",
+            "admin_tls_client_ca_file",
+        );
+        let admin =
+            Config::from_toml("admin_tls_cert_file = \"/c.pem\"\nadmin_tls_key_file = \"/k.pem\"")
+                .unwrap();
+        admin.validate().unwrap();
+        assert!(admin.tls_files().is_none());
+        assert_eq!(
+            admin.admin_tls_files().unwrap().key,
+            PathBuf::from("/k.pem")
+        );
+    }
+
+    #[test]
+    fn admin_client_certificates_are_a_credential_for_an_exposed_port() {
+        let certs = "admin = \"0.0.0.0:8433\"\nadmin_tls_cert_file = \"/c.pem\"\nadmin_tls_key_file = \"/k.pem\"";
+        let e = Config::from_toml(certs)
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("admin_tls_client_ca_file"), "{e}");
+        let with_ca = format!(
+            "{certs}\nadmin_tls_client_ca_file = \"/ca.pem\"\nadmin_require_token_for_reads = true"
+        );
+        Config::from_toml(&with_ca).unwrap().validate().unwrap();
     }
 
     #[test]
