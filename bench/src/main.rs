@@ -14,7 +14,12 @@
 //!     [--client-gap] [--client-gap-switches 20] [--client-gap-patroni-crashes 8] [--client-gap-pause-ms 5]
 //!     [--storm] [--storm-seconds 30]
 //!     [--tls] [--tls-seconds 20] [--tls-rounds 3]
+//!     [--fuzz] [--fuzz-seconds 600] [--fuzz-jobs 2] [--fuzz-targets pg_frontend,...]
 //! ```
+//!
+//! `--fuzz` (every fuzz target under AFL++ for 10 minutes each, two at a
+//! time: about 40 minutes; the table goes into docs/security.md) runs only
+//! when named.
 //!
 //! `--client-gap` (each stock driver's longest time without an acknowledged
 //! write around graceful switches and crashes, hadr against Patroni, in
@@ -41,6 +46,7 @@ mod clientgap;
 mod commit_latency;
 mod failover;
 mod filesync;
+mod fuzz;
 mod pgbench;
 mod proc;
 mod replication;
@@ -261,6 +267,20 @@ struct Cli {
     /// TLS part: throughput rounds each way [default: 3; 1 with --quick].
     #[arg(long)]
     tls_rounds: Option<usize>,
+    /// Run the fuzz part: every fuzz target under AFL++ (cargo afl) from the
+    /// committed corpus, the table written to docs/security.md. Not run
+    /// unless named.
+    #[arg(long)]
+    fuzz: bool,
+    /// Fuzz part: seconds per target [default: 600; 30 with --quick].
+    #[arg(long)]
+    fuzz_seconds: Option<u64>,
+    /// Fuzz part: targets fuzzed at once, one core each.
+    #[arg(long, default_value_t = 2)]
+    fuzz_jobs: usize,
+    /// Fuzz part: the targets [default: all of fuzz/src/lib.rs TARGETS].
+    #[arg(long, value_delimiter = ',')]
+    fuzz_targets: Vec<String>,
     /// Size in MB (10^6 bytes) of the database hadr clones, and of the log its
     /// standby replays, in the replication part; 0 skips that measurement
     /// [default: 256; 32 with --quick].
@@ -575,6 +595,7 @@ fn run() -> Result<()> {
                 && !cli.filesync
                 && !cli.resources
                 && !cli.storm
+                && !cli.fuzz
                 && !cli.tls
                 && !cli.client_gap =>
         {
@@ -723,6 +744,18 @@ fn run() -> Result<()> {
     } else {
         None
     };
+    let fuzz = if cli.fuzz {
+        Some(fuzz::run_part(
+            &ctx,
+            &fuzz::Options {
+                seconds: cli.fuzz_seconds.unwrap_or(if cli.quick { 30 } else { 600 }),
+                jobs: cli.fuzz_jobs,
+                targets: cli.fuzz_targets.clone(),
+            },
+        )?)
+    } else {
+        None
+    };
     let client_gap = if cli.client_gap {
         let switches = cli
             .client_gap_switches
@@ -749,6 +782,7 @@ fn run() -> Result<()> {
         let v = serde_json::json!({
             "client_gap": client_gap,
             "storm": storm,
+            "fuzz": fuzz,
             "tls": tls,
             "resources": resources,
             "single_node": single,
@@ -793,6 +827,13 @@ fn run() -> Result<()> {
         bail!(
             "the storm part missed its target on {bad_storm} server(s) (an operator login failed, or hadr's p99 was 100 ms or more); see {}",
             ctx.out_path.display()
+        );
+    }
+    let bad_fuzz = fuzz.as_ref().map_or(0, fuzz::FuzzReport::failures);
+    if bad_fuzz > 0 {
+        bail!(
+            "the fuzz part found crashes or hangs in {bad_fuzz} target(s); the inputs are listed in {}",
+            ctx.out_path.with_file_name("security.md").display()
         );
     }
     let bad_tls = tls.as_ref().map_or(0, tls::TlsReport::failures);
