@@ -590,3 +590,73 @@ async fn an_https_admin_port_takes_client_certificates_as_the_credential() -> Re
     assert!(log.contains("plain HTTP on the admin port"), "{log}");
     Ok(())
 }
+
+/// SIGHUP reads the admin port's certificate again, as the client port's:
+/// a client that trusts only the new CA gets in after it and not before,
+/// the old CA no longer verifies, and a broken file leaves the new
+/// certificate in force.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_admin_certificate() -> Result<()> {
+    use hadr_admin_api::tls::{client_config, AdminTlsFiles};
+    use hadr_admin_api::AdminClient;
+    use hadr_testkit::certs::{write, Ca};
+
+    let tmp = tempfile::tempdir()?;
+    let d = tmp.path();
+    let issue = |ca: &Ca, name: &str| -> Result<_> {
+        let (cert, key) = ca.leaf("node", &["127.0.0.1"], false);
+        let ca_file = write(&d.join(format!("{name}-ca.pem")), &ca.cert.pem(), 0o644);
+        write(&d.join("node.pem"), &cert.pem(), 0o644);
+        write(&d.join("node.key"), &key.serialize_pem(), 0o600);
+        Ok(client_config(&AdminTlsFiles {
+            ca: ca_file,
+            client: None,
+        })?)
+    };
+    let old = issue(&Ca::new("admin CA before"), "old")?;
+    // The kit's own admin client speaks plain HTTP: the start is judged
+    // by the PostgreSQL port, and this test reads over HTTPS itself.
+    let s = start_with(
+        [
+            "--admin-tls-cert-file",
+            d.join("node.pem").to_str().unwrap(),
+            "--admin-tls-key-file",
+            d.join("node.key").to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec(),
+    )?;
+    let via = |tls| AdminClient::new(s.admin_addr()).with_tls(tls);
+    via(old.clone())?.status().await?;
+
+    let new = issue(&Ca::new("admin CA after"), "new")?;
+    assert!(
+        via(new.clone())?.status().await.is_err(),
+        "read before SIGHUP"
+    );
+    s.sighup()?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while s.log().matches("TLS certificate and key reloaded").count() < 1 {
+        assert!(std::time::Instant::now() < deadline, "{}", s.log_tail(20));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        s.log().contains("port=\"admin\"") || s.log().contains("port=admin"),
+        "{}",
+        s.log_tail(20)
+    );
+    via(new.clone())?.status().await?;
+    assert!(
+        via(old)?.status().await.is_err(),
+        "the old CA still verifies"
+    );
+
+    write(&d.join("node.pem"), "not a certificate\n", 0o644);
+    s.sighup()?;
+    while !s.log().contains("TLS files not reloaded") {
+        assert!(std::time::Instant::now() < deadline, "{}", s.log_tail(20));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    via(new)?.status().await?;
+    Ok(())
+}
