@@ -20,6 +20,9 @@ pub struct SessionDb {
     pub conn: Connection,
     /// The engine.
     pub engine: Arc<Engine>,
+    /// What `now()` and `statement_timestamp()` answer
+    /// (crates/hadr-server/src/pg_functions.rs).
+    pub clocks: Arc<crate::pg_functions::Clocks>,
 }
 
 /// A result column: its name and, when known before execution, its type.
@@ -296,6 +299,7 @@ pub fn execute(
     let pg = |db: &SessionDb, e: rusqlite::Error| {
         ExecError::Pg(from_sqlite(&e), db.conn.is_autocommit())
     };
+    db.clocks.statement_starts(db.conn.is_autocommit());
     let mut outcome = Outcome::default();
     {
         let mut stmt = match db.conn.prepare_cached(&p.sql) {
@@ -388,6 +392,7 @@ pub fn capture(db: &SessionDb) -> Result<Lsn, ExecError> {
 
 /// Run a transaction-control or other simple statement that returns nothing.
 pub fn exec_plain(db: &mut SessionDb, sql: &str, have_permit: bool) -> Result<Outcome, ExecError> {
+    db.clocks.statement_starts(db.conn.is_autocommit());
     if let Err(e) = db.conn.execute_batch(sql) {
         return Err(ExecError::Pg(from_sqlite(&e), db.conn.is_autocommit()));
     }

@@ -19,6 +19,7 @@ pub mod failover_state;
 pub mod filesync;
 pub mod gate;
 pub mod node;
+pub mod pg_functions;
 pub mod resource_config;
 pub mod resource_link;
 pub mod roles;

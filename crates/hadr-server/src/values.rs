@@ -577,7 +577,7 @@ fn format_date(days: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
-fn format_timestamp(unix_micros: i64) -> String {
+pub(crate) fn format_timestamp(unix_micros: i64) -> String {
     let days = unix_micros.div_euclid(86_400_000_000);
     let rem = unix_micros.rem_euclid(86_400_000_000);
     let secs = rem / 1_000_000;

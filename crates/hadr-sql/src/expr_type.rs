@@ -269,7 +269,30 @@ fn function_type(name: &str) -> Option<PgType> {
         "typeof",
         "upper",
     ];
-    if in_list(name, INT8) {
+    // PostgreSQL's functions hadr registers (crates/hadr-server/src/pg_functions.rs).
+    const TIMESTAMPTZ: &[&str] = &[
+        "clock_timestamp",
+        "now",
+        "statement_timestamp",
+        "transaction_timestamp",
+    ];
+    const PG_TEXT: &[&str] = &[
+        "current_database",
+        "current_role",
+        "current_schema",
+        "current_user",
+        "session_user",
+        "version",
+    ];
+    if in_list(name, TIMESTAMPTZ) {
+        Some(PgType::Timestamptz)
+    } else if in_list(name, PG_TEXT) {
+        Some(PgType::Text)
+    } else if name.eq_ignore_ascii_case("gen_random_uuid") {
+        Some(PgType::Uuid)
+    } else if name.eq_ignore_ascii_case("pg_backend_pid") {
+        Some(PgType::Int4)
+    } else if in_list(name, INT8) {
         Some(PgType::Int8)
     } else if in_list(name, FLOAT8) {
         Some(PgType::Float8)

@@ -109,12 +109,68 @@ pub(crate) fn rewrite(toks: &[Token<'_>]) -> Result<(String, usize), SqlError> {
                 inner.push(Piece::new(PieceKind::Other, ")"));
                 parent.push(Piece::new(PieceKind::Group, concat(&inner)));
             }
+            PieceKind::Str => push(&mut frames, Piece::new(kind, sqlite_string(t))),
+            PieceKind::Word => {
+                let text = match keyword_call(toks, k) {
+                    Some(call) => call,
+                    None if t.text.eq_ignore_ascii_case("ILIKE") => "LIKE",
+                    None => t.text,
+                };
+                push(&mut frames, Piece::new(kind, text))
+            }
             _ => push(&mut frames, Piece::new(kind, t.text)),
         }
         k += 1;
     }
     let out = frames.iter().map(|f| concat(f)).collect();
     Ok((out, max_param))
+}
+
+/// SQLite's spelling of a string literal: `E'…'` and `$tag$…$tag$` become
+/// plain `'…'` with the same value (SQLite has neither; a `$` would be
+/// taken for a parameter), `N'…'` loses its `N`; `'…'` and `X'…'` stay.
+fn sqlite_string(t: &Token<'_>) -> String {
+    let quote = |v: &str| format!("'{}'", v.replace('\'', "''"));
+    match (t.kind, t.text.as_bytes().first()) {
+        (Kind::DollarStr, _) => {
+            // `$tag$` opens and closes: the body is between the two.
+            let open = t.text[1..].find('$').map_or(t.text.len(), |i| i + 2);
+            let body = t
+                .text
+                .get(open..t.text.len().saturating_sub(open))
+                .unwrap_or("");
+            quote(body)
+        }
+        (_, Some(b'e' | b'E')) => quote(&string_value(t)),
+        (_, Some(b'n' | b'N')) => t.text[1..].to_string(),
+        _ => t.text.to_string(),
+    }
+}
+
+/// PostgreSQL's niladic functions written without parentheses
+/// (`current_user`, …) as calls of the functions hadr registers
+/// (crates/hadr-server/src/pg_functions.rs); None for anything else, and
+/// for a qualified name (`t.current_user`) or one already called.
+fn keyword_call(toks: &[Token<'_>], k: usize) -> Option<&'static str> {
+    const CALLS: &[(&str, &str)] = &[
+        ("current_user", "current_user()"),
+        ("session_user", "session_user()"),
+        ("current_role", "current_role()"),
+        ("current_catalog", "current_database()"),
+        ("current_schema", "current_schema()"),
+    ];
+    let t = &toks[k];
+    let call = CALLS
+        .iter()
+        .find(|(kw, _)| t.text.eq_ignore_ascii_case(kw))
+        .map(|(_, c)| *c)?;
+    let solid =
+        |t: &&Token<'_>| !matches!(t.kind, Kind::Space | Kind::LineComment | Kind::BlockComment);
+    let before = toks[..k].iter().rev().find(solid);
+    let after = toks[k + 1..].iter().find(solid);
+    let qualified = before.is_some_and(|b| b.is_punct("."));
+    let called = after.is_some_and(|a| a.is_punct("("));
+    (!qualified && !called).then_some(call)
 }
 
 fn top(frames: &mut Vec<Vec<Piece>>) -> &mut Vec<Piece> {
@@ -137,7 +193,13 @@ fn push(frames: &mut Vec<Vec<Piece>>, p: Piece) {
         .bytes()
         .next()
         .is_some_and(|b| b.is_ascii_alphanumeric() || b >= 0x80 || b"_$.'\"`".contains(&b));
-    if after_rewrite && fuses {
+    // Two strings that were apart as tokens (`$$$$''`, `E'a'E'b'`) must not
+    // become one (`''''`) once respelt.
+    let strings_meet = frame
+        .last()
+        .is_some_and(|l| l.kind == PieceKind::Str && l.text.ends_with('\''))
+        && p.text.starts_with('\'');
+    if (after_rewrite && fuses) || strings_meet {
         frame.push(Piece::new(PieceKind::Trivia, " "));
     }
     frame.push(p);
@@ -327,7 +389,11 @@ mod tests {
         assert_eq!(translate("select 1").unwrap().param_count, 0);
         // Inside strings, identifiers, comments and dollar quotes nothing changes.
         let s = "select '$1::int', \"$2\", $$ $3 $$, E'\\'$4' -- $5::int\n /* $6 */";
-        assert_eq!(sql(s), s);
+        assert_eq!(
+            sql(s),
+            "select '$1::int', \"$2\", ' $3 ', '''$4' -- $5::int\n /* $6 */"
+        );
+        assert_eq!(translate(s).unwrap().param_count, 0);
     }
 
     #[test]
@@ -345,6 +411,48 @@ mod tests {
             Err(SqlError::BadParameter(_))
         ));
         assert_eq!(translate("select $65535").unwrap().param_count, 65535);
+    }
+
+    #[test]
+    fn postgres_string_forms_become_sqlite_literals() {
+        assert_eq!(sql("select E'a\\tb'"), "select 'a\tb'");
+        assert_eq!(sql("select e'it\\'s'"), "select 'it''s'");
+        assert_eq!(sql("select $$x$$, $q$a'b$$c$q$"), "select 'x', 'a''b$$c'");
+        assert_eq!(sql("select $$$$"), "select ''");
+        assert_eq!(sql("select $$$$''"), "select '' ''");
+        assert_eq!(
+            sql("select N'x', X'00', 'plain'"),
+            "select 'x', X'00', 'plain'"
+        );
+        assert_eq!(sql("select E'5'::int"), "select CAST('5' AS INTEGER)");
+        // A dollar string is not a parameter.
+        assert_eq!(translate("select $$$1$$").unwrap().param_count, 0);
+    }
+
+    #[test]
+    fn niladic_keywords_become_calls_and_ilike_like() {
+        assert_eq!(
+            sql("select current_user, SESSION_USER, current_role, current_catalog, current_schema"),
+            "select current_user(), session_user(), current_role(), current_database(), current_schema()"
+        );
+        assert_eq!(sql("select current_schema()"), "select current_schema()");
+        assert_eq!(
+            sql("select t.current_user from t"),
+            "select t.current_user from t"
+        );
+        assert_eq!(
+            sql("select current_user::text"),
+            "select CAST(current_user() AS TEXT)"
+        );
+        assert_eq!(
+            sql("select 'a' ILIKE 'A%', 'b' not ilike 'x'"),
+            "select 'a' LIKE 'A%', 'b' not LIKE 'x'"
+        );
+        // Inside strings and quoted identifiers nothing changes.
+        assert_eq!(
+            sql("select 'current_user', \"current_user\""),
+            "select 'current_user', \"current_user\""
+        );
     }
 
     #[test]

@@ -83,6 +83,35 @@ impl Session {
                 node.ending_reason(),
             ));
         }
+        let clocks = Arc::new(crate::pg_functions::Clocks::default());
+        let ending = {
+            let node = node.clone();
+            Arc::new(move || node.is_shutting_down() || node.demoting.load(Ordering::SeqCst))
+        };
+        crate::pg_functions::register(
+            &conn,
+            crate::pg_functions::SessionFacts {
+                user: st.params.get("user").cloned().unwrap_or_default(),
+                // PostgreSQL's default: the database named as the user.
+                database: st
+                    .params
+                    .get("database")
+                    .or_else(|| st.params.get("user"))
+                    .cloned()
+                    .unwrap_or_default(),
+                pid,
+                clocks: clocks.clone(),
+                cancel: cancel.clone(),
+                ending,
+            },
+        )
+        .map_err(|e| {
+            node.registry().remove(&pid);
+            PgError::fatal(
+                sqlstate::INTERNAL_ERROR,
+                format!("cannot set up the session's functions: {e}"),
+            )
+        })?;
         let settings = Settings::from_startup(
             st.params.get("user").map(String::as_str),
             st.params.get("application_name").map(String::as_str),
@@ -92,6 +121,7 @@ impl Session {
             db: SessionDb {
                 conn,
                 engine: node.engine.clone(),
+                clocks,
             },
             node,
             pid,
