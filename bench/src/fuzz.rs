@@ -22,7 +22,8 @@ const PART: crate::report::Part = crate::report::Part {
     begin: "<!-- hadr-bench:fuzz:begin -->",
     end: "<!-- hadr-bench:fuzz:end -->",
     heading: "### Runs and numbers",
-    intro: "The fuzz part of the benchmark program (`cargo run --release -p hadr-bench -- --fuzz`).",
+    intro:
+        "The fuzz part of the benchmark program (`cargo run --release -p hadr-bench -- --fuzz`).",
     insert_before: None,
 };
 
@@ -173,7 +174,9 @@ fn fuzz_one(ctx: &Ctx, root: &Path, target: &str, seconds: u64) -> Result<FuzzRu
         if Instant::now() > deadline || crate::proc::interrupted() {
             let _ = child.kill();
             let _ = child.wait();
-            bail!("fuzz/afl.sh {target} did not end within {seconds} s + 5 min, or was interrupted");
+            bail!(
+                "fuzz/afl.sh {target} did not end within {seconds} s + 5 min, or was interrupted"
+            );
         }
         std::thread::sleep(Duration::from_millis(500));
     };
