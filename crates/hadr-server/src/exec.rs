@@ -234,6 +234,9 @@ pub fn prepare(
             sqlstate::UNDEFINED_OBJECT,
             format!("type \"{t}\" does not exist"),
         ),
+        e @ hadr_sql::SqlError::Unsupported(_) => {
+            PgError::new(sqlstate::FEATURE_NOT_SUPPORTED, e.to_string())
+        }
         other => PgError::new(sqlstate::SYNTAX_ERROR, other.to_string()),
     })?;
     let stmt = db

@@ -17,6 +17,9 @@ pub enum SqlError {
     /// `$0`, or a parameter number above PostgreSQL's limit of 65535.
     #[error("invalid parameter reference {0}")]
     BadParameter(String),
+    /// PostgreSQL syntax hadr cannot carry out on SQLite (SQLSTATE 0A000).
+    #[error("hadr does not support {0}")]
+    Unsupported(String),
     /// Malformed syntax this layer has to understand (e.g. `::` without an operand).
     #[error("syntax error: {0}")]
     Syntax(String),

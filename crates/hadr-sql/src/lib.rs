@@ -19,6 +19,7 @@
 mod brackets;
 mod classify;
 mod columns;
+mod ddl;
 mod error;
 mod expr_type;
 mod keywords;

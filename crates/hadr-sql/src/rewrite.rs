@@ -55,6 +55,7 @@ fn concat(pieces: &[Piece]) -> String {
 pub(crate) fn rewrite(toks: &[Token<'_>]) -> Result<(String, usize), SqlError> {
     let mut frames: Vec<Vec<Piece>> = vec![Vec::new()];
     let mut max_param = 0usize;
+    let ddl = crate::ddl::is_table_ddl(toks);
     let mut k = 0;
     while k < toks.len() {
         let t = &toks[k];
@@ -108,10 +109,18 @@ pub(crate) fn rewrite(toks: &[Token<'_>]) -> Result<(String, usize), SqlError> {
                 }
                 inner.push(Piece::new(PieceKind::Other, ")"));
                 parent.push(Piece::new(PieceKind::Group, concat(&inner)));
+                if ddl {
+                    call_default(parent);
+                }
             }
             PieceKind::Str => push(&mut frames, Piece::new(kind, sqlite_string(t))),
             PieceKind::Word => {
-                let text = match keyword_call(toks, k) {
+                let serial = if ddl {
+                    crate::ddl::serial_type(toks, k)?
+                } else {
+                    None
+                };
+                let text = match serial.or_else(|| keyword_call(toks, k)) {
                     Some(call) => call,
                     None if t.text.eq_ignore_ascii_case("ILIKE") => "LIKE",
                     None => t.text,
@@ -124,6 +133,32 @@ pub(crate) fn rewrite(toks: &[Token<'_>]) -> Result<(String, usize), SqlError> {
     }
     let out = frames.iter().map(|f| concat(f)).collect();
     Ok((out, max_param))
+}
+
+/// `DEFAULT name(args)` at the end of `frame` (in a table's DDL): as
+/// crates/hadr-sql/src/ddl.rs says.
+fn call_default(frame: &mut Vec<Piece>) {
+    let solid: Vec<usize> = frame
+        .iter()
+        .enumerate()
+        .rev()
+        .filter(|(_, p)| p.kind != PieceKind::Trivia)
+        .map(|(i, _)| i)
+        .take(3)
+        .collect();
+    let [group, name, default] = solid[..] else {
+        return;
+    };
+    if frame[group].kind != PieceKind::Group
+        || frame[name].kind != PieceKind::Word
+        || !frame[default].is_kw("DEFAULT")
+    {
+        return;
+    }
+    let call = concat(&frame[name..]);
+    let text = crate::ddl::call_default(&frame[name].text, &call);
+    frame.truncate(name);
+    frame.push(Piece::new(PieceKind::Group, text));
 }
 
 /// SQLite's spelling of a string literal: `E'…'` and `$tag$…$tag$` become
@@ -453,6 +488,56 @@ mod tests {
             sql("select 'current_user', \"current_user\""),
             "select 'current_user', \"current_user\""
         );
+    }
+
+    #[test]
+    fn serial_columns_become_the_rowid_or_are_refused() {
+        assert_eq!(
+            sql("CREATE TABLE t(id serial PRIMARY KEY, n text)"),
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, n text)"
+        );
+        assert_eq!(
+            sql("create table if not exists t(\"id\" BIGSERIAL not null, n text, primary key (\"id\"))"),
+            "create table if not exists t(\"id\" INTEGER not null, n text, primary key (\"id\"))"
+        );
+        assert_eq!(
+            sql("CREATE TEMP TABLE t(a int, id smallserial primary key)"),
+            "CREATE TEMP TABLE t(a int, id INTEGER primary key)"
+        );
+        assert!(matches!(
+            translate("CREATE TABLE t(id serial, n text)"),
+            Err(SqlError::Unsupported(_))
+        ));
+        assert!(matches!(
+            translate("ALTER TABLE t ADD COLUMN n serial"),
+            Err(SqlError::Unsupported(_))
+        ));
+        // Outside table DDL, and as a table or column name, `serial` is a name.
+        assert_eq!(sql("select serial from t"), "select serial from t");
+        assert_eq!(sql("CREATE TABLE serial(a)"), "CREATE TABLE serial(a)");
+        assert_eq!(
+            sql("CREATE TABLE t(serial text, b int)"),
+            "CREATE TABLE t(serial text, b int)"
+        );
+    }
+
+    #[test]
+    fn call_defaults_get_sqlite_forms() {
+        let now = crate::ddl::SQLITE_NOW;
+        assert_eq!(
+            sql("CREATE TABLE t(ts timestamptz DEFAULT now() NOT NULL, u uuid default gen_random_uuid())"),
+            format!("CREATE TABLE t(ts timestamptz DEFAULT {now} NOT NULL, u uuid default {})", crate::ddl::SQLITE_UUID)
+        );
+        assert_eq!(
+            sql("ALTER TABLE t ADD COLUMN c text DEFAULT lower('X')"),
+            "ALTER TABLE t ADD COLUMN c text DEFAULT (lower('X'))"
+        );
+        // SQLite's own forms stay; outside DDL nothing changes.
+        assert_eq!(
+            sql("CREATE TABLE t(a DEFAULT CURRENT_TIMESTAMP, b DEFAULT (now()))"),
+            "CREATE TABLE t(a DEFAULT CURRENT_TIMESTAMP, b DEFAULT (now()))"
+        );
+        assert_eq!(sql("select now()"), "select now()");
     }
 
     #[test]

@@ -1,0 +1,141 @@
+//! PostgreSQL column definitions in `CREATE TABLE` and `ALTER TABLE` that
+//! SQLite reads differently (issue 12 item 4), found on the token stream
+//! for the rewriter (crates/hadr-sql/src/rewrite.rs):
+//!
+//! - `serial`, `bigserial`, `smallserial` (and `serial4/8/2`): SQLite
+//!   accepts any type name, but only a column declared exactly `INTEGER
+//!   PRIMARY KEY` is the rowid and numbers itself; `serial PRIMARY KEY`
+//!   would take NULL ids. They become `INTEGER`; a serial column that is
+//!   not the primary key is refused (SQLite has no sequences), not silently
+//!   left without its numbers.
+//! - `DEFAULT now()` and the other clock functions become SQLite's own
+//!   clock in parentheses, `DEFAULT gen_random_uuid()` SQLite's randomness:
+//!   the default is stored in the file's schema, where a function only
+//!   hadr registers would break every other reader; any other call gets
+//!   the parentheses SQLite requires around an expression default.
+
+use crate::error::SqlError;
+use crate::keywords::in_list;
+use crate::lexer::{Kind, Token};
+
+const SERIALS: &[&str] = &[
+    "serial",
+    "serial4",
+    "bigserial",
+    "serial8",
+    "smallserial",
+    "serial2",
+];
+
+/// PostgreSQL clock functions as a default: SQLite's clock, in
+/// PostgreSQL's timestamptz text form (UTC).
+const CLOCKS: &[&str] = &[
+    "now",
+    "clock_timestamp",
+    "statement_timestamp",
+    "transaction_timestamp",
+];
+
+/// SQLite's `now` as PostgreSQL writes a timestamptz.
+pub(crate) const SQLITE_NOW: &str = "(strftime('%Y-%m-%d %H:%M:%f+00','now'))";
+
+/// A version-4 UUID from SQLite's randomness.
+pub(crate) const SQLITE_UUID: &str =
+    "(lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || \
+     substr(hex(randomblob(2)), 2) || '-' || substr('89ab', 1 + (abs(random()) % 4), 1) || \
+     substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6))))";
+
+fn solid(t: &&Token<'_>) -> bool {
+    !matches!(t.kind, Kind::Space | Kind::LineComment | Kind::BlockComment)
+}
+
+fn word(t: Option<&Token<'_>>, w: &str) -> bool {
+    t.is_some_and(|t| t.kind == Kind::Word && t.text.eq_ignore_ascii_case(w))
+}
+
+/// Whether the statement is `CREATE [TEMP] TABLE` or `ALTER TABLE`.
+pub(crate) fn is_table_ddl(toks: &[Token<'_>]) -> bool {
+    let words: Vec<&Token<'_>> = toks.iter().filter(solid).take(3).collect();
+    let at = |i: usize| words.get(i).copied();
+    (word(at(0), "CREATE")
+        && (word(at(1), "TABLE")
+            || ((word(at(1), "TEMP") || word(at(1), "TEMPORARY")) && word(at(2), "TABLE"))))
+        || (word(at(0), "ALTER") && word(at(1), "TABLE"))
+}
+
+/// The SQLite type for a serial type name at `k` in a column definition
+/// (None: not one), or why it cannot be had.
+pub(crate) fn serial_type(toks: &[Token<'_>], k: usize) -> Result<Option<&'static str>, SqlError> {
+    let t = &toks[k];
+    if t.kind != Kind::Word || !in_list(t.text, SERIALS) {
+        return Ok(None);
+    }
+    // `NAME serial` right after `(`, `,`, `ADD` or `COLUMN`: a column's type.
+    let mut before = toks[..k].iter().rev().filter(solid);
+    let Some(name) = before.next() else {
+        return Ok(None);
+    };
+    let opens = before.next().is_some_and(|p| {
+        p.is_punct("(") || p.is_punct(",") || word(Some(p), "ADD") || word(Some(p), "COLUMN")
+    });
+    if !matches!(name.kind, Kind::Word | Kind::QuotedIdent) || !opens {
+        return Ok(None);
+    }
+    if inline_primary_key(toks, k) || table_primary_key(toks, name) {
+        Ok(Some("INTEGER"))
+    } else {
+        Err(SqlError::Unsupported(format!(
+            "{} for a column that is not the primary key (SQLite has no sequences; only the INTEGER PRIMARY KEY column numbers itself)",
+            t.text
+        )))
+    }
+}
+
+/// `PRIMARY KEY` within the column definition that starts at `k`.
+fn inline_primary_key(toks: &[Token<'_>], k: usize) -> bool {
+    let mut depth = 0i32;
+    let mut prev_primary = false;
+    for t in toks[k + 1..].iter().filter(solid) {
+        if t.is_punct("(") {
+            depth += 1;
+        } else if t.is_punct(")") {
+            if depth == 0 {
+                return false;
+            }
+            depth -= 1;
+        } else if t.is_punct(",") && depth == 0 {
+            return false;
+        } else if depth == 0 && prev_primary && word(Some(t), "KEY") {
+            return true;
+        }
+        prev_primary = depth == 0 && word(Some(t), "PRIMARY");
+    }
+    false
+}
+
+/// A table constraint `PRIMARY KEY (name)` naming only this column.
+fn table_primary_key(toks: &[Token<'_>], name: &Token<'_>) -> bool {
+    let s: Vec<&Token<'_>> = toks.iter().filter(solid).collect();
+    let same = |t: &Token<'_>| {
+        crate::lexer::ident_value(t).eq_ignore_ascii_case(&crate::lexer::ident_value(name))
+    };
+    s.windows(5).any(|w| {
+        word(Some(w[0]), "PRIMARY")
+            && word(Some(w[1]), "KEY")
+            && w[2].is_punct("(")
+            && same(w[3])
+            && w[4].is_punct(")")
+    })
+}
+
+/// What a `DEFAULT name(args)` becomes: the clock and uuid functions
+/// SQLite's own expressions; any other call itself in parentheses.
+pub(crate) fn call_default(name: &str, call: &str) -> String {
+    if in_list(name, CLOCKS) {
+        SQLITE_NOW.to_string()
+    } else if name.eq_ignore_ascii_case("gen_random_uuid") {
+        SQLITE_UUID.to_string()
+    } else {
+        format!("({call})")
+    }
+}
