@@ -164,6 +164,50 @@ async fn postgres_column_definitions_work_and_replicate() -> Result<()> {
     Ok(())
 }
 
+async fn tables(c: &tokio_postgres::Client) -> Result<Vec<String>> {
+    let rows = c
+        .query(
+            "SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name",
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_table_of_several_names_is_one_unit() -> Result<()> {
+    let s = start(&[])?;
+    let c = s.client().await?;
+    c.batch_execute("CREATE TABLE a(x); CREATE TABLE b(x); CREATE TABLE c(x); CREATE TABLE d(x)")
+        .await?;
+    // The row (pgbench -i's first statement), with a missing name.
+    c.batch_execute("DROP TABLE IF EXISTS a, b, nope").await?;
+    assert_eq!(tables(&c).await?, ["c", "d"]);
+    // A failing name undoes the others, in a block or not.
+    let e = c.batch_execute("DROP TABLE c, nope").await.unwrap_err();
+    assert_eq!(
+        e.as_db_error().map(|d| d.code().code()),
+        Some("42P01"),
+        "{e:?}"
+    );
+    assert_eq!(tables(&c).await?, ["c", "d"]);
+    c.batch_execute("BEGIN; DROP TABLE c, d").await?;
+    c.batch_execute("ROLLBACK").await?;
+    assert_eq!(tables(&c).await?, ["c", "d"]);
+    let e = c
+        .batch_execute("DROP TABLE c, d CASCADE")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.as_db_error().map(|d| d.code().code()),
+        Some("0A000"),
+        "{e:?}"
+    );
+    c.batch_execute("DROP TABLE c, d").await?;
+    assert!(tables(&c).await?.is_empty());
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_functions_exist_on_a_standby() -> Result<()> {
     let p = peer_pair(&[]).await?;

@@ -50,6 +50,9 @@ pub struct Prepared {
     pub columns: Vec<Column>,
     /// Whether SQLite says the statement does not write.
     pub readonly: bool,
+    /// `sql` is several statements run as one unit ([`hadr_sql`]'s
+    /// `Translated::batch`: `DROP TABLE a, b`).
+    pub batch: bool,
 }
 
 impl Prepared {
@@ -62,6 +65,7 @@ impl Prepared {
             param_types: vec![],
             columns: vec![],
             readonly: true,
+            batch: false,
         }
     }
 }
@@ -239,6 +243,17 @@ pub fn prepare(
         }
         other => PgError::new(sqlstate::SYNTAX_ERROR, other.to_string()),
     })?;
+    if tr.batch {
+        return Ok(Prepared {
+            original: original.to_string(),
+            sql: tr.sql,
+            command,
+            param_types: Vec::new(),
+            columns: Vec::new(),
+            readonly: false,
+            batch: true,
+        });
+    }
     let stmt = db
         .conn
         .prepare_cached(&tr.sql)
@@ -284,6 +299,7 @@ pub fn prepare(
         param_types,
         columns,
         readonly,
+        batch: false,
     })
 }
 
@@ -303,6 +319,9 @@ pub fn execute(
         ExecError::Pg(from_sqlite(&e), db.conn.is_autocommit())
     };
     db.clocks.statement_starts(db.conn.is_autocommit());
+    if p.batch {
+        return execute_batch(db, &p.sql, params, have_permit);
+    }
     let mut outcome = Outcome::default();
     {
         let mut stmt = match db.conn.prepare_cached(&p.sql) {
@@ -390,6 +409,46 @@ pub fn capture(db: &SessionDb) -> Result<Lsn, ExecError> {
             sqlstate::IO_ERROR,
             format!("could not write the transaction log: {e}; the server stops accepting writes"),
         ))
+    })
+}
+
+/// Several statements as one unit: inside a savepoint, so that one that
+/// fails undoes those before it, in a transaction block or not.
+fn execute_batch(
+    db: &mut SessionDb,
+    sql: &str,
+    params: &[Value],
+    have_permit: bool,
+) -> Result<Outcome, ExecError> {
+    if !have_permit {
+        return Err(ExecError::NeedPermit);
+    }
+    if !params.is_empty() {
+        return Err(ExecError::Pg(
+            PgError::new(
+                sqlstate::PROTOCOL_VIOLATION,
+                format!(
+                    "bind message supplies {} parameters, but prepared statement requires 0",
+                    params.len()
+                ),
+            ),
+            db.conn.is_autocommit(),
+        ));
+    }
+    let wrapped = format!("SAVEPOINT hadr_batch;\n{sql};\nRELEASE hadr_batch");
+    if let Err(e) = db.conn.execute_batch(&wrapped) {
+        let err = from_sqlite(&e);
+        // Undo what ran; the savepoint is still open after a failure.
+        let _ = db
+            .conn
+            .execute_batch("ROLLBACK TO hadr_batch; RELEASE hadr_batch");
+        return Err(ExecError::Pg(err, db.conn.is_autocommit()));
+    }
+    let autocommit_after = db.conn.is_autocommit();
+    Ok(Outcome {
+        autocommit_after,
+        write_ended: autocommit_after,
+        ..Default::default()
     })
 }
 

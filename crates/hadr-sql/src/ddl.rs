@@ -128,6 +128,70 @@ fn table_primary_key(toks: &[Token<'_>], name: &Token<'_>) -> bool {
     })
 }
 
+/// `DROP TABLE [IF EXISTS] a, b, … [RESTRICT]` as one SQLite `DROP TABLE`
+/// per name (SQLite drops one at a time), for the caller to run as one
+/// unit; None for any other statement, or a single name without
+/// `RESTRICT` (SQLite takes that as it is). `CASCADE` is refused: SQLite
+/// cannot find what depends on a table.
+pub(crate) fn split_drop(toks: &[Token<'_>]) -> Option<Result<Vec<String>, SqlError>> {
+    let s: Vec<&Token<'_>> = toks.iter().filter(solid).collect();
+    if !(word(s.first().copied(), "DROP") && word(s.get(1).copied(), "TABLE")) {
+        return None;
+    }
+    let mut at = 2;
+    let if_exists = word(s.get(2).copied(), "IF") && word(s.get(3).copied(), "EXISTS");
+    if if_exists {
+        at = 4;
+    }
+    let mut names = Vec::new();
+    let mut restrict = false;
+    loop {
+        // A name: `a`, `"a"`, `main.a`.
+        let mut name = String::new();
+        while let Some(t) = s.get(at) {
+            let part = matches!(t.kind, Kind::Word | Kind::QuotedIdent) || t.is_punct(".");
+            let ends = word(Some(t), "CASCADE") || word(Some(t), "RESTRICT");
+            if !part || ends {
+                break;
+            }
+            name.push_str(t.text);
+            at += 1;
+        }
+        if name.is_empty() {
+            return None;
+        }
+        names.push(name);
+        match s.get(at) {
+            Some(t) if t.is_punct(",") => at += 1,
+            Some(t) if word(Some(t), "CASCADE") => {
+                return Some(Err(SqlError::Unsupported(
+                    "DROP TABLE … CASCADE (SQLite cannot find what depends on a table: drop the dependent views and tables first)".into(),
+                )))
+            }
+            Some(t) if word(Some(t), "RESTRICT") => {
+                restrict = true;
+                at += 1;
+                break;
+            }
+            Some(t) if t.is_punct(";") => break,
+            None => break,
+            Some(_) => return None,
+        }
+    }
+    if s.get(at).is_some_and(|t| !t.is_punct(";")) || (names.len() == 1 && !restrict) {
+        return None;
+    }
+    let head = if if_exists {
+        "DROP TABLE IF EXISTS "
+    } else {
+        "DROP TABLE "
+    };
+    Some(Ok(names
+        .into_iter()
+        .map(|n| format!("{head}{n}"))
+        .collect()))
+}
+
 /// What a `DEFAULT name(args)` becomes: the clock and uuid functions
 /// SQLite's own expressions; any other call itself in parentheses.
 pub(crate) fn call_default(name: &str, call: &str) -> String {

@@ -522,6 +522,31 @@ mod tests {
     }
 
     #[test]
+    fn drop_table_of_several_names_is_a_batch() {
+        let t = translate("DROP TABLE IF EXISTS a, \"B\", main.c").unwrap();
+        assert!(t.batch);
+        assert_eq!(
+            t.sql,
+            "DROP TABLE IF EXISTS a;\nDROP TABLE IF EXISTS \"B\";\nDROP TABLE IF EXISTS main.c"
+        );
+        let t = translate("drop table a, b restrict;").unwrap();
+        assert_eq!(
+            (t.batch, t.sql.as_str()),
+            (true, "DROP TABLE a;\nDROP TABLE b")
+        );
+        let t = translate("DROP TABLE a RESTRICT").unwrap();
+        assert_eq!((t.batch, t.sql.as_str()), (true, "DROP TABLE a"));
+        // One name: SQLite's own statement, untouched.
+        let t = translate("DROP TABLE IF EXISTS a").unwrap();
+        assert_eq!((t.batch, t.sql.as_str()), (false, "DROP TABLE IF EXISTS a"));
+        assert!(matches!(
+            translate("DROP TABLE a, b CASCADE"),
+            Err(SqlError::Unsupported(_))
+        ));
+        assert!(!translate("DROP VIEW a").unwrap().batch);
+    }
+
+    #[test]
     fn call_defaults_get_sqlite_forms() {
         let now = crate::ddl::SQLITE_NOW;
         assert_eq!(

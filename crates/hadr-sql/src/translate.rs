@@ -15,6 +15,9 @@ pub struct Translated {
     pub param_count: usize,
     /// What each parameter probably is; index 0 is `$1`.
     pub param_hints: Vec<ParamHint>,
+    /// `sql` holds several SQLite statements (`DROP TABLE a, b` becomes one
+    /// `DROP TABLE` per name), to run as one unit, without parameters.
+    pub batch: bool,
 }
 
 /// Translate one statement from PostgreSQL dialect to SQLite: `$N` → `?N`,
@@ -30,12 +33,21 @@ pub fn translate(stmt: &str) -> Result<Translated, SqlError> {
         };
         return Err(SqlError::Unterminated { what, at: t.start });
     }
+    if let Some(drops) = crate::ddl::split_drop(&toks) {
+        return Ok(Translated {
+            sql: drops?.join(";\n"),
+            param_count: 0,
+            param_hints: Vec::new(),
+            batch: true,
+        });
+    }
     let (sql, param_count) = rewrite(&toks)?;
     let param_hints = param_hints::infer(&toks, param_count);
     Ok(Translated {
         sql,
         param_count,
         param_hints,
+        batch: false,
     })
 }
 
