@@ -201,6 +201,16 @@ impl PgType {
         // (SERIAL and BYTEA have NUMERIC affinity) go first; the rest follows
         // the order of SQLite's affinity rules so the announced type matches
         // what SQLite actually stores.
+        // PostgreSQL-only type names (a table made by PostgreSQL DDL, whose
+        // values came from PostgreSQL clients) are announced as what they
+        // name. DATE, TIME and TIMESTAMP are not: SQLite schemas use them
+        // for whatever their application stored (epoch numbers often), which
+        // could not be sent as those types.
+        if let Some(t @ (PgType::Timestamptz | PgType::Uuid | PgType::Json | PgType::Jsonb)) =
+            PgType::from_name(decl)
+        {
+            return Some(t);
+        }
         let t = if d.contains("BOOL") {
             PgType::Bool
         } else if d.contains("INT") || d.contains("SERIAL") {
@@ -324,7 +334,13 @@ mod tests {
             ("DECIMAL", Some(Numeric)),
             ("DATE", Some(Text)),
             ("TIMESTAMP", Some(Text)),
-            ("uuid", Some(Text)),
+            ("uuid", Some(Uuid)),
+            ("UUID", Some(Uuid)),
+            ("timestamptz", Some(Timestamptz)),
+            ("timestamp with time zone", Some(Timestamptz)),
+            ("jsonb", Some(Jsonb)),
+            ("json", Some(Json)),
+            ("DATETIME", Some(Text)),
             // SQLite's documented quirk: "FLOATING POINT" contains INT.
             ("FLOATING POINT", Some(Int8)),
             ("", None),
