@@ -222,6 +222,58 @@ async fn drop_table_of_several_names_is_one_unit() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncate_and_what_hadr_does_not_do() -> Result<()> {
+    let s = start(&[])?;
+    let c = s.client().await?;
+    c.batch_execute(
+        "CREATE TABLE a(id serial PRIMARY KEY, x int); CREATE TABLE b(x int);\
+         INSERT INTO a(x) VALUES (1), (2); INSERT INTO b VALUES (3);",
+    )
+    .await?;
+    // pgbench -i's form.
+    c.batch_execute("truncate table a, b").await?;
+    let n: i64 = c
+        .query_one(
+            "SELECT ((SELECT count(*) FROM a) + (SELECT count(*) FROM b))::int8",
+            &[],
+        )
+        .await?
+        .get(0);
+    assert_eq!(n, 0);
+    c.batch_execute("INSERT INTO a(x) VALUES (9)").await?;
+    let id: i64 = c.query_one("SELECT id FROM a", &[]).await?.get(0);
+    assert_eq!(
+        id, 1,
+        "an emptied table numbers from 1 again (RESTART IDENTITY)"
+    );
+    // Named refusals, never a SQLite syntax error; the session goes on.
+    for (sql, says) in [
+        ("LISTEN jobs", "hadr does not support LISTEN/NOTIFY"),
+        ("NOTIFY jobs", "hadr does not support LISTEN/NOTIFY"),
+        ("COPY a FROM STDIN", "hadr does not support COPY"),
+        ("CREATE SEQUENCE s", "hadr does not support sequences"),
+        (
+            "TRUNCATE a CASCADE",
+            "hadr does not support TRUNCATE … CASCADE",
+        ),
+        (
+            "CREATE TABLE c(id serial, x int)",
+            "hadr does not support serial",
+        ),
+    ] {
+        let e = c.batch_execute(sql).await.unwrap_err();
+        let db = e.as_db_error().unwrap_or_else(|| panic!("{sql}: {e:?}"));
+        assert_eq!(db.code().code(), "0A000", "{sql}: {db:?}");
+        assert!(db.message().starts_with(says), "{sql}: {db:?}");
+    }
+    // Poolers' UNLISTEN * stays harmless.
+    c.batch_execute("UNLISTEN *").await?;
+    let v: i32 = c.query_one("SELECT 1::int4", &[]).await?.get(0);
+    assert_eq!(v, 1);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_functions_exist_on_a_standby() -> Result<()> {
     let p = peer_pair(&[]).await?;
     let c = p.b.client().await?;

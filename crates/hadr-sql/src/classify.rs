@@ -421,6 +421,8 @@ pub fn command_tag(cmd: &Command, rows: u64) -> String {
         Command::Listen => "LISTEN".into(),
         Command::Unlisten => "UNLISTEN".into(),
         Command::Notify => "NOTIFY".into(),
+        // PostgreSQL's tag (crates/hadr-sql/src/ddl.rs carries it out).
+        Command::Other(k) if k == "TRUNCATE" => "TRUNCATE TABLE".into(),
         Command::Other(k) => k.clone(),
         Command::Role(Ok(r)) => r.tag().into(),
         Command::Role(Err(_)) => "ROLE".into(),
@@ -715,7 +717,7 @@ mod tests {
             (Command::Listen, 0, "LISTEN"),
             (Command::Unlisten, 0, "UNLISTEN"),
             (Command::Notify, 0, "NOTIFY"),
-            (Command::Other("TRUNCATE".into()), 0, "TRUNCATE"),
+            (Command::Other("TRUNCATE".into()), 0, "TRUNCATE TABLE"),
             (Command::Empty, 0, ""),
         ];
         for (cmd, rows, tag) in cases {

@@ -138,47 +138,15 @@ pub(crate) fn split_drop(toks: &[Token<'_>]) -> Option<Result<Vec<String>, SqlEr
     if !(word(s.first().copied(), "DROP") && word(s.get(1).copied(), "TABLE")) {
         return None;
     }
-    let mut at = 2;
     let if_exists = word(s.get(2).copied(), "IF") && word(s.get(3).copied(), "EXISTS");
-    if if_exists {
-        at = 4;
-    }
-    let mut names = Vec::new();
-    let mut restrict = false;
-    loop {
-        // A name: `a`, `"a"`, `main.a`.
-        let mut name = String::new();
-        while let Some(t) = s.get(at) {
-            let part = matches!(t.kind, Kind::Word | Kind::QuotedIdent) || t.is_punct(".");
-            let ends = word(Some(t), "CASCADE") || word(Some(t), "RESTRICT");
-            if !part || ends {
-                break;
-            }
-            name.push_str(t.text);
-            at += 1;
-        }
-        if name.is_empty() {
-            return None;
-        }
-        names.push(name);
-        match s.get(at) {
-            Some(t) if t.is_punct(",") => at += 1,
-            Some(t) if word(Some(t), "CASCADE") => {
-                return Some(Err(SqlError::Unsupported(
-                    "DROP TABLE … CASCADE (SQLite cannot find what depends on a table: drop the dependent views and tables first)".into(),
-                )))
-            }
-            Some(t) if word(Some(t), "RESTRICT") => {
-                restrict = true;
-                at += 1;
-                break;
-            }
-            Some(t) if t.is_punct(";") => break,
-            None => break,
-            Some(_) => return None,
-        }
-    }
-    if s.get(at).is_some_and(|t| !t.is_punct(";")) || (names.len() == 1 && !restrict) {
+    let (names, tail) = name_list(&s, if if_exists { 4 } else { 2 })?;
+    let restrict = match tail.as_slice() {
+        [] => false,
+        ["RESTRICT"] => true,
+        ["CASCADE"] => return Some(Err(cascade("DROP TABLE"))),
+        _ => return None,
+    };
+    if names.len() == 1 && !restrict {
         return None;
     }
     let head = if if_exists {
@@ -190,6 +158,91 @@ pub(crate) fn split_drop(toks: &[Token<'_>]) -> Option<Result<Vec<String>, SqlEr
         .into_iter()
         .map(|n| format!("{head}{n}"))
         .collect()))
+}
+
+/// `TRUNCATE [TABLE] [ONLY] a, b, … [RESTART IDENTITY | CONTINUE IDENTITY]
+/// [RESTRICT]` as one `DELETE FROM` per name, to run as one unit. An
+/// emptied `INTEGER PRIMARY KEY` table numbers from 1 again by itself, so
+/// both IDENTITY options hold; `CASCADE` is refused.
+pub(crate) fn split_truncate(toks: &[Token<'_>]) -> Option<Result<Vec<String>, SqlError>> {
+    let s: Vec<&Token<'_>> = toks.iter().filter(solid).collect();
+    if !word(s.first().copied(), "TRUNCATE") {
+        return None;
+    }
+    let mut at = 1;
+    for optional in ["TABLE", "ONLY"] {
+        if word(s.get(at).copied(), optional) {
+            at += 1;
+        }
+    }
+    let (names, tail) = name_list(&s, at)?;
+    if tail.contains(&"CASCADE") {
+        return Some(Err(cascade("TRUNCATE")));
+    }
+    let allowed = [
+        &[][..],
+        &["RESTRICT"],
+        &["RESTART", "IDENTITY"],
+        &["CONTINUE", "IDENTITY"],
+        &["RESTART", "IDENTITY", "RESTRICT"],
+        &["CONTINUE", "IDENTITY", "RESTRICT"],
+    ];
+    if !allowed.contains(&tail.as_slice()) {
+        return None;
+    }
+    Some(Ok(names
+        .into_iter()
+        .map(|n| format!("DELETE FROM {n}"))
+        .collect()))
+}
+
+fn cascade(what: &str) -> SqlError {
+    SqlError::Unsupported(format!(
+        "{what} … CASCADE (SQLite cannot find what depends on a table: name the dependent tables too, or drop them first)"
+    ))
+}
+
+/// The table names from `s[at]` on (`a`, `"a"`, `main.a`, separated by
+/// commas), and the words after them, upper-cased; None if something else
+/// follows.
+fn name_list(s: &[&Token<'_>], mut at: usize) -> Option<(Vec<String>, Vec<&'static str>)> {
+    const TAIL: &[&str] = &["CASCADE", "RESTRICT", "RESTART", "CONTINUE", "IDENTITY"];
+    let mut names = Vec::new();
+    loop {
+        // A name, `a` or `schema.a`: identifiers joined by dots.
+        let ident = |t: Option<&&Token<'_>>| {
+            t.is_some_and(|t| {
+                t.kind == Kind::QuotedIdent || (t.kind == Kind::Word && !in_list(t.text, TAIL))
+            })
+        };
+        if !ident(s.get(at)) {
+            return None;
+        }
+        let mut name = s[at].text.to_string();
+        at += 1;
+        while s.get(at).is_some_and(|t| t.is_punct(".")) && ident(s.get(at + 1)) {
+            name.push('.');
+            name.push_str(s[at + 1].text);
+            at += 2;
+        }
+        names.push(name);
+        if s.get(at).is_some_and(|t| t.is_punct(",")) {
+            at += 1;
+        } else {
+            break;
+        }
+    }
+    let mut tail = Vec::new();
+    for t in &s[at..] {
+        if t.is_punct(";") {
+            break;
+        }
+        let w = TAIL
+            .iter()
+            .find(|w| t.kind == Kind::Word && t.text.eq_ignore_ascii_case(w))?;
+        tail.push(*w);
+    }
+    Some((names, tail))
 }
 
 /// What a `DEFAULT name(args)` becomes: the clock and uuid functions

@@ -31,6 +31,7 @@ mod split;
 mod translate;
 mod type_name;
 mod types;
+mod unsupported;
 
 pub use classify::{classify, command_tag, is_transaction_control, Command};
 pub use columns::result_column_types;

@@ -547,6 +547,23 @@ mod tests {
     }
 
     #[test]
+    fn truncate_is_a_batch_of_deletes() {
+        let t = translate("TRUNCATE TABLE a, \"B\" RESTART IDENTITY").unwrap();
+        assert!(t.batch);
+        assert_eq!(t.sql, "DELETE FROM a;\nDELETE FROM \"B\"");
+        let t = translate("truncate only main.a;").unwrap();
+        assert_eq!((t.batch, t.sql.as_str()), (true, "DELETE FROM main.a"));
+        assert!(matches!(
+            translate("TRUNCATE a CASCADE"),
+            Err(SqlError::Unsupported(_))
+        ));
+        // Anything else after the names is not ours to guess.
+        assert!(!translate("TRUNCATE a WHERE x")
+            .map(|t| t.batch)
+            .unwrap_or(false));
+    }
+
+    #[test]
     fn call_defaults_get_sqlite_forms() {
         let now = crate::ddl::SQLITE_NOW;
         assert_eq!(

@@ -33,9 +33,13 @@ pub fn translate(stmt: &str) -> Result<Translated, SqlError> {
         };
         return Err(SqlError::Unterminated { what, at: t.start });
     }
-    if let Some(drops) = crate::ddl::split_drop(&toks) {
+    if let Some(feature) = crate::unsupported::unsupported(&toks) {
+        return Err(SqlError::Unsupported(feature.to_string()));
+    }
+    if let Some(batch) = crate::ddl::split_drop(&toks).or_else(|| crate::ddl::split_truncate(&toks))
+    {
         return Ok(Translated {
-            sql: drops?.join(";\n"),
+            sql: batch?.join(";\n"),
             param_count: 0,
             param_hints: Vec::new(),
             batch: true,

@@ -144,8 +144,17 @@ impl Session {
                 wire.send(PgWireBackendMessage::DataRow(DataRow::new(data, 1)));
                 return complete(wire, "SHOW");
             }
-            Command::Discard | Command::Listen | Command::Unlisten | Command::Notify => {
+            // Nothing is listened to, so there is nothing to stop (poolers
+            // send UNLISTEN * when a client leaves).
+            Command::Discard | Command::Unlisten => {
                 return complete(wire, &hadr_sql::command_tag(cmd, 0));
+            }
+            // A LISTEN that never hears anything would be a lie.
+            Command::Listen | Command::Notify => {
+                return Err(PgError::new(
+                    sqlstate::FEATURE_NOT_SUPPORTED,
+                    "hadr does not support LISTEN/NOTIFY",
+                ));
             }
             Command::Empty => {
                 wire.send(PgWireBackendMessage::EmptyQueryResponse(

@@ -1,0 +1,94 @@
+//! PostgreSQL statements hadr does not carry out, named, so that a client
+//! gets SQLSTATE 0A000 "hadr does not support LISTEN/NOTIFY" instead of
+//! SQLite's misleading `near "LISTEN": syntax error` (issue 12 item 4).
+//! Only statements SQLite itself has no form of are listed: anything
+//! SQLite runs is left to it.
+
+use crate::lexer::{Kind, Token};
+
+/// Leading words and the feature they name; the longest match wins.
+const STATEMENTS: &[(&[&str], &str)] = &[
+    (&["LISTEN"], "LISTEN/NOTIFY"),
+    (&["NOTIFY"], "LISTEN/NOTIFY"),
+    (&["UNLISTEN"], "LISTEN/NOTIFY"),
+    (&["COPY"], "COPY yet (issue 12); load with INSERT, or several rows per INSERT"),
+    (&["DO"], "DO blocks (there is no procedural language)"),
+    (&["GRANT"], "GRANT/REVOKE; a role's rights are its attributes (READONLY, SUPERUSER) and the access rules"),
+    (&["REVOKE"], "GRANT/REVOKE; a role's rights are its attributes (READONLY, SUPERUSER) and the access rules"),
+    (&["COMMENT", "ON"], "COMMENT ON"),
+    (&["CLUSTER"], "CLUSTER"),
+    (&["LOCK"], "LOCK TABLE (writers are serialised already: one write transaction at a time)"),
+    (&["CREATE", "SCHEMA"], "schemas other than public"),
+    (&["CREATE", "DATABASE"], "CREATE DATABASE (one database per node)"),
+    (&["DROP", "DATABASE"], "DROP DATABASE (one database per node)"),
+    (&["CREATE", "SEQUENCE"], "sequences (the INTEGER PRIMARY KEY column numbers itself)"),
+    (&["ALTER", "SEQUENCE"], "sequences (the INTEGER PRIMARY KEY column numbers itself)"),
+    (&["DROP", "SEQUENCE"], "sequences (the INTEGER PRIMARY KEY column numbers itself)"),
+    (&["CREATE", "EXTENSION"], "extensions"),
+    (&["DROP", "EXTENSION"], "extensions"),
+    (&["CREATE", "FUNCTION"], "CREATE FUNCTION (there is no procedural language)"),
+    (&["CREATE", "OR", "REPLACE", "FUNCTION"], "CREATE FUNCTION (there is no procedural language)"),
+    (&["CREATE", "PROCEDURE"], "CREATE PROCEDURE (there is no procedural language)"),
+    (&["CREATE", "OR", "REPLACE", "PROCEDURE"], "CREATE PROCEDURE (there is no procedural language)"),
+    (&["CREATE", "TYPE"], "CREATE TYPE"),
+    (&["CREATE", "DOMAIN"], "CREATE DOMAIN"),
+    (&["CREATE", "MATERIALIZED", "VIEW"], "materialized views"),
+    (&["REFRESH", "MATERIALIZED", "VIEW"], "materialized views"),
+    (&["CREATE", "PUBLICATION"], "logical replication (hadr replicates the whole database by itself)"),
+    (&["CREATE", "SUBSCRIPTION"], "logical replication (hadr replicates the whole database by itself)"),
+];
+
+/// The feature a statement asks for that hadr does not have, if any.
+pub(crate) fn unsupported(toks: &[Token<'_>]) -> Option<&'static str> {
+    let words: Vec<&str> = toks
+        .iter()
+        .filter(|t| !matches!(t.kind, Kind::Space | Kind::LineComment | Kind::BlockComment))
+        .take(4)
+        .map_while(|t| (t.kind == Kind::Word).then_some(t.text))
+        .collect();
+    STATEMENTS
+        .iter()
+        .filter(|(lead, _)| {
+            lead.len() <= words.len()
+                && lead
+                    .iter()
+                    .zip(&words)
+                    .all(|(l, w)| w.eq_ignore_ascii_case(l))
+        })
+        .max_by_key(|(lead, _)| lead.len())
+        .map(|(_, feature)| *feature)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lexer::tokenize;
+
+    fn of(s: &str) -> Option<&'static str> {
+        unsupported(&tokenize(s))
+    }
+
+    #[test]
+    fn postgres_only_statements_are_named() {
+        assert_eq!(of("LISTEN chan"), Some("LISTEN/NOTIFY"));
+        assert_eq!(of("  notify chan, 'x'"), Some("LISTEN/NOTIFY"));
+        assert_eq!(
+            of("create or replace function f() returns int"),
+            Some("CREATE FUNCTION (there is no procedural language)")
+        );
+        assert_eq!(of("CREATE SCHEMA app"), Some("schemas other than public"));
+        assert!(of("COPY t FROM STDIN").is_some_and(|f| f.starts_with("COPY")));
+        // SQLite's own statements are SQLite's.
+        for s in [
+            "CREATE TABLE t(a)",
+            "CREATE VIEW v AS SELECT 1",
+            "DROP TABLE t",
+            "SELECT 1",
+            "CREATE TRIGGER x",
+            "VACUUM",
+            "",
+        ] {
+            assert_eq!(of(s), None, "{s}");
+        }
+    }
+}
