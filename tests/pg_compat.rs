@@ -172,6 +172,20 @@ async fn postgres_column_definitions_work_and_replicate() -> Result<()> {
         db.message().starts_with("hadr does not support serial"),
         "{db:?}"
     );
+    // Identity columns, the public schema, CREATE INDEX CONCURRENTLY.
+    c.batch_execute(
+        "CREATE TABLE public.orders(id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, item text);\
+         CREATE INDEX CONCURRENTLY orders_item ON public.orders(item);\
+         INSERT INTO public.orders(item) VALUES ('a'), ('b');",
+    )
+    .await?;
+    let ids: Vec<i64> = c
+        .query("SELECT o.id FROM public.orders o ORDER BY o.id", &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(ids, [1, 2]);
     // The standby has the same pages.
     hadr().verify_nodes(&p.a.admin_addr(), &p.b.admin_addr())?;
     Ok(())

@@ -91,6 +91,71 @@ pub(crate) fn serial_type(toks: &[Token<'_>], k: usize) -> Result<Option<&'stati
     }
 }
 
+/// `GENERATED {ALWAYS | BY DEFAULT} AS IDENTITY [(options)]` at `k`, after
+/// `NAME inttype` in a column definition: the index past it, for the
+/// rewriter to drop it and make the type `INTEGER`, SQLite's numbering
+/// rowid (None: not that clause; an error: not on the primary key, or not
+/// an integer type). SQLite's own `GENERATED ALWAYS AS (expr)` is not
+/// touched. Unlike PostgreSQL, a value given for an ALWAYS column is taken.
+pub(crate) fn identity(toks: &[Token<'_>], k: usize) -> Option<Result<usize, SqlError>> {
+    const INTS: &[&str] = &[
+        "int", "integer", "bigint", "smallint", "int2", "int4", "int8",
+    ];
+    if !word(toks.get(k), "GENERATED") {
+        return None;
+    }
+    let after: Vec<(usize, &Token<'_>)> = toks
+        .iter()
+        .enumerate()
+        .skip(k + 1)
+        .filter(|(_, t)| solid(t))
+        .take(4)
+        .collect();
+    let w = |i: usize, kw: &str| after.get(i).is_some_and(|(_, t)| word(Some(t), kw));
+    let last = if w(0, "ALWAYS") && w(1, "AS") && w(2, "IDENTITY") {
+        after[2].0
+    } else if w(0, "BY") && w(1, "DEFAULT") && w(2, "AS") && w(3, "IDENTITY") {
+        after[3].0
+    } else {
+        return None;
+    };
+    // Sequence options in parentheses mean nothing to a rowid.
+    let mut end = last + 1;
+    let next = toks[end..].iter().position(|t| solid(&t)).map(|i| end + i);
+    if let Some(open) = next.filter(|&i| toks[i].is_punct("(")) {
+        let mut depth = 0;
+        for (i, t) in toks.iter().enumerate().skip(open) {
+            if t.is_punct("(") {
+                depth += 1;
+            } else if t.is_punct(")") {
+                depth -= 1;
+                if depth == 0 {
+                    end = i + 1;
+                    break;
+                }
+            }
+        }
+    }
+    let mut before = toks[..k].iter().rev().filter(solid);
+    let (ty, name) = (before.next(), before.next());
+    let Some((ty, name)) = ty.zip(name) else {
+        return None;
+    };
+    if ty.kind != Kind::Word || !in_list(ty.text, INTS) {
+        return Some(Err(SqlError::Unsupported(format!(
+            "an identity column of type {} (only integer types: the column becomes SQLite's INTEGER rowid)",
+            ty.text
+        ))));
+    }
+    if inline_primary_key(toks, end - 1) || table_primary_key(toks, name) {
+        Some(Ok(end))
+    } else {
+        Some(Err(SqlError::Unsupported(
+            "an identity column that is not the primary key (SQLite has no sequences; only the INTEGER PRIMARY KEY column numbers itself)".into(),
+        )))
+    }
+}
+
 /// `PRIMARY KEY` within the column definition that starts at `k`.
 fn inline_primary_key(toks: &[Token<'_>], k: usize) -> bool {
     let mut depth = 0i32;
@@ -218,14 +283,17 @@ fn name_list(s: &[&Token<'_>], mut at: usize) -> Option<(Vec<String>, Vec<&'stat
         if !ident(s.get(at)) {
             return None;
         }
-        let mut name = s[at].text.to_string();
+        let mut parts = vec![s[at]];
         at += 1;
         while s.get(at).is_some_and(|t| t.is_punct(".")) && ident(s.get(at + 1)) {
-            name.push('.');
-            name.push_str(s[at + 1].text);
+            parts.push(s[at + 1]);
             at += 2;
         }
-        names.push(name);
+        // hadr's one schema, `public`, is no SQLite database name.
+        if parts.len() == 2 && crate::lexer::ident_value(parts[0]).eq_ignore_ascii_case("public") {
+            parts.remove(0);
+        }
+        names.push(parts.iter().map(|t| t.text).collect::<Vec<_>>().join("."));
         if s.get(at).is_some_and(|t| t.is_punct(",")) {
             at += 1;
         } else {
