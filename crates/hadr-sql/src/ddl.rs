@@ -138,9 +138,7 @@ pub(crate) fn identity(toks: &[Token<'_>], k: usize) -> Option<Result<usize, Sql
     }
     let mut before = toks[..k].iter().rev().filter(solid);
     let (ty, name) = (before.next(), before.next());
-    let Some((ty, name)) = ty.zip(name) else {
-        return None;
-    };
+    let (ty, name) = ty.zip(name)?;
     if ty.kind != Kind::Word || !in_list(ty.text, INTS) {
         return Some(Err(SqlError::Unsupported(format!(
             "an identity column of type {} (only integer types: the column becomes SQLite's INTEGER rowid)",
