@@ -152,11 +152,7 @@ pub fn run_part(ctx: &Ctx, dir: &Path, records: usize) -> Result<LatencyReport> 
     let report = LatencyReport {
         date: crate::now_utc(),
         command: ctx.command.clone(),
-        machine: Machine {
-            load_before,
-            load_after: crate::load_average(),
-            ..crate::machine()
-        },
+        machine: crate::machine_since(load_before),
         // Relative to the workspace when inside it: the same on every checkout.
         dir: dir
             .strip_prefix(crate::workspace_root())

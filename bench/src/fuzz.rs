@@ -131,11 +131,7 @@ pub fn run_part(ctx: &Ctx, opts: &Options) -> Result<FuzzReport> {
     let report = FuzzReport {
         date: crate::now_utc(),
         command: ctx.command.clone(),
-        machine: Machine {
-            load_before,
-            load_after: crate::load_average(),
-            ..crate::machine()
-        },
+        machine: crate::machine_since(load_before),
         jobs: opts.jobs.max(1),
         runs,
     };

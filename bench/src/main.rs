@@ -344,6 +344,16 @@ fn client_version(prog: &str) -> Result<String> {
     Ok(out.stdout.trim().to_string())
 }
 
+/// The machine, with the load average at a part's start and now: other
+/// work on the machine skews every number.
+fn machine_since(load_before: String) -> Machine {
+    Machine {
+        load_before,
+        load_after: load_average(),
+        ..machine()
+    }
+}
+
 fn machine() -> Machine {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let cpu = cpuinfo
@@ -1023,11 +1033,7 @@ fn run_single(cli: &Cli, ctx: &Ctx) -> Result<Report> {
 
     let report = Report {
         date: now_utc(),
-        machine: Machine {
-            load_before,
-            load_after: load_average(),
-            ..machine()
-        },
+        machine: machine_since(load_before),
         versions,
         command: ctx.command.clone(),
         seconds,
@@ -1252,11 +1258,7 @@ fn run_replication(cli: &Cli, ctx: &Ctx) -> Result<ReplReport> {
 
     let report = ReplReport {
         date: now_utc(),
-        machine: Machine {
-            load_before,
-            load_after: load_average(),
-            ..machine()
-        },
+        machine: machine_since(load_before),
         versions,
         command: ctx.command.clone(),
         seconds,

@@ -525,11 +525,7 @@ pub fn run_part(ctx: &Ctx, runs: usize) -> Result<ResourcesReport> {
     let report = ResourcesReport {
         date: crate::now_utc(),
         command: ctx.command.clone(),
-        machine: Machine {
-            load_before,
-            load_after: crate::load_average(),
-            ..crate::machine()
-        },
+        machine: crate::machine_since(load_before),
         versions,
         runs_asked: runs,
         runs: done,

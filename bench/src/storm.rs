@@ -156,11 +156,7 @@ pub fn run_part(ctx: &Ctx, seconds: u64) -> Result<StormReport> {
     let report = StormReport {
         date: crate::now_utc(),
         command: ctx.command.clone(),
-        machine: Machine {
-            load_before,
-            load_after: crate::load_average(),
-            ..crate::machine()
-        },
+        machine: crate::machine_since(load_before),
         runs,
     };
     write(&ctx.out_path, &report)?;

@@ -678,11 +678,7 @@ pub fn run_part(
             return Err(e.context("the takeover part failed"));
         }
     };
-    report.machine = Machine {
-        load_before,
-        load_after: crate::load_average(),
-        ..crate::machine()
-    };
+    report.machine = crate::machine_since(load_before);
     let bad = report.failures();
     if bad > 0 {
         if let Some(k) = keep_logs(&dirs) {

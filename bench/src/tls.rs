@@ -539,11 +539,7 @@ pub fn run_part(ctx: &Ctx, opts: &Options) -> Result<TlsReport> {
     let report = TlsReport {
         date: crate::now_utc(),
         command: ctx.command.clone(),
-        machine: Machine {
-            load_before,
-            load_after: crate::load_average(),
-            ..crate::machine()
-        },
+        machine: crate::machine_since(load_before),
         seconds: opts.seconds,
         runs,
     };

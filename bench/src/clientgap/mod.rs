@@ -41,7 +41,6 @@ use serde::{Deserialize, Serialize};
 use crate::failover::client::{self, Probe};
 use crate::failover::servers::Etcd;
 use crate::failover::{pct, sorted, PartCtx};
-use crate::report::Machine;
 use crate::{proc, Ctx};
 pub use render::ClientGapReport;
 use systems::{HadrPair, Patroni, System, HOSTS};
@@ -353,11 +352,7 @@ pub fn run_part(ctx: &Ctx, opts: &Options) -> Result<ClientGapReport> {
     let report = ClientGapReport {
         date: crate::now_utc(),
         command: ctx.command.clone(),
-        machine: Machine {
-            load_before,
-            load_after: crate::load_average(),
-            ..crate::machine()
-        },
+        machine: crate::machine_since(load_before),
         load_program_start: ctx.load_program_start.clone(),
         versions,
         pause_ms: opts.pause_ms,

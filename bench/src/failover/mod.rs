@@ -38,7 +38,6 @@ use anyhow::{bail, Context, Result};
 use hadr_testkit::netns::Cluster;
 use serde::{Deserialize, Serialize};
 
-use crate::report::Machine;
 use crate::Ctx;
 
 pub use patroni::DEFAULT_PATRONI;
@@ -312,11 +311,7 @@ pub fn run_part(ctx: &Ctx, opts: &Options) -> Result<FailoverReport> {
     let report = FailoverReport {
         date: crate::now_utc(),
         command: ctx.command.clone(),
-        machine: Machine {
-            load_before,
-            load_after: crate::load_average(),
-            ..crate::machine()
-        },
+        machine: crate::machine_since(load_before),
         load_program_start: ctx.load_program_start.clone(),
         versions,
         clients: CLIENTS,
