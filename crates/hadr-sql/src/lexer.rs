@@ -350,6 +350,17 @@ pub(crate) fn ident_value(t: &Token<'_>) -> String {
     }
 }
 
+/// The value of a dollar-quoted string token: what is between its
+/// `$tag$` delimiters.
+pub(crate) fn dollar_value<'a>(t: &Token<'a>) -> &'a str {
+    let s = t.text;
+    let open = s
+        .get(1..)
+        .and_then(|r| r.find('$'))
+        .map_or(s.len(), |i| i + 2);
+    s.get(open..s.len().saturating_sub(open)).unwrap_or("")
+}
+
 /// The value of a plain or E'' string literal token (prefix letters other
 /// than E are kept out of the value too).
 pub(crate) fn string_value(t: &Token<'_>) -> String {

@@ -1,7 +1,7 @@
 //! Property tests: no public function panics on any input, splitting is
 //! stable, and translation never touches string literals.
 
-use crate::lexer::{string_value, tokenize, Kind};
+use crate::lexer::{dollar_value, string_value, tokenize, Kind};
 use crate::*;
 use proptest::prelude::*;
 
@@ -105,13 +105,7 @@ fn literals(s: &str) -> Vec<String> {
         .into_iter()
         .filter(|t| matches!(t.kind, Kind::Str | Kind::DollarStr))
         .map(|t| match (t.kind, t.text.as_bytes().first()) {
-            (Kind::DollarStr, _) => {
-                let open = t.text[1..].find('$').map_or(t.text.len(), |i| i + 2);
-                t.text
-                    .get(open..t.text.len().saturating_sub(open))
-                    .unwrap_or("")
-                    .to_string()
-            }
+            (Kind::DollarStr, _) => dollar_value(&t).to_string(),
             (_, Some(b'x' | b'X' | b'b' | b'B')) => t.text.to_string(),
             _ => string_value(&t),
         })

@@ -3,7 +3,7 @@
 
 use crate::error::SqlError;
 use crate::keywords::{in_list, is_reserved, FUNCTION_KEYWORDS, VALUE_KEYWORDS};
-use crate::lexer::{string_value, tokenize, Kind, Token};
+use crate::lexer::{dollar_value, string_value, tokenize, Kind, Token};
 use crate::type_name::{cast_type, parse_type_name};
 use crate::types::PgType;
 
@@ -214,15 +214,7 @@ fn dropped_words(toks: &[Token<'_>], k: usize) -> Option<usize> {
 fn sqlite_string(t: &Token<'_>) -> String {
     let quote = |v: &str| format!("'{}'", v.replace('\'', "''"));
     match (t.kind, t.text.as_bytes().first()) {
-        (Kind::DollarStr, _) => {
-            // `$tag$` opens and closes: the body is between the two.
-            let open = t.text[1..].find('$').map_or(t.text.len(), |i| i + 2);
-            let body = t
-                .text
-                .get(open..t.text.len().saturating_sub(open))
-                .unwrap_or("");
-            quote(body)
-        }
+        (Kind::DollarStr, _) => quote(dollar_value(t)),
         (_, Some(b'e' | b'E')) => quote(&string_value(t)),
         (_, Some(b'n' | b'N')) => t.text[1..].to_string(),
         _ => t.text.to_string(),
