@@ -90,6 +90,35 @@ async fn types_clocks_and_sleep_through_tokio_postgres() -> Result<()> {
     let t3: std::time::SystemTime = c.query_one("SELECT now()", &[]).await?.get(0);
     assert!(t3 > t2, "a new transaction, a new now()");
 
+    // current_setting and set_config are SHOW and SET.
+    c.batch_execute("SET application_name = 'shop'").await?;
+    let r = c
+        .query_one(
+            "SELECT current_setting('application_name'), current_setting('server_version'), current_setting('nope', true)",
+            &[],
+        )
+        .await?;
+    let (app, version, none): (String, String, Option<String>) = (r.get(0), r.get(1), r.get(2));
+    assert_eq!(
+        (app.as_str(), version.as_str(), none),
+        ("shop", "15.0", None)
+    );
+    let set: String = c
+        .query_one("SELECT set_config('application_name', 'till', false)", &[])
+        .await?
+        .get(0);
+    assert_eq!(set, "till");
+    let shown: String = c.query_one("SHOW application_name", &[]).await?.get(0);
+    assert_eq!(shown, "till");
+    let e = c
+        .query_one("SELECT current_setting('nope')", &[])
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{e:?}").contains("unrecognized configuration parameter"),
+        "{e:?}"
+    );
+
     // pg_sleep sleeps, and a cancel request stops it.
     let t = Instant::now();
     c.execute("SELECT pg_sleep(0.2)", &[]).await?;

@@ -59,6 +59,23 @@ pub struct SessionFacts {
     pub cancel: Arc<AtomicBool>,
     /// Whether the node is ending its sessions (hand-over, shutdown).
     pub ending: Arc<dyn Fn() -> bool + Send + Sync>,
+    /// The session's settings.
+    pub settings: SettingsAccess,
+}
+
+/// SHOW name: its value, or the message for the client.
+pub type ShowFn = dyn Fn(&str) -> Result<String, String> + Send + Sync;
+
+/// SET name = value: the value set, or the message for the client.
+pub type SetFn = dyn Fn(&str, &str) -> Result<String, String> + Send + Sync;
+
+/// How `current_setting()` and `set_config()` reach the session's settings.
+#[derive(Clone)]
+pub struct SettingsAccess {
+    /// SHOW.
+    pub show: Arc<ShowFn>,
+    /// SET.
+    pub set: Arc<SetFn>,
 }
 
 /// The version string: PostgreSQL's form, which drivers parse, naming hadr.
@@ -104,6 +121,30 @@ pub fn register(conn: &Connection, facts: SessionFacts) -> rusqlite::Result<()> 
     let (cancel, ending) = (facts.cancel.clone(), facts.ending.clone());
     conn.create_scalar_function("pg_sleep", 1, volatile, move |ctx| {
         pg_sleep(ctx, &cancel, ending.as_ref())
+    })?;
+    let show = facts.settings.show.clone();
+    conn.create_scalar_function("current_setting", 1, volatile, move |ctx| {
+        let name: String = ctx.get(0)?;
+        show(&name).map_err(|e| user_error(&e))
+    })?;
+    // current_setting(name, missing_ok): NULL for an unknown name.
+    let show = facts.settings.show.clone();
+    conn.create_scalar_function("current_setting", 2, volatile, move |ctx| {
+        let name: String = ctx.get(0)?;
+        let missing_ok: bool = ctx.get(1)?;
+        match show(&name) {
+            Ok(v) => Ok(Some(v)),
+            Err(_) if missing_ok => Ok(None),
+            Err(e) => Err(user_error(&e)),
+        }
+    })?;
+    // set_config(name, value, is_local): as SET (SET LOCAL's end of
+    // transaction is not kept: is_local is taken as false).
+    let set = facts.settings.set.clone();
+    conn.create_scalar_function("set_config", 3, volatile, move |ctx| {
+        let name: String = ctx.get(0)?;
+        let value: String = ctx.get(1)?;
+        set(&name, &value).map_err(|e| user_error(&e))
     })?;
     conn.create_scalar_function("greatest", -1, fixed, |ctx| {
         Ok(pick(ctx, std::cmp::Ordering::Greater))
@@ -229,6 +270,16 @@ mod tests {
                 clocks: clocks.clone(),
                 cancel: cancel.clone(),
                 ending: Arc::new(|| false),
+                settings: SettingsAccess {
+                    show: Arc::new(|n| {
+                        if n == "a" {
+                            Ok("1".into())
+                        } else {
+                            Err(format!("unrecognized configuration parameter \"{n}\""))
+                        }
+                    }),
+                    set: Arc::new(|_, v| Ok(v.to_string())),
+                },
             },
         )
         .unwrap();
@@ -282,6 +333,28 @@ mod tests {
         // 2026-12-07 15:17:03.123456+00
         assert_eq!(t.len(), 29, "{t}");
         assert!(t.ends_with("+00") && t.as_bytes()[10] == b' ', "{t}");
+    }
+
+    #[test]
+    fn settings_through_the_session() {
+        let (c, _, _) = conn();
+        assert_eq!(
+            one(&c, "SELECT current_setting('a')"),
+            Value::Text("1".into())
+        );
+        assert_eq!(one(&c, "SELECT current_setting('zz', true)"), Value::Null);
+        let e = c
+            .query_row("SELECT current_setting('zz')", [], |r| r.get::<_, Value>(0))
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("unrecognized configuration parameter"),
+            "{e}"
+        );
+        assert_eq!(
+            one(&c, "SELECT set_config('x', 'v', false)"),
+            Value::Text("v".into())
+        );
     }
 
     #[test]

@@ -278,10 +278,12 @@ fn function_type(name: &str) -> Option<PgType> {
     ];
     const PG_TEXT: &[&str] = &[
         "current_database",
+        "current_setting",
         "current_role",
         "current_schema",
         "current_user",
         "session_user",
+        "set_config",
         "version",
     ];
     if in_list(name, TIMESTAMPTZ) {

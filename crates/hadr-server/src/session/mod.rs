@@ -152,7 +152,7 @@ fn serve_on(
     // Read before the topology the greeting carries, so a change between
     // the two is sent again rather than missed.
     s.topology_generation = node.topology_generation();
-    startup::greet(wire, s.pid, s.secret, s.settings.parameter_statuses(node));
+    startup::greet(wire, s.pid, s.secret, s.settings().parameter_statuses(node));
     s.ready(wire);
     if wire.flush().is_ok() {
         s.run(wire);

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tracing::debug;
 
@@ -30,7 +30,10 @@ pub struct Session {
     pub(super) permit: Option<WritePermit>,
     pub(super) statements: HashMap<String, Arc<Prepared>>,
     pub(super) portals: HashMap<String, Portal>,
-    pub(super) settings: Settings,
+    /// Shared with `current_setting()`/`set_config()`
+    /// (crates/hadr-server/src/pg_functions.rs), which run inside this
+    /// session's statements on its own thread.
+    pub(super) settings: Arc<Mutex<Settings>>,
     /// After an error in the extended protocol, messages are skipped until Sync.
     pub(super) skip_to_sync: bool,
     pub(super) peer: SocketAddr,
@@ -83,6 +86,10 @@ impl Session {
                 node.ending_reason(),
             ));
         }
+        let settings = Arc::new(Mutex::new(Settings::from_startup(
+            st.params.get("user").map(String::as_str),
+            st.params.get("application_name").map(String::as_str),
+        )));
         let clocks = Arc::new(crate::pg_functions::Clocks::default());
         let ending = {
             let node = node.clone();
@@ -103,6 +110,7 @@ impl Session {
                 clocks: clocks.clone(),
                 cancel: cancel.clone(),
                 ending,
+                settings: settings_access(&settings, &node),
             },
         )
         .map_err(|e| {
@@ -112,10 +120,6 @@ impl Session {
                 format!("cannot set up the session's functions: {e}"),
             )
         })?;
-        let settings = Settings::from_startup(
-            st.params.get("user").map(String::as_str),
-            st.params.get("application_name").map(String::as_str),
-        );
         debug!(pid, %peer, "session start");
         Ok(Session {
             db: SessionDb {
@@ -139,6 +143,11 @@ impl Session {
             access: st.access,
             role_writes,
         })
+    }
+
+    /// The session's settings (briefly: `current_setting()` takes them too).
+    pub(super) fn settings(&self) -> MutexGuard<'_, Settings> {
+        self.settings.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The error a client is sent. While the node stops serving (a
@@ -197,8 +206,9 @@ impl Session {
         // A writing transaction records the session's commit token in itself
         // (docs/clients.md §Commit outcomes); the token is used up either way.
         if self.permit.is_some() {
-            if let Some(token) = self.settings.commit_token().map(str::to_string) {
-                self.settings.clear_commit_token();
+            let token = self.settings().commit_token().map(str::to_string);
+            if let Some(token) = token {
+                self.settings().clear_commit_token();
                 let epoch = self.node.engine.control().epoch;
                 if let Err(e) = crate::commit_tokens::record(&self.db.conn, &token, epoch) {
                     self.rollback();
@@ -235,7 +245,7 @@ impl Session {
         self.node.log_grew(lsn);
         self.node.wait_durable(lsn)?;
         self.node.wait_replicated(lsn)?;
-        if self.settings.remote_apply() {
+        if self.settings().remote_apply() {
             self.node.wait_applied(lsn)?;
         }
         self.node.stats.commits.fetch_add(1, Ordering::Relaxed);
@@ -246,7 +256,7 @@ impl Session {
     pub(super) fn rollback(&mut self) {
         if self.permit.is_some() {
             // A writing transaction ended: its token goes with it.
-            self.settings.clear_commit_token();
+            self.settings().clear_commit_token();
         }
         if !self.db.conn.is_autocommit() {
             let _ = self.db.conn.execute_batch("ROLLBACK");
@@ -286,4 +296,35 @@ fn rand_secret() -> i32 {
     // Unpredictable enough for a cancel key: the uuid crate's v4 comes from the OS RNG.
     let b = uuid::Uuid::new_v4().into_bytes();
     i32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// `current_setting(name)` and `set_config(name, value)` on the session's
+/// settings, for the SQL functions (crates/hadr-server/src/pg_functions.rs).
+/// A setting whose SET changes the transaction (`transaction_read_only`)
+/// is refused there: a function cannot change the block it runs in.
+fn settings_access(
+    settings: &Arc<Mutex<Settings>>,
+    node: &Arc<Node>,
+) -> crate::pg_functions::SettingsAccess {
+    let (show_settings, show_node) = (settings.clone(), node.clone());
+    let set_settings = settings.clone();
+    crate::pg_functions::SettingsAccess {
+        show: Arc::new(move |name: &str| {
+            let s = show_settings.lock().unwrap_or_else(|p| p.into_inner());
+            s.show(&name.to_ascii_lowercase(), &show_node, false)
+                .map_err(|e| e.to_string())
+        }),
+        set: Arc::new(move |name: &str, value: &str| {
+            let name = name.to_ascii_lowercase();
+            if name == "transaction_read_only" {
+                return Err(
+                    "set_config cannot change transaction_read_only: use SET TRANSACTION READ ONLY"
+                        .into(),
+                );
+            }
+            let mut s = set_settings.lock().unwrap_or_else(|p| p.into_inner());
+            s.set(&name, value).map_err(|e| e.to_string())?;
+            Ok(value.to_string())
+        }),
+    }
 }

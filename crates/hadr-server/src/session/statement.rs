@@ -123,17 +123,18 @@ impl Session {
         }
         match cmd {
             Command::Set { name, value, .. } => {
-                if let SetEffect::TransactionReadOnly(ro) = self.settings.set(name, value)? {
+                let effect = self.settings().set(name, value)?;
+                if let SetEffect::TransactionReadOnly(ro) = effect {
                     self.tx = tx::step(self.tx, Event::SetReadOnly(ro)).next;
                 }
                 return complete(wire, "SET");
             }
             Command::Reset(name) => {
-                self.settings.reset(name);
+                self.settings().reset(name);
                 return complete(wire, "RESET");
             }
             Command::Show(name) => {
-                let v = self.settings.show(name, &self.node, self.tx.read_only)?;
+                let v = self.settings().show(name, &self.node, self.tx.read_only)?;
                 if send_row_description {
                     wire.send(PgWireBackendMessage::RowDescription(RowDescription::new(
                         vec![field(name, PgType::Text, false)],
@@ -209,7 +210,8 @@ impl Session {
         }
         self.check_replay_lag()?;
         let writes = predicted_write || !p.readonly;
-        if writes && self.tx.status == tx::Status::Idle && self.settings.commit_token().is_some() {
+        if writes && self.tx.status == tx::Status::Idle && self.settings().commit_token().is_some()
+        {
             return self.execute_tagged(p, params, described);
         }
         let o = self.execute_with_permit(p, &params, described.as_deref(), predicted_write)?;
@@ -451,7 +453,7 @@ impl Session {
 
     /// `hadr.max_replay_lag` on a standby: refuse reads that could be staler.
     fn check_replay_lag(&self) -> Result<(), PgError> {
-        let Some(max) = self.settings.max_replay_lag() else {
+        let Some(max) = self.settings().max_replay_lag() else {
             return Ok(());
         };
         let lag = self.node.replay_lag_us();
