@@ -2,7 +2,7 @@
 //! `fuzz/src/lib.rs` coverage-guided under AFL++ (`fuzz/afl.sh`) for
 //! `--fuzz-seconds` each, `--fuzz-jobs` at once, each from the committed
 //! corpus in a fresh output directory. The table goes into its own section
-//! of docs/security.md; each crash input is copied to
+//! of docs/security.md; each crash and hang input is copied to
 //! `target/fuzz-crashes/TARGET/` (the work directory goes away) and named
 //! there, and the part fails if there is one.
 
@@ -49,6 +49,9 @@ pub struct FuzzRun {
     pub hangs: u64,
     /// Crash inputs, copied out of the work directory.
     pub crashes: Vec<PathBuf>,
+    /// Hang inputs, copied likewise.
+    #[serde(default)]
+    pub hang_inputs: Vec<PathBuf>,
 }
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -184,7 +187,8 @@ fn fuzz_one(ctx: &Ctx, root: &Path, target: &str, seconds: u64) -> Result<FuzzRu
             out.with_extension("log").display()
         )
     })?;
-    let crashes = keep_crashes(root, target, &out.join("default/crashes"))?;
+    let crashes = keep_inputs(root, target, "crashes", &out.join("default/crashes"))?;
+    let hang_inputs = keep_inputs(root, target, "hangs", &out.join("default/hangs"))?;
     let num = |k: &str| stat(&stats, k).and_then(|v| v.parse::<f64>().ok());
     Ok(FuzzRun {
         target: target.to_string(),
@@ -195,6 +199,7 @@ fn fuzz_one(ctx: &Ctx, root: &Path, target: &str, seconds: u64) -> Result<FuzzRu
         corpus: num("corpus_count").unwrap_or(0.0) as u64,
         hangs: num("saved_hangs").unwrap_or(0.0) as u64,
         crashes,
+        hang_inputs,
     })
 }
 
@@ -206,8 +211,9 @@ fn stat<'a>(stats: &'a str, key: &str) -> Option<&'a str> {
     })
 }
 
-/// Copy the crash inputs out of the work directory.
-fn keep_crashes(root: &Path, target: &str, dir: &Path) -> Result<Vec<PathBuf>> {
+/// Copy the crash (or hang) inputs out of the work directory, to
+/// `target/fuzz-crashes/TARGET/` (`KIND-` before each name).
+fn keep_inputs(root: &Path, target: &str, kind: &str, dir: &Path) -> Result<Vec<PathBuf>> {
     let mut kept = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Ok(kept);
@@ -219,7 +225,7 @@ fn keep_crashes(root: &Path, target: &str, dir: &Path) -> Result<Vec<PathBuf>> {
             continue;
         }
         std::fs::create_dir_all(&to)?;
-        let dest = to.join(name.replace([':', ','], "_"));
+        let dest = to.join(format!("{kind}-{}", name.replace([':', ','], "_")));
         std::fs::copy(e.path(), &dest)?;
         kept.push(dest);
     }
@@ -263,10 +269,15 @@ fn write(out: &Path, r: &FuzzReport) -> Result<()> {
         r.runs.iter().filter(|x| !x.crashes.is_empty()).count(),
         r.runs.iter().filter(|x| x.hangs > 0).count()
     );
-    for run in r.runs.iter().filter(|x| !x.crashes.is_empty()) {
-        let _ = writeln!(s, "\nCrashes of `{}`:\n", run.target);
-        for c in &run.crashes {
-            let _ = writeln!(s, "- `{}`", c.display());
+    for run in &r.runs {
+        for (what, inputs) in [("Crashes", &run.crashes), ("Hangs", &run.hang_inputs)] {
+            if inputs.is_empty() {
+                continue;
+            }
+            let _ = writeln!(s, "\n{what} of `{}`:\n", run.target);
+            for c in inputs {
+                let _ = writeln!(s, "- `{}`", c.display());
+            }
         }
     }
     s.push_str(PART.end);
