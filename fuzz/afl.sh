@@ -18,6 +18,9 @@ input=fuzz/corpus/$target
 # No UI (logs instead); this is not a dedicated fuzzing box: skip the CPU
 # frequency check and do not pin cores others use.
 export AFL_SKIP_CPUFREQ=1 AFL_NO_UI=1 AFL_NO_AFFINITY=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1
-cargo afl fuzz -V "$secs" -i "$input" -o "$out" "$tdir/release/hadr-fuzz-afl" "$target"
+# A hang is an input that runs longer than AFL_TIMEOUT_MS (default 1000):
+# AFL's own default, 5x the calibrated time with a 20 ms floor, flags
+# ordinary inputs whenever the machine is busy with something else.
+cargo afl fuzz -V "$secs" -t "${AFL_TIMEOUT_MS:-1000}" -i "$input" -o "$out" "$tdir/release/hadr-fuzz-afl" "$target"
 echo "crashes: $(find "$out/default/crashes" -type f -name 'id:*' 2>/dev/null | wc -l), hangs: $(find "$out/default/hangs" -type f -name 'id:*' 2>/dev/null | wc -l)"
 grep -E '^(run_time|execs_done|execs_per_sec|corpus_count|edges_found|total_edges|bitmap_cvg|saved_crashes|saved_hangs) ' "$out/default/fuzzer_stats" || true
