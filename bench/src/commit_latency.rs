@@ -196,11 +196,7 @@ impl LatencyReport {
     pub fn section(&self) -> String {
         let mut s = PART.start(&self.date, &self.command);
         let m = &self.machine;
-        let _ = writeln!(
-            s,
-            "- Machine: {} CPUs ({}), {} RAM, Linux {}; 1-minute load average {} at the start, {} at the end",
-            m.nproc, m.cpu, m.memory, m.kernel, m.load_before, m.load_after
-        );
+        let _ = writeln!(s, "- {}", m.sentence());
         let _ = writeln!(
             s,
             "- What: one thread appends a record holding one 8 KiB page of incompressible bytes (about 8.3 KB \

@@ -337,11 +337,7 @@ impl FilesyncReport {
     pub fn section(&self) -> String {
         let mut s = PART.start(&self.date, &self.command);
         let m = &self.machine;
-        let _ = writeln!(
-            s,
-            "- Machine: {} CPUs ({}), {} RAM, Linux {}; 1-minute load average {} at the start, {} at the end",
-            m.nproc, m.cpu, m.memory, m.kernel, m.load_before, m.load_after
-        );
+        let _ = writeln!(s, "- {}", m.sentence());
         let _ = writeln!(
             s,
             "- What: two primary/standby pairs on this machine (NEARSYNC, log fsync on), one with \

@@ -237,9 +237,10 @@ fn write(out: &Path, r: &FuzzReport) -> Result<()> {
     let _ = writeln!(
         s,
         "Each target under AFL++ (`fuzz/afl.sh`, cargo-afl) from the committed corpus (`fuzz/corpus/TARGET`) \
-         in a fresh output directory, {} at once on {} cores ({}); load average {} before, {} after. \
+         in a fresh output directory, {} at once. {}. \
          \"Edges\" are the distinct branch edges AFL++ saw.\n",
-        r.jobs, r.machine.nproc, r.machine.cpu, r.machine.load_before, r.machine.load_after
+        r.jobs,
+        r.machine.sentence()
     );
     let _ = writeln!(
         s,

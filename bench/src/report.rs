@@ -61,6 +61,16 @@ pub struct Machine {
     pub load_after: String,
 }
 
+impl Machine {
+    /// The machine and its load, as the sections say it (no full stop).
+    pub fn sentence(&self) -> String {
+        format!(
+            "Machine: {} CPUs ({}), {} RAM, Linux {}; 1-minute load average {} at the start, {} at the end",
+            self.nproc, self.cpu, self.memory, self.kernel, self.load_before, self.load_after
+        )
+    }
+}
+
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Report {
     pub date: String,
@@ -291,11 +301,7 @@ impl Report {
         );
         s.push_str("### Setup\n\n");
         let m = &self.machine;
-        let _ = writeln!(
-            s,
-            "- Machine: {} CPUs ({}), {} RAM, Linux {}; 1-minute load average {} at the start, {} at the end",
-            m.nproc, m.cpu, m.memory, m.kernel, m.load_before, m.load_after
-        );
+        let _ = writeln!(s, "- {}", m.sentence());
         for (prog, v) in &self.versions {
             let _ = writeln!(s, "- {prog}: `{v}`");
         }
@@ -1013,11 +1019,7 @@ impl ReplReport {
                 );
             }
             _ => {
-                let _ = writeln!(
-                    s,
-                    "- Machine: {} CPUs ({}), {} RAM, Linux {}; 1-minute load average {} at the start, {} at the end",
-                    m.nproc, m.cpu, m.memory, m.kernel, m.load_before, m.load_after
-                );
+                let _ = writeln!(s, "- {}", m.sentence());
             }
         }
         for (prog, v) in &self.versions {

@@ -400,14 +400,8 @@ fn write(out: &Path, r: &StormReport) -> Result<()> {
         s,
         "\nhadr refuses past its limit from a tokio task, without a thread, and runs session threads at \
          nice +5 (docs/clients.md §Admission); PostgreSQL forks a backend for every connection, refused or \
-         not. Threads are the hadr process's; for PostgreSQL, the postmaster and all its children.\n\n\
-         Machine: {} CPUs ({}), {} RAM, Linux {}; 1-minute load average {} at the start, {} at the end.\n",
-        r.machine.nproc,
-        r.machine.cpu,
-        r.machine.memory,
-        r.machine.kernel,
-        r.machine.load_before,
-        r.machine.load_after
+         not. Threads are the hadr process's; for PostgreSQL, the postmaster and all its children.\n\n{}.\n",
+        r.machine.sentence()
     );
     let _ = writeln!(s, "{}", PART.end);
     PART.write(out, &s)

@@ -1296,11 +1296,7 @@ impl TakeoverReport {
                 m.load_after
             );
         } else {
-            let _ = writeln!(
-                s,
-                "- Machine: {} CPUs ({}), {} RAM, Linux {}; 1-minute load average {} at the start, {} at the end",
-                m.nproc, m.cpu, m.memory, m.kernel, m.load_before, m.load_after
-            );
+            let _ = writeln!(s, "- {}", m.sentence());
         }
         for (prog, v) in &self.versions {
             let _ = writeln!(s, "- {prog}: `{v}`");

@@ -615,14 +615,8 @@ pub fn write(out: &Path, r: &TlsReport) -> Result<()> {
         s,
         "\nIn the SYNC pairs the TLS pair also runs its replication link on mutual TLS (hadr: \
          `replication_tls_*`; PostgreSQL: the standby streams with `sslmode=require`); the plain and the \
-         TLS pair run side by side and the rounds alternate between them.\n\n\
-         Machine: {} CPUs ({}), {} RAM, Linux {}; 1-minute load average {} at the start, {} at the end.\n",
-        r.machine.nproc,
-        r.machine.cpu,
-        r.machine.memory,
-        r.machine.kernel,
-        r.machine.load_before,
-        r.machine.load_after
+         TLS pair run side by side and the rounds alternate between them.\n\n{}.\n",
+        r.machine.sentence()
     );
     let _ = writeln!(s, "{}", PART.end);
     PART.write(out, &s)
