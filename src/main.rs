@@ -210,7 +210,16 @@ struct ReplTlsArgs {
     /// TOML configuration file of the node (its replication_tls_* keys are used).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// The cluster CA's certificate (PEM) [default: none, plain TCP].
+    #[command(flatten)]
+    files: ReplTlsFiles,
+}
+
+/// The three replication TLS files, as flags (`hadr server`, and the
+/// commands that dial a primary).
+#[derive(Args, Default)]
+struct ReplTlsFiles {
+    /// The cluster CA's certificate (PEM); with the next two, replication
+    /// links are mutual TLS [default: none, plain TCP].
     #[arg(long)]
     replication_tls_ca_file: Option<PathBuf>,
     /// This node's certificate (PEM), signed by the cluster CA.
@@ -219,6 +228,21 @@ struct ReplTlsArgs {
     /// This node's private key (PEM), readable by its owner only.
     #[arg(long)]
     replication_tls_key_file: Option<PathBuf>,
+}
+
+impl ReplTlsFiles {
+    /// The flags given override `c`'s values.
+    fn apply(self, c: &mut Config) {
+        keep_given(&mut c.replication_tls_ca_file, self.replication_tls_ca_file);
+        keep_given(
+            &mut c.replication_tls_cert_file,
+            self.replication_tls_cert_file,
+        );
+        keep_given(
+            &mut c.replication_tls_key_file,
+            self.replication_tls_key_file,
+        );
+    }
 }
 
 impl ReplTlsArgs {
@@ -230,15 +254,7 @@ impl ReplTlsArgs {
             c.replication_tls_cert_file = file.replication_tls_cert_file;
             c.replication_tls_key_file = file.replication_tls_key_file;
         }
-        keep_given(&mut c.replication_tls_ca_file, self.replication_tls_ca_file);
-        keep_given(
-            &mut c.replication_tls_cert_file,
-            self.replication_tls_cert_file,
-        );
-        keep_given(
-            &mut c.replication_tls_key_file,
-            self.replication_tls_key_file,
-        );
+        self.files.apply(c);
         c.validate()?;
         Ok(())
     }
@@ -369,16 +385,8 @@ struct ServerArgs {
     /// Standby: re-clone itself when the primary no longer has the log it needs [default: true].
     #[arg(long)]
     auto_reclone: Option<bool>,
-    /// The cluster CA's certificate (PEM); with the next two, replication
-    /// links are mutual TLS [default: none, plain TCP].
-    #[arg(long)]
-    replication_tls_ca_file: Option<PathBuf>,
-    /// This node's certificate (PEM), signed by the cluster CA.
-    #[arg(long)]
-    replication_tls_cert_file: Option<PathBuf>,
-    /// This node's private key (PEM), readable by its owner only.
-    #[arg(long)]
-    replication_tls_key_file: Option<PathBuf>,
+    #[command(flatten)]
+    replication_tls: ReplTlsFiles,
     /// Largest client message accepted, e.g. 256MiB [default: 256MiB].
     #[arg(long)]
     max_message_size: Option<ByteSize>,
@@ -500,15 +508,7 @@ impl ServerArgs {
         }
         keep_given(&mut c.client_address, self.client_address);
         keep_given(&mut c.failover, self.failover);
-        keep_given(&mut c.replication_tls_ca_file, self.replication_tls_ca_file);
-        keep_given(
-            &mut c.replication_tls_cert_file,
-            self.replication_tls_cert_file,
-        );
-        keep_given(
-            &mut c.replication_tls_key_file,
-            self.replication_tls_key_file,
-        );
+        self.replication_tls.apply(&mut c);
         keep_given(&mut c.admin_token_file, self.admin_token_file);
         c.admin_require_token_for_reads |= self.admin_require_token_for_reads;
         c.insecure_admin |= self.insecure_admin;
