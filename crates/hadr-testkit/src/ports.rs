@@ -1,7 +1,9 @@
 //! Free ports for nodes.
 
+use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 /// Lowest port handed out.
 const FIRST: u16 = 20_000;
@@ -17,6 +19,7 @@ const SPAN: u64 = 12_768;
 /// pseudo-random walk, so that parallel test binaries rarely probe the same port.
 pub fn free_port() -> u16 {
     static NEXT: AtomicU64 = AtomicU64::new(0);
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
     let seed = u64::from(std::process::id()).wrapping_mul(0x9e37_79b9_7f4a_7c15)
         ^ std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -28,7 +31,20 @@ pub fn free_port() -> u16 {
         x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
         x ^= x >> 33;
         let port = FIRST + (x % SPAN) as u16;
+        // Never the same port twice in one process: two servers of one
+        // test binary given one port raced for it, and the loser's ready
+        // probe reached the winner (CI saw a test write into another's node).
+        let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+        assert!(
+            (given.len() as u64) < SPAN / 2,
+            "this test process has taken {} ports; the range holds {SPAN}",
+            given.len()
+        );
+        if given.contains(&port) {
+            continue;
+        }
         if TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            given.insert(port);
             return port;
         }
     }
@@ -42,5 +58,12 @@ mod tests {
             let p = super::free_port();
             assert!((20_000..32_768).contains(&p), "{p}");
         }
+    }
+
+    #[test]
+    fn a_port_is_handed_out_once_per_process() {
+        let ports: Vec<u16> = (0..200).map(|_| super::free_port()).collect();
+        let distinct: std::collections::BTreeSet<u16> = ports.iter().copied().collect();
+        assert_eq!(distinct.len(), ports.len());
     }
 }
