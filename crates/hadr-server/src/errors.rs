@@ -14,6 +14,8 @@ pub struct PgError {
     pub message: String,
     /// Optional hint.
     pub hint: Option<String>,
+    /// Where it happened (PostgreSQL's CONTEXT, e.g. "COPY t, line 3").
+    pub context: Option<String>,
 }
 
 impl PgError {
@@ -24,6 +26,7 @@ impl PgError {
             code,
             message: message.into(),
             hint: None,
+            context: None,
         }
     }
 
@@ -34,12 +37,19 @@ impl PgError {
             code,
             message: message.into(),
             hint: None,
+            context: None,
         }
     }
 
     /// Add a hint.
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
+        self
+    }
+
+    /// Add a context line.
+    pub fn with_context(mut self, context: impl Into<String>) -> Self {
+        self.context = Some(context.into());
         self
     }
 
@@ -53,6 +63,9 @@ impl PgError {
         ];
         if let Some(h) = &self.hint {
             f.push((b'H', h.clone()));
+        }
+        if let Some(w) = &self.context {
+            f.push((b'W', w.clone()));
         }
         f
     }
@@ -138,6 +151,10 @@ pub mod sqlstate {
     pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
     /// invalid_text_representation
     pub const INVALID_TEXT_REPRESENTATION: &str = "22P02";
+    /// bad_copy_file_format
+    pub const BAD_COPY_FORMAT: &str = "22P04";
+    /// character_not_in_repertoire (bytes that are not UTF-8)
+    pub const NOT_UTF8: &str = "22021";
     /// invalid_binary_representation
     pub const INVALID_BINARY_REPRESENTATION: &str = "22P03";
     /// datetime_field_overflow

@@ -53,6 +53,9 @@ pub struct Prepared {
     /// `sql` is several statements run as one unit ([`hadr_sql`]'s
     /// `Translated::batch`: `DROP TABLE a, b`).
     pub batch: bool,
+    /// An `ALTER TABLE` carried out by rebuilding the table
+    /// (crates/hadr-server/src/rebuild.rs).
+    pub rebuild: Option<hadr_sql::TableRebuild>,
 }
 
 impl Prepared {
@@ -66,6 +69,7 @@ impl Prepared {
             columns: vec![],
             readonly: true,
             batch: false,
+            rebuild: None,
         }
     }
 }
@@ -243,7 +247,7 @@ pub fn prepare(
         }
         other => PgError::new(sqlstate::SYNTAX_ERROR, other.to_string()),
     })?;
-    if tr.batch {
+    if tr.batch || tr.rebuild.is_some() {
         return Ok(Prepared {
             original: original.to_string(),
             sql: tr.sql,
@@ -251,7 +255,8 @@ pub fn prepare(
             param_types: Vec::new(),
             columns: Vec::new(),
             readonly: false,
-            batch: true,
+            batch: tr.batch,
+            rebuild: tr.rebuild,
         });
     }
     let stmt = db
@@ -300,6 +305,7 @@ pub fn prepare(
         columns,
         readonly,
         batch: false,
+        rebuild: None,
     })
 }
 
@@ -321,6 +327,20 @@ pub fn execute(
     db.clocks.statement_starts(db.conn.is_autocommit());
     if p.batch {
         return execute_batch(db, &p.sql, params, have_permit);
+    }
+    if let Some(plan) = &p.rebuild {
+        if !have_permit {
+            return Err(ExecError::NeedPermit);
+        }
+        if let Err(e) = crate::rebuild::execute(&db.conn, plan) {
+            return Err(ExecError::Pg(e, db.conn.is_autocommit()));
+        }
+        let autocommit_after = db.conn.is_autocommit();
+        return Ok(Outcome {
+            autocommit_after,
+            write_ended: autocommit_after,
+            ..Outcome::default()
+        });
     }
     let mut outcome = Outcome::default();
     {

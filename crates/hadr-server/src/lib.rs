@@ -20,6 +20,7 @@ pub mod filesync;
 pub mod gate;
 pub mod node;
 pub mod pg_functions;
+pub mod rebuild;
 pub mod resource_config;
 pub mod resource_link;
 pub mod roles;

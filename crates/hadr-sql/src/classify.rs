@@ -1,5 +1,6 @@
 //! Classifying statements for command tags, transaction control and routing.
 
+use crate::copy::{self, CopyError, CopyStatement};
 use crate::lexer::{ident_value, string_value, tokenize, Kind, Token};
 use crate::role::{self, RoleStatement, RoleSyntaxError};
 
@@ -80,6 +81,9 @@ pub enum Command {
     /// `CREATE/ALTER/DROP ROLE` or `USER`: hadr keeps roles itself
     /// (parsed, or why not).
     Role(Result<RoleStatement, RoleSyntaxError>),
+    /// `COPY … FROM STDIN` / `TO STDOUT`: carried out by hadr itself
+    /// (parsed, or why not).
+    Copy(Result<CopyStatement, CopyError>),
     /// No statement at all (whitespace and comments only).
     Empty,
 }
@@ -372,6 +376,7 @@ pub fn classify(stmt: &str) -> Command {
         "LISTEN" => Command::Listen,
         "UNLISTEN" => Command::Unlisten,
         "NOTIFY" => Command::Notify,
+        "COPY" => Command::Copy(copy::parse(stmt, &sig)),
         _ => Command::Other(first),
     }
 }
@@ -426,6 +431,7 @@ pub fn command_tag(cmd: &Command, rows: u64) -> String {
         Command::Other(k) => k.clone(),
         Command::Role(Ok(r)) => r.tag().into(),
         Command::Role(Err(_)) => "ROLE".into(),
+        Command::Copy(_) => format!("COPY {rows}"),
         Command::Empty => String::new(),
     }
 }

@@ -322,3 +322,162 @@ pub(crate) fn call_default(name: &str, call: &str) -> String {
         format!("({call})")
     }
 }
+
+/// PostgreSQL storage clauses SQLite has no use for, removed from `CREATE
+/// [UNLOGGED] TABLE` and `CREATE INDEX`: `UNLOGGED` (every hadr table is
+/// logged and replicated), `WITH (fillfactor=…)` and `TABLESPACE x` after
+/// the column list. pgbench -i creates its tables `WITH (fillfactor=100)`.
+/// None when there is nothing to remove.
+pub(crate) fn strip_storage_clauses(src: &str, toks: &[Token<'_>]) -> Option<String> {
+    let s: Vec<&Token<'_>> = toks.iter().filter(solid).collect();
+    if !word(s.first().copied(), "CREATE") {
+        return None;
+    }
+    let mut cut: Vec<(usize, usize)> = Vec::new();
+    let mut k = 1;
+    if word(s.get(k).copied(), "UNLOGGED") {
+        cut.push((s[k].start, s[k].end()));
+        k += 1;
+    } else if word(s.get(k).copied(), "UNIQUE") {
+        k += 1;
+    }
+    if !(word(s.get(k).copied(), "TABLE") || word(s.get(k).copied(), "INDEX")) {
+        return None;
+    }
+    // The end of the first parenthesised group: the column list.
+    let open = (k..s.len()).find(|&i| s[i].is_punct("("))?;
+    let close = matching(&s, open)?;
+    let mut i = close + 1;
+    loop {
+        if word(s.get(i).copied(), "WITH") && s.get(i + 1).is_some_and(|t| t.is_punct("(")) {
+            let end = matching(&s, i + 1)?;
+            cut.push((s[i].start, s[end].end()));
+            i = end + 1;
+        } else if word(s.get(i).copied(), "TABLESPACE") && s.get(i + 1).is_some() {
+            cut.push((s[i].start, s[i + 1].end()));
+            i += 2;
+        } else {
+            break;
+        }
+    }
+    if cut.is_empty() {
+        return None;
+    }
+    let mut out = String::with_capacity(src.len());
+    let mut from = 0;
+    for (a, b) in cut {
+        out.push_str(&src[from..a]);
+        from = b;
+    }
+    out.push_str(&src[from..]);
+    Some(out)
+}
+
+/// Index in `s` of the `)` matching the `(` at `open`.
+fn matching(s: &[&Token<'_>], open: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    for (i, t) in s.iter().enumerate().skip(open) {
+        if t.is_punct("(") {
+            depth += 1;
+        } else if t.is_punct(")") {
+            depth -= 1;
+            if depth == 0 {
+                return Some(i);
+            }
+        }
+    }
+    None
+}
+
+/// PostgreSQL's `VACUUM [FULL] [FREEZE] [VERBOSE] [ANALYZE] [(options)]
+/// t, …` in SQLite terms, as statements to run as one unit: SQLite has no
+/// per-table vacuum (a table's free pages are reused by the next writes,
+/// which is what PostgreSQL's plain VACUUM achieves), so naming tables
+/// leaves just the `ANALYZE` of each, if asked for; `VACUUM FULL` rewrites
+/// the file like SQLite's VACUUM. None: a bare `VACUUM`, SQLite's own.
+pub(crate) fn split_vacuum(toks: &[Token<'_>]) -> Option<Vec<String>> {
+    let s: Vec<&Token<'_>> = toks.iter().filter(solid).collect();
+    if !word(s.first().copied(), "VACUUM") {
+        return None;
+    }
+    let (mut full, mut analyze) = (false, false);
+    let mut at = 1;
+    if s.get(at).is_some_and(|t| t.is_punct("(")) {
+        let end = matching(&s, at)?;
+        for t in &s[at + 1..end] {
+            full |= t.is_kw("FULL");
+            analyze |= t.is_kw("ANALYZE") || t.is_kw("ANALYSE");
+        }
+        at = end + 1;
+    }
+    while let Some(t) = s.get(at) {
+        if t.is_kw("FULL") {
+            full = true;
+        } else if t.is_kw("ANALYZE") || t.is_kw("ANALYSE") {
+            analyze = true;
+        } else if !(t.is_kw("FREEZE") || t.is_kw("VERBOSE")) {
+            break;
+        }
+        at += 1;
+    }
+    if at == 1 && s.get(at).is_none_or(|t| t.is_punct(";")) {
+        return None;
+    }
+    let (names, tail) = name_list(&s, at).unwrap_or_default();
+    if !tail.is_empty() {
+        return None;
+    }
+    if names.is_empty() {
+        return Some(vec![if full { "VACUUM" } else { "ANALYZE" }.to_string()]);
+    }
+    Some(if analyze {
+        names.iter().map(|n| format!("ANALYZE {n}")).collect()
+    } else {
+        Vec::new()
+    })
+}
+
+#[cfg(test)]
+mod storage_tests {
+    use super::*;
+    use crate::lexer::tokenize;
+
+    #[test]
+    fn storage_clauses_are_dropped() {
+        let strip = |s: &str| strip_storage_clauses(s, &tokenize(s));
+        assert_eq!(
+            strip("create table pgbench_tellers(tid int not null,bid int) with (fillfactor=100)")
+                .as_deref(),
+            Some("create table pgbench_tellers(tid int not null,bid int) ")
+        );
+        assert_eq!(
+            strip("CREATE UNLOGGED TABLE t(a int) WITH (fillfactor = 90) TABLESPACE fast")
+                .as_deref(),
+            Some("CREATE  TABLE t(a int)  ")
+        );
+        assert_eq!(
+            strip("CREATE INDEX i ON t(a) WITH (fillfactor=70)").as_deref(),
+            Some("CREATE INDEX i ON t(a) ")
+        );
+        assert_eq!(strip("CREATE TABLE t(a int) WITHOUT ROWID"), None);
+        assert_eq!(strip("CREATE TABLE t(a int)"), None);
+        assert_eq!(strip("SELECT 1 WITH (x)"), None);
+    }
+
+    #[test]
+    fn vacuum_in_sqlite_terms() {
+        let v = |s: &str| split_vacuum(&tokenize(s));
+        assert_eq!(v("VACUUM"), None);
+        assert_eq!(v("vacuum pgbench_branches"), Some(vec![]));
+        assert_eq!(
+            v("vacuum analyze pgbench_branches, public.t"),
+            Some(vec!["ANALYZE pgbench_branches".into(), "ANALYZE t".into()])
+        );
+        assert_eq!(
+            v("VACUUM (VERBOSE, ANALYZE) t"),
+            Some(vec!["ANALYZE t".into()])
+        );
+        assert_eq!(v("VACUUM FULL"), Some(vec!["VACUUM".into()]));
+        assert_eq!(v("VACUUM ANALYZE"), Some(vec!["ANALYZE".into()]));
+    }
+}

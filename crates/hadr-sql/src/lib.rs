@@ -16,9 +16,11 @@
 
 #![warn(missing_docs)]
 
+mod alter;
 mod brackets;
 mod classify;
 mod columns;
+mod copy;
 mod ddl;
 mod error;
 mod expr_type;
@@ -33,9 +35,12 @@ mod type_name;
 mod types;
 mod unsupported;
 
+pub use alter::{edit_create, AlterAction, EditError, TableRebuild};
 pub use classify::{classify, command_tag, is_transaction_control, Command};
 pub use columns::result_column_types;
+pub use copy::{CopyError, CopySource, CopyStatement};
 pub use error::SqlError;
+pub use hadr_copy;
 pub use param_hints::ParamHint;
 pub use role::{Password, RoleOptions, RoleStatement, RoleSyntaxError};
 pub use split::split;

@@ -18,6 +18,9 @@ pub struct Translated {
     /// `sql` holds several SQLite statements (`DROP TABLE a, b` becomes one
     /// `DROP TABLE` per name), to run as one unit, without parameters.
     pub batch: bool,
+    /// An `ALTER TABLE` SQLite carries out only by rebuilding the table
+    /// (crates/hadr-sql/src/alter.rs); `sql` is then not for SQLite.
+    pub rebuild: Option<crate::alter::TableRebuild>,
 }
 
 /// Translate one statement from PostgreSQL dialect to SQLite: `$N` → `?N`,
@@ -36,22 +39,35 @@ pub fn translate(stmt: &str) -> Result<Translated, SqlError> {
     if let Some(feature) = crate::unsupported::unsupported(&toks) {
         return Err(SqlError::Unsupported(feature.to_string()));
     }
-    if let Some(batch) = crate::ddl::split_drop(&toks).or_else(|| crate::ddl::split_truncate(&toks))
+    if let Some(stripped) = crate::ddl::strip_storage_clauses(stmt, &toks) {
+        return translate(&stripped);
+    }
+    let vacuum = crate::ddl::split_vacuum(&toks);
+    if let Some([one]) = vacuum.as_deref() {
+        // One statement is not a batch: SQLite's VACUUM cannot run in one.
+        return translate(one);
+    }
+    if let Some(batch) = crate::ddl::split_drop(&toks)
+        .or_else(|| crate::ddl::split_truncate(&toks))
+        .or_else(|| vacuum.map(Ok))
     {
         return Ok(Translated {
             sql: batch?.join(";\n"),
             param_count: 0,
             param_hints: Vec::new(),
             batch: true,
+            rebuild: None,
         });
     }
     let (sql, param_count) = rewrite(&toks)?;
+    let rebuild = crate::alter::parse(&sql).transpose()?;
     let param_hints = param_hints::infer(&toks, param_count);
     Ok(Translated {
         sql,
         param_count,
         param_hints,
         batch: false,
+        rebuild,
     })
 }
 

@@ -19,9 +19,10 @@
 //! (the plain or TLS stream and the handshake), [`tx`] (the transaction
 //! state machine, pure), [`settings`] (SET/SHOW), [`login`], [`startup`],
 //! [`portal`], [`state`] (the session and the end of its transactions),
-//! [`statement`] (one statement, either protocol), then [`simple`] and
+//! [`statement`] (one statement, either protocol), [`copy`], then [`simple`] and
 //! [`extended`], and this module's message loop.
 
+pub mod copy;
 pub mod extended;
 pub mod frame;
 pub mod login;
@@ -265,10 +266,9 @@ impl Session {
                 Ok(())
             }
             M::Terminate(_) => return Flow::Close,
-            M::CopyData(_) | M::CopyDone(_) | M::CopyFail(_) => Err(PgError::new(
-                sqlstate::FEATURE_NOT_SUPPORTED,
-                "COPY is not supported",
-            )),
+            // What a client still sends after its COPY failed: ignored,
+            // as PostgreSQL does (session/copy.rs sent the error).
+            M::CopyData(_) | M::CopyDone(_) | M::CopyFail(_) => Ok(()),
             _ => {
                 wire.error(&PgError::fatal(
                     sqlstate::PROTOCOL_VIOLATION,

@@ -32,7 +32,7 @@ impl Session {
         if is_session_command(&cmd) {
             return Ok(Arc::new(Prepared::session(sql, cmd)));
         }
-        if matches!(cmd, Command::Role(_)) {
+        if matches!(cmd, Command::Role(_) | Command::Copy(_)) {
             return Ok(Arc::new(Prepared::session(sql, cmd)));
         }
         if matches!(cmd, Command::CommitOutcome(_)) {
@@ -157,6 +157,7 @@ impl Session {
                     "hadr does not support LISTEN/NOTIFY",
                 ));
             }
+            Command::Copy(c) => return self.copy(wire, c),
             Command::Empty => {
                 wire.send(PgWireBackendMessage::EmptyQueryResponse(
                     EmptyQueryResponse::new(),
@@ -315,7 +316,7 @@ impl Session {
     }
 
     /// A READONLY role writes nothing (42501), whatever its transaction.
-    fn check_role_writes(&self, cmd: &Command) -> Result<(), PgError> {
+    pub(super) fn check_role_writes(&self, cmd: &Command) -> Result<(), PgError> {
         if !self.access.read_only {
             return Ok(());
         }
@@ -452,7 +453,7 @@ impl Session {
     }
 
     /// `hadr.max_replay_lag` on a standby: refuse reads that could be staler.
-    fn check_replay_lag(&self) -> Result<(), PgError> {
+    pub(super) fn check_replay_lag(&self) -> Result<(), PgError> {
         let Some(max) = self.settings().max_replay_lag() else {
             return Ok(());
         };
@@ -498,7 +499,7 @@ fn refusal(r: Refusal, cmd: Option<&Command>) -> PgError {
     }
 }
 
-fn read_only_error(cmd: &Command) -> PgError {
+pub(super) fn read_only_error(cmd: &Command) -> PgError {
     let verb = hadr_sql::command_tag(cmd, 0);
     let verb = verb.split(' ').next().unwrap_or("statement").to_string();
     PgError::new(
@@ -596,6 +597,7 @@ pub(super) fn predicts_write(c: &Command) -> bool {
             | Command::Vacuum
             | Command::Reindex
             | Command::Analyze
+            | Command::Copy(Ok(hadr_sql::CopyStatement { from: true, .. }))
     )
 }
 

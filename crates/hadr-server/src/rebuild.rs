@@ -1,0 +1,166 @@
+//! Carrying out an `ALTER TABLE` SQLite has no form of by rebuilding the
+//! table, following SQLite's documented procedure ("Making Other Kinds Of
+//! Table Schema Changes"): the edited definition
+//! (crates/hadr-sql/src/alter.rs) is created under a temporary name, the
+//! rows copied, the old table dropped, the new one renamed, its indexes and
+//! triggers recreated, its foreign keys checked. All of it runs in one
+//! savepoint, so it commits or vanishes whole, and replicates as one
+//! transaction like any other write.
+//!
+//! SQLite's `DROP TABLE` deletes the rows first, which the foreign keys of
+//! other tables that reference this one would refuse; foreign keys can only
+//! be switched off outside a transaction, so such a table is rebuilt only
+//! by a statement of its own (autocommit), with them off for its duration.
+
+use hadr_sql::{edit_create, TableRebuild};
+use rusqlite::OptionalExtension;
+
+use crate::errors::{from_sqlite, sqlstate, PgError};
+
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn sqlite(e: rusqlite::Error) -> PgError {
+    from_sqlite(&e)
+}
+
+/// Rebuild the table as `plan` says, on the session's connection (the
+/// write permit is held).
+pub fn execute(conn: &rusqlite::Connection, plan: &TableRebuild) -> Result<(), PgError> {
+    run(conn, plan, conn.is_autocommit())
+}
+
+fn run(conn: &rusqlite::Connection, plan: &TableRebuild, autocommit: bool) -> Result<(), PgError> {
+    let found: Option<(String, String)> = conn
+        .query_row(
+            "SELECT name, sql FROM sqlite_schema WHERE type = 'table' AND name = ?1 COLLATE NOCASE",
+            [&plan.table],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(sqlite)?;
+    let Some((name, create)) = found else {
+        if plan.if_exists {
+            return Ok(());
+        }
+        return Err(PgError::new(
+            sqlstate::UNDEFINED_TABLE,
+            format!("relation \"{}\" does not exist", plan.table),
+        ));
+    };
+    let referenced: bool = conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_schema s, pragma_foreign_key_list(s.name) f \
+             WHERE s.type = 'table' AND s.name <> ?1 COLLATE NOCASE AND f.\"table\" = ?1 COLLATE NOCASE)",
+            [&name],
+            |r| r.get(0),
+        )
+        .map_err(sqlite)?;
+    if referenced && !autocommit {
+        return Err(PgError::new(
+            sqlstate::FEATURE_NOT_SUPPORTED,
+            format!("hadr does not support this ALTER TABLE inside a transaction block: other tables' foreign keys reference \"{name}\""),
+        )
+        .with_hint("run it as a statement of its own, outside BEGIN … COMMIT"));
+    }
+    let tmp = quote(&format!("hadr_rebuild_{name}"));
+    let new_create = edit_create(&create, &name, &plan.actions, &tmp).map_err(|e| {
+        let code = match e.sqlstate() {
+            "42703" => sqlstate::UNDEFINED_COLUMN,
+            "42704" => sqlstate::UNDEFINED_OBJECT,
+            "42710" => sqlstate::DUPLICATE_OBJECT,
+            "42P16" => "42P16",
+            _ => sqlstate::INTERNAL_ERROR,
+        };
+        PgError::new(code, e.to_string())
+    })?;
+    // A primary key holds no NULLs; SQLite's INTEGER PRIMARY KEY would
+    // quietly number them instead of refusing.
+    for a in &plan.actions {
+        if let hadr_sql::AlterAction::AddConstraint {
+            primary_key: true,
+            columns,
+            ..
+        } = a
+        {
+            for c in columns {
+                let has_null: bool = conn
+                    .query_row(
+                        &format!(
+                            "SELECT EXISTS (SELECT 1 FROM {} WHERE {} IS NULL)",
+                            quote(&name),
+                            quote(c)
+                        ),
+                        [],
+                        |r| r.get(0),
+                    )
+                    .map_err(sqlite)?;
+                if has_null {
+                    return Err(PgError::new(
+                        sqlstate::NOT_NULL_VIOLATION,
+                        format!("column \"{c}\" of relation \"{name}\" contains null values"),
+                    ));
+                }
+            }
+        }
+    }
+    let extras: Vec<String> = {
+        let mut st = conn
+            .prepare(
+                "SELECT sql FROM sqlite_schema WHERE tbl_name = ?1 AND type IN ('index', 'trigger') \
+                 AND sql IS NOT NULL ORDER BY type, name",
+            )
+            .map_err(sqlite)?;
+        let rows = st
+            .query_map([&name], |r| r.get::<_, String>(0))
+            .and_then(|r| r.collect::<Result<Vec<_>, _>>());
+        rows.map_err(sqlite)?
+    };
+    if referenced {
+        conn.execute_batch("PRAGMA foreign_keys = OFF")
+            .map_err(sqlite)?;
+    }
+    let q = quote(&name);
+    let mut steps = format!(
+        "SAVEPOINT hadr_rebuild;\n{new_create};\nINSERT INTO {tmp} SELECT * FROM {q};\n\
+         DROP TABLE {q};\nALTER TABLE {tmp} RENAME TO {q};\n"
+    );
+    for e in &extras {
+        steps.push_str(e);
+        steps.push_str(";\n");
+    }
+    let r = conn.execute_batch(&steps).map_err(sqlite).and_then(|()| {
+        let violation: bool = conn
+            .query_row(
+                &format!(
+                    "SELECT EXISTS (SELECT 1 FROM pragma_foreign_key_check({}))",
+                    quote_literal(&name)
+                ),
+                [],
+                |r| r.get(0),
+            )
+            .map_err(sqlite)?;
+        if violation {
+            return Err(PgError::new(
+                sqlstate::FOREIGN_KEY_VIOLATION,
+                format!("insert or update on table \"{name}\" violates foreign key constraint"),
+            ));
+        }
+        conn.execute_batch("RELEASE hadr_rebuild").map_err(sqlite)
+    });
+    if r.is_err() {
+        let _ = conn.execute_batch("ROLLBACK TO hadr_rebuild; RELEASE hadr_rebuild");
+    }
+    if referenced {
+        // Back on whatever happened: every session runs with them on.
+        if let Err(e) = conn.execute_batch("PRAGMA foreign_keys = ON") {
+            return Err(sqlite(e));
+        }
+    }
+    r
+}
+
+fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}

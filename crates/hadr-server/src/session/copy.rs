@@ -1,0 +1,451 @@
+//! `COPY … FROM STDIN` and `COPY … TO STDOUT`, in either query protocol.
+//!
+//! COPY FROM is one write transaction, like an INSERT: outside a block it
+//! is its own (committed, captured and replicated once the data ends),
+//! inside one it is part of the block. Rows are decoded and inserted as
+//! their CopyData arrives ([`hadr_sql::hadr_copy::Decoder`]), so the
+//! session holds one message and one row, whatever the size of the load.
+//! A bad row stops the COPY with its line number; as in PostgreSQL the
+//! error is sent at once and the client's remaining CopyData is ignored
+//! by the message loop (crates/hadr-server/src/session/mod.rs).
+//!
+//! COPY TO streams: each row is encoded and sent as SQLite produces it,
+//! written out every 256 KiB.
+
+use std::sync::atomic::Ordering;
+
+use hadr_sql::hadr_copy::{Decoder, Encoder, Header, Options, Row};
+use hadr_sql::{Command, CopyError, CopySource, CopyStatement, PgType};
+use pgwire::messages::copy::{CopyData, CopyDone, CopyInResponse, CopyOutResponse};
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use rusqlite::types::Value;
+
+use super::state::Session;
+use super::statement::{complete, read_only_error};
+use super::tx::Status;
+use super::wire::{Stream, Wire};
+use crate::errors::{from_sqlite, sqlstate, PgError};
+use crate::exec;
+use crate::values;
+
+/// COPY TO output buffered past this is written before more rows are read.
+const FLUSH_AT: usize = 256 << 10;
+
+/// `"name"`, for SQL built from a name the client gave.
+fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+fn canceled() -> PgError {
+    PgError::new(
+        sqlstate::QUERY_CANCELED,
+        "canceling statement due to user request",
+    )
+}
+
+fn lost(e: std::io::Error) -> PgError {
+    PgError::fatal(
+        sqlstate::PROTOCOL_VIOLATION,
+        format!("could not send COPY data to the client: {e}"),
+    )
+}
+
+/// A column COPY FROM fills: its name and the type its text is read as.
+struct Target {
+    name: String,
+    ty: PgType,
+}
+
+impl Session {
+    /// Carry out a COPY statement (or refuse it with its SQLSTATE).
+    pub(super) fn copy<S: Stream>(
+        &mut self,
+        wire: &mut Wire<S>,
+        stmt: &Result<CopyStatement, CopyError>,
+    ) -> Result<(), PgError> {
+        let stmt = stmt.as_ref().map_err(|e| {
+            let code = match e.sqlstate() {
+                "0A000" => sqlstate::FEATURE_NOT_SUPPORTED,
+                "22023" => sqlstate::INVALID_PARAMETER_VALUE,
+                _ => sqlstate::SYNTAX_ERROR,
+            };
+            PgError::new(code, e.to_string())
+        })?;
+        match &stmt.source {
+            CopySource::Table { name, columns } if stmt.from => {
+                self.copy_from(wire, name, columns, &stmt.options)
+            }
+            _ => self.copy_to(wire, stmt),
+        }
+    }
+
+    fn copy_from<S: Stream>(
+        &mut self,
+        wire: &mut Wire<S>,
+        table: &str,
+        columns: &[String],
+        o: &Options,
+    ) -> Result<(), PgError> {
+        let cmd = Command::Other("COPY".into());
+        if self.tx.read_only {
+            return Err(read_only_error(&cmd));
+        }
+        self.check_role_writes(&cmd)?;
+        if let Some(why) = self.node.write_refusal() {
+            return Err(read_only_error(&cmd).with_hint(why));
+        }
+        let implicit = self.tx.status == Status::Idle;
+        if self.permit.is_none() {
+            // Before BEGIN, as for any implicit block (simple.rs).
+            self.permit = Some(self.node.acquire_write(&self.cancel)?);
+        }
+        if implicit {
+            if let Err(e) = self.open_block(false, true) {
+                self.rollback();
+                return Err(e);
+            }
+        }
+        match self.copy_in(wire, table, columns, o) {
+            Ok(n) => {
+                if implicit {
+                    self.commit()?;
+                }
+                complete(wire, &format!("COPY {n}"))
+            }
+            Err(e) => {
+                if implicit {
+                    self.rollback();
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The table's columns COPY fills, in the order the data gives them.
+    fn copy_targets(&self, table: &str, columns: &[String]) -> Result<Vec<Target>, PgError> {
+        let mut st = self
+            .db
+            .conn
+            .prepare_cached("SELECT name, type FROM pragma_table_info(?1)")
+            .map_err(|e| from_sqlite(&e))?;
+        let all: Vec<(String, String)> = st
+            .query_map([table], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|rows| rows.collect())
+            .map_err(|e| from_sqlite(&e))?;
+        if all.is_empty() {
+            return Err(PgError::new(
+                sqlstate::UNDEFINED_TABLE,
+                format!("relation \"{table}\" does not exist"),
+            ));
+        }
+        let target = |(name, decl): &(String, String)| Target {
+            name: name.clone(),
+            ty: PgType::from_sqlite_decltype(decl).unwrap_or(PgType::Text),
+        };
+        if columns.is_empty() {
+            return Ok(all.iter().map(target).collect());
+        }
+        let mut out: Vec<Target> = Vec::with_capacity(columns.len());
+        for c in columns {
+            let Some(found) = all.iter().find(|(n, _)| n.eq_ignore_ascii_case(c)) else {
+                return Err(PgError::new(
+                    sqlstate::UNDEFINED_COLUMN,
+                    format!("column \"{c}\" of relation \"{table}\" does not exist"),
+                ));
+            };
+            if out.iter().any(|t| t.name.eq_ignore_ascii_case(&found.0)) {
+                return Err(PgError::new(
+                    "42701",
+                    format!("column \"{c}\" specified more than once"),
+                ));
+            }
+            out.push(target(found));
+        }
+        Ok(out)
+    }
+
+    /// Read CopyData until CopyDone, inserting rows; the number inserted.
+    fn copy_in<S: Stream>(
+        &mut self,
+        wire: &mut Wire<S>,
+        table: &str,
+        columns: &[String],
+        o: &Options,
+    ) -> Result<u64, PgError> {
+        let targets = self.copy_targets(table, columns)?;
+        let flags = |named: &[String], what: &str| -> Result<Vec<bool>, PgError> {
+            if let Some(bad) = named
+                .iter()
+                .find(|n| !targets.iter().any(|t| t.name.eq_ignore_ascii_case(n)))
+            {
+                return Err(PgError::new(
+                    "42P10",
+                    format!("{what} column \"{bad}\" not referenced by COPY"),
+                ));
+            }
+            Ok(targets
+                .iter()
+                .map(|t| named.iter().any(|n| t.name.eq_ignore_ascii_case(n)))
+                .collect())
+        };
+        let force_not_null = flags(&o.force_not_null, "FORCE_NOT_NULL")?;
+        let force_null = flags(&o.force_null, "FORCE_NULL")?;
+        let sql = format!(
+            "INSERT INTO {} ({}) VALUES ({})",
+            quote_ident(table),
+            targets
+                .iter()
+                .map(|t| quote_ident(&t.name))
+                .collect::<Vec<_>>()
+                .join(", "),
+            (1..=targets.len())
+                .map(|i| format!("?{i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        // A table SQLite will not insert into fails here, before any data is asked for.
+        self.db
+            .conn
+            .prepare_cached(&sql)
+            .map_err(|e| from_sqlite(&e))?;
+        self.db.clocks.statement_starts(false);
+        let n_cols = targets.len() as i16;
+        wire.send(PgWireBackendMessage::CopyInResponse(CopyInResponse::new(
+            0,
+            n_cols,
+            vec![0; targets.len()],
+        )));
+        wire.flush().map_err(lost)?;
+        let mut load = Load {
+            decoder: Decoder::new(o, force_not_null, force_null),
+            row: Row::default(),
+            header: o.header,
+            rows: 0,
+            table,
+            targets: &targets,
+            sql: &sql,
+        };
+        let idle = self.node.config.idle_in_transaction_timeout.0;
+        let timeout = (!idle.is_zero()).then_some(idle);
+        loop {
+            use PgWireFrontendMessage as M;
+            let msg = wire.read(timeout).map_err(PgError::from)?;
+            if self.cancel.load(Ordering::SeqCst) {
+                return Err(canceled());
+            }
+            match msg {
+                Some(M::CopyData(d)) => {
+                    load.decoder.feed(&d.data);
+                    load.insert(&self.db.conn, false)?;
+                }
+                Some(M::CopyDone(_)) => {
+                    load.insert(&self.db.conn, true)?;
+                    return Ok(load.rows);
+                }
+                Some(M::CopyFail(f)) => {
+                    return Err(PgError::new(
+                        sqlstate::QUERY_CANCELED,
+                        format!("COPY from stdin failed: {}", f.message),
+                    ))
+                }
+                // Drivers may send these without noticing the command was a COPY.
+                Some(M::Flush(_) | M::Sync(_)) => {}
+                Some(_) => {
+                    return Err(PgError::fatal(
+                        sqlstate::PROTOCOL_VIOLATION,
+                        "unexpected message type during COPY from stdin",
+                    ))
+                }
+                None => {
+                    return Err(PgError::fatal(
+                        sqlstate::PROTOCOL_VIOLATION,
+                        "unexpected EOF on client connection with an open transaction",
+                    ))
+                }
+            }
+        }
+    }
+
+    fn copy_to<S: Stream>(
+        &mut self,
+        wire: &mut Wire<S>,
+        stmt: &CopyStatement,
+    ) -> Result<(), PgError> {
+        self.check_replay_lag()?;
+        let query = match &stmt.source {
+            CopySource::Table { name, columns } => {
+                let cols = if columns.is_empty() {
+                    self.copy_targets(name, &[])?
+                        .iter()
+                        .map(|t| quote_ident(&t.name))
+                        .collect::<Vec<_>>()
+                } else {
+                    self.copy_targets(name, columns)?
+                        .iter()
+                        .map(|t| quote_ident(&t.name))
+                        .collect()
+                };
+                format!("SELECT {} FROM {}", cols.join(", "), quote_ident(name))
+            }
+            CopySource::Query(q) => q.clone(),
+        };
+        let p = exec::prepare(
+            &self.db,
+            &self.node.meta,
+            &query,
+            hadr_sql::classify(&query),
+            &[],
+        )?;
+        if p.batch || !p.readonly {
+            return Err(PgError::new(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                "hadr does not support COPY (query) TO with a query that writes",
+            ));
+        }
+        if p.columns.is_empty() {
+            return Err(PgError::new(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                "COPY (query) TO needs a query that returns rows",
+            ));
+        }
+        let names: Vec<String> = p.columns.iter().map(|c| c.name.clone()).collect();
+        let types: Vec<Option<PgType>> = p.columns.iter().map(|c| c.ty).collect();
+        let enc = Encoder::new(&stmt.options, &names);
+        wire.send(PgWireBackendMessage::CopyOutResponse(CopyOutResponse::new(
+            0,
+            names.len() as i16,
+            vec![0; names.len()],
+        )));
+        // One CopyData per row, as PostgreSQL sends them: clients (psycopg's
+        // `rows()`) parse each message as a row.
+        let mut buf = Vec::with_capacity(256);
+        let send = |wire: &mut Wire<S>, buf: &mut Vec<u8>| {
+            let data = bytes::Bytes::copy_from_slice(buf);
+            buf.clear();
+            wire.send(PgWireBackendMessage::CopyData(CopyData::new(data)));
+        };
+        if stmt.options.header != Header::Absent {
+            enc.header(&names, &mut buf);
+            send(wire, &mut buf);
+        }
+        self.db
+            .clocks
+            .statement_starts(self.db.conn.is_autocommit());
+        let mut st = self
+            .db
+            .conn
+            .prepare_cached(&p.sql)
+            .map_err(|e| from_sqlite(&e))?;
+        let mut rows = st.raw_query();
+        let mut n = 0u64;
+        let mut fields: Vec<Option<Vec<u8>>> = Vec::with_capacity(names.len());
+        while let Some(row) = rows.next().map_err(|e| from_sqlite(&e))? {
+            fields.clear();
+            for (i, ty) in types.iter().enumerate() {
+                let v: Value = row.get(i).map_err(|e| from_sqlite(&e))?;
+                if matches!(v, Value::Null) {
+                    fields.push(None);
+                } else {
+                    let t = ty.unwrap_or_else(|| values::type_of_value(&v));
+                    fields.push(Some(values::encode(&v, t, false)?));
+                }
+            }
+            let refs: Vec<Option<&[u8]>> = fields.iter().map(|f| f.as_deref()).collect();
+            enc.row(&refs, &mut buf);
+            send(wire, &mut buf);
+            n += 1;
+            if wire.pending() >= FLUSH_AT {
+                if self.cancel.load(Ordering::SeqCst) {
+                    return Err(canceled());
+                }
+                wire.flush().map_err(lost)?;
+            }
+        }
+        wire.send(PgWireBackendMessage::CopyDone(CopyDone::new()));
+        complete(wire, &format!("COPY {n}"))
+    }
+}
+
+/// One COPY FROM in progress.
+struct Load<'a> {
+    decoder: Decoder,
+    row: Row,
+    header: Header,
+    rows: u64,
+    table: &'a str,
+    targets: &'a [Target],
+    sql: &'a str,
+}
+
+impl Load<'_> {
+    /// Insert every complete row decoded so far (`at_end`: the data is over).
+    fn insert(&mut self, conn: &rusqlite::Connection, at_end: bool) -> Result<(), PgError> {
+        let mut st = conn.prepare_cached(self.sql).map_err(|e| from_sqlite(&e))?;
+        loop {
+            let more = self.decoder.next_row(&mut self.row, at_end).map_err(|e| {
+                let code = match e.sqlstate() {
+                    "22021" => sqlstate::NOT_UTF8,
+                    "54000" => sqlstate::PROGRAM_LIMIT_EXCEEDED,
+                    _ => sqlstate::BAD_COPY_FORMAT,
+                };
+                PgError::new(code, e.to_string()).with_context(format!(
+                    "COPY {}, line {}",
+                    self.table,
+                    e.line()
+                ))
+            })?;
+            if !more {
+                return Ok(());
+            }
+            let row = &self.row;
+            let context = || format!("COPY {}, line {}", self.table, row.line());
+            if self.header != Header::Absent {
+                let matched = self.header == Header::Present
+                    || (row.len() == self.targets.len()
+                        && self
+                            .targets
+                            .iter()
+                            .enumerate()
+                            .all(|(i, t)| row.field(i) == Some(t.name.as_str())));
+                self.header = Header::Absent;
+                if !matched {
+                    return Err(PgError::new(
+                        sqlstate::BAD_COPY_FORMAT,
+                        "column names in the header line do not match the columns of the table",
+                    )
+                    .with_context(context()));
+                }
+                continue;
+            }
+            if row.len() > self.targets.len() {
+                return Err(PgError::new(
+                    sqlstate::BAD_COPY_FORMAT,
+                    "extra data after last expected column",
+                )
+                .with_context(context()));
+            }
+            if let Some(missing) = self.targets.get(row.len()) {
+                return Err(PgError::new(
+                    sqlstate::BAD_COPY_FORMAT,
+                    format!("missing data for column \"{}\"", missing.name),
+                )
+                .with_context(context()));
+            }
+            for (i, t) in self.targets.iter().enumerate() {
+                let v = match row.field(i) {
+                    None => Value::Null,
+                    Some(s) => {
+                        values::decode_param(Some(s.as_bytes()), t.ty, false).map_err(|e| {
+                            e.with_context(format!("{}, column {}: \"{s}\"", context(), t.name))
+                        })?
+                    }
+                };
+                st.raw_bind_parameter(i + 1, v)
+                    .map_err(|e| from_sqlite(&e).with_context(context()))?;
+            }
+            st.raw_execute()
+                .map_err(|e| from_sqlite(&e).with_context(context()))?;
+            self.rows += 1;
+        }
+    }
+}
