@@ -14,6 +14,7 @@
 //!     [--client-gap] [--client-gap-switches 20] [--client-gap-patroni-crashes 8] [--client-gap-pause-ms 5]
 //!     [--storm] [--storm-seconds 30]
 //!     [--tls] [--tls-seconds 20] [--tls-rounds 3]
+//!     [--pg-tools] [--pg-tools-scale 50] [--pg-tools-seconds 20]
 //!     [--fuzz] [--fuzz-seconds 600] [--fuzz-jobs 2] [--fuzz-targets pg_frontend,...]
 //! ```
 //!
@@ -48,6 +49,7 @@ mod failover;
 mod filesync;
 mod fuzz;
 mod pgbench;
+mod pgtools;
 mod proc;
 mod replication;
 mod report;
@@ -267,6 +269,17 @@ struct Cli {
     /// TLS part: throughput rounds each way [default: 3; 1 with --quick].
     #[arg(long)]
     tls_rounds: Option<usize>,
+    /// Run the PostgreSQL tools part: `pgbench -i`, a 1 M-row `\copy` in
+    /// text and CSV, pgbench's built-in scripts, hadr against PostgreSQL.
+    /// Not run unless named.
+    #[arg(long)]
+    pg_tools: bool,
+    /// PostgreSQL tools part: `pgbench -i -s` [default: 50; 5 with --quick].
+    #[arg(long)]
+    pg_tools_scale: Option<u32>,
+    /// PostgreSQL tools part: seconds per script run [default: 20; 5 with --quick].
+    #[arg(long)]
+    pg_tools_seconds: Option<u64>,
     /// Run the fuzz part: every fuzz target under AFL++ (cargo afl) from the
     /// committed corpus, the table written to docs/security.md. Not run
     /// unless named.
@@ -607,6 +620,7 @@ fn run() -> Result<()> {
                 && !cli.storm
                 && !cli.fuzz
                 && !cli.tls
+                && !cli.pg_tools
                 && !cli.client_gap =>
         {
             (true, true, true, true)
@@ -647,6 +661,7 @@ fn run() -> Result<()> {
         || (cli.failover && failover_opts.patroni_runs > 0)
         || cli.client_gap
         || cli.tls
+        || cli.pg_tools
         || cli.storm
     {
         Postgres::ensure_installed(&cli.pg_bindir)?;
@@ -754,6 +769,21 @@ fn run() -> Result<()> {
     } else {
         None
     };
+    let pg_tools = if cli.pg_tools {
+        Some(pgtools::run_part(
+            &ctx,
+            &pgtools::Options {
+                scale: cli.pg_tools_scale.unwrap_or(if cli.quick { 5 } else { 50 }),
+                copy_rows: if cli.quick { 100_000 } else { 1_000_000 },
+                seconds: cli
+                    .pg_tools_seconds
+                    .unwrap_or(if cli.quick { 5 } else { 20 }),
+                clients: ctx.clients.clone(),
+            },
+        )?)
+    } else {
+        None
+    };
     let fuzz = if cli.fuzz {
         Some(fuzz::run_part(
             &ctx,
@@ -794,6 +824,7 @@ fn run() -> Result<()> {
             "storm": storm,
             "fuzz": fuzz,
             "tls": tls,
+            "pg_tools": pg_tools,
             "resources": resources,
             "single_node": single,
             "replication": repl,

@@ -39,6 +39,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("config", config),
     ("sql", sql),
     ("admin", admin),
+    ("copy", copy),
 ];
 
 /// The target called `name`.
@@ -347,7 +348,19 @@ pub fn sql(data: &[u8]) {
     for s in &stmts {
         assert!(!s.is_empty());
         assert_eq!(hadr_sql::split(s), vec![s.clone()], "{text:?}");
-        let _ = hadr_sql::translate(s);
+        if let Ok(tr) = hadr_sql::translate(s) {
+            // An ALTER TABLE rebuild edits stored CREATE TABLE texts:
+            // a well-formed one and the input itself.
+            if let Some(plan) = tr.rebuild {
+                let _ = hadr_sql::edit_create(
+                    "CREATE TABLE t(a int NOT NULL DEFAULT (1), b text, CONSTRAINT c UNIQUE (a))",
+                    &plan.table,
+                    &plan.actions,
+                    "\"x\"",
+                );
+                let _ = hadr_sql::edit_create(s, &plan.table, &plan.actions, "\"x\"");
+            }
+        }
         let cmd = hadr_sql::classify(s);
         let _ = hadr_sql::command_tag(&cmd, 7);
         let _ = hadr_sql::is_transaction_control(&cmd);
@@ -356,6 +369,72 @@ pub fn sql(data: &[u8]) {
     let _ = hadr_sql::translate(&text);
     let _ = hadr_sql::PgType::from_name(&text);
     let _ = hadr_sql::PgType::from_sqlite_decltype(&text);
+}
+
+/// COPY FROM data as a session decodes it (crates/hadr-copy): text or
+/// CSV, fed in chunks of any size. Whatever it decodes must come back the
+/// same after [`hadr_sql::hadr_copy::Encoder`] writes it and the decoder
+/// reads that again, and row lines must only grow.
+///
+/// Mode byte: bit 0 CSV; bit 1 a backslash escape instead of the quote
+/// (CSV) or `|` as the delimiter (text); bits 2–7 the chunk size (1–64).
+pub fn copy(data: &[u8]) {
+    use hadr_sql::hadr_copy::{Decoder, Encoder, OptValue, Options, Row};
+    let Some((&mode, bytes)) = data.split_first() else {
+        return;
+    };
+    let csv = mode & 1 != 0;
+    let mut pairs: Vec<(String, OptValue)> = Vec::new();
+    if csv {
+        pairs.push(("format".into(), OptValue::Word("csv".into())));
+        if mode & 2 != 0 {
+            pairs.push(("escape".into(), OptValue::Word("\\".into())));
+        }
+    } else if mode & 2 != 0 {
+        pairs.push(("delimiter".into(), OptValue::Word("|".into())));
+    }
+    let Ok(opts) = Options::build(true, &pairs) else {
+        return;
+    };
+    let chunk = usize::from(mode >> 2) + 1;
+    let decode_all = |input: &[u8], step: usize| -> Result<Vec<Vec<Option<String>>>, ()> {
+        let mut d = Decoder::new(&opts, vec![], vec![]);
+        let mut row = Row::default();
+        let mut rows = Vec::new();
+        let mut last_line = 0;
+        let mut take = |d: &mut Decoder, row: &mut Row, at_end: bool, rows: &mut Vec<_>| {
+            while d.next_row(row, at_end).map_err(|_| ())? {
+                assert!(row.line() > last_line, "row lines go back");
+                last_line = row.line();
+                rows.push((0..row.len()).map(|i| row.field(i).map(str::to_string)).collect());
+            }
+            Ok::<(), ()>(())
+        };
+        for piece in input.chunks(step) {
+            d.feed(piece);
+            take(&mut d, &mut row, false, &mut rows)?;
+        }
+        take(&mut d, &mut row, true, &mut rows)?;
+        Ok(rows)
+    };
+    let Ok(rows) = decode_all(bytes, chunk) else {
+        return;
+    };
+    // However the bytes were cut, the rows are the same.
+    assert_eq!(decode_all(bytes, bytes.len().max(1)).ok().as_ref(), Some(&rows));
+    for width in rows.iter().map(Vec::len).collect::<std::collections::BTreeSet<_>>() {
+        let same: Vec<&Vec<Option<String>>> = rows.iter().filter(|r| r.len() == width).collect();
+        let names: Vec<String> = (0..width).map(|i| format!("c{i}")).collect();
+        let enc = Encoder::new(&opts, &names);
+        let mut out = Vec::new();
+        for r in &same {
+            let f: Vec<Option<&[u8]>> = r.iter().map(|v| v.as_deref().map(str::as_bytes)).collect();
+            enc.row(&f, &mut out);
+        }
+        let again = decode_all(&out, chunk).expect("hadr's own COPY output decodes");
+        let same: Vec<Vec<Option<String>>> = same.into_iter().cloned().collect();
+        assert_eq!(again, same, "encode then decode changed rows");
+    }
 }
 
 /// The admin endpoint's requests (their query strings, as the handlers in

@@ -136,6 +136,11 @@ fn admin() {
     short_run("admin");
 }
 
+#[test]
+fn copy() {
+    short_run("copy");
+}
+
 /// Every target has its seeds committed as files for AFL++; with
 /// HADR_FUZZ_WRITE_SEEDS=1 this writes them (after a change to seeds.rs).
 #[test]

@@ -68,8 +68,11 @@ impl DecodeError {
 /// One decoded row; reused from row to row to save allocations.
 #[derive(Debug, Default)]
 pub struct Row {
+    /// The fields' bytes while the row is decoded.
     data: Vec<u8>,
-    /// (start, end) in `data`; None: NULL.
+    /// The same once checked to be UTF-8 (see [`Row::finish`]).
+    text: String,
+    /// (start, end) in `text`; None: NULL.
     fields: Vec<Option<(usize, usize)>>,
     line: u64,
 }
@@ -85,11 +88,10 @@ impl Row {
         self.fields.is_empty()
     }
 
-    /// Field `i` as UTF-8 text; None for NULL (or past the end).
+    /// Field `i` as text; None for NULL (or past the end).
     pub fn field(&self, i: usize) -> Option<&str> {
         let (s, e) = self.fields.get(i).copied().flatten()?;
-        // Checked when the field was decoded.
-        std::str::from_utf8(&self.data[s..e]).ok()
+        self.text.get(s..e)
     }
 
     /// Whether field `i` is NULL.
@@ -103,21 +105,43 @@ impl Row {
     }
 
     fn clear(&mut self, line: u64) {
+        if self.data.capacity() == 0 {
+            self.data = std::mem::take(&mut self.text).into_bytes();
+        }
         self.data.clear();
+        self.text.clear();
         self.fields.clear();
         self.line = line;
     }
 
-    fn end_field(&mut self, start: usize, null: bool, line: u64) -> Result<(), DecodeError> {
+    fn end_field(&mut self, start: usize, null: bool) {
         if null {
             self.data.truncate(start);
             self.fields.push(None);
-            return Ok(());
+        } else {
+            self.fields.push(Some((start, self.data.len())));
         }
-        if std::str::from_utf8(&self.data[start..]).is_err() {
-            return Err(DecodeError::Utf8 { line });
+    }
+
+    /// Check the decoded bytes once for the whole row (escapes can make
+    /// any byte), and that no field boundary splits a character.
+    fn finish(&mut self) -> Result<(), DecodeError> {
+        let bytes = std::mem::take(&mut self.data);
+        match String::from_utf8(bytes) {
+            Ok(t) => self.text = t,
+            Err(e) => {
+                self.data = e.into_bytes();
+                return Err(DecodeError::Utf8 { line: self.line });
+            }
         }
-        self.fields.push(Some((start, self.data.len())));
+        let split = self
+            .fields
+            .iter()
+            .flatten()
+            .any(|&(s, e)| !(self.text.is_char_boundary(s) && self.text.is_char_boundary(e)));
+        if split {
+            return Err(DecodeError::Utf8 { line: self.line });
+        }
         Ok(())
     }
 }
@@ -205,7 +229,11 @@ impl Decoder {
             }
             Scan::Row(next) => {
                 self.pos = next;
-                Ok(!self.done)
+                if self.done {
+                    return Ok(false);
+                }
+                row.finish()?;
+                Ok(true)
             }
         }
     }
@@ -247,30 +275,40 @@ impl Decoder {
         if content.starts_with(b"\\.") {
             return Err(DecodeError::MarkerCorrupt { line });
         }
-        self.split_text(content, row, line)?;
+        self.split_text(content, row);
         Ok(Scan::Row(next))
     }
 
-    fn split_text(&self, content: &[u8], row: &mut Row, line: u64) -> Result<(), DecodeError> {
+    fn split_text(&self, content: &[u8], row: &mut Row) {
+        let delim = self.delimiter;
         let mut raw_start = 0;
         let mut start = row.data.len();
         let mut i = 0;
-        while i <= content.len() {
-            if i == content.len() || content[i] == self.delimiter {
+        loop {
+            // A run of plain bytes is copied whole.
+            let run = content[i..]
+                .iter()
+                .position(|&c| c == delim || c == b'\\')
+                .unwrap_or(content.len() - i);
+            row.data.extend_from_slice(&content[i..i + run]);
+            i += run;
+            if i == content.len() || content[i] == delim {
                 let null = content[raw_start..i] == self.null[..];
-                row.end_field(start, null, line)?;
+                row.end_field(start, null);
+                if i == content.len() {
+                    return;
+                }
                 i += 1;
                 raw_start = i;
                 start = row.data.len();
                 continue;
             }
-            let c = content[i];
-            if c != b'\\' || i + 1 >= content.len() {
-                row.data.push(c);
+            // A backslash.
+            let Some(&e) = content.get(i + 1) else {
+                row.data.push(b'\\');
                 i += 1;
                 continue;
-            }
-            let e = content[i + 1];
+            };
             i += 2;
             match e {
                 b'b' => row.data.push(8),
@@ -308,7 +346,6 @@ impl Decoder {
                 other => row.data.push(other),
             }
         }
-        Ok(())
     }
 
     fn csv_row(&mut self, row: &mut Row, at_end: bool) -> Result<Scan, DecodeError> {
@@ -414,7 +451,7 @@ impl Decoder {
             } else {
                 !force_not_null && raw == &self.null[..]
             };
-            row.end_field(start, null, first_line)?;
+            row.end_field(start, null);
             col += 1;
             if next == usize::MAX {
                 i = raw_end + 1;

@@ -26,8 +26,11 @@ pub const PROTOCOL_VERSION: u16 = 5;
 /// standbys; the rest is room for growth, not for a hostile peer's counts).
 pub const MAX_TOPOLOGY_MEMBERS: usize = 16;
 
-/// Largest frame accepted (records are batched below this).
-pub const MAX_FRAME: usize = 64 << 20;
+/// Largest frame accepted (records are batched below this). A record is
+/// never split, so this is also the largest transaction that can be
+/// shipped: 256 MiB of lz4-compressed changed pages. The first byte of
+/// its length stays below a TLS handshake's (crates/hadr-replication/src/link.rs).
+pub const MAX_FRAME: usize = 256 << 20;
 
 /// Errors decoding frames.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

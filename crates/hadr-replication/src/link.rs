@@ -6,7 +6,7 @@
 //! only TLS, with a client certificate from the CA that names a host of its
 //! `hadr_target_list`. The first byte of a connection tells the two apart
 //! ([`classify`]): a TLS record starts with 0x16, a hadr frame with the top
-//! byte of its length, which `MAX_FRAME` keeps at 4 or below. A plaintext
+//! byte of its length, which `MAX_FRAME` keeps at 16 or below. A plaintext
 //! peer of a TLS node is told so in a `Refuse` and gets nothing else; a TLS
 //! peer of a plaintext node is dropped and the node logs why.
 
@@ -445,7 +445,7 @@ mod tests {
         }
         let biggest = (MAX_FRAME as u32).to_be_bytes();
         assert_eq!(classify(biggest[0]), Opening::Frame);
-        for b in [b'G', b'P', 0x05, 0x15, 0x17, 0xff] {
+        for b in [b'G', b'P', 0x11, 0x15, 0x17, 0xff] {
             assert_eq!(classify(b), Opening::Other, "{b:#04x}");
         }
     }

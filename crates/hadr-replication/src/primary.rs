@@ -640,6 +640,14 @@ pub enum ShipError {
         #[source]
         source: hadr_log::LogError,
     },
+    /// A single record is larger than a frame can carry.
+    #[error("the transaction at LSN {lsn} is {bytes} bytes in the log, more than a replication frame carries ({max} bytes): it cannot be shipped; split such loads into smaller transactions", max = hadr_protocol::MAX_FRAME)]
+    TooLarge {
+        /// Where.
+        lsn: u64,
+        /// Its size.
+        bytes: usize,
+    },
     /// The blocking read task failed.
     #[error("the log reader task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -678,6 +686,13 @@ async fn ship(
     let (bytes, next) = tokio::task::spawn_blocking(move || log.read_raw(from, to, 4 << 20))
         .await?
         .map_err(|source| ShipError::Read { lsn: from, source })?;
+    // The frame's own header and the message's fields take the rest.
+    if bytes.len() + 64 > hadr_protocol::MAX_FRAME {
+        return Err(ShipError::TooLarge {
+            lsn: from,
+            bytes: bytes.len(),
+        });
+    }
     writer
         .send(
             &Message::Records {

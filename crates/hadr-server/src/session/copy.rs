@@ -54,6 +54,9 @@ fn lost(e: std::io::Error) -> PgError {
 struct Target {
     name: String,
     ty: PgType,
+    /// Its text is converted (numbers, booleans, bytea), not stored as is
+    /// (what [`values::decode_param`] does with the type).
+    converted: bool,
 }
 
 impl Session {
@@ -138,9 +141,23 @@ impl Session {
                 format!("relation \"{table}\" does not exist"),
             ));
         }
-        let target = |(name, decl): &(String, String)| Target {
-            name: name.clone(),
-            ty: PgType::from_sqlite_decltype(decl).unwrap_or(PgType::Text),
+        let target = |(name, decl): &(String, String)| {
+            let ty = PgType::from_sqlite_decltype(decl).unwrap_or(PgType::Text);
+            Target {
+                name: name.clone(),
+                ty,
+                converted: matches!(
+                    ty,
+                    PgType::Bool
+                        | PgType::Int2
+                        | PgType::Int4
+                        | PgType::Int8
+                        | PgType::Float4
+                        | PgType::Float8
+                        | PgType::Numeric
+                        | PgType::Bytea
+                ),
+            }
         };
         if columns.is_empty() {
             return Ok(all.iter().map(target).collect());
@@ -432,16 +449,19 @@ impl Load<'_> {
                 .with_context(context()));
             }
             for (i, t) in self.targets.iter().enumerate() {
-                let v = match row.field(i) {
-                    None => Value::Null,
+                let bound = match row.field(i) {
+                    None => st.raw_bind_parameter(i + 1, Value::Null),
+                    // Text goes in as it is, without a copy of its own.
+                    Some(s) if !t.converted => st.raw_bind_parameter(i + 1, s),
                     Some(s) => {
-                        values::decode_param(Some(s.as_bytes()), t.ty, false).map_err(|e| {
-                            e.with_context(format!("{}, column {}: \"{s}\"", context(), t.name))
-                        })?
+                        let v =
+                            values::decode_param(Some(s.as_bytes()), t.ty, false).map_err(|e| {
+                                e.with_context(format!("{}, column {}: \"{s}\"", context(), t.name))
+                            })?;
+                        st.raw_bind_parameter(i + 1, v)
                     }
                 };
-                st.raw_bind_parameter(i + 1, v)
-                    .map_err(|e| from_sqlite(&e).with_context(context()))?;
+                bound.map_err(|e| from_sqlite(&e).with_context(context()))?;
             }
             st.raw_execute()
                 .map_err(|e| from_sqlite(&e).with_context(context()))?;
