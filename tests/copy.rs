@@ -1,7 +1,7 @@
 //! COPY FROM STDIN and COPY TO STDOUT through real clients (issue 12 item
 //! 5; crates/hadr-server/src/session/copy.rs, crates/hadr-copy): psql's
 //! `COPY` and `\copy` in text and CSV with their options, tokio-postgres's
-//! extended-protocol `copy_in`/`copy_out`, psycopg's `cursor.copy()` with a
+//! extended-protocol `copy_in`/`copy_out`, pgjdbc's `CopyManager`, psycopg's `cursor.copy()` with a
 //! million rows each way; a bad row stops the load with its line number
 //! and nothing committed, the session goes on; a load replicates
 //! page-identically and a standby refuses one.
@@ -208,6 +208,43 @@ async fn extended_protocol_copy_replicates_and_a_standby_refuses() -> Result<()>
     };
     let db = e.as_db_error().unwrap_or_else(|| panic!("{e:?}"));
     assert_eq!(db.code().code(), "25006", "{db:?}");
+    Ok(())
+}
+
+#[test]
+fn pgjdbc_copy_manager_in_and_out() -> Result<()> {
+    let s = start(&[])?;
+    let classes = tempfile::tempdir()?;
+    let javac = std::process::Command::new("javac")
+        .arg("-cp")
+        .arg("/usr/share/java/postgresql.jar")
+        .arg("-d")
+        .arg(classes.path())
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/CopyCheck.java"))
+        .output()
+        .expect("javac (default-jdk-headless) and libpostgresql-jdbc-java must be installed (.ci/run does)");
+    assert!(
+        javac.status.success(),
+        "{}",
+        String::from_utf8_lossy(&javac.stderr)
+    );
+    let cp = format!(
+        "{}:/usr/share/java/postgresql.jar",
+        classes.path().display()
+    );
+    let out = std::process::Command::new("java")
+        .args(["-cp", &cp, "CopyCheck"])
+        .arg(format!("jdbc:postgresql://127.0.0.1:{}/test", s.port))
+        .arg("20000")
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(
+        text,
+        "in 20000 out 20000 lines 20000 bad 22P02",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(count(&s.conninfo(), "jcopy"), 20_000);
     Ok(())
 }
 

@@ -406,7 +406,11 @@ pub fn copy(data: &[u8]) {
             while d.next_row(row, at_end).map_err(|_| ())? {
                 assert!(row.line() > last_line, "row lines go back");
                 last_line = row.line();
-                rows.push((0..row.len()).map(|i| row.field(i).map(str::to_string)).collect());
+                rows.push(
+                    (0..row.len())
+                        .map(|i| row.field(i).map(str::to_string))
+                        .collect(),
+                );
             }
             Ok::<(), ()>(())
         };
@@ -421,8 +425,15 @@ pub fn copy(data: &[u8]) {
         return;
     };
     // However the bytes were cut, the rows are the same.
-    assert_eq!(decode_all(bytes, bytes.len().max(1)).ok().as_ref(), Some(&rows));
-    for width in rows.iter().map(Vec::len).collect::<std::collections::BTreeSet<_>>() {
+    assert_eq!(
+        decode_all(bytes, bytes.len().max(1)).ok().as_ref(),
+        Some(&rows)
+    );
+    for width in rows
+        .iter()
+        .map(Vec::len)
+        .collect::<std::collections::BTreeSet<_>>()
+    {
         let same: Vec<&Vec<Option<String>>> = rows.iter().filter(|r| r.len() == width).collect();
         let names: Vec<String> = (0..width).map(|i| format!("c{i}")).collect();
         let enc = Encoder::new(&opts, &names);

@@ -46,10 +46,28 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
 fn copy() -> Vec<(&'static str, Vec<u8>)> {
     let with = |mode: u8, data: &[u8]| [vec![mode], data.to_vec()].concat();
     vec![
-        ("text", with(4 * 7, b"1\tone\t\\N\n2\ttab\\there\tx\\\\y\n3\t\\101\\x42\t\n\\.\n")),
-        ("pgbench", with(4 * 63, b"1\t1\t0\t\n2\t1\t0\t\n3\t1\t0\t\n")),
-        ("csv", with(1 + 4 * 5, b"id,name\n1,\"a,b\",\"\"\n2,\"say \"\"hi\"\"\nthere\",\r\n3,,x\n")),
-        ("csv-escape", with(3 + 4 * 2, b"\"a\\\"b\",NULL,\"\"\n\\.\n")),
+        (
+            "text",
+            with(
+                4 * 7,
+                b"1\tone\t\\N\n2\ttab\\there\tx\\\\y\n3\t\\101\\x42\t\n\\.\n",
+            ),
+        ),
+        (
+            "pgbench",
+            with(4 * 63, b"1\t1\t0\t\n2\t1\t0\t\n3\t1\t0\t\n"),
+        ),
+        (
+            "csv",
+            with(
+                1 + 4 * 5,
+                b"id,name\n1,\"a,b\",\"\"\n2,\"say \"\"hi\"\"\nthere\",\r\n3,,x\n",
+            ),
+        ),
+        (
+            "csv-escape",
+            with(3 + 4 * 2, b"\"a\\\"b\",NULL,\"\"\n\\.\n"),
+        ),
         ("pipes", with(2, b"a|b|\\N\nc|\\|d|e\n")),
     ]
 }

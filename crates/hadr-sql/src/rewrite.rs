@@ -196,10 +196,21 @@ fn dropped_words(toks: &[Token<'_>], k: usize) -> Option<usize> {
         Kind::QuotedIdent => t.text == "\"public\"",
         _ => false,
     };
-    if is_public && !prev.is_some_and(|p| p.is_punct(".")) {
+    // `pg_catalog.f(…)`: PostgreSQL's functions are hadr's, in no schema
+    // (a catalog relation is refused before this: unsupported.rs).
+    let is_catalog = t.kind == Kind::Word && t.text.eq_ignore_ascii_case("pg_catalog");
+    if (is_public || is_catalog) && !prev.is_some_and(|p| p.is_punct(".")) {
         let dot = next.filter(|&i| toks[i].is_punct("."))?;
         // Only when a name follows the dot.
         let name = (dot + 1..toks.len()).find(solid)?;
+        if is_catalog {
+            let call = (name + 1..toks.len())
+                .find(solid)
+                .is_some_and(|i| toks[i].is_punct("("));
+            if !call {
+                return None;
+            }
+        }
         return matches!(toks[name].kind, Kind::Word | Kind::QuotedIdent).then_some(name);
     }
     let concurrently = t.kind == Kind::Word && t.text.eq_ignore_ascii_case("CONCURRENTLY");
@@ -624,6 +635,10 @@ mod tests {
         assert_eq!(
             sql("DROP TABLE public.a, \"public\".b, main.c"),
             "DROP TABLE a;\nDROP TABLE b;\nDROP TABLE main.c"
+        );
+        assert_eq!(
+            sql("SELECT pg_catalog.version(), pg_catalog.current_schema()"),
+            "SELECT version(), current_schema()"
         );
         // A column named public, and strings, stay.
         assert_eq!(

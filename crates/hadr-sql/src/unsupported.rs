@@ -37,8 +37,14 @@ const STATEMENTS: &[(&[&str], &str)] = &[
     (&["CREATE", "SUBSCRIPTION"], "logical replication (hadr replicates the whole database by itself)"),
 ];
 
+/// What a reference to a relation of PostgreSQL's catalogs is refused as.
+const CATALOGS: &str = "the pg_catalog and information_schema catalogs yet (psql's \\d and drivers' metadata calls read them; issue 12)";
+
 /// The feature a statement asks for that hadr does not have, if any.
 pub(crate) fn unsupported(toks: &[Token<'_>]) -> Option<&'static str> {
+    if catalog_relation(toks) {
+        return Some(CATALOGS);
+    }
     let words: Vec<&str> = toks
         .iter()
         .filter(|t| !matches!(t.kind, Kind::Space | Kind::LineComment | Kind::BlockComment))
@@ -56,6 +62,29 @@ pub(crate) fn unsupported(toks: &[Token<'_>]) -> Option<&'static str> {
         })
         .max_by_key(|(lead, _)| lead.len())
         .map(|(_, feature)| *feature)
+}
+
+/// Whether the statement names a relation `pg_catalog.x` or
+/// `information_schema.x` (a call `pg_catalog.f(…)` is a function, whose
+/// schema the rewriter drops).
+fn catalog_relation(toks: &[Token<'_>]) -> bool {
+    let s: Vec<&Token<'_>> = toks
+        .iter()
+        .filter(|t| !matches!(t.kind, Kind::Space | Kind::LineComment | Kind::BlockComment))
+        .collect();
+    s.windows(3).enumerate().any(|(i, w)| {
+        let schema = w[0].kind == Kind::Word
+            && (w[0].text.eq_ignore_ascii_case("pg_catalog")
+                || w[0].text.eq_ignore_ascii_case("information_schema"));
+        // Not `x.pg_catalog`, nor a type: `x::pg_catalog.int4`, `CAST(x AS pg_catalog.int4)`.
+        let not_after_dot =
+            i == 0 || !(s[i - 1].is_punct(".") || s[i - 1].is_punct("::") || s[i - 1].is_kw("AS"));
+        schema
+            && not_after_dot
+            && w[1].is_punct(".")
+            && matches!(w[2].kind, Kind::Word | Kind::QuotedIdent)
+            && !s.get(i + 3).is_some_and(|t| t.is_punct("("))
+    })
 }
 
 #[cfg(test)]
@@ -76,6 +105,18 @@ mod tests {
             Some("CREATE FUNCTION (there is no procedural language)")
         );
         assert_eq!(of("CREATE SCHEMA app"), Some("schemas other than public"));
+        // What psql's \\d and drivers read, named; a catalog function is not.
+        assert_eq!(of("SELECT * FROM pg_catalog.pg_type"), Some(CATALOGS));
+        assert_eq!(
+            of("SELECT table_name FROM information_schema.tables"),
+            Some(CATALOGS)
+        );
+        assert_eq!(of("SELECT pg_catalog.version()"), None);
+        assert_eq!(of("SELECT x.pg_catalog.y FROM x"), None);
+        assert_eq!(
+            of("SELECT x::pg_catalog.int4, CAST(y AS pg_catalog.text)"),
+            None
+        );
         // SQLite's own statements are SQLite's.
         for s in [
             "CREATE TABLE t(a)",

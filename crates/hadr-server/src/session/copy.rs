@@ -291,17 +291,11 @@ impl Session {
         self.check_replay_lag()?;
         let query = match &stmt.source {
             CopySource::Table { name, columns } => {
-                let cols = if columns.is_empty() {
-                    self.copy_targets(name, &[])?
-                        .iter()
-                        .map(|t| quote_ident(&t.name))
-                        .collect::<Vec<_>>()
-                } else {
-                    self.copy_targets(name, columns)?
-                        .iter()
-                        .map(|t| quote_ident(&t.name))
-                        .collect()
-                };
+                let cols: Vec<String> = self
+                    .copy_targets(name, columns)?
+                    .iter()
+                    .map(|t| quote_ident(&t.name))
+                    .collect();
                 format!("SELECT {} FROM {}", cols.join(", "), quote_ident(name))
             }
             CopySource::Query(q) => q.clone(),
