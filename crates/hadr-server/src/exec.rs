@@ -292,6 +292,9 @@ pub fn prepare(
                 .as_ref()
                 .and_then(|t| t[i])
                 .or_else(|| c.decl_type().and_then(PgType::from_sqlite_decltype))
+                .or_else(|| {
+                    (tr.catalog && hadr_sql::is_bool_column(c.name())).then_some(PgType::Bool)
+                })
                 .or_else(|| expr_type_guess(c.name()))
                 .or_else(|| aggregate_type(meta, c.name())),
         })

@@ -9,6 +9,7 @@ pub mod admin_http;
 pub mod admin_resources;
 pub mod auth;
 pub mod auto_failover;
+pub mod catalog_functions;
 pub mod client_tls;
 pub mod commit_tokens;
 pub mod config;

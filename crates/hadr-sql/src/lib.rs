@@ -18,6 +18,7 @@
 
 mod alter;
 mod brackets;
+mod catalog;
 mod classify;
 mod columns;
 mod copy;
@@ -36,6 +37,7 @@ mod types;
 mod unsupported;
 
 pub use alter::{edit_create, AlterAction, EditError, TableRebuild};
+pub use catalog::is_bool_column;
 pub use classify::{classify, command_tag, is_transaction_control, Command};
 pub use columns::result_column_types;
 pub use copy::{CopyError, CopySource, CopyStatement};

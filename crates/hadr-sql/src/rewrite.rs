@@ -789,8 +789,8 @@ mod tests {
     #[test]
     fn cast_errors() {
         assert_eq!(
-            translate("select x::regclass"),
-            Err(SqlError::UnsupportedType("regclass".into()))
+            translate("select x::regrole"),
+            Err(SqlError::UnsupportedType("regrole".into()))
         );
         assert_eq!(
             translate("select x::int[]"),

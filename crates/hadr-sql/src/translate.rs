@@ -21,11 +21,26 @@ pub struct Translated {
     /// An `ALTER TABLE` SQLite carries out only by rebuilding the table
     /// (crates/hadr-sql/src/alter.rs); `sql` is then not for SQLite.
     pub rebuild: Option<crate::alter::TableRebuild>,
+    /// The statement reads PostgreSQL's catalogs (crates/hadr-sql/src/catalog.rs):
+    /// its boolean catalog columns are announced as bool.
+    pub catalog: bool,
 }
 
 /// Translate one statement from PostgreSQL dialect to SQLite: `$N` → `?N`,
 /// `expr::type` → `CAST(expr AS type)`, plus parameter type hints.
 pub fn translate(stmt: &str) -> Result<Translated, SqlError> {
+    match crate::catalog::rewrite(stmt) {
+        Some(text) => {
+            let mut t = translate_plain(&text)?;
+            t.catalog = true;
+            Ok(t)
+        }
+        None => translate_plain(stmt),
+    }
+}
+
+/// [`translate`] once the catalogs' references are rewritten.
+fn translate_plain(stmt: &str) -> Result<Translated, SqlError> {
     let toks = tokenize(stmt);
     if let Some(t) = toks.iter().find(|t| !t.terminated) {
         let what = match t.kind {
@@ -40,12 +55,12 @@ pub fn translate(stmt: &str) -> Result<Translated, SqlError> {
         return Err(SqlError::Unsupported(feature.to_string()));
     }
     if let Some(stripped) = crate::ddl::strip_storage_clauses(stmt, &toks) {
-        return translate(&stripped);
+        return translate_plain(&stripped);
     }
     let vacuum = crate::ddl::split_vacuum(&toks);
     if let Some([one]) = vacuum.as_deref() {
         // One statement is not a batch: SQLite's VACUUM cannot run in one.
-        return translate(one);
+        return translate_plain(one);
     }
     if let Some(batch) = crate::ddl::split_drop(&toks)
         .or_else(|| crate::ddl::split_truncate(&toks))
@@ -57,6 +72,7 @@ pub fn translate(stmt: &str) -> Result<Translated, SqlError> {
             param_hints: Vec::new(),
             batch: true,
             rebuild: None,
+            catalog: false,
         });
     }
     let (sql, param_count) = rewrite(&toks)?;
@@ -68,6 +84,7 @@ pub fn translate(stmt: &str) -> Result<Translated, SqlError> {
         param_hints,
         batch: false,
         rebuild,
+        catalog: false,
     })
 }
 

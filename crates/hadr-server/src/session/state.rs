@@ -113,6 +113,15 @@ impl Session {
                 settings: settings_access(&settings, &node),
             },
         )
+        .and_then(|()| {
+            crate::catalog_functions::register(
+                &conn,
+                st.params
+                    .get("user")
+                    .map(String::as_str)
+                    .unwrap_or_default(),
+            )
+        })
         .map_err(|e| {
             node.registry().remove(&pid);
             PgError::fatal(

@@ -1,0 +1,225 @@
+//! The functions PostgreSQL's catalog queries call that need no look-up,
+//! registered on every session's connection beside
+//! crates/hadr-server/src/pg_functions.rs: the OIDs and type facts the
+//! catalog relations of crates/hadr-sql/src/catalog.rs are computed with
+//! (`hadr_oid`, `hadr_type_oid`, `hadr_typmod`), `regexp()` behind SQLite's
+//! REGEXP operator (psql's `~`), and `pg_table_is_visible`, `format_type`,
+//! `pg_get_userbyid`, `pg_encoding_to_char`, `obj_description`…
+//!
+//! What hadr does not keep (comments, sizes per relation) is NULL, which
+//! psql shows as empty.
+
+use hadr_sql::PgType;
+use rusqlite::functions::{Context, FunctionFlags};
+use rusqlite::types::ValueRef;
+use rusqlite::Connection;
+
+/// The first OID PostgreSQL gives user objects.
+const FIRST_USER_OID: u32 = 16384;
+
+/// A relation's OID: FNV-1a of its lower-cased name, in PostgreSQL's
+/// user range (16384 up to 2^31 − 1), the same on every node and in every
+/// session.
+pub fn oid_of(name: &str) -> i64 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in name.bytes().map(|b| b.to_ascii_lowercase()) {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    i64::from(FIRST_USER_OID + h % ((1u32 << 31) - FIRST_USER_OID))
+}
+
+/// The base name of a declared type, lower-cased, its modifiers dropped.
+fn base(decl: &str) -> String {
+    decl.split('(')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// The `n` of `varchar(n)`, the `p, s` of `numeric(p, s)`.
+fn modifiers(decl: &str) -> Vec<i64> {
+    let Some(open) = decl.find('(') else {
+        return Vec::new();
+    };
+    decl[open + 1..]
+        .trim_end()
+        .trim_end_matches(')')
+        .split(',')
+        .filter_map(|x| x.trim().parse().ok())
+        .collect()
+}
+
+/// The type OID of a column declared `decl`.
+pub fn type_oid(decl: &str) -> i64 {
+    let b = base(decl);
+    let oid = match b.as_str() {
+        "char" | "character" | "bpchar" | "nchar" => 1042,
+        "varchar" | "character varying" | "nvarchar" => 1043,
+        "" => 25,
+        _ => PgType::from_name(decl)
+            .or_else(|| PgType::from_sqlite_decltype(decl))
+            .map(|t| t.oid())
+            .unwrap_or(25),
+    };
+    i64::from(oid)
+}
+
+/// PostgreSQL's `atttypmod` of a column declared `decl` (−1: none).
+pub fn typmod(decl: &str) -> i64 {
+    let m = modifiers(decl);
+    match (type_oid(decl), m.as_slice()) {
+        (1042 | 1043, [n, ..]) => n + 4,
+        (1700, [p]) => (p << 16) + 4,
+        (1700, [p, s, ..]) => (p << 16) + s + 4,
+        _ => -1,
+    }
+}
+
+/// `format_type(oid, typmod)`: PostgreSQL's SQL name of a type.
+pub fn format_type(oid: i64, typmod: Option<i64>) -> Option<String> {
+    let m = typmod.filter(|m| *m >= 4).map(|m| m - 4);
+    Some(match (oid, m) {
+        (16, _) => "boolean".into(),
+        (17, _) => "bytea".into(),
+        (18, _) => "\"char\"".into(),
+        (19, _) => "name".into(),
+        (20, _) => "bigint".into(),
+        (21, _) => "smallint".into(),
+        (23, _) => "integer".into(),
+        (25, _) => "text".into(),
+        (26, _) => "oid".into(),
+        (114, _) => "json".into(),
+        (700, _) => "real".into(),
+        (701, _) => "double precision".into(),
+        (1042, Some(n)) => format!("character({n})"),
+        (1042, None) => "character".into(),
+        (1043, Some(n)) => format!("character varying({n})"),
+        (1043, None) => "character varying".into(),
+        (1082, _) => "date".into(),
+        (1083, _) => "time without time zone".into(),
+        (1114, _) => "timestamp without time zone".into(),
+        (1184, _) => "timestamp with time zone".into(),
+        (1186, _) => "interval".into(),
+        (1700, Some(m)) => format!("numeric({},{})", m >> 16, m & 0xffff),
+        (1700, None) => "numeric".into(),
+        (2950, _) => "uuid".into(),
+        (3802, _) => "jsonb".into(),
+        _ => return None,
+    })
+}
+
+fn text_arg(ctx: &Context<'_>, i: usize) -> Option<String> {
+    match ctx.get_raw(i) {
+        ValueRef::Text(t) => Some(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Integer(n) => Some(n.to_string()),
+        ValueRef::Real(f) => Some(f.to_string()),
+        _ => None,
+    }
+}
+
+fn int_arg(ctx: &Context<'_>, i: usize) -> Option<i64> {
+    match ctx.get_raw(i) {
+        ValueRef::Integer(n) => Some(n),
+        ValueRef::Text(t) => std::str::from_utf8(t).ok()?.trim().parse().ok(),
+        ValueRef::Real(f) => Some(f as i64),
+        _ => None,
+    }
+}
+
+/// Register the functions on `conn`; `user` answers `pg_get_userbyid`
+/// (hadr keeps no owners: everything belongs to whoever asks).
+pub fn register(conn: &Connection, user: &str) -> rusqlite::Result<()> {
+    let fixed = FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC;
+    conn.create_scalar_function("hadr_oid", 1, fixed, |ctx| {
+        Ok(text_arg(ctx, 0).map(|n| oid_of(&n)))
+    })?;
+    conn.create_scalar_function("hadr_type_oid", 1, fixed, |ctx| {
+        Ok(type_oid(&text_arg(ctx, 0).unwrap_or_default()))
+    })?;
+    conn.create_scalar_function("hadr_typmod", 1, fixed, |ctx| {
+        Ok(typmod(&text_arg(ctx, 0).unwrap_or_default()))
+    })?;
+    conn.create_scalar_function("format_type", 2, fixed, |ctx| {
+        Ok(int_arg(ctx, 0).and_then(|oid| format_type(oid, int_arg(ctx, 1))))
+    })?;
+    conn.create_scalar_function("pg_table_is_visible", 1, fixed, |_| Ok(true))?;
+    let owner = user.to_string();
+    conn.create_scalar_function("pg_get_userbyid", 1, fixed, move |_| Ok(owner.clone()))?;
+    conn.create_scalar_function("pg_encoding_to_char", 1, fixed, |_| Ok("UTF8"))?;
+    conn.create_scalar_function("array_to_string", 2, fixed, |ctx| Ok(text_arg(ctx, 0)))?;
+    conn.create_scalar_function("pg_get_expr", 2, fixed, |ctx| Ok(text_arg(ctx, 0)))?;
+    conn.create_scalar_function("pg_get_expr", 3, fixed, |ctx| Ok(text_arg(ctx, 0)))?;
+    for (name, args) in [
+        ("obj_description", 1),
+        ("obj_description", 2),
+        ("col_description", 2),
+        ("shobj_description", 2),
+        ("pg_table_size", 1),
+        ("pg_relation_size", 1),
+        ("pg_total_relation_size", 1),
+        ("pg_indexes_size", 1),
+        ("pg_get_statisticsobjdef_columns", 1),
+        ("pg_get_triggerdef", 1),
+        ("pg_get_triggerdef", 2),
+        ("pg_get_viewdef", 1),
+        ("pg_get_viewdef", 2),
+        ("pg_partition_ancestors", 1),
+    ] {
+        conn.create_scalar_function(name, args, fixed, |_| Ok(None::<String>))?;
+    }
+    conn.create_scalar_function("pg_size_pretty", 1, fixed, |ctx| {
+        Ok(int_arg(ctx, 0).map(|n| format!("{n} bytes")))
+    })?;
+    // X REGEXP Y calls regexp(Y, X); the compiled pattern is kept for the
+    // statement when the pattern is a constant.
+    conn.create_scalar_function("regexp", 2, fixed, |ctx| {
+        let re = ctx.get_or_create_aux(
+            0,
+            |v| -> Result<regex::Regex, Box<dyn std::error::Error + Send + Sync>> {
+                let pattern = v.as_str().map_err(|e| Box::new(e) as Box<_>)?;
+                Ok(regex::Regex::new(pattern)?)
+            },
+        )?;
+        Ok(match ctx.get_raw(1) {
+            ValueRef::Text(t) => std::str::from_utf8(t).ok().map(|t| re.is_match(t)),
+            ValueRef::Null => None,
+            _ => text_arg(ctx, 1).map(|t| re.is_match(&t)),
+        })
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oids_are_stable_and_in_the_user_range() {
+        assert_eq!(oid_of("accounts"), oid_of("ACCOUNTS"));
+        assert_ne!(oid_of("a"), oid_of("b"));
+        for n in ["", "t", "pgbench_accounts", "a very long name indeed"] {
+            let o = oid_of(n);
+            assert!((16384..(1 << 31)).contains(&o), "{n}: {o}");
+        }
+        // Pinned: an OID must not change between releases (clients cache them).
+        assert_eq!(oid_of("t"), 1_896_660_387);
+    }
+
+    #[test]
+    fn declared_types_as_postgres_shows_them() {
+        let shown = |d: &str| format_type(type_oid(d), Some(typmod(d))).unwrap();
+        assert_eq!(shown("int"), "integer");
+        assert_eq!(shown("INTEGER"), "integer");
+        assert_eq!(shown("bigint"), "bigint");
+        assert_eq!(shown("char(84)"), "character(84)");
+        assert_eq!(shown("varchar(20)"), "character varying(20)");
+        assert_eq!(shown("numeric(10,2)"), "numeric(10,2)");
+        assert_eq!(shown("timestamptz"), "timestamp with time zone");
+        assert_eq!(shown("text"), "text");
+        assert_eq!(shown(""), "text");
+        assert_eq!(shown("boolean"), "boolean");
+        assert_eq!(shown("double precision"), "double precision");
+    }
+}
