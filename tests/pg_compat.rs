@@ -318,7 +318,7 @@ async fn truncate_and_what_hadr_does_not_do() -> Result<()> {
             "hadr does not support COPY to or from a file on the server",
         ),
         (
-            "SELECT * FROM information_schema.tables",
+            "SELECT * FROM information_schema.routines",
             "hadr does not support this catalog relation yet",
         ),
         ("CREATE SEQUENCE s", "hadr does not support sequences"),
@@ -353,6 +353,20 @@ async fn the_functions_exist_on_a_standby() -> Result<()> {
     let (user, schema, version): (String, String, String) = (r.get(0), r.get(1), r.get(2));
     assert_eq!((user.as_str(), schema.as_str()), ("test", "public"));
     assert!(version.starts_with("PostgreSQL 15.0 (hadr "), "{version}");
+    // psql's \d on the standby: the catalogs are computed where asked.
+    p.a.client()
+        .await?
+        .batch_execute("CREATE TABLE seen_on_standby(id integer PRIMARY KEY, note text)")
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (ok, out, err) = psql(&p.b.conninfo(), &[], "\\d seen_on_standby\n");
+        if ok && out.contains("\"seen_on_standby_pkey\" PRIMARY KEY, btree (id)") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{out}{err}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     Ok(())
 }
 
@@ -389,5 +403,51 @@ fn psql_describes_tables_indexes_views_and_keys() -> Result<()> {
         "{out}"
     );
     assert!(out.contains("Time: "), "{out}");
+    Ok(())
+}
+
+/// pgjdbc's `DatabaseMetaData.getTables` and `getColumns` (what database
+/// GUIs and JDBC tools call first) on a schema made with PostgreSQL DDL.
+#[test]
+fn pgjdbc_lists_tables_and_columns() -> Result<()> {
+    let s = start(&[])?;
+    let (ok, _, err) = psql(
+        &s.conninfo(),
+        &["-v", "ON_ERROR_STOP=1"],
+        "CREATE TABLE accounts(id integer PRIMARY KEY, owner varchar(40) NOT NULL, balance numeric(12,2) DEFAULT 0);\n\
+         CREATE VIEW rich AS SELECT id FROM accounts WHERE balance > 100;\n",
+    );
+    assert!(ok, "{err}");
+    let classes = tempfile::tempdir()?;
+    let javac = std::process::Command::new("javac")
+        .arg("-d")
+        .arg(classes.path())
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/clients/MetaCheck.java"
+        ))
+        .output()
+        .expect("javac (default-jdk-headless) must be installed (.ci/run does)");
+    assert!(
+        javac.status.success(),
+        "{}",
+        String::from_utf8_lossy(&javac.stderr)
+    );
+    let cp = format!(
+        "{}:/usr/share/java/postgresql.jar",
+        classes.path().display()
+    );
+    let out = std::process::Command::new("java")
+        .args(["-cp", &cp, "MetaCheck"])
+        .arg(format!("jdbc:postgresql://127.0.0.1:{}/test", s.port))
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(
+        text,
+        "tables [accounts TABLE][rich VIEW]\n\
+         columns [id int4 10 NO null][owner varchar 40 NO null][balance numeric 12 YES 0]\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     Ok(())
 }

@@ -16,3 +16,6 @@ CREATE VIEW rich AS SELECT id, balance FROM accounts WHERE balance > 1000;
 \x
 SELECT 1 AS one, 'two' AS two;
 \x
+SELECT table_name, table_type FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1;
+SELECT column_name, data_type, is_nullable, character_maximum_length, numeric_precision, numeric_scale, udt_name, column_default FROM information_schema.columns WHERE table_name = 'branches' ORDER BY ordinal_position;
+SELECT c.relname, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid WHERE c.relname = 'accounts' ORDER BY a.attnum;

@@ -105,6 +105,27 @@ pub enum ExecError {
     Capture(PgError),
 }
 
+/// The name PostgreSQL gives a result column SQLite names after its text:
+/// an unaliased function call is named after the function (`count(*)` →
+/// `count`, `pg_catalog.format_type(…)` → `format_type`), as clients that
+/// read columns by name expect. Anything else keeps SQLite's name.
+fn pg_column_name(sqlite: &str) -> String {
+    let Some(open) = sqlite.find('(') else {
+        return sqlite.to_string();
+    };
+    let func = &sqlite[..open];
+    let ident = !func.is_empty()
+        && func
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        && !func.starts_with(|c: char| c.is_ascii_digit());
+    let name = func.rsplit('.').next().unwrap_or(func);
+    if !ident || !sqlite.ends_with(')') || name.is_empty() || name.eq_ignore_ascii_case("cast") {
+        return sqlite.to_string();
+    }
+    name.to_ascii_lowercase()
+}
+
 /// Guess a type for an expression column from its text (SQLite names an
 /// unaliased expression column after its source text).
 fn expr_type_guess(name: &str) -> Option<PgType> {
@@ -287,7 +308,7 @@ pub fn prepare(
         .iter()
         .enumerate()
         .map(|(i, c)| Column {
-            name: c.name().to_string(),
+            name: pg_column_name(c.name()),
             ty: text_types
                 .as_ref()
                 .and_then(|t| t[i])
@@ -371,7 +392,11 @@ pub fn execute(
             }
         }
         let ncols = stmt.column_count();
-        let names: Vec<String> = stmt.column_names().iter().map(|s| s.to_string()).collect();
+        let names: Vec<String> = stmt
+            .column_names()
+            .iter()
+            .map(|s| pg_column_name(s))
+            .collect();
         let mut rows_out = Vec::new();
         let result = {
             let mut rows = stmt.raw_query();
@@ -487,4 +512,22 @@ pub fn exec_plain(db: &mut SessionDb, sql: &str, have_permit: bool) -> Result<Ou
         write_ended: have_permit && autocommit_after,
         ..Default::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn function_columns_are_named_as_postgresql_names_them() {
+        use super::pg_column_name as n;
+        assert_eq!(n("count(*)"), "count");
+        assert_eq!(
+            n("pg_catalog.format_type(a.atttypid, a.atttypmod)"),
+            "format_type"
+        );
+        assert_eq!(n("MAX(x)"), "max");
+        assert_eq!(n("CAST(x AS int)"), "CAST(x AS int)");
+        assert_eq!(n("a + f(b)"), "a + f(b)");
+        assert_eq!(n("id"), "id");
+        assert_eq!(n("(1)"), "(1)");
+    }
 }

@@ -25,8 +25,10 @@
 
 use crate::lexer::{string_value, tokenize, Kind, Token};
 
+mod information_schema;
+
 /// hadr's own tables, never shown.
-const HIDDEN: &str =
+pub(super) const HIDDEN: &str =
     "s.name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND s.name NOT LIKE '\\_hadr\\_%' ESCAPE '\\' \
      AND s.name NOT IN ('hadr_roles', 'hadr_auth_secret', 'hadr_commit_tokens')";
 
@@ -122,11 +124,20 @@ fn attribute() -> String {
 fn attrdef() -> String {
     format!(
         "SELECT CAST(hadr_oid(s.name || '.' || p.name) AS INTEGER) AS oid, CAST(hadr_oid(s.name) AS INTEGER) AS adrelid, p.cid + 1 AS adnum, \
-           CASE WHEN p.dflt_value IN ({now}) THEN 'now()' \
-             WHEN p.dflt_value IN ({uuid}) THEN 'gen_random_uuid()' \
-             ELSE p.dflt_value END AS adbin \
+           {default} AS adbin \
          FROM sqlite_schema s, pragma_table_info(s.name) p \
          WHERE s.type = 'table' AND p.dflt_value IS NOT NULL AND {HIDDEN}",
+        default = shown_default("p.dflt_value"),
+    )
+}
+
+/// A column default as PostgreSQL would show it: the SQLite clock and
+/// randomness hadr's DDL wrote for `now()` and `gen_random_uuid()`
+/// (crates/hadr-sql/src/ddl.rs) shown as those calls.
+pub(super) fn shown_default(column: &str) -> String {
+    format!(
+        "CASE WHEN {column} IN ({now}) THEN 'now()' WHEN {column} IN ({uuid}) THEN 'gen_random_uuid()' \
+         ELSE {column} END",
         now = both_forms(crate::ddl::SQLITE_NOW),
         uuid = both_forms(crate::ddl::SQLITE_UUID),
     )
@@ -169,18 +180,23 @@ fn constraint() -> String {
     )
 }
 
-fn type_() -> String {
+pub(super) fn type_() -> String {
     let rows: Vec<String> = TYPES
         .iter()
         .map(|(oid, name, len, cat)| {
-            format!("SELECT {oid}, '{name}', 11, 10, {len}, 'b', '{cat}', 0, 0, 0, 0, 0, 0")
+            let (byval, align) = if (1..=8).contains(len) { (1, 'd') } else { (0, 'i') };
+            format!(
+                "SELECT {oid}, '{name}', 11, 10, {len}, {byval}, 'b', '{cat}', 0, 1, ',', 0, 0, 0, \
+                 '{name}in', '{name}out', '{name}recv', '{name}send', '{align}', 'p', 0, 0, -1, 0, 0, NULL"
+            )
         })
         .collect();
     format!(
-        "SELECT oid, typname, typnamespace, typowner, typlen, typtype, typcategory, typrelid, typelem, \
-           typarray, typbasetype, typtypmod, typcollation FROM (SELECT 0 AS oid, '' AS typname, \
-           0 AS typnamespace, 0 AS typowner, 0 AS typlen, '' AS typtype, '' AS typcategory, 0 AS typrelid, \
-           0 AS typelem, 0 AS typarray, 0 AS typbasetype, 0 AS typtypmod, 0 AS typcollation WHERE 0 \
+        "SELECT * FROM (SELECT 0 AS oid, '' AS typname, 0 AS typnamespace, 0 AS typowner, 0 AS typlen, \
+           0 AS typbyval, '' AS typtype, '' AS typcategory, 0 AS typispreferred, 0 AS typisdefined, \
+           '' AS typdelim, 0 AS typrelid, 0 AS typelem, 0 AS typarray, '' AS typinput, '' AS typoutput, \
+           '' AS typreceive, '' AS typsend, '' AS typalign, '' AS typstorage, 0 AS typnotnull, \
+           0 AS typbasetype, 0 AS typtypmod, 0 AS typndims, 0 AS typcollation, NULL AS typdefault WHERE 0 \
            UNION ALL {})",
         rows.join(" UNION ALL ")
     )
@@ -413,11 +429,12 @@ pub(crate) fn rewrite(stmt: &str) -> Option<String> {
     let mut i = 0;
     while i < s.len() {
         let t = &s[i];
-        let qualified = is(Some(t), "pg_catalog")
-            && s.get(i + 1).is_some_and(|d| d.is_punct("."))
-            && !(i > 0 && (s[i - 1].is_punct(".") || s[i - 1].is_punct("::")));
+        let not_after = !(i > 0 && (s[i - 1].is_punct(".") || s[i - 1].is_punct("::")));
+        let dotted = s.get(i + 1).is_some_and(|d| d.is_punct(".")) && not_after;
+        let qualified = is(Some(t), "pg_catalog") && dotted;
+        let info = is(Some(t), "information_schema") && dotted;
         // pg_catalog.rel, or rel right after FROM / JOIN / a comma in FROM.
-        let (name_at, start) = if qualified {
+        let (name_at, start) = if qualified || info {
             (i + 2, t.start)
         } else if t.kind == Kind::Word
             && i > 0
@@ -430,8 +447,13 @@ pub(crate) fn rewrite(stmt: &str) -> Option<String> {
         if let Some(name_tok) = s.get(name_at) {
             let name = name_tok.text.to_ascii_lowercase();
             let call = s.get(name_at + 1).is_some_and(|n| n.is_punct("("));
+            let sql = if info {
+                information_schema::relation(&name)
+            } else {
+                relation(&name)
+            };
             if !call {
-                if let Some(sql) = relation(&name) {
+                if let Some(sql) = sql {
                     let next = s.get(name_at + 1);
                     let aliased = next.is_some_and(|n| {
                         n.kind == Kind::QuotedIdent
