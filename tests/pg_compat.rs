@@ -451,3 +451,33 @@ fn pgjdbc_lists_tables_and_columns() -> Result<()> {
     );
     Ok(())
 }
+
+/// SQLAlchemy 2's ORM and inspector through psycopg 3: `create_all`,
+/// inserts, a query, `drop_all`, `get_table_names`, `get_columns`.
+#[test]
+fn sqlalchemy_orm_and_inspector_through_psycopg() -> Result<()> {
+    let s = start(&[])?;
+    let out = std::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/clients/sqlalchemy_check.py"
+        ))
+        .arg(format!(
+            "postgresql+psycopg://test@127.0.0.1:{}/test",
+            s.port
+        ))
+        .output()
+        .expect("python3 with SQLAlchemy and psycopg must be installed (.ci/run does)");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(
+        text,
+        // hadr's numeric keeps the value, not the declared scale: 20, not 20.00.
+        "ids [1, 2] rich 20\n\
+         tables ['sa_account', 'sa_branch']\n\
+         columns [('id', 'INTEGER', False), ('branch_id', 'INTEGER', True), ('balance', 'NUMERIC(12, 2)', True)]\n\
+         after drop []\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}

@@ -145,6 +145,15 @@ pub fn register(conn: &Connection, user: &str) -> rusqlite::Result<()> {
         Ok(int_arg(ctx, 0).and_then(|oid| format_type(oid, int_arg(ctx, 1))))
     })?;
     conn.create_scalar_function("pg_table_is_visible", 1, fixed, |_| Ok(true))?;
+    conn.create_scalar_function("pg_type_is_visible", 1, fixed, |_| Ok(true))?;
+    conn.create_aggregate_function("array_agg", 1, fixed, ArrayAgg)?;
+    // psycopg's TypeInfo.fetch (SQLAlchemy asks for hstore at connect):
+    // a type hadr knows, or NULL.
+    conn.create_scalar_function("to_regtype", 1, fixed, |ctx| {
+        Ok(text_arg(ctx, 0)
+            .and_then(|n| PgType::from_name(&n))
+            .map(|t| i64::from(t.oid())))
+    })?;
     let owner = user.to_string();
     conn.create_scalar_function("pg_get_userbyid", 1, fixed, move |_| Ok(owner.clone()))?;
     conn.create_scalar_function("pg_encoding_to_char", 1, fixed, |_| Ok("UTF8"))?;
@@ -166,6 +175,7 @@ pub fn register(conn: &Connection, user: &str) -> rusqlite::Result<()> {
         ("pg_get_viewdef", 1),
         ("pg_get_viewdef", 2),
         ("pg_partition_ancestors", 1),
+        ("pg_get_serial_sequence", 2),
     ] {
         conn.create_scalar_function(name, args, fixed, |_| Ok(None::<String>))?;
     }
@@ -191,8 +201,63 @@ pub fn register(conn: &Connection, user: &str) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// `array_agg(x)`: the values as PostgreSQL's array text, `{a,b,"c d"}`
+/// (hadr has no array type; what clients read is this text).
+struct ArrayAgg;
+
+impl rusqlite::functions::Aggregate<Vec<Option<String>>, Option<String>> for ArrayAgg {
+    fn init(&self, _: &mut Context<'_>) -> rusqlite::Result<Vec<Option<String>>> {
+        Ok(Vec::new())
+    }
+
+    fn step(&self, ctx: &mut Context<'_>, acc: &mut Vec<Option<String>>) -> rusqlite::Result<()> {
+        acc.push(text_arg(ctx, 0));
+        Ok(())
+    }
+
+    fn finalize(
+        &self,
+        _: &mut Context<'_>,
+        acc: Option<Vec<Option<String>>>,
+    ) -> rusqlite::Result<Option<String>> {
+        Ok(acc.map(|items| array_text(&items)))
+    }
+}
+
+/// PostgreSQL's text form of a one-dimensional array.
+pub fn array_text(items: &[Option<String>]) -> String {
+    let element = |v: &Option<String>| match v {
+        None => "NULL".to_string(),
+        Some(s)
+            if s.is_empty()
+                || s.eq_ignore_ascii_case("null")
+                || s.chars()
+                    .any(|c| matches!(c, ',' | '{' | '}' | '"' | '\\') || c.is_whitespace()) =>
+        {
+            format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+        }
+        Some(s) => s.clone(),
+    };
+    format!(
+        "{{{}}}",
+        items.iter().map(element).collect::<Vec<_>>().join(",")
+    )
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn arrays_as_postgres_writes_them() {
+        let a = super::array_text(&[
+            Some("a".into()),
+            None,
+            Some("c d".into()),
+            Some("x\"y".into()),
+        ]);
+        assert_eq!(a, "{a,NULL,\"c d\",\"x\\\"y\"}");
+        assert_eq!(super::array_text(&[]), "{}");
+    }
+
     use super::*;
 
     #[test]

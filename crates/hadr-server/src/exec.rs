@@ -314,7 +314,10 @@ pub fn prepare(
                 .and_then(|t| t[i])
                 .or_else(|| c.decl_type().and_then(PgType::from_sqlite_decltype))
                 .or_else(|| {
-                    (tr.catalog && hadr_sql::is_bool_column(c.name())).then_some(PgType::Bool)
+                    // A catalog query's columns are typed by what they show.
+                    tr.catalog
+                        .then(|| hadr_sql::catalog_column_type(original, c.name()))
+                        .flatten()
                 })
                 .or_else(|| expr_type_guess(c.name()))
                 .or_else(|| aggregate_type(meta, c.name())),

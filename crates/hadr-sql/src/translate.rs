@@ -29,6 +29,8 @@ pub struct Translated {
 /// Translate one statement from PostgreSQL dialect to SQLite: `$N` → `?N`,
 /// `expr::type` → `CAST(expr AS type)`, plus parameter type hints.
 pub fn translate(stmt: &str) -> Result<Translated, SqlError> {
+    let derived = crate::derived::rewrite(stmt);
+    let stmt = derived.as_deref().unwrap_or(stmt);
     match crate::catalog::rewrite(stmt) {
         Some(text) => {
             let mut t = translate_plain(&text)?;

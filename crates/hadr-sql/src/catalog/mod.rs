@@ -25,7 +25,10 @@
 
 use crate::lexer::{string_value, tokenize, Kind, Token};
 
+mod columns;
 mod information_schema;
+
+pub use columns::column_type;
 
 /// hadr's own tables, never shown.
 pub(super) const HIDDEN: &str =
@@ -317,6 +320,17 @@ pub(crate) fn relation(name: &str) -> Option<String> {
         "pg_foreign_table" => empty(&["ftrelid", "ftserver", "ftoptions"]),
         "pg_auth_members" => empty(&["roleid", "member", "grantor", "admin_option"]),
         "pg_roles" | "pg_user" | "pg_authid" => roles(),
+        "pg_enum" => empty(&["oid", "enumtypid", "enumsortorder", "enumlabel"]),
+        "pg_sequence" => empty(&[
+            "seqrelid",
+            "seqtypid",
+            "seqstart",
+            "seqincrement",
+            "seqmax",
+            "seqmin",
+            "seqcache",
+            "seqcycle",
+        ]),
         _ => return None,
     })
 }
@@ -447,6 +461,13 @@ pub(crate) fn rewrite(stmt: &str) -> Option<String> {
         if let Some(name_tok) = s.get(name_at) {
             let name = name_tok.text.to_ascii_lowercase();
             let call = s.get(name_at + 1).is_some_and(|n| n.is_punct("("));
+            // pg_catalog.pg_class.relname: a column of the relation, which
+            // goes by its own name once replaced.
+            if (qualified || info) && s.get(name_at + 1).is_some_and(|n| n.is_punct(".")) {
+                edits.push((start, name_tok.start, String::new()));
+                i = name_at + 1;
+                continue;
+            }
             let sql = if info {
                 information_schema::relation(&name)
             } else {
@@ -503,13 +524,31 @@ pub(crate) fn rewrite(stmt: &str) -> Option<String> {
                 }
             }
         }
-        // = ANY (x): hadr has no arrays; one value is what x can be.
-        if t.is_punct("=")
-            && is(s.get(i + 1), "ANY")
-            && s.get(i + 2).is_some_and(|p| p.is_punct("("))
-        {
-            edits.push((t.start, s[i + 1].end(), " IN ".to_string()));
+        // = ANY (ARRAY[a, b]) is IN (a, b), <> ALL (ARRAY[…]) NOT IN;
+        // = ANY (x) of anything else: hadr has no arrays, so x is one value.
+        let any = t.is_punct("=") && is(s.get(i + 1), "ANY");
+        let all = (t.is_punct("!=") || t.is_punct("<>")) && is(s.get(i + 1), "ALL");
+        if (any || all) && s.get(i + 2).is_some_and(|p| p.is_punct("(")) {
+            let op = if any { " IN " } else { " NOT IN " };
+            let array = is(s.get(i + 3), "ARRAY") && s.get(i + 4).is_some_and(|b| b.is_punct("["));
+            if let (true, Some(close)) = (array, matching(&s, i + 2)) {
+                // ( ARRAY [ … ] ): the brackets go, the parentheses stay.
+                let rb = (i + 5..close).rev().find(|&k| s[k].is_punct("]"));
+                if let Some(rb) = rb {
+                    edits.push((t.start, s[i + 4].end(), format!("{op}(")));
+                    edits.push((s[rb].start, s[rb].end(), String::new()));
+                    i += 5;
+                    continue;
+                }
+            }
+            edits.push((t.start, s[i + 1].end(), op.to_string()));
             i += 2;
+            continue;
+        }
+        // json_build_object(…) is SQLite's json_object(…).
+        if is(Some(t), "json_build_object") && s.get(i + 1).is_some_and(|p| p.is_punct("(")) {
+            edits.push((t.start, t.end(), "json_object".to_string()));
+            i += 1;
             continue;
         }
         // OPERATOR(pg_catalog.~) and its negation.
