@@ -406,8 +406,9 @@ fn psql_describes_tables_indexes_views_and_keys() -> Result<()> {
     Ok(())
 }
 
-/// pgjdbc's `DatabaseMetaData.getTables` and `getColumns` (what database
-/// GUIs and JDBC tools call first) on a schema made with PostgreSQL DDL.
+/// pgjdbc's `DatabaseMetaData.getTables`, `getColumns` and
+/// `getPrimaryKeys` (what database GUIs and JDBC tools call first) on a
+/// schema made with PostgreSQL DDL.
 #[test]
 fn pgjdbc_lists_tables_and_columns() -> Result<()> {
     let s = start(&[])?;
@@ -445,7 +446,8 @@ fn pgjdbc_lists_tables_and_columns() -> Result<()> {
     assert_eq!(
         text,
         "tables [accounts TABLE][rich VIEW]\n\
-         columns [id int4 10 NO null][owner varchar 40 NO null][balance numeric 12 YES 0]\n",
+         columns [id int4 10 NO null][owner varchar 40 NO null][balance numeric 12 YES 0]\n\
+         pk [id 1 accounts_pkey]\n",
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -453,7 +455,8 @@ fn pgjdbc_lists_tables_and_columns() -> Result<()> {
 }
 
 /// SQLAlchemy 2's ORM and inspector through psycopg 3: `create_all`,
-/// inserts, a query, `drop_all`, `get_table_names`, `get_columns`.
+/// inserts, a query, `drop_all`, `get_table_names`, `get_columns`,
+/// `get_pk_constraint`, `get_foreign_keys`.
 #[test]
 fn sqlalchemy_orm_and_inspector_through_psycopg() -> Result<()> {
     let s = start(&[])?;
@@ -475,6 +478,8 @@ fn sqlalchemy_orm_and_inspector_through_psycopg() -> Result<()> {
         "ids [1, 2] rich 20\n\
          tables ['sa_account', 'sa_branch']\n\
          columns [('id', 'INTEGER', False), ('branch_id', 'INTEGER', True), ('balance', 'NUMERIC(12, 2)', True)]\n\
+         pk {'constrained_columns': ['id'], 'name': 'sa_account_pkey', 'comment': None}\n\
+         fk sa_account_branch_id_fkey ['branch_id'] sa_branch ['id']\n\
          after drop []\n",
         "{}",
         String::from_utf8_lossy(&out.stderr)

@@ -1,5 +1,5 @@
 // pgjdbc's DatabaseMetaData against hadr (tests/pg_compat.rs): prints what
-// getTables and getColumns return for the schema the test made, one line
+// getTables, getColumns and getPrimaryKeys return for the schema the test made, one line
 // each, or "error SQLSTATE message".
 import java.sql.*;
 
@@ -21,6 +21,7 @@ public class MetaCheck {
             DatabaseMetaData m = c.getMetaData();
             System.out.println("tables " + rows(m.getTables(null, "public", "%", new String[] {"TABLE", "VIEW"}), "TABLE_NAME", "TABLE_TYPE"));
             System.out.println("columns " + rows(m.getColumns(null, "public", "accounts", "%"), "COLUMN_NAME", "TYPE_NAME", "COLUMN_SIZE", "IS_NULLABLE", "COLUMN_DEF"));
+            System.out.println("pk " + rows(m.getPrimaryKeys(null, "public", "accounts"), "COLUMN_NAME", "KEY_SEQ", "PK_NAME"));
         } catch (SQLException e) {
             System.out.println("error " + e.getSQLState() + " " + e.getMessage());
         }

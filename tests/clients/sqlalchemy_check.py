@@ -1,6 +1,7 @@
 """SQLAlchemy 2 through psycopg 3 against hadr (tests/pg_compat.rs): ORM
 create_all, inserts (SQLAlchemy's multi-row "insertmanyvalues" form), a
-query, drop_all, and the inspector's table and column lists. Prints one line
+query, drop_all, and the inspector's tables, columns, primary and foreign
+keys (not its indexes yet: README §SQL). Prints one line
 per step for the test to compare."""
 import sys
 
@@ -37,5 +38,8 @@ with Session(engine) as s:
 i = inspect(engine)
 print("tables", sorted(i.get_table_names()))
 print("columns", [(c["name"], str(c["type"]), c["nullable"]) for c in i.get_columns("sa_account")])
+print("pk", i.get_pk_constraint("sa_account"))
+fk = i.get_foreign_keys("sa_account")[0]
+print("fk", fk["name"], fk["constrained_columns"], fk["referred_table"], fk["referred_columns"])
 Base.metadata.drop_all(engine)
 print("after drop", sorted(inspect(engine).get_table_names()))

@@ -292,6 +292,14 @@ pub fn encode(v: &Value, t: PgType, binary: bool) -> Result<Vec<u8>, PgError> {
             let micros = parse_time(&as_text(v)).ok_or_else(|| bad(t, v))?;
             micros.to_be_bytes().to_vec()
         }
+        // hadr keeps these as PostgreSQL's text form only (catalog
+        // queries); their binary form is not built.
+        PgType::TextArray | PgType::Int2Vector => {
+            return Err(PgError::new(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                format!("hadr sends {} in text format only", t.name()),
+            ))
+        }
         _ => as_text(v).into_bytes(),
     })
 }

@@ -41,10 +41,16 @@ pub enum PgType {
     Uuid,
     /// `unknown` (an untyped literal or parameter).
     Unknown,
+    /// `text[]`: only what catalog queries' `array_agg` makes, in
+    /// PostgreSQL's array text (crates/hadr-sql/src/catalog/columns.rs).
+    TextArray,
+    /// `int2vector` (`pg_index.indkey`, `indoption`): numbers separated
+    /// by spaces.
+    Int2Vector,
 }
 
 /// Every variant, for table-driven lookups and tests.
-const ALL: [PgType; 19] = [
+const ALL: [PgType; 21] = [
     PgType::Bool,
     PgType::Int2,
     PgType::Int4,
@@ -64,6 +70,8 @@ const ALL: [PgType; 19] = [
     PgType::Jsonb,
     PgType::Uuid,
     PgType::Unknown,
+    PgType::TextArray,
+    PgType::Int2Vector,
 ];
 
 impl PgType {
@@ -89,6 +97,8 @@ impl PgType {
             PgType::Numeric => 1700,
             PgType::Uuid => 2950,
             PgType::Jsonb => 3802,
+            PgType::TextArray => 1009,
+            PgType::Int2Vector => 22,
         }
     }
 
@@ -119,6 +129,8 @@ impl PgType {
             PgType::Jsonb => "jsonb",
             PgType::Uuid => "uuid",
             PgType::Unknown => "unknown",
+            PgType::TextArray => "_text",
+            PgType::Int2Vector => "int2vector",
         }
     }
 
@@ -185,6 +197,8 @@ impl PgType {
             "jsonb" => PgType::Jsonb,
             "uuid" => PgType::Uuid,
             "unknown" => PgType::Unknown,
+            "_text" => PgType::TextArray,
+            "int2vector" => PgType::Int2Vector,
             _ => return None,
         };
         Some(t)
@@ -246,7 +260,9 @@ impl PgType {
             | PgType::Json
             | PgType::Jsonb
             | PgType::Uuid
-            | PgType::Unknown => "TEXT",
+            | PgType::Unknown
+            | PgType::TextArray
+            | PgType::Int2Vector => "TEXT",
         }
     }
 }

@@ -63,7 +63,12 @@ const INTS: &[&str] = &[
 /// The PostgreSQL type of a catalog column named `name`, if known.
 pub fn catalog_column_type(name: &str) -> Option<PgType> {
     let n = name.to_ascii_lowercase();
-    if super::is_bool_column(&n) {
+    if matches!(
+        n.as_str(),
+        "indkey" | "indoption" | "indclass" | "indcollation"
+    ) {
+        Some(PgType::Int2Vector)
+    } else if super::is_bool_column(&n) {
         Some(PgType::Bool)
     } else if INTS.contains(&n.as_str()) {
         Some(PgType::Int8)
@@ -103,6 +108,9 @@ fn aliased(sql: &str, name: &str) -> Option<Option<PgType>> {
                 let expr = &item[..item.len() - 2];
                 if expr.first().is_some_and(|t| t.is_kw("NOT")) {
                     return Some(Some(PgType::Bool));
+                }
+                if expr.first().is_some_and(|t| t.is_kw("array_agg")) {
+                    return Some(Some(PgType::TextArray));
                 }
                 return Some(match expr.last() {
                     Some(t) if t.kind == Kind::Word => catalog_column_type(t.text),

@@ -23,12 +23,13 @@
 //! Booleans come out as 1/0, which SQLite's conditions need; the server
 //! announces the known boolean catalog columns as bool ([`is_bool_column`]).
 
-use crate::lexer::{string_value, tokenize, Kind, Token};
-
 mod columns;
 mod information_schema;
+mod keys;
+mod query;
 
 pub use columns::column_type;
+pub(crate) use query::rewrite;
 
 /// hadr's own tables, never shown.
 pub(super) const HIDDEN: &str =
@@ -38,7 +39,7 @@ pub(super) const HIDDEN: &str =
 /// Every index, SQLite's automatic ones under PostgreSQL's names
 /// (`t_pkey`, `t_a_key`), plus the primary key of a table whose key is its
 /// rowid (SQLite keeps no index for it).
-fn indexes() -> String {
+pub(super) fn indexes() -> String {
     format!(
         "SELECT s.name AS tbl, il.name AS sqlite_name, \
            CASE il.origin WHEN 'pk' THEN s.name || '_pkey' \
@@ -67,7 +68,7 @@ fn namespace() -> String {
         .to_string()
 }
 
-fn class() -> String {
+pub(super) fn class() -> String {
     let common =
         "0 AS reltype, 0 AS reloftype, 10 AS relowner, 0 AS relfilenode, 0 AS reltablespace, \
         0 AS relpages, -1 AS reltuples, 0 AS relallvisible, 0 AS reltoastrelid, 0 AS relisshared, \
@@ -93,13 +94,16 @@ fn class() -> String {
     )
 }
 
-fn index() -> String {
+pub(super) fn index() -> String {
     format!(
         "SELECT CAST(hadr_oid(x.name) AS INTEGER) AS indexrelid, CAST(hadr_oid(x.tbl) AS INTEGER) AS indrelid, x.ncols AS indnatts, \
            x.ncols AS indnkeyatts, x.isunique AS indisunique, x.isprimary AS indisprimary, \
            0 AS indisexclusion, 1 AS indimmediate, 0 AS indisclustered, 1 AS indisvalid, \
            0 AS indcheckxmin, 1 AS indisready, 1 AS indislive, 0 AS indisreplident, \
            0 AS indnullsnotdistinct, \
+           substr('0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0', 1, 2 * x.ncols - 1) AS indoption, \
+           substr('0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0', 1, 2 * x.ncols - 1) AS indcollation, \
+           substr('0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0', 1, 2 * x.ncols - 1) AS indclass, \
            x.indkey AS indkey, NULL AS indexprs, NULL AS indpred, \
            'CREATE ' || CASE WHEN x.isunique THEN 'UNIQUE ' ELSE '' END || 'INDEX ' || x.name || \
            ' ON public.' || x.tbl || ' USING btree (' || coalesce(x.cols, '') || ')' AS indexdef \
@@ -157,7 +161,7 @@ fn both_forms(parenthesised: &str) -> String {
     format!("{}, {}", quoted(parenthesised), quoted(inner))
 }
 
-fn constraint() -> String {
+pub(super) fn constraint() -> String {
     format!(
         "SELECT CAST(hadr_oid(x.name) AS INTEGER) AS oid, x.name AS conname, 2200 AS connamespace, \
            CASE WHEN x.isprimary THEN 'p' ELSE 'u' END AS contype, 0 AS condeferrable, 0 AS condeferred, \
@@ -262,6 +266,16 @@ fn empty(columns: &[&str]) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     )
+}
+
+/// The SQL of catalog relation `name`, one row per key column where the
+/// query expands key arrays (`expand`; see keys.rs).
+pub(super) fn relation_for(name: &str, expand: bool) -> Option<String> {
+    match (name, expand) {
+        ("pg_constraint", true) => Some(keys::constraint_keys()),
+        ("pg_index", true) => Some(keys::index_keys()),
+        _ => relation(name),
+    }
 }
 
 /// The SQL of catalog relation `name` (lowercase), if hadr has it.
@@ -380,483 +394,4 @@ pub fn is_bool_column(name: &str) -> bool {
         "tgisinternal",
     ];
     BOOLS.contains(&name)
-}
-
-fn solid<'a>(toks: &[Token<'a>]) -> Vec<Token<'a>> {
-    toks.iter().filter(|t| !t.is_trivia()).copied().collect()
-}
-
-/// Words after a relation that are not its alias.
-const NOT_ALIAS: &[&str] = &[
-    "WHERE",
-    "JOIN",
-    "LEFT",
-    "RIGHT",
-    "INNER",
-    "OUTER",
-    "CROSS",
-    "FULL",
-    "NATURAL",
-    "ON",
-    "USING",
-    "GROUP",
-    "ORDER",
-    "LIMIT",
-    "OFFSET",
-    "UNION",
-    "EXCEPT",
-    "INTERSECT",
-    "HAVING",
-    "WINDOW",
-];
-
-fn matching(s: &[Token<'_>], open: usize) -> Option<usize> {
-    let mut depth = 0usize;
-    for (i, t) in s.iter().enumerate().skip(open) {
-        if t.is_punct("(") {
-            depth += 1;
-        } else if t.is_punct(")") {
-            depth = depth.checked_sub(1)?;
-            if depth == 0 {
-                return Some(i);
-            }
-        }
-    }
-    None
-}
-
-/// Whether `t` is the word `w` (any case).
-fn is(t: Option<&Token<'_>>, w: &str) -> bool {
-    t.is_some_and(|t| t.kind == Kind::Word && t.text.eq_ignore_ascii_case(w))
-}
-
-/// `stmt` with its catalog references rewritten for SQLite; None when it
-/// names no catalog and uses none of the catalog-query forms.
-pub(crate) fn rewrite(stmt: &str) -> Option<String> {
-    let toks = tokenize(stmt);
-    let s = solid(&toks);
-    if let Some(none) = never_rows(stmt, &s) {
-        return Some(none);
-    }
-    // (start byte, end byte, replacement)
-    let mut edits: Vec<(usize, usize, String)> = Vec::new();
-    let mut i = 0;
-    while i < s.len() {
-        let t = &s[i];
-        let not_after = !(i > 0 && (s[i - 1].is_punct(".") || s[i - 1].is_punct("::")));
-        let dotted = s.get(i + 1).is_some_and(|d| d.is_punct(".")) && not_after;
-        let qualified = is(Some(t), "pg_catalog") && dotted;
-        let info = is(Some(t), "information_schema") && dotted;
-        // pg_catalog.rel, or rel right after FROM / JOIN / a comma in FROM.
-        let (name_at, start) = if qualified || info {
-            (i + 2, t.start)
-        } else if t.kind == Kind::Word
-            && i > 0
-            && (is(s.get(i - 1), "FROM") || is(s.get(i - 1), "JOIN"))
-        {
-            (i, t.start)
-        } else {
-            (usize::MAX, 0)
-        };
-        if let Some(name_tok) = s.get(name_at) {
-            let name = name_tok.text.to_ascii_lowercase();
-            let call = s.get(name_at + 1).is_some_and(|n| n.is_punct("("));
-            // pg_catalog.pg_class.relname: a column of the relation, which
-            // goes by its own name once replaced.
-            if (qualified || info) && s.get(name_at + 1).is_some_and(|n| n.is_punct(".")) {
-                edits.push((start, name_tok.start, String::new()));
-                i = name_at + 1;
-                continue;
-            }
-            let sql = if info {
-                information_schema::relation(&name)
-            } else {
-                relation(&name)
-            };
-            if !call {
-                if let Some(sql) = sql {
-                    let next = s.get(name_at + 1);
-                    let aliased = next.is_some_and(|n| {
-                        n.kind == Kind::QuotedIdent
-                            || (n.kind == Kind::Word
-                                && !NOT_ALIAS.iter().any(|w| n.text.eq_ignore_ascii_case(w)))
-                    });
-                    let text = if aliased {
-                        format!("({sql})")
-                    } else {
-                        format!("({sql}) AS {name}")
-                    };
-                    edits.push((start, name_tok.end(), text));
-                    i = name_at + 1;
-                    continue;
-                }
-            } else if qualified {
-                if let Some((end, text)) = function(stmt, &s, name_at) {
-                    edits.push((start, s[end].end(), text));
-                    i = end + 1;
-                    continue;
-                }
-            }
-        }
-        // ARRAY(SELECT x FROM …): the values as PostgreSQL's array text.
-        if is(Some(t), "ARRAY")
-            && s.get(i + 1).is_some_and(|p| p.is_punct("("))
-            && is(s.get(i + 2), "SELECT")
-        {
-            if let Some(close) = matching(&s, i + 1) {
-                let from = (i + 3..close)
-                    .find(|&k| is(s.get(k), "FROM") && matching_depth(&s, i + 1, k) == 1);
-                if let Some(from) = from.filter(|&f| f > i + 3) {
-                    // What is inside is rewritten in its own right.
-                    let inner = |a: usize, b: usize| {
-                        let text = &stmt[s[a].start..s[b].end()];
-                        rewrite(text).unwrap_or_else(|| text.to_string())
-                    };
-                    let expr = inner(i + 3, from - 1);
-                    let rest = inner(from, close - 1);
-                    edits.push((
-                        t.start,
-                        s[close].end(),
-                        format!("(SELECT '{{' || coalesce(group_concat({expr}, ','), '') || '}}' {rest})"),
-                    ));
-                    i = close + 1;
-                    continue;
-                }
-            }
-        }
-        // = ANY (ARRAY[a, b]) is IN (a, b), <> ALL (ARRAY[…]) NOT IN;
-        // = ANY (x) of anything else: hadr has no arrays, so x is one value.
-        let any = t.is_punct("=") && is(s.get(i + 1), "ANY");
-        let all = (t.is_punct("!=") || t.is_punct("<>")) && is(s.get(i + 1), "ALL");
-        if (any || all) && s.get(i + 2).is_some_and(|p| p.is_punct("(")) {
-            let op = if any { " IN " } else { " NOT IN " };
-            let array = is(s.get(i + 3), "ARRAY") && s.get(i + 4).is_some_and(|b| b.is_punct("["));
-            if let (true, Some(close)) = (array, matching(&s, i + 2)) {
-                // ( ARRAY [ … ] ): the brackets go, the parentheses stay.
-                let rb = (i + 5..close).rev().find(|&k| s[k].is_punct("]"));
-                if let Some(rb) = rb {
-                    edits.push((t.start, s[i + 4].end(), format!("{op}(")));
-                    edits.push((s[rb].start, s[rb].end(), String::new()));
-                    i += 5;
-                    continue;
-                }
-            }
-            edits.push((t.start, s[i + 1].end(), op.to_string()));
-            i += 2;
-            continue;
-        }
-        // json_build_object(…) is SQLite's json_object(…).
-        if is(Some(t), "json_build_object") && s.get(i + 1).is_some_and(|p| p.is_punct("(")) {
-            edits.push((t.start, t.end(), "json_object".to_string()));
-            i += 1;
-            continue;
-        }
-        // OPERATOR(pg_catalog.~) and its negation.
-        if is(Some(t), "OPERATOR") && s.get(i + 1).is_some_and(|p| p.is_punct("(")) {
-            if let Some(close) = matching(&s, i + 1) {
-                let op: String = s[i + 2..close].iter().map(|x| x.text).collect();
-                let regexp = match op.trim_start_matches("pg_catalog.") {
-                    "~" => Some(" REGEXP "),
-                    "!~" => Some(" NOT REGEXP "),
-                    _ => None,
-                };
-                if let Some(r) = regexp {
-                    edits.push((t.start, s[close].end(), r.to_string()));
-                    i = close + 1;
-                    continue;
-                }
-            }
-        }
-        // a ~ b, a !~ b (not SQLite's unary ~).
-        if t.kind == Kind::Op && (t.text == "~" || t.text == "!~") && i > 0 {
-            let p = &s[i - 1];
-            const KEYWORDS: &[&str] = &[
-                "SELECT",
-                "WHERE",
-                "AND",
-                "OR",
-                "NOT",
-                "ON",
-                "WHEN",
-                "THEN",
-                "ELSE",
-                "CASE",
-                "SET",
-                "BY",
-                "HAVING",
-                "RETURNING",
-                "VALUES",
-                "IN",
-                "IS",
-                "LIKE",
-                "AS",
-                "DISTINCT",
-            ];
-            let keyword =
-                p.kind == Kind::Word && KEYWORDS.iter().any(|k| p.text.eq_ignore_ascii_case(k));
-            let operand = matches!(
-                p.kind,
-                Kind::Word | Kind::QuotedIdent | Kind::Str | Kind::Number
-            ) || p.is_punct(")");
-            if operand && !keyword {
-                let r = if t.text == "~" {
-                    " REGEXP "
-                } else {
-                    " NOT REGEXP "
-                };
-                edits.push((t.start, t.end(), r.to_string()));
-                i += 1;
-                continue;
-            }
-        }
-        // COLLATE pg_catalog.default / COLLATE "default".
-        if is(Some(t), "COLLATE") {
-            let dflt = |k: usize| {
-                s.get(k).is_some_and(|x| {
-                    x.text.eq_ignore_ascii_case("default") || x.text == "\"default\""
-                })
-            };
-            if is(s.get(i + 1), "pg_catalog")
-                && s.get(i + 2).is_some_and(|d| d.is_punct("."))
-                && dflt(i + 3)
-            {
-                edits.push((t.start, s[i + 3].end(), String::new()));
-                i += 4;
-                continue;
-            }
-            if dflt(i + 1) {
-                edits.push((t.start, s[i + 1].end(), String::new()));
-                i += 2;
-                continue;
-            }
-        }
-        // x::regclass and its kind.
-        if t.is_punct("::") {
-            let mut k = i + 1;
-            if is(s.get(k), "pg_catalog") && s.get(k + 1).is_some_and(|d| d.is_punct(".")) {
-                k += 2;
-            }
-            let ty = s
-                .get(k)
-                .map(|x| x.text.to_ascii_lowercase())
-                .unwrap_or_default();
-            // A parameter keeps its cast (and its error: no type to send).
-            let param = i > 0 && s[i - 1].kind == Kind::Param;
-            if matches!(
-                ty.as_str(),
-                "regclass" | "regtype" | "regnamespace" | "regproc" | "oid"
-            ) && i > 0
-                && !param
-            {
-                let (from, operand) = operand_before(stmt, &s, i);
-                let literal = s[i - 1].kind == Kind::Str && from == i - 1;
-                let text = match (ty.as_str(), literal) {
-                    ("oid", _) => format!("CAST({operand} AS INTEGER)"),
-                    ("regclass", true) => {
-                        let v = string_value(&s[i - 1]);
-                        if v.bytes().all(|b| b.is_ascii_digit()) && !v.is_empty() {
-                            v
-                        } else {
-                            format!("hadr_oid({operand})")
-                        }
-                    }
-                    ("regclass", false) => format!(
-                        "(SELECT hadr_c.hadr_name FROM (SELECT oid AS hadr_key, relname AS hadr_name FROM ({})) hadr_c \
-                         WHERE hadr_c.hadr_key = ({operand}))",
-                        class()
-                    ),
-                    ("regtype", _) => format!("format_type({operand}, NULL)"),
-                    ("regnamespace", _) => "'public'".to_string(),
-                    _ => operand.to_string(),
-                };
-                edits.push((s[from].start, s[k].end(), text));
-                i = k + 1;
-                continue;
-            }
-        }
-        i += 1;
-    }
-    if edits.is_empty() {
-        return None;
-    }
-    // Edits can overlap only where one starts inside an earlier one's
-    // range (a cast whose operand was already replaced): keep the first.
-    edits.sort_by_key(|e| e.0);
-    let mut out = String::with_capacity(stmt.len() * 2);
-    let mut at = 0;
-    for (a, b, text) in edits {
-        if a < at {
-            continue;
-        }
-        out.push_str(&stmt[at..a]);
-        out.push_str(&text);
-        at = b;
-    }
-    out.push_str(&stmt[at..]);
-    Some(out)
-}
-
-/// Catalogs of things hadr never has (publications, PostgreSQL-style
-/// triggers): a query that reads
-/// one (psql's publication footer, with array subscripts and casts SQLite
-/// cannot parse) is answered with no rows and its first SELECT's number
-/// of columns.
-fn never_rows(stmt: &str, s: &[Token<'_>]) -> Option<String> {
-    // pg_trigger: SQLite's triggers are not PostgreSQL's (no trigger
-    // functions); psql reads it with WITH ORDINALITY, which SQLite lacks.
-    const NEVER: &[&str] = &[
-        "pg_publication",
-        "pg_publication_rel",
-        "pg_publication_namespace",
-        "pg_trigger",
-    ];
-    if !s
-        .iter()
-        .any(|t| NEVER.iter().any(|n| t.text.eq_ignore_ascii_case(n)))
-    {
-        return None;
-    }
-    let select = s.iter().position(|t| is(Some(t), "SELECT"))?;
-    let mut depth = 0i32;
-    let mut columns = 1;
-    for t in &s[select + 1..] {
-        if t.is_punct("(") {
-            depth += 1;
-        } else if t.is_punct(")") {
-            depth -= 1;
-        } else if depth == 0 && t.is_punct(",") {
-            columns += 1;
-        } else if depth == 0 && is(Some(t), "FROM") {
-            break;
-        }
-    }
-    let _ = stmt;
-    let cols: Vec<String> = (1..=columns).map(|i| format!("NULL AS c{i}")).collect();
-    Some(format!("SELECT {} WHERE 0", cols.join(", ")))
-}
-
-/// The operand a `::` at `s[colons]` applies to: its first token and text.
-fn operand_before<'a>(stmt: &'a str, s: &[Token<'_>], colons: usize) -> (usize, &'a str) {
-    let mut k = colons - 1;
-    if s[k].is_punct(")") {
-        // A parenthesised expression: back to its opening.
-        let mut depth = 0usize;
-        loop {
-            if s[k].is_punct(")") {
-                depth += 1;
-            } else if s[k].is_punct("(") {
-                depth -= 1;
-                if depth == 0 {
-                    break;
-                }
-            }
-            if k == 0 {
-                break;
-            }
-            k -= 1;
-        }
-    } else {
-        // a.b.c
-        while k >= 2
-            && s[k - 1].is_punct(".")
-            && matches!(s[k - 2].kind, Kind::Word | Kind::QuotedIdent)
-        {
-            k -= 2;
-        }
-    }
-    (k, &stmt[s[k].start..s[colons - 1].end()])
-}
-
-/// `pg_catalog.f(…)` at `s[name]` that needs a look-up: (index of its
-/// closing parenthesis, replacement).
-fn function(stmt: &str, s: &[Token<'_>], name: usize) -> Option<(usize, String)> {
-    let f = s[name].text.to_ascii_lowercase();
-    let close = matching(s, name + 1)?;
-    let first_end = (name + 2..close)
-        .find(|&k| s[k].is_punct(",") && matching_depth(s, name + 1, k) == 1)
-        .unwrap_or(close);
-    let arg = if first_end > name + 2 {
-        let text = &stmt[s[name + 2].start..s[first_end - 1].end()];
-        rewrite(text).unwrap_or_else(|| text.to_string())
-    } else {
-        "NULL".to_string()
-    };
-    let text = match f.as_str() {
-        // The look-ups' own columns are renamed, so that an unqualified
-        // argument (`pg_get_constraintdef(oid)`) still means the caller's.
-        "pg_get_indexdef" => format!(
-            "(SELECT hadr_i.hadr_def FROM (SELECT indexrelid AS hadr_key, indexdef AS hadr_def FROM ({})) hadr_i \
-             WHERE hadr_i.hadr_key = ({arg}))",
-            index()
-        ),
-        "pg_get_constraintdef" => format!(
-            "(SELECT hadr_k.hadr_def FROM (SELECT oid AS hadr_key, condef AS hadr_def FROM ({})) hadr_k \
-             WHERE hadr_k.hadr_key = ({arg}))",
-            constraint()
-        ),
-        "pg_get_expr" => format!("({arg})"),
-        // In FROM: the relation itself (hadr has no partitions).
-        "pg_partition_ancestors" => format!("(SELECT CAST({arg} AS INTEGER) AS relid)"),
-        // hadr has no arrays: what psql unnests (reloptions) is always NULL.
-        "unnest" => {
-            let alias = s
-                .get(close + 1)
-                .filter(|t| matches!(t.kind, Kind::Word | Kind::QuotedIdent))
-                .map_or("unnest", |t| t.text);
-            format!("(SELECT NULL AS {alias} WHERE 0)")
-        }
-        _ => return None,
-    };
-    Some((close, text))
-}
-
-/// Parenthesis depth at `s[at]`, counting from the `(` at `open`.
-fn matching_depth(s: &[Token<'_>], open: usize, at: usize) -> usize {
-    s[open..at].iter().fold(0usize, |d, t| {
-        if t.is_punct("(") {
-            d + 1
-        } else if t.is_punct(")") {
-            d.saturating_sub(1)
-        } else {
-            d
-        }
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn relations_become_subqueries_with_their_alias() {
-        let out = rewrite("SELECT c.relname FROM pg_catalog.pg_class c LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace").unwrap();
-        assert!(
-            out.starts_with(
-                "SELECT c.relname FROM (SELECT CAST(hadr_oid(s.name) AS INTEGER) AS oid"
-            ),
-            "{out}"
-        );
-        assert!(out.contains(") c LEFT JOIN (SELECT 2200 AS oid"), "{out}");
-        let out = rewrite("SELECT typname FROM pg_type WHERE oid = 23").unwrap();
-        assert!(out.contains(") AS pg_type WHERE oid = 23"), "{out}");
-        assert_eq!(rewrite("SELECT * FROM users"), None);
-    }
-
-    #[test]
-    fn operators_collations_and_casts() {
-        let out = rewrite("SELECT 1 WHERE x OPERATOR(pg_catalog.~) '^(t)$' COLLATE pg_catalog.default AND n !~ '^pg_'").unwrap();
-        assert_eq!(
-            out,
-            "SELECT 1 WHERE x  REGEXP  '^(t)$'  AND n  NOT REGEXP  '^pg_'"
-        );
-        assert_eq!(rewrite("SELECT ~5"), None);
-        let out = rewrite("SELECT '16384'::pg_catalog.regclass, 't'::regclass, x::pg_catalog.oid")
-            .unwrap();
-        assert_eq!(out, "SELECT 16384, hadr_oid('t'), CAST(x AS INTEGER)");
-        let out = rewrite("SELECT pg_catalog.pg_get_indexdef(i.indexrelid, 0, true)").unwrap();
-        assert!(
-            out.contains("WHERE hadr_i.hadr_key = (i.indexrelid))"),
-            "{out}"
-        );
-    }
 }
