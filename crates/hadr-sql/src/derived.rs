@@ -27,6 +27,14 @@ fn close_of(s: &[Token<'_>], open: usize) -> Option<usize> {
 
 /// `stmt` with each `(VALUES …) AS alias(names)` rewritten; None if it has none.
 pub(crate) fn rewrite(stmt: &str) -> Option<String> {
+    // Most statements have no VALUES list in FROM: skip the tokenizing.
+    if !stmt
+        .as_bytes()
+        .windows(6)
+        .any(|w| w.eq_ignore_ascii_case(b"values"))
+    {
+        return None;
+    }
     let toks = tokenize(stmt);
     let s = solid(&toks);
     let mut out = String::new();
