@@ -372,7 +372,7 @@ async fn the_functions_exist_on_a_standby() -> Result<()> {
 
 /// psql's describing meta-commands (`\dt \d \di \dv \dn \l \du \d NAME \d+
 /// NAME \x`) on a schema made with PostgreSQL DDL, compared with
-/// tests/psql/describe.out (crates/hadr-sql/src/catalog.rs answers the
+/// tests/psql/describe.out (crates/hadr-sql/src/catalog/ answers the
 /// catalog queries psql sends). `HADR_BLESS=1` rewrites the expected file
 /// after a deliberate change; read the diff before committing it.
 #[test]

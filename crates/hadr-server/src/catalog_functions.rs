@@ -1,7 +1,7 @@
 //! The functions PostgreSQL's catalog queries call that need no look-up,
 //! registered on every session's connection beside
 //! crates/hadr-server/src/pg_functions.rs: the OIDs and type facts the
-//! catalog relations of crates/hadr-sql/src/catalog.rs are computed with
+//! catalog relations of crates/hadr-sql/src/catalog/ are computed with
 //! (`hadr_oid`, `hadr_type_oid`, `hadr_typmod`), `regexp()` behind SQLite's
 //! REGEXP operator (psql's `~`), and `pg_table_is_visible`, `format_type`,
 //! `pg_get_userbyid`, `pg_encoding_to_char`, `obj_description`…

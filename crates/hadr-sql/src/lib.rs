@@ -9,7 +9,12 @@
 //! - [`classify`] a statement for command tags and transaction control, and
 //!   build its [`command_tag`];
 //! - tell the [`result_column_types`] a statement's text determines;
-//! - parse the role statements hadr runs itself ([`RoleStatement`]);
+//! - parse the role statements hadr runs itself ([`RoleStatement`]) and the
+//!   COPY statements it carries out ([`CopyStatement`]);
+//! - plan the `ALTER TABLE` forms SQLite lacks as a table rebuild
+//!   ([`TableRebuild`], [`edit_create`]);
+//! - answer PostgreSQL's catalogs as subqueries over SQLite's schema
+//!   (inside [`translate`]; [`catalog_column_type`] types their columns);
 //! - map PostgreSQL type names, OIDs and SQLite declared types with [`PgType`].
 //!
 //! Every public function accepts arbitrary input without panicking.

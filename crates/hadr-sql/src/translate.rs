@@ -21,7 +21,7 @@ pub struct Translated {
     /// An `ALTER TABLE` SQLite carries out only by rebuilding the table
     /// (crates/hadr-sql/src/alter.rs); `sql` is then not for SQLite.
     pub rebuild: Option<crate::alter::TableRebuild>,
-    /// The statement reads PostgreSQL's catalogs (crates/hadr-sql/src/catalog.rs):
+    /// The statement reads PostgreSQL's catalogs (crates/hadr-sql/src/catalog/):
     /// its boolean catalog columns are announced as bool.
     pub catalog: bool,
 }
