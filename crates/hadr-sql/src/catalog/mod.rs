@@ -124,8 +124,45 @@ fn attribute() -> String {
            '' AS attgenerated, '' AS attcompression, 0 AS attisdropped, 1 AS attislocal, 0 AS attinhcount, 0 AS attcollation, \
            NULL AS attacl, NULL AS attoptions, NULL AS attfdwoptions, NULL AS attmissingval \
          FROM sqlite_schema s, pragma_table_info(s.name) p \
-         WHERE s.type IN ('table', 'view') AND {HIDDEN}"
+         WHERE s.type IN ('table', 'view') AND {HIDDEN} \
+         UNION ALL \
+         SELECT CAST(hadr_oid(k.idx) AS INTEGER), k.name, hadr_type_oid(k.type), -1, -1, k.ord, 0, -1, \
+           hadr_typmod(k.type), 0, 'p', 'i', 0, 0, 0, '', '', '', 0, 1, 0, 0, NULL, NULL, NULL, NULL \
+         FROM ({index_columns}) k",
+        index_columns = index_columns()
     )
+}
+
+/// The columns of every index, as `pg_attribute` lists an index's own:
+/// (index name, column name, its declared type, position from 1).
+fn index_columns() -> String {
+    format!(
+        "SELECT x.name AS idx, ii.name AS name, \
+           (SELECT p.type FROM pragma_table_info(x.tbl) p WHERE p.cid = ii.cid) AS type, ii.seqno + 1 AS ord \
+         FROM ({idx}) x, pragma_index_info(x.sqlite_name) ii WHERE x.sqlite_name IS NOT NULL \
+         UNION ALL \
+         SELECT x.name, p.name, p.type, 1 FROM ({idx}) x, pragma_table_info(x.tbl) p \
+         WHERE x.sqlite_name IS NULL AND p.pk > 0",
+        idx = indexes()
+    )
+}
+
+/// `pg_get_indexdef(index, column, pretty)`: the index's definition for
+/// column 0, else that column's name.
+pub(super) fn indexdef_lookup(index_oid: &str, column: Option<&str>) -> String {
+    let def = format!(
+        "(SELECT hadr_i.hadr_def FROM (SELECT indexrelid AS hadr_key, indexdef AS hadr_def FROM ({})) hadr_i \
+         WHERE hadr_i.hadr_key = ({index_oid}))",
+        index()
+    );
+    match column {
+        None | Some("0") => def,
+        Some(c) => format!(
+            "CASE WHEN ({c}) = 0 THEN {def} ELSE (SELECT hadr_ic.name FROM ({}) hadr_ic \
+             WHERE CAST(hadr_oid(hadr_ic.idx) AS INTEGER) = ({index_oid}) AND hadr_ic.ord = ({c})) END",
+            index_columns()
+        ),
+    }
 }
 
 fn attrdef() -> String {

@@ -2,7 +2,7 @@
 //! runs: each catalog relation becomes its subquery (the parent module),
 //! and the PostgreSQL-only forms such queries use become SQLite's.
 
-use super::{class, constraint, index, information_schema, keys, relation_for};
+use super::{class, constraint, information_schema, keys, relation_for};
 use crate::lexer::{string_value, tokenize, Kind, Token};
 
 fn solid<'a>(toks: &[Token<'a>]) -> Vec<Token<'a>> {
@@ -522,6 +522,16 @@ fn function(stmt: &str, s: &[Token<'_>], name: usize) -> Option<(usize, String)>
     let first_end = (name + 2..close)
         .find(|&k| s[k].is_punct(",") && matching_depth(s, name + 1, k) == 1)
         .unwrap_or(close);
+    // The second argument, if any (pg_get_indexdef's column number).
+    let second = (first_end < close)
+        .then(|| {
+            let from = first_end + 1;
+            let to = (from..close)
+                .find(|&k| s[k].is_punct(",") && matching_depth(s, name + 1, k) == 1)
+                .unwrap_or(close);
+            (to > from).then(|| stmt[s[from].start..s[to - 1].end()].trim().to_string())
+        })
+        .flatten();
     let arg = if first_end > name + 2 {
         let text = &stmt[s[name + 2].start..s[first_end - 1].end()];
         rewrite(text).unwrap_or_else(|| text.to_string())
@@ -531,11 +541,7 @@ fn function(stmt: &str, s: &[Token<'_>], name: usize) -> Option<(usize, String)>
     let text = match f.as_str() {
         // The look-ups' own columns are renamed, so that an unqualified
         // argument (`pg_get_constraintdef(oid)`) still means the caller's.
-        "pg_get_indexdef" => format!(
-            "(SELECT hadr_i.hadr_def FROM (SELECT indexrelid AS hadr_key, indexdef AS hadr_def FROM ({})) hadr_i \
-             WHERE hadr_i.hadr_key = ({arg}))",
-            index()
-        ),
+        "pg_get_indexdef" => super::indexdef_lookup(&arg, second.as_deref()),
         "pg_get_constraintdef" => format!(
             "(SELECT hadr_k.hadr_def FROM (SELECT oid AS hadr_key, condef AS hadr_def FROM ({})) hadr_k \
              WHERE hadr_k.hadr_key = ({arg}))",
@@ -591,7 +597,9 @@ mod tests {
 
     #[test]
     fn ordinary_statements_are_not_tokenized_twice() {
-        assert!(!may_need("SELECT abalance FROM pgbench_accounts WHERE aid = $1"));
+        assert!(!may_need(
+            "SELECT abalance FROM pgbench_accounts WHERE aid = $1"
+        ));
         assert!(!may_need("UPDATE t SET v = v + 1"));
         assert!(may_need("SELECT * FROM PG_CATALOG.pg_class"));
         assert!(may_need("SELECT 1 WHERE x = ANY (ARRAY[1])"));
