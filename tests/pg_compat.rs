@@ -456,7 +456,8 @@ fn pgjdbc_lists_tables_and_columns() -> Result<()> {
 
 /// SQLAlchemy 2's ORM and inspector through psycopg 3: `create_all`,
 /// inserts, a query, `drop_all`, `get_table_names`, `get_columns`,
-/// `get_pk_constraint`, `get_foreign_keys`.
+/// `get_pk_constraint`, `get_foreign_keys`, `get_indexes`,
+/// `get_unique_constraints`.
 #[test]
 fn sqlalchemy_orm_and_inspector_through_psycopg() -> Result<()> {
     let s = start(&[])?;
@@ -480,6 +481,8 @@ fn sqlalchemy_orm_and_inspector_through_psycopg() -> Result<()> {
          columns [('id', 'INTEGER', False), ('branch_id', 'INTEGER', True), ('balance', 'NUMERIC(12, 2)', True)]\n\
          pk {'constrained_columns': ['id'], 'name': 'sa_account_pkey', 'comment': None}\n\
          fk sa_account_branch_id_fkey ['branch_id'] sa_branch ['id']\n\
+         indexes [('ix_sa_account_branch_id', False, ['branch_id'])]\n\
+         unique [('sa_branch_name_key', ['name'])]\n\
          after drop []\n",
         "{}",
         String::from_utf8_lossy(&out.stderr)

@@ -1,7 +1,7 @@
 """SQLAlchemy 2 through psycopg 3 against hadr (tests/pg_compat.rs): ORM
 create_all, inserts (SQLAlchemy's multi-row "insertmanyvalues" form), a
 query, drop_all, and the inspector's tables, columns, primary and foreign
-keys (not its indexes yet: README §SQL). Prints one line
+keys, indexes and unique constraints. Prints one line
 per step for the test to compare."""
 import sys
 
@@ -41,5 +41,7 @@ print("columns", [(c["name"], str(c["type"]), c["nullable"]) for c in i.get_colu
 print("pk", i.get_pk_constraint("sa_account"))
 fk = i.get_foreign_keys("sa_account")[0]
 print("fk", fk["name"], fk["constrained_columns"], fk["referred_table"], fk["referred_columns"])
+print("indexes", [(x["name"], x["unique"], x["column_names"]) for x in i.get_indexes("sa_account")])
+print("unique", [(x["name"], x["column_names"]) for x in i.get_unique_constraints("sa_branch")])
 Base.metadata.drop_all(engine)
 print("after drop", sorted(inspect(engine).get_table_names()))

@@ -228,6 +228,8 @@ pub fn encode(v: &Value, t: PgType, binary: bool) -> Result<Vec<u8>, PgError> {
                 _ => return Err(bad(t, v)),
             },
             PgType::Bytea => hex_bytea(&as_bytes(v)).into_bytes(),
+            // array_agg kept SQLite's 1/0 for the booleans it collected.
+            PgType::BoolArray => bool_array_text(&as_text(v)).into_bytes(),
             _ => as_text(v).into_bytes(),
         });
     }
@@ -294,7 +296,7 @@ pub fn encode(v: &Value, t: PgType, binary: bool) -> Result<Vec<u8>, PgError> {
         }
         // hadr keeps these as PostgreSQL's text form only (catalog
         // queries); their binary form is not built.
-        PgType::TextArray | PgType::Int2Vector => {
+        PgType::TextArray | PgType::Int2Vector | PgType::BoolArray => {
             return Err(PgError::new(
                 sqlstate::FEATURE_NOT_SUPPORTED,
                 format!("hadr sends {} in text format only", t.name()),
@@ -313,6 +315,25 @@ pub fn put_field(buf: &mut BytesMut, field: Option<&[u8]>) {
             buf.put_slice(b);
         }
     }
+}
+
+/// `{1,0,NULL}` as PostgreSQL writes a `bool[]`: `{t,f,NULL}`.
+fn bool_array_text(s: &str) -> String {
+    let Some(inner) = s.strip_prefix('{').and_then(|x| x.strip_suffix('}')) else {
+        return s.to_string();
+    };
+    if inner.is_empty() {
+        return "{}".into();
+    }
+    let items: Vec<&str> = inner
+        .split(',')
+        .map(|e| match e {
+            "1" | "t" | "true" => "t",
+            "0" | "f" | "false" => "f",
+            other => other,
+        })
+        .collect();
+    format!("{{{}}}", items.join(","))
 }
 
 /// Decode a bound parameter of type `t` into an SQLite value.

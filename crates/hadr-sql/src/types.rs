@@ -47,10 +47,12 @@ pub enum PgType {
     /// `int2vector` (`pg_index.indkey`, `indoption`): numbers separated
     /// by spaces.
     Int2Vector,
+    /// `bool[]`: `array_agg` of a comparison in a catalog query.
+    BoolArray,
 }
 
 /// Every variant, for table-driven lookups and tests.
-const ALL: [PgType; 21] = [
+const ALL: [PgType; 22] = [
     PgType::Bool,
     PgType::Int2,
     PgType::Int4,
@@ -72,6 +74,7 @@ const ALL: [PgType; 21] = [
     PgType::Unknown,
     PgType::TextArray,
     PgType::Int2Vector,
+    PgType::BoolArray,
 ];
 
 impl PgType {
@@ -99,6 +102,7 @@ impl PgType {
             PgType::Jsonb => 3802,
             PgType::TextArray => 1009,
             PgType::Int2Vector => 22,
+            PgType::BoolArray => 1000,
         }
     }
 
@@ -131,6 +135,7 @@ impl PgType {
             PgType::Unknown => "unknown",
             PgType::TextArray => "_text",
             PgType::Int2Vector => "int2vector",
+            PgType::BoolArray => "_bool",
         }
     }
 
@@ -199,6 +204,7 @@ impl PgType {
             "unknown" => PgType::Unknown,
             "_text" => PgType::TextArray,
             "int2vector" => PgType::Int2Vector,
+            "_bool" => PgType::BoolArray,
             _ => return None,
         };
         Some(t)
@@ -262,7 +268,8 @@ impl PgType {
             | PgType::Uuid
             | PgType::Unknown
             | PgType::TextArray
-            | PgType::Int2Vector => "TEXT",
+            | PgType::Int2Vector
+            | PgType::BoolArray => "TEXT",
         }
     }
 }

@@ -4,7 +4,7 @@
 //! catalog column, or aliasing one (`a.attnotnull AS not_null`), has that
 //! column's PostgreSQL type; `NOT x` is a boolean.
 
-use crate::lexer::{tokenize, Kind};
+use crate::lexer::{ident_value, tokenize, Kind, Token};
 use crate::PgType;
 
 /// Catalog columns that are integers (oids, numbers, counts).
@@ -77,58 +77,111 @@ pub fn catalog_column_type(name: &str) -> Option<PgType> {
     }
 }
 
-/// The type of result column `name` of the catalog query `sql`: by its
-/// name, or by what it aliases in the first SELECT list.
+/// The type of result column `name` of the catalog query `sql`: by what
+/// it aliases (in any SELECT list of the statement), else by its name.
 pub fn column_type(sql: &str, name: &str) -> Option<PgType> {
+    let toks = tokenize(sql);
+    let s: Vec<&Token<'_>> = toks.iter().filter(|t| !t.is_trivia()).collect();
     // An alias is looked through first: `pg_encoding_to_char(d.encoding)
     // AS "Encoding"` is text, whatever its name.
-    match aliased(sql, name) {
+    match aliased(&s, name, 4) {
         Some(t) => t,
         None => catalog_column_type(name),
     }
 }
 
-/// The type of the expression `name` aliases in the first SELECT list:
-/// None if nothing is aliased so, Some(None) if its type is unknown.
-fn aliased(sql: &str, name: &str) -> Option<Option<PgType>> {
-    let toks = tokenize(sql);
-    let s: Vec<_> = toks.iter().filter(|t| !t.is_trivia()).collect();
-    let select = s.iter().position(|t| t.is_kw("SELECT"))?;
-    let mut depth = 0i32;
-    let mut item_start = select + 1;
-    let mut k = select + 1;
-    while k <= s.len() {
-        let end_of_list = k == s.len() || (depth == 0 && s[k].is_kw("FROM"));
-        if end_of_list || (depth == 0 && s[k].is_punct(",")) {
-            let item = &s[item_start..k];
-            if item.len() >= 3
-                && item[item.len() - 2].is_kw("AS")
-                && crate::lexer::ident_value(item[item.len() - 1]).eq_ignore_ascii_case(name)
-            {
-                let expr = &item[..item.len() - 2];
-                if expr.first().is_some_and(|t| t.is_kw("NOT")) {
-                    return Some(Some(PgType::Bool));
-                }
-                if expr.first().is_some_and(|t| t.is_kw("array_agg")) {
-                    return Some(Some(PgType::TextArray));
-                }
-                return Some(match expr.last() {
-                    Some(t) if t.kind == Kind::Word => catalog_column_type(t.text),
-                    _ => None,
-                });
+/// The type of the expression aliased `name` somewhere in `s`: None if
+/// nothing is aliased so, Some(None) if its type is unknown. `depth`
+/// bounds the chain of aliases followed.
+fn aliased(s: &[&Token<'_>], name: &str, depth: u8) -> Option<Option<PgType>> {
+    let at = (1..s.len().saturating_sub(1)).find(|&k| {
+        s[k].is_kw("AS")
+            && matches!(s[k + 1].kind, Kind::Word | Kind::QuotedIdent)
+            && ident_value(s[k + 1]).eq_ignore_ascii_case(name)
+    })?;
+    // Back to the start of the item: a comma, SELECT or an opening
+    // parenthesis at the item's own depth.
+    let mut level = 0i32;
+    let mut start = at;
+    while start > 0 {
+        let t = s[start - 1];
+        if t.is_punct(")") {
+            level += 1;
+        } else if t.is_punct("(") {
+            if level == 0 {
+                break;
             }
-            if end_of_list {
-                return None;
-            }
-            item_start = k + 1;
-        } else if s[k].is_punct("(") {
-            depth += 1;
-        } else if s[k].is_punct(")") {
-            depth -= 1;
+            level -= 1;
+        } else if level == 0 && (t.is_punct(",") || t.is_kw("SELECT") || t.is_kw("DISTINCT")) {
+            break;
         }
-        k += 1;
+        start -= 1;
     }
-    None
+    Some(expr_type(s, &s[start..at], name, depth))
+}
+
+/// The type of the expression `e` (tokens of `s`), if it can be told.
+fn expr_type(s: &[&Token<'_>], e: &[&Token<'_>], own: &str, depth: u8) -> Option<PgType> {
+    let first = e.first()?;
+    if first.is_kw("NOT") {
+        return Some(PgType::Bool);
+    }
+    if first.is_kw("array_agg") && e.get(1).is_some_and(|t| t.is_punct("(")) {
+        // The aggregated expression: up to ORDER BY or the closing parenthesis.
+        let mut level = 0i32;
+        let mut end = e.len();
+        for (k, t) in e.iter().enumerate().skip(1) {
+            if t.is_punct("(") {
+                level += 1;
+            } else if t.is_punct(")") {
+                level -= 1;
+                if level == 0 {
+                    end = k;
+                    break;
+                }
+            } else if level == 1 && t.is_kw("ORDER") {
+                end = k;
+                break;
+            }
+        }
+        let inner = e.get(2..end).unwrap_or(&[]);
+        return Some(if expr_type(s, inner, own, depth) == Some(PgType::Bool) {
+            PgType::BoolArray
+        } else {
+            PgType::TextArray
+        });
+    }
+    // A CASE yields its branches' values, whatever it compares.
+    if e.iter().any(|t| t.is_kw("CASE")) {
+        return None;
+    }
+    // A comparison at the top level is a boolean.
+    let mut level = 0i32;
+    for t in e {
+        if t.is_punct("(") {
+            level += 1;
+        } else if t.is_punct(")") {
+            level -= 1;
+        } else if level == 0
+            && (["=", "<>", "!=", "<", ">", "<=", ">="]
+                .iter()
+                .any(|o| t.is_punct(o))
+                || t.is_kw("IS")
+                || t.is_kw("IN")
+                || t.is_kw("LIKE"))
+        {
+            return Some(PgType::Bool);
+        }
+    }
+    match e.last() {
+        Some(t) if t.kind == Kind::Word => catalog_column_type(t.text).or_else(|| {
+            // Another alias (`sub.is_expr`): follow it, but not to itself.
+            (depth > 0 && !t.text.eq_ignore_ascii_case(own))
+                .then(|| aliased(s, t.text, depth - 1).flatten())
+                .flatten()
+        }),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -147,5 +200,13 @@ mod tests {
         let q = "SELECT pg_catalog.pg_encoding_to_char(d.encoding) as \"Encoding\" FROM d";
         assert_eq!(column_type(q, "Encoding"), None);
         assert_eq!(column_type(q, "relhasindex"), Some(PgType::Bool));
+        // Through a subquery's alias, into an aggregate.
+        let q = "SELECT c.elements, c.flags FROM (SELECT array_agg(x.name ORDER BY x.ord) AS elements, \
+                 array_agg(x.is_expr ORDER BY x.ord) AS flags FROM (SELECT a.attnum = 0 AS is_expr, a.attname AS name \
+                 FROM a) AS x) AS c";
+        assert_eq!(column_type(q, "elements"), Some(PgType::TextArray));
+        assert_eq!(column_type(q, "flags"), Some(PgType::BoolArray));
+        let q = "SELECT CASE WHEN a.attnum <= 1 THEN 'yes' ELSE 'no' END AS is_key FROM a";
+        assert_eq!(column_type(q, "is_key"), None);
     }
 }

@@ -306,11 +306,11 @@ fn empty(columns: &[&str]) -> String {
 }
 
 /// The SQL of catalog relation `name`, one row per key column where the
-/// query expands key arrays (`expand`; see keys.rs).
-pub(super) fn relation_for(name: &str, expand: bool) -> Option<String> {
-    match (name, expand) {
-        ("pg_constraint", true) => Some(keys::constraint_keys()),
-        ("pg_index", true) => Some(keys::index_keys()),
+/// query expands its key arrays (see keys.rs).
+pub(super) fn relation_for(name: &str, constraint: bool, index: bool) -> Option<String> {
+    match name {
+        "pg_constraint" if constraint => Some(keys::constraint_keys()),
+        "pg_index" if index => Some(keys::index_keys()),
         _ => relation(name),
     }
 }
@@ -405,6 +405,7 @@ pub fn is_bool_column(name: &str) -> bool {
         "indimmediate",
         "indisclustered",
         "indisvalid",
+        "indnullsnotdistinct",
         "indcheckxmin",
         "indisready",
         "indislive",

@@ -64,19 +64,31 @@ pub(crate) fn rewrite(stmt: &str) -> Option<String> {
     if let Some(none) = never_rows(stmt, &s) {
         return Some(none);
     }
-    // Key arrays expanded into rows (keys.rs)?
-    let expand = s.windows(2).any(|w| {
-        w[1].is_punct("(")
-            && ["unnest", "generate_subscripts", "_pg_expandarray"]
-                .iter()
-                .any(|f| is(Some(&w[0]), f))
-    });
+    // Key arrays expanded into rows (keys.rs)? Each relation only when a
+    // call expands one of its own arrays.
+    let expands = |arrays: &[&str]| {
+        s.windows(2).enumerate().any(|(k, w)| {
+            let call = w[1].is_punct("(")
+                && ["unnest", "generate_subscripts", "_pg_expandarray"]
+                    .iter()
+                    .any(|f| is(Some(&w[0]), f));
+            call && matching(&s, k + 1).is_some_and(|close| {
+                s[k + 2..close]
+                    .iter()
+                    .any(|t| arrays.iter().any(|a| t.text.eq_ignore_ascii_case(a)))
+            })
+        })
+    };
+    let expand = Expand {
+        constraint: expands(&["conkey", "confkey"]),
+        index: expands(&["indkey"]),
+    };
     // (start byte, end byte, replacement)
     let mut edits: Vec<(usize, usize, String)> = Vec::new();
     let mut i = 0;
     while i < s.len() {
         let t = &s[i];
-        if expand {
+        if expand.constraint || expand.index {
             if let Some((from, to, text)) = key_call(stmt, &s, i) {
                 edits.push((s[from].start, s[to].end(), text));
                 i = to + 1;
@@ -111,7 +123,7 @@ pub(crate) fn rewrite(stmt: &str) -> Option<String> {
             let sql = if info {
                 information_schema::relation(&name)
             } else {
-                relation_for(&name, expand)
+                relation_for(&name, expand.constraint, expand.index)
             };
             if !call {
                 if let Some(sql) = sql {
@@ -184,6 +196,12 @@ pub(crate) fn rewrite(stmt: &str) -> Option<String> {
             edits.push((t.start, s[i + 1].end(), op.to_string()));
             i += 2;
             continue;
+        }
+        // bool_and / bool_or over 1/0 are min / max.
+        for (pg, sqlite) in [("bool_and", "min"), ("bool_or", "max")] {
+            if is(Some(t), pg) && s.get(i + 1).is_some_and(|p| p.is_punct("(")) {
+                edits.push((t.start, t.end(), sqlite.to_string()));
+            }
         }
         // json_build_object(…) is SQLite's json_object(…).
         if is(Some(t), "json_build_object") && s.get(i + 1).is_some_and(|p| p.is_punct("(")) {
@@ -396,6 +414,12 @@ fn never_rows(stmt: &str, s: &[Token<'_>]) -> Option<String> {
     let _ = stmt;
     let cols: Vec<String> = (1..=columns).map(|i| format!("NULL AS c{i}")).collect();
     Some(format!("SELECT {} WHERE 0", cols.join(", ")))
+}
+
+/// Which catalog relations a query gets one row per key column of.
+struct Expand {
+    constraint: bool,
+    index: bool,
 }
 
 /// A key-array call at `s[i]` (keys.rs): `unnest(x.conkey)`,
