@@ -214,24 +214,7 @@ async fn extended_protocol_copy_replicates_and_a_standby_refuses() -> Result<()>
 #[test]
 fn pgjdbc_copy_manager_in_and_out() -> Result<()> {
     let s = start(&[])?;
-    let classes = tempfile::tempdir()?;
-    let javac = std::process::Command::new("javac")
-        .arg("-cp")
-        .arg("/usr/share/java/postgresql.jar")
-        .arg("-d")
-        .arg(classes.path())
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/CopyCheck.java"))
-        .output()
-        .expect("javac (default-jdk-headless) and libpostgresql-jdbc-java must be installed (.ci/run does)");
-    assert!(
-        javac.status.success(),
-        "{}",
-        String::from_utf8_lossy(&javac.stderr)
-    );
-    let cp = format!(
-        "{}:/usr/share/java/postgresql.jar",
-        classes.path().display()
-    );
+    let (_classes, cp) = javac_client("CopyCheck");
     let out = std::process::Command::new("java")
         .args(["-cp", &cp, "CopyCheck"])
         .arg(format!("jdbc:postgresql://127.0.0.1:{}/test", s.port))

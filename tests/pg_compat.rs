@@ -419,25 +419,7 @@ fn pgjdbc_lists_tables_and_columns() -> Result<()> {
          CREATE VIEW rich AS SELECT id FROM accounts WHERE balance > 100;\n",
     );
     assert!(ok, "{err}");
-    let classes = tempfile::tempdir()?;
-    let javac = std::process::Command::new("javac")
-        .arg("-d")
-        .arg(classes.path())
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/clients/MetaCheck.java"
-        ))
-        .output()
-        .expect("javac (default-jdk-headless) must be installed (.ci/run does)");
-    assert!(
-        javac.status.success(),
-        "{}",
-        String::from_utf8_lossy(&javac.stderr)
-    );
-    let cp = format!(
-        "{}:/usr/share/java/postgresql.jar",
-        classes.path().display()
-    );
+    let (_classes, cp) = javac_client("MetaCheck");
     let out = std::process::Command::new("java")
         .args(["-cp", &cp, "MetaCheck"])
         .arg(format!("jdbc:postgresql://127.0.0.1:{}/test", s.port))

@@ -236,3 +236,28 @@ pub fn takeover_on(node: &Server) -> Result<()> {
     );
     Ok(())
 }
+
+/// Compile `tests/clients/NAME.java` against Debian's pgjdbc into a fresh
+/// directory; returns it and the classpath to run the class with.
+pub fn javac_client(name: &str) -> (tempfile::TempDir, String) {
+    let classes = tempfile::tempdir().expect("a temporary directory");
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/clients")
+        .join(format!("{name}.java"));
+    let out = Command::new("javac")
+        .args(["-cp", "/usr/share/java/postgresql.jar", "-d"])
+        .arg(classes.path())
+        .arg(source)
+        .output()
+        .expect("javac (default-jdk-headless) and libpostgresql-jdbc-java must be installed (.ci/run does)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cp = format!(
+        "{}:/usr/share/java/postgresql.jar",
+        classes.path().display()
+    );
+    (classes, cp)
+}

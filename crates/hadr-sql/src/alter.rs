@@ -11,6 +11,7 @@
 //! `ADD COLUMN`, `DROP COLUMN` and `RENAME` are SQLite's own and are left
 //! to it.
 
+use crate::brackets::close_of;
 use crate::error::SqlError;
 use crate::lexer::{ident_value, tokenize, Kind, Token};
 
@@ -70,22 +71,6 @@ fn name_of(t: &Token<'_>) -> Option<String> {
         Kind::QuotedIdent => Some(ident_value(t)),
         _ => None,
     }
-}
-
-/// Index of the `)` matching the `(` at `open`.
-fn close_of(s: &[Token<'_>], open: usize) -> Option<usize> {
-    let mut depth = 0usize;
-    for (i, t) in s.iter().enumerate().skip(open) {
-        if t.is_punct("(") {
-            depth += 1;
-        } else if t.is_punct(")") {
-            depth = depth.checked_sub(1)?;
-            if depth == 0 {
-                return Some(i);
-            }
-        }
-    }
-    None
 }
 
 /// Split `s` at depth-0 commas into (start, end) index ranges.

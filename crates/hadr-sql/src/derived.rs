@@ -4,25 +4,11 @@
 //! naming a VALUES list's columns `column1`, `column2`…. SQLAlchemy 2 sends
 //! this form for every multi-row ORM insert ("insertmanyvalues").
 
+use crate::brackets::close_of;
 use crate::lexer::{ident_value, tokenize, Kind, Token};
 
 fn solid<'a>(toks: &[Token<'a>]) -> Vec<Token<'a>> {
     toks.iter().filter(|t| !t.is_trivia()).copied().collect()
-}
-
-fn close_of(s: &[Token<'_>], open: usize) -> Option<usize> {
-    let mut depth = 0usize;
-    for (i, t) in s.iter().enumerate().skip(open) {
-        if t.is_punct("(") {
-            depth += 1;
-        } else if t.is_punct(")") {
-            depth = depth.checked_sub(1)?;
-            if depth == 0 {
-                return Some(i);
-            }
-        }
-    }
-    None
 }
 
 /// `stmt` with each `(VALUES …) AS alias(names)` rewritten; None if it has none.

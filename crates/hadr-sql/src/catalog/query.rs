@@ -3,6 +3,7 @@
 //! and the PostgreSQL-only forms such queries use become SQLite's.
 
 use super::{class, constraint, information_schema, keys, relation_for};
+use crate::brackets::close_of as matching;
 use crate::lexer::{string_value, tokenize, Kind, Token};
 
 fn solid<'a>(toks: &[Token<'a>]) -> Vec<Token<'a>> {
@@ -32,21 +33,6 @@ const NOT_ALIAS: &[&str] = &[
     "HAVING",
     "WINDOW",
 ];
-
-fn matching(s: &[Token<'_>], open: usize) -> Option<usize> {
-    let mut depth = 0usize;
-    for (i, t) in s.iter().enumerate().skip(open) {
-        if t.is_punct("(") {
-            depth += 1;
-        } else if t.is_punct(")") {
-            depth = depth.checked_sub(1)?;
-            if depth == 0 {
-                return Some(i);
-            }
-        }
-    }
-    None
-}
 
 /// Whether `t` is the word `w` (any case).
 fn is(t: Option<&Token<'_>>, w: &str) -> bool {
