@@ -153,8 +153,6 @@ pub mod sqlstate {
     pub const INVALID_TEXT_REPRESENTATION: &str = "22P02";
     /// bad_copy_file_format
     pub const BAD_COPY_FORMAT: &str = "22P04";
-    /// character_not_in_repertoire (bytes that are not UTF-8)
-    pub const NOT_UTF8: &str = "22021";
     /// invalid_binary_representation
     pub const INVALID_BINARY_REPRESENTATION: &str = "22P03";
     /// datetime_field_overflow

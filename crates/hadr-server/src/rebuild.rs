@@ -65,16 +65,8 @@ fn run(conn: &rusqlite::Connection, plan: &TableRebuild, autocommit: bool) -> Re
         .with_hint("run it as a statement of its own, outside BEGIN … COMMIT"));
     }
     let tmp = quote(&format!("hadr_rebuild_{name}"));
-    let new_create = edit_create(&create, &name, &plan.actions, &tmp).map_err(|e| {
-        let code = match e.sqlstate() {
-            "42703" => sqlstate::UNDEFINED_COLUMN,
-            "42704" => sqlstate::UNDEFINED_OBJECT,
-            "42710" => sqlstate::DUPLICATE_OBJECT,
-            "42P16" => "42P16",
-            _ => sqlstate::INTERNAL_ERROR,
-        };
-        PgError::new(code, e.to_string())
-    })?;
+    let new_create = edit_create(&create, &name, &plan.actions, &tmp)
+        .map_err(|e| PgError::new(e.sqlstate(), e.to_string()))?;
     // A primary key holds no NULLs; SQLite's INTEGER PRIMARY KEY would
     // quietly number them instead of refusing.
     for a in &plan.actions {

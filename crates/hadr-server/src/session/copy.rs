@@ -66,14 +66,9 @@ impl Session {
         wire: &mut Wire<S>,
         stmt: &Result<CopyStatement, CopyError>,
     ) -> Result<(), PgError> {
-        let stmt = stmt.as_ref().map_err(|e| {
-            let code = match e.sqlstate() {
-                "0A000" => sqlstate::FEATURE_NOT_SUPPORTED,
-                "22023" => sqlstate::INVALID_PARAMETER_VALUE,
-                _ => sqlstate::SYNTAX_ERROR,
-            };
-            PgError::new(code, e.to_string())
-        })?;
+        let stmt = stmt
+            .as_ref()
+            .map_err(|e| PgError::new(e.sqlstate(), e.to_string()))?;
         match &stmt.source {
             CopySource::Table { name, columns } if stmt.from => {
                 self.copy_from(wire, name, columns, &stmt.options)
@@ -394,12 +389,7 @@ impl Load<'_> {
         let mut st = conn.prepare_cached(self.sql).map_err(|e| from_sqlite(&e))?;
         loop {
             let more = self.decoder.next_row(&mut self.row, at_end).map_err(|e| {
-                let code = match e.sqlstate() {
-                    "22021" => sqlstate::NOT_UTF8,
-                    "54000" => sqlstate::PROGRAM_LIMIT_EXCEEDED,
-                    _ => sqlstate::BAD_COPY_FORMAT,
-                };
-                PgError::new(code, e.to_string()).with_context(format!(
+                PgError::new(e.sqlstate(), e.to_string()).with_context(format!(
                     "COPY {}, line {}",
                     self.table,
                     e.line()
