@@ -43,7 +43,7 @@ mod types;
 mod unsupported;
 
 pub use alter::{edit_create, AlterAction, EditError, TableRebuild};
-pub use catalog::{column_type as catalog_column_type, is_bool_column};
+pub use catalog::column_type as catalog_column_type;
 pub use classify::{classify, command_tag, is_transaction_control, Command};
 pub use columns::result_column_types;
 pub use copy::{CopyError, CopySource, CopyStatement};

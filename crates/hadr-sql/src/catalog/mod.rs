@@ -388,7 +388,7 @@ pub(crate) fn relation(name: &str) -> Option<String> {
 
 /// Result columns of the catalogs that are booleans in PostgreSQL: sent
 /// as bool (t/f) rather than the 1/0 SQLite computes.
-pub fn is_bool_column(name: &str) -> bool {
+pub(super) fn is_bool_column(name: &str) -> bool {
     const BOOLS: &[&str] = &[
         "relhasindex",
         "relisshared",

@@ -347,7 +347,8 @@ fn may_need(stmt: &str) -> bool {
     const NEEDLES: &[&[u8]] = &[
         b"pg_",
         b"information_schema",
-        b"::",
+        b"::reg",
+        b"::oid",
         b"~",
         b"any",
         b"array",
@@ -356,11 +357,13 @@ fn may_need(stmt: &str) -> bool {
         b"generate_subscripts",
         b"collate",
         b"operator",
+        b"bool_and",
+        b"bool_or",
     ];
-    let lower = stmt.as_bytes().to_ascii_lowercase();
+    let b = stmt.as_bytes();
     NEEDLES
         .iter()
-        .any(|n| lower.windows(n.len()).any(|w| w == *n))
+        .any(|n| b.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n)))
 }
 
 /// Catalogs of things hadr never has (publications, PostgreSQL-style
@@ -611,6 +614,8 @@ mod tests {
             "SELECT abalance FROM pgbench_accounts WHERE aid = $1"
         ));
         assert!(!may_need("UPDATE t SET v = v + 1"));
+        assert!(!may_need("SELECT $1::int8 + 1"));
+        assert!(may_need("SELECT 't'::pg_catalog.regclass"));
         assert!(may_need("SELECT * FROM PG_CATALOG.pg_class"));
         assert!(may_need("SELECT 1 WHERE x = ANY (ARRAY[1])"));
     }
