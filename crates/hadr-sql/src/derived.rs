@@ -13,12 +13,9 @@ fn solid<'a>(toks: &[Token<'a>]) -> Vec<Token<'a>> {
 
 /// `stmt` with each `(VALUES …) AS alias(names)` rewritten; None if it has none.
 pub(crate) fn rewrite(stmt: &str) -> Option<String> {
-    // Most statements have no VALUES list in FROM: skip the tokenizing.
-    if !stmt
-        .as_bytes()
-        .windows(6)
-        .any(|w| w.eq_ignore_ascii_case(b"values"))
-    {
+    // Only `(VALUES` can start one; INSERT … VALUES (the hot path of
+    // every insert) has none, so it skips the tokenizing.
+    if !opens_values(stmt) {
         return None;
     }
     let toks = tokenize(stmt);
@@ -92,6 +89,20 @@ pub(crate) fn rewrite(stmt: &str) -> Option<String> {
     Some(out)
 }
 
+/// Whether a `(` is followed, after blanks, by `VALUES` somewhere.
+fn opens_values(stmt: &str) -> bool {
+    let b = stmt.as_bytes();
+    b.iter().enumerate().any(|(i, &c)| {
+        if c != b'(' {
+            return false;
+        }
+        let rest = &b[i + 1..];
+        let skip = rest.iter().take_while(|c| c.is_ascii_whitespace()).count();
+        rest.get(skip..skip + 6)
+            .is_some_and(|w| w.eq_ignore_ascii_case(b"values"))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,5 +115,9 @@ mod tests {
         );
         assert_eq!(rewrite("SELECT * FROM (VALUES (1)) v"), None);
         assert_eq!(rewrite("INSERT INTO t VALUES (1)"), None);
+        assert!(!opens_values(
+            "INSERT INTO pgbench_history (tid, delta) VALUES ($1, $2)"
+        ));
+        assert!(opens_values("SELECT * FROM ( values (1)) AS v(a)"));
     }
 }
