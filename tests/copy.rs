@@ -79,6 +79,7 @@ fn psql_copy_and_backslash_copy_in_text_and_csv() -> Result<()> {
          SELECT count(*) FROM t;\n\
          COPY t (id, name) FROM STDIN;\n30\tone\t2\n\\.\n\
          COPY t (id, name, note) FROM STDIN (FORMAT csv);\n31,\"open\n\\.\n\
+         COPY t (id, name) FROM STDIN (FORMAT csv, HEADER MATCH);\nid,nickname\n50,x\n\\.\n\
          COPY t FROM '/etc/passwd';\n\
          COPY t FROM STDIN (FORMAT binary);\n\
          COPY nope FROM STDIN;\n\
@@ -91,6 +92,7 @@ fn psql_copy_and_backslash_copy_in_text_and_csv() -> Result<()> {
         ("22P02", "invalid input syntax"),
         ("22P04", "extra data after last expected column"),
         ("22P04", "unterminated CSV quoted field"),
+        ("22P04", "column names in the header line do not match"),
         ("0A000", "use psql's \\copy"),
         ("0A000", "binary"),
         ("42P01", "relation \"nope\" does not exist"),
