@@ -1,5 +1,5 @@
 // pgjdbc's DatabaseMetaData against hadr (tests/pg_compat.rs): prints what
-// getTables, getColumns and getPrimaryKeys return for the schema the test made, one line
+// getTables, getColumns, getPrimaryKeys, getImportedKeys, getExportedKeys and getIndexInfo return for the schema the test made, one line
 // each, or "error SQLSTATE message".
 import java.sql.*;
 
@@ -22,6 +22,9 @@ public class MetaCheck {
             System.out.println("tables " + rows(m.getTables(null, "public", "%", new String[] {"TABLE", "VIEW"}), "TABLE_NAME", "TABLE_TYPE"));
             System.out.println("columns " + rows(m.getColumns(null, "public", "accounts", "%"), "COLUMN_NAME", "TYPE_NAME", "COLUMN_SIZE", "IS_NULLABLE", "COLUMN_DEF"));
             System.out.println("pk " + rows(m.getPrimaryKeys(null, "public", "accounts"), "COLUMN_NAME", "KEY_SEQ", "PK_NAME"));
+            System.out.println("imported " + rows(m.getImportedKeys(null, "public", "transfers"), "PKTABLE_NAME", "PKCOLUMN_NAME", "FKTABLE_NAME", "FKCOLUMN_NAME", "KEY_SEQ", "UPDATE_RULE", "DELETE_RULE", "FK_NAME", "PK_NAME"));
+            System.out.println("exported " + rows(m.getExportedKeys(null, "public", "accounts"), "FKTABLE_NAME", "FKCOLUMN_NAME", "KEY_SEQ"));
+            System.out.println("indexes " + rows(m.getIndexInfo(null, "public", "transfers", false, false), "INDEX_NAME", "NON_UNIQUE", "ORDINAL_POSITION", "COLUMN_NAME", "ASC_OR_DESC"));
         } catch (SQLException e) {
             System.out.println("error " + e.getSQLState() + " " + e.getMessage());
         }

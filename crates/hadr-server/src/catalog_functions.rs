@@ -156,6 +156,12 @@ pub fn register(conn: &Connection, user: &str) -> rusqlite::Result<()> {
     })?;
     let owner = user.to_string();
     conn.create_scalar_function("pg_get_userbyid", 1, fixed, move |_| Ok(owner.clone()))?;
+    conn.create_scalar_function("hadr_array_get", 2, fixed, |ctx| {
+        Ok(match (text_arg(ctx, 0), int_arg(ctx, 1)) {
+            (Some(a), Some(i)) => array_get(&a, i),
+            _ => None,
+        })
+    })?;
     conn.create_scalar_function("pg_encoding_to_char", 1, fixed, |_| Ok("UTF8"))?;
     conn.create_scalar_function("array_to_string", 2, fixed, |ctx| Ok(text_arg(ctx, 0)))?;
     conn.create_scalar_function("pg_get_expr", 2, fixed, |ctx| Ok(text_arg(ctx, 0)))?;
@@ -224,6 +230,51 @@ impl rusqlite::functions::Aggregate<Vec<Option<String>>, Option<String>> for Arr
     }
 }
 
+/// Element `i` of an array in PostgreSQL's text form: `{a,b}` counts
+/// from 1, a vector (`int2vector`, `oidvector`: `1 2`) from 0, as
+/// PostgreSQL subscripts them. A number comes back as one; NULL past
+/// either end.
+pub fn array_get(array: &str, i: i64) -> Option<rusqlite::types::Value> {
+    use rusqlite::types::Value;
+    let t = array.trim();
+    let (items, first): (Vec<String>, i64) =
+        match t.strip_prefix('{').and_then(|x| x.strip_suffix('}')) {
+            Some(body) => (array_items(body), 1),
+            None => (t.split_whitespace().map(str::to_string).collect(), 0),
+        };
+    let item = items.get(usize::try_from(i.checked_sub(first)?).ok()?)?;
+    Some(match item.parse::<i64>() {
+        Ok(n) => Value::Integer(n),
+        Err(_) if item == "NULL" => Value::Null,
+        Err(_) => Value::Text(item.clone()),
+    })
+}
+
+/// The elements of a one-dimensional array's text between its braces,
+/// quotes and backslashes undone.
+fn array_items(body: &str) -> Vec<String> {
+    let mut items = Vec::new();
+    if body.is_empty() {
+        return items;
+    }
+    let mut cur = String::new();
+    let (mut quoted, mut escaped) = (false, false);
+    for c in body.chars() {
+        match c {
+            _ if escaped => {
+                cur.push(c);
+                escaped = false;
+            }
+            '\\' => escaped = true,
+            '"' => quoted = !quoted,
+            ',' if !quoted => items.push(std::mem::take(&mut cur)),
+            _ => cur.push(c),
+        }
+    }
+    items.push(cur);
+    items
+}
+
 /// PostgreSQL's text form of a one-dimensional array.
 pub fn array_text(items: &[Option<String>]) -> String {
     let element = |v: &Option<String>| match v {
@@ -259,6 +310,24 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn subscripts_count_as_postgres_does() {
+        use rusqlite::types::Value;
+        assert_eq!(array_get("{3,1}", 1), Some(Value::Integer(3)));
+        assert_eq!(array_get("{3,1}", 2), Some(Value::Integer(1)));
+        assert_eq!(array_get("{3,1}", 0), None);
+        assert_eq!(array_get("{3,1}", 3), None);
+        assert_eq!(array_get("3 1", 0), Some(Value::Integer(3)));
+        assert_eq!(array_get("3 1", 1), Some(Value::Integer(1)));
+        assert_eq!(array_get("3 1", -1), None);
+        assert_eq!(
+            array_get("{a,\"b,c\",NULL}", 2),
+            Some(Value::Text("b,c".into()))
+        );
+        assert_eq!(array_get("{a,\"b,c\",NULL}", 3), Some(Value::Null));
+        assert_eq!(array_get("{}", 1), None);
+    }
 
     #[test]
     fn oids_are_stable_and_in_the_user_range() {

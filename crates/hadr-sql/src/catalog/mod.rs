@@ -47,13 +47,18 @@ pub(super) fn indexes() -> String {
              ELSE il.name END AS name, \
            il.\"unique\" AS isunique, il.origin = 'pk' AS isprimary, il.origin IN ('pk', 'u') AS isconstraint, \
            (SELECT group_concat(ii.name, ', ') FROM pragma_index_info(il.name) ii) AS cols, \
+           (SELECT group_concat(xi.name || CASE xi.\"desc\" WHEN 1 THEN ' DESC' ELSE '' END, ', ') \
+              FROM pragma_index_xinfo(il.name) xi WHERE xi.key = 1) AS coldefs, \
            (SELECT group_concat(ii.cid + 1, ' ') FROM pragma_index_info(il.name) ii) AS indkey, \
+           (SELECT group_concat(CASE xi.\"desc\" WHEN 1 THEN 3 ELSE 0 END, ' ') \
+              FROM pragma_index_xinfo(il.name) xi WHERE xi.key = 1) AS indoption, \
            (SELECT count(*) FROM pragma_index_info(il.name)) AS ncols \
          FROM sqlite_schema s, pragma_index_list(s.name) il WHERE s.type = 'table' AND {HIDDEN} \
          UNION ALL \
          SELECT s.name, NULL, s.name || '_pkey', 1, 1, 1, \
            (SELECT group_concat(p.name, ', ') FROM pragma_table_info(s.name) p WHERE p.pk > 0), \
-           (SELECT group_concat(p.cid + 1, ' ') FROM pragma_table_info(s.name) p WHERE p.pk > 0), 1 \
+           (SELECT group_concat(p.name, ', ') FROM pragma_table_info(s.name) p WHERE p.pk > 0), \
+           (SELECT group_concat(p.cid + 1, ' ') FROM pragma_table_info(s.name) p WHERE p.pk > 0), '0', 1 \
          FROM sqlite_schema s WHERE s.type = 'table' AND {HIDDEN} \
            AND (SELECT count(*) FROM pragma_table_info(s.name) p WHERE p.pk > 0) = 1 \
            AND EXISTS (SELECT 1 FROM pragma_table_info(s.name) p WHERE p.pk > 0 AND upper(p.type) = 'INTEGER') \
@@ -101,12 +106,12 @@ pub(super) fn index() -> String {
            0 AS indisexclusion, 1 AS indimmediate, 0 AS indisclustered, 1 AS indisvalid, \
            0 AS indcheckxmin, 1 AS indisready, 1 AS indislive, 0 AS indisreplident, \
            0 AS indnullsnotdistinct, \
-           substr('0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0', 1, 2 * x.ncols - 1) AS indoption, \
+           x.indoption AS indoption, \
            substr('0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0', 1, 2 * x.ncols - 1) AS indcollation, \
            substr('0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0', 1, 2 * x.ncols - 1) AS indclass, \
            x.indkey AS indkey, NULL AS indexprs, NULL AS indpred, \
            'CREATE ' || CASE WHEN x.isunique THEN 'UNIQUE ' ELSE '' END || 'INDEX ' || x.name || \
-           ' ON public.' || x.tbl || ' USING btree (' || coalesce(x.cols, '') || ')' AS indexdef \
+           ' ON public.' || x.tbl || ' USING btree (' || coalesce(x.coldefs, '') || ')' AS indexdef \
          FROM ({}) x",
         indexes()
     )
@@ -204,12 +209,16 @@ pub(super) fn constraint() -> String {
            CASE WHEN x.isprimary THEN 'p' ELSE 'u' END AS contype, 0 AS condeferrable, 0 AS condeferred, \
            1 AS convalidated, CAST(hadr_oid(x.tbl) AS INTEGER) AS conrelid, 0 AS contypid, CAST(hadr_oid(x.name) AS INTEGER) AS conindid, \
            0 AS conparentid, 0 AS confrelid, ' ' AS confupdtype, ' ' AS confdeltype, ' ' AS confmatchtype, \
-           1 AS conislocal, 0 AS coninhcount, 1 AS connoinherit, x.indkey AS conkey, NULL AS confkey, \
+           1 AS conislocal, 0 AS coninhcount, 1 AS connoinherit, '{{' || replace(x.indkey, ' ', ',') || '}}' AS conkey, \
+           NULL AS confkey, \
            CASE WHEN x.isprimary THEN 'PRIMARY KEY (' ELSE 'UNIQUE (' END || x.cols || ')' AS condef \
          FROM ({idx}) x WHERE x.isconstraint \
          UNION ALL \
-         SELECT CAST(hadr_oid(f.name) AS INTEGER), f.name, 2200, 'f', 0, 0, 1, CAST(hadr_oid(f.tbl) AS INTEGER), 0, 0, 0, CAST(hadr_oid(f.ref) AS INTEGER), \
-           ' ', ' ', 's', 1, 0, 1, NULL, NULL, \
+         SELECT CAST(hadr_oid(f.name) AS INTEGER), f.name, 2200, 'f', 0, 0, 1, CAST(hadr_oid(f.tbl) AS INTEGER), 0, \
+           (SELECT CAST(hadr_oid(x.name) AS INTEGER) FROM ({idx}) x WHERE x.tbl = f.ref COLLATE NOCASE \
+              AND x.isunique AND x.cols = f.refcols COLLATE NOCASE ORDER BY x.isprimary DESC LIMIT 1), \
+           0, CAST(hadr_oid(f.ref) AS INTEGER), {upd}, {del}, 's', 1, 0, 1, \
+           '{{' || f.conkey || '}}', '{{' || f.confkey || '}}', \
            'FOREIGN KEY (' || f.cols || ') REFERENCES ' || f.ref || \
            CASE WHEN f.refcols IS NULL THEN '' ELSE '(' || f.refcols || ')' END || \
            CASE WHEN f.on_update <> 'NO ACTION' THEN ' ON UPDATE ' || f.on_update ELSE '' END || \
@@ -217,10 +226,24 @@ pub(super) fn constraint() -> String {
          FROM (SELECT s.name AS tbl, fk.\"table\" AS ref, fk.on_update, fk.on_delete, \
                  s.name || '_' || group_concat(fk.\"from\", '_') || '_fkey' AS name, \
                  group_concat(fk.\"from\", ', ') AS cols, coalesce(group_concat(fk.\"to\", ', '), \
-                   (SELECT group_concat(p.name, ', ') FROM pragma_table_info(fk.\"table\") p WHERE p.pk > 0)) AS refcols \
+                   (SELECT group_concat(p.name, ', ') FROM pragma_table_info(fk.\"table\") p WHERE p.pk > 0)) AS refcols, \
+                 group_concat((SELECT p.cid + 1 FROM pragma_table_info(s.name) p WHERE p.name = fk.\"from\"), ',') AS conkey, \
+                 group_concat((SELECT p.cid + 1 FROM pragma_table_info(fk.\"table\") p WHERE p.name = coalesce(fk.\"to\", \
+                   (SELECT q.name FROM pragma_table_info(fk.\"table\") q WHERE q.pk = fk.seq + 1))), ',') AS confkey \
                FROM sqlite_schema s, pragma_foreign_key_list(s.name) fk \
                WHERE s.type = 'table' AND {HIDDEN} GROUP BY s.name, fk.id) f",
-        idx = indexes()
+        idx = indexes(),
+        upd = action_code("f.on_update"),
+        del = action_code("f.on_delete"),
+    )
+}
+
+/// `confupdtype` / `confdeltype`: PostgreSQL's letter for the action
+/// SQLite's `pragma_foreign_key_list` names.
+fn action_code(column: &str) -> String {
+    format!(
+        "CASE {column} WHEN 'CASCADE' THEN 'c' WHEN 'SET NULL' THEN 'n' WHEN 'SET DEFAULT' THEN 'd' \
+         WHEN 'RESTRICT' THEN 'r' ELSE 'a' END"
     )
 }
 
@@ -293,6 +316,53 @@ fn database() -> String {
         .to_string()
 }
 
+/// `pg_settings`: what `SHOW` answers for the session (through
+/// `current_setting`, so a `SET` shows), and the fixed limits drivers
+/// read from it (pgjdbc's `max_index_keys` before `getImportedKeys`).
+fn settings() -> String {
+    const FIXED: &[(&str, &str, &str)] = &[
+        ("max_index_keys", "32", "integer"),
+        ("max_identifier_length", "63", "integer"),
+        ("block_size", "4096", "integer"),
+        ("server_version_num", "150000", "integer"),
+        ("search_path", "\"$user\", public", "string"),
+    ];
+    const SESSION: &[(&str, &str)] = &[
+        ("server_version", "string"),
+        ("server_encoding", "string"),
+        ("client_encoding", "string"),
+        ("DateStyle", "string"),
+        ("IntervalStyle", "enum"),
+        ("TimeZone", "string"),
+        ("integer_datetimes", "bool"),
+        ("standard_conforming_strings", "bool"),
+        ("application_name", "string"),
+        ("max_connections", "integer"),
+        ("transaction_isolation", "enum"),
+        ("default_transaction_isolation", "enum"),
+        ("transaction_read_only", "bool"),
+        ("idle_in_transaction_session_timeout", "integer"),
+    ];
+    let rows = FIXED
+        .iter()
+        .map(|(n, v, t)| format!("SELECT '{n}', '{v}', '{t}'"))
+        .chain(
+            SESSION
+                .iter()
+                .map(|(n, t)| format!("SELECT '{n}', current_setting('{n}', 1), '{t}'")),
+        )
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    format!(
+        "SELECT v.column1 AS name, v.column2 AS setting, NULL AS unit, 'hadr' AS category, \
+           '' AS short_desc, NULL AS extra_desc, 'user' AS context, v.column3 AS vartype, \
+           'default' AS source, NULL AS min_val, NULL AS max_val, NULL AS enumvals, \
+           v.column2 AS boot_val, v.column2 AS reset_val, NULL AS sourcefile, NULL AS sourceline, \
+           0 AS pending_restart \
+         FROM (SELECT NULL AS column1, NULL AS column2, NULL AS column3 WHERE 0 UNION ALL {rows}) v"
+    )
+}
+
 /// Relations with nothing in them in hadr, with the columns psql reads.
 fn empty(columns: &[&str]) -> String {
     format!(
@@ -327,6 +397,7 @@ pub(crate) fn relation(name: &str) -> Option<String> {
         "pg_type" => type_(),
         "pg_am" => am(),
         "pg_database" => database(),
+        "pg_settings" => settings(),
         "pg_inherits" => empty(&["inhrelid", "inhparent", "inhseqno", "inhdetachpending"]),
         "pg_description" => empty(&["objoid", "classoid", "objsubid", "description"]),
         "pg_trigger" => empty(&[
@@ -430,6 +501,7 @@ pub(super) fn is_bool_column(name: &str) -> bool {
         "rolreplication",
         "rolbypassrls",
         "tgisinternal",
+        "pending_restart",
     ];
     BOOLS.contains(&name)
 }

@@ -136,6 +136,14 @@ pub(crate) fn rewrite(stmt: &str) -> Option<String> {
                 }
             }
         }
+        if let Some((from, to, text)) = subscript(stmt, &s, i)
+            .or_else(|| series(stmt, &s, i))
+            .or_else(|| trim_from(stmt, &s, i))
+        {
+            edits.push((s[from].start, s[to].end(), text));
+            i = to + 1;
+            continue;
+        }
         // ARRAY(SELECT x FROM …): the values as PostgreSQL's array text.
         if is(Some(t), "ARRAY")
             && s.get(i + 1).is_some_and(|p| p.is_punct("("))
@@ -146,12 +154,8 @@ pub(crate) fn rewrite(stmt: &str) -> Option<String> {
                     .find(|&k| is(s.get(k), "FROM") && matching_depth(&s, i + 1, k) == 1);
                 if let Some(from) = from.filter(|&f| f > i + 3) {
                     // What is inside is rewritten in its own right.
-                    let inner = |a: usize, b: usize| {
-                        let text = &stmt[s[a].start..s[b].end()];
-                        rewrite(text).unwrap_or_else(|| text.to_string())
-                    };
-                    let expr = inner(i + 3, from - 1);
-                    let rest = inner(from, close - 1);
+                    let expr = inner(stmt, &s, i + 3, from - 1);
+                    let rest = inner(stmt, &s, from, close - 1);
                     edits.push((
                         t.start,
                         s[close].end(),
@@ -359,6 +363,9 @@ fn may_need(stmt: &str) -> bool {
         b"operator",
         b"bool_and",
         b"bool_or",
+        b"[",
+        b"generate_series",
+        b"trim",
     ];
     let b = stmt.as_bytes();
     NEEDLES
@@ -495,6 +502,146 @@ fn expansion_call(
     Some((i, close, text))
 }
 
+/// The text of `s[a..=b]`, itself rewritten.
+fn inner(stmt: &str, s: &[Token<'_>], a: usize, b: usize) -> String {
+    let text = &stmt[s[a].start..s[b].end()];
+    rewrite(text).unwrap_or_else(|| text.to_string())
+}
+
+/// `x[i]` at the `[` `s[open]`: the element, by `hadr_array_get` (the
+/// server's), which takes the array's text as PostgreSQL writes it
+/// (`{…}` from 1, an `int2vector`'s `1 2` from 0). Not a type's `int[]`,
+/// not a slice.
+fn subscript(stmt: &str, s: &[Token<'_>], open: usize) -> Option<(usize, usize, String)> {
+    if !s[open].is_punct("[") || open == 0 {
+        return None;
+    }
+    let before = &s[open - 1];
+    let operand = matches!(before.kind, Kind::Word | Kind::QuotedIdent) || before.is_punct(")");
+    if !operand || is(Some(before), "ARRAY") {
+        return None;
+    }
+    let close = matching(s, open)?;
+    if close == open + 1 || s[open + 1..close].iter().any(|t| t.is_punct(":")) {
+        return None;
+    }
+    let (from, array) = operand_before(stmt, s, open);
+    // A type: `x::int[1]`, `CAST(x AS int[])`.
+    if from > 0 && (s[from - 1].is_punct("::") || is(s.get(from - 1), "AS")) {
+        return None;
+    }
+    let index = inner(stmt, s, open + 1, close - 1);
+    let array = rewrite(array).unwrap_or_else(|| array.to_string());
+    Some((from, close, format!("hadr_array_get({array}, {index})")))
+}
+
+/// `[pg_catalog.]generate_series(a, b [, step]) [AS] [alias[(column)]]` as
+/// a relation (after FROM or JOIN, or with a column alias, which only a
+/// relation has): a recursive common table expression, since the bundled
+/// SQLite has no `generate_series`.
+fn series(stmt: &str, s: &[Token<'_>], i: usize) -> Option<(usize, usize, String)> {
+    let mut f = i;
+    if is(s.get(f), "pg_catalog") && s.get(f + 1).is_some_and(|d| d.is_punct(".")) {
+        f += 2;
+    }
+    if !is(s.get(f), "generate_series") || !s.get(f + 1).is_some_and(|p| p.is_punct("(")) {
+        return None;
+    }
+    if i > 0 && s[i - 1].is_punct(".") {
+        return None;
+    }
+    let close = matching(s, f + 1)?;
+    let mut args = Vec::new();
+    let mut from = f + 2;
+    for k in f + 2..=close {
+        if k == close || (s[k].is_punct(",") && matching_depth(s, f + 1, k) == 1) {
+            if k == from {
+                return None;
+            }
+            args.push(inner(stmt, s, from, k - 1));
+            from = k + 1;
+        }
+    }
+    let (start, stop, step) = match args.as_slice() {
+        [a, b] => (a.clone(), b.clone(), "1".to_string()),
+        [a, b, c] => (a.clone(), b.clone(), c.clone()),
+        _ => return None,
+    };
+    // [AS] alias [( column )]
+    let mut k = close + 1;
+    if is(s.get(k), "AS") {
+        k += 1;
+    }
+    let alias = s.get(k).filter(|t| {
+        matches!(t.kind, Kind::Word | Kind::QuotedIdent)
+            && !NOT_ALIAS.iter().any(|w| t.text.eq_ignore_ascii_case(w))
+    });
+    let mut end = close;
+    let mut column = None;
+    if let Some(a) = alias {
+        end = k;
+        if s.get(k + 1).is_some_and(|p| p.is_punct("("))
+            && s.get(k + 3).is_some_and(|p| p.is_punct(")"))
+        {
+            column = Some(s[k + 2].text);
+            end = k + 3;
+        }
+        column = column.or(Some(a.text));
+    }
+    let in_from = i > 0 && (is(s.get(i - 1), "FROM") || is(s.get(i - 1), "JOIN"));
+    if !in_from && end < close + 3 {
+        return None;
+    }
+    let table = alias.map_or("generate_series", |a| a.text);
+    let column = column.unwrap_or("generate_series");
+    Some((
+        i,
+        end,
+        format!(
+            "(WITH RECURSIVE hadr_gs(v) AS (SELECT ({start}) WHERE ({step}) > 0 AND ({start}) <= ({stop}) \
+               OR ({step}) < 0 AND ({start}) >= ({stop}) \
+             UNION ALL SELECT v + ({step}) FROM hadr_gs \
+               WHERE ({step}) > 0 AND v + ({step}) <= ({stop}) OR ({step}) < 0 AND v + ({step}) >= ({stop})) \
+             SELECT v AS {column} FROM hadr_gs) AS {table}"
+        ),
+    ))
+}
+
+/// SQL's `trim([BOTH | LEADING | TRAILING] [chars] FROM x)`: SQLite's
+/// `trim(x, chars)`, `ltrim`, `rtrim`.
+fn trim_from(stmt: &str, s: &[Token<'_>], i: usize) -> Option<(usize, usize, String)> {
+    if !is(s.get(i), "trim") || !s.get(i + 1).is_some_and(|p| p.is_punct("(")) {
+        return None;
+    }
+    if i > 0 && s[i - 1].is_punct(".") {
+        return None;
+    }
+    let close = matching(s, i + 1)?;
+    let from =
+        (i + 2..close).find(|&k| is(s.get(k), "FROM") && matching_depth(s, i + 1, k) == 1)?;
+    let mut k = i + 2;
+    let func = match s[k].text.to_ascii_lowercase().as_str() {
+        "both" => "trim",
+        "leading" => "ltrim",
+        "trailing" => "rtrim",
+        _ => {
+            k -= 1;
+            "trim"
+        }
+    };
+    k += 1;
+    if from + 1 >= close {
+        return None;
+    }
+    let value = inner(stmt, s, from + 1, close - 1);
+    let text = if k < from {
+        format!("{func}({value}, {})", inner(stmt, s, k, from - 1))
+    } else {
+        format!("{func}({value})")
+    };
+    Some((i, close, text))
+}
+
 /// The operand a `::` at `s[colons]` applies to: its first token and text.
 fn operand_before<'a>(stmt: &'a str, s: &[Token<'_>], colons: usize) -> (usize, &'a str) {
     let mut k = colons - 1;
@@ -618,6 +765,45 @@ mod tests {
         assert!(may_need("SELECT 't'::pg_catalog.regclass"));
         assert!(may_need("SELECT * FROM PG_CATALOG.pg_class"));
         assert!(may_need("SELECT 1 WHERE x = ANY (ARRAY[1])"));
+    }
+
+    #[test]
+    fn subscripts_series_and_trim() {
+        assert_eq!(
+            rewrite("SELECT a.attname FROM t a WHERE a.attnum = con.conkey[pos.n]").unwrap(),
+            "SELECT a.attname FROM t a WHERE a.attnum = hadr_array_get(con.conkey, pos.n)"
+        );
+        assert_eq!(
+            rewrite("SELECT CASE tmp.I_INDOPTION[tmp.ORDINAL_POSITION - 1] & 1 WHEN 1 THEN 'D' END").unwrap(),
+            "SELECT CASE hadr_array_get(tmp.I_INDOPTION, tmp.ORDINAL_POSITION - 1) & 1 WHEN 1 THEN 'D' END"
+        );
+        // Types and literals are not subscripts.
+        assert_eq!(rewrite("SELECT x::int[] FROM t"), None);
+        assert_eq!(rewrite("SELECT '[1]' FROM t"), None);
+        assert_eq!(rewrite("SELECT ARRAY[1, 2]"), None);
+        let out = rewrite("SELECT n FROM pg_catalog.generate_series(1, 32) pos(n), t").unwrap();
+        assert!(
+            out.contains("SELECT v AS n FROM hadr_gs) AS pos, t"),
+            "{out}"
+        );
+        assert!(
+            out.contains("SELECT (1) WHERE (1) > 0 AND (1) <= (32)"),
+            "{out}"
+        );
+        let out = rewrite("SELECT g FROM generate_series(1, 10, 2) g").unwrap();
+        assert!(out.contains("SELECT v AS g FROM hadr_gs) AS g"), "{out}");
+        let out = rewrite("SELECT * FROM generate_series(1, 3)").unwrap();
+        assert!(
+            out.ends_with("SELECT v AS generate_series FROM hadr_gs) AS generate_series"),
+            "{out}"
+        );
+        // A set-returning call in a select list is left alone.
+        assert_eq!(rewrite("SELECT generate_series(1, 3)"), None);
+        assert_eq!(
+            rewrite("SELECT trim(both '\"' from x), trim(leading from y), trim(z, 'a')").unwrap(),
+            "SELECT trim(x, '\"'), ltrim(y), trim(z, 'a')"
+        );
+        assert_eq!(rewrite("SELECT trim(x)"), None);
     }
 
     #[test]
