@@ -406,6 +406,80 @@ fn psql_describes_tables_indexes_views_and_keys() -> Result<()> {
     Ok(())
 }
 
+/// COMMENT ON a table, view, column and index: psql's `\dt+` and `\d+`
+/// show them, `obj_description` / `col_description` / `pg_description`
+/// answer, `IS NULL` removes one, a missing object is PostgreSQL's error,
+/// and the comments reach a standby with the rest of the log.
+#[tokio::test]
+async fn comments_show_in_psql_and_reach_the_standby() -> Result<()> {
+    let p = peer_pair(&[]).await?;
+    // Before any comment the functions answer NULL (there is no table yet).
+    let (ok, out, err) = psql(
+        &p.a.conninfo(),
+        &["-At", "-v", "ON_ERROR_STOP=1"],
+        "CREATE TABLE accounts(id integer PRIMARY KEY, owner text);\n\
+         SELECT obj_description('accounts'::regclass, 'pg_class') IS NULL, count(*) FROM pg_description;\n",
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out, "t|0\n");
+    let (ok, _, err) = psql(
+        &p.a.conninfo(),
+        &["-v", "ON_ERROR_STOP=1"],
+        "CREATE VIEW rich AS SELECT id FROM accounts;\n\
+         COMMENT ON TABLE public.accounts IS 'who owns what';\n\
+         COMMENT ON COLUMN accounts.owner IS $$the owner's name$$;\n\
+         COMMENT ON VIEW rich IS 'rich ones';\n\
+         COMMENT ON INDEX accounts_pkey IS 'gone soon';\n\
+         COMMENT ON INDEX accounts_pkey IS NULL;\n\
+         COMMENT ON TABLE accounts IS 'who owns what, again';\n",
+    );
+    assert!(ok, "{err}");
+    let (ok, out, err) = psql(&p.a.conninfo(), &[], "\\dt+ accounts\n\\d+ accounts\n");
+    assert!(ok, "{err}");
+    assert!(out.contains("| who owns what, again"), "{out}");
+    assert!(out.contains("| the owner's name"), "{out}");
+    let (ok, out, err) = psql(
+        &p.a.conninfo(),
+        &["-At", "-F", "|", "-v", "ON_ERROR_STOP=1"],
+        "SELECT obj_description('rich'::regclass), col_description('accounts'::regclass, 2), \
+           col_description('accounts'::regclass, 1) IS NULL;\n\
+         SELECT c.relname, d.objsubid, d.description FROM pg_description d \
+           JOIN pg_class c ON c.oid = d.objoid ORDER BY 1, 2;\n",
+    );
+    assert!(ok, "{err}");
+    assert_eq!(
+        out,
+        "rich ones|the owner's name|t\n\
+         accounts|0|who owns what, again\n\
+         accounts|2|the owner's name\n\
+         rich|0|rich ones\n"
+    );
+    // PostgreSQL's errors for what is not there, and what hadr does not keep.
+    for (sql, code) in [
+        ("COMMENT ON TABLE nope IS 'x';\n", "42P01"),
+        ("COMMENT ON COLUMN accounts.nope IS 'x';\n", "42703"),
+        ("COMMENT ON SCHEMA public IS 'x';\n", "0A000"),
+    ] {
+        let (ok, _, err) = psql(
+            &p.a.conninfo(),
+            &["-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=verbose"],
+            sql,
+        );
+        assert!(!ok && err.contains(code), "{sql}: {err}");
+    }
+    // The standby has them too.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (ok, out, err) = psql(&p.b.conninfo(), &[], "\\d+ accounts\n");
+        if ok && out.contains("| the owner's name") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{out}{err}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
 /// `generate_series` as a relation, array subscripts, SQL's
 /// `trim(… FROM …)` and `pg_settings`: what scripts and drivers use beside
 /// the catalogs.
@@ -458,7 +532,9 @@ fn pgjdbc_lists_tables_and_columns() -> Result<()> {
          CREATE TABLE transfers(id bigserial PRIMARY KEY, src integer NOT NULL REFERENCES accounts(id) ON DELETE CASCADE, dst integer NOT NULL, amount numeric(12,2));\n\
          ALTER TABLE transfers ADD CONSTRAINT transfers_dst_fkey FOREIGN KEY (dst) REFERENCES accounts(id);\n\
          CREATE UNIQUE INDEX transfers_pair ON transfers(src, dst DESC);\n\
-         CREATE INDEX transfers_amount ON transfers(amount);\n",
+         CREATE INDEX transfers_amount ON transfers(amount);\n\
+         COMMENT ON TABLE accounts IS 'who owns what';\n\
+         COMMENT ON COLUMN accounts.owner IS 'the owner';\n",
     );
     assert!(ok, "{err}");
     let (_classes, cp) = javac_client("MetaCheck");
@@ -471,8 +547,8 @@ fn pgjdbc_lists_tables_and_columns() -> Result<()> {
         text,
         // What PostgreSQL 15 answers for the same schema, line for line
         // (checked once against a PostgreSQL 15 server with this client).
-        "tables [accounts TABLE][transfers TABLE][rich VIEW]\n\
-         columns [id int4 10 NO null][owner varchar 40 NO null][balance numeric 12 YES 0]\n\
+        "tables [accounts TABLE who owns what][transfers TABLE null][rich VIEW null]\n\
+         columns [id int4 10 NO null null][owner varchar 40 NO null the owner][balance numeric 12 YES 0 null]\n\
          pk [id 1 accounts_pkey]\n\
          imported [accounts id transfers dst 1 3 3 transfers_dst_fkey accounts_pkey]\
                   [accounts id transfers src 1 3 0 transfers_src_fkey accounts_pkey]\n\
@@ -510,6 +586,7 @@ fn sqlalchemy_orm_and_inspector_through_psycopg() -> Result<()> {
         "ids [1, 2] rich 20\n\
          tables ['sa_account', 'sa_branch']\n\
          columns [('id', 'INTEGER', False), ('branch_id', 'INTEGER', True), ('balance', 'NUMERIC(12, 2)', True)]\n\
+         comments one per customer [None, 'where it is kept', None]\n\
          pk {'constrained_columns': ['id'], 'name': 'sa_account_pkey', 'comment': None}\n\
          fk sa_account_branch_id_fkey ['branch_id'] sa_branch ['id']\n\
          indexes [('ix_sa_account_branch_id', False, ['branch_id'])]\n\

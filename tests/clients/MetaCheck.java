@@ -19,8 +19,8 @@ public class MetaCheck {
     public static void main(String[] a) {
         try (Connection c = DriverManager.getConnection(a[0], "test", "")) {
             DatabaseMetaData m = c.getMetaData();
-            System.out.println("tables " + rows(m.getTables(null, "public", "%", new String[] {"TABLE", "VIEW"}), "TABLE_NAME", "TABLE_TYPE"));
-            System.out.println("columns " + rows(m.getColumns(null, "public", "accounts", "%"), "COLUMN_NAME", "TYPE_NAME", "COLUMN_SIZE", "IS_NULLABLE", "COLUMN_DEF"));
+            System.out.println("tables " + rows(m.getTables(null, "public", "%", new String[] {"TABLE", "VIEW"}), "TABLE_NAME", "TABLE_TYPE", "REMARKS"));
+            System.out.println("columns " + rows(m.getColumns(null, "public", "accounts", "%"), "COLUMN_NAME", "TYPE_NAME", "COLUMN_SIZE", "IS_NULLABLE", "COLUMN_DEF", "REMARKS"));
             System.out.println("pk " + rows(m.getPrimaryKeys(null, "public", "accounts"), "COLUMN_NAME", "KEY_SEQ", "PK_NAME"));
             System.out.println("imported " + rows(m.getImportedKeys(null, "public", "transfers"), "PKTABLE_NAME", "PKCOLUMN_NAME", "FKTABLE_NAME", "FKCOLUMN_NAME", "KEY_SEQ", "UPDATE_RULE", "DELETE_RULE", "FK_NAME", "PK_NAME"));
             System.out.println("exported " + rows(m.getExportedKeys(null, "public", "accounts"), "FKTABLE_NAME", "FKCOLUMN_NAME", "KEY_SEQ"));

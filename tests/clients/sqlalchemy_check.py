@@ -1,7 +1,8 @@
 """SQLAlchemy 2 through psycopg 3 against hadr (tests/pg_compat.rs): ORM
 create_all, inserts (SQLAlchemy's multi-row "insertmanyvalues" form), a
 query, drop_all, and the inspector's tables, columns, primary and foreign
-keys, indexes and unique constraints. Prints one line
+keys, indexes, unique constraints and comments (which create_all makes
+with COMMENT ON). Prints one line
 per step for the test to compare."""
 import sys
 
@@ -20,8 +21,9 @@ class Branch(Base):
 
 class Account(Base):
     __tablename__ = "sa_account"
+    __table_args__ = {"comment": "one per customer"}
     id = Column(Integer, primary_key=True)
-    branch_id = Column(Integer, ForeignKey("sa_branch.id"), index=True)
+    branch_id = Column(Integer, ForeignKey("sa_branch.id"), index=True, comment="where it is kept")
     balance = Column(Numeric(12, 2), default=0)
 
 
@@ -38,6 +40,7 @@ with Session(engine) as s:
 i = inspect(engine)
 print("tables", sorted(i.get_table_names()))
 print("columns", [(c["name"], str(c["type"]), c["nullable"]) for c in i.get_columns("sa_account")])
+print("comments", i.get_table_comment("sa_account")["text"], [c.get("comment") for c in i.get_columns("sa_account")])
 print("pk", i.get_pk_constraint("sa_account"))
 fk = i.get_foreign_keys("sa_account")[0]
 print("fk", fk["name"], fk["constrained_columns"], fk["referred_table"], fk["referred_columns"])

@@ -6,8 +6,8 @@
 //! REGEXP operator (psql's `~`), and `pg_table_is_visible`, `format_type`,
 //! `pg_get_userbyid`, `pg_encoding_to_char`, `obj_description`…
 //!
-//! What hadr does not keep (comments, sizes per relation) is NULL, which
-//! psql shows as empty.
+//! What hadr does not keep (sizes per relation) is NULL, which psql shows
+//! as empty; comments are COMMENT ON's rows (crates/hadr-sql/src/comment.rs).
 
 use hadr_sql::PgType;
 use rusqlite::functions::{Context, FunctionFlags};
@@ -27,6 +27,20 @@ pub fn oid_of(name: &str) -> i64 {
         h = h.wrapping_mul(0x0100_0193);
     }
     i64::from(FIRST_USER_OID + h % ((1u32 << 31) - FIRST_USER_OID))
+}
+
+/// The OID `'name'::regclass` names: digits are one, a system catalog's
+/// is PostgreSQL's, a relation's its name's hash (`public.` dropped).
+pub fn regclass(name: &str) -> i64 {
+    let t = name.trim();
+    if let Ok(n) = t.parse::<i64>() {
+        return n;
+    }
+    if let Some(oid) = hadr_sql::system_oid(t) {
+        return i64::from(oid);
+    }
+    let t = t.strip_prefix("public.").unwrap_or(t);
+    oid_of(t.trim_matches('"'))
 }
 
 /// The base name of a declared type, lower-cased, its modifiers dropped.
@@ -135,6 +149,15 @@ pub fn register(conn: &Connection, user: &str) -> rusqlite::Result<()> {
     conn.create_scalar_function("hadr_oid", 1, fixed, |ctx| {
         Ok(text_arg(ctx, 0).map(|n| oid_of(&n)))
     })?;
+    // CAST(x AS regclass) with x known only at run time: a number is
+    // the OID, a name the relation's (or a system catalog's) OID.
+    conn.create_scalar_function("hadr_regclass", 1, fixed, |ctx| {
+        Ok(match ctx.get_raw(0) {
+            ValueRef::Integer(n) => Some(n),
+            ValueRef::Null => None,
+            _ => text_arg(ctx, 0).map(|t| regclass(&t)),
+        })
+    })?;
     conn.create_scalar_function("hadr_type_oid", 1, fixed, |ctx| {
         Ok(type_oid(&text_arg(ctx, 0).unwrap_or_default()))
     })?;
@@ -166,10 +189,8 @@ pub fn register(conn: &Connection, user: &str) -> rusqlite::Result<()> {
     conn.create_scalar_function("array_to_string", 2, fixed, |ctx| Ok(text_arg(ctx, 0)))?;
     conn.create_scalar_function("pg_get_expr", 2, fixed, |ctx| Ok(text_arg(ctx, 0)))?;
     conn.create_scalar_function("pg_get_expr", 3, fixed, |ctx| Ok(text_arg(ctx, 0)))?;
+    register_comments(conn)?;
     for (name, args) in [
-        ("obj_description", 1),
-        ("obj_description", 2),
-        ("col_description", 2),
         ("shobj_description", 2),
         ("pg_table_size", 1),
         ("pg_relation_size", 1),
@@ -205,6 +226,65 @@ pub fn register(conn: &Connection, user: &str) -> rusqlite::Result<()> {
         })
     })?;
     Ok(())
+}
+
+/// `obj_description`, `col_description` and `hadr_descriptions()` (what
+/// `pg_description` lists) over COMMENT ON's table
+/// (crates/hadr-sql/src/comment.rs), which exists only once a comment has
+/// been made: before, every answer is NULL / none.
+fn register_comments(conn: &Connection) -> rusqlite::Result<()> {
+    // Not deterministic: they read a table.
+    let reads = FunctionFlags::SQLITE_UTF8;
+    let table = hadr_sql::COMMENTS_TABLE;
+    let object = format!("SELECT description FROM {table} WHERE objoid = ?1 AND sub = ''");
+    for args in [1, 2] {
+        let sql = object.clone();
+        conn.create_scalar_function("obj_description", args, reads, move |ctx| {
+            let Some(oid) = int_arg(ctx, 0) else {
+                return Ok(None);
+            };
+            comments_query(ctx, &sql, rusqlite::params![oid])
+        })?;
+    }
+    let column = format!(
+        "SELECT c.description FROM {table} c WHERE c.objoid = ?1 AND c.kind = 'column'          AND c.sub = (SELECT p.name FROM pragma_table_info(c.object) p WHERE p.cid = ?2 - 1)"
+    );
+    conn.create_scalar_function("col_description", 2, reads, move |ctx| {
+        let (Some(oid), Some(n)) = (int_arg(ctx, 0), int_arg(ctx, 1)) else {
+            return Ok(None);
+        };
+        comments_query(ctx, &column, rusqlite::params![oid, n])
+    })?;
+    let all = format!(
+        "SELECT json_group_array(json_array(c.objoid,            CASE c.sub WHEN '' THEN 0 ELSE (SELECT p.cid + 1 FROM pragma_table_info(c.object) p              WHERE p.name = c.sub) END, c.description)) FROM {table} c"
+    );
+    conn.create_scalar_function("hadr_descriptions", 0, reads, move |ctx| {
+        Ok(comments_query(ctx, &all, [])?.unwrap_or_else(|| "[]".to_string()))
+    })?;
+    Ok(())
+}
+
+/// The one value `sql` answers on the connection the function runs on;
+/// None when it answers no row or the comments table does not exist yet.
+fn comments_query<P: rusqlite::Params>(
+    ctx: &Context<'_>,
+    sql: &str,
+    params: P,
+) -> rusqlite::Result<Option<String>> {
+    // SAFETY: the handle is used only within this call, on the thread
+    // running the statement that called the function, and is not closed;
+    // SQLite allows a function to run statements on its own connection.
+    let conn = unsafe { ctx.get_connection()? };
+    // Not prepare_cached: the handle's statement cache ends with this call.
+    let r = conn
+        .prepare(sql)
+        .and_then(|mut st| st.query_row(params, |r| r.get::<_, Option<String>>(0)));
+    match r {
+        Ok(v) => Ok(v),
+        Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
+        Err(rusqlite::Error::SqliteFailure(_, Some(m))) if m.contains("no such table") => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// `array_agg(x)`: the values as PostgreSQL's array text, `{a,b,"c d"}`
@@ -327,6 +407,14 @@ mod tests {
         );
         assert_eq!(array_get("{a,\"b,c\",NULL}", 3), Some(Value::Null));
         assert_eq!(array_get("{}", 1), None);
+    }
+
+    #[test]
+    fn regclass_names_and_numbers() {
+        assert_eq!(regclass("pg_catalog.pg_class"), 1259);
+        assert_eq!(regclass("16385"), 16385);
+        assert_eq!(regclass("public.t"), oid_of("t"));
+        assert_eq!(regclass("t"), oid_of("t"));
     }
 
     #[test]

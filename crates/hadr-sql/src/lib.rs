@@ -26,6 +26,7 @@ mod brackets;
 mod catalog;
 mod classify;
 mod columns;
+mod comment;
 mod copy;
 mod ddl;
 mod derived;
@@ -44,8 +45,10 @@ mod unsupported;
 
 pub use alter::{edit_create, AlterAction, EditError, TableRebuild};
 pub use catalog::column_type as catalog_column_type;
+pub use catalog::system_oid;
 pub use classify::{classify, command_tag, is_transaction_control, Command};
 pub use columns::result_column_types;
+pub use comment::TABLE as COMMENTS_TABLE;
 pub use copy::{CopyError, CopySource, CopyStatement};
 pub use error::SqlError;
 pub use hadr_copy;

@@ -66,6 +66,7 @@ fn translate_plain(stmt: &str) -> Result<Translated, SqlError> {
     }
     if let Some(batch) = crate::ddl::split_drop(&toks)
         .or_else(|| crate::ddl::split_truncate(&toks))
+        .or_else(|| crate::comment::split_comment(&toks))
         .or_else(|| vacuum.map(Ok))
     {
         return Ok(Translated {

@@ -14,7 +14,6 @@ const STATEMENTS: &[(&[&str], &str)] = &[
     (&["DO"], "DO blocks (there is no procedural language)"),
     (&["GRANT"], "GRANT/REVOKE; a role's rights are its attributes (READONLY, SUPERUSER) and the access rules"),
     (&["REVOKE"], "GRANT/REVOKE; a role's rights are its attributes (READONLY, SUPERUSER) and the access rules"),
-    (&["COMMENT", "ON"], "COMMENT ON"),
     (&["CLUSTER"], "CLUSTER"),
     (&["LOCK"], "LOCK TABLE (writers are serialised already: one write transaction at a time)"),
     (&["CREATE", "SCHEMA"], "schemas other than public"),
@@ -38,7 +37,7 @@ const STATEMENTS: &[(&[&str], &str)] = &[
 ];
 
 /// What a reference to a relation of PostgreSQL's catalogs is refused as.
-const CATALOGS: &str = "this catalog relation yet: hadr answers pg_class, pg_namespace, pg_attribute, pg_attrdef, pg_index, pg_constraint, pg_type, pg_am, pg_database, pg_roles and the empty ones psql reads, and information_schema's tables, columns and schemata (issue 12)";
+const CATALOGS: &str = "this catalog relation yet: hadr answers pg_class, pg_namespace, pg_attribute, pg_attrdef, pg_index, pg_constraint, pg_type, pg_am, pg_database, pg_roles, pg_settings, pg_description and the empty ones psql reads, and information_schema's tables, columns and schemata (issue 12)";
 
 /// The feature a statement asks for that hadr does not have, if any.
 pub(crate) fn unsupported(toks: &[Token<'_>]) -> Option<&'static str> {

@@ -30,6 +30,7 @@ mod query;
 
 pub use columns::column_type;
 pub(crate) use query::rewrite;
+pub use query::system_oid;
 
 /// hadr's own tables, never shown.
 pub(super) const HIDDEN: &str =
@@ -399,7 +400,15 @@ pub(crate) fn relation(name: &str) -> Option<String> {
         "pg_database" => database(),
         "pg_settings" => settings(),
         "pg_inherits" => empty(&["inhrelid", "inhparent", "inhseqno", "inhdetachpending"]),
-        "pg_description" => empty(&["objoid", "classoid", "objsubid", "description"]),
+        // COMMENT ON's rows (crates/hadr-sql/src/comment.rs), through the
+        // server's hadr_descriptions(): the table exists only once a
+        // comment is made, and a query must not fail before.
+        "pg_description" => "SELECT CAST(json_extract(j.value, '$[0]') AS INTEGER) AS objoid, \
+             1259 AS classoid, \
+             CAST(json_extract(j.value, '$[1]') AS INTEGER) AS objsubid, \
+             json_extract(j.value, '$[2]') AS description \
+           FROM json_each(hadr_descriptions()) j"
+            .to_string(),
         "pg_trigger" => empty(&[
             "oid",
             "tgrelid",

@@ -139,6 +139,7 @@ pub(crate) fn rewrite(stmt: &str) -> Option<String> {
         if let Some((from, to, text)) = subscript(stmt, &s, i)
             .or_else(|| series(stmt, &s, i))
             .or_else(|| trim_from(stmt, &s, i))
+            .or_else(|| cast_regclass(stmt, &s, i))
         {
             edits.push((s[from].start, s[to].end(), text));
             i = to + 1;
@@ -304,6 +305,8 @@ pub(crate) fn rewrite(stmt: &str) -> Option<String> {
                         let v = string_value(&s[i - 1]);
                         if v.bytes().all(|b| b.is_ascii_digit()) && !v.is_empty() {
                             v
+                        } else if let Some(oid) = system_oid(&v) {
+                            oid.to_string()
                         } else {
                             format!("hadr_oid({operand})")
                         }
@@ -351,7 +354,6 @@ fn may_need(stmt: &str) -> bool {
     const NEEDLES: &[&[u8]] = &[
         b"pg_",
         b"information_schema",
-        b"::reg",
         b"::oid",
         b"~",
         b"any",
@@ -366,6 +368,7 @@ fn may_need(stmt: &str) -> bool {
         b"[",
         b"generate_series",
         b"trim",
+        b"regclass",
     ];
     let b = stmt.as_bytes();
     NEEDLES
@@ -502,6 +505,24 @@ fn expansion_call(
     Some((i, close, text))
 }
 
+/// PostgreSQL's fixed OIDs of the catalogs clients name in
+/// `'pg_class'::regclass` (`pg_description.classoid` is one of them).
+pub fn system_oid(name: &str) -> Option<u32> {
+    let name = name.strip_prefix("pg_catalog.").unwrap_or(name);
+    Some(match name {
+        "pg_type" => 1247,
+        "pg_attribute" => 1249,
+        "pg_proc" => 1255,
+        "pg_class" => 1259,
+        "pg_constraint" => 2606,
+        "pg_description" => 2609,
+        "pg_index" => 2610,
+        "pg_namespace" => 2615,
+        "pg_database" => 1262,
+        _ => return None,
+    })
+}
+
 /// The text of `s[a..=b]`, itself rewritten.
 fn inner(stmt: &str, s: &[Token<'_>], a: usize, b: usize) -> String {
     let text = &stmt[s[a].start..s[b].end()];
@@ -604,6 +625,31 @@ fn series(stmt: &str, s: &[Token<'_>], i: usize) -> Option<(usize, usize, String
                WHERE ({step}) > 0 AND v + ({step}) <= ({stop}) OR ({step}) < 0 AND v + ({step}) >= ({stop})) \
              SELECT v AS {column} FROM hadr_gs) AS {table}"
         ),
+    ))
+}
+
+/// `CAST(x AS [pg_catalog.]regclass)`, as SQLAlchemy writes it with `x` a
+/// parameter: the OID at run time, by the server's `hadr_regclass`.
+fn cast_regclass(stmt: &str, s: &[Token<'_>], i: usize) -> Option<(usize, usize, String)> {
+    if !is(s.get(i), "CAST") || !s.get(i + 1).is_some_and(|p| p.is_punct("(")) {
+        return None;
+    }
+    let close = matching(s, i + 1)?;
+    let mut ty = close.checked_sub(1)?;
+    if !is(s.get(ty), "regclass") {
+        return None;
+    }
+    if ty >= 2 && s[ty - 1].is_punct(".") && is(s.get(ty - 2), "pg_catalog") {
+        ty -= 2;
+    }
+    let as_at = ty - 1;
+    if !is(s.get(as_at), "AS") || as_at <= i + 2 || matching_depth(s, i + 1, as_at) != 1 {
+        return None;
+    }
+    Some((
+        i,
+        close,
+        format!("hadr_regclass({})", inner(stmt, s, i + 2, as_at - 1)),
     ))
 }
 
@@ -817,6 +863,14 @@ mod tests {
         let out = rewrite("SELECT '16384'::pg_catalog.regclass, 't'::regclass, x::pg_catalog.oid")
             .unwrap();
         assert_eq!(out, "SELECT 16384, hadr_oid('t'), CAST(x AS INTEGER)");
+        let out = rewrite("SELECT 'pg_class'::regclass, 'pg_catalog.pg_type'::regclass").unwrap();
+        assert_eq!(out, "SELECT 1259, 1247");
+        let out = rewrite("SELECT 1 WHERE d.classoid = CAST($1::VARCHAR AS pg_catalog.REGCLASS)")
+            .unwrap();
+        assert_eq!(
+            out,
+            "SELECT 1 WHERE d.classoid = hadr_regclass($1::VARCHAR)"
+        );
         let out = rewrite("SELECT pg_catalog.pg_get_indexdef(i.indexrelid, 0, true)").unwrap();
         assert!(
             out.contains("WHERE hadr_i.hadr_key = (i.indexrelid))"),
