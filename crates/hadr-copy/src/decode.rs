@@ -244,6 +244,16 @@ impl Decoder {
         let b = &self.buf;
         let mut i = from;
         while i < b.len() {
+            // Straight to the next byte that matters.
+            let next = if escapes {
+                memchr::memchr3(b'\\', b'\n', b'\r', &b[i..])
+            } else {
+                memchr::memchr2(b'\n', b'\r', &b[i..])
+            };
+            let Some(k) = next else {
+                break;
+            };
+            i += k;
             match b[i] {
                 b'\\' if escapes => i += 2,
                 b'\n' => return Some((i, i + 1)),
@@ -351,11 +361,13 @@ impl Decoder {
     fn csv_row(&mut self, row: &mut Row, at_end: bool) -> Result<Scan, DecodeError> {
         let first_line = self.line + 1;
         // The end marker is a line of its own, unquoted.
-        if let Some((end, next)) = self.line_end(self.pos, at_end, false) {
-            if self.buf[self.pos..end] == b"\\."[..] {
-                self.line += 1;
-                self.done = true;
-                return Ok(Scan::Row(next));
+        if self.buf[self.pos..].starts_with(b"\\.") {
+            if let Some((end, next)) = self.line_end(self.pos, at_end, false) {
+                if self.buf[self.pos..end] == b"\\."[..] {
+                    self.line += 1;
+                    self.done = true;
+                    return Ok(Scan::Row(next));
+                }
             }
         }
         let b = &self.buf;
@@ -382,6 +394,16 @@ impl Decoder {
                     break;
                 };
                 if in_quotes {
+                    // A run of plain quoted bytes goes in whole.
+                    let run = b[i..]
+                        .iter()
+                        .position(|&x| x == q || x == esc || x == b'\n' || x == b'\r')
+                        .unwrap_or(b.len() - i);
+                    if run > 0 {
+                        row.data.extend_from_slice(&b[i..i + run]);
+                        i += run;
+                        continue;
+                    }
                     if c == esc && esc != q {
                         match b.get(i + 1) {
                             Some(&n) if n == q || n == esc => {
@@ -439,8 +461,13 @@ impl Decoder {
                     i += 1;
                     continue;
                 }
-                row.data.push(c);
-                i += 1;
+                // A run of plain unquoted bytes goes in whole.
+                let run = b[i..]
+                    .iter()
+                    .position(|&x| x == delim || x == q || x == b'\n' || x == b'\r')
+                    .unwrap_or(b.len() - i);
+                row.data.extend_from_slice(&b[i..i + run.max(1)]);
+                i += run.max(1);
             }
             let (raw_end, next) = ended_row;
             let raw = &b[raw_start..raw_end];
