@@ -107,6 +107,21 @@ fn psql_copy_and_backslash_copy_in_text_and_csv() -> Result<()> {
         err.contains("CONTEXT:  COPY t, line 2, column id: \"not-a-number\""),
         "{err}"
     );
+    // A constraint broken deep in a load (rows go in 64 to a statement):
+    // still the exact line, and nothing kept.
+    let mut load = String::from("COPY t (id, name) FROM STDIN;\n");
+    for i in 0..300 {
+        let id = if i == 149 { 10 } else { 1000 + i };
+        load.push_str(&format!("{id}\trow {i}\n"));
+    }
+    load.push_str("\\.\nSELECT count(*) FROM t;\n");
+    let (ok, out, err) = psql(&ci, &["-At"], &load);
+    assert!(ok, "{err}");
+    assert_eq!(out, "5\n", "{err}");
+    assert!(
+        err.contains("ERROR:  23505") && err.contains("CONTEXT:  COPY t, line 150\n"),
+        "{err}"
+    );
     // A COPY in a block is part of it.
     let (ok, _, err) = psql(
         &ci,

@@ -28,6 +28,12 @@ use crate::errors::{from_sqlite, sqlstate, PgError};
 use crate::exec;
 use crate::values;
 
+/// Rows per INSERT of a COPY FROM.
+const BATCH_ROWS: usize = 64;
+
+/// Parameters per INSERT at most (SQLite's limit is 32766).
+const MAX_BATCH_PARAMS: usize = 16_000;
+
 /// COPY TO output buffered past this is written before more rows are read.
 const FLUSH_AT: usize = 256 << 10;
 
@@ -103,12 +109,12 @@ impl Session {
                 return Err(e);
             }
         }
-        match self.copy_in(wire, table, columns, o) {
+        // A failure to resize the cache costs speed, not correctness.
+        let _ = hadr_engine::conn::bulk_cache(&self.db.conn, true);
+        let r = match self.copy_in(wire, table, columns, o) {
             Ok(n) => {
-                if implicit {
-                    self.commit()?;
-                }
-                complete(wire, &format!("COPY {n}"))
+                let committed = if implicit { self.commit() } else { Ok(()) };
+                committed.and_then(|()| complete(wire, &format!("COPY {n}")))
             }
             Err(e) => {
                 if implicit {
@@ -116,7 +122,9 @@ impl Session {
                 }
                 Err(e)
             }
-        }
+        };
+        let _ = hadr_engine::conn::bulk_cache(&self.db.conn, false);
+        r
     }
 
     /// The table's columns COPY fills, in the order the data gives them.
@@ -202,23 +210,34 @@ impl Session {
         };
         let force_not_null = flags(&o.force_not_null, "FORCE_NOT_NULL")?;
         let force_null = flags(&o.force_null, "FORCE_NULL")?;
-        let sql = format!(
-            "INSERT INTO {} ({}) VALUES ({})",
-            quote_ident(table),
-            targets
-                .iter()
-                .map(|t| quote_ident(&t.name))
-                .collect::<Vec<_>>()
-                .join(", "),
-            (1..=targets.len())
-                .map(|i| format!("?{i}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+        let insert = |rows: usize| {
+            let n = targets.len();
+            format!(
+                "INSERT INTO {} ({}) VALUES {}",
+                quote_ident(table),
+                targets
+                    .iter()
+                    .map(|t| quote_ident(&t.name))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                (0..rows)
+                    .map(|r| {
+                        let params: Vec<String> =
+                            (1..=n).map(|i| format!("?{}", r * n + i)).collect();
+                        format!("({})", params.join(", "))
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        let per_batch = (MAX_BATCH_PARAMS / targets.len().max(1)).clamp(1, BATCH_ROWS);
         // A table SQLite will not insert into fails here, before any data is asked for.
-        self.db
-            .conn
-            .prepare_cached(&sql)
+        let conn = &self.db.conn;
+        let single = conn
+            .prepare_cached(&insert(1))
+            .map_err(|e| from_sqlite(&e))?;
+        let batch = conn
+            .prepare_cached(&insert(per_batch))
             .map_err(|e| from_sqlite(&e))?;
         self.db.clocks.statement_starts(false);
         let n_cols = targets.len() as i16;
@@ -230,12 +249,15 @@ impl Session {
         wire.flush().map_err(lost)?;
         let mut load = Load {
             decoder: Decoder::new(o, force_not_null, force_null),
-            row: Row::default(),
+            pending: (0..per_batch).map(|_| Row::default()).collect(),
+            filled: 0,
             header: o.header,
             rows: 0,
             table,
             targets: &targets,
-            sql: &sql,
+            single,
+            batch,
+            conn,
         };
         let idle = self.node.config.idle_in_transaction_timeout.0;
         let timeout = (!idle.is_zero()).then_some(idle);
@@ -248,10 +270,10 @@ impl Session {
             match msg {
                 Some(M::CopyData(d)) => {
                     load.decoder.feed(&d.data);
-                    load.insert(&self.db.conn, false)?;
+                    load.insert(false)?;
                 }
                 Some(M::CopyDone(_)) => {
-                    load.insert(&self.db.conn, true)?;
+                    load.insert(true)?;
                     return Ok(load.rows);
                 }
                 Some(M::CopyFail(f)) => {
@@ -372,23 +394,30 @@ impl Session {
     }
 }
 
-/// One COPY FROM in progress.
-struct Load<'a> {
+/// One COPY FROM in progress. Rows go in `BATCH_ROWS` to an INSERT (one
+/// statement's set-up, cursor and end for many rows: about a fifth of the
+/// work per row when they went one by one), the rest one by one at the end.
+struct Load<'a, 'c> {
     decoder: Decoder,
-    row: Row,
+    /// Rows decoded and not inserted yet; the first `filled` hold them.
+    pending: Vec<Row>,
+    filled: usize,
     header: Header,
     rows: u64,
     table: &'a str,
     targets: &'a [Target],
-    sql: &'a str,
+    /// `INSERT … VALUES (…)` for one row, and for `pending.len()` rows.
+    single: rusqlite::CachedStatement<'c>,
+    batch: rusqlite::CachedStatement<'c>,
+    conn: &'c rusqlite::Connection,
 }
 
-impl Load<'_> {
+impl Load<'_, '_> {
     /// Insert every complete row decoded so far (`at_end`: the data is over).
-    fn insert(&mut self, conn: &rusqlite::Connection, at_end: bool) -> Result<(), PgError> {
-        let mut st = conn.prepare_cached(self.sql).map_err(|e| from_sqlite(&e))?;
+    fn insert(&mut self, at_end: bool) -> Result<(), PgError> {
         loop {
-            let more = self.decoder.next_row(&mut self.row, at_end).map_err(|e| {
+            let slot = &mut self.pending[self.filled];
+            let more = self.decoder.next_row(slot, at_end).map_err(|e| {
                 PgError::new(e.sqlstate(), e.to_string()).with_context(format!(
                     "COPY {}, line {}",
                     self.table,
@@ -396,9 +425,9 @@ impl Load<'_> {
                 ))
             })?;
             if !more {
-                return Ok(());
+                break;
             }
-            let row = &self.row;
+            let row = &self.pending[self.filled];
             let context = || format!("COPY {}, line {}", self.table, row.line());
             if self.header != Header::Absent {
                 let matched = self.header == Header::Present
@@ -432,24 +461,94 @@ impl Load<'_> {
                 )
                 .with_context(context()));
             }
-            for (i, t) in self.targets.iter().enumerate() {
-                let bound = match row.field(i) {
-                    None => st.raw_bind_parameter(i + 1, Value::Null),
-                    // Text goes in as it is, without a copy of its own.
-                    Some(s) if !t.converted => st.raw_bind_parameter(i + 1, s),
-                    Some(s) => {
-                        let v =
-                            values::decode_param(Some(s.as_bytes()), t.ty, false).map_err(|e| {
-                                e.with_context(format!("{}, column {}: \"{s}\"", context(), t.name))
-                            })?;
-                        st.raw_bind_parameter(i + 1, v)
-                    }
-                };
-                bound.map_err(|e| from_sqlite(&e).with_context(context()))?;
+            self.filled += 1;
+            if self.filled == self.pending.len() {
+                self.flush()?;
             }
-            st.raw_execute()
-                .map_err(|e| from_sqlite(&e).with_context(context()))?;
-            self.rows += 1;
+        }
+        if at_end {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Insert the pending rows: a full batch as one statement, fewer one
+    /// by one.
+    fn flush(&mut self) -> Result<(), PgError> {
+        let n = self.filled;
+        self.filled = 0;
+        if n < self.pending.len() {
+            return self.one_by_one(n);
+        }
+        let width = self.targets.len();
+        for (r, row) in self.pending.iter().enumerate() {
+            bind_row(&mut self.batch, row, r * width, self.targets, self.table)?;
+        }
+        match self.batch.raw_execute() {
+            Ok(_) => {
+                self.rows += n as u64;
+                Ok(())
+            }
+            // A constraint fails the statement alone (SQLite undoes its
+            // rows, the transaction goes on): the rows again one by one
+            // find the line, as PostgreSQL names it.
+            Err(e)
+                if matches!(&e, rusqlite::Error::SqliteFailure(f, _)
+                    if f.code == rusqlite::ErrorCode::ConstraintViolation)
+                    && !self.conn.is_autocommit() =>
+            {
+                self.one_by_one(n)?;
+                // Not reached unless the rows fail together only.
+                Err(from_sqlite(&e).with_context(self.lines(n)))
+            }
+            Err(e) => Err(from_sqlite(&e).with_context(self.lines(n))),
         }
     }
+
+    /// Insert the first `n` pending rows one statement each.
+    fn one_by_one(&mut self, n: usize) -> Result<(), PgError> {
+        for row in &self.pending[..n] {
+            bind_row(&mut self.single, row, 0, self.targets, self.table)?;
+            self.single.raw_execute().map_err(|e| {
+                from_sqlite(&e).with_context(format!("COPY {}, line {}", self.table, row.line()))
+            })?;
+            self.rows += 1;
+        }
+        Ok(())
+    }
+
+    /// "COPY t, lines a to b" of the first `n` pending rows.
+    fn lines(&self, n: usize) -> String {
+        let first = self.pending.first().map_or(0, Row::line);
+        let last = self.pending[..n].last().map_or(first, Row::line);
+        format!("COPY {}, lines {first} to {last}", self.table)
+    }
+}
+
+/// Bind `row`'s fields from parameter `base + 1` on, each as its column
+/// takes it.
+fn bind_row(
+    st: &mut rusqlite::CachedStatement<'_>,
+    row: &Row,
+    base: usize,
+    targets: &[Target],
+    table: &str,
+) -> Result<(), PgError> {
+    let context = || format!("COPY {table}, line {}", row.line());
+    for (i, t) in targets.iter().enumerate() {
+        let at = base + i + 1;
+        let bound = match row.field(i) {
+            None => st.raw_bind_parameter(at, Value::Null),
+            // Text goes in as it is, without a copy of its own.
+            Some(s) if !t.converted => st.raw_bind_parameter(at, s),
+            Some(s) => {
+                let v = values::decode_param(Some(s.as_bytes()), t.ty, false).map_err(|e| {
+                    e.with_context(format!("{}, column {}: \"{s}\"", context(), t.name))
+                })?;
+                st.raw_bind_parameter(at, v)
+            }
+        };
+        bound.map_err(|e| from_sqlite(&e).with_context(context()))?;
+    }
+    Ok(())
 }
