@@ -80,6 +80,47 @@ pub(crate) fn write_zeros(f: &File, from: u64, to: u64) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Writing zeros with `O_DIRECT`: no copy into the page cache.
+struct DirectZeros {
+    file: File,
+    /// ZERO_CHUNK + alignment bytes of zeros; the chunk starts at `at`.
+    buf: Vec<u8>,
+    at: usize,
+}
+
+/// `O_DIRECT`'s alignment of buffers, offsets and lengths.
+const DIRECT_ALIGN: usize = 4096;
+
+impl DirectZeros {
+    /// None where the file system has no `O_DIRECT` (tmpfs).
+    fn open(path: &Path) -> Option<DirectZeros> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(path)
+            .ok()?;
+        let buf = vec![0u8; ZERO_CHUNK + DIRECT_ALIGN];
+        let at = buf.as_ptr().align_offset(DIRECT_ALIGN);
+        (at < DIRECT_ALIGN).then_some(DirectZeros { file, buf, at })
+    }
+
+    /// Zero `from..to`; false if it could not (unaligned, or refused), for
+    /// the caller to do it the ordinary way.
+    fn write(&mut self, from: u64, to: u64) -> bool {
+        let n = (to - from) as usize;
+        if !from.is_multiple_of(DIRECT_ALIGN as u64)
+            || !n.is_multiple_of(DIRECT_ALIGN)
+            || n > ZERO_CHUNK
+        {
+            return false;
+        }
+        self.file
+            .write_all_at(&self.buf[self.at..self.at + n], from)
+            .is_ok()
+    }
+}
+
 /// File name of the segment starting at `start`.
 pub(crate) fn segment_name(start: Lsn) -> String {
     format!("{start:016x}.{SEG_EXT}")
@@ -210,13 +251,22 @@ pub(crate) fn create_spare(
             .create(true)
             .truncate(true)
             .open(&tmp)?;
+        // The zeros go around the page cache where the file system lets
+        // them: copying 64 MiB of zeros into it cost the spare thread
+        // about a quarter of a second of CPU per segment, taken from the
+        // sessions on a small machine in the middle of a bulk load.
+        let mut direct = DirectZeros::open(&tmp);
         let mut off = 0;
         while off < len {
             if cancelled() {
                 return Ok(None);
             }
             let next = (off + ZERO_CHUNK as u64).min(len);
-            write_zeros(&f, off, next)?;
+            let done = direct.as_mut().is_some_and(|d| d.write(off, next));
+            if !done {
+                direct = None;
+                write_zeros(&f, off, next)?;
+            }
             off = next;
         }
         if sync {
@@ -725,4 +775,32 @@ fn intact_record_at(
         .map_err(|e| LogError::io(&seg.path, e))?;
     let lsn = seg.start + (off - SEG_HEADER_LEN);
     Ok(check_frame(&frame, lsn).is_ok().then_some(lsn))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A spare is all zeros to its length, whether written around the page
+    /// cache (O_DIRECT, where the file system has it) or through it, over a
+    /// file that held data before.
+    #[test]
+    fn a_spare_is_zeros_to_its_length() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(SPARE_TMP), vec![0xAB; 3 << 20]).unwrap();
+        let len = (2 << 20) + 8192 + 100;
+        let f = create_spare(dir.path(), len, true, &|| false)
+            .unwrap()
+            .unwrap();
+        let mut data = Vec::new();
+        (&f).seek(SeekFrom::Start(0)).unwrap();
+        (&f).read_to_end(&mut data).unwrap();
+        assert_eq!(data.len() as u64, len);
+        assert!(data.iter().all(|&b| b == 0));
+        // Cancelled: nothing left behind.
+        assert!(create_spare(dir.path(), len, true, &|| true)
+            .unwrap()
+            .is_none());
+        assert!(!dir.path().join(SPARE_TMP).exists());
+    }
 }
