@@ -359,7 +359,12 @@ pub fn execute(
         if !have_permit {
             return Err(ExecError::NeedPermit);
         }
-        if let Err(e) = crate::rebuild::execute(&db.conn, plan) {
+        // A rebuild copies the whole table: the bulk-load cache keeps its
+        // pages from spilling mid-copy (a failed resize costs speed only).
+        let _ = hadr_engine::conn::bulk_cache(&db.conn, true);
+        let rebuilt = crate::rebuild::execute(&db.conn, plan);
+        let _ = hadr_engine::conn::bulk_cache(&db.conn, false);
+        if let Err(e) = rebuilt {
             return Err(ExecError::Pg(e, db.conn.is_autocommit()));
         }
         let autocommit_after = db.conn.is_autocommit();
