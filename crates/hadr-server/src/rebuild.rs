@@ -12,7 +12,7 @@
 //! be switched off outside a transaction, so such a table is rebuilt only
 //! by a statement of its own (autocommit), with them off for its duration.
 
-use hadr_sql::{edit_create, TableRebuild};
+use hadr_sql::{edit_create, AlterAction, TableRebuild};
 use rusqlite::OptionalExtension;
 
 use crate::errors::{from_sqlite, sqlstate, PgError};
@@ -114,8 +114,9 @@ fn run(conn: &rusqlite::Connection, plan: &TableRebuild, autocommit: bool) -> Re
             .map_err(sqlite)?;
     }
     let q = quote(&name);
+    let select = select_list(conn, &name, plan)?;
     let mut steps = format!(
-        "SAVEPOINT hadr_rebuild;\n{new_create};\nINSERT INTO {tmp} SELECT * FROM {q};\n\
+        "SAVEPOINT hadr_rebuild;\n{new_create};\nINSERT INTO {tmp} SELECT {select} FROM {q};\n\
          DROP TABLE {q};\nALTER TABLE {tmp} RENAME TO {q};\n"
     );
     for e in &extras {
@@ -139,6 +140,7 @@ fn run(conn: &rusqlite::Connection, plan: &TableRebuild, autocommit: bool) -> Re
                 format!("insert or update on table \"{name}\" violates foreign key constraint"),
             ));
         }
+        check_types(conn, &name, plan)?;
         conn.execute_batch("RELEASE hadr_rebuild").map_err(sqlite)
     });
     if r.is_err() {
@@ -151,6 +153,100 @@ fn run(conn: &rusqlite::Connection, plan: &TableRebuild, autocommit: bool) -> Re
         }
     }
     r
+}
+
+/// What the rows are copied with: `*`, or each column by name with a
+/// `USING` expression in place of its column.
+fn select_list(
+    conn: &rusqlite::Connection,
+    table: &str,
+    plan: &TableRebuild,
+) -> Result<String, PgError> {
+    let using = |c: &str| {
+        plan.actions.iter().find_map(|a| match a {
+            AlterAction::SetType {
+                column,
+                using: Some(u),
+                ..
+            } if column.eq_ignore_ascii_case(c) => Some(u.clone()),
+            _ => None,
+        })
+    };
+    if !plan
+        .actions
+        .iter()
+        .any(|a| matches!(a, AlterAction::SetType { using: Some(_), .. }))
+    {
+        return Ok("*".into());
+    }
+    let mut st = conn
+        .prepare("SELECT name FROM pragma_table_info(?1) ORDER BY cid")
+        .map_err(sqlite)?;
+    let names = st
+        .query_map([table], |r| r.get::<_, String>(0))
+        .and_then(|r| r.collect::<Result<Vec<_>, _>>())
+        .map_err(sqlite)?;
+    Ok(names
+        .iter()
+        .map(|n| using(n).unwrap_or_else(|| quote(n)))
+        .collect::<Vec<_>>()
+        .join(", "))
+}
+
+/// The storage classes a column of declared type `ty` may hold after
+/// conversion, by SQLite's affinity rules; None: any.
+fn allowed_classes(ty: &str) -> Option<&'static str> {
+    let t = ty.to_ascii_uppercase();
+    if t.contains("INT") {
+        Some("'integer'")
+    } else if t.contains("CHAR") || t.contains("CLOB") || t.contains("TEXT") || t.contains("BLOB") {
+        None
+    } else if t.contains("REAL") || t.contains("FLOA") || t.contains("DOUB") {
+        Some("'real', 'integer'")
+    } else if t.contains("NUMERIC") || t.contains("DECIMAL") {
+        Some("'integer', 'real'")
+    } else {
+        None
+    }
+}
+
+/// After `ALTER COLUMN … TYPE`: every value took the new type (SQLite
+/// would keep what does not convert as it was, where PostgreSQL refuses).
+fn check_types(
+    conn: &rusqlite::Connection,
+    table: &str,
+    plan: &TableRebuild,
+) -> Result<(), PgError> {
+    for a in &plan.actions {
+        let AlterAction::SetType { column, ty, .. } = a else {
+            continue;
+        };
+        let Some(classes) = allowed_classes(ty) else {
+            continue;
+        };
+        let c = quote(column);
+        let bad: Option<String> = conn
+            .query_row(
+                &format!(
+                    "SELECT CAST({c} AS TEXT) FROM {} WHERE {c} IS NOT NULL AND typeof({c}) NOT IN ({classes}) LIMIT 1",
+                    quote(table)
+                ),
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sqlite)?;
+        if let Some(v) = bad {
+            return Err(PgError::new(
+                sqlstate::INVALID_TEXT_REPRESENTATION,
+                format!("invalid input syntax for type {ty}: \"{v}\""),
+            )
+            .with_hint(format!(
+                "give the conversion: ALTER COLUMN {column} TYPE {ty} USING …"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn quote_literal(s: &str) -> String {

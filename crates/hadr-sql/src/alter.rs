@@ -44,6 +44,17 @@ pub enum AlterAction {
     SetNotNull(String),
     /// `ALTER COLUMN c DROP NOT NULL`.
     DropNotNull(String),
+    /// `ALTER COLUMN c [SET DATA] TYPE t [USING expr]`: the column
+    /// declared `t`, its values copied through `expr` (as SQLite takes it)
+    /// or as they are; the server checks that they took the new type.
+    SetType {
+        /// The column.
+        column: String,
+        /// The type as written (SQLite keeps any type name).
+        ty: String,
+        /// `USING expr`.
+        using: Option<String>,
+    },
 }
 
 /// An `ALTER TABLE` carried out by rebuilding the table.
@@ -236,7 +247,13 @@ fn action(src: &str, s: &[Token<'_>], table: &str) -> Option<Result<AlterAction,
             (Some(a), Some(b)) if a == "DROP" && b == "NOT" && kw(s, k + 2, "NULL") => {
                 Some(Ok(AlterAction::DropNotNull(column)))
             }
-            (Some(a), _) if a == "TYPE" || a == "SET" => Some(Err(SqlError::Unsupported(format!(
+            (Some(a), Some(b)) if a == "TYPE" || (a == "SET" && b == "DATA") => Some(set_type(
+                src,
+                s,
+                column,
+                if a == "TYPE" { k + 1 } else { k + 3 },
+            )),
+            (Some(a), _) if a == "SET" => Some(Err(SqlError::Unsupported(format!(
                 "ALTER TABLE … ALTER COLUMN … {}",
                 text(src, s, k, s.len() - 1)
             )))),
@@ -244,6 +261,38 @@ fn action(src: &str, s: &[Token<'_>], table: &str) -> Option<Result<AlterAction,
         };
     }
     None
+}
+
+/// `TYPE t [COLLATE c] [USING expr]` from the type at `s[k]` on.
+fn set_type(src: &str, s: &[Token<'_>], column: String, k: usize) -> Result<AlterAction, SqlError> {
+    if k > 2 && kw(s, k - 1, "DATA") && !kw(s, k, "TYPE") {
+        return Err(SqlError::Syntax("SET DATA needs TYPE".into()));
+    }
+    let k = if kw(s, k - 1, "DATA") { k + 1 } else { k };
+    let using_at = (k..s.len()).find(|&i| kw(s, i, "USING"));
+    let collate_at = (k..using_at.unwrap_or(s.len())).find(|&i| kw(s, i, "COLLATE"));
+    let ty_end = collate_at.or(using_at).unwrap_or(s.len());
+    if ty_end <= k {
+        return Err(SqlError::Syntax("ALTER COLUMN … TYPE needs a type".into()));
+    }
+    let ty = text(src, s, k, ty_end - 1).to_string();
+    let lower = ty.to_ascii_lowercase();
+    if lower.contains('[') || lower.ends_with("serial") || lower.starts_with("serial") {
+        return Err(SqlError::Unsupported(format!(
+            "ALTER COLUMN … TYPE {ty} (arrays and serial types)"
+        )));
+    }
+    if collate_at.is_some() {
+        return Err(SqlError::Unsupported(
+            "ALTER COLUMN … TYPE … COLLATE".into(),
+        ));
+    }
+    let using = match using_at {
+        Some(u) if u + 1 < s.len() => Some(format!("({})", text(src, s, u + 1, s.len() - 1))),
+        Some(_) => return Err(SqlError::Syntax("USING needs an expression".into())),
+        None => None,
+    };
+    Ok(AlterAction::SetType { column, ty, using })
 }
 
 /// Why a table's definition cannot be edited as asked.
@@ -440,6 +489,12 @@ pub fn edit_create(
                 let i = column_at(&items, c)?;
                 set_not_null(&mut items[i]);
             }
+            AlterAction::SetType { column, ty, .. } => {
+                let i = column_at(&items, column)?;
+                let sole_key =
+                    sole_key_column(&items).is_some_and(|k| k.eq_ignore_ascii_case(column));
+                set_column_type(&mut items[i], ty, sole_key);
+            }
             AlterAction::DropNotNull(c) => {
                 let i = column_at(&items, c)?;
                 let t = tokenize(&items[i].text);
@@ -467,6 +522,66 @@ pub fn edit_create(
 
 fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The one column of the table's primary key, if it has exactly one.
+fn sole_key_column(items: &[Item]) -> Option<String> {
+    let mut found = None;
+    for i in items {
+        let t = tokenize(&i.text);
+        let s = solid(&t);
+        let Some(p) = s
+            .windows(2)
+            .position(|w| w[0].is_kw("PRIMARY") && w[1].is_kw("KEY"))
+        else {
+            continue;
+        };
+        found = match &i.column {
+            Some(c) => Some(c.clone()),
+            None => {
+                let names = s
+                    .get(p + 2)
+                    .filter(|t| t.is_punct("("))
+                    .map(|_| paren_names(&s, p + 2))
+                    .unwrap_or_default();
+                match names.as_slice() {
+                    [one] => Some(one.clone()),
+                    _ => None,
+                }
+            }
+        };
+    }
+    found
+}
+
+/// Declare the column `ty`: the words after its name up to its first
+/// constraint are the old type. An integer type for the table's sole key
+/// column is `INTEGER`, so that it stays the rowid.
+fn set_column_type(item: &mut Item, ty: &str, sole_key: bool) {
+    let t = tokenize(&item.text);
+    let s = solid(&t);
+    let ty = if sole_key
+        && INTEGER_TYPES
+            .iter()
+            .any(|i| ty.trim().eq_ignore_ascii_case(i))
+    {
+        "INTEGER"
+    } else {
+        ty
+    };
+    let mut end = 1;
+    while end < s.len() && !is_word_in(&s[end], COLUMN_CONSTRAINT_WORDS) {
+        end = if s[end].is_punct("(") {
+            close_of(&s, end).unwrap_or(s.len() - 1) + 1
+        } else {
+            end + 1
+        };
+    }
+    if end > 1 {
+        item.text.replace_range(s[1].start..s[end - 1].end(), ty);
+    } else if let Some(name) = s.first() {
+        item.text.insert_str(name.end(), &format!(" {ty}"));
+    }
 }
 
 fn set_not_null(item: &mut Item) {
@@ -555,6 +670,47 @@ mod tests {
     }
 
     #[test]
+    fn column_types() {
+        let p = plan("ALTER TABLE t ALTER COLUMN a TYPE bigint, ALTER b SET DATA TYPE numeric(12, 2) USING CAST(b AS REAL) * 2, ALTER c TYPE varchar(20)");
+        assert_eq!(
+            p.actions[1],
+            AlterAction::SetType {
+                column: "b".into(),
+                ty: "numeric(12, 2)".into(),
+                using: Some("(CAST(b AS REAL) * 2)".into())
+            }
+        );
+        let create =
+            "CREATE TABLE t(a int NOT NULL, b text DEFAULT 'x', c character varying(5), d int)";
+        assert_eq!(
+            edit_create(create, "t", &p.actions, "x").unwrap(),
+            "CREATE TABLE x (a bigint NOT NULL, b numeric(12, 2) DEFAULT 'x', c varchar(20), d int)"
+        );
+        // The sole key column stays the rowid.
+        let p = plan("ALTER TABLE t ALTER id TYPE bigint");
+        for create in [
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, v text)",
+            "CREATE TABLE t(id INTEGER NOT NULL, v text, CONSTRAINT t_pkey PRIMARY KEY (id))",
+        ] {
+            let out = edit_create(create, "t", &p.actions, "x").unwrap();
+            assert!(out.starts_with("CREATE TABLE x (id INTEGER "), "{out}");
+        }
+        let out = edit_create("CREATE TABLE t(id, v)", "t", &p.actions, "x").unwrap();
+        assert_eq!(out, "CREATE TABLE x (id bigint, v)");
+        assert_eq!(
+            edit_create(
+                "CREATE TABLE t(a int)",
+                "t",
+                &plan("ALTER TABLE t ALTER nope TYPE int").actions,
+                "x"
+            )
+            .unwrap_err()
+            .sqlstate(),
+            "42703"
+        );
+    }
+
+    #[test]
     fn refusals_and_pass_through() {
         assert!(parse("ALTER TABLE t ADD COLUMN x int").is_none());
         assert!(parse("ALTER TABLE t RENAME TO u").is_none());
@@ -565,7 +721,11 @@ mod tests {
             Some(Err(SqlError::Unsupported(_)))
         ));
         assert!(matches!(
-            parse("ALTER TABLE t ALTER COLUMN a TYPE bigint"),
+            parse("ALTER TABLE t ALTER COLUMN a TYPE int[]"),
+            Some(Err(SqlError::Unsupported(_)))
+        ));
+        assert!(matches!(
+            parse("ALTER TABLE t ALTER COLUMN a SET STATISTICS 100"),
             Some(Err(SqlError::Unsupported(_)))
         ));
         let p = plan("ALTER TABLE t ADD PRIMARY KEY (a)");
