@@ -20,6 +20,7 @@ use pgwire::messages::copy::{CopyData, CopyDone, CopyInResponse, CopyOutResponse
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use rusqlite::types::Value;
 
+use super::copy_decode::{self, Batch, Decoding};
 use super::state::Session;
 use super::statement::{complete, read_only_error};
 use super::tx::Status;
@@ -248,10 +249,6 @@ impl Session {
         )));
         wire.flush().map_err(lost)?;
         let mut load = Load {
-            decoder: Decoder::new(o, force_not_null, force_null),
-            pending: (0..per_batch).map(|_| Row::default()).collect(),
-            filled: 0,
-            header: o.header,
             rows: 0,
             table,
             targets: &targets,
@@ -259,45 +256,65 @@ impl Session {
             batch,
             conn,
         };
+        let decoding = Decoding {
+            decoder: Decoder::new(o, force_not_null, force_null),
+            header: o.header,
+            names: targets.iter().map(|t| t.name.clone()).collect(),
+            table: table.to_string(),
+            per_insert: per_batch,
+        };
         let idle = self.node.config.idle_in_transaction_timeout.0;
         let timeout = (!idle.is_zero()).then_some(idle);
-        loop {
-            use PgWireFrontendMessage as M;
-            let msg = wire.read(timeout).map_err(PgError::from)?;
-            if self.cancel.load(Ordering::SeqCst) {
-                return Err(canceled());
+        let cancel = &self.cancel;
+        std::thread::scope(|scope| {
+            let (mut pipe, ends) = copy_decode::pipe();
+            std::thread::Builder::new()
+                .name("hadr-copy-decode".into())
+                .spawn_scoped(scope, move || copy_decode::run(decoding, ends))
+                .map_err(|e| {
+                    PgError::new(
+                        sqlstate::INTERNAL_ERROR,
+                        format!("could not start the COPY decoder: {e}"),
+                    )
+                })?;
+            let mut sink = |b: &Batch| load.insert_rows(&b.rows[..b.n]);
+            // Returning drops the pipe, which ends the decoder thread.
+            loop {
+                use PgWireFrontendMessage as M;
+                let msg = wire.read(timeout).map_err(PgError::from)?;
+                if cancel.load(Ordering::SeqCst) {
+                    return Err(canceled());
+                }
+                match msg {
+                    Some(M::CopyData(d)) => pipe.push(&d.data, &mut sink)?,
+                    Some(M::CopyDone(_)) => {
+                        pipe.finish(&mut sink)?;
+                        return Ok(());
+                    }
+                    Some(M::CopyFail(f)) => {
+                        return Err(PgError::new(
+                            sqlstate::QUERY_CANCELED,
+                            format!("COPY from stdin failed: {}", f.message),
+                        ))
+                    }
+                    // Drivers may send these without noticing the command was a COPY.
+                    Some(M::Flush(_) | M::Sync(_)) => {}
+                    Some(_) => {
+                        return Err(PgError::fatal(
+                            sqlstate::PROTOCOL_VIOLATION,
+                            "unexpected message type during COPY from stdin",
+                        ))
+                    }
+                    None => {
+                        return Err(PgError::fatal(
+                            sqlstate::PROTOCOL_VIOLATION,
+                            "unexpected EOF on client connection with an open transaction",
+                        ))
+                    }
+                }
             }
-            match msg {
-                Some(M::CopyData(d)) => {
-                    load.decoder.feed(&d.data);
-                    load.insert(false)?;
-                }
-                Some(M::CopyDone(_)) => {
-                    load.insert(true)?;
-                    return Ok(load.rows);
-                }
-                Some(M::CopyFail(f)) => {
-                    return Err(PgError::new(
-                        sqlstate::QUERY_CANCELED,
-                        format!("COPY from stdin failed: {}", f.message),
-                    ))
-                }
-                // Drivers may send these without noticing the command was a COPY.
-                Some(M::Flush(_) | M::Sync(_)) => {}
-                Some(_) => {
-                    return Err(PgError::fatal(
-                        sqlstate::PROTOCOL_VIOLATION,
-                        "unexpected message type during COPY from stdin",
-                    ))
-                }
-                None => {
-                    return Err(PgError::fatal(
-                        sqlstate::PROTOCOL_VIOLATION,
-                        "unexpected EOF on client connection with an open transaction",
-                    ))
-                }
-            }
-        }
+        })?;
+        Ok(load.rows)
     }
 
     fn copy_to<S: Stream>(
@@ -394,99 +411,43 @@ impl Session {
     }
 }
 
-/// One COPY FROM in progress. Rows go in `BATCH_ROWS` to an INSERT (one
-/// statement's set-up, cursor and end for many rows: about a fifth of the
-/// work per row when they went one by one), the rest one by one at the end.
+/// The inserting side of a COPY FROM: rows go in [`BATCH_ROWS`] to an
+/// INSERT (one statement's set-up, cursor and end for many rows: about a
+/// fifth of the work per row when they went one by one), a last short
+/// batch one by one. The rows come decoded from copy_decode.rs.
 struct Load<'a, 'c> {
-    decoder: Decoder,
-    /// Rows decoded and not inserted yet; the first `filled` hold them.
-    pending: Vec<Row>,
-    filled: usize,
-    header: Header,
     rows: u64,
     table: &'a str,
     targets: &'a [Target],
-    /// `INSERT … VALUES (…)` for one row, and for `pending.len()` rows.
+    /// `INSERT … VALUES (…)` for one row, and for a full batch.
     single: rusqlite::CachedStatement<'c>,
     batch: rusqlite::CachedStatement<'c>,
     conn: &'c rusqlite::Connection,
 }
 
 impl Load<'_, '_> {
-    /// Insert every complete row decoded so far (`at_end`: the data is over).
-    fn insert(&mut self, at_end: bool) -> Result<(), PgError> {
-        loop {
-            let slot = &mut self.pending[self.filled];
-            let more = self.decoder.next_row(slot, at_end).map_err(|e| {
-                PgError::new(e.sqlstate(), e.to_string()).with_context(format!(
-                    "COPY {}, line {}",
-                    self.table,
-                    e.line()
-                ))
-            })?;
-            if !more {
-                break;
-            }
-            let row = &self.pending[self.filled];
-            let context = || format!("COPY {}, line {}", self.table, row.line());
-            if self.header != Header::Absent {
-                let matched = self.header == Header::Present
-                    || (row.len() == self.targets.len()
-                        && self
-                            .targets
-                            .iter()
-                            .enumerate()
-                            .all(|(i, t)| row.field(i) == Some(t.name.as_str())));
-                self.header = Header::Absent;
-                if !matched {
-                    return Err(PgError::new(
-                        sqlstate::BAD_COPY_FORMAT,
-                        "column names in the header line do not match the columns of the table",
-                    )
-                    .with_context(context()));
-                }
-                continue;
-            }
-            if row.len() > self.targets.len() {
-                return Err(PgError::new(
-                    sqlstate::BAD_COPY_FORMAT,
-                    "extra data after last expected column",
-                )
-                .with_context(context()));
-            }
-            if let Some(missing) = self.targets.get(row.len()) {
-                return Err(PgError::new(
-                    sqlstate::BAD_COPY_FORMAT,
-                    format!("missing data for column \"{}\"", missing.name),
-                )
-                .with_context(context()));
-            }
-            self.filled += 1;
-            if self.filled == self.pending.len() {
-                self.flush()?;
-            }
-        }
-        if at_end {
-            self.flush()?;
+    /// Insert `rows`: each full INSERT's worth as one statement, the rest
+    /// one by one.
+    fn insert_rows(&mut self, rows: &[Row]) -> Result<(), PgError> {
+        let per_insert = self.batch.parameter_count() / self.targets.len().max(1);
+        for chunk in rows.chunks(per_insert.max(1)) {
+            self.insert_chunk(chunk)?;
         }
         Ok(())
     }
 
-    /// Insert the pending rows: a full batch as one statement, fewer one
-    /// by one.
-    fn flush(&mut self) -> Result<(), PgError> {
-        let n = self.filled;
-        self.filled = 0;
-        if n < self.pending.len() {
-            return self.one_by_one(n);
-        }
+    /// One INSERT's worth of rows as one statement; fewer one by one.
+    fn insert_chunk(&mut self, rows: &[Row]) -> Result<(), PgError> {
         let width = self.targets.len();
-        for (r, row) in self.pending.iter().enumerate() {
+        if rows.len() * width != self.batch.parameter_count() {
+            return self.one_by_one(rows);
+        }
+        for (r, row) in rows.iter().enumerate() {
             bind_row(&mut self.batch, row, r * width, self.targets, self.table)?;
         }
         match self.batch.raw_execute() {
             Ok(_) => {
-                self.rows += n as u64;
+                self.rows += rows.len() as u64;
                 Ok(())
             }
             // A constraint fails the statement alone (SQLite undoes its
@@ -497,17 +458,16 @@ impl Load<'_, '_> {
                     if f.code == rusqlite::ErrorCode::ConstraintViolation)
                     && !self.conn.is_autocommit() =>
             {
-                self.one_by_one(n)?;
+                self.one_by_one(rows)?;
                 // Not reached unless the rows fail together only.
-                Err(from_sqlite(&e).with_context(self.lines(n)))
+                Err(from_sqlite(&e).with_context(self.lines(rows)))
             }
-            Err(e) => Err(from_sqlite(&e).with_context(self.lines(n))),
+            Err(e) => Err(from_sqlite(&e).with_context(self.lines(rows))),
         }
     }
 
-    /// Insert the first `n` pending rows one statement each.
-    fn one_by_one(&mut self, n: usize) -> Result<(), PgError> {
-        for row in &self.pending[..n] {
+    fn one_by_one(&mut self, rows: &[Row]) -> Result<(), PgError> {
+        for row in rows {
             bind_row(&mut self.single, row, 0, self.targets, self.table)?;
             self.single.raw_execute().map_err(|e| {
                 from_sqlite(&e).with_context(format!("COPY {}, line {}", self.table, row.line()))
@@ -517,10 +477,10 @@ impl Load<'_, '_> {
         Ok(())
     }
 
-    /// "COPY t, lines a to b" of the first `n` pending rows.
-    fn lines(&self, n: usize) -> String {
-        let first = self.pending.first().map_or(0, Row::line);
-        let last = self.pending[..n].last().map_or(first, Row::line);
+    /// "COPY t, lines a to b".
+    fn lines(&self, rows: &[Row]) -> String {
+        let first = rows.first().map_or(0, Row::line);
+        let last = rows.last().map_or(first, Row::line);
         format!("COPY {}, lines {first} to {last}", self.table)
     }
 }

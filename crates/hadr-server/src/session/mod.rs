@@ -23,6 +23,7 @@
 //! [`extended`], and this module's message loop.
 
 pub mod copy;
+mod copy_decode;
 pub mod extended;
 pub mod frame;
 pub mod login;
