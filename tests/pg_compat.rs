@@ -537,6 +537,38 @@ async fn comments_show_in_psql_and_reach_the_standby() -> Result<()> {
     Ok(())
 }
 
+/// `information_schema`'s constraint and view relations, as migration
+/// tools read them: the same rows PostgreSQL 15 gives for the same schema
+/// (checked once against a PostgreSQL 15 server with this script).
+#[test]
+fn information_schema_constraints_and_views() -> Result<()> {
+    let s = start(&[])?;
+    let (ok, out, err) = psql(
+        &s.conninfo(),
+        &["-At", "-F", "|", "-v", "ON_ERROR_STOP=1"],
+        INFORMATION_SCHEMA_SCRIPT,
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out, INFORMATION_SCHEMA_EXPECTED, "{out}");
+    Ok(())
+}
+
+const INFORMATION_SCHEMA_SCRIPT: &str = "\
+CREATE TABLE accounts(id integer PRIMARY KEY, owner varchar(40) NOT NULL UNIQUE);
+CREATE TABLE transfers(id bigserial PRIMARY KEY, src integer NOT NULL REFERENCES accounts(id) ON DELETE CASCADE, dst integer NOT NULL);
+ALTER TABLE transfers ADD CONSTRAINT transfers_dst_fkey FOREIGN KEY (dst) REFERENCES accounts(id) ON UPDATE SET NULL;
+CREATE VIEW rich AS SELECT id FROM accounts;
+SELECT table_name, constraint_name, constraint_type FROM information_schema.table_constraints
+  WHERE table_schema = 'public' AND constraint_type <> 'CHECK' ORDER BY 1, 2;
+SELECT table_name, constraint_name, column_name, ordinal_position, position_in_unique_constraint
+  FROM information_schema.key_column_usage WHERE table_schema = 'public' ORDER BY 1, 2, 4;
+SELECT constraint_name, unique_constraint_name, match_option, update_rule, delete_rule
+  FROM information_schema.referential_constraints WHERE constraint_schema = 'public' ORDER BY 1;
+SELECT table_name, column_name, constraint_name FROM information_schema.constraint_column_usage
+  WHERE table_schema = 'public' ORDER BY 3, 1, 2;
+SELECT table_name, check_option, is_updatable FROM information_schema.views WHERE table_schema = 'public';
+";
+
 /// `generate_series` as a relation, array subscripts, SQL's
 /// `trim(… FROM …)` and `pg_settings`: what scripts and drivers use beside
 /// the catalogs.
@@ -654,3 +686,27 @@ fn sqlalchemy_orm_and_inspector_through_psycopg() -> Result<()> {
     );
     Ok(())
 }
+
+/// What PostgreSQL 15 printed for [`INFORMATION_SCHEMA_SCRIPT`]
+/// (`psql -At -F '|'`), except the view's `is_updatable`: PostgreSQL's
+/// simple view is updatable, SQLite's views are not.
+const INFORMATION_SCHEMA_EXPECTED: &str = "\
+accounts|accounts_owner_key|UNIQUE
+accounts|accounts_pkey|PRIMARY KEY
+transfers|transfers_dst_fkey|FOREIGN KEY
+transfers|transfers_pkey|PRIMARY KEY
+transfers|transfers_src_fkey|FOREIGN KEY
+accounts|accounts_owner_key|owner|1|
+accounts|accounts_pkey|id|1|
+transfers|transfers_dst_fkey|dst|1|1
+transfers|transfers_pkey|id|1|
+transfers|transfers_src_fkey|src|1|1
+transfers_dst_fkey|accounts_pkey|NONE|SET NULL|NO ACTION
+transfers_src_fkey|accounts_pkey|NONE|NO ACTION|CASCADE
+accounts|owner|accounts_owner_key
+accounts|id|accounts_pkey
+accounts|id|transfers_dst_fkey
+transfers|id|transfers_pkey
+accounts|id|transfers_src_fkey
+rich|NONE|NO
+";

@@ -37,7 +37,7 @@ const STATEMENTS: &[(&[&str], &str)] = &[
 ];
 
 /// What a reference to a relation of PostgreSQL's catalogs is refused as.
-const CATALOGS: &str = "this catalog relation yet: hadr answers pg_class, pg_namespace, pg_attribute, pg_attrdef, pg_index, pg_constraint, pg_type, pg_am, pg_database, pg_roles, pg_settings, pg_description and the empty ones psql reads, and information_schema's tables, columns and schemata (issue 12)";
+const CATALOGS: &str = "this catalog relation yet: hadr answers pg_class, pg_namespace, pg_attribute, pg_attrdef, pg_index, pg_constraint, pg_type, pg_am, pg_database, pg_roles, pg_settings, pg_description and the empty ones psql reads, and information_schema's tables, columns, schemata, views, table_constraints, key_column_usage, constraint_column_usage and referential_constraints (issue 12)";
 
 /// The feature a statement asks for that hadr does not have, if any.
 pub(crate) fn unsupported(toks: &[Token<'_>]) -> Option<&'static str> {

@@ -11,7 +11,7 @@ use super::{constraint, index, indexes, HIDDEN};
 
 /// Every key column of every index and constraint, by the OID of the
 /// index or constraint (`hadr_con`).
-fn keys() -> String {
+pub(super) fn keys() -> String {
     format!(
         "SELECT CAST(hadr_oid(x.name) AS INTEGER) AS hadr_con, ii.seqno + 1 AS hadr_ord, \
            ii.cid + 1 AS hadr_key, NULL AS hadr_fkey \
