@@ -129,6 +129,28 @@ async fn status_endpoint_and_health_checks() -> Result<()> {
         metrics.contains("hadr_commits_total 1") || metrics.contains("hadr_commits_total 2"),
         "{metrics}"
     );
+    // The single writer's lock: held by the two writes (and any
+    // checkpoint), in a Prometheus histogram whose buckets add up.
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+    };
+    let held = value("hadr_write_lock_hold_seconds_count ");
+    assert!(held >= 2.0, "{metrics}");
+    assert_eq!(
+        value("hadr_write_lock_hold_seconds_bucket{le=\"+Inf\"} "),
+        held
+    );
+    assert!(
+        value("hadr_write_lock_hold_seconds_sum ") > 0.0,
+        "{metrics}"
+    );
+    assert!(
+        value("hadr_write_lock_wait_seconds_count ") >= held,
+        "{metrics}"
+    );
     // `hadr status` reads the same endpoint.
     let out = std::process::Command::new(bin())
         .args(["status", "--node", &format!("127.0.0.1:{}", s.admin)])

@@ -551,6 +551,21 @@ async fn metrics(State(node): State<Arc<Node>>) -> String {
         "counter",
         node.stats.session_panics.load(Ordering::Relaxed),
     );
+    let lock = &node.write_lock;
+    histogram(
+        &mut s,
+        "hadr_write_lock_hold_seconds",
+        "How long each holder kept the single writer's lock (a write transaction, from its first write to its end; a checkpoint).",
+        &crate::write_lock::BUCKETS_US,
+        &lock.hold_stats(),
+    );
+    histogram(
+        &mut s,
+        "hadr_write_lock_wait_seconds",
+        "How long sessions waited for the single writer's lock before they got it.",
+        &crate::write_lock::BUCKETS_US,
+        &lock.wait_stats(),
+    );
     replication_metrics(&node, &mut s);
     node.file_sync_metrics(&mut s);
     crate::admin_resources::metrics(&node, &mut s);
@@ -698,30 +713,44 @@ fn replication_metrics(node: &Node, s: &mut String) {
     }
 }
 
-/// `hadr_commit_wait_seconds`: how long commits waited for standbys, as a
-/// Prometheus histogram (cumulative buckets).
+/// `hadr_commit_wait_seconds`: how long commits waited for standbys.
 fn commit_wait_histogram(w: &hadr_replication::standbys::WaitStats, s: &mut String) {
-    use std::fmt::Write;
-    let name = "hadr_commit_wait_seconds";
-    let _ = writeln!(
+    histogram(
         s,
-        "# HELP {name} How long commits waited for standbys (those that waited).\n# TYPE {name} histogram"
+        "hadr_commit_wait_seconds",
+        "How long commits waited for standbys (those that waited).",
+        &hadr_replication::standbys::WAIT_BUCKETS_US,
+        &crate::write_lock::DurationStats {
+            buckets: w.buckets.clone(),
+            sum_us: w.accumulated_us,
+            count: w.count,
+        },
     );
+}
+
+/// A Prometheus histogram (cumulative buckets) of durations counted in
+/// buckets bounded by `bounds_us`, not cumulative.
+fn histogram(
+    s: &mut String,
+    name: &str,
+    help: &str,
+    bounds_us: &[u64],
+    d: &crate::write_lock::DurationStats,
+) {
+    use std::fmt::Write;
+    let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} histogram");
     let mut cumulative = 0u64;
-    for (i, bound) in hadr_replication::standbys::WAIT_BUCKETS_US
-        .iter()
-        .enumerate()
-    {
-        cumulative += w.buckets.get(i).copied().unwrap_or(0);
+    for (i, bound) in bounds_us.iter().enumerate() {
+        cumulative += d.buckets.get(i).copied().unwrap_or(0);
         let _ = writeln!(
             s,
             "{name}_bucket{{le=\"{}\"}} {cumulative}",
             *bound as f64 / 1e6
         );
     }
-    let _ = writeln!(s, "{name}_bucket{{le=\"+Inf\"}} {}", w.count);
-    let _ = writeln!(s, "{name}_sum {:.6}", w.accumulated_us as f64 / 1e6);
-    let _ = writeln!(s, "{name}_count {}", w.count);
+    let _ = writeln!(s, "{name}_bucket{{le=\"+Inf\"}} {}", d.count);
+    let _ = writeln!(s, "{name}_sum {:.6}", d.sum_us as f64 / 1e6);
+    let _ = writeln!(s, "{name}_count {}", d.count);
 }
 
 /// One metric family of `kind` (gauge, counter); nothing if it has no rows.

@@ -4,9 +4,14 @@
 //!
 //! A ticket lock: waiters are served first come, first served; a waiter that
 //! times out or is cancelled abandons its ticket and is skipped.
+//!
+//! How long each holder kept it and how long each waited for it are
+//! counted in histograms (`hadr_write_lock_hold_seconds`,
+//! `hadr_write_lock_wait_seconds` in `/metrics`): with one writer, the
+//! hold time bounds write throughput (docs/benchmarks.md).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
@@ -27,6 +32,57 @@ struct State {
 #[derive(Default)]
 pub struct WriteLock {
     state: Mutex<State>,
+    held_for: Durations,
+    waited_for: Durations,
+}
+
+/// Upper bounds (µs) of the histogram buckets of hold and wait times.
+pub const BUCKETS_US: [u64; 12] = [
+    10, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 50_000, 100_000, 1_000_000,
+];
+
+/// A histogram of durations, updated without a lock.
+#[derive(Default)]
+struct Durations {
+    /// Per bucket of [`BUCKETS_US`], not cumulative; the last counts what
+    /// is longer than every bound.
+    buckets: [AtomicU64; BUCKETS_US.len() + 1],
+    sum_us: AtomicU64,
+    count: AtomicU64,
+}
+
+/// A copy of a histogram: buckets as in [`BUCKETS_US`] plus one past the
+/// last bound, not cumulative.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DurationStats {
+    pub buckets: Vec<u64>,
+    pub sum_us: u64,
+    pub count: u64,
+}
+
+impl Durations {
+    fn record(&self, d: Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let i = BUCKETS_US
+            .iter()
+            .position(|&b| us <= b)
+            .unwrap_or(BUCKETS_US.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> DurationStats {
+        DurationStats {
+            buckets: self
+                .buckets
+                .iter()
+                .map(|b| b.load(Ordering::Relaxed))
+                .collect(),
+            sum_us: self.sum_us.load(Ordering::Relaxed),
+            count: self.count.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// Why the lock was not obtained.
@@ -43,10 +99,12 @@ pub enum WriteLockError {
 /// Proof of holding the write lock; released on drop.
 pub struct WritePermit {
     lock: Arc<WriteLock>,
+    since: Instant,
 }
 
 impl Drop for WritePermit {
     fn drop(&mut self) {
+        self.lock.held_for.record(self.since.elapsed());
         self.lock.release();
     }
 }
@@ -62,7 +120,8 @@ impl WriteLock {
         timeout: Duration,
         cancel: &AtomicBool,
     ) -> Result<WritePermit, WriteLockError> {
-        let deadline = Instant::now() + timeout;
+        let asked = Instant::now();
+        let deadline = asked + timeout;
         let mut st = self.lock();
         let ticket = st.next;
         st.next += 1;
@@ -77,7 +136,13 @@ impl WriteLock {
             if !cancelled && st.serving == ticket && !st.held {
                 st.held = true;
                 st.waiters.remove(&ticket);
-                return Ok(WritePermit { lock: self.clone() });
+                drop(st);
+                let since = Instant::now();
+                self.waited_for.record(since - asked);
+                return Ok(WritePermit {
+                    lock: self.clone(),
+                    since,
+                });
             }
             let now = Instant::now();
             let gave_up = if cancelled {
@@ -129,6 +194,16 @@ impl WriteLock {
     /// Whether someone holds the gate now.
     pub fn is_held(&self) -> bool {
         self.lock().held
+    }
+
+    /// How long holders kept the lock (each permit from grant to drop).
+    pub fn hold_stats(&self) -> DurationStats {
+        self.held_for.snapshot()
+    }
+
+    /// How long acquirers waited for it (those that got it).
+    pub fn wait_stats(&self) -> DurationStats {
+        self.waited_for.snapshot()
     }
 }
 
@@ -189,6 +264,29 @@ mod tests {
         assert_eq!(waiter.join().unwrap(), Some(WriteLockError::Cancelled));
         assert!(!g.is_held());
         assert!(g.acquire(Duration::from_millis(100), &no).is_ok());
+    }
+
+    #[test]
+    fn hold_and_wait_times_are_counted() {
+        let g = Arc::new(WriteLock::default());
+        let no = AtomicBool::new(false);
+        let p = g.acquire(Duration::from_secs(1), &no).unwrap();
+        std::thread::sleep(Duration::from_millis(3));
+        drop(p);
+        let h = g.hold_stats();
+        assert_eq!(h.count, 1);
+        assert!(h.sum_us >= 3_000, "{h:?}");
+        // 3 ms and a bit: the 5 ms bucket or, on a slow machine, later.
+        let at = h.buckets.iter().position(|&n| n == 1).unwrap();
+        assert!(BUCKETS_US.get(at).is_none_or(|&b| b >= 5_000), "{h:?}");
+        assert_eq!(h.buckets.len(), BUCKETS_US.len() + 1);
+        assert_eq!(g.wait_stats().count, 1);
+        // A timed-out waiter is not counted as a wait that ended in a grant.
+        let p = g.acquire(Duration::from_secs(1), &no).unwrap();
+        assert!(g.acquire(Duration::from_millis(5), &no).is_err());
+        drop(p);
+        assert_eq!(g.wait_stats().count, 2);
+        assert_eq!(g.hold_stats().count, 2);
     }
 
     #[test]
