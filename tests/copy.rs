@@ -10,6 +10,7 @@ mod common;
 use common::*;
 
 use std::io::Write;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
@@ -267,5 +268,64 @@ fn psycopg_copies_a_million_rows_each_way() -> Result<()> {
         stdout.contains("in 1000000 out 1000000 sum 499999500000"),
         "{stdout}"
     );
+    Ok(())
+}
+
+/// A COPY cancelled mid-load (the decoder thread busy, rows already
+/// inserted) and one whose client vanishes: 57014 for the first, nothing
+/// kept by either, and the server takes the next load at once (the
+/// decoder thread and the write lock were let go).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_or_abandoned_copy_keeps_nothing_and_frees_the_writer() -> Result<()> {
+    let s = start(&[])?;
+    let c = s.client().await?;
+    c.batch_execute("CREATE TABLE c(id integer, v text)")
+        .await?;
+    let mut chunk = Vec::new();
+    for i in 0..20_000 {
+        writeln!(chunk, "{i}\trow {i}")?;
+    }
+    let chunk = bytes::Bytes::from(chunk);
+
+    let sink = c.copy_in("COPY c FROM STDIN").await?;
+    futures::pin_mut!(sink);
+    for _ in 0..10 {
+        sink.send(chunk.clone()).await?;
+    }
+    c.cancel_token().cancel_query(tokio_postgres::NoTls).await?;
+    // The cancel is noticed at the next message (the client learns of the
+    // error when it ends the COPY: the server ignores its data meanwhile).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    sink.send(chunk.clone()).await?;
+    let e = match tokio::time::timeout(Duration::from_secs(30), sink.finish()).await? {
+        Err(e) => e,
+        Ok(n) => panic!("a cancelled COPY finished with {n} rows"),
+    };
+    let code = e.as_db_error().map(|d| d.code().code().to_string());
+    assert_eq!(code.as_deref(), Some("57014"), "{e:?}");
+    let n: i64 = c.query_one("SELECT count(*) FROM c", &[]).await?.get(0);
+    assert_eq!(n, 0, "a cancelled COPY keeps nothing");
+
+    // A client that goes away mid-COPY: its transaction is rolled back and
+    // the next writer is not kept waiting.
+    let gone = s.client().await?;
+    {
+        let sink = gone.copy_in("COPY c FROM STDIN").await?;
+        futures::pin_mut!(sink);
+        sink.send(chunk.clone()).await?;
+    }
+    drop(gone);
+    let started = Instant::now();
+    let sink = c.copy_in("COPY c FROM STDIN").await?;
+    futures::pin_mut!(sink);
+    sink.send(chunk.clone()).await?;
+    assert_eq!(sink.finish().await?, 20_000);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the next COPY waited {:?}",
+        started.elapsed()
+    );
+    let n: i64 = c.query_one("SELECT count(*) FROM c", &[]).await?.get(0);
+    assert_eq!(n, 20_000);
     Ok(())
 }

@@ -340,7 +340,9 @@ pub fn config(data: &[u8]) {
 }
 
 /// The SQL layer (crates/hadr-sql): splitting a Query's text into
-/// statements, translating, classifying; arbitrary text from any client.
+/// statements, translating, classifying; arbitrary text from any client;
+/// and the catalog functions that parse text values
+/// (crates/hadr-server/src/catalog_functions.rs).
 /// Splitting is stable: the statements split again to themselves.
 pub fn sql(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
@@ -367,6 +369,12 @@ pub fn sql(data: &[u8]) {
         let _ = hadr_sql::result_column_types(s);
     }
     let _ = hadr_sql::translate(&text);
+    // Text a query hands the server's catalog functions: an array to
+    // subscript (`a[i]`, `hadr_array_get`) and a name to cast to regclass.
+    for i in [-1, 0, 1, 2, 64, i64::MAX] {
+        let _ = hadr_server::catalog_functions::array_get(&text, i);
+    }
+    let _ = hadr_server::catalog_functions::regclass(&text);
     let _ = hadr_sql::PgType::from_name(&text);
     let _ = hadr_sql::PgType::from_sqlite_decltype(&text);
 }
