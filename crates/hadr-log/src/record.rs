@@ -240,8 +240,16 @@ const PARALLEL_PAGES: usize = 256;
 /// on the committing session's thread, and a 50 MiB load spent 8% of
 /// that thread's time here.
 fn compress_pages(pages: &[Page]) -> Vec<Vec<u8>> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if pages.len() < PARALLEL_PAGES || threads < 2 {
+    // Asked once: available_parallelism reads the cgroup's CPU limit from
+    // /sys on every call, which on the commit path of small records cost
+    // more than their compression.
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let threads = if pages.len() < PARALLEL_PAGES {
+        1
+    } else {
+        *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    };
+    if threads < 2 {
         return pages
             .iter()
             .map(|p| lz4_flex::block::compress(&p.data))
