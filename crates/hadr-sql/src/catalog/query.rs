@@ -558,7 +558,8 @@ fn subscript(stmt: &str, s: &[Token<'_>], open: usize) -> Option<(usize, usize, 
     }
     let before = &s[open - 1];
     let operand = matches!(before.kind, Kind::Word | Kind::QuotedIdent) || before.is_punct(")");
-    if !operand || is(Some(before), "ARRAY") {
+    // Not a keyword: `SELECT[a]` is SQLite's bracket-quoted name.
+    if !operand || (before.kind == Kind::Word && crate::keywords::is_reserved(before.text)) {
         return None;
     }
     let close = matching(s, open)?;
@@ -849,6 +850,7 @@ mod tests {
         assert_eq!(rewrite("SELECT x::int[] FROM t"), None);
         assert_eq!(rewrite("SELECT '[1]' FROM t"), None);
         assert_eq!(rewrite("SELECT ARRAY[1, 2]"), None);
+        assert_eq!(rewrite("SELECT[a] FROM[t] WHERE[a]=1"), None);
         let out = rewrite("SELECT n FROM pg_catalog.generate_series(1, 32) pos(n), t").unwrap();
         assert!(
             out.contains("SELECT v AS n FROM hadr_gs) AS pos, t"),
