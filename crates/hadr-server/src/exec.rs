@@ -227,8 +227,11 @@ fn column_type(conn: &Connection, table: Option<&str>, column: &str) -> Option<P
     };
     let position: Option<usize> = column.strip_prefix('#').and_then(|n| n.parse().ok());
     for t in tables {
+        // Cached: this runs for every parameter of every Parse (drivers
+        // re-parse unnamed statements each time), in a pipelined
+        // transaction inside the write lock's window.
         let mut st = conn
-            .prepare("SELECT name, type, pk FROM pragma_table_info(?1)")
+            .prepare_cached("SELECT name, type, pk FROM pragma_table_info(?1)")
             .ok()?;
         let cols: Vec<(String, String, i64)> = st
             .query_map([&t], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
