@@ -247,12 +247,16 @@ fn action(src: &str, s: &[Token<'_>], table: &str) -> Option<Result<AlterAction,
             (Some(a), Some(b)) if a == "DROP" && b == "NOT" && kw(s, k + 2, "NULL") => {
                 Some(Ok(AlterAction::DropNotNull(column)))
             }
-            (Some(a), Some(b)) if a == "TYPE" || (a == "SET" && b == "DATA") => Some(set_type(
-                src,
-                s,
-                column,
-                if a == "TYPE" { k + 1 } else { k + 3 },
-            )),
+            (Some(a), b) if a == "TYPE" || (a == "SET" && b.as_deref() == Some("DATA")) => {
+                let at = if a == "TYPE" {
+                    k + 1
+                } else if kw(s, k + 2, "TYPE") {
+                    k + 3
+                } else {
+                    return Some(Err(SqlError::Syntax("SET DATA needs TYPE".into())));
+                };
+                Some(set_type(src, s, column, at))
+            }
             (Some(a), _) if a == "SET" => Some(Err(SqlError::Unsupported(format!(
                 "ALTER TABLE … ALTER COLUMN … {}",
                 text(src, s, k, s.len() - 1)
@@ -265,10 +269,6 @@ fn action(src: &str, s: &[Token<'_>], table: &str) -> Option<Result<AlterAction,
 
 /// `TYPE t [COLLATE c] [USING expr]` from the type at `s[k]` on.
 fn set_type(src: &str, s: &[Token<'_>], column: String, k: usize) -> Result<AlterAction, SqlError> {
-    if k > 2 && kw(s, k - 1, "DATA") && !kw(s, k, "TYPE") {
-        return Err(SqlError::Syntax("SET DATA needs TYPE".into()));
-    }
-    let k = if kw(s, k - 1, "DATA") { k + 1 } else { k };
     let using_at = (k..s.len()).find(|&i| kw(s, i, "USING"));
     let collate_at = (k..using_at.unwrap_or(s.len())).find(|&i| kw(s, i, "COLLATE"));
     let ty_end = collate_at.or(using_at).unwrap_or(s.len());
@@ -728,6 +728,18 @@ mod tests {
             parse("ALTER TABLE t ALTER COLUMN a SET STATISTICS 100"),
             Some(Err(SqlError::Unsupported(_)))
         ));
+        for missing in [
+            "ALTER TABLE t ALTER COLUMN a SET DATA bigint",
+            "ALTER TABLE t ALTER COLUMN a TYPE",
+            "ALTER TABLE t ALTER COLUMN a TYPE USING a",
+            "ALTER TABLE t ALTER COLUMN a TYPE int USING",
+        ] {
+            assert!(
+                matches!(parse(missing), Some(Err(SqlError::Syntax(_)))),
+                "{missing}: {:?}",
+                parse(missing)
+            );
+        }
         let p = plan("ALTER TABLE t ADD PRIMARY KEY (a)");
         let e = edit_create("CREATE TABLE t(a int PRIMARY KEY)", "t", &p.actions, "x").unwrap_err();
         assert_eq!(e.sqlstate(), "42P16");
