@@ -12,7 +12,7 @@
 //! be switched off outside a transaction, so such a table is rebuilt only
 //! by a statement of its own (autocommit), with them off for its duration.
 
-use hadr_sql::{edit_create, AlterAction, TableRebuild};
+use hadr_sql::{edit_create, AlterAction, PgType, TableRebuild};
 use rusqlite::OptionalExtension;
 
 use crate::errors::{from_sqlite, sqlstate, PgError};
@@ -194,19 +194,13 @@ fn select_list(
 }
 
 /// The storage classes a column of declared type `ty` may hold after
-/// conversion, by SQLite's affinity rules; None: any.
+/// conversion; None: any. By the type hadr announces for the declaration
+/// (`PgType::from_sqlite_decltype`, which follows SQLite's affinity rules).
 fn allowed_classes(ty: &str) -> Option<&'static str> {
-    let t = ty.to_ascii_uppercase();
-    if t.contains("INT") {
-        Some("'integer'")
-    } else if t.contains("CHAR") || t.contains("CLOB") || t.contains("TEXT") || t.contains("BLOB") {
-        None
-    } else if t.contains("REAL") || t.contains("FLOA") || t.contains("DOUB") {
-        Some("'real', 'integer'")
-    } else if t.contains("NUMERIC") || t.contains("DECIMAL") {
-        Some("'integer', 'real'")
-    } else {
-        None
+    match PgType::from_sqlite_decltype(ty)? {
+        PgType::Int2 | PgType::Int4 | PgType::Int8 => Some("'integer'"),
+        PgType::Float4 | PgType::Float8 | PgType::Numeric => Some("'integer', 'real'"),
+        _ => None,
     }
 }
 
