@@ -586,6 +586,7 @@ fn series_subscripts_trim_and_settings_in_psql() -> Result<()> {
          SELECT ('{10,20,30}')[2], ('{10,20,30}')[4] IS NULL;\n\
          SELECT trim(both 'x' from 'xxaxx'), trim(leading from '  a'), trim(trailing '!' from 'a!!');\n\
          SELECT setting FROM pg_settings WHERE name = 'max_index_keys';\n\
+         SELECT 'public.g'::regclass = 'g'::regclass, 'pg_catalog.pg_class'::regclass, '16384'::regclass;\n\
          SET application_name = 'probe';\n\
          SELECT setting FROM pg_catalog.pg_settings WHERE name = 'application_name';\n",
     );
@@ -599,6 +600,7 @@ fn series_subscripts_trim_and_settings_in_psql() -> Result<()> {
             "20|t",
             "a|a|a",
             "32",
+            "t|1259|16384",
             "probe"
         ],
         "{out}"

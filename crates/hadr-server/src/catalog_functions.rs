@@ -36,11 +36,29 @@ pub fn regclass(name: &str) -> i64 {
     if let Ok(n) = t.parse::<i64>() {
         return n;
     }
-    if let Some(oid) = hadr_sql::system_oid(t) {
+    if let Some(oid) = system_oid(t) {
         return i64::from(oid);
     }
     let t = t.strip_prefix("public.").unwrap_or(t);
     oid_of(t.trim_matches('"'))
+}
+
+/// PostgreSQL's fixed OIDs of the catalogs clients name in
+/// `'pg_class'::regclass` (`pg_description.classoid` is one of them).
+fn system_oid(name: &str) -> Option<u32> {
+    let name = name.strip_prefix("pg_catalog.").unwrap_or(name);
+    Some(match name {
+        "pg_type" => 1247,
+        "pg_attribute" => 1249,
+        "pg_proc" => 1255,
+        "pg_class" => 1259,
+        "pg_database" => 1262,
+        "pg_constraint" => 2606,
+        "pg_description" => 2609,
+        "pg_index" => 2610,
+        "pg_namespace" => 2615,
+        _ => return None,
+    })
 }
 
 /// The base name of a declared type, lower-cased, its modifiers dropped.

@@ -45,7 +45,6 @@ mod unsupported;
 
 pub use alter::{edit_create, AlterAction, EditError, TableRebuild};
 pub use catalog::column_type as catalog_column_type;
-pub use catalog::system_oid;
 pub use classify::{classify, command_tag, is_transaction_control, Command};
 pub use columns::result_column_types;
 pub use comment::TABLE as COMMENTS_TABLE;

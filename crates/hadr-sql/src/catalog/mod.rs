@@ -30,7 +30,6 @@ mod query;
 
 pub use columns::column_type;
 pub(crate) use query::rewrite;
-pub use query::system_oid;
 
 /// hadr's own tables, never shown.
 pub(super) const HIDDEN: &str =

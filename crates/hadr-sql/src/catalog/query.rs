@@ -305,10 +305,10 @@ pub(crate) fn rewrite(stmt: &str) -> Option<String> {
                         let v = string_value(&s[i - 1]);
                         if v.bytes().all(|b| b.is_ascii_digit()) && !v.is_empty() {
                             v
-                        } else if let Some(oid) = system_oid(&v) {
-                            oid.to_string()
                         } else {
-                            format!("hadr_oid({operand})")
+                            // The server's: schema-qualified names and
+                            // the system catalogs' fixed OIDs.
+                            format!("hadr_regclass({operand})")
                         }
                     }
                     ("regclass", false) => format!(
@@ -522,24 +522,6 @@ fn expansion_call(
         format!("{chain}{column}")
     };
     Some((i, close, text))
-}
-
-/// PostgreSQL's fixed OIDs of the catalogs clients name in
-/// `'pg_class'::regclass` (`pg_description.classoid` is one of them).
-pub fn system_oid(name: &str) -> Option<u32> {
-    let name = name.strip_prefix("pg_catalog.").unwrap_or(name);
-    Some(match name {
-        "pg_type" => 1247,
-        "pg_attribute" => 1249,
-        "pg_proc" => 1255,
-        "pg_class" => 1259,
-        "pg_constraint" => 2606,
-        "pg_description" => 2609,
-        "pg_index" => 2610,
-        "pg_namespace" => 2615,
-        "pg_database" => 1262,
-        _ => return None,
-    })
 }
 
 /// The text of `s[a..=b]`, itself rewritten.
@@ -886,9 +868,12 @@ mod tests {
         assert_eq!(rewrite("SELECT ~5"), None);
         let out = rewrite("SELECT '16384'::pg_catalog.regclass, 't'::regclass, x::pg_catalog.oid")
             .unwrap();
-        assert_eq!(out, "SELECT 16384, hadr_oid('t'), CAST(x AS INTEGER)");
+        assert_eq!(out, "SELECT 16384, hadr_regclass('t'), CAST(x AS INTEGER)");
         let out = rewrite("SELECT 'pg_class'::regclass, 'pg_catalog.pg_type'::regclass").unwrap();
-        assert_eq!(out, "SELECT 1259, 1247");
+        assert_eq!(
+            out,
+            "SELECT hadr_regclass('pg_class'), hadr_regclass('pg_catalog.pg_type')"
+        );
         let out = rewrite("SELECT 1 WHERE d.classoid = CAST($1::VARCHAR AS pg_catalog.REGCLASS)")
             .unwrap();
         assert_eq!(
