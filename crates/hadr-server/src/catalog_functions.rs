@@ -265,7 +265,8 @@ fn register_comments(conn: &Connection) -> rusqlite::Result<()> {
         })?;
     }
     let column = format!(
-        "SELECT c.description FROM {table} c WHERE c.objoid = ?1 AND c.kind = 'column'          AND c.sub = (SELECT p.name FROM pragma_table_info(c.object) p WHERE p.cid = ?2 - 1)"
+        "SELECT c.description FROM {table} c WHERE c.objoid = ?1 AND c.kind = 'column' \
+         AND c.sub = (SELECT p.name FROM pragma_table_info(c.object) p WHERE p.cid = ?2 - 1)"
     );
     conn.create_scalar_function("col_description", 2, reads, move |ctx| {
         let (Some(oid), Some(n)) = (int_arg(ctx, 0), int_arg(ctx, 1)) else {
@@ -274,7 +275,9 @@ fn register_comments(conn: &Connection) -> rusqlite::Result<()> {
         comments_query(ctx, &column, rusqlite::params![oid, n])
     })?;
     let all = format!(
-        "SELECT json_group_array(json_array(c.objoid,            CASE c.sub WHEN '' THEN 0 ELSE (SELECT p.cid + 1 FROM pragma_table_info(c.object) p              WHERE p.name = c.sub) END, c.description)) FROM {table} c"
+        "SELECT json_group_array(json_array(c.objoid, \
+           CASE c.sub WHEN '' THEN 0 ELSE (SELECT p.cid + 1 FROM pragma_table_info(c.object) p \
+             WHERE p.name = c.sub) END, c.description)) FROM {table} c"
     );
     conn.create_scalar_function("hadr_descriptions", 0, reads, move |ctx| {
         Ok(comments_query(ctx, &all, [])?.unwrap_or_else(|| "[]".to_string()))
@@ -300,7 +303,12 @@ fn comments_query<P: rusqlite::Params>(
     match r {
         Ok(v) => Ok(v),
         Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
-        Err(rusqlite::Error::SqliteFailure(_, Some(m))) if m.contains("no such table") => Ok(None),
+        // Only the comments table's absence means "no comments yet".
+        Err(rusqlite::Error::SqliteFailure(_, Some(m)))
+            if m.contains("no such table") && m.contains(hadr_sql::COMMENTS_TABLE) =>
+        {
+            Ok(None)
+        }
         Err(e) => Err(e),
     }
 }
