@@ -37,6 +37,11 @@ const OUTPUT_BOUND: usize = 4;
 /// How long the session waits for a batch before it tries its input again.
 const POLL: Duration = Duration::from_millis(1);
 
+/// Longest the session waits for the decoder to answer once it has all it
+/// needs (its input ended, or it stopped): decoding a chunk takes
+/// milliseconds, so this only ends a wait on a decoder gone wrong.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// What the decoder needs to know of the load.
 pub(super) struct Decoding {
     pub decoder: Decoder,
@@ -129,7 +134,7 @@ impl Pipe {
         }
         self.send(None, sink)?;
         loop {
-            let d = self.output.recv().map_err(|_| gone())?;
+            let d = self.output.recv_timeout(ANSWER_TIMEOUT).map_err(|_| gone())?;
             if self.take(d, sink)? {
                 return Ok(());
             }
@@ -159,7 +164,7 @@ impl Pipe {
                 }
                 // It stopped: its reason is waiting in the output.
                 Err(TrySendError::Disconnected(_)) => {
-                    return match self.output.recv() {
+                    return match self.output.recv_timeout(ANSWER_TIMEOUT) {
                         Ok(d) => self.take(d, sink).and_then(|_| Err(gone())),
                         Err(_) => Err(gone()),
                     };
