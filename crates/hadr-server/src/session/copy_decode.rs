@@ -134,7 +134,10 @@ impl Pipe {
         }
         self.send(None, sink)?;
         loop {
-            let d = self.output.recv_timeout(ANSWER_TIMEOUT).map_err(|_| gone())?;
+            let d = self
+                .output
+                .recv_timeout(ANSWER_TIMEOUT)
+                .map_err(|_| gone())?;
             if self.take(d, sink)? {
                 return Ok(());
             }

@@ -599,24 +599,19 @@ fn series(stmt: &str, s: &[Token<'_>], i: usize) -> Option<(usize, usize, String
         matches!(t.kind, Kind::Word | Kind::QuotedIdent)
             && !NOT_ALIAS.iter().any(|w| t.text.eq_ignore_ascii_case(w))
     });
-    let mut end = close;
-    let mut column = None;
-    if let Some(a) = alias {
-        end = k;
-        if s.get(k + 1).is_some_and(|p| p.is_punct("("))
-            && s.get(k + 3).is_some_and(|p| p.is_punct(")"))
-        {
-            column = Some(s[k + 2].text);
-            end = k + 3;
-        }
-        column = column.or(Some(a.text));
-    }
+    let column_list = alias.is_some()
+        && s.get(k + 1).is_some_and(|p| p.is_punct("("))
+        && s.get(k + 3).is_some_and(|p| p.is_punct(")"));
     let in_from = i > 0 && (is(s.get(i - 1), "FROM") || is(s.get(i - 1), "JOIN"));
-    if !in_from && end < close + 3 {
+    if !in_from && !column_list {
         return None;
     }
+    let (end, column) = match alias {
+        Some(_) if column_list => (k + 3, s[k + 2].text),
+        Some(a) => (k, a.text),
+        None => (close, "generate_series"),
+    };
     let table = alias.map_or("generate_series", |a| a.text);
-    let column = column.unwrap_or("generate_series");
     Some((
         i,
         end,
