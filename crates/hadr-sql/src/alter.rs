@@ -491,9 +491,11 @@ pub fn edit_create(
             }
             AlterAction::SetType { column, ty, .. } => {
                 let i = column_at(&items, column)?;
-                let sole_key =
-                    sole_key_column(&items).is_some_and(|k| k.eq_ignore_ascii_case(column));
-                set_column_type(&mut items[i], ty, sole_key);
+                set_column_type(&mut items[i], ty);
+                // The sole key column stays the rowid if it stays an integer.
+                if sole_key_column(&items).is_some_and(|k| k.eq_ignore_ascii_case(column)) {
+                    integer_key_type(&mut items[i]);
+                }
             }
             AlterAction::DropNotNull(c) => {
                 let i = column_at(&items, c)?;
@@ -555,20 +557,10 @@ fn sole_key_column(items: &[Item]) -> Option<String> {
 }
 
 /// Declare the column `ty`: the words after its name up to its first
-/// constraint are the old type. An integer type for the table's sole key
-/// column is `INTEGER`, so that it stays the rowid.
-fn set_column_type(item: &mut Item, ty: &str, sole_key: bool) {
+/// constraint are the old type.
+fn set_column_type(item: &mut Item, ty: &str) {
     let t = tokenize(&item.text);
     let s = solid(&t);
-    let ty = if sole_key
-        && INTEGER_TYPES
-            .iter()
-            .any(|i| ty.trim().eq_ignore_ascii_case(i))
-    {
-        "INTEGER"
-    } else {
-        ty
-    };
     let mut end = 1;
     while end < s.len() && !is_word_in(&s[end], COLUMN_CONSTRAINT_WORDS) {
         end = if s[end].is_punct("(") {
