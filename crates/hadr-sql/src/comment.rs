@@ -14,7 +14,7 @@
 //! shows the old comment until `COMMENT ON … IS NULL`.
 
 use crate::error::SqlError;
-use crate::lexer::{string_value, Kind, Token};
+use crate::lexer::{dollar_value, ident_value, string_value, Kind, Token};
 
 /// The table, created by the first `COMMENT ON` (hidden from the catalogs
 /// by its `_hadr_` prefix).
@@ -104,7 +104,7 @@ fn parse(s: &[&Token<'_>], materialized: bool) -> Result<Vec<String>, SqlError> 
         .ok_or_else(|| SqlError::Syntax("COMMENT ON: expected a string or NULL after IS".into()))?;
     let text = match value.kind {
         Kind::Str => Some(string_value(value)),
-        Kind::DollarStr => Some(dollar_body(value.text)),
+        Kind::DollarStr => Some(dollar_value(value).to_string()),
         Kind::Word if value.text.eq_ignore_ascii_case("NULL") => None,
         _ => {
             return Err(SqlError::Syntax(
@@ -156,22 +156,10 @@ fn parse(s: &[&Token<'_>], materialized: bool) -> Result<Vec<String>, SqlError> 
 
 /// A name as PostgreSQL resolves it: quoted as written, else lower case.
 fn unquote(t: &Token<'_>) -> String {
-    if t.kind == Kind::QuotedIdent {
-        let inner = &t.text[1..t.text.len().saturating_sub(1).max(1)];
-        inner.replace("\"\"", "\"")
-    } else {
-        t.text.to_ascii_lowercase()
+    match t.kind {
+        Kind::QuotedIdent => ident_value(t),
+        _ => t.text.to_ascii_lowercase(),
     }
-}
-
-/// The body of `$tag$…$tag$`.
-fn dollar_body(text: &str) -> String {
-    let tag_end = text[1..].find('$').map_or(0, |i| i + 2);
-    let tag = &text[..tag_end];
-    text[tag_end..]
-        .strip_suffix(tag)
-        .unwrap_or(&text[tag_end..])
-        .to_string()
 }
 
 #[cfg(test)]
