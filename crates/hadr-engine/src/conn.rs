@@ -9,7 +9,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::EngineError;
 
 /// Page cache per connection in KiB; 200 sessions × this must fit in memory.
-pub const CACHE_KIB: i64 = 8 * 1024;
+const CACHE_KIB: i64 = 8 * 1024;
 
 /// Page cache of the one connection holding the write permit through a
 /// bulk load (COPY FROM, a table rebuild), in KiB: past the normal cache,
@@ -17,7 +17,7 @@ pub const CACHE_KIB: i64 = 8 * 1024;
 /// back, and every spilled frame is captured (compressed) once more at
 /// commit. One writer at a time, so this is spent once, and given back
 /// when the load ends ([`bulk_cache`]).
-pub const BULK_CACHE_KIB: i64 = 256 * 1024;
+const BULK_CACHE_KIB: i64 = 256 * 1024;
 
 /// Give `conn` the bulk-load page cache (`on`) or its normal one again,
 /// which frees the pages beyond it.
