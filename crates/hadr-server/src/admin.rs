@@ -551,21 +551,26 @@ async fn metrics(State(node): State<Arc<Node>>) -> String {
         "counter",
         node.stats.session_panics.load(Ordering::Relaxed),
     );
-    let lock = &node.write_lock;
-    histogram(
-        &mut s,
-        "hadr_write_lock_hold_seconds",
-        "How long each holder kept the single writer's lock (a write transaction, from its first write to its end; a checkpoint).",
-        &crate::write_lock::BUCKETS_US,
-        &lock.hold_stats(),
-    );
-    histogram(
-        &mut s,
-        "hadr_write_lock_wait_seconds",
-        "How long sessions waited for the single writer's lock before they got it.",
-        &crate::write_lock::BUCKETS_US,
-        &lock.wait_stats(),
-    );
+    for (name, help, d) in [
+        (
+            "hadr_write_lock_hold_seconds",
+            "How long each holder kept the single writer's lock (a write transaction, from its first write to its end; a checkpoint).",
+            node.write_lock.hold_stats(),
+        ),
+        (
+            "hadr_write_lock_wait_seconds",
+            "How long sessions waited for the single writer's lock before they got it.",
+            node.write_lock.wait_stats(),
+        ),
+    ] {
+        histogram(
+            &mut s,
+            name,
+            help,
+            &crate::write_lock::BUCKETS_US,
+            (&d.buckets, d.sum_us, d.count),
+        );
+    }
     replication_metrics(&node, &mut s);
     node.file_sync_metrics(&mut s);
     crate::admin_resources::metrics(&node, &mut s);
@@ -720,37 +725,33 @@ fn commit_wait_histogram(w: &hadr_replication::standbys::WaitStats, s: &mut Stri
         "hadr_commit_wait_seconds",
         "How long commits waited for standbys (those that waited).",
         &hadr_replication::standbys::WAIT_BUCKETS_US,
-        &crate::write_lock::DurationStats {
-            buckets: w.buckets.clone(),
-            sum_us: w.accumulated_us,
-            count: w.count,
-        },
+        (&w.buckets, w.accumulated_us, w.count),
     );
 }
 
-/// A Prometheus histogram (cumulative buckets) of durations counted in
-/// buckets bounded by `bounds_us`, not cumulative.
+/// A Prometheus histogram (cumulative buckets) of durations: `(buckets,
+/// sum_us, count)`, the buckets bounded by `bounds_us` and not cumulative.
 fn histogram(
     s: &mut String,
     name: &str,
     help: &str,
     bounds_us: &[u64],
-    d: &crate::write_lock::DurationStats,
+    (buckets, sum_us, count): (&[u64], u64, u64),
 ) {
     use std::fmt::Write;
     let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} histogram");
     let mut cumulative = 0u64;
     for (i, bound) in bounds_us.iter().enumerate() {
-        cumulative += d.buckets.get(i).copied().unwrap_or(0);
+        cumulative += buckets.get(i).copied().unwrap_or(0);
         let _ = writeln!(
             s,
             "{name}_bucket{{le=\"{}\"}} {cumulative}",
             *bound as f64 / 1e6
         );
     }
-    let _ = writeln!(s, "{name}_bucket{{le=\"+Inf\"}} {}", d.count);
-    let _ = writeln!(s, "{name}_sum {:.6}", d.sum_us as f64 / 1e6);
-    let _ = writeln!(s, "{name}_count {}", d.count);
+    let _ = writeln!(s, "{name}_bucket{{le=\"+Inf\"}} {count}");
+    let _ = writeln!(s, "{name}_sum {:.6}", sum_us as f64 / 1e6);
+    let _ = writeln!(s, "{name}_count {count}");
 }
 
 /// One metric family of `kind` (gauge, counter); nothing if it has no rows.
